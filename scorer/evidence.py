@@ -1,0 +1,334 @@
+"""The evidence model: everything gonogo knows about one deployment, with where it came from.
+
+Every part carries its availability (``ok``, ``not_configured``, ``unavailable``) and the reason,
+so a missing source is never mistaken for a clean one. ``Evidence`` round-trips through JSON
+losslessly and flattens to the deployment-history columns of DESIGN.md section 3.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Availability(StrEnum):
+    """Whether a source could be read."""
+
+    OK = "ok"
+    NOT_CONFIGURED = "not_configured"  # the repository does not use this source
+    UNAVAILABLE = "unavailable"  # it exists but could not be read (error, timeout, too large)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Provenance(_Model):
+    """Where a value came from: an API route, an artifact file, gonogo's own history."""
+
+    source: str
+    detail: str = ""
+    url: str | None = None
+
+
+class Part(_Model):
+    """Base for one evidence source."""
+
+    availability: Availability = Availability.UNAVAILABLE
+    reason: str = "not collected"
+    provenance: list[Provenance] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.availability is Availability.OK
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+class CheckResult(_Model):
+    """One check run or commit status, the latest one for its name."""
+
+    name: str
+    kind: Literal["check_run", "status"] = "check_run"
+    status: str  # queued | in_progress | completed | pending (statuses map to these)
+    conclusion: str | None = None  # success | failure | neutral | cancelled | skipped | timed_out | action_required | stale | error
+    url: str | None = None
+    duration_s: float | None = None
+    attempts: int = 1  # >1 when the same name ran more than once on the sha (re-run)
+    app: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def failed(self) -> bool:
+        return self.completed and self.conclusion in {"failure", "cancelled", "timed_out", "error", "action_required", "stale"}
+
+    @property
+    def passed(self) -> bool:
+        return self.completed and self.conclusion in {"success", "neutral", "skipped"}
+
+
+class ChecksPart(Part):
+    checks: list[CheckResult] = Field(default_factory=list)
+    required: list[str] = Field(default_factory=list)  # names the policy requires
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.failed]
+
+    @property
+    def pending(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.completed]
+
+    @property
+    def rerun(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.attempts > 1]
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+class TestCase(_Model):
+    __test__ = False  # not a pytest class
+
+    name: str
+    classname: str = ""
+    file: str | None = None
+    line: int | None = None
+    message: str = ""
+    outcome: Literal["failed", "errored", "flaky", "skipped", "passed"] = "failed"
+
+
+class TestsPart(Part):
+    __test__ = False
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errored: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    failures: list[TestCase] = Field(default_factory=list)  # failed and errored cases (capped)
+    flaky: list[TestCase] = Field(default_factory=list)
+    files: int = 0  # report files merged
+
+
+# --- coverage -----------------------------------------------------------------------------
+
+
+class CoveragePart(Part):
+    line_rate: float | None = None  # 0..1
+    branch_rate: float | None = None  # 0..1
+    lines_valid: int | None = None
+    lines_covered: int | None = None
+    baseline_line_rate: float | None = None  # last successful deployment of the environment
+    format: str | None = None  # cobertura | lcov | coverage.py | jacoco | clover | opencover
+
+    @property
+    def delta(self) -> float | None:
+        if self.line_rate is None or self.baseline_line_rate is None:
+            return None
+        return self.line_rate - self.baseline_line_rate
+
+
+# --- security -----------------------------------------------------------------------------
+
+Severity = Literal["critical", "high", "medium", "low", "note"]
+
+
+class SecurityFinding(_Model):
+    source: Literal["code_scanning", "sarif", "dependabot", "secret_scanning", "trivy"]
+    rule_id: str
+    severity: Severity
+    title: str = ""
+    path: str | None = None
+    line: int | None = None
+    url: str | None = None
+    package: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, int | None, str | None]:
+        """Identity used for deduplication: rule and location (or package)."""
+        return (self.rule_id, self.path, self.line, self.package)
+
+
+class SecurityPart(Part):
+    findings: list[SecurityFinding] = Field(default_factory=list)  # deduplicated (capped)
+    counts: dict[str, int] = Field(default_factory=dict)  # severity -> count (not capped)
+    secrets_open: int = 0
+    sources: dict[str, Availability] = Field(default_factory=dict)  # per sub-source availability
+
+    def count(self, severity: str) -> int:
+        return self.counts.get(severity, 0)
+
+
+# --- performance --------------------------------------------------------------------------
+
+
+class Transaction(_Model):
+    name: str
+    samples: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    error_rate: float | None = None  # 0..1
+    throughput_rps: float | None = None
+    baseline_p95_ms: float | None = None
+    regression_pct: float | None = None  # (p95 - baseline) / baseline * 100
+    significant: bool | None = None  # noise-aware test said the change is real
+
+
+class PerformancePart(Part):
+    tool: str | None = None  # jmeter | k6 | locust
+    overall: Transaction | None = None
+    transactions: list[Transaction] = Field(default_factory=list)
+    baseline_sha: str | None = None
+    method: str | None = None  # mann-whitney | relative-threshold
+
+
+# --- change -------------------------------------------------------------------------------
+
+
+class ChangedFile(_Model):
+    path: str
+    status: str = "modified"
+    additions: int = 0
+    deletions: int = 0
+
+
+class ChangePart(Part):
+    base_sha: str | None = None
+    commits: int | None = None
+    files_changed: int | None = None
+    additions: int | None = None
+    deletions: int | None = None
+    subsystems: int | None = None
+    entropy: float | None = None
+    authors: int | None = None
+    author_experience: int | None = None
+    has_migration: bool | None = None
+    hotspots: list[str] = Field(default_factory=list)
+    files: list[ChangedFile] = Field(default_factory=list)  # capped
+
+
+# --- operational --------------------------------------------------------------------------
+
+
+class OperationalPart(Part):
+    hours_since_last_deploy: float | None = None
+    deploys_last_24h: int | None = None
+    env_failure_rate_30d: float | None = None
+    hour_utc: int | None = None
+    weekday: int | None = None  # 0 = Monday
+    freeze_active: bool = False
+    freeze_reason: str | None = None
+
+
+# --- the whole ----------------------------------------------------------------------------
+
+PART_NAMES = ("checks", "tests", "coverage", "security", "performance", "change", "operational")
+
+
+class Evidence(_Model):
+    """All evidence for one deployment decision."""
+
+    deployment_id: str
+    repository: str
+    environment: str
+    sha: str
+    ref: str | None = None
+    created_at: datetime
+    checks: ChecksPart = Field(default_factory=ChecksPart)
+    tests: TestsPart = Field(default_factory=TestsPart)
+    coverage: CoveragePart = Field(default_factory=CoveragePart)
+    security: SecurityPart = Field(default_factory=SecurityPart)
+    performance: PerformancePart = Field(default_factory=PerformancePart)
+    change: ChangePart = Field(default_factory=ChangePart)
+    operational: OperationalPart = Field(default_factory=OperationalPart)
+
+    def parts(self) -> dict[str, Part]:
+        return {name: getattr(self, name) for name in PART_NAMES}
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Evidence:
+        return cls.model_validate_json(text)
+
+    def to_history_row(self) -> dict[str, Any]:
+        """Flatten to the DESIGN.md section 3 history columns; unknown values are None."""
+        ch, te, co, se, pe, op = self.change, self.tests, self.coverage, self.security, self.performance, self.operational
+        checks_ok = self.checks.ok
+        overall = pe.overall if pe.ok else None
+        created = self.created_at
+        return {
+            "deployment_id": self.deployment_id,
+            "repository": self.repository,
+            "environment": self.environment,
+            "sha": self.sha,
+            "created_at": created.isoformat(),
+            "commits": ch.commits if ch.ok else None,
+            "files_changed": ch.files_changed if ch.ok else None,
+            "additions": ch.additions if ch.ok else None,
+            "deletions": ch.deletions if ch.ok else None,
+            "subsystems": ch.subsystems if ch.ok else None,
+            "entropy": ch.entropy if ch.ok else None,
+            "authors": ch.authors if ch.ok else None,
+            "author_experience": ch.author_experience if ch.ok else None,
+            "hours_since_last_deploy": op.hours_since_last_deploy if op.ok else None,
+            "checks_total": len(self.checks.checks) if checks_ok else None,
+            "checks_failed": len(self.checks.failed) if checks_ok else None,
+            "tests_total": te.total if te.ok else None,
+            "tests_failed": (te.failed + te.errored) if te.ok else None,
+            "tests_skipped": te.skipped if te.ok else None,
+            "flaky_tests": len(te.flaky) if te.ok else None,
+            "coverage": co.line_rate if co.ok else None,
+            "coverage_delta": co.delta if co.ok else None,
+            "vulns_critical": se.count("critical") if se.ok else None,
+            "vulns_high": se.count("high") if se.ok else None,
+            "vulns_medium": se.count("medium") if se.ok else None,
+            "vulns_low": se.count("low") if se.ok else None,
+            "secrets_open": se.secrets_open if se.ok else None,
+            "p95_latency_ms": overall.p95_ms if overall else None,
+            "p95_regression_pct": overall.regression_pct if overall else None,
+            "error_rate": overall.error_rate if overall else None,
+            "env_failure_rate_30d": op.env_failure_rate_30d if op.ok else None,
+            "deploys_last_24h": op.deploys_last_24h if op.ok else None,
+            "hour_utc": op.hour_utc if op.hour_utc is not None else created.hour,
+            "weekday": op.weekday if op.weekday is not None else created.weekday(),
+            "has_migration": ch.has_migration if ch.ok else None,
+            "outcome": None,
+        }
+
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "deployment_id", "repository", "environment", "sha", "created_at",
+    "commits", "files_changed", "additions", "deletions", "subsystems", "entropy",
+    "authors", "author_experience", "hours_since_last_deploy",
+    "checks_total", "checks_failed", "tests_total", "tests_failed", "tests_skipped", "flaky_tests",
+    "coverage", "coverage_delta", "vulns_critical", "vulns_high", "vulns_medium", "vulns_low",
+    "secrets_open", "p95_latency_ms", "p95_regression_pct", "error_rate",
+    "env_failure_rate_30d", "deploys_last_24h", "hour_utc", "weekday", "has_migration", "outcome",
+)  # fmt: skip
+
+OUTCOMES = ("success", "failure", "rollback", "incident")
+FAILED_OUTCOMES = frozenset({"failure", "rollback", "incident"})
+
+
+def change_entropy(line_counts: list[int]) -> float:
+    """Normalised Shannon entropy (0..1) of how a change's lines spread over its files."""
+    total = sum(c for c in line_counts if c > 0)
+    n = sum(1 for c in line_counts if c > 0)
+    if total == 0 or n <= 1:
+        return 0.0
+    h = -sum((c / total) * math.log2(c / total) for c in line_counts if c > 0)
+    return h / math.log2(n)
