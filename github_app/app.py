@@ -1,0 +1,126 @@
+"""The Starlette application factory. Importing this module does nothing; ``create_app`` builds it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from github_app import db, inbox
+from github_app.inbox import InboxWriter
+from github_app.routing import Context, Router
+from github_app.settings import Settings, SettingsError
+from github_app.webhooks import WebhookEndpoint
+from github_app.worker import WorkerPool
+
+log = logging.getLogger(__name__)
+
+ServiceFactory = Callable[[Settings, Engine], "contextlib.AbstractAsyncContextManager[dict[str, Any]]"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    router: Router | None = None,
+    workers: int | None = None,
+    services: ServiceFactory | None = None,
+    engine: Engine | None = None,
+) -> Starlette:
+    """Build the gonogo web app; resources are created in the lifespan, not here."""
+    if settings is None:
+        settings = Settings.from_env()
+    if settings.webhook_secret is None and not settings.demo_mode:
+        raise SettingsError(
+            "GONOGO_WEBHOOK_SECRET is not set: set it to the webhook secret of the GitHub App "
+            "(or set GONOGO_DEMO=1 to run without signature checks, for local demos only)."
+        )
+    if router is None:
+        from github_app.features import default_router
+
+        router = default_router()
+    if services is None:
+        from github_app.services import default_services
+
+        services = default_services
+    worker_count = settings.workers if workers is None else workers
+    allowed = router.events
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        own_engine = engine is None
+        eng = engine or db.make_engine(settings.database_url)
+        try:
+            if db.is_sqlite(eng):
+                await asyncio.to_thread(db.upgrade, eng)
+                if worker_count:
+                    released = await asyncio.to_thread(inbox.release_all_leases, eng)
+                    if released:
+                        log.info("inbox.recovered", extra={"deliveries": released})
+            elif not await asyncio.to_thread(db.is_current, eng):
+                log.warning("db.not_current", extra={"hint": "run `gonogo db upgrade`"})
+            writer = InboxWriter(eng)
+            writer.start()
+            endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes)
+            async with services(settings, eng) as svc:
+                ctx = Context(settings=settings, engine=eng, services=svc)
+                pool = WorkerPool(ctx, router, worker_count)
+                writer.on_stored.append(pool.wake)
+                if worker_count:
+                    pool.start()
+                log.info(
+                    "app.started",
+                    extra={"workers": worker_count, "database": db.describe(settings.database_url),
+                           "events": ",".join(sorted(allowed))},
+                )  # fmt: skip
+                try:
+                    yield {"engine": eng, "endpoint": endpoint, "pool": pool, "ctx": ctx, "writer": writer}
+                finally:
+                    await pool.stop()
+                    await writer.stop()
+        finally:
+            if own_engine:
+                eng.dispose()
+
+    async def webhook(request: Request) -> Any:
+        return await request.state.endpoint(request)
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> JSONResponse:
+        eng: Engine = request.state.engine
+        try:
+            current = await asyncio.to_thread(db.is_current, eng)
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            return JSONResponse({"ready": False, "reason": f"database unreachable: {type(exc).__name__}"}, 503)
+        if not current:
+            return JSONResponse({"ready": False, "reason": "migrations pending: run `gonogo db upgrade`"}, 503)
+        return JSONResponse({"ready": True})
+
+    async def metrics(request: Request) -> JSONResponse:
+        eng: Engine = request.state.engine
+        counts = await asyncio.to_thread(inbox.count_by_state, eng)
+        return JSONResponse({"deliveries": counts, "rejected": dict(request.state.endpoint.rejected)})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/github", webhook, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def ping_database(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

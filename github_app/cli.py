@@ -1,0 +1,234 @@
+"""The ``gonogo`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from github_app.settings import Settings, SettingsError
+
+
+def load_settings(require_github: bool = True) -> Settings:
+    """Read settings or exit with the message that says what to set."""
+    try:
+        return Settings.from_env(require_github=require_github)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _engine(settings: Settings) -> Any:
+    from github_app import db
+
+    return db.make_engine(settings.database_url)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["json", "text"]))
+def cli(log_level: str, log_format: str) -> None:
+    """gonogo: go/no-go decisions for GitHub deployments."""
+    from github_app import logs
+
+    logs.configure(log_level, log_format)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", type=int, default=None, help="In-process workers (default: GONOGO_WORKERS or 2).")
+def serve(host: str, port: int, workers: int | None) -> None:
+    """Run the web app (webhook intake) with in-process workers."""
+    import uvicorn
+
+    from github_app.app import create_app
+
+    settings = load_settings()
+    try:
+        app = create_app(settings, workers=workers)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--workers", type=int, default=None, help="Concurrent workers (default: GONOGO_WORKERS or 2).")
+@click.option("--until-idle", is_flag=True, help="Exit once no delivery is due (batch mode).")
+def worker(workers: int | None, until_idle: bool) -> None:
+    """Run workers only (no web server), for scaling out on PostgreSQL."""
+    settings = load_settings()
+    asyncio.run(_run_workers(settings, workers or settings.workers, until_idle))
+
+
+async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None:
+    from github_app import db
+    from github_app.features import default_router
+    from github_app.routing import Context
+    from github_app.services import default_services
+    from github_app.worker import WorkerPool
+
+    engine = db.make_engine(settings.database_url)
+    if db.is_sqlite(engine):
+        await asyncio.to_thread(db.upgrade, engine)
+    elif not await asyncio.to_thread(db.is_current, engine):
+        raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+    try:
+        async with default_services(settings, engine) as services:
+            pool = WorkerPool(Context(settings, engine, services), default_router(), count)
+            if until_idle:
+                await pool.run_until_idle(timeout=24 * 3600)
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            pool.start()
+            await stop.wait()
+            await pool.stop()
+    finally:
+        engine.dispose()
+
+
+@cli.group(name="db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or upgrade the database schema (GONOGO_DATABASE_URL)."""
+    from github_app import db
+
+    settings = load_settings(require_github=False)
+    engine = _engine(settings)
+    try:
+        db.upgrade(engine, revision)
+        click.echo(f"Database {db.describe(settings.database_url)} is at revision {db.current_revision(engine)}.")
+    finally:
+        engine.dispose()
+
+
+@cli.group()
+def deliveries() -> None:
+    """Inspect and retry webhook deliveries in the inbox."""
+
+
+@deliveries.command("list")
+@click.option("--state", type=click.Choice(["pending", "processing", "done", "dead", "ignored"]))
+@click.option("--limit", default=50, show_default=True)
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "json"]), show_default=True)
+def deliveries_list(state: str | None, limit: int, fmt: str) -> None:
+    """List the newest deliveries."""
+    from github_app import inbox
+
+    settings = load_settings(require_github=False)
+    engine = _engine(settings)
+    try:
+        rows = inbox.list_deliveries(engine, state, limit)
+    finally:
+        engine.dispose()
+    if fmt == "json":
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo("No deliveries." if not state else f"No {state} deliveries.")
+        return
+    click.echo(f"{'ID':>6}  {'DELIVERY':38}  {'EVENT':32}  {'STATE':10}  {'TRIES':>5}  LAST ERROR")
+    for r in rows:
+        name = r["event"] + (f".{r['action']}" if r["action"] else "")
+        err = (r["last_error"] or "").splitlines()[0][:80] if r["last_error"] else ""
+        click.echo(f"{r['id']:>6}  {r['delivery_id'][:38]:38}  {name[:32]:32}  {r['state']:10}  {r['attempts']:>5}  {err}")
+
+
+@deliveries.command("retry")
+@click.argument("delivery")
+def deliveries_retry(delivery: str) -> None:
+    """Queue DELIVERY (delivery id or row id) for processing again."""
+    from github_app import inbox
+
+    settings = load_settings(require_github=False)
+    engine = _engine(settings)
+    try:
+        ok = inbox.retry_delivery(engine, delivery)
+    finally:
+        engine.dispose()
+    if not ok:
+        raise click.ClickException(f"No finished delivery {delivery!r} found (see `gonogo deliveries list`).")
+    click.echo(f"Delivery {delivery} queued for retry.")
+
+
+@cli.command()
+@click.option("-e", "--event", required=True, help="Event name, as in the X-GitHub-Event header.")
+@click.option("-p", "--payload", "payload_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default="http://127.0.0.1:8000/webhooks/github", show_default=True)
+@click.option("--delivery-id", default=None, help="Default: a new random id.")
+def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -> None:
+    """Sign a payload file with GONOGO_WEBHOOK_SECRET and POST it to a running app."""
+    import httpx
+
+    from github_app.webhooks import signature_for
+
+    settings = load_settings(require_github=False)
+    if settings.webhook_secret is None:
+        raise click.ClickException("GONOGO_WEBHOOK_SECRET is not set: it is needed to sign the payload.")
+    body = payload_file.read_bytes()
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise click.ClickException(f"{payload_file} is not valid JSON: {exc}") from None
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature_for(settings.webhook_secret.reveal(), body),
+        "User-Agent": "GitHub-Hookshot/gonogo-receive",
+    }
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"Could not reach {url}: {exc}. Is `gonogo serve` running?") from None
+    click.echo(f"{response.status_code} {response.text}")
+    if response.status_code >= 300:
+        sys.exit(1)
+
+
+def _register_optional_commands() -> None:
+    """Attach command groups that live in their own modules."""
+    import importlib
+
+    for module, attr in (
+        ("github_app.commands.demo", "demo"),
+        ("github_app.commands.sandbox", "sandbox"),
+        ("github_app.commands.policy", "policy"),
+        ("github_app.commands.assess", "assess"),
+        ("github_app.commands.model", "model"),
+        ("github_app.commands.history", "history"),
+        ("github_app.commands.history", "backfill"),
+        ("github_app.commands.audit", "audit"),
+        ("github_app.commands.waivers", "waivers"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # that feature is not part of this build
+                continue
+            raise
+        cli.add_command(getattr(mod, attr))
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    cli(prog_name="gonogo")

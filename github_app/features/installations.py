@@ -1,0 +1,38 @@
+"""Keep a record of where the app is installed (installation and installation_repositories events)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from github_app.db.models import Installation
+from github_app.routing import Context, Event, Router
+from sqlalchemy.orm import Session
+
+router = Router()
+
+
+@router.on("installation")
+@router.on("installation_repositories")
+async def record_installation(ctx: Context, ev: Event) -> None:
+    """Upsert the installation named in the payload; idempotent."""
+    inst = ev.payload.get("installation") or {}
+    if not isinstance(inst.get("id"), int):
+        return
+    account = inst.get("account") or {}
+    with Session(ctx.engine) as session, session.begin():
+        row = session.scalar(select(Installation).where(Installation.id == inst["id"]))
+        if row is None:
+            row = Installation(id=inst["id"], updated_at=datetime.now(UTC))
+            session.add(row)
+        row.account_login = account.get("login")
+        row.account_type = account.get("type")
+        row.suspended = ev.action == "suspend" or (ev.action != "unsuspend" and bool(inst.get("suspended_at")))
+        row.removed = ev.name == "installation" and ev.action == "deleted"
+        row.updated_at = datetime.now(UTC)
+
+
+@router.on("ping")
+async def pong(ctx: Context, ev: Event) -> None:
+    """GitHub's hello when the app or hook is created: nothing to do but acknowledge."""

@@ -1,0 +1,292 @@
+"""The durable inbox: store deliveries with group commit, claim them with leases, finish or retry them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from tenacity import RetryCallState, Retrying, wait_random_exponential
+
+from github_app.db.models import Delivery
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "processing", "done", "dead", "ignored")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IncomingDelivery:
+    """A verified webhook delivery about to be stored."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    payload: str
+    ignored: bool
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery a worker holds a lease on."""
+
+    id: int
+    delivery_id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    payload: str
+    attempts: int
+    lease_token: str
+
+
+def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[str]:
+    """Insert ``items`` in one transaction; return the delivery ids that were new."""
+    if not items:
+        return set()
+    now = utcnow()
+    rows = [
+        {
+            "delivery_id": it.delivery_id,
+            "event": it.event,
+            "action": it.action,
+            "installation_id": it.installation_id,
+            "payload": it.payload,
+            "received_at": now,
+            "state": "ignored" if it.ignored else "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "completed_count": 0,
+        }
+        for it in items
+    ]
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(Delivery)
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .returning(Delivery.delivery_id)
+    )
+    with engine.begin() as conn:
+        inserted = conn.execute(stmt, rows).scalars().all()
+    return set(inserted)
+
+
+class InboxWriter:
+    """Batch concurrent deliveries into few transactions (group commit); answer each after its commit."""
+
+    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[IncomingDelivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.on_stored: list[Any] = []  # callbacks, e.g. to wake in-process workers
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def submit(self, item: IncomingDelivery) -> bool:
+        """Store ``item`` durably; True if it was new, False if its delivery id was already stored."""
+        if self._task is None:
+            raise RuntimeError("InboxWriter.start() was not called")
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[IncomingDelivery, asyncio.Future[bool]]]) -> None:
+        # duplicates inside one batch: the first wins, the rest are reported as already stored
+        unique: dict[str, IncomingDelivery] = {}
+        for item, _ in batch:
+            unique.setdefault(item.delivery_id, item)
+        try:
+            new_ids = await asyncio.to_thread(insert_deliveries, self.engine, list(unique.values()))
+        except Exception as exc:  # the database is down: every waiting request gets a 503
+            log.exception("inbox.write_failed", extra={"batch": len(batch)})
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        claimed: set[str] = set()
+        for item, fut in batch:
+            is_new = item.delivery_id in new_ids and item.delivery_id not in claimed
+            claimed.add(item.delivery_id)
+            if not fut.done():
+                fut.set_result(is_new)
+        if new_ids:
+            for callback in self.on_stored:
+                callback()
+
+
+def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 1) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` due deliveries: pending ones, and processing ones whose lease expired."""
+    now = utcnow()
+    token = f"{owner}:{uuid.uuid4().hex[:12]}"
+    due = or_(
+        (Delivery.state == "pending") & (Delivery.next_attempt_at <= now),
+        (Delivery.state == "processing") & (Delivery.lease_until < now),
+    )
+    with engine.begin() as conn:
+        ids = (
+            conn.execute(
+                select(Delivery.id)
+                .where(due)
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            return []
+        rows = conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(
+                state="processing",
+                lease_owner=token,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1,
+            )
+            .returning(
+                Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action,
+                Delivery.installation_id, Delivery.payload, Delivery.attempts,
+            )  # fmt: skip
+        ).all()
+    return [ClaimedDelivery(*row, lease_token=token) for row in sorted(rows, key=lambda r: r[0])]
+
+
+def renew_lease(engine: Engine, job: ClaimedDelivery, lease_seconds: float) -> bool:
+    """Extend the lease on a job still being worked on; False if it was lost to another worker."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+    return result.rowcount == 1
+
+
+def complete(engine: Engine, job: ClaimedDelivery) -> bool:
+    """Mark a job done if we still hold its lease; False if another worker took it over."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
+            .values(
+                state="done",
+                completed_at=utcnow(),
+                completed_count=Delivery.completed_count + 1,
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            )
+        )
+    return result.rowcount == 1
+
+
+def retry_delay(attempt: int, base: float, maximum: float) -> float:
+    """Exponential backoff with full jitter for the ``attempt``-th failure (1-based)."""
+    wait = wait_random_exponential(multiplier=base, max=maximum)
+    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return float(wait(state))
+
+
+def fail(
+    engine: Engine, job: ClaimedDelivery, error: str, *, max_attempts: int, base: float, maximum: float,
+    permanent: bool = False,
+) -> str:
+    """Record a failed attempt: schedule a retry, or park the delivery as dead. Return the new state."""
+    dead = permanent or job.attempts >= max_attempts
+    delay = 0.0 if dead else retry_delay(job.attempts, base, maximum)
+    new_state = "dead" if dead else "pending"
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token)
+            .values(
+                state=new_state,
+                last_error=error[:4000],
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+    return new_state
+
+
+def release_all_leases(engine: Engine) -> int:
+    """Make every processing delivery claimable now (single-process SQLite start-up after a crash)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.state == "processing")
+            .values(state="pending", lease_owner=None, lease_until=None, next_attempt_at=utcnow())
+        )
+    return result.rowcount
+
+
+def retry_delivery(engine: Engine, delivery_id: str) -> bool:
+    """Put a dead (or any finished) delivery back in the queue by its delivery id or row id."""
+    cond = Delivery.delivery_id == delivery_id
+    if delivery_id.isdigit():
+        cond = or_(cond, Delivery.id == int(delivery_id))
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(cond, Delivery.state != "processing")
+            .values(state="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
+        )
+    return result.rowcount > 0
+
+
+def list_deliveries(engine: Engine, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest deliveries, optionally in one state."""
+    stmt = select(
+        Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action, Delivery.state,
+        Delivery.attempts, Delivery.received_at, Delivery.last_error,
+    ).order_by(Delivery.id.desc()).limit(limit)  # fmt: skip
+    if state:
+        stmt = stmt.where(Delivery.state == state)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def count_by_state(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
+    return {state: n for state, n in rows}
+
+
+def jittered(seconds: float) -> float:
+    """``seconds`` give or take 20%, so idle workers don't poll in lockstep."""
+    return seconds * random.uniform(0.8, 1.2)

@@ -1,0 +1,96 @@
+"""Webhook routing: features register handlers on small routers; the app composes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from github_app.settings import Settings
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix (bad key, unknown installation); the delivery goes straight to dead."""
+
+
+@dataclass
+class Event:
+    """One webhook delivery as handlers see it."""
+
+    name: str
+    action: str | None
+    delivery_id: str
+    installation_id: int | None
+    payload: dict[str, Any]
+    attempt: int = 1
+
+    @classmethod
+    def from_delivery(
+        cls, name: str, action: str | None, delivery_id: str, installation_id: int | None, raw: str, attempt: int = 1
+    ) -> Event:
+        return cls(name, action, delivery_id, installation_id, json.loads(raw), attempt)
+
+
+@dataclass
+class Context:
+    """Resources a handler may use, built once in the lifespan and passed in."""
+
+    settings: Settings
+    engine: Engine
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> Any:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise PermanentError(f"service {name!r} is not configured in this process") from None
+
+
+Handler = Callable[[Context, Event], Awaitable[None]]
+
+
+class Router:
+    """Handlers for (event, action) pairs; action None matches every action of the event."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str | None], list[Handler]] = {}
+
+    def on(self, event: str, *actions: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            for action in actions or (None,):
+                self._routes.setdefault((event, action), []).append(fn)
+            return fn
+
+        return register
+
+    def add(self, other: Router) -> None:
+        for key, handlers in other._routes.items():
+            self._routes.setdefault(key, []).extend(handlers)
+
+    @property
+    def events(self) -> frozenset[str]:
+        """The allow-list: every event some handler asked for."""
+        return frozenset(event for event, _ in self._routes)
+
+    def handlers(self, event: str, action: str | None) -> list[Handler]:
+        found = list(self._routes.get((event, None), []))
+        if action is not None:
+            found += self._routes.get((event, action), [])
+        return found
+
+    async def dispatch(self, ctx: Context, ev: Event) -> int:
+        """Run every handler for ``ev`` in registration order; return how many ran."""
+        handlers = self.handlers(ev.name, ev.action)
+        for handler in handlers:
+            await handler(ctx, ev)
+        return len(handlers)
+
+
+def compose(routers: Iterable[Router]) -> Router:
+    root = Router()
+    for r in routers:
+        root.add(r)
+    return root

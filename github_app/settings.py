@@ -1,0 +1,156 @@
+"""One settings object, read once from an injectable environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_API_URL = "https://api.github.com"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message says which and where to find it."""
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+_WHERE = {
+    "GONOGO_WEBHOOK_SECRET": "the 'Webhook secret' you set in the GitHub App settings (Settings > Developer settings > GitHub Apps > your app > General)",
+    "GONOGO_APP_ID": "the 'App ID' shown at the top of the GitHub App settings page",
+    "GONOGO_PRIVATE_KEY": "a private key generated under 'Private keys' in the GitHub App settings (PEM text in GONOGO_PRIVATE_KEY, or its file path in GONOGO_PRIVATE_KEY_PATH)",
+}
+
+
+def _missing(name: str) -> SettingsError:
+    return SettingsError(f"{name} is not set: set it to {_WHERE[name]}.")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}.") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}.")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def default_database_url(cwd: Path | None = None) -> str:
+    return f"sqlite:///{(cwd or Path.cwd()) / 'gonogo.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a gonogo process."""
+
+    webhook_secret: Secret | None
+    app_id: str | None = None
+    private_key: Secret | None = None
+    github_api_url: str = DEFAULT_API_URL
+    database_url: str = field(default_factory=default_database_url)
+    workers: int = 2
+    demo_mode: bool = False
+    max_attempts: int = 6  # a failing delivery is parked as dead after this many tries
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    lease_seconds: float = 120.0  # a claimed delivery becomes claimable again after this
+    poll_seconds: float = 0.5
+    max_body_bytes: int = 25 * 1024 * 1024
+    dry_run: bool = False  # decide and report, but never approve or reject
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); raise SettingsError on a bad value."""
+        env = os.environ if env is None else env
+        demo = _bool(env, "GONOGO_DEMO")
+        secret = env.get("GONOGO_WEBHOOK_SECRET", "")
+        if not secret and not demo:
+            raise _missing("GONOGO_WEBHOOK_SECRET")
+        app_id = env.get("GONOGO_APP_ID", "").strip() or None
+        key_text = env.get("GONOGO_PRIVATE_KEY", "")
+        key_path = env.get("GONOGO_PRIVATE_KEY_PATH", "").strip()
+        if not key_text and key_path:
+            try:
+                key_text = Path(key_path).read_text()
+            except OSError as exc:
+                raise SettingsError(
+                    f"GONOGO_PRIVATE_KEY_PATH points at {key_path!r}, which cannot be read ({exc.strerror}); "
+                    "download the key from the GitHub App settings and point the variable at the .pem file."
+                ) from None
+        if key_text and "PRIVATE KEY" not in key_text:
+            raise SettingsError(
+                "GONOGO_PRIVATE_KEY does not look like a PEM private key (no 'PRIVATE KEY' header); "
+                "paste the whole .pem file generated in the GitHub App settings."
+            )
+        if require_github:
+            if not app_id:
+                raise _missing("GONOGO_APP_ID")
+            if not key_text:
+                raise _missing("GONOGO_PRIVATE_KEY")
+        api_url = env.get("GONOGO_GITHUB_API_URL", "").strip().rstrip("/") or DEFAULT_API_URL
+        if not api_url.startswith(("http://", "https://")):
+            raise SettingsError(f"GONOGO_GITHUB_API_URL must be an http(s) URL, got {api_url!r}.")
+        return cls(
+            webhook_secret=Secret(secret) if secret else None,
+            app_id=app_id,
+            private_key=Secret(key_text) if key_text else None,
+            github_api_url=api_url,
+            database_url=env.get("GONOGO_DATABASE_URL", "").strip() or default_database_url(),
+            workers=_int(env, "GONOGO_WORKERS", 2),
+            demo_mode=demo,
+            max_attempts=_int(env, "GONOGO_MAX_ATTEMPTS", 6, minimum=1),
+            retry_base_seconds=_float(env, "GONOGO_RETRY_BASE_SECONDS", 2.0),
+            retry_max_seconds=_float(env, "GONOGO_RETRY_MAX_SECONDS", 300.0),
+            lease_seconds=_float(env, "GONOGO_LEASE_SECONDS", 120.0),
+            poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5),
+            max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
+            dry_run=_bool(env, "GONOGO_DRY_RUN"),
+            public_url=env.get("GONOGO_PUBLIC_URL", "").strip() or None,
+        )

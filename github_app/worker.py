@@ -1,0 +1,119 @@
+"""Workers: claim deliveries from the inbox, dispatch them, and finish, retry or bury them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import traceback
+
+from github_app import inbox
+from github_app.routing import Context, Event, PermanentError, Router
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    """``count`` asyncio workers in this process, sharing one wake-up signal."""
+
+    def __init__(self, ctx: Context, router: Router, count: int, name: str | None = None) -> None:
+        self.ctx = ctx
+        self.router = router
+        self.count = count
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.processed = 0
+
+    def wake(self) -> None:
+        """Tell idle workers there is new work (called by the inbox writer)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._loop(i), name=f"worker-{i}") for i in range(self.count)]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._tasks = []
+
+    async def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Process due deliveries until none is left (used by tests and the demo)."""
+        async with asyncio.timeout(timeout):
+            while await self.step():
+                pass
+
+    async def step(self) -> bool:
+        """Claim and process at most one delivery; False when nothing was due."""
+        s = self.ctx.settings
+        jobs = await asyncio.to_thread(inbox.claim, self.ctx.engine, self.name, s.lease_seconds, 1)
+        if not jobs:
+            return False
+        await self._process(jobs[0])
+        return True
+
+    async def _loop(self, index: int) -> None:
+        poll = self.ctx.settings.poll_seconds
+        while not self._stop.is_set():
+            try:
+                worked = await self.step()
+            except Exception:  # the database blipped: log it and keep the worker alive
+                log.exception("worker.loop_error", extra={"worker": index})
+                worked = False
+                await asyncio.sleep(inbox.jittered(max(poll, 1.0)))
+            if worked:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(inbox.jittered(poll)):
+                    await self._wake.wait()
+
+    async def _heartbeat(self, job: inbox.ClaimedDelivery) -> None:
+        lease = self.ctx.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            if not await asyncio.to_thread(inbox.renew_lease, self.ctx.engine, job, lease):
+                log.warning("worker.lease_lost", extra={"delivery_id": job.delivery_id})
+                return
+
+    async def _process(self, job: inbox.ClaimedDelivery) -> None:
+        s = self.ctx.settings
+        fields = {"delivery_id": job.delivery_id, "installation_id": job.installation_id, "event": job.event}
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            event = Event.from_delivery(
+                job.event, job.action, job.delivery_id, job.installation_id, job.payload, job.attempts
+            )
+            await self.router.dispatch(self.ctx, event)
+        except Exception as exc:  # the worker boundary: every failure is recorded for retry
+            permanent = isinstance(exc, PermanentError)
+            error = f"{type(exc).__name__}: {exc}"
+            if not permanent:
+                error += "\n" + "".join(traceback.format_exception(exc, limit=8))
+            state = await asyncio.to_thread(
+                inbox.fail, self.ctx.engine, job, error,
+                max_attempts=s.max_attempts, base=s.retry_base_seconds, maximum=s.retry_max_seconds,
+                permanent=permanent,
+            )  # fmt: skip
+            log.warning("delivery.failed", extra={**fields, "attempt": job.attempts, "state": state, "error": str(exc)})
+            return
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if await asyncio.to_thread(inbox.complete, self.ctx.engine, job):
+            self.processed += 1
+            log.info("delivery.processed", extra=fields)
+        else:
+            log.warning("delivery.lease_lost_before_completion", extra=fields)

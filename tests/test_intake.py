@@ -1,0 +1,205 @@
+"""Webhook intake over real HTTP: signatures, limits, the inbox, duplicates, health."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from github_app import db
+from github_app.app import create_app
+from github_app.db.models import Delivery
+from github_app.routing import Context, Event, Router
+from github_app.serving import ServerThread
+from tests.helpers import SECRET, make_settings, post_webhook, sign, webhook_headers
+
+CORPUS_HOOKS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "github" / "webhooks"
+
+
+def corpus_payloads() -> list[tuple[str, Path]]:
+    if not CORPUS_HOOKS.is_dir():
+        return []
+    return [(p.parent.name, p) for p in sorted(CORPUS_HOOKS.glob("*/*.json"))]
+
+
+class Recorder:
+    """A feature whose side effect we can count."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.router = Router()
+        for event in {name for name, _ in corpus_payloads()} | {"ping", "installation"}:
+            self.router.on(event)(self.handle)
+
+    async def handle(self, ctx: Context, ev: Event) -> None:
+        self.seen[ev.delivery_id] += 1
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def app_url(database_url: str, recorder: Recorder):
+    settings = make_settings(database_url)
+    with ServerThread(create_app(settings, router=recorder.router)) as srv:
+        yield srv.url
+
+
+def stored(database_url: str) -> list[Delivery]:
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(Delivery).order_by(Delivery.id)).all())
+    finally:
+        engine.dispose()
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not corpus_payloads(), reason="shared corpus missing: it sits beside the checkout in CI")
+def test_every_corpus_payload_is_accepted_and_tampering_is_refused(app_url: str, database_url: str, recorder: Recorder):
+    payloads = corpus_payloads()
+    assert len(payloads) > 20
+    accepted = []
+    for event, path in payloads:
+        body = path.read_bytes()
+        good = webhook_headers(event, body)
+        # one byte of the signature changed
+        bad_sig = dict(good, **{"X-GitHub-Delivery": good["X-GitHub-Delivery"] + "-sig"})
+        last = bad_sig["X-Hub-Signature-256"][-1]
+        bad_sig["X-Hub-Signature-256"] = bad_sig["X-Hub-Signature-256"][:-1] + ("0" if last != "0" else "1")
+        r = httpx.post(f"{app_url}/webhooks/github", content=body, headers=bad_sig)
+        assert r.status_code == 401, (path, r.text)
+        # one byte of the body changed
+        tampered = bytearray(body)
+        tampered[len(tampered) // 2] ^= 0x01
+        bad_body = dict(good, **{"X-GitHub-Delivery": good["X-GitHub-Delivery"] + "-body"})
+        r = httpx.post(f"{app_url}/webhooks/github", content=bytes(tampered), headers=bad_body)
+        assert r.status_code == 401, (path, r.text)
+        r = httpx.post(f"{app_url}/webhooks/github", content=body, headers=good)
+        assert r.status_code == 202, (path, r.text)
+        accepted.append((good["X-GitHub-Delivery"], event, body))
+    rows = {r.delivery_id: r for r in stored(database_url)}
+    assert sorted(rows) == sorted(d for d, _, _ in accepted)  # nothing stored for refused ones
+    for delivery_id, event, body in accepted:
+        assert rows[delivery_id].event == event
+        assert rows[delivery_id].payload.encode() == body  # stored byte for byte
+    wait_for(lambda: sum(recorder.seen.values()) == len(accepted))
+    assert set(recorder.seen.values()) == {1}
+
+
+def test_same_delivery_twice_is_processed_once(app_url: str, database_url: str, recorder: Recorder):
+    payload = {"zen": "Keep it logically awesome.", "hook_id": 1}
+    first = post_webhook(app_url, "ping", payload, delivery_id="dup-1")
+    second = post_webhook(app_url, "ping", payload, delivery_id="dup-1")
+    assert first.status_code == 202
+    assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    wait_for(lambda: recorder.seen["dup-1"] >= 1)
+    time.sleep(0.5)  # give a second (wrong) processing every chance to happen
+    assert recorder.seen["dup-1"] == 1
+    assert [r.completed_count for r in stored(database_url)] == [1]
+
+
+def test_concurrent_duplicates_are_stored_once(app_url: str, database_url: str, recorder: Recorder):
+    import concurrent.futures
+
+    body = json.dumps({"zen": "x"}).encode()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: post_webhook(app_url, "ping", body, "race-1").status_code, range(32)))
+    assert codes.count(202) == 1 and codes.count(200) == 31
+    wait_for(lambda: recorder.seen["race-1"] == 1)
+    assert len(stored(database_url)) == 1
+
+
+def test_events_off_the_allow_list_are_stored_as_ignored(app_url: str, database_url: str, recorder: Recorder):
+    r = post_webhook(app_url, "star", {"action": "created"}, delivery_id="star-1")
+    assert r.status_code == 202 and r.json()["status"] == "ignored"
+    time.sleep(0.3)
+    [row] = stored(database_url)
+    assert row.state == "ignored" and recorder.seen["star-1"] == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "reason"),
+    [
+        ({"X-GitHub-Delivery": "d1"}, b'{"a": 1}', "X-GitHub-Event"),
+        ({"X-GitHub-Event": "ping"}, b'{"a": 1}', "X-GitHub-Delivery"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d2"}, b'{"a": ', "not valid JSON"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d3"}, b"[1, 2]", "not an object"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d4"}, b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_malformed_requests_get_400_with_a_reason(app_url: str, database_url: str, headers, body, reason):
+    r = httpx.post(
+        f"{app_url}/webhooks/github", content=body, headers={**headers, "X-Hub-Signature-256": sign(body)}
+    )
+    assert r.status_code == 400
+    assert reason in r.json()["error"]
+    assert "\n" not in r.json()["error"]
+    assert stored(database_url) == []
+
+
+def test_missing_signature_is_401_and_says_what_to_check(app_url: str, database_url: str):
+    r = httpx.post(
+        f"{app_url}/webhooks/github", content=b"{}", headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "x"}
+    )
+    assert r.status_code == 401
+    assert "GONOGO_WEBHOOK_SECRET" in r.json()["error"]
+    assert stored(database_url) == []
+    metrics = httpx.get(f"{app_url}/metrics").json()
+    assert metrics["rejected"] == {"bad_signature": 1}  # the refusal is recorded
+
+
+def test_oversized_body_is_413_without_reading_it_whole(database_url: str, recorder: Recorder):
+    settings = make_settings(database_url, max_body_bytes=64 * 1024)
+    with ServerThread(create_app(settings, router=recorder.router)) as srv:
+        big = b"{" + b" " * (200 * 1024) + b"}"
+        declared = httpx.post(f"{srv.url}/webhooks/github", content=big, headers=webhook_headers("ping", big))
+        assert declared.status_code == 413
+
+        def chunks():  # no Content-Length: the server must stop counting at the cap
+            for _ in range(400):
+                yield b" " * 1024
+
+        streamed = httpx.post(
+            f"{srv.url}/webhooks/github", content=chunks(), headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "s"}
+        )
+        assert streamed.status_code == 413
+    assert stored(database_url) == []
+
+
+def test_default_limit_is_25_mib(database_url: str):
+    assert make_settings(database_url).max_body_bytes == 25 * 1024 * 1024
+
+
+def test_health_and_readiness(app_url: str, database_url: str):
+    assert httpx.get(f"{app_url}/healthz").text == "ok"
+    ready = httpx.get(f"{app_url}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    engine = db.make_engine(database_url)
+    try:
+        db.downgrade(engine, "base")  # migrations no longer current
+        not_ready = httpx.get(f"{app_url}/readyz")
+        assert not_ready.status_code == 503 and "gonogo db upgrade" in not_ready.json()["reason"]
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_signature_secret_is_not_logged(app_url: str, caplog: pytest.LogCaptureFixture):
+    post_webhook(app_url, "ping", {"zen": "z"}, secret="wrong")
+    post_webhook(app_url, "ping", {"zen": "z"})
+    assert SECRET not in caplog.text
