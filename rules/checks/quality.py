@@ -1,0 +1,168 @@
+"""Quality rules: tests, coverage and CI checks."""
+
+from __future__ import annotations
+
+from rules.rule import Rule, at_least, at_most, failed, passed, skipped, unknown
+from rules.types import RuleResult
+from scorer.assessment import Assessment
+from scorer.evidence import Availability
+
+# Our own check run must not judge itself.
+_OWN_CHECK = "gonogo"
+_MAX_DETAILS = 10
+
+
+def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
+    t = a.evidence.tests
+    bad = t.failed + t.errored
+    details = [
+        f"{c.classname + '.' if c.classname else ''}{c.name}" + (f" ({c.file}:{c.line})" if c.file and c.line else "")
+        for c in t.failures[:_MAX_DETAILS]
+    ]
+    return at_most(bad, limit, "failing tests", details=details)
+
+
+def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
+    t = a.evidence.tests
+    if t.availability is Availability.UNAVAILABLE:
+        return unknown(f"test reports could not be read: {t.reason}", limit)
+    if t.availability is Availability.NOT_CONFIGURED:
+        return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
+    return at_least(t.total, limit, "tests reported")
+
+
+def _no_flaky(a: Assessment, limit: float | None) -> RuleResult:
+    flaky = a.evidence.tests.flaky
+    return at_most(len(flaky), limit, "flaky tests", details=[c.name for c in flaky[:_MAX_DETAILS]])
+
+
+def _few_skipped(a: Assessment, limit: float | None) -> RuleResult:
+    t = a.evidence.tests
+    if t.total == 0:
+        return skipped("no tests reported", limit)
+    return at_most(round(100.0 * t.skipped / t.total, 2), limit, "skipped tests", "%")
+
+
+def _line_coverage(a: Assessment, limit: float | None) -> RuleResult:
+    rate = a.evidence.coverage.line_rate
+    return at_least(None if rate is None else round(rate * 100, 2), limit, "line coverage", "%")
+
+
+def _coverage_no_drop(a: Assessment, limit: float | None) -> RuleResult:
+    delta = a.evidence.coverage.delta
+    if delta is None:
+        return skipped("no coverage baseline from an earlier deployment", limit)
+    return at_most(round(-delta * 100, 2), limit, "line coverage drop", "pp")
+
+
+def _branch_coverage(a: Assessment, limit: float | None) -> RuleResult:
+    rate = a.evidence.coverage.branch_rate
+    return at_least(None if rate is None else round(rate * 100, 2), limit, "branch coverage", "%")
+
+
+def _checks_succeed(a: Assessment, limit: float | None) -> RuleResult:
+    bad = [c for c in a.evidence.checks.failed if c.name != _OWN_CHECK]
+    return at_most(len(bad), limit, "failed checks", details=[f"{c.name}: {c.conclusion}" for c in bad[:_MAX_DETAILS]])
+
+
+def _required_checks(a: Assessment, limit: float | None) -> RuleResult:
+    ch = a.evidence.checks
+    if not ch.required:
+        return skipped("the policy requires no named checks", limit)
+    by_name = {c.name: c for c in ch.checks}
+    failing = [n for n in ch.required if n in by_name and by_name[n].failed]
+    waiting = [n for n in ch.required if n not in by_name or not by_name[n].completed]
+    if failing:
+        return failed(
+            f"required checks failed: {', '.join(failing)}", value=len(failing), threshold=limit, details=failing
+        )
+    if waiting:
+        # A check that has not reported yet is missing evidence, not a failure.
+        return unknown(f"required checks not finished or not reported: {', '.join(waiting)}", limit)
+    return passed(f"all {len(ch.required)} required checks passed", value=0, threshold=limit)
+
+
+def _none_pending(a: Assessment, limit: float | None) -> RuleResult:
+    pending = [c for c in a.evidence.checks.pending if c.name != _OWN_CHECK]
+    return at_most(len(pending), limit, "checks still running", details=[c.name for c in pending[:_MAX_DETAILS]])
+
+
+def _no_reruns(a: Assessment, limit: float | None) -> RuleResult:
+    rerun = a.evidence.checks.rerun
+    return at_most(
+        len(rerun), limit, "checks re-run", details=[f"{c.name} ({c.attempts} attempts)" for c in rerun[:_MAX_DETAILS]]
+    )
+
+
+RULES: list[Rule] = [
+    Rule(
+        id="GNG-TEST-001", dimension="quality", title="Ensure all tests pass", severity="blocker",
+        why="A failing test is a known defect or a broken contract; shipping it turns a red build into an incident.",
+        fix="Fix the failing tests listed in the annotations, or fix the code they exercise, and re-run the workflow.",
+        check=_all_tests_pass, parts=("tests",), threshold=0, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
+        why="Without test reports gonogo cannot tell a tested change from an untested one.",
+        fix="Upload JUnit/xUnit reports as a workflow artifact (e.g. actions/upload-artifact with pytest --junitxml).",
+        check=_tests_reported, parts=(), threshold=1,
+    ),
+    Rule(
+        id="GNG-TEST-003", dimension="quality", title="Ensure no tests are flaky", severity="minor",
+        why="Flaky tests hide real failures behind retries and erode trust in the suite.",
+        fix="Quarantine or fix the flaky tests; make them deterministic (time, ordering, network).",
+        check=_no_flaky, parts=("tests",), threshold=0, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-TEST-004", dimension="quality", title="Ensure few tests are skipped", severity="minor",
+        unit="%",
+        why="Skipped tests are untested behaviour that looks tested.",
+        fix="Re-enable skipped tests or delete the ones that no longer apply.",
+        check=_few_skipped, parts=("tests",), threshold=10, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-TEST-005", dimension="quality", title="Ensure line coverage meets the minimum", severity="major",
+        unit="%",
+        why="Code no test executes can break without anyone noticing before production.",
+        fix="Add tests for the uncovered code paths of this change, or lower the threshold in .github/gonogo.yml.",
+        check=_line_coverage, parts=("coverage",), threshold=70, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-TEST-006", dimension="quality", title="Ensure line coverage does not drop", severity="minor",
+        unit="pp",
+        why="A coverage drop means new code arrived without tests.",
+        fix="Add tests for the new code so coverage returns to the last deployment's level.",
+        check=_coverage_no_drop, parts=("coverage",), threshold=1, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-TEST-007", dimension="quality", title="Ensure branch coverage meets the minimum", severity="minor",
+        unit="%",
+        why="Untested branches are where error handling and edge cases fail.",
+        fix="Add tests for both sides of the conditions in the changed code.",
+        check=_branch_coverage, parts=("coverage",), threshold=50, skip_when_not_configured=True,
+    ),
+    Rule(
+        id="GNG-QUAL-001", dimension="quality", title="Ensure all checks succeed", severity="blocker",
+        why="A failed check run or commit status means the commit did not pass its own pipeline.",
+        fix="Open the failed checks listed here, fix the cause and re-run them.",
+        check=_checks_succeed, parts=("checks",), threshold=0,
+    ),
+    Rule(
+        id="GNG-QUAL-002", dimension="quality", title="Ensure required checks passed", severity="blocker",
+        why="The policy names checks that must pass before this environment; any other outcome is a gap.",
+        fix="Make sure the required workflows run on this commit and pass; check their names in required_checks.",
+        check=_required_checks, parts=("checks",), threshold=0,
+    ),
+    Rule(
+        id="GNG-QUAL-003", dimension="quality", title="Ensure no checks are still running", severity="major",
+        why="A check still running may yet fail; deciding now ignores its result.",
+        fix="Wait for the running checks to finish, then re-run the deployment.",
+        check=_none_pending, parts=("checks",), threshold=0,
+    ),
+    Rule(
+        id="GNG-QUAL-004", dimension="quality", title="Ensure checks pass without re-runs", severity="minor",
+        why="Checks that only passed on a retry often hide flakiness or a race.",
+        fix="Find why the first attempt failed and fix it rather than re-running.",
+        check=_no_reruns, parts=("checks",), threshold=0,
+    ),
+]  # fmt: skip

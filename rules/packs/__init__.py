@@ -1,0 +1,1 @@
+"""Built-in rule packs (YAML data files): default, strict, relaxed."""

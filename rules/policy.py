@@ -1,0 +1,463 @@
+"""The `.github/gonogo.yml` policy: schema, loader with line/column errors, packs and merging.
+
+Merge order (later wins): built-in pack <- organisation defaults <- repository file. Within a
+policy, an environment's settings are merged over the ``"*"`` environment.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from rules.catalog import RULES_BY_ID
+from rules.freeze import check_window, parse_moment, zone
+from rules.types import RuleSeverity
+
+log = logging.getLogger(__name__)
+
+PACKS = ("default", "strict", "relaxed")
+_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse "30m", "4h", "3d" or "1w" into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and int(m.group(1)) > 0:
+            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    raise ValueError(f"{value!r} is not a duration: write a positive number and a unit m, h, d or w, like \"4h\" or \"3d\"")
+
+
+def format_duration(value: timedelta) -> str:
+    """Format a timedelta back into the policy's short form ("4h")."""
+    minutes = int(value.total_seconds() // 60)
+    for size, unit in ((10080, "w"), (1440, "d"), (60, "h")):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+\s*[mhdw]\s*$", "examples": ["30m", "4h", "3d"]}),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Approve(_Strict):
+    """All must hold to approve without a human."""
+
+    max_risk: float = Field(0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
+    min_score: float = Field(80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
+    min_confidence: float = Field(0.8, ge=0, le=1, description="Lowest share of expected evidence available.")
+
+
+class Reject(_Strict):
+    """Above these, reject outright."""
+
+    max_risk: float = Field(0.6, ge=0, le=1, description="Predicted probability of failure above which to reject.")
+
+
+class Reviewers(_Strict):
+    """Who decides escalations, and how."""
+
+    users: list[str] = Field(default_factory=list, description="GitHub logins allowed to decide.")
+    teams: list[str] = Field(default_factory=list, description="Team slugs (org/team or team) allowed to decide.")
+    four_eyes: bool = Field(True, description="The person who triggered the deployment cannot approve it.")
+    min_permission: Literal["read", "triage", "write", "maintain", "admin"] | None = Field(
+        None, description="Minimum repository permission a reviewer must also hold."
+    )
+    remind_after: Duration | None = Field(None, description="Remind reviewers after this long (\"4h\").")
+    expire_after: Duration | None = Field(None, description="Reject the deployment after this long (\"3d\").")
+    break_glass: list[str] = Field(
+        default_factory=list, description="GitHub logins allowed to override a no-go with /gonogo override."
+    )
+
+
+class RuleOverride(_Strict):
+    """Per-rule override: a severity, a threshold, or ``off``."""
+
+    severity: RuleSeverity | None = None
+    threshold: float | None = None
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off_and_on(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as False and `on` as True.
+        if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+            return {"enabled": False}
+        if value is True or (isinstance(value, str) and value.strip().lower() == "on"):
+            return {"enabled": True}
+        return value
+
+
+def _known_rule(rule_id: str) -> str:
+    if rule_id not in RULES_BY_ID:
+        raise ValueError(f"unknown rule id {rule_id!r}: see docs/rules.md or `gonogo policy schema` for valid ids")
+    return rule_id
+
+
+RuleId = Annotated[str, BeforeValidator(_known_rule), WithJsonSchema({"type": "string", "enum": sorted(RULES_BY_ID)})]
+
+
+class FreezeWindow(_Strict):
+    """A window during which deployments escalate instead of being approved."""
+
+    start: str = Field(description="\"FRI 16:00\" (weekly) or \"2025-12-24 18:00\" (one-off), local to timezone.")
+    end: str = Field(description="Same form as start; a weekly window may wrap over the weekend.")
+    timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/Berlin.")
+    reason: str = Field("", description="Shown in the report.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _moment(cls, value: str) -> str:
+        parse_moment(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _valid(self) -> FreezeWindow:
+        check_window(self.start, self.end, self.timezone)
+        return self
+
+
+class Notification(_Strict):
+    """A channel notified of escalations and their outcome."""
+
+    type: Literal["slack", "teams", "webhook"]
+    url: str = Field(description="Incoming-webhook URL.")
+    secret_env: str | None = Field(None, description="Environment variable holding the HMAC secret (webhook).")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+
+StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag"]
+
+
+class EnvironmentPolicy(_Strict):
+    """Settings for one environment (or ``"*"``, the fallback)."""
+
+    approve: Approve = Field(default_factory=Approve)
+    reject: Reject = Field(default_factory=Reject)
+    reviewers: Reviewers = Field(default_factory=Reviewers)
+    rules: dict[RuleId, RuleOverride] = Field(default_factory=dict)
+    freeze: list[FreezeWindow] = Field(default_factory=list)
+    strategy: StrategyChoice = Field("auto", description="Force a rollout strategy, or auto to choose from risk.")
+    required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
+    notifications: list[Notification] = Field(default_factory=list)
+
+    def override(self, rule_id: str) -> RuleOverride | None:
+        """Return this environment's override of a rule, if any."""
+        return self.rules.get(rule_id)
+
+
+DEFAULT_MIGRATIONS = [
+    "**/migrations/**", "**/migrate/**", "**/alembic/versions/**", "**/db/changelog/**", "**/flyway/**", "**/*.sql",
+]  # fmt: skip
+
+
+class Policy(_Strict):
+    """The whole policy file (and, after merging, the effective policy of a repository)."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, json_schema_extra={"title": "gonogo policy (.github/gonogo.yml)"}
+    )
+
+    extends: Literal["default", "strict", "relaxed"] = Field("default", description="Built-in rule pack to start from.")
+    mode: Literal["enforce", "dry-run"] = Field("enforce", description="dry-run decides and reports but never blocks.")
+    artifacts: list[str] = Field(default_factory=lambda: ["*"], description="Globs of workflow artifact names to read.")
+    migrations: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MIGRATIONS), description="Path globs that mark a database migration."
+    )
+    environments: dict[str, EnvironmentPolicy] = Field(default_factory=dict)
+    _sources: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        """Where this policy came from, lowest layer first."""
+        return list(self._sources)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyIssue:
+    """One problem in a policy file, with its position (1-based) when known."""
+
+    source: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}:{self.column}" if self.line is not None else self.source
+        return f"{where}: {self.path or '(top level)'}: {self.message}"
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[PolicyIssue]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors) or "invalid policy")
+
+
+# --- YAML with positions --------------------------------------------------------------------
+
+
+def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML keeping the node tree, so errors can point at lines and columns."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise PolicyError([PolicyIssue(source, line, col, "", f"YAML syntax error: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([PolicyIssue(source, None, None, "", f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def _duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> list[PolicyIssue]:
+    out: list[PolicyIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                out.append(
+                    PolicyIssue(source, key.start_mark.line + 1, key.start_mark.column + 1, f"{path}{name}",
+                                f"duplicate key {name!r}: YAML keeps only the last one; merge the two entries")
+                )  # fmt: skip
+            seen.add(name)
+            out.extend(_duplicate_keys(value, source, f"{path}{name}."))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(_duplicate_keys(item, source, f"{path}{i}."))
+    return out
+
+
+def _locate(
+    node: yaml.Node | None, loc: tuple[int | str, ...], at_key: bool = False
+) -> tuple[int | None, int | None]:
+    """Follow a pydantic error location through the YAML node tree to a line and column."""
+    if node is None:
+        return None, None
+    current = node
+    items = list(loc)
+    i = 0
+    while i < len(items):
+        part = items[i]
+        nxt = items[i + 1] if i + 1 < len(items) else None
+        if isinstance(current, yaml.MappingNode):
+            match = next(((k, v) for k, v in reversed(current.value) if str(k.value) == str(part)), None)
+            if match is not None:
+                key, value = match
+                # A bad key (or an unknown one) is reported on the key itself.
+                current = key if nxt == "[key]" or (nxt is None and at_key) else value
+                i += 2 if nxt == "[key]" else 1
+                continue
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(current.value):
+            current = current.value[part]
+            i += 1
+            continue
+        i += 1  # pydantic adds tags (union members, validator names) that are not in the document
+    return current.start_mark.line + 1, current.start_mark.column + 1
+
+
+def _issues_from_validation(exc: ValidationError, node: yaml.Node | None, source: str) -> list[PolicyIssue]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line, col = _locate(node, loc, at_key=err["type"] == "extra_forbidden")
+        path = ".".join(str(p) for p in loc if p != "[key]" and not str(p).startswith(("function-", "tagged-union")))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {str(loc[-1])!r}: check its spelling against `gonogo policy schema`"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append(PolicyIssue(source, line, col, path, msg))
+    return out
+
+
+def _semantic_issues(data: dict[str, Any], node: yaml.Node | None, source: str) -> list[PolicyIssue]:
+    """Checks pydantic cannot express per field: thresholds on rules without one, crossed risk limits."""
+    out = []
+    envs = data.get("environments")
+    for env_name, env in (envs or {}).items() if isinstance(envs, dict) else ():
+        if not isinstance(env, dict):
+            continue
+        rules = env.get("rules")
+        for rule_id, ov in (rules or {}).items() if isinstance(rules, dict) else ():
+            rule = RULES_BY_ID.get(str(rule_id))
+            if rule is not None and rule.threshold is None and isinstance(ov, dict) and "threshold" in ov:
+                loc = ("environments", env_name, "rules", rule_id, "threshold")
+                line, col = _locate(node, loc, at_key=True)
+                out.append(PolicyIssue(source, line, col, ".".join(map(str, loc)),
+                                       f"{rule_id} has no threshold; set only its severity or turn it off"))  # fmt: skip
+        approve, reject = env.get("approve"), env.get("reject")
+        if isinstance(approve, dict) and isinstance(reject, dict):
+            low, high = approve.get("max_risk"), reject.get("max_risk")
+            if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+                loc = ("environments", env_name, "approve", "max_risk")
+                line, col = _locate(node, loc)
+                out.append(PolicyIssue(source, line, col, ".".join(map(str, loc)),
+                                       f"approve.max_risk {low} is above reject.max_risk {high}; "
+                                       "approve must be the stricter limit"))  # fmt: skip
+    return out
+
+
+def parse_policy_document(text: str, source: str = "<string>") -> dict[str, Any]:
+    """Parse and validate one policy document on its own; return its raw mapping or raise PolicyError."""
+    data, node = _compose(text, source)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        line, col = _locate(node, ())
+        raise PolicyError([PolicyIssue(source, line, col, "", "the policy must be a mapping of keys (extends, mode, environments, ...)")])
+    issues = _duplicate_keys(node, source)
+    try:
+        Policy.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_issues_from_validation(exc, node, source))
+    issues.extend(_semantic_issues(data, node, source))
+    issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+    if issues:
+        raise PolicyError(issues)
+    return data
+
+
+# --- packs and merging ----------------------------------------------------------------------
+
+
+def pack_text(name: str) -> str:
+    """Return the YAML text of a built-in pack."""
+    if name not in PACKS:
+        raise ValueError(f"unknown pack {name!r}; choose one of {', '.join(PACKS)}")
+    return resources.files("rules.packs").joinpath(f"{name}.yml").read_text(encoding="utf-8")
+
+
+def pack_document(name: str) -> dict[str, Any]:
+    """Return a built-in pack as a validated raw mapping."""
+    return parse_policy_document(pack_text(name), source=f"pack:{name}")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``over`` into a copy of ``base``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_policy(
+    repo: dict[str, Any] | None = None,
+    org: dict[str, Any] | None = None,
+    sources: tuple[str, str] = ("org defaults", ".github/gonogo.yml"),
+) -> Policy:
+    """Merge pack <- organisation defaults <- repository document into one validated Policy."""
+    layers = [d for d in (org, repo) if d]
+    pack = "default"
+    for layer in layers:
+        pack = layer.get("extends", pack)
+    merged = pack_document(pack)
+    used = [f"pack:{pack}"]
+    for layer, name in ((org, sources[0]), (repo, sources[1])):
+        if layer:
+            merged = deep_merge(merged, layer)
+            used.append(name)
+    merged["extends"] = pack
+    try:
+        policy = Policy.model_validate(merged)
+    except ValidationError as exc:  # each layer was valid alone; only a cross-layer clash lands here
+        raise PolicyError(_issues_from_validation(exc, None, "merged policy")) from None
+    issues = []
+    for env_name in policy.environments:
+        env = effective(policy, env_name)
+        if env.approve.max_risk > env.reject.max_risk:
+            issues.append(PolicyIssue("merged policy", None, None, f"environments.{env_name}",
+                                      f"approve.max_risk {env.approve.max_risk} is above reject.max_risk "
+                                      f"{env.reject.max_risk} after merging"))  # fmt: skip
+    if issues:
+        raise PolicyError(issues)
+    policy._sources = used
+    return policy
+
+
+def load_policy_text(text: str | None, source: str = ".github/gonogo.yml", org_text: str | None = None,
+                     org_source: str = "org .github/gonogo.yml") -> Policy:  # fmt: skip
+    """Load a repository policy (and optional organisation defaults) over its pack; raise PolicyError."""
+    org = parse_policy_document(org_text, org_source) if org_text else None
+    repo = parse_policy_document(text, source) if text else None
+    return resolve_policy(repo, org, (org_source, source))
+
+
+def default_policy() -> Policy:
+    """Return the policy used when a repository has no policy file: the default pack."""
+    return resolve_policy(None, None)
+
+
+def effective(policy: Policy, environment: str) -> EnvironmentPolicy:
+    """Return the environment's settings merged over the ``"*"`` fallback."""
+    envs = policy.environments
+    star = envs["*"].model_dump(exclude_unset=True) if "*" in envs else {}
+    named = envs.get(environment)
+    if named is None:  # GitHub environment names are case-insensitive
+        named = next((v for k, v in envs.items() if k.lower() == environment.lower() and k != "*"), None)
+    data = deep_merge(star, named.model_dump(exclude_unset=True)) if named is not None else star
+    return EnvironmentPolicy.model_validate(data)
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the policy file, for editors and CI."""
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/gonogo/gonogo/schema/gonogo.yml.json"
+    return schema

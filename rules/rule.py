@@ -1,0 +1,125 @@
+"""A rule: data (id, title, severity, texts) plus one pure check over the assessment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rules.types import Dimension, RuleResult, RuleSeverity, RuleStatus
+from scorer.assessment import Assessment
+from scorer.evidence import Availability
+
+Check = Callable[[Assessment, "float | None"], RuleResult]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One built-in rule of the catalog."""
+
+    id: str
+    dimension: Dimension
+    title: str
+    severity: RuleSeverity
+    why: str
+    fix: str
+    check: Check
+    parts: tuple[str, ...]  # evidence parts the check reads
+    threshold: float | None = None
+    unit: str = ""
+    # What "the repository does not use this source" means for this rule: most rules cannot
+    # say anything (unknown); some are simply not applicable (skipped).
+    skip_when_not_configured: bool = False
+
+    def evaluate(self, assessment: Assessment, threshold: float | None = None) -> RuleResult:
+        """Evaluate the rule, gating on the availability of the evidence parts it reads."""
+        limit = self.threshold if threshold is None else threshold
+        parts = assessment.evidence.parts()
+        for name in self.parts:
+            part = parts[name]
+            if part.availability is Availability.OK:
+                continue
+            if part.availability is Availability.NOT_CONFIGURED and self.skip_when_not_configured:
+                return RuleResult(
+                    status=RuleStatus.SKIPPED, threshold=limit, message=f"{name} not configured: {part.reason}"
+                )
+            return RuleResult(
+                status=RuleStatus.UNKNOWN,
+                threshold=limit,
+                message=f"{name} evidence {part.availability.value}: {part.reason}",
+            )
+        return self.check(assessment, limit)
+
+
+def _fmt(value: float | int | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not value.is_integer():
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{int(value)}" if isinstance(value, float) else f"{value}"
+    return f"{text}{unit}" if unit in ("%", "ms", "h", "pp") else (f"{text} {unit}" if unit else text)
+
+
+def at_most(
+    value: float | int | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+) -> RuleResult:
+    """Pass when ``value`` <= ``limit``; skip when the value is unknown to the source."""
+    if limit is None:
+        return RuleResult(status=RuleStatus.SKIPPED, value=value, message="no threshold configured")
+    if value is None:
+        return RuleResult(status=RuleStatus.SKIPPED, threshold=limit, message=f"{what} not reported")
+    ok = value <= limit
+    relation = "within" if ok else "above"
+    return RuleResult(
+        status=RuleStatus.PASSED if ok else RuleStatus.FAILED,
+        value=value,
+        threshold=limit,
+        message=f"{what} {_fmt(value, unit)}, {relation} the limit of {_fmt(limit, unit)}",
+        details=details or [],
+    )
+
+
+def at_least(
+    value: float | int | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+) -> RuleResult:
+    """Pass when ``value`` >= ``limit``; skip when the value is unknown to the source."""
+    if limit is None:
+        return RuleResult(status=RuleStatus.SKIPPED, value=value, message="no threshold configured")
+    if value is None:
+        return RuleResult(status=RuleStatus.SKIPPED, threshold=limit, message=f"{what} not reported")
+    ok = value >= limit
+    relation = "meets" if ok else "below"
+    return RuleResult(
+        status=RuleStatus.PASSED if ok else RuleStatus.FAILED,
+        value=value,
+        threshold=limit,
+        message=f"{what} {_fmt(value, unit)}, {relation} the minimum of {_fmt(limit, unit)}",
+        details=details or [],
+    )
+
+
+def unknown(message: str, threshold: float | None = None) -> RuleResult:
+    """Return an UNKNOWN result: the evidence exists but does not say."""
+    return RuleResult(status=RuleStatus.UNKNOWN, threshold=threshold, message=message)
+
+
+def skipped(message: str, threshold: float | None = None) -> RuleResult:
+    """Return a SKIPPED result: the rule does not apply."""
+    return RuleResult(status=RuleStatus.SKIPPED, threshold=threshold, message=message)
+
+
+def passed(message: str, value: float | int | str | bool | None = None, threshold: float | None = None) -> RuleResult:
+    """Return a PASSED result."""
+    return RuleResult(status=RuleStatus.PASSED, value=value, threshold=threshold, message=message)
+
+
+def failed(
+    message: str,
+    value: float | int | str | bool | None = None,
+    threshold: float | None = None,
+    details: list[str] | None = None,
+) -> RuleResult:
+    """Return a FAILED result."""
+    return RuleResult(
+        status=RuleStatus.FAILED, value=value, threshold=threshold, message=message, details=details or []
+    )

@@ -1,0 +1,225 @@
+"""Value types of the judgement layer: rule results, findings, waivers and the decision."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scorer.assessment import RiskEstimate
+from scorer.evidence import Evidence
+
+Dimension = Literal["quality", "security", "performance", "operational", "change"]
+DIMENSIONS: tuple[Dimension, ...] = ("quality", "security", "performance", "operational", "change")
+RuleSeverity = Literal["blocker", "major", "minor"]
+SEVERITIES: tuple[RuleSeverity, ...] = ("blocker", "major", "minor")
+Verdict = Literal["go", "escalate", "no-go"]
+Action = Literal["approve", "reject", "escalate"]
+StrategyName = Literal["direct", "canary", "blue-green", "feature-flag"]
+
+
+class RuleStatus(StrEnum):
+    """Outcome of one rule on one assessment."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the evidence it needs is unavailable
+    SKIPPED = "skipped"  # not applicable (e.g. no performance tests configured)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleResult(_Model):
+    """What one rule observed: its status, the observed value and the threshold it was held to."""
+
+    status: RuleStatus
+    value: float | int | str | bool | None = None
+    threshold: float | None = None
+    message: str = ""
+    details: list[str] = Field(default_factory=list)  # e.g. the failing test names (capped)
+
+
+class Waiver(_Model):
+    """A reviewer's permission to ignore one failed rule in one environment until a date."""
+
+    rule_id: str
+    environment: str
+    sha: str | None = None
+    expires_at: datetime
+    reason: str
+    author: str
+
+    def applies(self, rule_id: str, environment: str, sha: str, now: datetime) -> bool:
+        """Return whether this waiver covers the rule for this deployment at ``now``."""
+        return (
+            self.rule_id == rule_id
+            and self.environment in (environment, "*")
+            and (self.sha is None or self.sha == sha)
+            and now < self.expires_at
+        )
+
+
+FindingStatus = Literal["passed", "failed", "unknown", "skipped", "waived"]
+
+
+class Finding(_Model):
+    """One rule's result in a decision, with the text a person needs to act on it."""
+
+    rule_id: str
+    title: str
+    dimension: Dimension
+    severity: RuleSeverity
+    status: FindingStatus
+    value: float | int | str | bool | None = None
+    threshold: float | None = None
+    unit: str = ""
+    message: str = ""
+    why: str = ""
+    remediation: str = ""
+    details: list[str] = Field(default_factory=list)
+    waiver: Waiver | None = None
+
+
+class DimensionScore(_Model):
+    """Score 0-100 of one dimension, or None when none of its rules could be evaluated."""
+
+    score: float | None
+    weight: float
+    passed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    waived: int = 0
+
+
+class Recommendation(_Model):
+    """One thing to fix, in priority order."""
+
+    priority: int
+    rule_id: str
+    title: str
+    severity: RuleSeverity
+    remediation: str
+    reason: str  # why it is at this place in the list
+
+
+class OutcomeChange(_Model):
+    """One condition that stands between this decision and a go, and what closes it."""
+
+    kind: Literal["fix_findings", "risk", "score", "confidence", "evidence", "freeze", "policy"]
+    text: str
+    rule_ids: list[str] = Field(default_factory=list)
+    gap: float | None = None  # by how much the condition is missed
+
+
+class Strategy(_Model):
+    """A rollout strategy suggestion with its reason."""
+
+    name: StrategyName
+    reason: str
+    steps: list[str] = Field(default_factory=list)
+    watch: list[str] = Field(default_factory=list)
+    overridden: bool = False  # the environment's policy chose it
+
+
+class ReviewerSet(_Model):
+    """Who may decide an escalation, copied from the environment's policy."""
+
+    users: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    four_eyes: bool = True
+
+
+class FreezeStatus(_Model):
+    """An active deployment freeze."""
+
+    active: bool
+    reason: str
+    ends_at: datetime | None = None
+
+
+class Decision(_Model):
+    """The verdict on one deployment and everything that explains it."""
+
+    verdict: Verdict  # what gonogo decided (or would have decided, in dry-run)
+    action: Action  # what it actually does: approve, reject or hand to humans
+    mode: Literal["enforce", "dry-run"] = "enforce"
+    environment: str
+    repository: str
+    sha: str
+    deployment_id: str
+    decided_at: datetime
+    readiness_score: float
+    confidence: float
+    dimensions: dict[str, DimensionScore]
+    risk: RiskEstimate
+    findings: list[Finding]
+    blocking: list[str]  # rule ids of the failed blockers
+    reasons: list[str]  # why this verdict, in plain words
+    recommendations: list[Recommendation]
+    what_would_change: list[OutcomeChange]
+    strategy: Strategy
+    reviewers: ReviewerSet
+    waivers: list[Waiver] = Field(default_factory=list)  # active waivers that were applied
+    freeze: FreezeStatus | None = None
+    policy_errors: list[str] = Field(default_factory=list)
+    policy_source: str = ""
+    evidence: Evidence
+
+    @property
+    def blocking_findings(self) -> list[Finding]:
+        """Return the findings that block this deployment."""
+        ids = set(self.blocking)
+        return [f for f in self.findings if f.rule_id in ids]
+
+    def to_json(self) -> str:
+        """Serialise losslessly to JSON."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Decision:
+        """Read a decision back from JSON."""
+        return cls.model_validate_json(text)
+
+    def summary_dict(self) -> dict[str, Any]:
+        """Return the stable JSON shape of ``gonogo assess --format json``."""
+        return {
+            "decision": self.verdict,
+            "action": self.action,
+            "mode": self.mode,
+            "environment": self.environment,
+            "readiness_score": self.readiness_score,
+            "risk": self.risk.probability,
+            "risk_source": self.risk.source,
+            "model_version": self.risk.model_version,
+            "confidence": self.confidence,
+            "dimensions": {k: {"score": v.score} for k, v in self.dimensions.items()},
+            "findings": [
+                {
+                    "rule_id": f.rule_id,
+                    "title": f.title,
+                    "dimension": f.dimension,
+                    "severity": f.severity,
+                    "status": f.status,
+                    "value": f.value,
+                    "threshold": f.threshold,
+                    "message": f.message,
+                    "remediation": f.remediation,
+                }
+                for f in self.findings
+            ],
+            "blocking": list(self.blocking),
+            "reasons": list(self.reasons),
+            "recommendations": [r.model_dump(mode="json") for r in self.recommendations],
+            "what_would_change": [c.model_dump(mode="json") for c in self.what_would_change],
+            "strategy": self.strategy.model_dump(mode="json"),
+            "reviewers": self.reviewers.model_dump(mode="json"),
+            "waivers": [w.model_dump(mode="json") for w in self.waivers],
+            "freeze": self.freeze.model_dump(mode="json") if self.freeze else None,
+            "policy_errors": list(self.policy_errors),
+            "evidence": self.evidence.model_dump(mode="json"),
+        }
