@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scorer.assessment import RiskEstimate
 from scorer.evidence import Evidence
@@ -53,13 +53,19 @@ class Waiver(_Model):
     reason: str
     author: str
 
+    @field_validator("expires_at")
+    @classmethod
+    def _utc_if_naive(cls, value: datetime) -> datetime:
+        # A date without a zone ("until 2026-12-31") is read as UTC.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
     def applies(self, rule_id: str, environment: str, sha: str, now: datetime) -> bool:
         """Return whether this waiver covers the rule for this deployment at ``now``."""
         return (
             self.rule_id == rule_id
             and self.environment in (environment, "*")
             and (self.sha is None or self.sha == sha)
-            and now < self.expires_at
+            and (now if now.tzinfo is not None else now.replace(tzinfo=UTC)) < self.expires_at
         )
 
 

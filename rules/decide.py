@@ -1,0 +1,266 @@
+"""The go / escalate / no-go decision under a policy, with everything that explains it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from rules.catalog import CATALOG, RULES_BY_ID
+from rules.freeze import window_end
+from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, default_policy, effective
+from rules.scoring import SEVERITY_WEIGHT, confidence, dimension_scores, readiness
+from rules.strategy import choose_strategy
+from rules.types import (
+    Action,
+    Decision,
+    Finding,
+    FreezeStatus,
+    OutcomeChange,
+    Recommendation,
+    ReviewerSet,
+    Verdict,
+    Waiver,
+)
+from scorer.assessment import Assessment, RiskEstimate
+from scorer.heuristic import estimate_risk
+
+log = logging.getLogger(__name__)
+
+_ACTION: dict[Verdict, Action] = {"go": "approve", "no-go": "reject", "escalate": "escalate"}
+_SEVERITY_RANK = {"blocker": 0, "major": 1, "minor": 2}
+
+
+def _aware(now: datetime) -> datetime:
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def evaluate_rules(
+    env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = ()
+) -> tuple[list[Finding], list[Waiver]]:
+    """Evaluate every catalog rule with the environment's overrides and apply active waivers."""
+    sha = assessment.evidence.sha
+    active = list(waivers)
+    findings: list[Finding] = []
+    applied: list[Waiver] = []
+    for rule in CATALOG:
+        ov = env.override(rule.id)
+        severity = ov.severity if ov and ov.severity else rule.severity
+        threshold = ov.threshold if ov and ov.threshold is not None else rule.threshold
+        common = dict(
+            rule_id=rule.id, title=rule.title, dimension=rule.dimension, severity=severity, unit=rule.unit,
+            why=rule.why, remediation=rule.fix,
+        )  # fmt: skip
+        if ov is not None and not ov.enabled:
+            findings.append(Finding(**common, status="skipped", threshold=threshold, message="turned off by the policy"))
+            continue
+        result = rule.evaluate(assessment, threshold)
+        status = result.status.value
+        waiver = None
+        if status == "failed":
+            waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
+            if waiver is not None:
+                status = "waived"
+                applied.append(waiver)
+        findings.append(
+            Finding(
+                **common, status=status, value=result.value, threshold=result.threshold, message=result.message,
+                details=result.details, waiver=waiver,
+            )  # fmt: skip
+        )
+    return findings, applied
+
+
+def freeze_status(env: EnvironmentPolicy, assessment: Assessment, now: datetime) -> FreezeStatus | None:
+    """Return the active freeze (from the policy's windows or the evidence), if any."""
+    for w in env.freeze:
+        ends = window_end(w.start, w.end, w.timezone, _aware(now))
+        if ends is not None:
+            label = w.reason or f"freeze {w.start} to {w.end} ({w.timezone})"
+            return FreezeStatus(active=True, reason=label, ends_at=ends)
+    op = assessment.evidence.operational
+    if op.freeze_active:
+        return FreezeStatus(active=True, reason=op.freeze_reason or "deployment freeze reported by the environment")
+    return None
+
+
+def _score_with(findings: list[Finding], fixed: set[str]) -> float:
+    changed = [f.model_copy(update={"status": "passed"}) if f.rule_id in fixed else f for f in findings]
+    return readiness(dimension_scores(changed))
+
+
+def _smallest_fix_set(findings: list[Finding], must: set[str], target: float) -> list[str]:
+    """Greedily pick failed findings to fix, largest score gain first, until the score reaches target."""
+    fixed = set(must)
+    candidates = [f.rule_id for f in findings if f.status == "failed" and f.rule_id not in fixed]
+    while _score_with(findings, fixed) < target and candidates:
+        best = max(candidates, key=lambda rid: _score_with(findings, fixed | {rid}))
+        fixed.add(best)
+        candidates.remove(best)
+    return [f.rule_id for f in findings if f.rule_id in fixed and f.rule_id not in must]
+
+
+def _confidence_set(findings: list[Finding], target: float) -> list[str]:
+    unknown = sorted((f for f in findings if f.status == "unknown"), key=lambda f: -SEVERITY_WEIGHT[f.severity])
+    chosen: list[str] = []
+    for f in unknown:
+        if confidence([g.model_copy(update={"status": "passed"}) if g.rule_id in chosen else g for g in findings]) >= target:
+            break
+        chosen.append(f.rule_id)
+    return chosen
+
+
+def _recommendations(findings: list[Finding]) -> list[Recommendation]:
+    failed = sorted(
+        (f for f in findings if f.status == "failed"),
+        key=lambda f: (_SEVERITY_RANK[f.severity], -SEVERITY_WEIGHT[f.severity], f.rule_id),
+    )
+    out: list[Recommendation] = []
+    for f in failed:
+        reason = {"blocker": "blocks the deployment", "major": "lowers the score most", "minor": "minor finding"}[f.severity]
+        out.append(Recommendation(priority=len(out) + 1, rule_id=f.rule_id, title=f.title, severity=f.severity,
+                                  remediation=f.remediation, reason=reason))  # fmt: skip
+    unknown = sorted((f for f in findings if f.status == "unknown"), key=lambda f: (_SEVERITY_RANK[f.severity], f.rule_id))
+    for f in unknown:
+        out.append(Recommendation(
+            priority=len(out) + 1, rule_id=f.rule_id, title=f.title, severity=f.severity,
+            remediation=f"Make the evidence available ({f.message}).", reason="evidence missing, lowers confidence",
+        ))  # fmt: skip
+    return out
+
+
+def _judge(
+    env: EnvironmentPolicy, findings: list[Finding], score: float, conf: float, risk: RiskEstimate,
+    freeze: FreezeStatus | None,
+) -> tuple[Verdict, list[str], list[OutcomeChange]]:  # fmt: skip
+    blocking = [f for f in findings if f.status == "failed" and f.severity == "blocker"]
+    reasons: list[str] = []
+    changes: list[OutcomeChange] = []
+    p = risk.probability
+    for f in blocking:
+        reasons.append(f"{f.rule_id} failed ({f.title}): {f.message}")
+    if blocking:
+        changes.append(OutcomeChange(
+            kind="fix_findings", rule_ids=[f.rule_id for f in blocking],
+            text=f"Fix the blocking findings: {', '.join(f.rule_id for f in blocking)}.",
+        ))  # fmt: skip
+    rejected = p > env.reject.max_risk
+    if rejected:
+        reasons.append(f"risk {p:.0%} is above reject.max_risk {env.reject.max_risk:.0%}")
+    if p > env.approve.max_risk:
+        changes.append(OutcomeChange(
+            kind="risk", gap=round(p - env.approve.max_risk, 4),
+            text=f"Risk {p:.1%} misses approve.max_risk {env.approve.max_risk:.0%} by "
+                 f"{(p - env.approve.max_risk) * 100:.1f} points; reduce the drivers listed under risk.",
+        ))  # fmt: skip
+    if blocking or rejected:
+        verdict: Verdict = "no-go"
+    else:
+        verdict = "go"
+    if score < env.approve.min_score:
+        need = _smallest_fix_set(findings, {f.rule_id for f in blocking}, env.approve.min_score)
+        changes.append(OutcomeChange(
+            kind="score", rule_ids=need, gap=round(env.approve.min_score - score, 1),
+            text=f"Readiness {score:.0f} is {env.approve.min_score - score:.1f} below min_score "
+                 f"{env.approve.min_score:.0f}" + (f"; fixing {', '.join(need)} would reach it." if need else "."),
+        ))  # fmt: skip
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append(f"readiness {score:.0f} is below min_score {env.approve.min_score:.0f}")
+    if conf < env.approve.min_confidence:
+        need = _confidence_set(findings, env.approve.min_confidence)
+        changes.append(OutcomeChange(
+            kind="confidence", rule_ids=need, gap=round(env.approve.min_confidence - conf, 3),
+            text=f"Confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}; make the evidence "
+                 f"for {', '.join(need) or 'the unknown rules'} available.",
+        ))  # fmt: skip
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append(f"confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}: evidence is missing")
+    unknown_blockers = [f for f in findings if f.status == "unknown" and f.severity == "blocker"]
+    if unknown_blockers:
+        changes.append(OutcomeChange(
+            kind="evidence", rule_ids=[f.rule_id for f in unknown_blockers],
+            text="Blocking rules could not be evaluated: " + "; ".join(f"{f.rule_id} ({f.message})" for f in unknown_blockers),
+        ))  # fmt: skip
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append("a blocking rule could not be evaluated: " + ", ".join(f.rule_id for f in unknown_blockers))
+    if verdict == "go" and p > env.approve.max_risk:
+        verdict = "escalate"
+        reasons.append(f"risk {p:.0%} is above approve.max_risk {env.approve.max_risk:.0%}")
+    if freeze is not None:
+        ends = f" until {freeze.ends_at:%Y-%m-%d %H:%M} UTC" if freeze.ends_at else ""
+        changes.append(OutcomeChange(kind="freeze", text=f"Deploy after the freeze ends{ends} ({freeze.reason})."))
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append(f"a deployment freeze is active{ends}: {freeze.reason}")
+    if verdict == "go":
+        reasons.append(
+            f"no blocker failed; risk {p:.0%} <= {env.approve.max_risk:.0%}, readiness {score:.0f} >= "
+            f"{env.approve.min_score:.0f}, confidence {conf:.0%} >= {env.approve.min_confidence:.0%}"
+        )
+    return verdict, reasons, changes
+
+
+def decide(
+    policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = ()
+) -> Decision:
+    """Decide go / escalate / no-go for one deployment under the policy."""
+    env = effective(policy, environment)
+    ev = assessment.evidence
+    if env.required_checks and not ev.checks.required:
+        ev = ev.model_copy(update={"checks": ev.checks.model_copy(update={"required": list(env.required_checks)})})
+        assessment = assessment.model_copy(update={"evidence": ev})
+    findings, applied = evaluate_rules(env, assessment, environment, now, waivers)
+    dims = dimension_scores(findings)
+    score, conf = readiness(dims), confidence(findings)
+    risk = assessment.risk or estimate_risk(ev)
+    freeze = freeze_status(env, assessment, now)
+    verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze)
+    action = _ACTION[verdict]
+    if policy.mode == "dry-run":
+        reasons.insert(0, f"dry-run mode: gonogo would have decided {verdict} ({_ACTION[verdict]}) but approves")
+        action = "approve"
+    decision = Decision(
+        verdict=verdict, action=action, mode=policy.mode, environment=environment, repository=ev.repository,
+        sha=ev.sha, deployment_id=ev.deployment_id, decided_at=_aware(now), readiness_score=score,
+        confidence=conf, dimensions=dims, risk=risk, findings=findings,
+        blocking=[f.rule_id for f in findings if f.status == "failed" and f.severity == "blocker"],
+        reasons=reasons, recommendations=_recommendations(findings), what_would_change=changes if verdict != "go" else [],
+        strategy=choose_strategy(assessment, findings, risk, env),
+        reviewers=ReviewerSet(users=env.reviewers.users, teams=env.reviewers.teams, four_eyes=env.reviewers.four_eyes),
+        waivers=applied, freeze=freeze, policy_source=" <- ".join(policy.sources), evidence=ev,
+    )  # fmt: skip
+    log.info(
+        "decision.made",
+        extra={"verdict": verdict, "action": action, "environment": environment, "deployment_id": ev.deployment_id},
+    )
+    return decision
+
+
+def decide_invalid_policy(
+    errors: PolicyError | Sequence[PolicyIssue | str],
+    assessment: Assessment,
+    environment: str | None = None,
+    now: datetime | None = None,
+    waivers: Sequence[Waiver] = (),
+) -> Decision:
+    """Escalate (never approve) because the policy is invalid; findings come from the default pack for context."""
+    items = errors.errors if isinstance(errors, PolicyError) else list(errors)
+    messages = [str(e) for e in items] or ["the policy file is invalid"]
+    env_name = environment or assessment.evidence.environment
+    base = decide(default_policy(), assessment, env_name, now or assessment.evidence.created_at, waivers)
+    reasons = [f"the policy file is invalid ({len(messages)} errors); gonogo will not approve until it is fixed"]
+    reasons += [f"under the default pack it would have decided {base.verdict}"]
+    change = OutcomeChange(kind="policy", text="Fix the policy file on the default branch: " + "; ".join(messages[:5]))
+    return base.model_copy(update={
+        "verdict": "escalate", "action": "escalate", "mode": "enforce", "reasons": reasons,
+        "what_would_change": [change, *base.what_would_change], "policy_errors": messages,
+        "policy_source": "invalid policy (default pack used for findings)",
+    })  # fmt: skip
+
+
+def rule_title(rule_id: str) -> str:
+    """Return the title of a rule id (for waiver and escalation messages)."""
+    return RULES_BY_ID[rule_id].title
