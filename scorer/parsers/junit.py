@@ -1,0 +1,436 @@
+"""Stream JUnit-style test reports (JUnit/xUnit/NUnit XML and TRX) into merged totals.
+
+One expat pass per file, no DOM: memory stays flat however large the report. Producers covered:
+pytest, surefire/failsafe, jest-junit, mocha, go-junit-report, bazel, catch2, nextest, scalatest,
+NUnit 2/3, xUnit.net v1/v2 and Visual Studio TRX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from scorer.evidence import Availability, Provenance, TestCase, TestsPart
+from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, CappedReader, Deadline
+from scorer.parsers.xmlsafe import feed, new_parser
+
+MESSAGE_CHARS = 500
+MAX_REPORT_SECONDS = 7 * 24 * 3600
+
+# outcome codes kept small: they are stored per failing case
+PASSED, FAILED, ERRORED, SKIPPED, FLAKY = "passed", "failed", "errored", "skipped", "flaky"
+_SKIP_STATUS = frozenset({"skipped", "disabled", "notrun", "ignored"})
+
+
+def _float(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        number = float(value)
+    except ValueError:
+        return 0.0
+    return number if number >= 0 and number != float("inf") else 0.0
+
+
+def _int(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _trx_duration(value: str | None) -> float:
+    # TRX durations look like 00:00:01.2345678
+    if not value:
+        return 0.0
+    try:
+        hours, minutes, seconds = value.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class TestTally:
+    """Running totals for one or more report files, mergeable across files and jobs."""
+
+    __test__ = False  # not a pytest class
+
+    limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    cases: int = 0  # test case elements seen (each rerun attempt counts)
+    passed: int = 0
+    failed: int = 0
+    errored: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    files: int = 0
+    formats: set[str] = field(default_factory=set)
+    # rerun tracking: hash of (classname, name) -> passed attempts / [failed, errored, details]
+    passed_ids: dict[int, int] = field(default_factory=dict)
+    bad: dict[int, list[Any]] = field(default_factory=dict)
+    bad_untracked: int = 0  # failing attempts beyond max_tracked_tests (counted, not deduplicated)
+    marked_flaky: list[TestCase] = field(default_factory=list)  # producer said flaky (surefire flakyFailure)
+    marked_flaky_count: int = 0
+
+    def add(self, classname: str, name: str, outcome: str, file: str | None, line: int | None,
+            message: str) -> None:
+        """Count one executed test case attempt."""
+        self.cases += 1
+        # nameless cases cannot be matched across attempts: give each its own identity
+        key = hash((classname, name)) if name else hash(("", "", self.cases, id(self)))
+        if outcome == PASSED or outcome == FLAKY:
+            self.passed += 1
+            count = self.passed_ids.get(key)
+            if count is not None:
+                self.passed_ids[key] = count + 1
+            elif len(self.passed_ids) < self.limits.max_tracked_tests:
+                self.passed_ids[key] = 1
+            if outcome == FLAKY:
+                self.marked_flaky_count += 1
+                if len(self.marked_flaky) < self.limits.max_findings:
+                    self.marked_flaky.append(TestCase(name=name, classname=classname, file=file, line=line,
+                                                      message=message[:MESSAGE_CHARS], outcome="flaky"))
+        elif outcome == SKIPPED:
+            self.skipped += 1
+        else:
+            if outcome == FAILED:
+                self.failed += 1
+            else:
+                self.errored += 1
+            entry = self.bad.get(key)
+            if entry is None:
+                if len(self.bad) >= self.limits.max_tracked_tests:
+                    self.bad_untracked += 1
+                    return
+                detail = (classname, name, file, line, message[:MESSAGE_CHARS]) if len(self.bad) < self.limits.max_findings else None
+                entry = self.bad[key] = [0, 0, detail, outcome]
+            entry[0 if outcome == FAILED else 1] += 1
+            entry[3] = outcome
+
+    def merge(self, other: TestTally) -> None:
+        """Fold another file's tally into this one."""
+        self.cases += other.cases
+        self.passed += other.passed
+        self.failed += other.failed
+        self.errored += other.errored
+        self.skipped += other.skipped
+        self.duration_s += other.duration_s
+        self.files += other.files
+        self.formats |= other.formats
+        cap = self.limits.max_tracked_tests
+        for key, count in other.passed_ids.items():
+            mine = self.passed_ids.get(key)
+            if mine is not None:
+                self.passed_ids[key] = mine + count
+            elif len(self.passed_ids) < cap:
+                self.passed_ids[key] = count
+        for key, entry in other.bad.items():
+            mine_entry = self.bad.get(key)
+            if mine_entry is not None:
+                mine_entry[0] += entry[0]
+                mine_entry[1] += entry[1]
+                mine_entry[3] = entry[3]
+                if mine_entry[2] is None:
+                    mine_entry[2] = entry[2]
+            elif len(self.bad) < cap:
+                self.bad[key] = list(entry)
+            else:
+                self.bad_untracked += entry[0] + entry[1]
+        self.bad_untracked += other.bad_untracked
+        self.marked_flaky_count += other.marked_flaky_count
+        room = self.limits.max_findings - len(self.marked_flaky)
+        self.marked_flaky.extend(other.marked_flaky[:max(room, 0)])
+
+    def to_part(self, provenance: list[Provenance]) -> TestsPart:
+        """Resolve reruns (failed then passed = flaky, counted once as passed) and build the part."""
+        passed, failed, errored = self.passed, self.failed, self.errored
+        failures: list[TestCase] = []
+        flaky: list[TestCase] = list(self.marked_flaky)
+        cap = self.limits.max_findings
+        for key, (n_failed, n_errored, detail, last) in self.bad.items():
+            n_passed = self.passed_ids.get(key)
+            if n_passed:
+                # the same test failed in one attempt and passed in another: flaky, one passing test
+                failed -= n_failed
+                errored -= n_errored
+                passed -= n_passed - 1
+                if detail is not None and len(flaky) < cap:
+                    cls, name, file, line, message = detail
+                    flaky.append(TestCase(name=name, classname=cls, file=file, line=line, message=message,
+                                          outcome="flaky"))
+            elif detail is not None and len(failures) < cap:
+                cls, name, file, line, message = detail
+                failures.append(TestCase(name=name, classname=cls, file=file, line=line, message=message,
+                                         outcome="errored" if last == ERRORED else "failed"))
+        total = passed + failed + errored + self.skipped
+        return TestsPart(
+            availability=Availability.OK,
+            reason=f"{self.files} test report(s) merged ({', '.join(sorted(self.formats)) or 'junit'})",
+            provenance=provenance,
+            total=total, passed=passed, failed=failed, errored=errored, skipped=self.skipped,
+            duration_s=round(self.duration_s, 3), failures=failures, flaky=flaky, files=self.files,
+        )
+
+    @property
+    def flaky_count(self) -> int:
+        """Tests marked flaky by the producer or seen failing then passing."""
+        return self.marked_flaky_count + sum(1 for key in self.bad if key in self.passed_ids)
+
+
+class _Handler:
+    """Expat callbacks for every supported test-report dialect; the root element picks the dialect."""
+
+    def __init__(self, tally: TestTally, what: str) -> None:
+        self.tally = tally
+        self.what = what
+        self.dialect: str | None = None
+        self.depth = 0
+        self.case: dict[str, str] | None = None
+        self.outcome = PASSED
+        self.message = ""
+        self.want_text = False
+        self.text: list[str] = []
+        self.suite_depth = 0
+        self.suite_names: list[str] = [""]
+        self.case_time = 0.0
+        self.time_cases = True  # sum case times only while no enclosing suite reports its own
+        self.root_time: float | None = None
+        self.top_suite_time = 0.0
+        self.top_suites_timed = 0
+        self.declared = [0, 0, 0, 0]  # tests, failures, errors, skipped of top-level suites
+        self.parser: Any = None
+        self.tracked_cap = tally.limits.max_tracked_tests
+
+    # --- dispatch on the root -------------------------------------------------------------
+    def start_root(self, name: str, attrs: dict[str, str]) -> None:
+        local = name.rsplit(":", 1)[-1]
+        if local in ("testsuites", "testsuite"):
+            self.dialect = "junit"
+            self.parser.StartElementHandler = self.start_junit
+            self.parser.EndElementHandler = self.end_junit
+            self.start_junit(local, attrs)
+        elif local in ("test-results", "test-run", "test-suite"):
+            self.dialect = "nunit"
+            self.parser.StartElementHandler = self.start_nunit
+            self.parser.EndElementHandler = self.end_nunit
+            self.root_time = _float(attrs.get("duration")) or None
+        elif local in ("assemblies", "assembly"):
+            self.dialect = "xunit"
+            self.parser.StartElementHandler = self.start_xunit
+            self.parser.EndElementHandler = self.end_xunit
+            self.start_xunit(local, attrs)
+        elif local == "TestRun":
+            self.dialect = "trx"
+            self.parser.StartElementHandler = self.start_trx
+            self.parser.EndElementHandler = self.end_trx
+        else:
+            raise ArtifactRejected(
+                f"{self.what} is XML but not a test report (root element <{name}>, expected <testsuites>, "
+                "<testsuite>, <test-run>, <test-results>, <test-suite>, <assemblies> or <TestRun>)"
+            )
+
+    def _capture_text(self, on: bool) -> None:
+        # the text handler is installed only while a failure message is wanted: whitespace between
+        # the elements of a large report would otherwise cost a Python call each
+        self.want_text = on
+        self.parser.CharacterDataHandler = self.text_data if on else None
+
+    def text_data(self, data: str) -> None:
+        if self.want_text and sum(len(t) for t in self.text) < MESSAGE_CHARS:
+            self.text.append(data)
+
+    def _finish_case(self, classname: str, name: str, file: str | None, line: int | None) -> None:
+        message = self.message or "".join(self.text).strip()
+        self.tally.add(classname, name, self.outcome, file, line, message)
+        self.case = None
+        if self.want_text:
+            self._capture_text(False)
+        if self.text:
+            self.text = []
+        self.message = ""
+
+    # --- JUnit ----------------------------------------------------------------------------
+    def start_junit(self, name: str, attrs: dict[str, str]) -> None:
+        # hot path: called for every element of reports that can reach hundreds of megabytes
+        if name == "testcase":
+            self.case = attrs
+            self.outcome = SKIPPED if attrs.get("status") in _SKIP_STATUS else PASSED
+            if self.time_cases:
+                self.case_time += _float(attrs.get("time"))
+            return
+        case = self.case
+        if case is not None:
+            if name == "failure" or name == "error":
+                new = FAILED if name == "failure" else ERRORED
+                if self.outcome not in (FAILED, ERRORED) or new == ERRORED:
+                    self.outcome = new
+                if not self.message:
+                    self.message = attrs.get("message") or ""
+                    if not self.message:
+                        self._capture_text(True)
+            elif name == "skipped":
+                if self.outcome in (PASSED, FLAKY):
+                    self.outcome = SKIPPED
+                    self.message = attrs.get("message") or ""
+            elif name == "flakyFailure" or name == "flakyError":
+                if self.outcome == PASSED:
+                    self.outcome = FLAKY
+                    self.message = attrs.get("message") or ""
+            return
+        if name == "testsuite":
+            self.suite_depth += 1
+            self.suite_names.append(attrs.get("name") or "")
+            if self.suite_depth == 1:
+                time = attrs.get("time")
+                if time:
+                    self.top_suite_time += _float(time)
+                    self.top_suites_timed += 1
+                    self.time_cases = False
+                for i, key in enumerate(("tests", "failures", "errors", "skipped")):
+                    self.declared[i] += _int(attrs.get(key)) or 0
+        elif name == "testsuites":
+            if attrs.get("time"):
+                self.root_time = _float(attrs.get("time"))
+                self.time_cases = False
+
+    def end_junit(self, name: str) -> None:
+        if name == "testcase":
+            case = self.case
+            if case is None:
+                return
+            # without a classname, the suite tells apart same-named tests (go subpackages, nested suites)
+            classname = case.get("classname") or case.get("class") or self.suite_names[-1]
+            if self.outcome is PASSED:
+                tally = self.tally
+                tally.cases += 1
+                tally.passed += 1
+                test_name = case.get("name")
+                if test_name:
+                    key = hash((classname, test_name))
+                    seen = tally.passed_ids
+                    count = seen.get(key)
+                    if count is not None:
+                        seen[key] = count + 1
+                    elif len(seen) < self.tracked_cap:
+                        seen[key] = 1
+                self.case = None
+                return
+            self._finish_case(classname, case.get("name") or "", case.get("file"), _int(case.get("line")))
+        elif self.want_text and (name == "failure" or name == "error"):
+            self._capture_text(False)
+        elif name == "testsuite":
+            self.suite_depth -= 1
+            if len(self.suite_names) > 1:
+                self.suite_names.pop()
+
+    # --- NUnit 2 and 3 --------------------------------------------------------------------
+    def start_nunit(self, name: str, attrs: dict[str, str]) -> None:
+        if name == "test-case":
+            self.case = attrs
+            self.case_time += _float(attrs.get("time") or attrs.get("duration"))
+            result = (attrs.get("result") or "").lower()
+            label = (attrs.get("label") or "").lower()
+            executed = (attrs.get("executed") or "true").lower()
+            if result in ("failed", "failure"):
+                self.outcome = ERRORED if label in ("error", "invalid") else FAILED
+            elif result in ("error", "notrunnable", "cancelled"):
+                self.outcome = ERRORED
+            elif result in ("success", "passed") and executed != "false":
+                self.outcome = PASSED
+            elif result in ("warning",):
+                self.outcome = PASSED
+            elif result == "" and executed == "true" and attrs.get("success") is not None:
+                self.outcome = PASSED if attrs["success"].lower() == "true" else FAILED
+            else:  # ignored, skipped, inconclusive, not executed
+                self.outcome = SKIPPED
+        elif name == "message" and self.case is not None and self.outcome in (FAILED, ERRORED):
+            self._capture_text(not self.text)
+
+    def end_nunit(self, name: str) -> None:
+        if name == "test-case" and self.case is not None:
+            full = self.case.get("fullname") or self.case.get("name") or ""
+            classname = self.case.get("classname") or full.rpartition(".")[0]
+            self._finish_case(classname, full, None, None)
+        elif name == "message" and self.want_text:
+            self._capture_text(False)
+
+    # --- xUnit.net v1 / v2 ----------------------------------------------------------------
+    def start_xunit(self, name: str, attrs: dict[str, str]) -> None:
+        if name == "test":
+            self.case = attrs
+            self.case_time += _float(attrs.get("time"))
+            result = (attrs.get("result") or "").lower()
+            self.outcome = {"pass": PASSED, "fail": FAILED, "skip": SKIPPED, "notrun": SKIPPED}.get(result, ERRORED)
+        elif name == "message" and self.case is not None and self.outcome in (FAILED, ERRORED):
+            self._capture_text(not self.text)
+        elif name == "assembly" and attrs.get("time"):
+            self.top_suite_time += _float(attrs.get("time"))
+            self.top_suites_timed += 1
+
+    def end_xunit(self, name: str) -> None:
+        if name == "test" and self.case is not None:
+            self._finish_case(self.case.get("type") or "", self.case.get("name") or "", None, None)
+        elif name == "message" and self.want_text:
+            self._capture_text(False)
+
+    # --- Visual Studio TRX ----------------------------------------------------------------
+    def start_trx(self, name: str, attrs: dict[str, str]) -> None:
+        if name == "UnitTestResult":
+            if self.case is not None:
+                # data-driven rows nest results inside a parent result; count the rows, not the parent
+                self.depth += 1
+            self.case = attrs
+            self.case_time += _trx_duration(attrs.get("duration"))
+            outcome = (attrs.get("outcome") or "").lower()
+            if outcome in ("passed", "passedbutrunaborted", "warning", "completed"):
+                self.outcome = PASSED
+            elif outcome == "failed":
+                self.outcome = FAILED
+            elif outcome in ("error", "timeout", "aborted"):
+                self.outcome = ERRORED
+            else:  # notexecuted, inconclusive, notrunnable, disconnected, pending, inprogress
+                self.outcome = SKIPPED
+        elif name == "InnerResults" and self.case is not None:
+            self.case = None  # the parent result is only a container
+        elif name == "Message" and self.case is not None and self.outcome in (FAILED, ERRORED):
+            self._capture_text(not self.text)
+
+    def end_trx(self, name: str) -> None:
+        if name == "UnitTestResult" and self.case is not None:
+            test_name = self.case.get("testName") or ""
+            self._finish_case("", test_name, None, None)
+        elif name == "Message" and self.want_text:
+            self._capture_text(False)
+
+
+def parse_test_report(stream: BinaryIO | CappedReader, what: str, limits: ArtifactLimits | None = None,
+                      deadline: Deadline | None = None) -> TestTally:
+    """Parse one JUnit/xUnit/NUnit/TRX report into a TestTally; raise ArtifactRejected if unusable."""
+    lim = limits or ArtifactLimits()
+    tally = TestTally(limits=lim)
+    handler = _Handler(tally, what)
+    parser = new_parser(what)
+    handler.parser = parser
+    parser.StartElementHandler = handler.start_root
+    feed(parser, stream, what, deadline or Deadline(lim.max_seconds_per_file, what))
+    if handler.dialect is None:
+        raise ArtifactRejected(f"{what} has no root element; it is empty or not XML")
+    if tally.cases == 0 and handler.declared[0] > 0:
+        # some producers write only suite totals (no <testcase> elements): trust the declared counts
+        tests, failures, errors, skipped = handler.declared
+        tally.failed, tally.errored, tally.skipped = failures, errors, skipped
+        tally.passed = max(tests - failures - errors - skipped, 0)
+        tally.cases = tests
+    if handler.root_time is not None:
+        duration = handler.root_time
+    elif handler.top_suites_timed:
+        duration = handler.top_suite_time
+    else:
+        duration = handler.case_time
+    # some producers write nanoseconds; a report claiming more than MAX_REPORT_SECONDS is not seconds
+    tally.duration_s = duration if duration <= MAX_REPORT_SECONDS else 0.0
+    tally.files = 1
+    tally.formats.add(handler.dialect if handler.dialect != "junit" else "junit")
+    return tally

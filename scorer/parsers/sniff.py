@@ -1,0 +1,166 @@
+"""Tell which kind of report a file is, from its first bytes first and its name second."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+KINDS = (
+    "junit", "trx", "cobertura", "jacoco", "clover", "opencover", "lcov", "coveragepy",
+    "sarif", "trivy", "jtl", "jmeter_stats", "k6", "locust",
+)  # fmt: skip
+
+TEST_KINDS = frozenset({"junit", "trx"})
+COVERAGE_KINDS = frozenset({"cobertura", "jacoco", "clover", "opencover", "lcov", "coveragepy"})
+SECURITY_KINDS = frozenset({"sarif", "trivy"})
+PERFORMANCE_KINDS = frozenset({"jtl", "jmeter_stats", "k6", "locust"})
+
+
+def _default_globs() -> dict[str, tuple[str, ...]]:
+    return {
+        "junit": ("*TEST-*.xml", "*junit*.xml", "*test-results*.xml", "*test-report*.xml",
+                  "*nunit*.xml", "*xunit*.xml", "*/test-results/*.xml", "*/surefire-reports/*.xml"),
+        "trx": ("*.trx",),
+        "cobertura": ("*cobertura*.xml", "*coverage.xml"),
+        "jacoco": ("*jacoco*.xml",),
+        "clover": ("*clover*.xml",),
+        "opencover": ("*opencover*.xml",),
+        "lcov": ("*.lcov", "*lcov.info", "*lcov*.info"),
+        "coveragepy": ("*coverage.json", "*coverage*.json"),
+        "sarif": ("*.sarif", "*.sarif.json"),
+        "trivy": ("*trivy*.json",),
+        "jtl": ("*.jtl",),
+        "jmeter_stats": ("*statistics.json",),
+        "k6": ("*k6*.json", "*summary-export*.json"),
+        "locust": ("*_stats.csv",),
+    }
+
+
+@dataclass(frozen=True)
+class ArtifactGlobs:
+    """Name globs per report kind, used as hints when content sniffing is inconclusive.
+
+    A file whose content is not recognised but whose name matches a kind's glob is treated as
+    that kind, so a truncated or corrupt report is reported as a problem instead of ignored.
+    Globs match the '/'-separated path case-insensitively; ``ignore`` drops files outright.
+    """
+
+    kinds: dict[str, tuple[str, ...]] = field(default_factory=_default_globs)
+    ignore: tuple[str, ...] = ()
+
+    def ignored(self, name: str) -> bool:
+        """Return True if ``name`` matches an ignore glob."""
+        low = name.lower()
+        return any(fnmatch.fnmatchcase(low, g.lower()) for g in self.ignore)
+
+    def hint(self, name: str) -> str | None:
+        """Return the first kind whose globs match ``name``."""
+        low = "/" + name.lower().lstrip("/")
+        for kind, globs in self.kinds.items():
+            if any(fnmatch.fnmatchcase(low, g.lower()) for g in globs):
+                return kind
+        return None
+
+
+_XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.S)
+_XML_ROOT = re.compile(rb"\s*<([A-Za-z_][\w:.-]*)([^>]*)")
+_JSON_KEY = re.compile(rb'"([^"\\]{1,64})"\s*:')
+
+_JUNIT_ROOTS = {b"testsuites", b"testsuite", b"test-results", b"test-run", b"assemblies", b"assembly", b"test-suite"}
+
+
+def _strip_bom(head: bytes) -> bytes:
+    if head.startswith(b"\xef\xbb\xbf"):
+        return head[3:]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return head.decode("utf-16", errors="ignore").encode("utf-8")
+        except UnicodeError:
+            return head
+    return head
+
+
+def _xml_root(head: bytes) -> tuple[bytes, bytes] | None:
+    pos = 0
+    while True:
+        m = _XML_SKIP.match(head, pos)
+        if not m or m.end() == pos:
+            break
+        pos = m.end()
+    m = _XML_ROOT.match(head, pos)
+    if not m:
+        return None
+    name = m.group(1).split(b":")[-1]
+    return name, m.group(2)
+
+
+def _sniff_xml(head: bytes) -> str | None:
+    root = _xml_root(head)
+    if root is None:
+        return None
+    name, attrs = root
+    if name in _JUNIT_ROOTS:
+        return "junit"
+    if name == b"TestRun":
+        return "trx"
+    if name == b"coverage":
+        if b"clover=" in attrs or b"<project" in head:
+            return "clover"
+        return "cobertura"
+    if name == b"report" and (b"jacoco" in head.lower() or b"<sessioninfo" in head):
+        return "jacoco"
+    if name == b"CoverageSession":
+        return "opencover"
+    return None
+
+
+def _sniff_json(head: bytes) -> str | None:
+    keys = set(_JSON_KEY.findall(head[:16384]))
+    if b"$schema" in keys and b"sarif" in head[:2048].lower() or (b"runs" in keys and b'"2.1.0"' in head[:4096]):
+        return "sarif"
+    if b"SchemaVersion" in keys and (b"ArtifactName" in keys or b"Results" in keys or b"ArtifactType" in keys):
+        return "trivy"
+    if b"meta" in keys and b"files" in keys and (b"totals" in keys or b"executed_lines" in keys):
+        return "coveragepy"
+    if b"metrics" in keys and (b"http_req_duration" in keys or b"iterations" in keys or b"root_group" in keys
+                               or b"vus" in keys or b"checks" in keys):
+        return "k6"
+    if b"transaction" in keys and b"sampleCount" in keys and b"pct1ResTime" in keys:
+        return "jmeter_stats"
+    return None
+
+
+def _sniff_text(head: bytes) -> str | None:
+    first = head.split(b"\n", 1)[0].strip().lstrip(b"\xef\xbb\xbf")
+    cols = [c.strip(b'" ').lower() for c in first.split(b",")]
+    if b"timestamp" in cols and b"elapsed" in cols and b"label" in cols:
+        return "jtl"
+    if b"name" in cols and b"type" in cols and (b"request count" in cols or b"# requests" in cols):
+        return "locust"
+    if re.match(rb"(TN|SF):", first) or re.search(rb"^SF:.+\n(?:.*\n)*?(DA|FN|LF):", head, re.M):
+        return "lcov"
+    return None
+
+
+def classify(name: str, head: bytes, globs: ArtifactGlobs | None = None) -> str | None:
+    """Return the report kind of a file from its head bytes, else from its name, else None.
+
+    The name is only a hint for content that cannot be read as any document (empty, truncated,
+    garbled), so a broken report still surfaces as a problem; a well-formed document of an
+    unknown format (say, dotCover XML named coverage.xml) is left alone.
+    """
+    data = _strip_bom(head).lstrip()
+    if data.startswith(b"<"):
+        kind = _sniff_xml(data)
+        if kind is not None or _xml_root(data) is not None:
+            return kind
+    elif data.startswith(b"{"):
+        kind = _sniff_json(data)
+        if kind is not None or _JSON_KEY.search(data[:4096]):
+            return kind
+    elif data:
+        kind = _sniff_text(data)
+        if kind is not None:
+            return kind
+    return (globs or ArtifactGlobs()).hint(name)
