@@ -1,0 +1,158 @@
+"""The sandbox's outer ASGI layer: logs every call and plays the armed faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from github_app.sandbox.state import Call, Fault, SandboxState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[Any]]
+
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+DOCS = "https://docs.github.com/rest"
+SECONDARY_RATE_LIMIT_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                                "try again. If you reach out to GitHub Support for help, please include the "
+                                "request ID SANDBOX.")
+DROP_SENTINEL = "sandbox-dropped-connection"
+
+
+def _error_body(status: int, message: str) -> bytes:
+    return json.dumps({"message": message, "documentation_url": DOCS, "status": str(status)}).encode()
+
+
+def _fault_response(fault: Fault, now: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Build the response a non-latency fault answers with."""
+    headers = [(b"content-type", b"application/json; charset=utf-8")]
+    if fault.kind == "secondary_rate_limit":
+        headers.append((b"retry-after", str(fault.retry_after).encode()))
+        return 403, headers, _error_body(403, SECONDARY_RATE_LIMIT_MESSAGE)
+    if fault.kind == "rate_limit_429":
+        headers.append((b"retry-after", str(fault.retry_after).encode()))
+        return 429, headers, _error_body(429, "Too many requests. " + SECONDARY_RATE_LIMIT_MESSAGE)
+    if fault.kind == "primary_rate_limit":
+        headers += [(b"x-ratelimit-limit", b"5000"), (b"x-ratelimit-remaining", b"0"),
+                    (b"x-ratelimit-used", b"5000"),
+                    (b"x-ratelimit-reset", str(int(now) + fault.retry_after).encode())]
+        return 403, headers, _error_body(403, "API rate limit exceeded for installation ID SANDBOX. If you "
+                                              "reach out to GitHub Support for help, please include the request "
+                                              "ID SANDBOX.")
+    status = fault.status
+    message = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
+               504: "We couldn't respond to your request in time."}.get(status, "Server Error")
+    return status, headers, _error_body(status, message)
+
+
+class FaultAndLogLayer:
+    """Wrap the sandbox routes: add latency, answer armed faults, record every call."""
+
+    def __init__(self, inner: ASGIApp, state: SandboxState) -> None:
+        self.inner = inner
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        state = self.state
+        started, at = time.perf_counter(), state.now()
+        method, path = scope["method"], scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        body = await _read_body(receive)
+        info: dict[str, Any] = {"installation_id": None}
+        scope["sandbox"] = info
+        fired = state.take_faults(method, path)
+        delay = state.latency + sum(f.seconds for f in fired if f.kind == "latency")
+        if delay > 0:
+            await asyncio.sleep(delay)
+        terminal = next((f for f in fired if f.kind != "latency"), None)
+        fault_name = terminal.kind if terminal else ("latency" if delay > 0 and fired else None)
+        status_box = [0]
+
+        def log(status: int) -> None:
+            state.record(Call(method=method, path=path, query=query, status=status,
+                              body=_decode(body) if method in WRITE_METHODS else None, at=at,
+                              duration=time.perf_counter() - started, fault=fault_name,
+                              installation_id=info["installation_id"]))
+
+        if terminal is not None and terminal.kind == "drop":
+            log(0)
+            # uvicorn closes the connection without a response when the app returns a value.
+            return DROP_SENTINEL
+        if terminal is not None and terminal.kind != "truncate":
+            status, headers, payload = _fault_response(terminal, state.now())
+            headers.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            log(status)
+            return None
+
+        replay = _replay(body, receive)
+        if terminal is not None:  # truncate: buffer the real answer, then send only half of its body
+            captured: list[Message] = []
+
+            async def capture(message: Message) -> None:
+                captured.append(message)
+
+            await self.inner(scope, replay, capture)
+            start = next(m for m in captured if m["type"] == "http.response.start")
+            full = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
+            cut = full[: len(full) // 2]
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(cut)).encode()))
+            await send({"type": "http.response.start", "status": start["status"], "headers": headers})
+            await send({"type": "http.response.body", "body": cut})
+            log(start["status"])
+            return None
+
+        async def send_and_watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.inner(scope, replay, send_and_watch)
+        finally:
+            log(status_box[0] or 500)
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _decode(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
