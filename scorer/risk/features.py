@@ -1,0 +1,192 @@
+"""Model features from a deployment-history table, using only what was known before each deployment.
+
+Row-local features (size, tests, coverage, security, performance, time) come from the row itself,
+which is all known when the decision is requested. History features (the environment's recent
+failure rate, how unusual the change size is for the repository) use only rows of the same
+repository (and environment) whose ``created_at`` is *strictly earlier*, and only their outcomes;
+rows at the same instant or later never influence a row's features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from scorer.risk.history import coerce_history, failure_labels
+
+RECENT_WINDOW = 20  # labelled deployments looked back at for the recent failure rate
+_DAY_NS = 86_400 * 10**9
+_HOUR_NS = 3_600 * 10**9
+
+# Evidence groups whose absence is itself a signal: an unknown is information, not zero.
+MISSING_GROUPS: dict[str, tuple[str, ...]] = {
+    "change_unknown": ("additions", "deletions", "files_changed"),
+    "checks_unknown": ("checks_total",),
+    "tests_unknown": ("tests_total",),
+    "coverage_unknown": ("coverage",),
+    "security_unknown": ("vulns_critical", "vulns_high", "vulns_medium", "vulns_low"),
+    "performance_unknown": ("p95_latency_ms", "p95_regression_pct", "error_rate"),
+}
+
+LOG_COLUMNS: dict[str, str] = {
+    "commits_log": "commits",
+    "files_changed_log": "files_changed",
+    "additions_log": "additions",
+    "deletions_log": "deletions",
+    "subsystems_log": "subsystems",
+    "authors_log": "authors",
+    "author_experience_log": "author_experience",
+    "hours_since_last_deploy_log": "hours_since_last_deploy",
+    "checks_total_log": "checks_total",
+    "tests_total_log": "tests_total",
+    "p95_latency_ms_log": "p95_latency_ms",
+    "deploys_last_24h_log": "deploys_last_24h",
+}
+PASS_THROUGH: tuple[str, ...] = (
+    "entropy", "coverage", "coverage_delta", "p95_regression_pct", "error_rate", "env_failure_rate_30d",
+    "has_migration",
+)  # fmt: skip
+
+FEATURES: tuple[str, ...] = (
+    *LOG_COLUMNS,
+    "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    *PASS_THROUGH,
+    "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
+    "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
+    *MISSING_GROUPS,
+    "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
+    "env_past_deploys_log", "env_recent_failure_rate", "env_failures_30d", "env_failure_rate_30d_history",
+    "hours_since_env_failure_log",
+)  # fmt: skip
+
+# Features that describe only the change itself: the ones the cold-start prior can learn from
+# public commit-level data (ISSTA21 change-risk), where no deployment evidence exists.
+CHANGE_FEATURES: tuple[str, ...] = (
+    "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "authors_log",
+    "author_experience_log", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
+)  # fmt: skip
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    # 0/0 is "nothing ran", which we report as unknown rather than as a perfect score.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = num / den
+    return r.where(den > 0, np.nan)
+
+
+def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+    """Per repository+environment, features from strictly earlier rows (h sorted by created_at)."""
+    n = len(h)
+    past = np.zeros(n)
+    rate_recent = np.full(n, np.nan)
+    fails_30d = np.zeros(n)
+    rate_30d = np.full(n, np.nan)
+    since_fail = np.full(n, np.nan)
+    times_all = h["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    keys = h["repository"].astype(str) + "\x1f" + h["environment"].astype(str)
+    yv = y.to_numpy()
+    for _, pos in keys.groupby(keys, sort=False).indices.items():
+        t = times_all[pos]  # already sorted ascending within the group
+        lab = ~np.isnan(yv[pos])
+        lt = t[lab]
+        lf = np.concatenate([[0.0], np.cumsum(yv[pos][lab])])
+        ft = lt[yv[pos][lab] == 1.0]
+        before = np.searchsorted(t, t, side="left")  # rows strictly earlier (ties excluded)
+        m = np.searchsorted(lt, t, side="left")  # labelled rows strictly earlier
+        lo = np.maximum(m - RECENT_WINDOW, 0)
+        k = m - lo
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate_recent[pos] = np.where(k > 0, (lf[m] - lf[lo]) / np.maximum(k, 1), np.nan)
+        m30 = np.searchsorted(lt, t - 30 * _DAY_NS, side="left")
+        f30 = lf[m] - lf[m30]
+        n30 = m - m30
+        fails_30d[pos] = f30
+        rate_30d[pos] = np.where(n30 > 0, f30 / np.maximum(n30, 1), np.nan)
+        kf = np.searchsorted(ft, t, side="left")
+        last = ft[np.maximum(kf - 1, 0)] if len(ft) else np.zeros_like(t)
+        since_fail[pos] = np.where(kf > 0, (t - last) / _HOUR_NS, np.nan)
+        past[pos] = before
+    return pd.DataFrame(
+        {
+            "env_past_deploys_log": np.log1p(past),
+            "env_recent_failure_rate": rate_recent,
+            "env_failures_30d": fails_30d,
+            "env_failure_rate_30d_history": rate_30d,
+            "hours_since_env_failure_log": np.log1p(np.clip(since_fail, 0, None)),
+        },
+        index=h.index,
+    )
+
+
+def _repo_median_churn(h: pd.DataFrame, churn: pd.Series) -> pd.Series:
+    """Median churn of the repository's strictly earlier deployments (NaN when there are none)."""
+    out = pd.Series(np.nan, index=h.index)
+    for _, idx in h.groupby("repository", sort=False).groups.items():
+        c = churn.loc[idx]
+        prior = c.expanding(min_periods=1).median().shift(1)
+        # Rows sharing a timestamp must not see each other: use the value before the first of them.
+        out.loc[idx] = prior.groupby(h.loc[idx, "created_at"].to_numpy()).transform("first").to_numpy()
+    return out
+
+
+def build_features(history: pd.DataFrame) -> pd.DataFrame:
+    """Return the model features (columns ``FEATURES``) of every row, index aligned with ``history``."""
+    h = history if pd.api.types.is_datetime64_any_dtype(history.get("created_at")) else coerce_history(history)
+    if "outcome" not in h.columns or any(c not in h.columns for c in LOG_COLUMNS.values()):
+        h = coerce_history(h)
+    original_index = h.index
+    h = h.reset_index(drop=True)
+    order = np.argsort(h["created_at"].to_numpy(dtype="datetime64[ns]"), kind="stable")
+    h = h.iloc[order]
+    y = failure_labels(h)
+
+    f = pd.DataFrame(index=h.index)
+    for name, col in LOG_COLUMNS.items():
+        f[name] = np.log1p(h[col].astype(float).clip(lower=0))
+    churn = h["additions"].astype(float) + h["deletions"].astype(float)
+    f["churn_log"] = np.log1p(churn.clip(lower=0))
+    median = _repo_median_churn(h, churn)
+    f["churn_vs_repo_median_log"] = np.log2((churn + 1.0) / (median + 1.0))
+    f["deleted_share"] = _ratio(h["deletions"], churn)
+    f["churn_per_file_log"] = np.log1p(_ratio(churn, h["files_changed"]))
+    for col in PASS_THROUGH:
+        f[col] = h[col].astype(float)
+    f["checks_failed"] = h["checks_failed"].astype(float)
+    f["checks_failed_ratio"] = _ratio(h["checks_failed"], h["checks_total"])
+    f["tests_failed"] = h["tests_failed"].astype(float)
+    f["tests_failed_ratio"] = _ratio(h["tests_failed"], h["tests_total"])
+    f["tests_skipped_ratio"] = _ratio(h["tests_skipped"], h["tests_total"])
+    f["flaky_tests_ratio"] = _ratio(h["flaky_tests"], h["tests_total"])
+    vulns = (
+        8.0 * h["vulns_critical"] + 4.0 * h["vulns_high"] + 2.0 * h["vulns_medium"] + 1.0 * h["vulns_low"]
+    )
+    f["vulns_weighted_log"] = np.log1p(vulns.clip(lower=0))
+    f["secrets_open"] = h["secrets_open"].astype(float)
+    for name, cols in MISSING_GROUPS.items():
+        f[name] = h[list(cols)].isna().all(axis=1).astype(float)
+
+    created = h["created_at"]
+    hour = h["hour_utc"].astype(float).fillna(created.dt.hour.astype(float))
+    weekday = h["weekday"].astype(float).fillna(created.dt.weekday.astype(float))
+    f["hour"] = hour
+    f["hour_sin"] = np.sin(2 * math.pi * hour / 24.0)
+    f["hour_cos"] = np.cos(2 * math.pi * hour / 24.0)
+    f["weekday"] = weekday
+    f["weekday_sin"] = np.sin(2 * math.pi * weekday / 7.0)
+    f["weekday_cos"] = np.cos(2 * math.pi * weekday / 7.0)
+    f["weekend"] = (weekday >= 5).astype(float).where(weekday.notna(), np.nan)
+    f["off_hours"] = ((hour < 7) | (hour >= 19)).astype(float).where(hour.notna(), np.nan)
+
+    f = f.join(_history_features(h, y))
+    f = f.sort_index()[list(FEATURES)].astype(float)
+    f.index = original_index
+    return f
+
+
+def chronological_order(history: pd.DataFrame) -> np.ndarray:
+    """Return positions that sort ``history`` by created_at (stable), for time-ordered training."""
+    created = pd.to_datetime(history["created_at"], utc=True, errors="coerce", format="ISO8601")
+    return np.argsort(created.to_numpy(dtype="datetime64[ns]"), kind="stable")

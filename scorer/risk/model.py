@@ -1,0 +1,386 @@
+"""The risk model: a calibrated probability that a deployment fails, with exact per-feature credits.
+
+``RiskModel`` is a scikit-learn classifier over the numeric features of ``features.build_features``
+(rows in chronological order). It picks its form by a time-ordered validation:
+
+* fewer than ``min_samples_boosting`` rows (or too few of the rarer class): a strongly
+  regularised logistic model on standardised, median-imputed features plus missing indicators;
+* otherwise gradient-boosted trees and the logistic model are both fitted on the earliest
+  ``1 - validation_fraction`` of the rows and the one with the better ROC AUC on the latest rows
+  wins; the calibration map (none, Platt/sigmoid or isotonic) is chosen by cross-validated log
+  loss on those latest rows, and its out-of-fold predictions give honest validation metrics;
+* one class only: no model can be learnt, so the probability is the smoothed base rate
+  (``fallback_reason_`` says why).
+
+Both model forms are additive in log-odds per feature (linear terms, or path credits for trees),
+so ``contributions`` is exact: credits plus ``base_log_odds`` equal the predicted log-odds.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import KFold
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+
+from scorer.risk.metrics import evaluate
+from scorer.risk.trees import PackedTrees
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-3  # probabilities are kept in [0.001, 0.999]: no deployment is certain to pass or fail
+
+
+class _Standardiser:
+    """Median imputation, missing indicators and standardisation, with per-column provenance."""
+
+    def fit(self, X: np.ndarray) -> _Standardiser:
+        missing = np.isnan(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing column: median is NaN
+            med = np.nanmedian(X, axis=0) if X.shape[0] else np.zeros(X.shape[1])
+        self.median = np.where(np.isnan(med), 0.0, med)
+        self.indicator_of = np.flatnonzero(missing.any(axis=0) & ~missing.all(axis=0))
+        Z = self._expand(X)
+        self.mean = Z.mean(axis=0)
+        std = Z.std(axis=0)
+        self.scale = np.where(std > 1e-12, std, 1.0)
+        # source[k] = original feature index behind expanded column k (value or its indicator)
+        self.source = np.concatenate([np.arange(X.shape[1]), self.indicator_of])
+        return self
+
+    def _expand(self, X: np.ndarray) -> np.ndarray:
+        missing = np.isnan(X)
+        filled = np.where(missing, self.median, X)
+        return np.hstack([filled, missing[:, self.indicator_of].astype(float)])
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (self._expand(X) - self.mean) / self.scale
+
+
+class _LinearModel:
+    """Regularised logistic regression on standardised features; exact linear credits."""
+
+    def __init__(self, C: float, class_weight: str | None, random_state: int) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _LinearModel:
+        self.std = _Standardiser().fit(X)
+        self.lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000,
+                                     random_state=self.random_state)
+        self.lr.fit(self.std.transform(X), y)
+        self.n_features = X.shape[1]
+        return self
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.lr.decision_function(self.std.transform(X))
+
+    @property
+    def n_iter(self) -> int:
+        return max(1, int(np.max(self.lr.n_iter_)))
+
+    @property
+    def base(self) -> float:
+        # Standardised columns have mean zero over the training rows, so the intercept is the
+        # log-odds of the average training row.
+        return float(self.lr.intercept_[0])
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        terms = self.std.transform(X) * self.lr.coef_[0]
+        out = np.zeros((X.shape[0], self.n_features))
+        np.add.at(out.T, self.std.source, terms.T)
+        return out
+
+
+class _TreeModel:
+    """Gradient-boosted trees with path credits."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _TreeModel:
+        # An all-missing column carries nothing to split on (and sklearn's binning fails on it).
+        self.used = np.flatnonzero(~np.isnan(X).all(axis=0))
+        self.n_features = X.shape[1]
+        self.est = HistGradientBoostingClassifier(**self.params).fit(X[:, self.used], y)
+        self.packed = PackedTrees.from_estimator(self.est)
+        return self
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.est.decision_function(X[:, self.used])
+
+    @property
+    def n_iter(self) -> int:
+        return max(1, int(self.est.n_iter_))
+
+    @property
+    def base(self) -> float:
+        return self.packed.base
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((X.shape[0], self.n_features))
+        out[:, self.used] = self.packed.contributions(X[:, self.used])
+        return out
+
+
+class _Calibrator:
+    """Monotone map from raw log-odds to calibrated log-odds: identity, Platt or isotonic."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
+        if self.method == "sigmoid":
+            lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw[:, None], y)
+            self.a, self.b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        elif self.method == "isotonic":
+            self.iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip").fit(raw, y)
+        return self
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "sigmoid":
+            return self.a * raw + self.b
+        if self.method == "isotonic":
+            return logit(np.clip(self.iso.predict(raw), _EPS, 1 - _EPS))
+        return np.asarray(raw, dtype=float)
+
+
+def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
+    p = np.clip(expit(z), _EPS, 1 - _EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+class RiskModel(ClassifierMixin, BaseEstimator):
+    """Calibrated failure-probability classifier with exact additive explanations.
+
+    Rows passed to ``fit`` must be in chronological order: the latest ``validation_fraction``
+    of them choose the model form and the calibration.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_samples_boosting: int = 200,
+        min_minority_boosting: int = 20,
+        validation_fraction: float = 0.2,
+        max_iter: int = 300,
+        learning_rate: float = 0.06,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 40,
+        l2_regularization: float = 1.0,
+        C: float = 0.1,
+        class_weight: str | None = None,
+        calibration: str = "auto",
+        refit: bool = True,
+        smoothing: float = 1.0,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.min_samples_boosting = min_samples_boosting
+        self.min_minority_boosting = min_minority_boosting
+        self.validation_fraction = validation_fraction
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.C = C
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.refit = refit
+        self.smoothing = smoothing
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def _tree_params(self, seed: int, max_iter: int | None = None, early_stopping: bool = True) -> dict[str, Any]:
+        return {
+            "max_iter": max_iter or self.max_iter,
+            "learning_rate": self.learning_rate,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_samples_leaf": self.min_samples_leaf,
+            "l2_regularization": self.l2_regularization,
+            "class_weight": self.class_weight,
+            "early_stopping": early_stopping,
+            "validation_fraction": 0.15,
+            "n_iter_no_change": 20,
+            "random_state": seed,
+        }
+
+    def fit(self, X: Any, y: Any) -> RiskModel:
+        """Fit on chronologically ordered rows; return self."""
+        if self.calibration not in {"auto", "none", "sigmoid", "isotonic"}:
+            raise ValueError(f"calibration={self.calibration!r}: use 'auto', 'none', 'sigmoid' or 'isotonic'")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction={self.validation_fraction!r} must be between 0 and 1")
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
+                             ensure_min_samples=1)
+        check_classification_targets(y)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        classes = np.unique(y)
+        self.fallback_reason_: str | None = None
+        self.validation_metrics_: dict[str, Any] = {}
+        self.n_train_ = int(len(y))
+        if len(classes) == 1:
+            self.classes_ = classes
+            positives = len(y) if self._is_positive_label(classes[0]) else 0
+            self.base_rate_ = (positives + 0.5 * self.smoothing) / (len(y) + self.smoothing)
+            self.kind_ = "base_rate"
+            self.calibration_ = "none"
+            self.n_iter_ = 1
+            self.fallback_reason_ = (
+                f"only one outcome ({classes[0]!r}) in {len(y)} training rows: no risk factor can be "
+                f"learnt, so every deployment gets the smoothed base rate {self.base_rate_:.3f}"
+            )
+            log.info("risk_model.fallback", extra={"reason": self.fallback_reason_})
+            return self
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        self.classes_ = classes
+        yb = (y == classes[1]).astype(float)
+        self.base_rate_ = float(yb.mean())
+        n = len(yb)
+        minority = int(min(yb.sum(), n - yb.sum()))
+        cut = int(round(n * (1.0 - self.validation_fraction)))
+        y_tr, y_va = yb[:cut], yb[cut:]
+        can_validate = (
+            n >= self.min_samples_boosting
+            and minority >= self.min_minority_boosting
+            and 0 < y_tr.sum() < len(y_tr)
+            and 0 < y_va.sum() < len(y_va)
+        )
+        if not can_validate:
+            self.kind_ = "logistic"
+            self.calibration_ = "none"
+            self.model_: _LinearModel | _TreeModel = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+            self.calibrator_ = _Calibrator("none")
+            self.n_iter_ = self.model_.n_iter
+            return self
+
+        X_tr, X_va = X[:cut], X[cut:]
+        candidates: dict[str, _LinearModel | _TreeModel] = {
+            "logistic": _LinearModel(self.C, self.class_weight, seed).fit(X_tr, y_tr),
+            "boosting": _TreeModel(self._tree_params(seed)).fit(X_tr, y_tr),
+        }
+        raw_va = {name: m.raw(X_va) for name, m in candidates.items()}
+        aucs = {name: float(roc_auc_score(y_va, r)) for name, r in raw_va.items()}
+        kind = max(aucs, key=lambda k: (aucs[k], k == "logistic"))
+        self.kind_ = kind
+        self.candidate_auc_ = aucs
+
+        method, oof = self._choose_calibration(raw_va[kind], y_va, seed)
+        self.calibration_ = method
+        self.validation_metrics_ = evaluate(y_va, expit(oof))
+        self.validation_metrics_["rows_train"] = int(cut)
+        chosen = candidates[kind]
+        if self.refit:
+            if isinstance(chosen, _TreeModel):
+                # Keep the number of trees found by early stopping so the calibration still fits.
+                n_iter = int(chosen.est.n_iter_)
+                chosen = _TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, yb)
+            else:
+                chosen = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+        self.model_ = chosen
+        self.n_iter_ = chosen.n_iter
+        self.calibrator_ = _Calibrator(method).fit(raw_va[kind], y_va)
+        log.info("risk_model.fitted", extra={"kind": kind, "calibration": method, "rows": n})
+        return self
+
+    def _choose_calibration(self, raw: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, np.ndarray]:
+        """Pick the calibration with the best out-of-fold log loss; return it and its predictions."""
+        methods = [self.calibration] if self.calibration != "auto" else ["none", "sigmoid", "isotonic"]
+        if self.calibration == "auto" and len(y) < 500:
+            methods.remove("isotonic")  # too few rows for a step function to beat two parameters
+        folds = KFold(n_splits=5, shuffle=True, random_state=seed)
+        best: tuple[float, str, np.ndarray] | None = None
+        for method in methods:
+            oof = np.empty_like(raw)
+            for tr, te in folds.split(raw):
+                if method != "none" and (y[tr].min() == y[tr].max()):
+                    oof[te] = raw[te]
+                    continue
+                oof[te] = _Calibrator(method).fit(raw[tr], y[tr])(raw[te])
+            loss = _log_loss(y, oof)
+            if best is None or loss < best[0] - 1e-9:
+                best = (loss, method, oof)
+        assert best is not None
+        return best[1], best[2]
+
+    def _is_positive_label(self, label: Any) -> bool:
+        return bool(label == 1) if isinstance(label, int | float | np.integer | np.floating | bool | np.bool_) else (
+            str(label) in {"failure", "rollback", "incident", "True", "true"}
+        )
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def _validate(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+
+    def _log_odds(self, X: np.ndarray) -> np.ndarray:
+        if self.kind_ == "base_rate":
+            return np.full(X.shape[0], float(logit(self.base_rate_)))
+        return np.asarray(self.calibrator_(self.model_.raw(X)), dtype=float)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Return calibrated log-odds of the positive class (failure)."""
+        return self._log_odds(self._validate(X))
+
+    def predict_risk(self, X: Any) -> np.ndarray:
+        """Return the calibrated probability of failure per row (also for the one-class fallback)."""
+        return np.asarray(expit(self._log_odds(self._validate(X))))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Return class probabilities in the order of ``classes_``."""
+        Xv = self._validate(X)
+        if len(self.classes_) == 1:
+            return np.ones((Xv.shape[0], 1))
+        p = expit(self._log_odds(Xv))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Return the more likely class per row."""
+        Xv = self._validate(X)
+        if len(self.classes_) == 1:
+            return np.full(Xv.shape[0], self.classes_[0])
+        return self.classes_[(self._log_odds(Xv) > 0).astype(int)]
+
+    def contributions(self, X: Any) -> tuple[np.ndarray, float, np.ndarray]:
+        """Return (per-feature credits, base log-odds, log-odds); credits sum to log-odds - base."""
+        Xv = self._validate(X)
+        n, d = Xv.shape
+        if self.kind_ == "base_rate":
+            b = float(logit(self.base_rate_))
+            return np.zeros((n, d)), b, np.full(n, b)
+        raw_credits = self.model_.contributions(Xv)
+        raw_base = self.model_.base
+        raw = raw_base + raw_credits.sum(axis=1)
+        z = self.calibrator_(raw)
+        base = float(self.calibrator_(np.array([raw_base]))[0])
+        # The calibration is a monotone map of the raw score. For Platt it is linear, so credits
+        # scale by its slope; in general each row's credits are scaled by the secant slope
+        # between the base and the row, which keeps their signs and makes them add up exactly.
+        span = raw - raw_base
+        safe = np.where(np.abs(span) > 1e-12, span, 1.0)
+        scale = np.where(np.abs(span) > 1e-12, (z - base) / safe, 0.0)
+        credits = raw_credits * scale[:, None]
+        return credits, base, z
