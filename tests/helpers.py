@@ -67,3 +67,14 @@ def subprocess_env(database_url: str, **extra: str) -> dict[str, str]:
     env.update({"GONOGO_WEBHOOK_SECRET": SECRET, "GONOGO_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def rsa_private_pem() -> str:
+    """A fresh RSA private key in PEM, as the GitHub App settings page hands out."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()

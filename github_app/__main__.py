@@ -1,0 +1,3 @@
+from github_app.cli import main
+
+main()

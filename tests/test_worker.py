@@ -1,0 +1,144 @@
+"""Workers: retries with backoff, dead letters, manual retry, lease expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from github_app import db, inbox
+from github_app.cli import cli
+from github_app.db.models import Delivery
+from github_app.inbox import IncomingDelivery
+from github_app.routing import Context, Event, PermanentError, Router
+from github_app.worker import WorkerPool
+from tests.helpers import make_settings
+
+
+def _store(url: str, *ids: str, event: str = "ping") -> None:
+    engine = db.make_engine(url)
+    try:
+        inbox.insert_deliveries(engine, [IncomingDelivery(i, event, None, None, '{"zen": "z"}', False) for i in ids])
+    finally:
+        engine.dispose()
+
+
+def _row(url: str, delivery_id: str) -> Delivery:
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(Delivery).where(Delivery.delivery_id == delivery_id)).one()
+    finally:
+        engine.dispose()
+
+
+def _pool(url: str, router: Router, **overrides) -> WorkerPool:
+    settings = make_settings(url, **overrides)
+    return WorkerPool(Context(settings, db.make_engine(url)), router, 1)
+
+
+async def _drain(pool: WorkerPool, until: float) -> None:
+    deadline = time.monotonic() + until
+    while time.monotonic() < deadline:
+        if not await pool.step():
+            await asyncio.sleep(0.02)
+
+
+def test_failing_handler_is_retried_with_backoff_then_dead_then_retried_by_cli(database_url, monkeypatch):
+    calls: list[float] = []
+    router = Router()
+
+    @router.on("ping")
+    async def flaky(ctx: Context, ev: Event) -> None:
+        calls.append(time.monotonic())
+        if len(calls) <= 4:
+            raise RuntimeError(f"GitHub said no (call {len(calls)})")
+
+    _store(database_url, "will-die")
+    pool = _pool(database_url, router, max_attempts=3, retry_base_seconds=0.2, retry_max_seconds=1.0)
+    asyncio.run(_drain(pool, 3.0))
+    row = _row(database_url, "will-die")
+    assert len(calls) == 3 and row.state == "dead" and row.attempts == 3
+    assert "RuntimeError: GitHub said no (call 3)" in row.last_error
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert all(g >= 0.0 for g in gaps) and max(gaps) <= 2.5  # jittered exponential waits, capped
+
+    monkeypatch.setenv("GONOGO_DATABASE_URL", database_url)
+    monkeypatch.setenv("GONOGO_WEBHOOK_SECRET", "s")
+    listed = CliRunner().invoke(cli, ["deliveries", "list", "--state", "dead"])
+    assert listed.exit_code == 0 and "will-die" in listed.output and "GitHub said no" in listed.output
+    result = CliRunner().invoke(cli, ["deliveries", "retry", "will-die"])
+    assert result.exit_code == 0, result.output
+    assert _row(database_url, "will-die").state == "pending"
+    asyncio.run(_drain(pool, 3.0))  # fourth call fails, fifth succeeds
+    row = _row(database_url, "will-die")
+    assert row.state == "done" and row.completed_count == 1 and len(calls) == 5
+    missing = CliRunner().invoke(cli, ["deliveries", "retry", "no-such-delivery"])
+    assert missing.exit_code != 0 and "gonogo deliveries list" in missing.output
+    pool.ctx.engine.dispose()
+
+
+def test_backoff_grows_exponentially_with_jitter():
+    waits = [[inbox.retry_delay(n, base=1.0, maximum=1000.0) for n in range(1, 8)] for _ in range(200)]
+    means = [sum(col) / len(col) for col in zip(*waits)]
+    assert all(b > a for a, b in zip(means, means[1:]))  # grows with the attempt number
+    assert len({w[3] for w in waits}) > 100  # jittered
+    assert max(inbox.retry_delay(30, base=1.0, maximum=5.0) for _ in range(50)) <= 5.0
+
+
+def test_permanent_error_goes_straight_to_dead(database_url):
+    router = Router()
+
+    @router.on("ping")
+    async def broken(ctx: Context, ev: Event) -> None:
+        raise PermanentError("unknown installation 42: check the app is installed")
+
+    _store(database_url, "perm")
+    pool = _pool(database_url, router, max_attempts=5)
+    asyncio.run(_drain(pool, 0.5))
+    row = _row(database_url, "perm")
+    assert row.state == "dead" and row.attempts == 1 and "check the app is installed" in row.last_error
+    pool.ctx.engine.dispose()
+
+
+def test_expired_lease_makes_a_delivery_claimable_again(database_url):
+    engine = db.make_engine(database_url)
+    _store(database_url, "leased")
+    [job] = inbox.claim(engine, "crashed-worker", lease_seconds=60)
+    assert inbox.claim(engine, "other", lease_seconds=60) == []  # held
+    with engine.begin() as conn:  # time passes: the lease runs out
+        conn.execute(update(Delivery).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    [again] = inbox.claim(engine, "other", lease_seconds=60)
+    assert again.delivery_id == "leased" and again.attempts == 2
+    assert inbox.complete(engine, job) is False  # the crashed worker's late completion doesn't count
+    assert inbox.complete(engine, again) is True
+    row = _row(database_url, "leased")
+    assert row.state == "done" and row.completed_count == 1
+    engine.dispose()
+
+
+def test_worker_pool_runs_in_the_background_and_stops(database_url):
+    seen: list[str] = []
+    router = Router()
+
+    @router.on("ping")
+    async def record(ctx: Context, ev: Event) -> None:
+        seen.append(ev.delivery_id)
+
+    async def scenario() -> None:
+        pool = _pool(database_url, router)
+        pool.start()
+        await asyncio.to_thread(_store, database_url, "a", "b", "c")
+        pool.wake()
+        for _ in range(200):
+            if len(seen) == 3:
+                break
+            await asyncio.sleep(0.02)
+        await pool.stop()
+        pool.ctx.engine.dispose()
+
+    asyncio.run(scenario())
+    assert sorted(seen) == ["a", "b", "c"]
