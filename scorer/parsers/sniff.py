@@ -107,7 +107,9 @@ def _sniff_xml(head: bytes) -> str | None:
     if name == b"coverage":
         if b"clover=" in attrs or b"<project" in head:
             return "clover"
-        return "cobertura"
+        if b"line-rate=" in attrs or b"lines-valid=" in attrs or b"<packages" in head or b"<sources" in head:
+            return "cobertura"
+        return None  # SonarQube, NCover and mprof also use <coverage>; not supported
     if name == b"report" and (b"jacoco" in head.lower() or b"<sessioninfo" in head):
         return "jacoco"
     if name == b"CoverageSession":
