@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install everything first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint typecheck bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/gonogo demo
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check github_app rules scorer tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy github_app rules scorer
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/decision_latency.py
+	$(BIN)/python benchmarks/parse.py
+	$(BIN)/python benchmarks/risk_model.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache gonogo.db gonogo.db-wal gonogo.db-shm
