@@ -1,0 +1,249 @@
+"""Render a decision: the `gonogo` check-run Markdown, annotations, the protection-rule comment, plain text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from rules.types import Decision, Finding
+
+CHECK_RUN_LIMIT = 65_535  # GitHub's limit on a check run's summary and text
+COMMENT_LIMIT = 1_024  # GitHub's limit on a protection-rule review comment
+ANNOTATIONS_PER_REQUEST = 50
+_MAX_CELL = 300
+_MAX_TITLE = 255
+
+_BADGE = {"go": "✅ GO", "escalate": "⚠️ ESCALATE", "no-go": "⛔ NO-GO"}
+_STATUS = {"passed": "✅ passed", "failed": "❌ failed", "unknown": "❔ unknown", "skipped": "➖ skipped", "waived": "🟡 waived"}
+_SEVERITY_ORDER = {"blocker": 0, "major": 1, "minor": 2}
+_STATUS_ORDER = {"failed": 0, "unknown": 1, "waived": 2, "passed": 3, "skipped": 4}
+
+T = TypeVar("T")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return _clip(text.replace("\n", " ").replace("|", "\\|"), _MAX_CELL)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.1 or x == 0 else f"{x:.1%}"
+
+
+def _risk_label(d: Decision) -> str:
+    if d.risk.source == "model":
+        return f"model {d.risk.model_version or '(unversioned)'}"
+    if d.risk.source == "prior":
+        return "cold-start prior"
+    return "rule-based estimate"
+
+
+def headline(d: Decision) -> str:
+    """Return the one-line verdict with score, risk and confidence."""
+    if d.mode == "dry-run":
+        lead = f"🧪 DRY-RUN: would be {_BADGE[d.verdict]} (approved, dry-run mode)"
+    elif d.policy_errors:
+        lead = f"{_BADGE[d.verdict]} (invalid policy)"
+    else:
+        lead = _BADGE[d.verdict]
+    return (
+        f"{lead} · readiness {d.readiness_score:.0f}/100 · risk {_pct(d.risk.probability)} ({_risk_label(d)}) · "
+        f"confidence {_pct(d.confidence)}"
+    )
+
+
+def _finding_line(f: Finding) -> str:
+    return f"**{f.rule_id}** {f.title}: {_cell(f.message)}"
+
+
+def _head(d: Decision) -> list[str]:
+    out = [f"## {headline(d)}", ""]
+    out += [f"- {_cell(r)}" for r in d.reasons] + [""]
+    if d.policy_errors:
+        out += ["### Policy errors", ""] + [f"- `{_cell(e)}`" for e in d.policy_errors[:50]] + [""]
+    if d.freeze:
+        out += [f"> **Deployment freeze:** {_cell(d.freeze.reason)}", ""]
+    out += ["### Dimensions", "", "| Dimension | Score | Passed | Failed | Unknown | Skipped | Waived |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, s in d.dimensions.items():
+        score = "n/a" if s.score is None else f"{s.score:.0f}"
+        out.append(f"| {name} | {score} | {s.passed} | {s.failed} | {s.unknown} | {s.skipped} | {s.waived} |")
+    out.append("")
+    blocking = d.blocking_findings
+    if blocking:
+        out += ["### Blocking findings", ""]
+        for f in blocking:
+            out.append(f"- {_finding_line(f)}")
+            out.append(f"  - Why: {_cell(f.why)}")
+            out.append(f"  - Fix: {_cell(f.remediation)}")
+            out += [f"  - `{_cell(x)}`" for x in f.details[:10]]
+        out.append("")
+    if d.what_would_change:
+        out += ["### What would change the outcome", ""] + [f"- {_cell(c.text)}" for c in d.what_would_change] + [""]
+    recs = [r for r in d.recommendations if r.rule_id not in set(d.blocking)][:5]
+    if recs:
+        out += ["### Recommendations", ""]
+        out += [f"{i}. **{r.rule_id}** {r.title} ({r.severity}, {r.reason}): {_cell(r.remediation)}" for i, r in enumerate(recs, 1)]
+        out.append("")
+    out += ["### Top risk drivers", "", f"Risk {_pct(d.risk.probability)} from the {_risk_label(d)}"
+            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + ".", ""]  # fmt: skip
+    out += [f"- {_cell(dr.text)}" for dr in d.risk.drivers[:5]] or ["- no driver moved the risk away from the base rate"]
+    out.append("")
+    s = d.strategy
+    out += ["### Rollout strategy", "", f"**{s.name}**: {_cell(s.reason)}", ""]
+    out += [f"{i}. {_cell(step)}" for i, step in enumerate(s.steps, 1)]
+    if s.watch:
+        out += ["", "Watch: " + "; ".join(_cell(w) for w in s.watch)]
+    out.append("")
+    if d.verdict == "escalate" or d.mode == "dry-run":
+        who = [f"@{u}" for u in d.reviewers.users] + [f"team `{t}`" for t in d.reviewers.teams]
+        out += ["### Who decides", "", (", ".join(who) or "anyone with write access (no reviewers in the policy)")
+                + (" (four eyes: the deployer cannot approve)" if d.reviewers.four_eyes else ""), ""]  # fmt: skip
+    if d.waivers:
+        out += ["### Active waivers", ""]
+        out += [f"- **{w.rule_id}** waived by @{w.author} until {w.expires_at:%Y-%m-%d}: {_cell(w.reason)}" for w in d.waivers]
+        out.append("")
+    return out
+
+
+def _findings_rows(findings: list[Finding]) -> list[str]:
+    rows = []
+    for f in sorted(findings, key=lambda f: (_STATUS_ORDER[f.status], _SEVERITY_ORDER[f.severity], f.rule_id)):
+        value = "" if f.value is None else f"{f.value}{f.unit if f.unit in ('%', 'ms', 'h', 'pp') else ''}"
+        threshold = "" if f.threshold is None else f"{f.threshold:g}"
+        rows.append(f"| {f.rule_id} | {_cell(f.title)} | {f.severity} | {_STATUS[f.status]} | {_cell(value)} | {threshold} | {_cell(f.message)} |")
+    return rows
+
+
+def _provenance_rows(d: Decision) -> list[str]:
+    rows = []
+    for name, part in d.evidence.parts().items():
+        sources = "; ".join(_clip(f"{p.source} {p.detail}".strip(), 120) for p in part.provenance[:5])
+        if len(part.provenance) > 5:
+            sources += f"; +{len(part.provenance) - 5} more"
+        rows.append(f"| {name} | {part.availability.value} | {_cell(part.reason)} | {_cell(sources)} |")
+    return rows
+
+
+def _details(summary: str, header: list[str], rows: list[str], budget: int) -> tuple[str, int]:
+    """Render a collapsible table within ``budget`` characters; return it and the rows left out."""
+    opening = f"<details><summary>{summary}</summary>\n\n" + "\n".join(header) + "\n"
+    closing = "\n</details>\n"
+    text, kept = opening, 0
+    for row in rows:
+        if len(text) + len(row) + 1 + len(closing) + 80 > budget:
+            break
+        text += row + "\n"
+        kept += 1
+    left = len(rows) - kept
+    if left:
+        text += f"\n_{left} rows omitted to fit GitHub's size limit._\n"
+    if kept == 0 and rows:
+        return "", left
+    return text + closing, left
+
+
+def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
+    """Render the check-run report, staying under ``limit`` characters by dropping the least important parts."""
+    note_room = 200
+    head = "\n".join(_head(d)) + "\n"
+    if len(head) > limit - note_room:
+        cut = limit - note_room
+        return head[:cut] + "\n\n_Report truncated to fit GitHub's size limit; see `gonogo assess --format json` for all._\n"
+    budget = limit - len(head) - note_room
+    sections: list[str] = []
+    omitted: list[str] = []
+    not_passed = [f for f in d.findings if f.status in ("failed", "unknown", "waived")]
+    rest = [f for f in d.findings if f.status not in ("failed", "unknown", "waived")]
+    header = ["| Rule | Title | Severity | Status | Value | Threshold | Details |", "|---|---|---|---|---|---|---|"]
+    plan = [
+        (f"Findings needing attention ({len(not_passed)})", header, _findings_rows(not_passed), "findings needing attention"),
+        (f"Passed and skipped rules ({len(rest)})", header, _findings_rows(rest), "passed and skipped rules"),
+        ("Evidence provenance", ["| Part | Availability | Reason | Sources |", "|---|---|---|---|"], _provenance_rows(d),
+         "evidence provenance"),
+    ]  # fmt: skip
+    for summary, hdr, rows, label in plan:
+        if not rows:
+            continue
+        text, left = _details(summary, hdr, rows, budget)
+        if left:
+            omitted.append(f"{left} rows of {label}" if text else label)
+        sections.append(text)
+        budget -= len(text)
+    out = head + "\n".join(s for s in sections if s)
+    if omitted:
+        out += "\n_Report truncated to fit GitHub's size limit: omitted " + ", ".join(omitted) + "._\n"
+    return out[:limit]
+
+
+def render_text(d: Decision) -> str:
+    """Render a plain-text summary for terminals."""
+    lines = [headline(d).replace("**", ""), ""]
+    lines += [f"  - {r}" for r in d.reasons]
+    lines += ["", "Dimensions:"]
+    lines += [f"  {n:<12} {'n/a' if s.score is None else f'{s.score:.0f}':>5}" for n, s in d.dimensions.items()]
+    if d.blocking:
+        lines += ["", "Blocking:"] + [f"  {f.rule_id} {f.title}: {f.message}\n    fix: {f.remediation}" for f in d.blocking_findings]
+    if d.what_would_change:
+        lines += ["", "What would change the outcome:"] + [f"  - {c.text}" for c in d.what_would_change]
+    other = [f for f in d.findings if f.status in ("failed", "unknown", "waived") and f.rule_id not in d.blocking]
+    if other:
+        lines += ["", "Other findings:"] + [f"  [{f.status}] {f.rule_id} ({f.severity}) {f.message}" for f in other]
+    lines += ["", f"Strategy: {d.strategy.name} - {d.strategy.reason}"]
+    lines += [f"Risk drivers ({_risk_label(d)}):"] + [f"  - {dr.text}" for dr in d.risk.drivers[:5]]
+    return "\n".join(lines) + "\n"
+
+
+_LEVEL = {"critical": "failure", "high": "failure", "medium": "warning", "low": "notice", "note": "notice"}
+
+
+def annotations(d: Decision) -> list[dict[str, Any]]:
+    """Return GitHub check-run annotations for failing tests and security findings that have a path and line."""
+    out: list[dict[str, Any]] = []
+    ev = d.evidence
+    if ev.tests.ok:
+        for case in ev.tests.failures:
+            if not case.file or not case.line:
+                continue
+            name = f"{case.classname}.{case.name}" if case.classname else case.name
+            out.append({
+                "path": case.file, "start_line": case.line, "end_line": case.line, "annotation_level": "failure",
+                "title": _clip(f"Test {case.outcome}: {name}", _MAX_TITLE),
+                "message": _clip(case.message or f"{name} {case.outcome}", 60_000),
+            })  # fmt: skip
+    if ev.security.ok:
+        rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "note": 4}
+        for f in sorted(ev.security.findings, key=lambda f: rank[f.severity]):
+            if not f.path or not f.line:
+                continue
+            out.append({
+                "path": f.path, "start_line": f.line, "end_line": f.line, "annotation_level": _LEVEL[f.severity],
+                "title": _clip(f"{f.severity.capitalize()} {f.source}: {f.rule_id}", _MAX_TITLE),
+                "message": _clip(f.title or f.rule_id, 60_000) + (f"\n{f.url}" if f.url else ""),
+            })  # fmt: skip
+    return out
+
+
+def batches(items: Sequence[T], size: int = ANNOTATIONS_PER_REQUEST) -> list[list[T]]:
+    """Split items into lists of at most ``size`` (GitHub takes 50 annotations per request)."""
+    if size < 1:
+        raise ValueError("batch size must be at least 1")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def protection_comment(d: Decision, check_run_url: str) -> str:
+    """Return the protection-rule review comment: the verdict in one line plus the link, at most 1,024 chars."""
+    if d.mode == "dry-run":
+        verdict = f"gonogo dry-run: would be {d.verdict.upper()}, approved because the policy is in dry-run mode"
+    else:
+        verdict = f"gonogo: {d.verdict.upper()}"
+    facts = f" for {d.environment} (readiness {d.readiness_score:.0f}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
+    reason = f": {d.reasons[0]}" if d.reasons else ""
+    link = f"\nDetails: {check_run_url}"
+    if len(link) > COMMENT_LIMIT // 2:
+        link = _clip(link, COMMENT_LIMIT // 2)
+    line = " ".join((verdict + facts + reason).split())
+    return _clip(line, COMMENT_LIMIT - len(link)) + link
