@@ -139,11 +139,16 @@ def _judge(
     p = risk.probability
     for f in blocking:
         reasons.append(f"{f.rule_id} failed ({f.title}): {f.message}")
-    if blocking:
-        changes.append(OutcomeChange(
-            kind="fix_findings", rule_ids=[f.rule_id for f in blocking],
-            text=f"Fix the blocking findings: {', '.join(f.rule_id for f in blocking)}.",
-        ))  # fmt: skip
+    # Severity means: a failed blocker rejects, a failed major needs a human, a failed minor lowers the score.
+    majors = [f for f in findings if f.status == "failed" and f.severity == "major"]
+    must_fix = [f.rule_id for f in blocking + majors]
+    if must_fix:
+        parts = []
+        if blocking:
+            parts.append(f"{', '.join(f.rule_id for f in blocking)} (blocking)")
+        if majors:
+            parts.append(f"{', '.join(f.rule_id for f in majors)} (major, needs a reviewer)")
+        changes.append(OutcomeChange(kind="fix_findings", rule_ids=must_fix, text=f"Fix {' and '.join(parts)}."))
     rejected = p > env.reject.max_risk
     if rejected:
         reasons.append(f"risk {p:.0%} is above reject.max_risk {env.reject.max_risk:.0%}")
@@ -157,8 +162,11 @@ def _judge(
         verdict: Verdict = "no-go"
     else:
         verdict = "go"
+    if verdict == "go" and majors:
+        verdict = "escalate"
+        reasons += [f"{f.rule_id} failed ({f.title}): {f.message}" for f in majors]
     if score < env.approve.min_score:
-        need = _smallest_fix_set(findings, {f.rule_id for f in blocking}, env.approve.min_score)
+        need = _smallest_fix_set(findings, set(must_fix), env.approve.min_score)
         changes.append(OutcomeChange(
             kind="score", rule_ids=need, gap=round(env.approve.min_score - score, 1),
             text=f"Readiness {score:.0f} is {env.approve.min_score - score:.1f} below min_score "

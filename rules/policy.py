@@ -458,6 +458,11 @@ def effective(policy: Policy, environment: str) -> EnvironmentPolicy:
 def json_schema() -> dict[str, Any]:
     """Return the JSON Schema of the policy file, for editors and CI."""
     schema = Policy.model_json_schema()
+    # A rule may also be switched with a bare `off` (YAML reads it as false) or `on`.
+    rules = schema["$defs"]["EnvironmentPolicy"]["properties"]["rules"]
+    rules["additionalProperties"] = {
+        "anyOf": [rules["additionalProperties"], {"type": "boolean"}, {"enum": ["off", "on"]}]
+    }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/gonogo/gonogo/schema/gonogo.yml.json"
     return schema

@@ -119,7 +119,7 @@ RULES: list[Rule] = [
         _count_rule("low", "open low-severity findings"),
     ),
     _rule(
-        "GNG-SEC-008", "Ensure security scanning is enabled and readable", "major", None,
+        "GNG-SEC-008", "Ensure security scanning is enabled and readable", "minor", None,
         "Without scanning results gonogo cannot tell a safe dependency tree from a vulnerable one.",
         "Enable code scanning or Dependabot alerts, or upload SARIF/Trivy reports as artifacts; "
         "grant the app security-events read permission.",
