@@ -221,6 +221,8 @@ class Deployment:
     transient_environment: bool = False
     run_id: int | None = None  # the workflow run waiting on protection rules for this deployment
     statuses: list[DeploymentStatusRecord] = field(default_factory=list)
+    name: str | None = None  # a scenario label, e.g. "all-green"
+    webhook_installation_id: int | None = None  # send webhooks as this installation (e.g. an unknown one)
 
 
 @dataclass
@@ -386,6 +388,7 @@ class SandboxState:
         self.clock_offset: float = 0.0
         self.faults: list[Fault] = []
         self._calls: list[Call] = []
+        self.named_deployments: dict[str, tuple[str, int]] = {}  # label -> (owner/name, deployment id)
         self._ids = itertools.count(1000)
 
     # ----------------------------------------------------------------- time, ids
@@ -676,6 +679,12 @@ class SandboxState:
         with self.lock:
             return [c for c in self.repo(full_name).comments.values()
                     if issue_number is None or c.issue_number == issue_number]
+
+    def deployment(self, label: str) -> tuple[Repo, Deployment]:
+        """Return a repository and deployment by its scenario label."""
+        full_name, dep_id = self.named_deployments[label]
+        repo = self.repo(full_name)
+        return repo, repo.deployments[dep_id]
 
     def iter_repos(self) -> Iterator[Repo]:
         """Iterate over repositories."""
