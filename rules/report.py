@@ -124,7 +124,7 @@ def _provenance_rows(d: Decision) -> list[str]:
         sources = "; ".join(_clip(f"{p.source} {p.detail}".strip(), 120) for p in part.provenance[:5])
         if len(part.provenance) > 5:
             sources += f"; +{len(part.provenance) - 5} more"
-        rows.append(f"| {name} | {part.availability.value} | {_cell(part.reason)} | {_cell(sources)} |")
+        rows.append(f"| {name} | {part.availability} | {_cell(part.reason)} | {_cell(sources)} |")
     return rows
 
 

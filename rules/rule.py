@@ -36,16 +36,16 @@ class Rule:
         parts = assessment.evidence.parts()
         for name in self.parts:
             part = parts[name]
-            if part.availability is Availability.OK:
+            if part.availability == Availability.OK:
                 continue
-            if part.availability is Availability.NOT_CONFIGURED and self.skip_when_not_configured:
+            if part.availability == Availability.NOT_CONFIGURED and self.skip_when_not_configured:
                 return RuleResult(
                     status=RuleStatus.SKIPPED, threshold=limit, message=f"{name} not configured: {part.reason}"
                 )
             return RuleResult(
                 status=RuleStatus.UNKNOWN,
                 threshold=limit,
-                message=f"{name} evidence {part.availability.value}: {part.reason}",
+                message=f"{name} evidence {part.availability}: {part.reason}",
             )
         return self.check(assessment, limit)
 

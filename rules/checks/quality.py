@@ -24,9 +24,9 @@ def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
 
 def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
-    if t.availability is Availability.UNAVAILABLE:
+    if t.availability == Availability.UNAVAILABLE:
         return unknown(f"test reports could not be read: {t.reason}", limit)
-    if t.availability is Availability.NOT_CONFIGURED:
+    if t.availability == Availability.NOT_CONFIGURED:
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
     return at_least(t.total, limit, "tests reported")
 

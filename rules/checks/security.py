@@ -54,14 +54,14 @@ def _budget(a: Assessment, limit: float | None) -> RuleResult:
 
 def _scanning_enabled(a: Assessment, limit: float | None) -> RuleResult:
     s = a.evidence.security
-    if s.availability is Availability.NOT_CONFIGURED:
+    if s.availability == Availability.NOT_CONFIGURED:
         return failed(f"no security scanning is configured ({s.reason})", value=0)
-    if s.availability is Availability.UNAVAILABLE:
+    if s.availability == Availability.UNAVAILABLE:
         return unknown(f"security evidence could not be read: {s.reason}")
-    broken = sorted(name for name, av in s.sources.items() if av is Availability.UNAVAILABLE)
+    broken = sorted(name for name, av in s.sources.items() if av == Availability.UNAVAILABLE)
     if broken:
         return unknown(f"security sources could not be read: {', '.join(broken)}")
-    ok = sorted(name for name, av in s.sources.items() if av is Availability.OK)
+    ok = sorted(name for name, av in s.sources.items() if av == Availability.OK)
     return passed(f"security scanning read from {', '.join(ok) if ok else 'the reported sources'}", value=len(ok) or 1)
 
 
