@@ -12,6 +12,7 @@ COMMENT_LIMIT = 1_024  # GitHub's limit on a protection-rule review comment
 ANNOTATIONS_PER_REQUEST = 50
 _MAX_CELL = 300
 _MAX_TITLE = 255
+_MAX_BLOCKING = 25
 
 _BADGE = {"go": "✅ GO", "escalate": "⚠️ ESCALATE", "no-go": "⛔ NO-GO"}
 _STATUS = {"passed": "✅ passed", "failed": "❌ failed", "unknown": "❔ unknown", "skipped": "➖ skipped", "waived": "🟡 waived"}
@@ -62,7 +63,7 @@ def _finding_line(f: Finding) -> str:
 
 def _head(d: Decision) -> list[str]:
     out = [f"## {headline(d)}", ""]
-    out += [f"- {_cell(r)}" for r in d.reasons] + [""]
+    out += [f"- {_cell(r)}" for r in d.reasons[:_MAX_BLOCKING]] + [""]
     if d.policy_errors:
         out += ["### Policy errors", ""] + [f"- `{_cell(e)}`" for e in d.policy_errors[:50]] + [""]
     if d.freeze:
@@ -75,11 +76,13 @@ def _head(d: Decision) -> list[str]:
     blocking = d.blocking_findings
     if blocking:
         out += ["### Blocking findings", ""]
-        for f in blocking:
+        for f in blocking[:_MAX_BLOCKING]:
             out.append(f"- {_finding_line(f)}")
             out.append(f"  - Why: {_cell(f.why)}")
             out.append(f"  - Fix: {_cell(f.remediation)}")
             out += [f"  - `{_cell(x)}`" for x in f.details[:10]]
+        if len(blocking) > _MAX_BLOCKING:
+            out.append(f"- … and {len(blocking) - _MAX_BLOCKING} more blocking findings (see the findings table)")
         out.append("")
     if d.what_would_change:
         out += ["### What would change the outcome", ""] + [f"- {_cell(c.text)}" for c in d.what_would_change] + [""]
