@@ -1,0 +1,59 @@
+"""`gonogo policy schema | validate | explain` through click's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from github_app.commands.policy import policy
+
+
+def test_schema_prints_json_schema() -> None:
+    result = CliRunner().invoke(policy, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert set(schema["properties"]) == {"extends", "mode", "artifacts", "migrations", "environments"}
+
+
+def test_validate_reports_every_error_with_line_and_column(tmp_path: Path) -> None:
+    f = tmp_path / "gonogo.yml"
+    f.write_text("mode: nope\nenvironments:\n  production:\n    approve: {max_risk: 7}\n    colour: red\n")
+    result = CliRunner().invoke(policy, ["validate", str(f)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert f"{f}:1:7: mode:" in lines[0]
+    assert any(f"{f}:4:25: environments.production.approve.max_risk" in ln for ln in lines)
+    assert any(f"{f}:5:5: environments.production.colour: unknown key 'colour'" in ln for ln in lines)
+    assert "3 error(s)" in lines[-1]
+
+
+def test_validate_accepts_a_valid_file(tmp_path: Path) -> None:
+    f = tmp_path / "gonogo.yml"
+    f.write_text("extends: strict\nmode: dry-run\n")
+    result = CliRunner().invoke(policy, ["validate", str(f)])
+    assert result.exit_code == 0 and "valid" in result.output
+
+
+def test_validate_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert CliRunner().invoke(policy, ["validate", str(tmp_path / "nope.yml")]).exit_code == 2
+
+
+def test_explain_prints_the_effective_policy(tmp_path: Path) -> None:
+    f = tmp_path / "gonogo.yml"
+    f.write_text("environments:\n  production:\n    reviewers: {users: [alice], remind_after: 2h}\n")
+    result = CliRunner().invoke(policy, ["explain", "--environment", "production", str(f)])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.output)
+    assert data["approve"]["max_risk"] == 0.15 and data["reviewers"]["users"] == ["alice"]
+    assert data["reviewers"]["remind_after"] == "2h" and data["sources"] == ["pack:default", str(f)]
+
+
+def test_explain_without_file_uses_the_default_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no .github/gonogo.yml here
+    result = CliRunner().invoke(policy, ["explain", "-e", "staging", "--format", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["approve"]["min_score"] == 70
