@@ -86,28 +86,32 @@ def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[
 class InboxWriter:
     """Batch concurrent deliveries into few transactions (group commit); answer each after its commit."""
 
-    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 500, flushers: int | None = None) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        # SQLite serialises writers anyway; PostgreSQL commits several batches at once
+        self.flushers = flushers or (1 if engine.dialect.name == "sqlite" else 3)
         self._queue: asyncio.Queue[tuple[IncomingDelivery, asyncio.Future[bool]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.on_stored: list[Any] = []  # callbacks, e.g. to wake in-process workers
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-writer")
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(), name=f"inbox-writer-{i}") for i in range(self.flushers)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._tasks = []
 
     async def submit(self, item: IncomingDelivery) -> bool:
         """Store ``item`` durably; True if it was new, False if its delivery id was already stored."""
-        if self._task is None:
+        if not self._tasks:
             raise RuntimeError("InboxWriter.start() was not called")
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, fut))

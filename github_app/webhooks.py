@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections import Counter
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -94,8 +94,8 @@ class WebhookEndpoint:
         if len(delivery_id) > 100 or len(event) > 64:
             return self._reject(400, "bad_header", "X-GitHub-Delivery or X-GitHub-Event is too long.", request)
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             return self._reject(400, "bad_json", f"Body is not valid JSON: {exc}.", request)
         if not isinstance(payload, dict):
             return self._reject(400, "bad_json", "Body is JSON but not an object.", request)

@@ -1,0 +1,214 @@
+"""Webhook ingest throughput and latency: gonogo's durable intake vs a bare Starlette route.
+
+Starts each server as its own process (uvicorn, one process, like `gonogo serve`), then drives it
+from this process with N concurrent keep-alive connections sending signed ~20 KB deliveries, and
+reports acknowledged deliveries per second with p50/p99 latency.
+
+    python benchmarks/ingest.py [--requests 6000] [--concurrency 32] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret"
+
+BARE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def hook(request):
+    await request.body()
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+app = Starlette(routes=[Route("/webhooks/github", hook, methods=["POST"])])
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def payload(i: int) -> bytes:
+    body = {
+        "action": "created",
+        "zen": "Approachable is better than simple.",
+        "hook_id": i,
+        "repository": {"full_name": "octo-org/payments", "id": 1296269},
+        "installation": {"id": 42},
+        "padding": [{"k": f"value-{j}", "n": j} for j in range(700)],
+    }
+    return json.dumps(body).encode()
+
+
+def build_request(i: int, port: int) -> bytes:
+    body = payload(i)
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (
+        f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: ping\r\nX-GitHub-Delivery: {uuid.uuid4()}\r\nX-Hub-Signature-256: {sig}\r\n"
+        f"User-Agent: GitHub-Hookshot/bench\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def connection(port: int, requests: list[bytes], latencies: list[float], statuses: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for req in requests:
+            start = time.perf_counter()
+            writer.write(req)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            code = int(status_line.split()[1])
+            statuses[code] = statuses.get(code, 0) + 1
+    finally:
+        writer.close()
+
+
+async def drive(port: int, total: int, concurrency: int) -> dict[str, float]:
+    reqs = [build_request(i, port) for i in range(total)]
+    per_conn = [reqs[i::concurrency] for i in range(concurrency)]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter()
+    await asyncio.gather(*(connection(port, chunk, latencies, statuses) for chunk in per_conn))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    acked = sum(n for code, n in statuses.items() if 200 <= code < 300)
+    return {
+        "requests": total,
+        "acknowledged": acked,
+        "per_second": acked / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "payload_bytes": len(payload(0)),
+        "statuses": json.dumps(statuses),
+    }
+
+
+def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with code {proc.returncode}")
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/webhooks/github", content=b"{}", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def run_server(cmd: list[str], env: dict[str, str], cwd: str, port: int, total: int, concurrency: int) -> dict[str, float]:
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(port, proc)
+        asyncio.run(drive(port, min(500, total), concurrency))  # warm-up
+        return asyncio.run(drive(port, total, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def fresh_pg_schema(base: str) -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    eng = create_engine(base, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    eng.dispose()
+    return f"{base}?options=-csearch_path%3D{schema}", schema
+
+
+def drop_pg_schema(base: str, schema: str) -> None:
+    eng = create_engine(base, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="in-process workers draining while ingesting")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "bare_app.py").write_text(BARE_APP)
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+        port = free_port()
+        results["bare route"] = run_server(
+            [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning",
+             "--no-access-log"],
+            base_env, tmp, port, args.requests, args.concurrency,
+        )  # fmt: skip
+        key = subprocess.run(
+            ["openssl", "genrsa", "2048"], capture_output=True, text=True, check=False
+        ).stdout or "-----BEGIN RSA PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----\n"
+        targets = {"gonogo sqlite": f"sqlite:///{tmp}/bench.db"}
+        schema = None
+        try:
+            pg_url, schema = fresh_pg_schema(args.postgres)
+            targets["gonogo postgresql"] = pg_url
+        except Exception as exc:  # noqa: BLE001 - report and go on with SQLite only
+            print(f"PostgreSQL not reachable ({type(exc).__name__}); skipping it", file=sys.stderr)
+        try:
+            for name, url in targets.items():
+                env = dict(base_env, GONOGO_WEBHOOK_SECRET=SECRET, GONOGO_DATABASE_URL=url, GONOGO_APP_ID="1",
+                           GONOGO_PRIVATE_KEY=key)  # fmt: skip
+                subprocess.run([sys.executable, "-m", "github_app", "db", "upgrade"], env=env, cwd=tmp, check=True,
+                               capture_output=True)  # fmt: skip
+                port = free_port()
+                results[name] = run_server(
+                    [sys.executable, "-m", "github_app", "--log-level", "warning", "serve", "--port", str(port),
+                     "--workers", str(args.workers)],
+                    env, tmp, port, args.requests, args.concurrency,
+                )  # fmt: skip
+        finally:
+            if schema:
+                drop_pg_schema(args.postgres, schema)
+
+    bare = results["bare route"]["per_second"]
+    print(f"\n{args.requests} signed deliveries of ~{results['bare route']['payload_bytes'] / 1024:.0f} KB, "
+          f"{args.concurrency} concurrent senders, {args.workers} in-process workers\n")  # fmt: skip
+    print(f"{'target':20} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}  statuses")
+    for name, r in results.items():
+        print(f"{name:20} {r['per_second']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+              f"{bare / r['per_second']:7.2f}x  {r['statuses']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
