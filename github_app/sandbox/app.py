@@ -686,6 +686,8 @@ def review_custom_gate(ctx: Ctx) -> Response:
         raise refuse(invalid(f"The deployment protection rule for '{env}' on run {run_id} has already been "
                              f"{gate.answer}", "state"))
     if state_value is None:
+        if not comment:
+            raise refuse(invalid("comment is required when state is not provided", "comment"))
         if len(gate.reports) >= MAX_STATUS_REPORTS:
             raise refuse(invalid("A deployment protection rule can have at most 10 status reports", "comment"))
         gate.reports.append(comment)

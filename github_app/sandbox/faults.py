@@ -76,11 +76,17 @@ class FaultAndLogLayer:
         fault_name = terminal.kind if terminal else ("latency" if delay > 0 and fired else None)
         status_box = [0]
 
+        response_chunks: list[bytes] = []
+        response_headers: dict[str, str] = {}
+
         def log(status: int) -> None:
+            keep = state.record_responses
             state.record(Call(method=method, path=path, query=query, status=status,
                               body=_decode(body) if method in WRITE_METHODS else None, at=at,
                               duration=time.perf_counter() - started, fault=fault_name,
-                              installation_id=info["installation_id"]))
+                              installation_id=info["installation_id"],
+                              response=_decode(b"".join(response_chunks)) if keep else None,
+                              response_headers=dict(response_headers) if keep else None))
 
         if terminal is not None and terminal.kind == "drop":
             log(0)
@@ -115,6 +121,11 @@ class FaultAndLogLayer:
         async def send_and_watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
+                if state.record_responses:
+                    response_headers.update((k.decode("latin-1"), v.decode("latin-1"))
+                                            for k, v in message.get("headers", []))
+            elif state.record_responses:
+                response_chunks.append(message.get("body", b""))
             await send(message)
 
         try:

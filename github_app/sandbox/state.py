@@ -366,6 +366,8 @@ class Call:
     duration: float
     fault: str | None
     installation_id: int | None
+    response: Any = None  # the parsed response body, only when state.record_responses is on
+    response_headers: dict[str, str] | None = None
 
 
 # --------------------------------------------------------------------------- the state
@@ -385,6 +387,7 @@ class SandboxState:
         self.html_url = html_url.rstrip("/")
         self.api_url: str | None = None  # set by running_sandbox; used by payload builders
         self.latency: float = 0.0
+        self.record_responses = False  # keep response bodies in the call log (contract tests; costs memory)
         self.clock_offset: float = 0.0
         self.faults: list[Fault] = []
         self._calls: list[Call] = []
