@@ -6,8 +6,8 @@
 * fewer than ``min_samples_boosting`` rows (or too few of the rarer class): a strongly
   regularised logistic model on standardised, median-imputed features plus missing indicators;
 * otherwise gradient-boosted trees and the logistic model are both fitted on the earliest
-  ``1 - validation_fraction`` of the rows and the one with the better ROC AUC on the latest rows
-  wins; the calibration map (none, Platt/sigmoid or isotonic) is chosen by cross-validated log
+  ``1 - validation_fraction`` of the rows, and whichever of trees, logistic or their log-odds
+  average has the best ROC AUC on the latest rows wins; the calibration map (none, Platt/sigmoid or isotonic) is chosen by cross-validated log
   loss on those latest rows, and its out-of-fold predictions give honest validation metrics;
 * one class only: no model can be learnt, so the probability is the smoothed base rate
   (``fallback_reason_`` says why).
@@ -133,6 +133,28 @@ class _TreeModel:
         out = np.zeros((X.shape[0], self.n_features))
         out[:, self.used] = self.packed.contributions(X[:, self.used])
         return out
+
+
+class _EnsembleModel:
+    """Mean of the logistic and the tree log-odds; credits are the mean of their credits."""
+
+    def __init__(self, linear: _LinearModel, trees: _TreeModel) -> None:
+        self.linear = linear
+        self.trees = trees
+
+    @property
+    def n_iter(self) -> int:
+        return self.trees.n_iter
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return 0.5 * (self.linear.raw(X) + self.trees.raw(X))
+
+    @property
+    def base(self) -> float:
+        return 0.5 * (self.linear.base + self.trees.base)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        return 0.5 * (self.linear.contributions(X) + self.trees.contributions(X))
 
 
 class _Calibrator:
@@ -271,19 +293,23 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         if not can_validate:
             self.kind_ = "logistic"
             self.calibration_ = "none"
-            self.model_: _LinearModel | _TreeModel = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+            self.model_: _LinearModel | _TreeModel | _EnsembleModel = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
             self.calibrator_ = _Calibrator("none")
             self.n_iter_ = self.model_.n_iter
             return self
 
         X_tr, X_va = X[:cut], X[cut:]
-        candidates: dict[str, _LinearModel | _TreeModel] = {
-            "logistic": _LinearModel(self.C, self.class_weight, seed).fit(X_tr, y_tr),
-            "boosting": _TreeModel(self._tree_params(seed)).fit(X_tr, y_tr),
+        linear = _LinearModel(self.C, self.class_weight, seed).fit(X_tr, y_tr)
+        trees = _TreeModel(self._tree_params(seed)).fit(X_tr, y_tr)
+        candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+            "logistic": linear,
+            "boosting": trees,
+            "ensemble": _EnsembleModel(linear, trees),
         }
         raw_va = {name: m.raw(X_va) for name, m in candidates.items()}
         aucs = {name: float(roc_auc_score(y_va, r)) for name, r in raw_va.items()}
-        kind = max(aucs, key=lambda k: (aucs[k], k == "logistic"))
+        simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form
+        kind = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k]))
         self.kind_ = kind
         self.candidate_auc_ = aucs
 
@@ -293,12 +319,13 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.validation_metrics_["rows_train"] = int(cut)
         chosen = candidates[kind]
         if self.refit:
-            if isinstance(chosen, _TreeModel):
-                # Keep the number of trees found by early stopping so the calibration still fits.
-                n_iter = int(chosen.est.n_iter_)
-                chosen = _TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, yb)
-            else:
-                chosen = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+            # Keep the number of trees found by early stopping so the calibration still fits.
+            n_iter = int(trees.est.n_iter_)
+            if kind != "logistic":
+                trees = _TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, yb)
+            if kind != "boosting":
+                linear = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+            chosen = {"logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}[kind]
         self.model_ = chosen
         self.n_iter_ = chosen.n_iter
         self.calibrator_ = _Calibrator(method).fit(raw_va[kind], y_va)
