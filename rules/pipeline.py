@@ -9,8 +9,9 @@ from rules.decide import decide, decide_invalid_policy
 from rules.policy import Policy, PolicyError
 from rules.types import Decision, Waiver
 from scorer.assessment import Assessment, RiskEstimate
-from scorer.evidence import Evidence
+from scorer.evidence import Availability, ChangePart, ChecksPart, Evidence, OperationalPart
 from scorer.heuristic import estimate_risk
+from scorer.parsers import ArtifactResults
 
 
 def evaluate(
@@ -31,3 +32,23 @@ def evaluate(
     if isinstance(policy, PolicyError):
         return decide_invalid_policy(policy, assessment, env, when, waivers)
     return decide(policy, assessment, env, when, waivers)
+
+
+def evidence_from_artifacts(
+    results: ArtifactResults,
+    *,
+    environment: str,
+    repository: str,
+    sha: str,
+    created_at: datetime,
+    deployment_id: str = "offline",
+) -> Evidence:
+    """Build Evidence from parsed artifacts alone (offline): GitHub-only parts are not configured."""
+    offline = "offline assessment: no GitHub data"
+    return Evidence(
+        deployment_id=deployment_id, repository=repository, environment=environment, sha=sha, created_at=created_at,
+        tests=results.tests, coverage=results.coverage, security=results.security, performance=results.performance,
+        checks=ChecksPart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (check runs)"),
+        change=ChangePart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (compare)"),
+        operational=OperationalPart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (deployment history)"),
+    )  # fmt: skip

@@ -1,7 +1,8 @@
 """Readiness scores and confidence from the findings.
 
 Per dimension: a weighted mean of rule credits (passed or waived 1, failed minor 0.5, failed 0),
-weighted by severity. Unknown and skipped rules are left out of the score; unknown ones lower
+weighted by severity (blocker 3, major 2, minor 1). Readiness: the mean of the dimensions weighted
+by importance and by the share of each dimension's rules that could be evaluated. Unknown and skipped rules are left out of the score; unknown ones lower
 the confidence, which is the weighted share of applicable rules whose evidence was available.
 """
 
@@ -34,6 +35,7 @@ def dimension_scores(findings: Iterable[Finding]) -> dict[str, DimensionScore]:
     for dim in DIMENSIONS:
         mine = [f for f in items if f.dimension == dim]
         total = earned = 0.0
+        possible = sum(SEVERITY_WEIGHT[f.severity] for f in mine)
         for f in mine:
             c = credit(f)
             if c is not None:
@@ -43,6 +45,7 @@ def dimension_scores(findings: Iterable[Finding]) -> dict[str, DimensionScore]:
         out[dim] = DimensionScore(
             score=round(100.0 * earned / total, 1) if total else None,
             weight=DIMENSION_WEIGHT[dim],
+            coverage=round(total / possible, 3) if possible else 0.0,
             passed=sum(f.status == "passed" for f in mine),
             failed=sum(f.status == "failed" for f in mine),
             unknown=sum(f.status == "unknown" for f in mine),
@@ -53,8 +56,12 @@ def dimension_scores(findings: Iterable[Finding]) -> dict[str, DimensionScore]:
 
 
 def readiness(dimensions: dict[str, DimensionScore]) -> float:
-    """Return the weighted mean of the dimensions that have a score (0 when none has)."""
-    scored = [(d.score, d.weight) for d in dimensions.values() if d.score is not None]
+    """Return the mean of the scored dimensions, weighted by importance times the share of rules evaluated.
+
+    A dimension judged on one rule out of eight (the rest skipped or unknown) counts for little, so a
+    single finding cannot swing the readiness score.
+    """
+    scored = [(d.score, d.weight * d.coverage) for d in dimensions.values() if d.score is not None]
     weight = sum(w for _, w in scored)
     if not weight:
         return 0.0

@@ -9,6 +9,7 @@ from scorer.assessment import Assessment, RiskEstimate
 LARGE_CHANGE_LINES = 1000
 LARGE_CHANGE_SUBSYSTEMS = 5
 NOTABLE_REGRESSION_PCT = 5.0
+DIRECT_SHARE_OF_APPROVE = 2 / 3  # below this share of approve.max_risk a plain deployment is fine
 
 _STEPS: dict[StrategyName, list[str]] = {
     "direct": ["Deploy to all instances as usual.", "Keep the previous version ready to redeploy."],
@@ -87,7 +88,7 @@ def choose_strategy(
             name="feature-flag", reason=f"large change ({size}): ship it dark and enable it gradually",
             steps=_STEPS["feature-flag"], watch=watch,
         )  # fmt: skip
-    if risk.probability > env.approve.max_risk / 2:
+    if risk.probability > env.approve.max_risk * DIRECT_SHARE_OF_APPROVE:
         return Strategy(
             name="canary", reason=f"elevated risk ({risk.probability:.0%}): limit the blast radius with a canary",
             steps=_STEPS["canary"], watch=watch,

@@ -95,6 +95,7 @@ class DimensionScore(_Model):
 
     score: float | None
     weight: float
+    coverage: float = 1.0  # share of the dimension's rule weight that was evaluated (not skipped/unknown)
     passed: int = 0
     failed: int = 0
     unknown: int = 0

@@ -149,24 +149,24 @@ RULES: list[Rule] = [
         id="GNG-QUAL-001", dimension="quality", title="Ensure all checks succeed", severity="blocker",
         why="A failed check run or commit status means the commit did not pass its own pipeline.",
         fix="Open the failed checks listed here, fix the cause and re-run them.",
-        check=_checks_succeed, parts=("checks",), threshold=0,
+        check=_checks_succeed, parts=("checks",), threshold=0, skip_when_not_configured=True,
     ),
     Rule(
         id="GNG-QUAL-002", dimension="quality", title="Ensure required checks passed", severity="blocker",
         why="The policy names checks that must pass before this environment; any other outcome is a gap.",
         fix="Make sure the required workflows run on this commit and pass; check their names in required_checks.",
-        check=_required_checks, parts=("checks",), threshold=0,
+        check=_required_checks, parts=("checks",), threshold=0, skip_when_not_configured=True,
     ),
     Rule(
         id="GNG-QUAL-003", dimension="quality", title="Ensure no checks are still running", severity="minor",
         why="A check still running may yet fail; deciding now ignores its result.",
         fix="Wait for the running checks to finish, then re-run the deployment.",
-        check=_none_pending, parts=("checks",), threshold=0,
+        check=_none_pending, parts=("checks",), threshold=0, skip_when_not_configured=True,
     ),
     Rule(
         id="GNG-QUAL-004", dimension="quality", title="Ensure checks pass without re-runs", severity="minor",
         why="Checks that only passed on a retry often hide flakiness or a race.",
         fix="Find why the first attempt failed and fix it rather than re-running.",
-        check=_no_reruns, parts=("checks",), threshold=0,
+        check=_no_reruns, parts=("checks",), threshold=0, skip_when_not_configured=True,
     ),
 ]  # fmt: skip
