@@ -15,6 +15,7 @@ from rules.types import (
     Action,
     Decision,
     Finding,
+    FindingStatus,
     FreezeStatus,
     OutcomeChange,
     Recommendation,
@@ -47,27 +48,25 @@ def evaluate_rules(
         ov = env.override(rule.id)
         severity = ov.severity if ov and ov.severity else rule.severity
         threshold = ov.threshold if ov and ov.threshold is not None else rule.threshold
-        common = dict(
+        base = Finding(
             rule_id=rule.id, title=rule.title, dimension=rule.dimension, severity=severity, unit=rule.unit,
-            why=rule.why, remediation=rule.fix,
+            why=rule.why, remediation=rule.fix, status="skipped", threshold=threshold,
         )  # fmt: skip
         if ov is not None and not ov.enabled:
-            findings.append(Finding(**common, status="skipped", threshold=threshold, message="turned off by the policy"))
+            findings.append(base.model_copy(update={"message": "turned off by the policy"}))
             continue
         result = rule.evaluate(assessment, threshold)
-        status = result.status.value
+        status: FindingStatus = result.status.value
         waiver = None
         if status == "failed":
             waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
             if waiver is not None:
                 status = "waived"
                 applied.append(waiver)
-        findings.append(
-            Finding(
-                **common, status=status, value=result.value, threshold=result.threshold, message=result.message,
-                details=result.details, waiver=waiver,
-            )  # fmt: skip
-        )
+        findings.append(base.model_copy(update={
+            "status": status, "value": result.value, "threshold": result.threshold, "message": result.message,
+            "details": result.details, "waiver": waiver,
+        }))  # fmt: skip
     return findings, applied
 
 

@@ -74,15 +74,15 @@ class _Strict(BaseModel):
 class Approve(_Strict):
     """All must hold to approve without a human."""
 
-    max_risk: float = Field(0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
-    min_score: float = Field(80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
-    min_confidence: float = Field(0.8, ge=0, le=1, description="Lowest share of expected evidence available.")
+    max_risk: float = Field(default=0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
+    min_score: float = Field(default=80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
+    min_confidence: float = Field(default=0.8, ge=0, le=1, description="Lowest share of expected evidence available.")
 
 
 class Reject(_Strict):
     """Above these, reject outright."""
 
-    max_risk: float = Field(0.6, ge=0, le=1, description="Predicted probability of failure above which to reject.")
+    max_risk: float = Field(default=0.6, ge=0, le=1, description="Predicted probability of failure above which to reject.")
 
 
 class Reviewers(_Strict):
@@ -90,12 +90,12 @@ class Reviewers(_Strict):
 
     users: list[str] = Field(default_factory=list, description="GitHub logins allowed to decide.")
     teams: list[str] = Field(default_factory=list, description="Team slugs (org/team or team) allowed to decide.")
-    four_eyes: bool = Field(True, description="The person who triggered the deployment cannot approve it.")
+    four_eyes: bool = Field(default=True, description="The person who triggered the deployment cannot approve it.")
     min_permission: Literal["read", "triage", "write", "maintain", "admin"] | None = Field(
-        None, description="Minimum repository permission a reviewer must also hold."
+        default=None, description="Minimum repository permission a reviewer must also hold."
     )
-    remind_after: Duration | None = Field(None, description="Remind reviewers after this long (\"4h\").")
-    expire_after: Duration | None = Field(None, description="Reject the deployment after this long (\"3d\").")
+    remind_after: Duration | None = Field(default=None, description="Remind reviewers after this long (\"4h\").")
+    expire_after: Duration | None = Field(default=None, description="Reject the deployment after this long (\"3d\").")
     break_glass: list[str] = Field(
         default_factory=list, description="GitHub logins allowed to override a no-go with /gonogo override."
     )
@@ -133,8 +133,8 @@ class FreezeWindow(_Strict):
 
     start: str = Field(description="\"FRI 16:00\" (weekly) or \"2025-12-24 18:00\" (one-off), local to timezone.")
     end: str = Field(description="Same form as start; a weekly window may wrap over the weekend.")
-    timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/Berlin.")
-    reason: str = Field("", description="Shown in the report.")
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin.")
+    reason: str = Field(default="", description="Shown in the report.")
 
     @field_validator("start", "end")
     @classmethod
@@ -159,7 +159,7 @@ class Notification(_Strict):
 
     type: Literal["slack", "teams", "webhook"]
     url: str = Field(description="Incoming-webhook URL.")
-    secret_env: str | None = Field(None, description="Environment variable holding the HMAC secret (webhook).")
+    secret_env: str | None = Field(default=None, description="Environment variable holding the HMAC secret (webhook).")
 
     @field_validator("url")
     @classmethod
@@ -175,12 +175,12 @@ StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag
 class EnvironmentPolicy(_Strict):
     """Settings for one environment (or ``"*"``, the fallback)."""
 
-    approve: Approve = Field(default_factory=Approve)
-    reject: Reject = Field(default_factory=Reject)
-    reviewers: Reviewers = Field(default_factory=Reviewers)
+    approve: Approve = Field(default_factory=lambda: Approve())
+    reject: Reject = Field(default_factory=lambda: Reject())
+    reviewers: Reviewers = Field(default_factory=lambda: Reviewers())
     rules: dict[RuleId, RuleOverride] = Field(default_factory=dict)
     freeze: list[FreezeWindow] = Field(default_factory=list)
-    strategy: StrategyChoice = Field("auto", description="Force a rollout strategy, or auto to choose from risk.")
+    strategy: StrategyChoice = Field(default="auto", description="Force a rollout strategy, or auto to choose from risk.")
     required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
     notifications: list[Notification] = Field(default_factory=list)
 
@@ -201,8 +201,8 @@ class Policy(_Strict):
         extra="forbid", validate_default=True, json_schema_extra={"title": "gonogo policy (.github/gonogo.yml)"}
     )
 
-    extends: Literal["default", "strict", "relaxed"] = Field("default", description="Built-in rule pack to start from.")
-    mode: Literal["enforce", "dry-run"] = Field("enforce", description="dry-run decides and reports but never blocks.")
+    extends: Literal["default", "strict", "relaxed"] = Field(default="default", description="Built-in rule pack to start from.")
+    mode: Literal["enforce", "dry-run"] = Field(default="enforce", description="dry-run decides and reports but never blocks.")
     artifacts: list[str] = Field(default_factory=lambda: ["*"], description="Globs of workflow artifact names to read.")
     migrations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MIGRATIONS), description="Path globs that mark a database migration."
@@ -335,17 +335,17 @@ def _semantic_issues(data: dict[str, Any], node: yaml.Node | None, source: str) 
         for rule_id, ov in (rules or {}).items() if isinstance(rules, dict) else ():
             rule = RULES_BY_ID.get(str(rule_id))
             if rule is not None and rule.threshold is None and isinstance(ov, dict) and "threshold" in ov:
-                loc = ("environments", env_name, "rules", rule_id, "threshold")
-                line, col = _locate(node, loc, at_key=True)
-                out.append(PolicyIssue(source, line, col, ".".join(map(str, loc)),
+                rloc: tuple[str, ...] = ("environments", str(env_name), "rules", str(rule_id), "threshold")
+                line, col = _locate(node, rloc, at_key=True)
+                out.append(PolicyIssue(source, line, col, ".".join(rloc),
                                        f"{rule_id} has no threshold; set only its severity or turn it off"))  # fmt: skip
         approve, reject = env.get("approve"), env.get("reject")
         if isinstance(approve, dict) and isinstance(reject, dict):
             low, high = approve.get("max_risk"), reject.get("max_risk")
             if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
-                loc = ("environments", env_name, "approve", "max_risk")
-                line, col = _locate(node, loc)
-                out.append(PolicyIssue(source, line, col, ".".join(map(str, loc)),
+                aloc: tuple[str, ...] = ("environments", str(env_name), "approve", "max_risk")
+                line, col = _locate(node, aloc)
+                out.append(PolicyIssue(source, line, col, ".".join(aloc),
                                        f"approve.max_risk {low} is above reject.max_risk {high}; "
                                        "approve must be the stricter limit"))  # fmt: skip
     return out
@@ -409,9 +409,9 @@ def resolve_policy(
         pack = layer.get("extends", pack)
     merged = pack_document(pack)
     used = [f"pack:{pack}"]
-    for layer, name in ((org, sources[0]), (repo, sources[1])):
-        if layer:
-            merged = deep_merge(merged, layer)
+    for maybe, name in ((org, sources[0]), (repo, sources[1])):
+        if maybe:
+            merged = deep_merge(merged, maybe)
             used.append(name)
     merged["extends"] = pack
     try:

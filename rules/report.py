@@ -1,7 +1,5 @@
 """Render a decision: the `gonogo` check-run Markdown, annotations, the protection-rule comment, plain text."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -69,9 +67,9 @@ def _head(d: Decision) -> list[str]:
     if d.freeze:
         out += [f"> **Deployment freeze:** {_cell(d.freeze.reason)}", ""]
     out += ["### Dimensions", "", "| Dimension | Score | Passed | Failed | Unknown | Skipped | Waived |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, s in d.dimensions.items():
-        score = "n/a" if s.score is None else f"{s.score:.0f}"
-        out.append(f"| {name} | {score} | {s.passed} | {s.failed} | {s.unknown} | {s.skipped} | {s.waived} |")
+    for name, dim in d.dimensions.items():
+        score = "n/a" if dim.score is None else f"{dim.score:.0f}"
+        out.append(f"| {name} | {score} | {dim.passed} | {dim.failed} | {dim.unknown} | {dim.skipped} | {dim.waived} |")
     out.append("")
     blocking = d.blocking_findings
     if blocking:

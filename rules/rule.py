@@ -50,7 +50,7 @@ class Rule:
         return self.check(assessment, limit)
 
 
-def _fmt(value: float | int | None, unit: str) -> str:
+def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float) and not value.is_integer():
@@ -61,7 +61,7 @@ def _fmt(value: float | int | None, unit: str) -> str:
 
 
 def at_most(
-    value: float | int | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+    value: float | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
 ) -> RuleResult:
     """Pass when ``value`` <= ``limit``; skip when the value is unknown to the source."""
     if limit is None:
@@ -80,7 +80,7 @@ def at_most(
 
 
 def at_least(
-    value: float | int | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+    value: float | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
 ) -> RuleResult:
     """Pass when ``value`` >= ``limit``; skip when the value is unknown to the source."""
     if limit is None:
@@ -108,14 +108,14 @@ def skipped(message: str, threshold: float | None = None) -> RuleResult:
     return RuleResult(status=RuleStatus.SKIPPED, threshold=threshold, message=message)
 
 
-def passed(message: str, value: float | int | str | bool | None = None, threshold: float | None = None) -> RuleResult:
+def passed(message: str, value: float | str | bool | None = None, threshold: float | None = None) -> RuleResult:
     """Return a PASSED result."""
     return RuleResult(status=RuleStatus.PASSED, value=value, threshold=threshold, message=message)
 
 
 def failed(
     message: str,
-    value: float | int | str | bool | None = None,
+    value: float | str | bool | None = None,
     threshold: float | None = None,
     details: list[str] | None = None,
 ) -> RuleResult:

@@ -40,9 +40,11 @@ def _signals(assessment: Assessment, findings: list[Finding]) -> tuple[bool, lis
     failed_ids = {f.rule_id for f in findings if f.status == "failed"}
     if ev.performance.ok:
         o = ev.performance.overall
-        if o is not None and o.regression_pct is not None and o.significant is not False:
-            if o.regression_pct > NOTABLE_REGRESSION_PCT or "GNG-PERF-002" in failed_ids:
-                regressed.append(f"overall p95 ({o.regression_pct:+.0f}%)")
+        notable = o is not None and o.regression_pct is not None and o.significant is not False and (
+            o.regression_pct > NOTABLE_REGRESSION_PCT or "GNG-PERF-002" in failed_ids
+        )
+        if notable and o is not None:
+            regressed.append(f"overall p95 ({o.regression_pct:+.0f}%)")
         regressed += [
             f"{t.name} p95 ({t.regression_pct:+.0f}%)"
             for t in ev.performance.transactions

@@ -111,8 +111,9 @@ def test_dry_run_approves_and_records_what_it_would_have_done() -> None:
 
 
 def _waiver(**kw: Any) -> Waiver:
-    base = dict(rule_id="GNG-SEC-001", environment="production", sha=None, expires_at=NOW + timedelta(days=30),
-                reason="not reachable: JNDI disabled", author="alice")  # fmt: skip
+    base: dict[str, Any] = {"rule_id": "GNG-SEC-001", "environment": "production", "sha": None,
+                            "expires_at": NOW + timedelta(days=30), "reason": "not reachable: JNDI disabled",
+                            "author": "alice"}  # fmt: skip
     return Waiver(**{**base, **kw})
 
 
