@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 from jsonschema import ValidationError, validators
 from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator, oas30_format_checker
@@ -145,11 +146,13 @@ def world() -> Iterator[World]:
 
 def installation_client(world: World) -> GitHub[Any]:
     return GitHub(AppInstallationAuthStrategy(world.app_id, world.private_key, world.installation_id),
-                  base_url=world.url + "/", auto_retry=False)
+                  base_url=world.url + "/", auto_retry=False,
+                  cache_strategy=MemCacheStrategy())
 
 
 def app_client(world: World) -> GitHub[Any]:
-    return GitHub(AppAuthStrategy(world.app_id, world.private_key), base_url=world.url + "/", auto_retry=False)
+    return GitHub(AppAuthStrategy(world.app_id, world.private_key), base_url=world.url + "/", auto_retry=False,
+                  cache_strategy=MemCacheStrategy())
 
 
 def sha(world: World, label: str) -> str:
@@ -525,6 +528,7 @@ def test_download_redirect_is_a_302_to_a_blob_without_auth(world: World) -> None
 
 async def _token_of(gh: GitHub[Any]) -> str:
     await gh.rest.repos.async_get("acme", "shop")  # lets githubkit fetch and cache a token
-    app = GitHub(AppAuthStrategy(gh.auth.app_id, gh.auth.private_key), base_url=str(gh.config.base_url))  # type: ignore[union-attr]
+    app = GitHub(AppAuthStrategy(gh.auth.app_id, gh.auth.private_key), base_url=str(gh.config.base_url),  # type: ignore[union-attr]
+                 cache_strategy=MemCacheStrategy())
     data = (await app.rest.apps.async_create_installation_access_token(4242)).parsed_data
     return data.token

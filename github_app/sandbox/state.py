@@ -450,7 +450,10 @@ class SandboxState:
     def take_faults(self, method: str, path: str) -> list[Fault]:
         """Return the faults that fire on this request, counting them as fired."""
         with self.lock:
-            fired = [f for f in self.faults if f.applies(method, path)]
+            armed = [f for f in self.faults if f.applies(method, path)]
+            # Latency faults add up; of the others only the oldest fires, so faults queue in order.
+            terminal = [f for f in armed if f.kind != "latency"][:1]
+            fired = [f for f in armed if f.kind == "latency"] + terminal
             for fault in fired:
                 fault.fired += 1
             return fired
