@@ -234,3 +234,20 @@ def test_artifact_and_migration_globs() -> None:
     policy = load_policy_text("artifacts: ['test-results-*', 'coverage']\nmigrations: ['db/**']\n")
     assert policy.artifacts == ["test-results-*", "coverage"] and policy.migrations == ["db/**"]
     assert "**/alembic/versions/**" in default_policy().migrations
+
+
+def test_docs_example_is_valid_and_every_key_is_documented() -> None:
+    import re
+    from pathlib import Path
+
+    from rules.policy import Policy
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "policy.md").read_text(encoding="utf-8")
+    example = re.search(r"## A complete example\n\n```yaml\n(.*?)```", doc, re.S)
+    assert example is not None
+    prod = effective(load_policy_text(example.group(1)), "production")
+    assert prod.reviewers.break_glass == ["carol"] and len(prod.freeze) == 2
+    schema = json_schema()
+    keys = set(Policy.model_fields) | {k for d in schema["$defs"].values() for k in d.get("properties", {})}
+    keys -= {"enabled"}  # internal form of `off`
+    assert [k for k in sorted(keys) if f"`{k}`" not in doc] == []
