@@ -444,3 +444,29 @@ def test_async_running_sandbox_serves_in_the_current_loop() -> None:
         return 0
 
     assert asyncio.run(scenario()) == 404
+
+
+def test_gonogo_sandbox_command_serves_and_summarises(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    key = tmp_path / "app.pem"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", "from github_app.cli import main; main()", "sandbox",
+                             "--scenario", str(DEMO), "--write-key", str(key)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("GitHub sandbox on http://127.0.0.1:"), first
+        url = first.split()[3]
+        for _ in range(3):
+            proc.stdout.readline()
+        assert httpx.get(url + "/repos/acme/shop").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=20)
+    assert "1 calls served" in output and "GET /repos/acme/shop" in output
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import itertools
+import re
 import secrets
 import threading
 import time
@@ -419,6 +420,15 @@ class SandboxState:
         with self.lock:
             return [c for c in self._calls
                     if (method is None or c.method == method.upper()) and matches(path_like, c.path)]
+
+    def call_summary(self) -> dict[str, int]:
+        """Count logged calls per method and route shape (shas and ids folded), most frequent first."""
+        counts: dict[str, int] = {}
+        for call in self.calls():
+            shape = re.sub(r"/\d+(?=/|$)", "/{id}", re.sub(r"/[0-9a-f]{40}(?=/|$)", "/{sha}", call.path))
+            key = f"{call.method} {shape}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def clear_calls(self) -> None:
         """Forget the call log."""
