@@ -124,6 +124,10 @@ class Deployment(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_reports: Mapped[int] = mapped_column(Integer, default=0)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_id: Mapped[int | None] = mapped_column(BigInteger)
+    # one worker at a time evaluates a deployment; the lease runs out if that worker dies
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_deployments_env", "repository", "environment", "created_at"),)
 
@@ -232,6 +236,8 @@ class Waiver(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_by: Mapped[str | None] = mapped_column(String(200))
 
+    __table_args__ = (Index("ix_waivers_lookup", "repository", "environment", "expires_at"),)
+
 
 class AuditEntry(Base):
     """Append-only, hash-chained record of everything gonogo decided or did."""
@@ -249,6 +255,8 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+
 
 class OutboxMessage(Base):
     """A notification to deliver, written in the same transaction as the state change."""
@@ -265,9 +273,12 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(100))  # migration 0002
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_outbox_claim", "state", "next_attempt_at"),)
 
 
 __all__ = [
