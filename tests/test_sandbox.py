@@ -17,7 +17,13 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed, SecondaryRateLimitExceeded
 from githubkit.webhooks import parse_obj, verify
 
-from github_app.sandbox import SandboxState, async_running_sandbox, generate_key_pair, make_app_jwt, running_sandbox
+from github_app.sandbox import (
+    SandboxState,
+    async_running_sandbox,
+    generate_key_pair,
+    make_app_jwt,
+    running_sandbox,
+)
 from github_app.sandbox import webhooks as hooks
 from github_app.sandbox.scenario import ScenarioError
 from github_app.sandbox.state import Repo

@@ -15,12 +15,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from github_app.sandbox.auth import (
-    AuthError, Caller, authenticate, can_access, issue_installation_token, verify_app_jwt,
+    AuthError,
+    Caller,
+    authenticate,
+    can_access,
+    issue_installation_token,
+    verify_app_jwt,
 )
 from github_app.sandbox.faults import DOCS, FaultAndLogLayer, Receive, Scope, Send
 from github_app.sandbox.render import Renderer
 from github_app.sandbox.state import (
-    Annotation, CheckRun, Commit, CommitStatus, Deployment, GateReview, IssueComment, Repo, SandboxState, iso,
+    Annotation,
+    CheckRun,
+    Commit,
+    CommitStatus,
+    Deployment,
+    GateReview,
+    IssueComment,
+    Repo,
+    SandboxState,
+    iso,
     stable_id,
 )
 
@@ -192,7 +206,6 @@ def create_access_token(ctx: Ctx) -> Response:
     repositories = body.get("repositories")
     token = issue_installation_token(ctx.state, int_param(ctx, "installation_id"), repositories=repositories,
                                      permissions=body.get("permissions"))
-    inst = ctx.state.installations[token.installation_id]
     return ok({"token": token.token, "expires_at": iso(token.expires_at), "permissions": token.permissions,
                "repository_selection": "all" if token.repositories is None else "selected"}, 201)
 
@@ -210,10 +223,10 @@ def get_repo_installation(ctx: Ctx) -> Response:
     owner, name = ctx.params["owner"], ctx.params["repo"]
     app = ctx.state.app
     for inst in ctx.state.installations.values():
-        if inst.account.lower() == owner.lower() and (
-                inst.repositories is None or name.lower() in {r.lower() for r in inst.repositories}):
-            if f"{owner}/{name}".lower() in ctx.state.repos and app is not None:
-                return ok(ctx.render.installation(inst, app))
+        covers = inst.repositories is None or name.lower() in {r.lower() for r in inst.repositories}
+        if (inst.account.lower() == owner.lower() and covers and app is not None
+                and f"{owner}/{name}".lower() in ctx.state.repos):
+            return ok(ctx.render.installation(inst, app))
     raise ApiError(404, NOT_FOUND)
 
 
@@ -997,9 +1010,9 @@ class SandboxApp(Starlette):
         self.sandbox_state = state
         self._layer = FaultAndLogLayer(super().__call__, state)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         # The layer may return a value: uvicorn then drops the connection (the "drop" fault).
-        return await self._layer(scope, receive, send)  # type: ignore[no-any-return]
+        return await self._layer(scope, receive, send)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -6,8 +6,22 @@ import base64
 from typing import Any
 
 from github_app.sandbox.state import (
-    AppRecord, Artifact, CheckRun, Commit, CommitStatus, Deployment, DeploymentStatusRecord, Installation,
-    IssueComment, PullRequest, Repo, SandboxState, WorkflowRun, fake_sha, iso, stable_id,
+    AppRecord,
+    Artifact,
+    CheckRun,
+    Commit,
+    CommitStatus,
+    Deployment,
+    DeploymentStatusRecord,
+    Installation,
+    IssueComment,
+    PullRequest,
+    Repo,
+    SandboxState,
+    WorkflowRun,
+    fake_sha,
+    iso,
+    stable_id,
 )
 
 Json = dict[str, Any]

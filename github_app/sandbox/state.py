@@ -12,7 +12,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,10 +24,10 @@ FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_42
 
 def iso(ts: float) -> str:
     """Format a UNIX time the way GitHub does (second precision, Z suffix)."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(value: str | float | int | datetime | None, default: float) -> float:
+def parse_time(value: str | float | datetime | None, default: float) -> float:
     """Turn an ISO 8601 string, a datetime or a UNIX time into a UNIX time."""
     if value is None:
         return default
@@ -36,9 +36,9 @@ def parse_time(value: str | float | int | datetime | None, default: float) -> fl
     if isinstance(value, datetime):
         moment = value
     else:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
