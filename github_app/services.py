@@ -14,5 +14,13 @@ from github_app.settings import Settings
 @contextlib.asynccontextmanager
 async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[dict[str, Any]]:
     """Build the services of a production process and close them on exit."""
+    from github_app.github import GitHubClients
+
     services: dict[str, Any] = {}
-    yield services
+    if settings.app_id and settings.private_key is not None:
+        services["github"] = GitHubClients(settings)
+    try:
+        yield services
+    finally:
+        if "github" in services:
+            await services["github"].aclose()

@@ -76,6 +76,9 @@ def upgrade() -> None:
     sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('status_reports', sa.Integer(), nullable=False),
     sa.Column('reminded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decision_id', sa.BigInteger(), nullable=True),
+    sa.Column('lease_owner', sa.String(length=100), nullable=True),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deployments')),
     sa.UniqueConstraint('key', name=op.f('uq_deployments_key'))
     )

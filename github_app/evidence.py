@@ -1,0 +1,641 @@
+"""Evidence collection: every source for one deployment, fetched concurrently, each failing on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from githubkit import GitHub
+from sqlalchemy import Engine, and_, func, select
+
+from github_app.db.models import Deployment, EvidenceRecord, Outcome
+from github_app.github import Forbidden, GitHubError, NotFound, call, paginate
+from scorer.evidence import (
+    FAILED_OUTCOMES,
+    Availability,
+    ChangedFile,
+    ChangePart,
+    CheckResult,
+    ChecksPart,
+    CoveragePart,
+    Evidence,
+    OperationalPart,
+    Part,
+    PerformancePart,
+    Provenance,
+    SecurityFinding,
+    SecurityPart,
+    TestsPart,
+    change_entropy,
+)
+from scorer.parsers import ArtifactResults, parse_artifacts
+from scorer.parsers.limits import ArtifactLimits
+from scorer.parsers.performance import PerfBaseline, compare_performance
+from scorer.parsers.safezip import ArtifactFile, iter_zip_members
+from scorer.parsers.sniff import ArtifactGlobs
+
+log = logging.getLogger(__name__)
+
+CHECK_RUN_NAME = "gonogo"
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "note")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The deployment being judged, as the protection-rule webhook described it."""
+
+    repository: str  # owner/name
+    environment: str
+    sha: str
+    ref: str | None
+    run_id: int
+    installation_id: int
+    created_at: datetime
+    deployment_key: str
+    default_branch: str = "main"
+    creator: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.repository.split("/", 1)[1]
+
+
+@dataclass
+class CollectOptions:
+    """What to read and how long to wait for it."""
+
+    timeout_seconds: float = 60.0  # per source
+    limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    artifact_globs: list[str] = field(default_factory=lambda: ["*"])
+    migration_globs: list[str] = field(default_factory=list)
+    perf_threshold_pct: float = 10.0
+    max_artifacts: int = 50
+
+
+@dataclass
+class Collected:
+    """Evidence plus what to store for the next deployment's comparisons."""
+
+    evidence: Evidence
+    baseline: dict[str, Any]
+    timings_ms: dict[str, float]
+    github_calls: int = 0
+
+
+def _unavailable(part: type[Part], reason: str, source: str) -> Any:
+    return part(availability=Availability.UNAVAILABLE, reason=reason, provenance=[Provenance(source=source)])
+
+
+def _not_configured(part: type[Part], reason: str, source: str) -> Any:
+    return part(availability=Availability.NOT_CONFIGURED, reason=reason, provenance=[Provenance(source=source)])
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
+    """Check runs (latest per name, gonogo's own excluded) and commit statuses (latest per context)."""
+    runs, statuses = await asyncio.gather(
+        paginate(
+            gh, gh.rest.checks.async_list_for_ref, map_func=lambda r: r.parsed_data.check_runs,
+            owner=t.owner, repo=t.name, ref=t.sha, filter_="all",
+        ),
+        paginate(gh, gh.rest.repos.async_list_commit_statuses_for_ref, owner=t.owner, repo=t.name, ref=t.sha),
+    )  # fmt: skip
+    by_name: dict[str, list[Any]] = {}
+    for run in runs:
+        app_slug = run.app.slug if run.app else None
+        if run.name == CHECK_RUN_NAME and app_slug in (None, "gonogo"):
+            continue
+        by_name.setdefault(run.name, []).append(run)
+    checks: list[CheckResult] = []
+    for name, group in by_name.items():
+        latest = max(group, key=lambda r: (r.started_at or r.completed_at or datetime.min.replace(tzinfo=UTC), r.id))
+        duration = None
+        if latest.started_at and latest.completed_at:
+            duration = (latest.completed_at - latest.started_at).total_seconds()
+        checks.append(
+            CheckResult(
+                name=name, kind="check_run", status=str(latest.status), conclusion=latest.conclusion,
+                url=latest.html_url or latest.details_url, duration_s=duration, attempts=len(group),
+                app=latest.app.slug if latest.app else None,
+            )  # fmt: skip
+        )
+    seen_contexts: dict[str, Any] = {}
+    attempts: Counter[str] = Counter()
+    for st in statuses:  # newest first, as GitHub lists them
+        attempts[st.context] += 1
+        seen_contexts.setdefault(st.context, st)
+    for ctx_name, st in seen_contexts.items():
+        done = st.state in ("success", "failure", "error")
+        checks.append(
+            CheckResult(
+                name=ctx_name, kind="status", status="completed" if done else "pending",
+                conclusion=st.state if done else None, url=st.target_url, attempts=attempts[ctx_name],
+            )  # fmt: skip
+        )
+    checks.sort(key=lambda c: c.name)
+    if not checks:
+        return ChecksPart(
+            availability=Availability.OK, reason="no check runs or statuses on this commit", checks=[],
+            provenance=[Provenance(source="github.checks"), Provenance(source="github.statuses")],
+        )  # fmt: skip
+    return ChecksPart(
+        availability=Availability.OK, reason=f"{len(checks)} checks read", checks=checks,
+        provenance=[Provenance(source="github.checks", detail=f"{len(runs)} check runs"),
+                    Provenance(source="github.statuses", detail=f"{len(statuses)} statuses")],
+    )  # fmt: skip
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+async def _download_artifact(gh: GitHub[Any], t: Target, artifact_id: int, max_bytes: int) -> str:
+    """Stream one artifact zip to a temporary file, refusing it past ``max_bytes``; return the path."""
+    from github_app.github import translate_errors
+
+    fd, path = tempfile.mkstemp(prefix="gonogo-artifact-", suffix=".zip")
+    try:
+        async with translate_errors():
+            resp = await gh.rest.actions.async_download_artifact(t.owner, t.name, artifact_id, "zip", stream=True)
+            raw = resp.raw_response
+            if raw.status_code in (301, 302, 303, 307, 308):
+                location = raw.headers["location"]
+                await raw.aclose()
+                # the redirect target is a short-lived blob URL that must not get our token
+                import httpx
+
+                async with httpx.AsyncClient(timeout=60, follow_redirects=True) as blob, blob.stream("GET", location) as r:
+                    r.raise_for_status()
+                    await _spool(r.aiter_bytes(), fd, max_bytes)
+            else:
+                await _spool(raw.aiter_bytes(), fd, max_bytes)
+        return path
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+async def _spool(chunks: Any, fd: int, max_bytes: int) -> None:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise ArtifactTooLarge(f"artifact exceeds {max_bytes} bytes while downloading")
+        os.write(fd, chunk)
+
+
+class ArtifactTooLarge(Exception):
+    pass
+
+
+def _parse_zips(paths: list[tuple[str, str]], limits: ArtifactLimits, globs: ArtifactGlobs) -> tuple[ArtifactResults, list[str]]:
+    """Parse every downloaded artifact zip (CPU work, run in a thread)."""
+    problems: list[str] = []
+    files: list[ArtifactFile] = []
+    handles: list[Any] = []
+    try:
+        for name, path in paths:
+            try:
+                fh = open(path, "rb")  # noqa: SIM115 - closed below, after parsing
+                handles.append(fh)
+                files.extend(iter_zip_members(fh, limits, origin=name))
+            except Exception as exc:  # noqa: BLE001 - a hostile or broken archive is a problem, not a crash
+                problems.append(f"{name}: {exc}")
+        results = parse_artifacts(files, limits, globs)
+    finally:
+        for fh in handles:
+            fh.close()
+    return results, problems
+
+
+async def collect_artifacts(
+    gh: GitHub[Any], t: Target, opts: CollectOptions
+) -> tuple[ArtifactResults | None, str, list[Provenance]]:
+    """Download and parse the artifacts of every workflow run on the sha."""
+    runs = await paginate(
+        gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: r.parsed_data.workflow_runs,
+        owner=t.owner, repo=t.name, head_sha=t.sha, limit=50,
+    )  # fmt: skip
+    run_ids = {r.id for r in runs} | {t.run_id}
+    listings = await asyncio.gather(
+        *(
+            paginate(
+                gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: r.parsed_data.artifacts,
+                owner=t.owner, repo=t.name, run_id=rid, limit=200,
+            )  # fmt: skip
+            for rid in sorted(run_ids)
+        ),
+        return_exceptions=True,
+    )
+    artifacts: list[Any] = []
+    problems: list[str] = []
+    for rid, listing in zip(sorted(run_ids), listings):
+        if isinstance(listing, NotFound):
+            continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
+        if isinstance(listing, BaseException):
+            raise listing
+        artifacts.extend(listing)
+    wanted = [
+        a for a in artifacts
+        if not a.expired and any(fnmatch.fnmatchcase(a.name, g) for g in opts.artifact_globs)
+    ][: opts.max_artifacts]  # fmt: skip
+    provenance = [Provenance(source="github.artifacts", detail=f"{a.name} (run {a.workflow_run.id if a.workflow_run else '?'})",
+                             url=a.archive_download_url) for a in wanted]  # fmt: skip
+    if not wanted:
+        return None, f"no workflow artifacts on {t.sha[:7]}", provenance
+    paths: list[tuple[str, str]] = []
+    try:
+        for a in wanted:
+            if a.size_in_bytes > opts.limits.max_archive_bytes:
+                problems.append(f"{a.name}: {a.size_in_bytes} bytes is above the {opts.limits.max_archive_bytes}-byte limit")
+                continue
+        ok = [a for a in wanted if a.size_in_bytes <= opts.limits.max_archive_bytes]
+        downloads = await asyncio.gather(
+            *(_download_artifact(gh, t, a.id, opts.limits.max_archive_bytes) for a in ok), return_exceptions=True
+        )
+        for a, result in zip(ok, downloads):
+            if isinstance(result, ArtifactTooLarge | GitHubError):
+                problems.append(f"{a.name}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                paths.append((a.name, result))
+        results, zip_problems = await asyncio.to_thread(_parse_zips, paths, opts.limits, ArtifactGlobs())
+        results.problems.extend(problems + zip_problems)
+        return results, f"{len(paths)} artifacts read", provenance
+    finally:
+        for _, path in paths:
+            os.unlink(path)
+
+
+# --- security -------------------------------------------------------------------------------
+
+
+def _sev_from_cvss(score: float | None) -> str | None:
+    if score is None:
+        return None
+    return "critical" if score >= 9 else "high" if score >= 7 else "medium" if score >= 4 else "low" if score > 0 else "note"
+
+
+async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
+    ref = t.ref if t.ref and t.ref.startswith("refs/") else (f"refs/heads/{t.ref}" if t.ref else None)
+    kwargs: dict[str, Any] = {"owner": t.owner, "repo": t.name, "state": "open"}
+    if ref:
+        kwargs["ref"] = ref
+    alerts = await paginate(gh, gh.rest.code_scanning.async_list_alerts_for_repo, limit=5000, **kwargs)
+    found = []
+    for a in alerts:
+        rule = a.rule
+        sev = (rule.security_severity_level if rule else None) or None
+        if not sev:
+            level = rule.severity if rule else None
+            sev = {"error": "high", "warning": "medium", "note": "note"}.get(str(level), "medium")
+        loc = a.most_recent_instance.location if a.most_recent_instance else None
+        found.append(SecurityFinding(
+            source="code_scanning", rule_id=(rule.id if rule and rule.id else "unknown"), severity=str(sev),  # type: ignore[arg-type]
+            title=(rule.description if rule else "") or "", path=loc.path if loc else None,
+            line=loc.start_line if loc else None, url=a.html_url,
+        ))  # fmt: skip
+    return found
+
+
+async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
+    alerts = await paginate(
+        gh, gh.rest.dependabot.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
+    )
+    found = []
+    for a in alerts:
+        adv = a.security_advisory
+        sev = str(adv.severity) if adv else "medium"
+        pkg = a.dependency.package.name if a.dependency and a.dependency.package else None
+        found.append(SecurityFinding(
+            source="dependabot", rule_id=(adv.ghsa_id if adv else f"dependabot-{a.number}"), severity=sev,  # type: ignore[arg-type]
+            title=(adv.summary if adv else ""), path=a.dependency.manifest_path if a.dependency else None,
+            package=pkg, url=a.html_url,
+        ))  # fmt: skip
+    return found
+
+
+async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
+    alerts = await paginate(
+        gh, gh.rest.secret_scanning.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
+    )
+    return [
+        SecurityFinding(
+            source="secret_scanning", rule_id=str(a.secret_type or "secret"), severity="critical",
+            title=str(a.secret_type_display_name or a.secret_type or "exposed secret"), url=a.html_url,
+            line=None, path=None, package=f"alert-{a.number}",
+        )  # fmt: skip
+        for a in alerts
+    ]
+
+
+async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> tuple[str, Availability, list[SecurityFinding], str]:
+    try:
+        return name, Availability.OK, await fetch, "read"
+    except (Forbidden, NotFound) as exc:
+        # GitHub answers 403/404 when the feature is off for the repository (or the app lacks the permission)
+        return name, Availability.NOT_CONFIGURED, [], f"{name.replace('_', ' ')} is not enabled or not readable: {exc}"
+    except GitHubError as exc:
+        return name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')} could not be read: {exc}"
+
+
+def build_security(
+    alert_results: list[tuple[str, Availability, list[SecurityFinding], str]], artifacts: ArtifactResults | None,
+    limits: ArtifactLimits,
+) -> SecurityPart:
+    """Merge GitHub alerts with SARIF/Trivy findings from artifacts, deduplicated by rule and location."""
+    sources: dict[str, Availability] = {}
+    reasons: list[str] = []
+    seen: set[tuple[Any, ...]] = set()
+    findings: list[SecurityFinding] = []
+    counts: Counter[str] = Counter()
+    secrets = 0
+    provenance: list[Provenance] = []
+    for name, avail, found, reason in alert_results:
+        sources[name] = avail
+        provenance.append(Provenance(source=f"github.{name}", detail=f"{avail.value}: {len(found)} open"))
+        if avail is not Availability.OK:
+            reasons.append(reason)
+        for f in found:
+            if f.key in seen:
+                continue
+            seen.add(f.key)
+            findings.append(f)
+            counts[f.severity] += 1
+            if f.source == "secret_scanning":
+                secrets += 1
+    if artifacts is not None:
+        for name, avail in artifacts.security.sources.items():
+            sources[name] = avail
+        if artifacts.security.ok:
+            provenance.extend(artifacts.security.provenance)
+            for f in artifacts.security_findings:
+                if f.key in seen:
+                    counts[f.severity] -= 1  # already counted from a GitHub alert at the same place
+                    continue
+                seen.add(f.key)
+                findings.append(f)
+            # artifact counts are complete even when the finding list was capped
+            for sev, n in artifacts.security.counts.items():
+                counts[sev] += n
+    any_ok = any(a is Availability.OK for a in sources.values())
+    unavailable = [n for n, a in sources.items() if a is Availability.UNAVAILABLE]
+    if unavailable:
+        availability, reason = Availability.UNAVAILABLE, "; ".join(reasons) or f"{', '.join(unavailable)} unreadable"
+    elif any_ok:
+        availability, reason = Availability.OK, "; ".join(reasons) if reasons else "all security sources read"
+    else:
+        availability, reason = Availability.NOT_CONFIGURED, "no security scanning is enabled for this repository"
+    findings.sort(key=lambda f: SEVERITY_ORDER.index(f.severity))
+    return SecurityPart(
+        availability=availability, reason=reason, findings=findings[: limits.max_findings],
+        counts={k: v for k, v in counts.items() if v > 0}, secrets_open=secrets, sources=sources, provenance=provenance,
+    )  # fmt: skip
+
+
+# --- change ---------------------------------------------------------------------------------
+
+
+def _is_migration(path: str, globs: list[str]) -> bool:
+    p = PurePosixPath(path)
+    return any(p.match(g) or fnmatch.fnmatchcase(path, g) for g in globs)
+
+
+async def collect_change(
+    gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions, base_sha: str | None
+) -> ChangePart:
+    """Compare the last successfully deployed sha with this one."""
+    if base_sha is None:
+        return _unavailable(
+            ChangePart, f"first deployment to {t.environment}: no earlier successful deployment to compare with",
+            "gonogo.history",
+        )  # fmt: skip
+    if base_sha == t.sha:
+        return ChangePart(
+            availability=Availability.OK, reason="redeploy of the sha already deployed", base_sha=base_sha, commits=0,
+            files_changed=0, additions=0, deletions=0, subsystems=0, entropy=0.0, authors=0, has_migration=False,
+            provenance=[Provenance(source="gonogo.history")],
+        )  # fmt: skip
+    resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}", per_page=100))
+    cmp = resp.parsed_data
+    files = list(cmp.files or [])
+    additions = sum(f.additions for f in files)
+    deletions = sum(f.deletions for f in files)
+    paths = [f.filename for f in files]
+    subsystems = len({p.split("/", 1)[0] if "/" in p else "." for p in paths})
+    authors = Counter(
+        (c.author.login if c.author else (c.commit.author.name if c.commit.author else "unknown")) for c in cmp.commits
+    )
+    main_author = authors.most_common(1)[0][0] if authors else None
+    experience = None
+    if main_author and main_author != "unknown":
+        try:
+            earlier = await paginate(
+                gh, gh.rest.repos.async_list_commits, owner=t.owner, repo=t.name, sha=base_sha, author=main_author,
+                limit=1000,
+            )  # fmt: skip
+            experience = len(earlier)
+        except GitHubError:
+            experience = None
+    hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
+    return ChangePart(
+        availability=Availability.OK, reason=f"compared {base_sha[:7]}...{t.sha[:7]}", base_sha=base_sha,
+        commits=cmp.total_commits, files_changed=len(files), additions=additions, deletions=deletions,
+        subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
+        authors=len(authors), author_experience=experience,
+        has_migration=any(_is_migration(p, opts.migration_globs) for p in paths), hotspots=sorted(hotspots),
+        files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
+               for f in files[:300]],
+        provenance=[Provenance(source="github.compare", url=cmp.html_url)],
+    )  # fmt: skip
+
+
+def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
+    """Files of this change that were also changed by deployments that later failed."""
+    if not paths:
+        return set()
+    with engine.connect() as conn:
+        failed = conn.execute(
+            select(Deployment.sha).join(
+                Outcome, and_(Outcome.repository == Deployment.repository, Outcome.environment == Deployment.environment,
+                              Outcome.sha == Deployment.sha),
+            ).where(Deployment.repository == t.repository, Outcome.outcome.in_(list(FAILED_OUTCOMES)))
+        ).scalars().all()  # fmt: skip
+        if not failed:
+            return set()
+        rows = conn.execute(
+            select(EvidenceRecord.data).join(Deployment, Deployment.id == EvidenceRecord.deployment_id)
+            .where(Deployment.repository == t.repository, Deployment.sha.in_(set(failed)))
+        ).scalars().all()  # fmt: skip
+    hot: set[str] = set()
+    for data in rows:
+        for f in ((data or {}).get("change") or {}).get("files") or []:
+            if f.get("path") in paths:
+                hot.add(f["path"])
+    return hot
+
+
+# --- history (our own database) -------------------------------------------------------------
+
+
+@dataclass
+class EnvironmentHistory:
+    last_success_sha: str | None
+    last_success_baseline: dict[str, Any] | None
+    operational: OperationalPart
+
+
+def read_history(engine: Engine, t: Target) -> EnvironmentHistory:
+    """What gonogo remembers of this environment: last good deployment, recent pace and failures."""
+    now = t.created_at
+    with engine.connect() as conn:
+        last_ok = conn.execute(
+            select(Outcome.sha, Outcome.observed_at)
+            .where(Outcome.repository == t.repository, Outcome.environment == t.environment, Outcome.outcome == "success",
+                   Outcome.observed_at <= now)
+            .order_by(Outcome.observed_at.desc()).limit(1)
+        ).first()  # fmt: skip
+        baseline = None
+        if last_ok is not None:
+            baseline = conn.execute(
+                select(EvidenceRecord.baseline).join(Deployment, Deployment.id == EvidenceRecord.deployment_id)
+                .where(Deployment.repository == t.repository, Deployment.environment == t.environment,
+                       Deployment.sha == last_ok.sha)
+                .order_by(EvidenceRecord.id.desc()).limit(1)
+            ).scalar()  # fmt: skip
+        previous = conn.execute(
+            select(func.max(Deployment.created_at)).where(
+                Deployment.repository == t.repository, Deployment.environment == t.environment,
+                Deployment.created_at < now, Deployment.answer == "approved",
+            )
+        ).scalar()  # fmt: skip
+        last_day = conn.execute(
+            select(func.count()).select_from(Deployment).where(
+                Deployment.repository == t.repository, Deployment.environment == t.environment,
+                Deployment.created_at >= now - timedelta(hours=24), Deployment.created_at < now,
+                Deployment.answer == "approved",
+            )
+        ).scalar() or 0  # fmt: skip
+        outcomes = conn.execute(
+            select(Outcome.outcome).where(
+                Outcome.repository == t.repository, Outcome.environment == t.environment,
+                Outcome.observed_at >= now - timedelta(days=30), Outcome.observed_at <= now,
+            )
+        ).scalars().all()  # fmt: skip
+    failure_rate = (sum(1 for o in outcomes if o in FAILED_OUTCOMES) / len(outcomes)) if outcomes else None
+    op = OperationalPart(
+        availability=Availability.OK,
+        reason="from gonogo's deployment history" if outcomes or previous else "no earlier deployments recorded",
+        hours_since_last_deploy=round((now - previous).total_seconds() / 3600, 2) if previous else None,
+        deploys_last_24h=int(last_day), env_failure_rate_30d=failure_rate,
+        hour_utc=now.astimezone(UTC).hour, weekday=now.astimezone(UTC).weekday(),
+        provenance=[Provenance(source="gonogo.history", detail=f"{len(outcomes)} outcomes in 30 days")],
+    )  # fmt: skip
+    return EnvironmentHistory(last_ok.sha if last_ok else None, baseline, op)
+
+
+# --- orchestration --------------------------------------------------------------------------
+
+
+async def _timed(name: str, coro: Awaitable[Any], timeout: float, timings: dict[str, float]) -> Any:
+    start = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            return await coro
+    except TimeoutError:
+        return TimeoutError(f"{name} did not answer within {timeout:.0f} s")
+    except GitHubError as exc:
+        return exc
+    finally:
+        timings[name] = round((time.monotonic() - start) * 1000, 1)
+
+
+async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | None = None) -> Collected:
+    """Gather every evidence source for ``t`` concurrently; a failing source only marks its own part."""
+    opts = opts or CollectOptions()
+    timings: dict[str, float] = {}
+    history = await asyncio.to_thread(read_history, engine, t)
+    to = opts.timeout_seconds
+    checks_r, artifacts_r, code_r, dep_r, secret_r, change_r = await asyncio.gather(
+        _timed("checks", collect_checks(gh, t), to, timings),
+        _timed("artifacts", collect_artifacts(gh, t, opts), to, timings),
+        _timed("code_scanning", _alert_source("code_scanning", _code_scanning(gh, t)), to, timings),
+        _timed("dependabot", _alert_source("dependabot", _dependabot(gh, t)), to, timings),
+        _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
+        _timed("change", collect_change(gh, engine, t, opts, history.last_success_sha), to, timings),
+    )
+
+    checks = checks_r if isinstance(checks_r, ChecksPart) else _unavailable(ChecksPart, f"checks could not be read: {checks_r}", "github.checks")
+
+    artifacts: ArtifactResults | None = None
+    if isinstance(artifacts_r, BaseException):
+        reason = f"workflow artifacts could not be read: {artifacts_r}"
+        tests = _unavailable(TestsPart, reason, "github.artifacts")
+        coverage = _unavailable(CoveragePart, reason, "github.artifacts")
+        performance = _unavailable(PerformancePart, reason, "github.artifacts")
+    else:
+        artifacts, note, _prov = artifacts_r
+        if artifacts is None:
+            tests = _not_configured(TestsPart, f"no test reports: {note}", "github.artifacts")
+            coverage = _not_configured(CoveragePart, f"no coverage reports: {note}", "github.artifacts")
+            performance = _not_configured(PerformancePart, f"no load-test results: {note}", "github.artifacts")
+        else:
+            tests, coverage, performance = artifacts.tests, artifacts.coverage, artifacts.performance
+
+    alert_results = []
+    for name, r in (("code_scanning", code_r), ("dependabot", dep_r), ("secret_scanning", secret_r)):
+        if isinstance(r, BaseException):
+            alert_results.append((name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')}: {r}"))
+        else:
+            alert_results.append(r)
+    security = build_security(alert_results, artifacts, opts.limits)
+
+    change = change_r if isinstance(change_r, ChangePart) else _unavailable(ChangePart, f"change could not be read: {change_r}", "github.compare")
+
+    baseline = history.last_success_baseline or {}
+    if coverage.ok and baseline.get("coverage") is not None:
+        coverage = coverage.model_copy(update={"baseline_line_rate": float(baseline["coverage"])})
+    if performance.ok and baseline.get("perf") and artifacts is not None and artifacts.perf_samples is not None:
+        try:
+            performance = compare_performance(
+                artifacts.perf_samples, PerfBaseline.model_validate(baseline["perf"]),
+                threshold_pct=opts.perf_threshold_pct, baseline_sha=history.last_success_sha,
+            )  # fmt: skip
+        except ValueError as exc:
+            log.warning("evidence.perf_baseline_unusable", extra={"error": str(exc)})
+
+    evidence = Evidence(
+        deployment_id=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
+        created_at=t.created_at, checks=checks, tests=tests, coverage=coverage, security=security,
+        performance=performance, change=change, operational=history.operational,
+    )  # fmt: skip
+    new_baseline: dict[str, Any] = {}
+    if coverage.ok and coverage.line_rate is not None:
+        new_baseline["coverage"] = coverage.line_rate
+    if artifacts is not None and artifacts.perf_samples is not None:
+        new_baseline["perf"] = artifacts.perf_samples.model_dump(mode="json")
+    return Collected(evidence=evidence, baseline=new_baseline, timings_ms=timings)
+
+
+def policy_options(policy: Any) -> CollectOptions:
+    """Collector options from the effective policy (artifact and migration globs)."""
+    return CollectOptions(artifact_globs=list(policy.artifacts), migration_globs=list(policy.migrations))
+

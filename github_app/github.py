@@ -1,0 +1,286 @@
+"""The one module that talks to GitHub: githubkit clients, the retry policy, and error mapping.
+
+Everything else asks this module for an installation client and catches only the exceptions
+defined here; nothing else reaches into githubkit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
+from githubkit.exception import (
+    AuthCredentialError,
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+from githubkit.retry import RetryOption
+
+from github_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class GitHubError(Exception):
+    """A GitHub call failed. ``retryable`` says whether trying again later may help."""
+
+    retryable = True
+
+    def __init__(self, message: str, status: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class GitHubAuthError(GitHubError):
+    """The app could not authenticate: wrong app id, wrong or malformed private key."""
+
+    retryable = False
+
+
+class InstallationNotFound(GitHubError):
+    """The installation does not exist or the app was uninstalled."""
+
+    retryable = False
+
+
+class NotFound(GitHubError):
+    retryable = False
+
+
+class Forbidden(GitHubError):
+    """403 that is not a rate limit: a missing permission or a disabled feature."""
+
+    retryable = False
+
+
+class Invalid(GitHubError):
+    """422: GitHub refused the request as invalid (e.g. a deployment already answered)."""
+
+    retryable = False
+
+
+class RateLimited(GitHubError):
+    """The retry budget ran out while GitHub kept asking us to slow down."""
+
+
+class Unavailable(GitHubError):
+    """5xx, timeouts or dropped connections that outlasted the retry budget."""
+
+
+class RetryPolicy:
+    """The single retry policy for GitHub calls: honour ``retry-after``, back off on 5xx and network errors.
+
+    A call gives up once ``max_retries`` retries are spent or the next wait would exceed the remaining
+    ``budget_seconds``; the delivery then goes back to the inbox for a later attempt.
+    """
+
+    def __init__(self, max_retries: int = 4, budget_seconds: float = 30.0, base_seconds: float = 0.5) -> None:
+        self.max_retries = max_retries
+        self.budget_seconds = budget_seconds
+        self.base_seconds = base_seconds
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if retry_count >= self.max_retries:
+            return RetryOption(False)
+        wait: float | None = None
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(exc.retry_after.total_seconds(), 0.0) if exc.retry_after else 60.0
+        elif isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
+            wait = self.base_seconds * (2**retry_count)
+        elif isinstance(exc, RequestTimeout) or (isinstance(exc, RequestError) and not isinstance(exc, RequestFailed)):
+            if isinstance(exc.exc, httpx.TransportError | httpx.TimeoutException):
+                wait = self.base_seconds * (2**retry_count)
+        if wait is None or wait > self.budget_seconds:
+            return RetryOption(False)
+        log.info("github.retry", extra={"error": type(exc).__name__, "wait_s": wait, "retry": retry_count + 1})
+        return RetryOption(True, timedelta(seconds=wait))
+
+
+def map_error(exc: Exception) -> GitHubError:
+    """Translate a githubkit or httpx exception into one of ours."""
+    if isinstance(exc, GitHubError):
+        return exc
+    if isinstance(exc, AuthCredentialError):
+        return GitHubAuthError(f"GitHub app credentials are incomplete: {exc}. Check GONOGO_APP_ID and the private key.")
+    if isinstance(exc, RateLimitExceeded):
+        return RateLimited(
+            f"GitHub rate limit still exceeded after retries (retry after {exc.retry_after}).",
+            exc.response.status_code, str(exc.request.url),
+        )  # fmt: skip
+    if isinstance(exc, RequestFailed):
+        status = exc.response.status_code
+        url = str(exc.request.url)
+        try:
+            message = str(exc.response.json().get("message", ""))
+        except (ValueError, AttributeError):
+            message = ""
+        path = exc.request.url.path
+        if "/app/installations/" in path and path.endswith("/access_tokens"):
+            if status == 404:
+                return InstallationNotFound(
+                    f"Installation not found ({url}): check that the GitHub App is installed on the repository's "
+                    "account and that GONOGO_APP_ID belongs to that app.", status, url,
+                )  # fmt: skip
+            if status in (401, 403):
+                return GitHubAuthError(
+                    f"GitHub refused the app's credentials ({status}: {message or 'no message'}): check that "
+                    "GONOGO_APP_ID is the App ID and GONOGO_PRIVATE_KEY is a current private key of that app.",
+                    status, url,
+                )  # fmt: skip
+        if status == 401:
+            return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url)
+        if status == 403:
+            return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url)
+        if status == 404:
+            return NotFound(f"GitHub said 404 Not Found for {url}: {message}", status, url)
+        if status == 422:
+            return Invalid(f"GitHub refused the request (422) for {url}: {message}", status, url)
+        if status >= 500:
+            return Unavailable(f"GitHub answered {status} for {url} after retries.", status, url)
+        return GitHubError(f"GitHub answered {status} for {url}: {message}", status, url)
+    if isinstance(exc, RequestTimeout):
+        return Unavailable(f"GitHub did not answer in time ({exc.request.url}).")
+    if isinstance(exc, RequestError):
+        inner = exc.exc
+        if isinstance(inner, ValueError) and "private key" in str(inner).lower() or _is_key_error(inner):
+            return GitHubAuthError(
+                f"The app's private key cannot be used ({type(inner).__name__}: {inner}): set GONOGO_PRIVATE_KEY "
+                "to the PEM private key generated in the GitHub App settings."
+            )
+        return Unavailable(f"Could not reach GitHub: {type(inner).__name__}: {inner}")
+    if _is_key_error(exc):
+        return GitHubAuthError(
+            f"The app's private key cannot be used ({type(exc).__name__}): set GONOGO_PRIVATE_KEY to the PEM "
+            "private key generated in the GitHub App settings."
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return Unavailable(f"Could not reach GitHub: {type(exc).__name__}: {exc}")
+    raise exc
+
+
+def _is_key_error(exc: BaseException) -> bool:
+    import jwt
+
+    return isinstance(exc, jwt.exceptions.InvalidKeyError | jwt.exceptions.PyJWTError) or (
+        isinstance(exc, ValueError) and ("key" in str(exc).lower() or "PEM" in str(exc))
+    )
+
+
+@contextlib.asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn githubkit/httpx failures raised inside the block into our exceptions."""
+    try:
+        yield
+    except GitHubError:
+        raise
+    except (GitHubException, httpx.HTTPError, ValueError) as exc:
+        raise map_error(exc) from exc
+    except Exception as exc:
+        if _is_key_error(exc):
+            raise map_error(exc) from exc
+        raise
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    """Await one githubkit call, translating its errors."""
+    async with translate_errors():
+        return await awaitable
+
+
+class GitHubClients:
+    """Creates githubkit clients for the app and its installations; tokens are cached until shortly before expiry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 20.0,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.app_id or settings.private_key is None:
+            raise GitHubAuthError("GONOGO_APP_ID and GONOGO_PRIVATE_KEY are needed to talk to GitHub.")
+        self.settings = settings
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.async_transport = async_transport
+        # per-process token cache: githubkit's default is shared module-wide, which would mix sandboxes in tests
+        self._cache = MemCacheStrategy()
+        self._installations: dict[int, GitHub[AppInstallationAuthStrategy]] = {}
+        self._app: GitHub[AppAuthStrategy] | None = None
+        self.calls = 0
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.settings.github_api_url + "/",
+            "user_agent": "gonogo",
+            "timeout": self.timeout,
+            "auto_retry": self.retry,
+            "http_cache": False,
+            "cache_strategy": self._cache,
+            "async_transport": self.async_transport,
+        }
+
+    def app(self) -> GitHub[AppAuthStrategy]:
+        """A client authenticated as the app itself (JWT)."""
+        if self._app is None:
+            assert self.settings.app_id and self.settings.private_key
+            self._app = GitHub(
+                AppAuthStrategy(self.settings.app_id, self.settings.private_key.reveal()), **self._options()
+            )
+        return self._app
+
+    def installation(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
+        """A client acting as ``installation_id``; its token is fetched lazily and cached."""
+        client = self._installations.get(installation_id)
+        if client is None:
+            assert self.settings.app_id and self.settings.private_key
+            strategy = AppInstallationAuthStrategy(
+                self.settings.app_id, self.settings.private_key.reveal(), installation_id
+            )
+            client = GitHub(strategy, **self._options())
+            self._installations[installation_id] = client
+        return client
+
+    async def aclose(self) -> None:
+        self._installations.clear()
+        self._app = None
+
+
+async def paginate(
+    gh: GitHub[Any], request: Callable[..., Awaitable[Any]], map_func: Callable[[Any], list[T]] | None = None,
+    *, limit: int = 10_000, **kwargs: Any,
+) -> list[T]:
+    """Collect up to ``limit`` items of a paginated REST listing."""
+    items: list[T] = []
+    async with translate_errors():
+        async for item in gh.rest.paginate(request, map_func=map_func, per_page=100, **kwargs):
+            items.append(item)
+            if len(items) >= limit:
+                break
+    return items
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def monotonic_ms(start: float) -> float:
+    return (time.monotonic() - start) * 1000

@@ -1,0 +1,114 @@
+"""Publishing to GitHub: protection-rule answers and status reports, the gonogo check run, PR comments."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from githubkit import GitHub
+
+from github_app.evidence import CHECK_RUN_NAME, Target
+from github_app.github import Invalid, call
+from rules import report
+from rules.types import Decision
+
+log = logging.getLogger(__name__)
+
+COMMENT_LIMIT = 1024
+STATUS_REPORT_LIMIT = 10
+SUMMARY_LIMIT = 65_535
+ESCALATION_ACTIONS = [
+    {"label": "Approve", "description": "Approve this deployment (reviewers only)", "identifier": "approve"},
+    {"label": "Reject", "description": "Reject this deployment (reviewers only)", "identifier": "reject"},
+]
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def status_report(gh: GitHub[Any], t: Target, comment: str) -> None:
+    """Post a comment-only status report on the waiting deployment (no decision)."""
+    await call(
+        gh.rest.actions.async_review_custom_gates_for_run(
+            t.owner, t.name, t.run_id, data={"environment_name": t.environment, "comment": clip(comment, COMMENT_LIMIT)}
+        )
+    )
+
+
+async def answer(gh: GitHub[Any], t: Target, state: Literal["approved", "rejected"], comment: str) -> bool:
+    """Approve or reject the deployment; False when GitHub says it was already answered."""
+    try:
+        await call(
+            gh.rest.actions.async_review_custom_gates_for_run(
+                t.owner, t.name, t.run_id,
+                data={"environment_name": t.environment, "state": state, "comment": clip(comment, COMMENT_LIMIT)},
+            )
+        )  # fmt: skip
+    except Invalid as exc:
+        # GitHub refuses a second answer for the same run and environment: ours (or a human's) already landed
+        log.info("gate.already_answered", extra={"deployment": t.deployment_key, "detail": str(exc)})
+        return False
+    return True
+
+
+async def create_check_run(gh: GitHub[Any], t: Target, external_id: str) -> tuple[int, str]:
+    """Create the in-progress gonogo check run; return its id and web URL."""
+    resp = await call(
+        gh.rest.checks.async_create(
+            t.owner, t.name,
+            data={
+                "name": CHECK_RUN_NAME, "head_sha": t.sha, "status": "in_progress", "external_id": external_id,
+                "output": {"title": f"Evaluating deployment to {t.environment}",
+                           "summary": f"gonogo is gathering evidence for `{t.sha[:7]}` → **{t.environment}**."},
+            },
+        )
+    )  # fmt: skip
+    run = resp.parsed_data
+    return run.id, run.html_url or ""
+
+
+def conclusion_for(decision: Decision) -> str:
+    if decision.action == "approve":
+        return "success"
+    if decision.action == "reject":
+        return "failure"
+    return "action_required"
+
+
+async def complete_check_run(
+    gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None = None,
+    extra_summary: str = "",
+) -> None:
+    """Complete the check run with the report, annotations in batches of 50, and buttons when escalated."""
+    text = report.check_run_markdown(decision)
+    if extra_summary:
+        text = clip(extra_summary + "\n\n" + text, SUMMARY_LIMIT)
+    title = clip(report.headline(decision), 200)
+    annotations = report.annotations(decision)
+    batches = report.batches(annotations) or [[]]
+    for i, batch in enumerate(batches):
+        data: dict[str, Any] = {
+            "output": {"title": title, "summary": clip(text, SUMMARY_LIMIT), "annotations": batch},
+        }
+        if i == len(batches) - 1:  # the last request completes the run
+            data.update({"status": "completed", "conclusion": conclusion_for(decision)})
+            if decision.action == "escalate":
+                data["actions"] = ESCALATION_ACTIONS
+        if details_url:
+            data["details_url"] = details_url
+        await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=data))
+
+
+async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, title: str, summary: str,
+                                conclusion: str | None = None) -> None:
+    data: dict[str, Any] = {"output": {"title": clip(title, 200), "summary": clip(summary, SUMMARY_LIMIT)}}
+    if conclusion:
+        data.update({"status": "completed", "conclusion": conclusion})
+    await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=data))
+
+
+async def comment_on_issue(gh: GitHub[Any], repository: str, number: int, body: str) -> int:
+    owner, name = repository.split("/", 1)
+    resp = await call(gh.rest.issues.async_create_comment(owner, name, number, data={"body": clip(body, 65_000)}))
+    return resp.parsed_data.id

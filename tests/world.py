@@ -1,0 +1,99 @@
+"""An end-to-end world for tests: the GitHub sandbox and the gonogo app, both over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from github_app import db
+from github_app.app import create_app
+from github_app.sandbox import SandboxState, running_sandbox
+from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook
+from github_app.serving import ServerThread
+from github_app.settings import Secret
+from tests.helpers import SECRET, make_settings
+
+DEMO_SCENARIO = Path(__file__).resolve().parents[1] / "github_app" / "sandbox" / "scenarios" / "demo.yml"
+
+
+@dataclass
+class World:
+    state: SandboxState
+    api_url: str
+    app_url: str
+    database_url: str
+
+    def send(self, event: str, payload: dict[str, Any], delivery_id: str | None = None) -> httpx.Response:
+        return send_webhook(self.app_url, SECRET, event, payload, delivery_id)
+
+    def request_gate(self, label: str, delivery_id: str | None = None) -> httpx.Response:
+        """Fire the protection-rule webhook for a scenario deployment."""
+        payload = deployment_protection_rule_payload(self.state, label)
+        response = self.send("deployment_protection_rule", payload, delivery_id)
+        assert response.status_code == 202, response.text
+        return response
+
+    def gate(self, label: str) -> Any:
+        repo, dep = self.state.deployment(label)
+        return self.state.gate(repo.full_name, dep.run_id, dep.environment)
+
+    def wait(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def wait_decided(self, label: str, timeout: float = 30.0) -> Any:
+        """Wait until gonogo published its decision (the check run completes after any answer)."""
+        repo, dep = self.state.deployment(label)
+
+        def done() -> Any:
+            gate = self.gate(label)
+            runs = [r for r in self.state.check_runs(repo.full_name, name="gonogo", head_sha=dep.sha)
+                    if r.status == "completed"]  # fmt: skip
+            return gate if runs else None  # the check run is completed last
+
+        return self.wait(done, timeout, f"a decision on {label}")
+
+    def check_run(self, label: str) -> Any:
+        repo, dep = self.state.deployment(label)
+        runs = self.state.check_runs(repo.full_name, name="gonogo", head_sha=dep.sha)
+        assert runs, f"no gonogo check run on {label}"
+        return runs[-1]
+
+    def deliveries(self) -> list[Any]:
+        from sqlalchemy import select
+
+        from github_app.db.models import Delivery
+
+        engine = db.make_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(select(Delivery).order_by(Delivery.id)).all())
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def running_world(database_url: str, scenario: Path | dict[str, Any] = DEMO_SCENARIO, **settings: Any) -> Iterator[World]:
+    state = SandboxState.from_scenario(scenario)
+    assert state.app is not None and state.app.private_key_pem, "scenario must let the sandbox generate the app key"
+    with running_sandbox(state) as sandbox:
+        opts: dict[str, Any] = {
+            "app_id": str(state.app.id), "private_key": Secret(state.app.private_key_pem),
+            "github_api_url": sandbox.url, "workers": 2,
+        }  # fmt: skip
+        opts.update(settings)
+        app = create_app(make_settings(database_url, **opts))
+        with ServerThread(app) as server:
+            yield World(state=state, api_url=sandbox.url, app_url=server.url, database_url=database_url)
