@@ -29,7 +29,7 @@ def simulate_history(
     seconds = np.cumsum(gaps).astype(np.int64)
     created = start + seconds.astype("timedelta64[s]")
     hour = pd.DatetimeIndex(created).hour.to_numpy()
-    weekday = pd.DatetimeIndex(created).weekday.to_numpy()
+    weekday = pd.DatetimeIndex(created).day_of_week.to_numpy()
 
     commits = rng.geometric(0.25, n)
     files = np.maximum(1, (commits * rng.lognormal(0.7, 0.8, n)).astype(int))
@@ -121,7 +121,7 @@ def simulate_history(
             "deploys_last_24h": np.nan,
             "hour_utc": hour.astype(float),
             "weekday": weekday.astype(float),
-            "has_migration": has_migration.astype(float),
+            "has_migration": has_migration,
             "outcome": outcome.astype(object),
         }
     )

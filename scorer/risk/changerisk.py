@@ -51,7 +51,7 @@ def to_history(raw: pd.DataFrame, project: str) -> pd.DataFrame:
             "authors": 1.0,
             "author_experience": raw["exp"].astype(float),
             "hour_utc": created.dt.hour.astype(float),
-            "weekday": created.dt.weekday.astype(float),
+            "weekday": created.dt.day_of_week.astype(float),
             "outcome": np.where(raw["bug"].astype(int) == 1, "failure", "success").astype(object),
         }
     )

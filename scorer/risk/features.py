@@ -170,7 +170,7 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
 
     created = h["created_at"]
     hour = h["hour_utc"].astype(float).fillna(created.dt.hour.astype(float))
-    weekday = h["weekday"].astype(float).fillna(created.dt.weekday.astype(float))
+    weekday = h["weekday"].astype(float).fillna(created.dt.day_of_week.astype(float))
     f["hour"] = hour
     f["hour_sin"] = np.sin(2 * math.pi * hour / 24.0)
     f["hour_cos"] = np.cos(2 * math.pi * hour / 24.0)

@@ -32,8 +32,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "hour_utc": (0, 23),
     "weekday": (0, 6),
 }
-_TRUE = {"true", "1", "yes", "t", "y"}
-_FALSE = {"false", "0", "no", "f", "n"}
+_TRUE = {"true", "1", "1.0", "yes", "t", "y"}
+_FALSE = {"false", "0", "0.0", "no", "f", "n"}
 MAX_ERRORS = 50
 
 

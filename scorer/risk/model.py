@@ -203,6 +203,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         min_samples_leaf: int = 40,
         l2_regularization: float = 1.0,
         C: float = 0.1,
+        C_small: float = 0.02,
         class_weight: str | None = None,
         calibration: str = "auto",
         refit: bool = True,
@@ -218,6 +219,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.C = C
+        self.C_small = C_small
         self.class_weight = class_weight
         self.calibration = calibration
         self.refit = refit
@@ -293,7 +295,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         if not can_validate:
             self.kind_ = "logistic"
             self.calibration_ = "none"
-            self.model_: _LinearModel | _TreeModel | _EnsembleModel = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
+            # Few rows: regularise hard so a handful of outcomes cannot produce confident predictions.
+            C = self.C_small if n < self.min_samples_boosting else self.C
+            self.model_: _LinearModel | _TreeModel | _EnsembleModel = _LinearModel(C, self.class_weight, seed).fit(X, yb)
             self.calibrator_ = _Calibrator("none")
             self.n_iter_ = self.model_.n_iter
             return self
