@@ -493,6 +493,37 @@ def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
     return hot
 
 
+async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 20) -> str | None:
+    """The sha of the newest deployment to this environment whose latest status is success, per GitHub."""
+    deployments = await paginate(
+        gh, gh.rest.repos.async_list_deployments, owner=t.owner, repo=t.name, environment=t.environment, limit=scan
+    )
+    for dep in deployments:  # newest first
+        if dep.sha == t.sha:
+            continue
+        statuses = await paginate(
+            gh, gh.rest.repos.async_list_deployment_statuses, owner=t.owner, repo=t.name, deployment_id=dep.id, limit=5
+        )
+        if statuses and statuses[0].state == "success":
+            return str(dep.sha)
+    return None
+
+
+async def _change_with_base(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions, known: str | None) -> ChangePart:
+    base = known
+    source = "gonogo.history"
+    if base is None:
+        try:
+            base = await last_successful_sha(gh, t)
+            source = "github.deployments"
+        except GitHubError as exc:
+            log.info("evidence.deployments_unreadable", extra={"error": str(exc)})
+    part = await collect_change(gh, engine, t, opts, base)
+    if part.ok and base is not None:
+        part.provenance.append(Provenance(source=source, detail=f"last successful deployment {base[:7]}"))
+    return part
+
+
 # --- history (our own database) -------------------------------------------------------------
 
 
@@ -580,7 +611,7 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
         _timed("code_scanning", _alert_source("code_scanning", _code_scanning(gh, t)), to, timings),
         _timed("dependabot", _alert_source("dependabot", _dependabot(gh, t)), to, timings),
         _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
-        _timed("change", collect_change(gh, engine, t, opts, history.last_success_sha), to, timings),
+        _timed("change", _change_with_base(gh, engine, t, opts, history.last_success_sha), to, timings),
     )
 
     checks = checks_r if isinstance(checks_r, ChecksPart) else _unavailable(ChecksPart, f"checks could not be read: {checks_r}", "github.checks")

@@ -93,6 +93,8 @@ class RetryPolicy:
         self.base_seconds = base_seconds
 
     def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if isinstance(exc, RequestError) and isinstance(exc.exc, GitHubException):
+            exc = exc.exc  # a failure inside the auth flow (token request) arrives wrapped
         if retry_count >= self.max_retries:
             return RetryOption(False)
         wait: float | None = None
@@ -113,6 +115,8 @@ def map_error(exc: Exception) -> GitHubError:
     """Translate a githubkit or httpx exception into one of ours."""
     if isinstance(exc, GitHubError):
         return exc
+    if isinstance(exc, RequestError) and isinstance(exc.exc, GitHubException):
+        return map_error(exc.exc)  # the token request inside the auth flow failed
     if isinstance(exc, AuthCredentialError):
         return GitHubAuthError(f"GitHub app credentials are incomplete: {exc}. Check GONOGO_APP_ID and the private key.")
     if isinstance(exc, RateLimitExceeded):
