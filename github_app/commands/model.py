@@ -1,0 +1,156 @@
+"""`gonogo model`: train, evaluate and explain the risk model from history files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
+from scorer.risk.explain import explain as explain_row
+from scorer.risk.explain import risk_estimate
+from scorer.risk.features import build_features
+from scorer.risk.history import HistoryError, load_history
+from scorer.risk.metrics import evaluate as evaluate_predictions
+from scorer.risk.metrics import plot_evaluation
+
+TRAIN_STEPS = ("features", "fit", "metadata", "done")
+
+
+class RegistryNotAvailable(RuntimeError):
+    """The database model registry is not wired into this build yet."""
+
+
+def register_model(trained: TrainedRiskModel, *, settings: Any = None) -> str:
+    """Store ``trained`` in the database registry and return its version (wired by the DB layer)."""
+    raise RegistryNotAvailable(
+        "Registering a model in the database is not available in this build yet; "
+        "pass --output PATH to write the model to a file instead"
+    )
+
+
+def _history(path: Path) -> Any:
+    try:
+        return load_history(path)
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _model(path: Path) -> TrainedRiskModel:
+    try:
+        return TrainedRiskModel.from_bytes(path.read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read model {path}: {exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+@click.group()
+def model() -> None:
+    """Train, evaluate and explain the deployment risk model."""
+
+
+@model.command()
+@click.option("--history", "history_path", required=True, type=click.Path(path_type=Path),
+              help="Deployment history, CSV or Parquet (DESIGN.md section 3).")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Write the model here; without it the model is registered in the database.")
+@click.option("--prior/--no-prior", default=True, show_default=True,
+              help="Blend with the packaged cold-start prior while outcomes are few.")
+@click.option("--random-state", type=int, default=0, show_default=True)
+def train(history_path: Path, output: Path | None, prior: bool, random_state: int) -> None:
+    """Train a risk model on a history file."""
+    history = _history(history_path)
+    with tqdm(total=len(TRAIN_STEPS), desc="training", unit="step", file=sys.stderr) as bar:
+
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        try:
+            trained = train_model(history, prior=load_prior() if prior else None, random_state=random_state,
+                                  on_step=step)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    if output is None:
+        try:
+            version = register_model(trained)
+        except RegistryNotAvailable as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(trained.to_bytes())
+        version = trained.version
+    meta = trained.metadata
+    summary = {
+        "version": version,
+        "output": str(output) if output else None,
+        "rows": meta["rows"],
+        "failures": meta["failures"],
+        "kind": meta["kind"],
+        "calibration": meta["calibration"],
+        "fallback_reason": meta["fallback_reason"],
+        "training_window": meta["training_window"],
+        "blend": meta.get("blend"),
+        "validation": meta["metrics"],
+    }
+    click.echo(json.dumps(summary, indent=2))
+
+
+@model.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
+@click.option("--history", "history_path", required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write a reliability diagram and ROC to this PNG.")
+def evaluate(model_path: Path, history_path: Path, fmt: str, plot: Path | None) -> None:
+    """Score a model on the labelled rows of a history file."""
+    trained = _model(model_path)
+    X, y, _ = labelled_training_set(_history(history_path))
+    if len(y) == 0:
+        raise click.ClickException("the history has no labelled outcomes to evaluate against; fill the outcome column")
+    p = trained.predict_risk(X)
+    metrics = evaluate_predictions(y, p)
+    metrics["model_version"] = trained.version
+    if plot is not None:
+        plot_evaluation(y, p, plot, title=f"gonogo risk model {trained.version}")
+        metrics["plot"] = str(plot)
+    if fmt == "json":
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    click.echo(f"model {trained.version} on {metrics['n']} deployments ({metrics['positive_rate']:.1%} failed)")
+    for key in ("roc_auc", "pr_auc", "brier", "ece"):
+        value = metrics[key]
+        click.echo(f"  {key:8s} {'n/a' if value is None else f'{value:.3f}'}")
+    for share, caught in metrics["catch_rate"].items():
+        shown = "n/a" if caught is None else f"{caught:.0%}"
+        click.echo(f"  gating the riskiest {float(share):.0%} catches {shown} of failures")
+
+
+@model.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
+@click.option("--history", "history_path", required=True, type=click.Path(path_type=Path))
+@click.option("--row", "row_id", required=True, help="deployment_id of the row to explain.")
+@click.option("--top", type=int, default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: str) -> None:
+    """Explain one deployment's predicted risk (its features use only earlier rows)."""
+    trained = _model(model_path)
+    history = _history(history_path)
+    matches = np.flatnonzero(history["deployment_id"].astype(str).to_numpy() == row_id)
+    if len(matches) == 0:
+        raise click.ClickException(f"no row with deployment_id {row_id!r} in {history_path}")
+    features = build_features(history)
+    row = features.iloc[int(matches[0])]
+    estimate = risk_estimate(trained, row, top=top)
+    if fmt == "json":
+        click.echo(estimate.model_dump_json(indent=2))
+        return
+    click.echo(f"deployment {row_id}: risk {estimate.probability:.1%} "
+               f"(base {estimate.base_rate:.1%}, model {estimate.model_version})")
+    for driver in explain_row(trained, row, top=top):
+        click.echo(f"  {driver.text}")

@@ -1,0 +1,66 @@
+"""`gonogo model train / evaluate / explain` on history files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from github_app.cli import cli
+from tests.simulate_history import simulate_history
+
+
+def _history(tmp_path: Path, n: int = 1500) -> Path:
+    history, _ = simulate_history(n, seed=12)
+    path = tmp_path / "history.parquet"
+    history.to_parquet(path)
+    return path
+
+
+def test_train_evaluate_explain_round_trip(tmp_path: Path) -> None:
+    history = _history(tmp_path)
+    model = tmp_path / "model.bin"
+    runner = CliRunner()
+    trained = runner.invoke(cli, ["model", "train", "--history", str(history), "--output", str(model)])
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout[trained.stdout.index("{"):])
+    assert summary["rows"] == 1500 and summary["blend"]["weight"] == 1500 / 1600
+
+    plot = tmp_path / "plot.png"
+    evaluated = runner.invoke(cli, ["model", "evaluate", "--model", str(model), "--history", str(history),
+                                    "--format", "json", "--plot", str(plot)])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.stdout)
+    assert {"n", "positive_rate", "roc_auc", "pr_auc", "brier", "ece", "catch_rate"} <= set(metrics)
+    assert metrics["n"] == 1500 and plot.read_bytes()[:4] == b"\x89PNG"
+
+    explained = runner.invoke(cli, ["model", "explain", "--model", str(model), "--history", str(history),
+                                    "--row", "d1400"])
+    assert explained.exit_code == 0, explained.output
+    assert explained.stdout.startswith("deployment d1400: risk ")
+    assert any(line.strip().endswith(tuple("0123456789")) and ": " in line for line in explained.stdout.splitlines()[1:])
+
+
+def test_train_without_output_says_the_registry_is_not_wired(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["model", "train", "--history", str(_history(tmp_path, 100)), "--no-prior"])
+    assert result.exit_code != 0
+    assert "pass --output PATH" in result.output
+
+
+def test_bad_history_lists_bad_rows(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("deployment_id,repository,environment,created_at,outcome\nx,r,prod,not-a-date,boom\n")
+    result = CliRunner().invoke(cli, ["model", "train", "--history", str(bad), "--output", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "row 2 (deployment_id=x): created_at 'not-a-date' is not an ISO 8601 timestamp" in result.output
+    assert "outcome 'boom' must be one of" in result.output
+
+
+def test_unknown_row_is_a_clear_error(tmp_path: Path) -> None:
+    history = _history(tmp_path, 100)
+    model = tmp_path / "model.bin"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["model", "train", "--history", str(history), "--output", str(model)]).exit_code == 0
+    result = runner.invoke(cli, ["model", "explain", "--model", str(model), "--history", str(history), "--row", "nope"])
+    assert result.exit_code != 0 and "no row with deployment_id 'nope'" in result.output
