@@ -129,6 +129,19 @@ def _provenance_rows(d: Decision) -> list[str]:
     return rows
 
 
+def _check_rows(d: Decision) -> list[str]:
+    icon = {"success": "✅", "neutral": "✅", "skipped": "⏭️", "failure": "❌", "error": "❌", "cancelled": "❌",
+            "timed_out": "❌", "action_required": "❌", "stale": "❌"}  # fmt: skip
+    rows = []
+    failing_first = sorted(d.evidence.checks.checks, key=lambda c: (not c.failed, c.completed, c.name))
+    for c in failing_first:
+        state = c.conclusion if c.completed else c.status
+        link = f"[{_cell(c.name)}]({c.url})" if c.url else _cell(c.name)
+        rerun = f" (ran {c.attempts}×)" if c.attempts > 1 else ""
+        rows.append(f"| {link} | {c.kind.replace('_', ' ')} | {icon.get(str(state), '⏳')} {state}{rerun} |")
+    return rows
+
+
 def _details(summary: str, header: list[str], rows: list[str], budget: int) -> tuple[str, int]:
     """Render a collapsible table within ``budget`` characters; return it and the rows left out."""
     opening = f"<details><summary>{summary}</summary>\n\n" + "\n".join(header) + "\n"
@@ -160,7 +173,10 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
     not_passed = [f for f in d.findings if f.status in ("failed", "unknown", "waived")]
     rest = [f for f in d.findings if f.status not in ("failed", "unknown", "waived")]
     header = ["| Rule | Title | Severity | Status | Value | Threshold | Details |", "|---|---|---|---|---|---|---|"]
+    checks = d.evidence.checks
     plan = [
+        (f"Checks considered ({len(checks.checks)})", ["| Check | Kind | Result |", "|---|---|---|"], _check_rows(d),
+         "checks considered"),
         (f"Findings needing attention ({len(not_passed)})", header, _findings_rows(not_passed), "findings needing attention"),
         (f"Passed and skipped rules ({len(rest)})", header, _findings_rows(rest), "passed and skipped rules"),
         ("Evidence provenance", ["| Part | Availability | Reason | Sources |", "|---|---|---|---|"], _provenance_rows(d),

@@ -85,8 +85,10 @@ class World:
 
 
 @contextlib.contextmanager
-def running_world(database_url: str, scenario: Path | dict[str, Any] = DEMO_SCENARIO, **settings: Any) -> Iterator[World]:
-    state = SandboxState.from_scenario(scenario)
+def running_world(
+    database_url: str, scenario: Path | dict[str, Any] | SandboxState = DEMO_SCENARIO, **settings: Any
+) -> Iterator[World]:
+    state = scenario if isinstance(scenario, SandboxState) else SandboxState.from_scenario(scenario)
     assert state.app is not None and state.app.private_key_pem, "scenario must let the sandbox generate the app key"
     with running_sandbox(state) as sandbox:
         opts: dict[str, Any] = {

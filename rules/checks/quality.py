@@ -158,7 +158,7 @@ RULES: list[Rule] = [
         check=_required_checks, parts=("checks",), threshold=0, skip_when_not_configured=True,
     ),
     Rule(
-        id="GNG-QUAL-003", dimension="quality", title="Ensure no checks are still running", severity="minor",
+        id="GNG-QUAL-003", dimension="quality", title="Ensure no checks are still running", severity="major",
         why="A check still running may yet fail; deciding now ignores its result.",
         fix="Wait for the running checks to finish, then re-run the deployment.",
         check=_none_pending, parts=("checks",), threshold=0, skip_when_not_configured=True,
