@@ -32,8 +32,8 @@ def test_billion_laughs_is_refused() -> None:
     assert results.tests.availability is Availability.UNAVAILABLE
     assert "entity declarations are refused" in results.tests.reason
     assert results.problems == [
-        "TEST-lol.xml declares the XML entity 'lol'; entity declarations are refused for safety "
-        "(billion-laughs / external-entity attacks)"
+        ("TEST-lol.xml declares the XML entity 'lol'; entity declarations are refused for safety "
+         "(billion-laughs / external-entity attacks)")
     ]
 
 

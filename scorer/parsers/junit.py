@@ -274,10 +274,9 @@ class _Handler:
                 if self.outcome in (PASSED, FLAKY):
                     self.outcome = SKIPPED
                     self.message = attrs.get("message") or ""
-            elif name == "flakyFailure" or name == "flakyError":
-                if self.outcome == PASSED:
-                    self.outcome = FLAKY
-                    self.message = attrs.get("message") or ""
+            elif (name == "flakyFailure" or name == "flakyError") and self.outcome == PASSED:
+                self.outcome = FLAKY
+                self.message = attrs.get("message") or ""
             return
         if name == "testsuite":
             self.suite_depth += 1
@@ -290,10 +289,9 @@ class _Handler:
                     self.time_cases = False
                 for i, key in enumerate(("tests", "failures", "errors", "skipped")):
                     self.declared[i] += _int(attrs.get(key)) or 0
-        elif name == "testsuites":
-            if attrs.get("time"):
-                self.root_time = _float(attrs.get("time"))
-                self.time_cases = False
+        elif name == "testsuites" and attrs.get("time"):
+            self.root_time = _float(attrs.get("time"))
+            self.time_cases = False
 
     def end_junit(self, name: str) -> None:
         if name == "testcase":
@@ -337,9 +335,7 @@ class _Handler:
                 self.outcome = ERRORED if label in ("error", "invalid") else FAILED
             elif result in ("error", "notrunnable", "cancelled"):
                 self.outcome = ERRORED
-            elif result in ("success", "passed") and executed != "false":
-                self.outcome = PASSED
-            elif result in ("warning",):
+            elif result in ("success", "passed") and executed != "false" or result in ("warning",):
                 self.outcome = PASSED
             elif result == "" and executed == "true" and attrs.get("success") is not None:
                 self.outcome = PASSED if attrs["success"].lower() == "true" else FAILED

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Self
 
 MIB = 1024 * 1024
 
@@ -74,7 +74,7 @@ class CappedReader:
     Zip headers can lie about sizes, so the cap is enforced on bytes actually read.
     """
 
-    def __init__(self, raw: BinaryIO, cap: int, what: str, budget: ByteBudget | None = None) -> None:
+    def __init__(self, raw: BinaryIO | IO[bytes], cap: int, what: str, budget: ByteBudget | None = None) -> None:
         self._raw = raw
         self._cap = cap
         self._what = what
@@ -109,7 +109,7 @@ class CappedReader:
         """Close the underlying stream."""
         self._raw.close()
 
-    def __enter__(self) -> CappedReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -149,10 +149,8 @@ def parse_jtl(stream: Stream, what: str, limits: ArtifactLimits | None = None,
             entry[0].append(elapsed)
             if i_ok is not None and row[i_ok].strip().lower() == "false":
                 entry[1] += 1
-            if start < entry[2]:
-                entry[2] = start
-            if start + elapsed > entry[3]:
-                entry[3] = start + elapsed
+            entry[2] = min(entry[2], start)
+            entry[3] = max(entry[3], start + elapsed)
             total += 1
             if total > lim.max_samples:
                 raise ArtifactRejected(f"{what} has more than {lim.max_samples} samples; raise ArtifactLimits.max_samples")
@@ -276,7 +274,7 @@ def parse_locust(stream: Stream, what: str, limits: ArtifactLimits | None = None
         overall: TransactionBaseline | None = None
         transactions: list[TransactionBaseline] = []
         for row in rows:
-            def get(key: str) -> float | None:
+            def get(key: str, row: dict[str, str] = row) -> float | None:
                 column = pick[key]
                 return _float(row.get(column)) if column else None
             count = int(get("count") or 0)

@@ -137,7 +137,7 @@ class _Rules:
                     self.by_id.setdefault(rule_id, rule)
 
     def find(self, result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        rule_ref = result.get("rule") if isinstance(result.get("rule"), dict) else {}
+        rule_ref: dict[str, Any] = result["rule"] if isinstance(result.get("rule"), dict) else {}
         rule_id = result.get("ruleId") or rule_ref.get("id")
         index = result.get("ruleIndex", rule_ref.get("index"))
         rule: dict[str, Any] | None = None
@@ -146,8 +146,8 @@ class _Rules:
         if rule is None and isinstance(index, int) and 0 <= index < len(self.by_index):
             rule = self.by_index[index]
         if not isinstance(rule_id, str):
-            rule_id = rule.get("id") if rule and isinstance(rule.get("id"), str) else "unknown"
-        return rule_id, rule or {}
+            rule_id = rule["id"] if rule and isinstance(rule.get("id"), str) else "unknown"
+        return str(rule_id), rule or {}
 
 
 def _sarif_finding(result: Any, rules: _Rules, tally: SecurityTally) -> None:
@@ -296,7 +296,7 @@ def parse_trivy(opener: Opener, what: str, limits: ArtifactLimits | None = None,
             if misconf.get("Status", "FAIL") != "FAIL":
                 tally.excluded += 1
                 continue
-            cause = misconf.get("CauseMetadata") if isinstance(misconf.get("CauseMetadata"), dict) else {}
+            cause: dict[str, Any] = misconf["CauseMetadata"] if isinstance(misconf.get("CauseMetadata"), dict) else {}
             line = cause.get("StartLine") if isinstance(cause.get("StartLine"), int) else None
             tally.add((str(misconf.get("AVDID") or misconf.get("ID") or "unknown"),
                        _trivy_severity(misconf.get("Severity")), str(misconf.get("Title") or ""), target, line,

@@ -63,7 +63,7 @@ class ArtifactGlobs:
         return None
 
 
-_XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.S)
+_XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.DOTALL)
 _XML_ROOT = re.compile(rb"\s*<([A-Za-z_][\w:.-]*)([^>]*)")
 _JSON_KEY = re.compile(rb'"([^"\\]{1,64})"\s*:')
 
@@ -140,7 +140,7 @@ def _sniff_text(head: bytes) -> str | None:
         return "jtl"
     if b"name" in cols and b"type" in cols and (b"request count" in cols or b"# requests" in cols):
         return "locust"
-    if re.match(rb"(TN|SF):", first) or re.search(rb"^SF:.+\n(?:.*\n)*?(DA|FN|LF):", head, re.M):
+    if re.match(rb"(TN|SF):", first) or re.search(rb"^SF:.+\n(?:.*\n)*?(DA|FN|LF):", head, re.MULTILINE):
         return "lcov"
     return None
 
