@@ -1,0 +1,620 @@
+"""Notifications: message builders, the transactional outbox and the dispatcher that delivers it.
+
+The gate only *enqueues* (inside the transaction that records the state change), so a slow or
+broken chat service never delays a decision. ``OutboxDispatcher`` runs as its own asyncio task,
+claims due messages with a lease, POSTs them, retries failures with backoff and jitter, and marks
+each one sent exactly once. A message is keyed: enqueueing the same key again does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from github_app import audit
+from github_app.db.models import OutboxMessage
+from github_app.inbox import jittered, retry_delay
+from rules.types import Decision
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["slack", "teams", "webhook"]
+NotifyEvent = Literal["escalated", "reminded", "approved", "rejected", "overridden", "expired"]
+CHANNELS: tuple[Channel, ...] = ("slack", "teams", "webhook")
+EVENTS: tuple[NotifyEvent, ...] = ("escalated", "reminded", "approved", "rejected", "overridden", "expired")
+SIGNATURE_HEADER = "X-Gonogo-Signature-256"
+DELIVERY_HEADER = "X-Gonogo-Delivery"
+EVENT_HEADER = "X-Gonogo-Event"
+BODY_SCHEMA = "gonogo.notification/v1"
+USER_AGENT = "gonogo-notifier/1"
+_RETRYABLE_STATUS = {408, 425, 429}
+
+
+class ChannelSpec(Protocol):
+    """What a policy notification entry provides (rules.policy.Notification fits)."""
+
+    type: str
+    url: str
+    secret_env: str | None
+
+
+class PreparedMessage(NamedTuple):
+    """One message ready to enqueue: channel, destination, JSON body and the secret's variable name."""
+
+    channel: Channel
+    url: str
+    body: dict[str, Any]
+    secret_env: str | None
+
+
+class NotifyError(Exception):
+    """A notification cannot be built or queued; the message says what to fix."""
+
+
+# --- message builders -----------------------------------------------------------------------
+
+_HEADLINES: dict[str, str] = {
+    "escalated": "Decision needed: {repository} to {environment}",
+    "reminded": "Reminder, decision still needed: {repository} to {environment}",
+    "approved": "Approved{by}: {repository} to {environment}",
+    "rejected": "Rejected{by}: {repository} to {environment}",
+    "overridden": "BREAK-GLASS OVERRIDE{by}: {repository} to {environment}",
+    "expired": "Expired without a decision, rejected: {repository} to {environment}",
+}
+_TEAMS_COLOR = {"escalated": "Warning", "reminded": "Warning", "approved": "Good", "rejected": "Attention",
+                "overridden": "Attention", "expired": "Attention"}  # fmt: skip
+_LINK_LABELS = (("check_run", "Check run"), ("workflow_run", "Workflow run"), ("pull_request", "Pull request"),
+                ("deployment", "Deployment"))  # fmt: skip
+MAX_REASONS = 8
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _headline(event: str, s: Mapping[str, Any]) -> str:
+    actor = s.get("actor")
+    by = f" by @{actor}" if actor and event in ("approved", "rejected", "overridden") else ""
+    return _HEADLINES[event].format(
+        by=by, repository=s.get("repository", "?"), environment=s.get("environment", "?")
+    )
+
+
+def _facts(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = [("Verdict", str(s.get("verdict", "?")))]
+    if s.get("readiness_score") is not None:
+        out.append(("Readiness", f"{float(s['readiness_score']):.0f}/100"))
+    if s.get("risk") is not None:
+        out.append(("Risk of failure", f"{float(s['risk']) * 100:.0f}%"))
+    if s.get("confidence") is not None:
+        out.append(("Confidence", f"{float(s['confidence']) * 100:.0f}%"))
+    if s.get("sha"):
+        out.append(("Commit", str(s["sha"])[:12]))
+    if s.get("reviewers"):
+        out.append(("Who decides", ", ".join(f"@{r.lstrip('@')}" for r in s["reviewers"])))
+    return out
+
+
+def _reasons(s: Mapping[str, Any]) -> list[str]:
+    reasons = [str(r) for r in s.get("reasons") or []]
+    extra = len(reasons) - MAX_REASONS
+    return reasons[:MAX_REASONS] + ([f"... and {extra} more in the check run"] if extra > 0 else [])
+
+
+def _links(links: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    return [(label, str(links[key])) for key, label in _LINK_LABELS if links.get(key)]
+
+
+def _slack_escape(text: str) -> str:
+    # Slack mrkdwn treats these three as control characters.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_body(event: str, s: Mapping[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
+    """Build a Slack incoming-webhook body: header, reasons, context facts and link buttons."""
+    headline = _headline(event, s)
+    lines = []
+    if s.get("comment"):
+        lines.append(f"*Reason given:* {_slack_escape(str(s['comment']))}")
+    reasons = _reasons(s)
+    if reasons:
+        lines.append("*Why:*\n" + "\n".join(f"\u2022 {_slack_escape(r)}" for r in reasons))
+    if not lines:
+        lines.append(f"Verdict: *{_slack_escape(str(s.get('verdict', '?')))}*")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(headline, 150), "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), 3000)}},
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": _clip(f"*{_slack_escape(k)}:* {_slack_escape(v)}", 2000)} for k, v in _facts(s)[:10]
+        ]},
+    ]  # fmt: skip
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url, "action_id": f"gonogo-open-{i}"}
+        for i, (label, url) in enumerate(_links(links))
+        if len(url) <= 3000
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": _clip(headline, 3000), "blocks": blocks}
+
+
+def teams_body(event: str, s: Mapping[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
+    """Build a Microsoft Teams message carrying one Adaptive Card (1.4) with facts and link actions."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": _headline(event, s), "weight": "Bolder", "size": "Medium", "wrap": True,
+         "color": _TEAMS_COLOR[event]},
+    ]  # fmt: skip
+    if s.get("comment"):
+        body.append({"type": "TextBlock", "text": f"Reason given: {s['comment']}", "wrap": True})
+    reasons = _reasons(s)
+    if reasons:
+        body.append({"type": "TextBlock", "text": "\n".join(f"- {r}" for r in reasons), "wrap": True})
+    body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(s)]})
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [{"type": "Action.OpenUrl", "title": label, "url": url} for label, url in _links(links)],
+        "msteams": {"width": "Full"},
+    }
+    return {
+        "type": "message",
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}],
+    }
+
+
+_GENERIC_FIELDS = (
+    "repository", "environment", "sha", "deployment_id", "deployment_key", "verdict", "action", "readiness_score",
+    "risk", "confidence", "reasons", "blocking", "reviewers", "actor", "comment", "mode", "occurred_at",
+)  # fmt: skip
+
+
+def webhook_body(event: str, s: Mapping[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
+    """Build the generic JSON webhook body (schema ``gonogo.notification/v1``)."""
+    out: dict[str, Any] = {"schema": BODY_SCHEMA, "event": event, "summary": _headline(event, s)}
+    out.update({k: s.get(k) for k in _GENERIC_FIELDS})
+    out["links"] = {k: v for k, v in links.items() if v}
+    return out
+
+
+_BUILDERS: dict[str, Callable[[str, Mapping[str, Any], Mapping[str, str | None]], dict[str, Any]]] = {
+    "slack": slack_body, "teams": teams_body, "webhook": webhook_body,
+}  # fmt: skip
+
+
+def build_messages(
+    event: NotifyEvent,
+    decision_summary: Mapping[str, Any],
+    links: Mapping[str, str | None],
+    channels: Iterable[ChannelSpec],
+) -> list[PreparedMessage]:
+    """Build one message per configured channel for a state change."""
+    if event not in EVENTS:
+        raise NotifyError(f"unknown notification event {event!r}; use one of {', '.join(EVENTS)}")
+    out = []
+    for ch in channels:
+        if ch.type not in _BUILDERS:
+            raise NotifyError(f"unknown notification channel {ch.type!r}; use slack, teams or webhook")
+        body = _BUILDERS[ch.type](event, decision_summary, links)
+        secret_env = ch.secret_env if ch.type == "webhook" else None
+        out.append(PreparedMessage(ch.type, ch.url, body, secret_env))  # type: ignore[arg-type]
+    return out
+
+
+def summary_from_decision(
+    decision: Decision, *, actor: str | None = None, comment: str | None = None, deployment_key: str | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Extract the fields notifications show from a ``rules.types.Decision``."""
+    reviewers = [*decision.reviewers.users, *decision.reviewers.teams]
+    return {
+        "repository": decision.repository, "environment": decision.environment, "sha": decision.sha,
+        "deployment_id": decision.deployment_id, "deployment_key": deployment_key, "verdict": decision.verdict,
+        "action": decision.action, "readiness_score": decision.readiness_score, "risk": decision.risk.probability,
+        "confidence": decision.confidence,
+        "reasons": list(decision.reasons), "blocking": list(decision.blocking), "reviewers": reviewers,
+        "actor": actor, "comment": comment, "mode": decision.mode,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+    }  # fmt: skip
+
+
+# --- the outbox -----------------------------------------------------------------------------
+
+
+def _conn(conn_or_session: Connection | Session) -> Connection:
+    return conn_or_session.connection() if isinstance(conn_or_session, Session) else conn_or_session
+
+
+def message_key(deployment_key: str, event: str, index: int, url: str) -> str:
+    """A stable key for one message of one state change to one channel (the idempotency key)."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return f"{deployment_key[:340]}|{event}|{index}-{digest}"
+
+
+def enqueue(
+    conn_or_session: Connection | Session,
+    *,
+    key: str,
+    channel: Channel,
+    url: str,
+    body: Mapping[str, Any],
+    secret_env: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Queue a message in the caller's transaction; False if a message with this key already exists."""
+    if channel not in CHANNELS:
+        raise NotifyError(f"unknown channel {channel!r}; use slack, teams or webhook")
+    if not url.startswith(("https://", "http://")):
+        raise NotifyError(f"notification URL for {channel} is not http(s): {redact_url(url)}")
+    if len(key) > 400:
+        raise NotifyError("notification key is longer than 400 characters; use notify.message_key")
+    conn = _conn(conn_or_session)
+    moment = now or datetime.now(UTC)
+    row = {
+        "key": key, "channel": channel, "url": url, "body": dict(body), "secret_env": secret_env, "state": "pending",
+        "attempts": 0, "next_attempt_at": moment, "created_at": moment,
+    }  # fmt: skip
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(OutboxMessage).values(**row).on_conflict_do_nothing(index_elements=["key"])
+    result = conn.execute(stmt.returning(OutboxMessage.id))
+    return result.first() is not None
+
+
+def enqueue_event(
+    conn_or_session: Connection | Session,
+    *,
+    deployment_key: str,
+    event: NotifyEvent,
+    decision_summary: Mapping[str, Any],
+    links: Mapping[str, str | None],
+    channels: Sequence[ChannelSpec],
+    now: datetime | None = None,
+) -> int:
+    """Build and queue this state change's message for every channel; return how many were new."""
+    summary = {**decision_summary, "deployment_key": decision_summary.get("deployment_key") or deployment_key}
+    new = 0
+    for i, msg in enumerate(build_messages(event, summary, links, channels)):
+        key = message_key(deployment_key, event, i, msg.url)
+        new += enqueue(conn_or_session, key=key, channel=msg.channel, url=msg.url, body=msg.body,
+                       secret_env=msg.secret_env, now=now)  # fmt: skip
+    return new
+
+
+def redact_url(url: str) -> str:
+    """Keep only scheme and host: chat webhook URLs carry their secret in the path."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/\u2026" if parts.netloc else "<invalid url>"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Return the ``sha256=<hex>`` HMAC-SHA256 signature of ``body``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def delivery_id(key: str) -> str:
+    """The id sent with every attempt of one message, so receivers can drop repeats."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "gonogo-outbox:" + key))
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """Serialise a body to the exact bytes that are sent and signed."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """An outbox message a dispatcher holds a lease on."""
+
+    id: int
+    key: str
+    channel: str
+    url: str
+    body: dict[str, Any]
+    secret_env: str | None
+    attempts: int
+    lease_token: str
+
+
+def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 10) -> list[ClaimedMessage]:
+    """Lease up to ``limit`` due messages: pending ones, and sending ones whose lease expired."""
+    now = datetime.now(UTC)
+    token = f"{owner}:{uuid.uuid4().hex[:12]}"
+    due = or_(
+        (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.state == "sending") & (OutboxMessage.lease_until < now),
+    )
+    with engine.begin() as conn:
+        ids = conn.execute(
+            select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit).with_for_update(skip_locked=True)
+        ).scalars().all()  # fmt: skip
+        if not ids:
+            return []
+        rows = conn.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(state="sending", lease_owner=token, lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage.id, OutboxMessage.key, OutboxMessage.channel, OutboxMessage.url,
+                       OutboxMessage.body, OutboxMessage.secret_env, OutboxMessage.attempts)
+        ).all()  # fmt: skip
+    return [ClaimedMessage(*row, lease_token=token) for row in sorted(rows, key=lambda r: r[0])]
+
+
+def _audit_outcome(conn: Connection, msg: ClaimedMessage, outcome: str, detail: dict[str, Any]) -> None:
+    deployment_key, event = None, None
+    parts = msg.key.rsplit("|", 2)
+    if len(parts) == 3:
+        deployment_key, event = parts[0], parts[1]
+    audit.append(conn, "notification", deployment_key=deployment_key, data={
+        "key": msg.key, "event": event, "channel": msg.channel, "destination": redact_url(msg.url),
+        "outcome": outcome, "attempts": msg.attempts, **detail,
+    })  # fmt: skip
+
+
+def mark_sent(engine: Engine, msg: ClaimedMessage, status_code: int) -> bool:
+    """Record a delivery if we still hold the lease; False if another dispatcher took the message over."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
+                   OutboxMessage.state == "sending")
+            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None)
+        )  # fmt: skip
+        if result.rowcount != 1:
+            return False
+        _audit_outcome(conn, msg, "sent", {"http_status": status_code})
+    return True
+
+
+def mark_failed(
+    engine: Engine, msg: ClaimedMessage, error: str, *, permanent: bool, max_attempts: int, base: float,
+    maximum: float, not_before: float = 0.0,
+) -> str | None:  # fmt: skip
+    """Schedule a retry or bury the message; return the new state, or None if the lease was lost."""
+    dead = permanent or msg.attempts >= max_attempts
+    delay = 0.0 if dead else max(retry_delay(msg.attempts, base, maximum), min(not_before, maximum))
+    state = "dead" if dead else "pending"
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
+                   OutboxMessage.state == "sending")
+            .values(state=state, last_error=error[:2000], lease_owner=None, lease_until=None,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+        )  # fmt: skip
+        if result.rowcount != 1:
+            return None
+        if dead:
+            _audit_outcome(conn, msg, "dead", {"error": error[:500]})
+    return state
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Number of outbox messages per state."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all()
+    return {state: n for state, n in rows}
+
+
+def _seconds_until_next(engine: Engine) -> float | None:
+    """Seconds until the next pending message is due (0 if overdue), None if nothing is waiting."""
+    with engine.connect() as conn:
+        nxt = conn.execute(
+            select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.state == "pending")
+        ).scalar_one()
+        leased = conn.execute(
+            select(func.min(OutboxMessage.lease_until)).where(OutboxMessage.state == "sending")
+        ).scalar_one()
+    moments = [m for m in (nxt, leased) if m is not None]
+    if not moments:
+        return None
+    first = min(m if m.tzinfo else m.replace(tzinfo=UTC) for m in moments)
+    return max(0.0, (first - datetime.now(UTC)).total_seconds())
+
+
+# --- the dispatcher -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Result:
+    ok: bool
+    status: int | None
+    error: str
+    permanent: bool = False
+    retry_after: float = 0.0
+
+
+def _retry_after(value: str | None) -> float:
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return 0.0
+
+
+class OutboxDispatcher:
+    """Deliver outbox messages: claim with a lease, POST, retry with backoff, mark sent exactly once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        http_client_factory: Callable[[], httpx.AsyncClient] | None = None,
+        *,
+        name: str | None = None,
+        timeout: float = 10.0,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 10,
+        retry_base_seconds: float = 2.0,
+        retry_max_seconds: float = 600.0,
+        batch_size: int = 10,
+        poll_seconds: float = 2.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if lease_seconds <= 2 * timeout:
+            raise ValueError("lease_seconds must exceed twice the HTTP timeout, or a slow send loses its lease")
+        self.engine = engine
+        self.http_client_factory = http_client_factory or (lambda: httpx.AsyncClient(timeout=timeout))
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:outbox"
+        self.timeout = timeout
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.environ = os.environ if environ is None else environ
+        self.sent = 0
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Deliver newly queued messages now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run ``run_forever`` as a background task of the running event loop."""
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self.run_forever(self._stop), name="outbox-dispatcher")
+
+    async def stop(self, grace: float = 15.0) -> None:
+        """Stop the background task, letting an in-flight batch finish within ``grace`` seconds."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace)
+            except TimeoutError:
+                log.warning("outbox.stop_timeout", extra={"grace": grace})
+            self._task = None
+
+    async def run_forever(self, stop_event: asyncio.Event) -> None:
+        """Deliver due messages until ``stop_event`` is set; never raises on a delivery or database error."""
+        async with self.http_client_factory() as client:
+            while not stop_event.is_set():
+                try:
+                    worked = await self._step(client)
+                    wait = self.poll_seconds if worked == 0 else 0.0
+                    if worked == 0:
+                        nxt = await asyncio.to_thread(_seconds_until_next, self.engine)
+                        if nxt is not None:
+                            wait = min(wait, nxt)
+                except Exception:  # the loop boundary: a database blip must not kill notifications
+                    log.exception("outbox.loop_error")
+                    wait = max(self.poll_seconds, 1.0)
+                if wait <= 0:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(jittered(wait)):
+                        await _first(self._wake, stop_event)
+
+    async def run_until_idle(self, timeout: float = 60.0) -> int:
+        """Deliver until no message is pending or being sent (waiting out retry delays); return how many were sent."""
+        before = self.sent
+        async with asyncio.timeout(timeout), self.http_client_factory() as client:
+            while True:
+                if await self._step(client):
+                    continue
+                nxt = await asyncio.to_thread(_seconds_until_next, self.engine)
+                if nxt is None:
+                    return self.sent - before
+                await asyncio.sleep(min(max(nxt, 0.01), self.poll_seconds))
+
+    async def step(self) -> int:
+        """Claim and deliver one batch of due messages; return how many were attempted."""
+        async with self.http_client_factory() as client:
+            return await self._step(client)
+
+    # delivery -------------------------------------------------------------------------------
+
+    async def _step(self, client: httpx.AsyncClient) -> int:
+        batch = await asyncio.to_thread(claim, self.engine, self.name, self.lease_seconds, self.batch_size)
+        if batch:
+            await asyncio.gather(*(self._deliver(client, msg) for msg in batch))
+        return len(batch)
+
+    def _request(self, msg: ClaimedMessage) -> tuple[bytes, dict[str, str]]:
+        body = encode_body(msg.body)
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
+                   DELIVERY_HEADER: delivery_id(msg.key)}  # fmt: skip
+        event = msg.body.get("event") if msg.channel == "webhook" else None
+        if isinstance(event, str):
+            headers[EVENT_HEADER] = event
+        if msg.secret_env:
+            secret = self.environ.get(msg.secret_env, "")
+            if not secret:
+                raise NotifyError(f"environment variable {msg.secret_env} is not set: set it to the secret shared "
+                                  f"with the receiver, or remove secret_env from the policy's notification entry")  # fmt: skip
+            headers[SIGNATURE_HEADER] = sign(secret, body)
+        return body, headers
+
+    async def _post(self, client: httpx.AsyncClient, msg: ClaimedMessage) -> _Result:
+        try:
+            body, headers = self._request(msg)
+        except NotifyError as exc:
+            return _Result(False, None, str(exc))
+        try:
+            response = await client.post(msg.url, content=body, headers=headers, timeout=self.timeout)
+        except httpx.TimeoutException:
+            return _Result(False, None, f"no answer from {redact_url(msg.url)} within {self.timeout:g} s")
+        except httpx.TransportError as exc:
+            # the exception text may quote the URL, whose path is a secret for chat webhooks
+            return _Result(False, None, f"{type(exc).__name__} reaching {redact_url(msg.url)}")
+        status = response.status_code
+        if 200 <= status < 300:
+            return _Result(True, status, "")
+        snippet = response.text[:200].replace(msg.url, redact_url(msg.url))
+        error = f"HTTP {status} from {redact_url(msg.url)}: {snippet}"
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return _Result(False, status, error, retry_after=_retry_after(response.headers.get("retry-after")))
+        if 300 <= status < 400:
+            error += " (the URL redirects; configure the final URL)"
+        return _Result(False, status, error, permanent=True)
+
+    async def _deliver(self, client: httpx.AsyncClient, msg: ClaimedMessage) -> None:
+        fields = {"key": msg.key, "channel": msg.channel, "destination": redact_url(msg.url), "attempt": msg.attempts}
+        result = await self._post(client, msg)
+        if result.ok:
+            if await asyncio.to_thread(mark_sent, self.engine, msg, result.status or 200):
+                self.sent += 1
+                log.info("notification.sent", extra=fields)
+            else:
+                log.warning("notification.lease_lost", extra=fields)
+            return
+        state = await asyncio.to_thread(
+            mark_failed, self.engine, msg, result.error, permanent=result.permanent, max_attempts=self.max_attempts,
+            base=self.retry_base_seconds, maximum=self.retry_max_seconds, not_before=result.retry_after,
+        )  # fmt: skip
+        level = logging.ERROR if state == "dead" else logging.WARNING
+        log.log(level, "notification.failed", extra={**fields, "state": state, "error": result.error})
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
