@@ -30,7 +30,7 @@ def model_frame(model: RiskModel, features: pd.DataFrame) -> pd.DataFrame:
 
 def _credits_in(model: RiskModel, features: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, float, np.ndarray]:
     frame = model_frame(model, features)
-    credits, base, z = model.contributions(frame)
+    credits, base, z = model.contributions_array(frame.to_numpy(dtype=float))
     out = np.zeros((len(features), len(names)))
     pos = {n: i for i, n in enumerate(names)}
     for j, name in enumerate(frame.columns):

@@ -201,7 +201,7 @@ def contributions_for(model: Any, features: pd.DataFrame) -> tuple[np.ndarray, f
     """Return (credits, base log-odds, log-odds, feature names) for feature rows under ``model``."""
     inner, names = _scorer_names(model)
     if isinstance(inner, RiskModel):
-        credits, base, z = inner.contributions(model_frame(inner, features))
+        credits, base, z = inner.contributions_array(model_frame(inner, features).to_numpy(dtype=float))
     else:
         credits, base, z = inner.contributions(features)
     return credits, base, z, names
@@ -210,7 +210,11 @@ def contributions_for(model: Any, features: pd.DataFrame) -> tuple[np.ndarray, f
 def explain(model: Any, row: pd.Series | pd.DataFrame, top: int | None = None) -> list[Driver]:
     """Return the row's drivers, largest first; their contributions sum to log-odds minus base log-odds."""
     frame = _as_frame(row)
-    credits, _, _, names = contributions_for(model, frame)
+    return _drivers(frame, *contributions_for(model, frame), top=top)
+
+
+def _drivers(frame: pd.DataFrame, credits: np.ndarray, _base: float, _z: np.ndarray, names: list[str],
+             top: int | None) -> list[Driver]:
     values = frame.reindex(columns=names).iloc[0]
     order = np.argsort(-np.abs(credits[0]), kind="stable")
     drivers: list[Driver] = []
@@ -230,12 +234,12 @@ def risk_estimate(model: Any, row: pd.Series | pd.DataFrame, *, top: int = 5, ve
                   source: str = "model") -> RiskEstimate:
     """Return the probability of failure for one row with its top drivers."""
     frame = _as_frame(row)
-    _, base, z, _ = contributions_for(model, frame)
+    credits, base, z, names = contributions_for(model, frame)
     meta = getattr(model, "metadata", {}) or {}
     return RiskEstimate(
         probability=float(expit(z[0])),
         source="prior" if source == "prior" else "model",
         model_version=version or meta.get("version"),
         base_rate=float(expit(base)),
-        drivers=explain(model, frame, top=top),
+        drivers=_drivers(frame, credits, base, z, names, top=top),
     )

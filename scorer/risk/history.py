@@ -66,6 +66,14 @@ def _row_label(df: pd.DataFrame, i: int) -> str:
     return f"row {i + 2}" + (f" (deployment_id={dep})" if dep not in (None, "") else "")
 
 
+def _blank_mask(col: pd.Series) -> pd.Series:
+    """Vectorised ``_blank`` over a column."""
+    mask = col.isna()
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return mask
+    return mask | (col.astype(str).str.strip() == "")
+
+
 def _blank(v: object) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "")
 
@@ -84,7 +92,7 @@ def validate_history(df: pd.DataFrame) -> list[str]:
         for i in np.flatnonzero(mask.to_numpy()):
             found.append((int(i), message(i) if callable(message) else str(message)))
 
-    blank = {c: raw[c].map(_blank) for c in raw.columns}
+    blank = {c: _blank_mask(raw[c]) for c in raw.columns}
     for col in REQUIRED_COLUMNS:
         report(blank[col], f"{col} is empty; it is required")
     ids = raw["deployment_id"].astype(str)
@@ -131,12 +139,14 @@ def coerce_history(df: pd.DataFrame) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = np.nan
     for col in IDENTITY_COLUMNS:
-        out[col] = out[col].astype("object").where(~out[col].map(_blank), None).map(
-            lambda v: None if v is None else str(v)
-        )
+        blank = _blank_mask(out[col])
+        out[col] = out[col].astype("object").where(~blank, None).map(lambda v: None if v is None else str(v))
     out["created_at"] = pd.to_datetime(out["created_at"], utc=True, errors="coerce", format="ISO8601")
     for col in INT_COLUMNS + FLOAT_COLUMNS:
-        out[col] = pd.to_numeric(out[col].where(~out[col].map(_blank), np.nan), errors="coerce").astype(float)
+        col_values = out[col]
+        if not pd.api.types.is_numeric_dtype(col_values):
+            col_values = col_values.where(~_blank_mask(col_values), np.nan)
+        out[col] = pd.to_numeric(col_values, errors="coerce").astype(float)
     mig = out["has_migration"].map(
         lambda v: np.nan if _blank(v) else float(v) if isinstance(v, bool | np.bool_ | int | float)
         else 1.0 if str(v).strip().lower() in _TRUE else 0.0 if str(v).strip().lower() in _FALSE else np.nan

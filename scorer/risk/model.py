@@ -78,7 +78,7 @@ class _LinearModel:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> _LinearModel:
         self.std = _Standardiser().fit(X)
-        self.lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000,
+        self.lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000, tol=1e-3,
                                      random_state=self.random_state)
         self.lr.fit(self.std.transform(X), y)
         self.n_features = X.shape[1]
@@ -198,6 +198,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         min_minority_boosting: int = 20,
         validation_fraction: float = 0.2,
         max_iter: int = 300,
+        max_bins: int = 63,
         learning_rate: float = 0.06,
         max_leaf_nodes: int = 15,
         min_samples_leaf: int = 40,
@@ -214,6 +215,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.min_minority_boosting = min_minority_boosting
         self.validation_fraction = validation_fraction
         self.max_iter = max_iter
+        self.max_bins = max_bins
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
@@ -238,6 +240,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         return {
             "max_iter": max_iter or self.max_iter,
             "learning_rate": self.learning_rate,
+            "max_bins": self.max_bins,
             "max_leaf_nodes": self.max_leaf_nodes,
             "min_samples_leaf": self.min_samples_leaf,
             "l2_regularization": self.l2_regularization,
@@ -397,7 +400,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     def contributions(self, X: Any) -> tuple[np.ndarray, float, np.ndarray]:
         """Return (per-feature credits, base log-odds, log-odds); credits sum to log-odds - base."""
-        Xv = self._validate(X)
+        return self.contributions_array(self._validate(X))
+
+    def contributions_array(self, Xv: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """``contributions`` for a float array already in ``feature_names_in_`` order (no checks; fast path)."""
+        check_is_fitted(self, "classes_")
         n, d = Xv.shape
         if self.kind_ == "base_rate":
             b = float(logit(self.base_rate_))
