@@ -37,7 +37,22 @@ async def waivers_for(ctx: Context, target: Any) -> list[Waiver]:
 
 
 def record_decision(session: Session, row: Any, decision: Decision, policy_sha: str | None) -> None:
-    """Audit the decision inside the transaction that stores it."""
+    """Add the deployment to the history table (and audit it) inside the transaction that stores it."""
+    from sqlalchemy import select
+
+    from github_app.db.models import HistoryRow
+
+    features = decision.evidence.to_history_row()
+    for key in ("deployment_id", "repository", "environment", "sha", "created_at", "outcome"):
+        features.pop(key, None)
+    existing = session.scalar(select(HistoryRow).where(HistoryRow.deployment_id == row.key))
+    if existing is None:
+        session.add(HistoryRow(
+            deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
+            created_at=row.created_at, features=features,
+        ))  # fmt: skip
+    else:
+        existing.features = features
 
 
 async def emit(ctx: Context, event: str, **details: Any) -> None:

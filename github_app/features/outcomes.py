@@ -1,0 +1,116 @@
+"""Deployment outcomes flow back in: deployment statuses, rollbacks and alerts become training labels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from github_app.db.models import Deployment, HistoryRow, Outcome
+from github_app.routing import Context, Event, Router
+
+log = logging.getLogger(__name__)
+
+router = Router()
+
+STATE_TO_OUTCOME = {"success": "success", "failure": "failure", "error": "failure"}
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def record_outcome(
+    engine: Engine, *, repository: str, environment: str, sha: str, outcome: str, source: str, source_key: str,
+    observed_at: datetime, detail: dict[str, Any] | None = None,
+) -> bool:
+    """Store one outcome (idempotent by ``source_key``) and label the matching history row; True if new."""
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with engine.begin() as conn:
+        inserted = conn.execute(
+            insert(Outcome).values(
+                repository=repository, environment=environment, sha=sha, outcome=outcome, source=source,
+                source_key=source_key, observed_at=observed_at, detail=detail or {},
+            ).on_conflict_do_nothing(index_elements=["source_key"]).returning(Outcome.id)
+        ).first()  # fmt: skip
+        if inserted is None:
+            return False
+        target = conn.execute(
+            select(HistoryRow.id).where(
+                HistoryRow.repository == repository, HistoryRow.environment == environment, HistoryRow.sha == sha,
+                HistoryRow.created_at <= observed_at,
+            ).order_by(HistoryRow.created_at.desc()).limit(1)
+        ).scalar()  # fmt: skip
+        if target is not None:
+            # a failure after a success is what we learn from; never overwrite a failure with a later success
+            current = conn.execute(select(HistoryRow.outcome).where(HistoryRow.id == target)).scalar()
+            if current in (None, "success") or outcome != "success":
+                conn.execute(update(HistoryRow).where(HistoryRow.id == target).values(outcome=outcome, outcome_at=observed_at))
+    log.info("outcome.recorded", extra={"repository": repository, "environment": environment, "sha": sha[:7],
+                                        "outcome": outcome, "source": source})  # fmt: skip
+    return True
+
+
+def detect_rollback(engine: Engine, repository: str, environment: str, sha: str, at: datetime) -> str | None:
+    """If ``sha`` was live before a newer release in this environment, that newer release was rolled back."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Outcome.sha, Outcome.observed_at).where(
+                Outcome.repository == repository, Outcome.environment == environment, Outcome.outcome == "success",
+                Outcome.observed_at < at,
+            ).order_by(Outcome.observed_at.desc()).limit(20)
+        ).all()  # fmt: skip
+    if not rows or rows[0].sha == sha:
+        return None
+    newer = rows[0].sha
+    if any(r.sha == sha for r in rows[1:]):
+        return newer
+    return None
+
+
+@router.on("deployment_status", "created")
+async def on_deployment_status(ctx: Context, ev: Event) -> None:
+    """A deployment finished: remember whether it worked, and whether it undid the release before it."""
+    status = ev.payload.get("deployment_status") or {}
+    deployment = ev.payload.get("deployment") or {}
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    outcome = STATE_TO_OUTCOME.get(str(status.get("state")))
+    sha = deployment.get("sha")
+    environment = status.get("environment") or deployment.get("environment")
+    if not (outcome and repository and sha and environment):
+        return  # queued / in_progress / inactive statuses carry no outcome
+    at = _parse_time(status.get("created_at"))
+    rolled_back = None
+    if outcome == "success":
+        rolled_back = await asyncio.to_thread(detect_rollback, ctx.engine, repository, environment, sha, at)
+    await asyncio.to_thread(
+        record_outcome, ctx.engine, repository=repository, environment=environment, sha=sha, outcome=outcome,
+        source="deployment_status", source_key=f"deployment_status:{status.get('id')}", observed_at=at,
+        detail={"deployment_id": deployment.get("id"), "description": status.get("description")},
+    )  # fmt: skip
+    if rolled_back:
+        await asyncio.to_thread(
+            record_outcome, ctx.engine, repository=repository, environment=environment, sha=rolled_back,
+            outcome="rollback", source="rollback", source_key=f"rollback:{status.get('id')}",
+            observed_at=at, detail={"rolled_back_to": sha},
+        )  # fmt: skip
+    retrain = ctx.services.get("retrain")
+    if retrain is not None:
+        await retrain.outcome_recorded(repository)
+
+
+def latest_release(engine: Engine, repository: str, environment: str, at: datetime, window: timedelta) -> str | None:
+    """The sha gonogo most recently approved for this environment within ``window`` before ``at``."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(Deployment.sha).where(
+                Deployment.repository == repository, Deployment.environment == environment,
+                Deployment.answer == "approved", Deployment.answered_at <= at, Deployment.answered_at >= at - window,
+            ).order_by(Deployment.answered_at.desc()).limit(1)
+        ).scalar()  # fmt: skip
