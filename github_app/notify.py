@@ -356,7 +356,11 @@ def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 10) -> 
             .returning(OutboxMessage.id, OutboxMessage.key, OutboxMessage.channel, OutboxMessage.url,
                        OutboxMessage.body, OutboxMessage.secret_env, OutboxMessage.attempts)
         ).all()  # fmt: skip
-    return [ClaimedMessage(*row, lease_token=token) for row in sorted(rows, key=lambda r: r[0])]
+    return [
+        ClaimedMessage(id=r[0], key=r[1], channel=r[2], url=r[3], body=r[4], secret_env=r[5], attempts=r[6],
+                       lease_token=token)
+        for r in sorted(rows, key=lambda r: r[0])
+    ]  # fmt: skip
 
 
 def _audit_outcome(conn: Connection, msg: ClaimedMessage, outcome: str, detail: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app import audit
@@ -218,8 +218,8 @@ def add_waiver(
     return row
 
 
-def _active_filter(now: datetime) -> list[object]:
-    return [WaiverRow.revoked_at.is_(None), WaiverRow.expires_at > now]
+def _active_filter(now: datetime) -> ColumnElement[bool]:
+    return and_(WaiverRow.revoked_at.is_(None), WaiverRow.expires_at > now)
 
 
 def active_waivers(
@@ -233,7 +233,7 @@ def active_waivers(
             WaiverRow.repository == repository,
             WaiverRow.environment.in_([environment, "*"]),
             or_(WaiverRow.sha.is_(None), WaiverRow.sha == sha.lower()),
-            *_active_filter(moment),
+            _active_filter(moment),
         )
         .order_by(WaiverRow.id)
     )
@@ -256,7 +256,7 @@ def list_waivers(
     if environment:
         stmt = stmt.where(WaiverRow.environment == environment)
     if not include_inactive:
-        stmt = stmt.where(*_active_filter(_utc(now or datetime.now(UTC))))
+        stmt = stmt.where(_active_filter(_utc(now or datetime.now(UTC))))
     with Session(engine, expire_on_commit=False) as session:
         return list(session.scalars(stmt))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ def test_entries_chain_from_genesis_and_verify_clean(engine: Engine) -> None:
         rows = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[0].prev_hash == audit.GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert rows[2].created_at == T0 + timedelta(minutes=2)
     report = audit.verify(engine)
     assert report.ok, report.summary()
