@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scorer.risk.artifact import train_model  # noqa: E402
-from scorer.risk.explain import risk_estimate  # noqa: E402
-from scorer.risk.features import build_features  # noqa: E402
-from tests.simulate_history import simulate_history  # noqa: E402
+from scorer.risk.artifact import train_model
+from scorer.risk.explain import risk_estimate
+from scorer.risk.features import build_features
+from tests.simulate_history import simulate_history
 
 
 def main() -> None:

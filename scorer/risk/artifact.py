@@ -81,7 +81,7 @@ class TrainedRiskModel:
         start = len(MAGIC)
         (size,) = struct.unpack(">I", blob[start : start + 4])
         meta = json.loads(blob[start + 4 : start + 4 + size].decode())
-        estimator = pickle.loads(blob[start + 4 + size :])  # noqa: S301 - trusted store only
+        estimator = pickle.loads(blob[start + 4 + size :])
         built = meta.get("libraries", {}).get("scikit-learn")
         if built and built != library_versions()["scikit-learn"]:
             log.warning("risk_model.version_mismatch",
@@ -160,7 +160,7 @@ def train_model(
         "version": f"{created:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}",
         "created_at": created.isoformat(),
         "training_window": window,
-        "rows": int(len(y)),
+        "rows": len(y),
         "failures": int(y.sum()),
         "repositories": sorted(h["repository"].dropna().unique().tolist()),
         "features": list(FEATURES),

@@ -45,7 +45,7 @@ def build(corpus: Path, random_state: int = 0) -> TrainedRiskModel:
         "kind": model.kind_,
         "calibration": model.calibration_,
         "training_window": {"min_created_at": created.min().isoformat(), "max_created_at": created.max().isoformat()},
-        "rows": int(len(y)),
+        "rows": len(y),
         "failures": int(y.sum()),
         "projects": list(PROJECTS),
         "features": list(CHANGE_FEATURES),

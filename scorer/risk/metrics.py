@@ -46,7 +46,7 @@ def evaluate(y_true: Any, p: Any) -> dict[str, Any]:
     q = np.asarray(p, dtype=float)
     if y.shape != q.shape:
         raise ValueError(f"y_true has {y.shape} values but p has {q.shape}; pass one probability per outcome")
-    n = int(len(y))
+    n = len(y)
     if n == 0:
         raise ValueError("cannot evaluate on zero labelled deployments")
     both = 0 < y.sum() < n

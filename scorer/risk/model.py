@@ -265,7 +265,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         classes = np.unique(y)
         self.fallback_reason_: str | None = None
         self.validation_metrics_: dict[str, Any] = {}
-        self.n_train_ = int(len(y))
+        self.n_train_ = len(y)
         if len(classes) == 1:
             self.classes_ = classes
             positives = len(y) if self._is_positive_label(classes[0]) else 0
