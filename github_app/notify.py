@@ -521,7 +521,8 @@ class OutboxDispatcher:
                     if worked == 0:
                         nxt = await asyncio.to_thread(_seconds_until_next, self.engine)
                         if nxt is not None:
-                            wait = min(wait, nxt)
+                            # a due row another replica holds right now must not make us spin
+                            wait = max(min(wait, nxt), 0.05)
                 except Exception:  # the loop boundary: a database blip must not kill notifications
                     log.exception("outbox.loop_error")
                     wait = max(self.poll_seconds, 1.0)
