@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from github_app.db.models import AuditEntry
+from rules.types import Decision
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,32 @@ def append(
     entry_id = conn.execute(insert(AuditEntry).values(**values).returning(AuditEntry.id)).scalar_one()
     log.debug("audit.appended", extra={"seq": seq, "kind": kind})
     return AuditEntry(id=entry_id, **values)
+
+
+def append_decision(
+    conn_or_session: Connection | Session,
+    decision: Decision,
+    *,
+    deployment_key: str,
+    policy_sha: str | None,
+    effective_policy: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEntry:
+    """Record a decision with everything needed to explain it later exactly as it was made.
+
+    The entry holds the whole decision (findings, scores, reasons and the evidence it was made
+    from), the policy as evaluated with the commit sha it was read at, and the risk model version.
+    """
+    return append(
+        conn_or_session, "decision", repository=decision.repository, deployment_key=deployment_key, now=now,
+        data={
+            "verdict": decision.verdict, "action": decision.action, "mode": decision.mode,
+            "policy_sha": policy_sha, "policy_source": decision.policy_source,
+            "effective_policy": dict(effective_policy) if effective_policy is not None else None,
+            "model_version": decision.risk.model_version, "risk_source": decision.risk.source,
+            "decision": decision,
+        },
+    )  # fmt: skip
 
 
 # --- verification ---------------------------------------------------------------------------

@@ -247,3 +247,25 @@ def test_export_jsonl_and_csv_since_a_date_and_verify_the_file(engine: Engine, d
 def test_empty_log_verifies(engine: Engine, database_url: str) -> None:
     result = _verify_cli(database_url)
     assert result.exit_code == 0 and "intact: 0 entries" in result.output
+
+
+def test_a_decision_entry_explains_the_decision_exactly_as_made(engine: Engine) -> None:
+    from rules.pipeline import evaluate
+    from rules.policy import default_policy, effective
+    from rules.samples import clean_evidence
+    from rules.types import Decision
+
+    policy = default_policy()
+    decision = evaluate(clean_evidence(), policy, "production", T0)
+    env_policy = effective(policy, "production").model_dump(mode="json")
+    with Session(engine) as session, session.begin():
+        audit.append_decision(session, decision, deployment_key="octo/shop/1/production/1", policy_sha="c" * 40,
+                              effective_policy=env_policy)  # fmt: skip
+    with Session(engine) as session:
+        entry = session.scalars(select(AuditEntry)).one()
+    assert entry.kind == "decision" and entry.repository == decision.repository
+    assert entry.data["policy_sha"] == "c" * 40 and entry.data["effective_policy"] == env_policy
+    assert entry.data["model_version"] == decision.risk.model_version
+    replayed = Decision.model_validate(entry.data["decision"])
+    assert replayed == decision  # evidence, findings and scores come back unchanged
+    assert audit.verify(engine).ok
