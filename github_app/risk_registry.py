@@ -1,0 +1,378 @@
+"""Risk models in the database: register with champion/challenger, serve estimates, retrain on new outcomes.
+
+Cold start (documented choice): with no active trained model for a repository (nor a global one),
+the packaged prior answers with ``source="prior"`` as long as the deployment has change evidence
+(the only features the prior learnt). Without change evidence, or without a packaged prior, the
+provider returns None and the gate keeps its transparent rule-based estimate. A trained model is
+only used once at least ``min_outcomes`` labelled outcomes exist for the repository (or it is a
+global model), so a model fitted on a handful of rows never outranks the prior.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from github_app.db.models import HistoryRow, RiskModelRecord
+from scorer.assessment import RiskEstimate
+from scorer.evidence import HISTORY_COLUMNS, Evidence
+from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
+from scorer.risk.explain import risk_estimate
+from scorer.risk.features import build_features
+from scorer.risk.history import coerce_history
+from scorer.risk.metrics import evaluate, is_at_least_as_good
+
+log = logging.getLogger(__name__)
+
+CORE_COLUMNS = ("deployment_id", "repository", "environment", "sha", "created_at", "outcome")
+VALIDATION_FRACTION = 0.2  # RiskModel validates on its latest 20 % of rows; compare on the same rows
+CONTEXT_ROWS = 500  # earlier deployments loaded to compute a new deployment's history features
+DEFAULT_RETRAIN_AFTER = 50
+DEFAULT_MIN_OUTCOMES = 30
+
+
+# ----------------------------------------------------------------------------------------- history
+
+def _json_value(v: Any) -> Any:
+    """Make a history cell JSON-safe: NaN/NA become None, numpy scalars become Python ones."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, pd.Timestamp | datetime):
+        return v.isoformat()
+    return v
+
+
+def history_features(row: dict[str, Any]) -> dict[str, Any]:
+    """The JSON ``features`` of a history row: every DESIGN.md column except the core ones."""
+    return {c: _json_value(row.get(c)) for c in HISTORY_COLUMNS if c not in CORE_COLUMNS}
+
+
+def rows_to_frame(rows: list[HistoryRow]) -> pd.DataFrame:
+    """Turn stored history rows into a typed DESIGN.md section 3 frame (exact columns, time order)."""
+    records = []
+    for r in rows:
+        rec: dict[str, Any] = {c: (r.features or {}).get(c) for c in HISTORY_COLUMNS}
+        rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment, sha=r.sha,
+                   created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
+    return coerce_history(frame)[list(HISTORY_COLUMNS)]
+
+
+def load_history_frame(engine: Engine, repository: str | None = None, *, before: datetime | None = None,
+                       limit: int | None = None) -> pd.DataFrame:
+    """Read the history table (optionally one repository, rows before a time, the latest ``limit``)."""
+    query = select(HistoryRow)
+    if repository is not None:
+        query = query.where(HistoryRow.repository == repository)
+    if before is not None:
+        query = query.where(HistoryRow.created_at < before)
+    if limit is not None:
+        query = query.order_by(HistoryRow.created_at.desc(), HistoryRow.id.desc()).limit(limit)
+    else:
+        query = query.order_by(HistoryRow.created_at, HistoryRow.id)
+    with Session(engine) as session:
+        rows = list(session.scalars(query))
+    rows.sort(key=lambda r: (r.created_at, r.id))
+    return rows_to_frame(rows)
+
+
+def labelled_count(engine: Engine, repository: str | None, since: datetime | None = None) -> int:
+    """Count history rows with an outcome (for one repository or all), optionally labelled after ``since``."""
+    query = select(func.count()).select_from(HistoryRow).where(HistoryRow.outcome.is_not(None))
+    if repository is not None:
+        query = query.where(HistoryRow.repository == repository)
+    if since is not None:
+        query = query.where(HistoryRow.outcome_at > since)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+def _scope(query: Any, repository: str | None) -> Any:
+    if repository is None:
+        return query.where(RiskModelRecord.repository.is_(None))
+    return query.where(RiskModelRecord.repository == repository)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    when = datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _unique_version(session: Session, version: str) -> str:
+    taken = set(session.scalars(select(RiskModelRecord.version).where(RiskModelRecord.version.like(f"{version}%"))))
+    if version not in taken:
+        return version
+    n = 2
+    while f"{version}-{n}" in taken:
+        n += 1
+    return f"{version}-{n}"
+
+
+def champion_metrics_on(champion: TrainedRiskModel, history: pd.DataFrame) -> dict[str, Any] | None:
+    """Score the champion on the latest 20 % of labelled rows (the challenger's validation rows)."""
+    X, y, _ = labelled_training_set(history)
+    cut = int(round(len(y) * (1.0 - VALIDATION_FRACTION)))
+    X_va, y_va = X.iloc[cut:], y[cut:]
+    if len(y_va) == 0 or len(np.unique(y_va)) < 2:
+        return None
+    return evaluate(y_va, champion.predict_risk(X_va))
+
+
+def register(engine: Engine, trained: TrainedRiskModel, repository: str | None = None,
+             activate_if_better: bool = True, *, history: pd.DataFrame | None = None) -> RiskModelRecord:
+    """Store ``trained`` and make it active if it is the first of its scope or at least as good as the champion.
+
+    With ``history`` (the training table), the champion is re-scored on the challenger's own time-ordered
+    validation rows, which it may have seen in training (a bias in the champion's favour, so a challenger
+    only wins clearly); without it the two models' stored validation metrics are compared.
+    """
+    meta = dict(trained.metadata)
+    window = meta.get("training_window") or {}
+    challenger_metrics = meta.get("metrics") or {}
+    with Session(engine) as session, session.begin():
+        version = _unique_version(session, trained.version)
+        if version != trained.version:
+            meta["version"] = version
+            trained = TrainedRiskModel(estimator=trained.estimator, metadata=meta)
+        champion = session.scalars(
+            _scope(select(RiskModelRecord), repository).where(RiskModelRecord.active.is_(True))
+            .order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc()).limit(1)
+        ).first()  # fmt: skip
+        activate, reason = False, "not asked to activate"
+        if activate_if_better:
+            if champion is None:
+                activate, reason = True, "first model of its scope"
+            else:
+                baseline: dict[str, Any] | None = None
+                if history is not None:
+                    try:
+                        baseline = champion_metrics_on(TrainedRiskModel.from_bytes(champion.blob), history)
+                    except (ValueError, TypeError, KeyError) as exc:  # an unreadable champion loses
+                        log.warning("risk_registry.champion_unscorable", extra={"version": champion.version,
+                                                                                 "error": str(exc)})
+                        baseline = {}
+                if baseline is None:
+                    baseline = (champion.meta or {}).get("metrics") or {}
+                activate = is_at_least_as_good(challenger_metrics, baseline)
+                reason = (f"{'beats or matches' if activate else 'worse than'} champion {champion.version} "
+                          f"(AUC {challenger_metrics.get('roc_auc')} vs {baseline.get('roc_auc')})")
+                meta["champion"] = {"version": champion.version, "metrics": baseline}
+        meta["registry"] = {"activated": activate, "reason": reason}
+        if activate:
+            session.execute(_scope(update(RiskModelRecord), repository).values(active=False))
+        record = RiskModelRecord(
+            repository=repository, version=version, created_at=datetime.now(UTC), active=activate,
+            trained_rows=int(meta.get("rows") or 0), window_start=_parse_time(window.get("min_created_at")),
+            window_end=_parse_time(window.get("max_created_at")),
+            meta={"version": version, "training_window": window, "features": meta.get("features", []),
+                  "libraries": meta.get("libraries", {}), "metrics": challenger_metrics, "kind": meta.get("kind"),
+                  "calibration": meta.get("calibration"), "blend": meta.get("blend"),
+                  "fallback_reason": meta.get("fallback_reason"), "rows": meta.get("rows"),
+                  "failures": meta.get("failures"), "champion": meta.get("champion"), "registry": meta["registry"]},
+            blob=trained.to_bytes(),
+        )
+        session.add(record)
+        session.flush()
+        session.expunge(record)
+    log.info("risk_registry.registered", extra={"version": version, "repository": repository, "active": activate,
+                                                "reason": reason})  # fmt: skip
+    return record
+
+
+def active_record(engine: Engine, repository: str | None) -> RiskModelRecord | None:
+    """The active model serving ``repository``: its own if any, else the global one, else None."""
+    with Session(engine) as session:
+        query = select(RiskModelRecord).where(RiskModelRecord.active.is_(True))
+        if repository is None:
+            query = query.where(RiskModelRecord.repository.is_(None))
+        else:
+            query = query.where(or_(RiskModelRecord.repository == repository, RiskModelRecord.repository.is_(None)))
+        rows = list(session.scalars(query.order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc())))
+        for row in rows:
+            session.expunge(row)
+    own = [r for r in rows if r.repository is not None]
+    return own[0] if own else (rows[0] if rows else None)
+
+
+def active_model(engine: Engine, repository: str | None) -> TrainedRiskModel | None:
+    """Load the active model for ``repository`` (repository-specific, else global); None means use the prior."""
+    record = active_record(engine, repository)
+    return TrainedRiskModel.from_bytes(record.blob) if record is not None else None
+
+
+def retrain(engine: Engine, repository: str | None = None, *, prior: bool = True, random_state: int = 0,
+            activate_if_better: bool = True) -> RiskModelRecord:
+    """Train a challenger from the database history (one repository or all) and register it."""
+    history = load_history_frame(engine, repository)
+    if len(history) == 0:
+        raise ValueError(f"no history rows{' for ' + repository if repository else ''} in the database; "
+                         "import some with `gonogo history import` or `gonogo backfill`")
+    trained = train_model(history, prior=load_prior() if prior else None, random_state=random_state)
+    return register(engine, trained, repository, activate_if_better, history=history)
+
+
+# ---------------------------------------------------------------------------------------- provider
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return max(0, int(raw)) if raw else default
+    except ValueError:
+        log.warning("risk_registry.bad_setting", extra={"name": name, "value": raw})
+        return default
+
+
+class RiskProvider:
+    """Estimates a deployment's risk with the active model (or the prior while outcomes are few)."""
+
+    def __init__(self, engine: Engine, settings: Any = None, *, min_outcomes: int | None = None,
+                 use_prior: bool = True) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.min_outcomes = min_outcomes if min_outcomes is not None else _env_int("GONOGO_RISK_MIN_OUTCOMES",
+                                                                                   DEFAULT_MIN_OUTCOMES)
+        self.use_prior = use_prior
+        self._lock = threading.Lock()
+        self._models: dict[int, TrainedRiskModel] = {}  # record id -> loaded model (small: few versions)
+        self._prior: TrainedRiskModel | None = None
+        self._prior_loaded = False
+
+    def _prior_model(self) -> TrainedRiskModel | None:
+        with self._lock:
+            if not self._prior_loaded:
+                self._prior = load_prior() if self.use_prior else None
+                self._prior_loaded = True
+            return self._prior
+
+    def _model_for(self, repository: str) -> TrainedRiskModel | None:
+        """The active model, reloaded only when a newer one was activated (one small query per call)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(RiskModelRecord.id, RiskModelRecord.repository).where(
+                    RiskModelRecord.active.is_(True),
+                    or_(RiskModelRecord.repository == repository, RiskModelRecord.repository.is_(None)),
+                ).order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc())
+            ).all()  # fmt: skip
+        if not rows:
+            return None
+        own = [r for r in rows if r.repository is not None]
+        chosen = own[0] if own else rows[0]
+        if chosen.repository is not None and labelled_count(self.engine, repository) < self.min_outcomes:
+            # a repository model on few outcomes: prefer a global model, else the prior
+            glob = [r for r in rows if r.repository is None]
+            if not glob:
+                return None
+            chosen = glob[0]
+        with self._lock:
+            model = self._models.get(chosen.id)
+        if model is None:
+            with Session(self.engine) as session:
+                blob = session.scalar(select(RiskModelRecord.blob).where(RiskModelRecord.id == chosen.id))
+            assert blob is not None
+            model = TrainedRiskModel.from_bytes(blob)
+            with self._lock:
+                self._models = {chosen.id: model, **{k: v for k, v in self._models.items() if k != chosen.id}}
+                while len(self._models) > 16:
+                    self._models.pop(next(reversed(self._models)))
+        return model
+
+    def feature_row(self, evidence: Evidence) -> pd.Series:
+        """The model features of one deployment, with history features from earlier stored deployments."""
+        row = evidence.to_history_row()
+        row["outcome"] = None
+        context = load_history_frame(self.engine, evidence.repository, before=evidence.created_at,
+                                     limit=CONTEXT_ROWS)
+        context = context[context["deployment_id"] != str(evidence.deployment_id)]
+        frame = pd.DataFrame.from_records([row], columns=list(HISTORY_COLUMNS))
+        combined = coerce_history(pd.concat([context.astype(object), frame.astype(object)], ignore_index=True))
+        return build_features(combined).iloc[-1]
+
+    def estimate(self, evidence: Evidence) -> RiskEstimate | None:
+        """Return the model's (or prior's) estimate, or None to let the rule-based estimate apply."""
+        model = self._model_for(evidence.repository)
+        source = "model"
+        if model is None:
+            model = self._prior_model()
+            source = "prior"
+            if model is None or not evidence.change.ok:
+                # the prior only knows change size; without it there is nothing honest to say
+                return None
+        features = self.feature_row(evidence)
+        return risk_estimate(model, features, version=model.version, source=source)
+
+
+# --------------------------------------------------------------------------------------- retrainer
+
+class Retrainer:
+    """Retrains a repository's model after enough new labelled outcomes, in the background."""
+
+    def __init__(self, engine: Engine, settings: Any = None, *, after: int | None = None,
+                 prior: bool = True) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.after = after if after is not None else _env_int("GONOGO_RETRAIN_AFTER", DEFAULT_RETRAIN_AFTER)
+        self.prior = prior
+        self._tasks: dict[str, asyncio.Task[RiskModelRecord | None]] = {}
+
+    def new_outcomes(self, repository: str) -> int:
+        """Labelled outcomes of ``repository`` recorded since its latest registered model."""
+        with self.engine.connect() as conn:
+            last = conn.execute(
+                select(func.max(RiskModelRecord.created_at)).where(RiskModelRecord.repository == repository)
+            ).scalar()  # fmt: skip
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        return labelled_count(self.engine, repository, since=last)
+
+    def _train(self, repository: str) -> RiskModelRecord | None:
+        try:
+            return retrain(self.engine, repository, prior=self.prior)
+        except ValueError as exc:  # e.g. no labelled rows: nothing to learn yet
+            log.warning("risk_registry.retrain_skipped", extra={"repository": repository, "error": str(exc)})
+            return None
+
+    async def _run(self, repository: str) -> RiskModelRecord | None:
+        try:
+            return await asyncio.to_thread(self._train, repository)
+        except Exception:  # a failed retraining must not take the worker down; the champion stays
+            log.exception("risk_registry.retrain_failed", extra={"repository": repository})
+            return None
+        finally:
+            self._tasks.pop(repository, None)
+
+    async def outcome_recorded(self, repository: str) -> asyncio.Task[RiskModelRecord | None] | None:
+        """Count the repository's new outcomes; schedule a retraining when there are enough (returns it)."""
+        if repository in self._tasks or self.after <= 0:
+            return self._tasks.get(repository)
+        count = await asyncio.to_thread(self.new_outcomes, repository)
+        if count < self.after or repository in self._tasks:
+            return None
+        log.info("risk_registry.retrain_scheduled", extra={"repository": repository, "new_outcomes": count})
+        task = asyncio.get_running_loop().create_task(self._run(repository), name=f"retrain:{repository}")
+        self._tasks[repository] = task
+        return task
+
+    async def aclose(self) -> None:
+        """Wait for running retrainings (they run in threads and cannot be interrupted midway)."""
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,172 @@
+"""Risk model registry: champion/challenger, the provider's estimates, and retraining after new outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from github_app import db
+from github_app.db.models import HistoryRow, RiskModelRecord
+from github_app.risk_registry import (
+    Retrainer,
+    RiskProvider,
+    active_model,
+    active_record,
+    history_features,
+    register,
+    retrain,
+)
+from scorer.evidence import Availability, ChangePart, Evidence, OperationalPart
+from scorer.risk.artifact import TrainedRiskModel, train_model
+from tests.simulate_history import simulate_history
+
+REPO = "acme/svc-0"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Any:
+    eng = db.make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    frame, _p = simulate_history(1500, repositories=1, seed=3)
+    frame["repository"] = REPO
+    return frame
+
+
+def _store(engine: Any, frame: pd.DataFrame) -> None:
+    with Session(engine) as session, session.begin():
+        for rec in frame.to_dict("records"):
+            created = pd.Timestamp(rec["created_at"]).to_pydatetime()
+            session.add(HistoryRow(
+                deployment_id=str(rec["deployment_id"]), repository=rec["repository"],
+                environment=rec["environment"], sha=rec["sha"], created_at=created, outcome=rec["outcome"],
+                outcome_at=created + timedelta(hours=1) if rec["outcome"] else None, features=history_features(rec),
+            ))  # fmt: skip
+
+
+def _worse(trained: TrainedRiskModel) -> TrainedRiskModel:
+    """The same model with metrics clearly worse than its own (a challenger that must lose)."""
+    meta = dict(trained.metadata)
+    meta["version"] = trained.version + "-worse"
+    meta["metrics"] = {**meta["metrics"], "roc_auc": meta["metrics"]["roc_auc"] - 0.2}
+    return TrainedRiskModel(estimator=trained.estimator, metadata=meta)
+
+
+def _evidence(created: datetime, **change: Any) -> Evidence:
+    return Evidence(
+        deployment_id="new-1", repository=REPO, environment="production", sha="f" * 40, created_at=created,
+        change=ChangePart(availability=Availability.OK, commits=3, files_changed=12, additions=900, deletions=40,
+                          subsystems=3, entropy=0.6, authors=2, author_experience=40, **change),
+        operational=OperationalPart(availability=Availability.OK, hour_utc=created.hour, weekday=created.weekday()),
+    )  # fmt: skip
+
+
+def test_first_model_activates_and_worse_challenger_does_not(engine: Any, history: pd.DataFrame) -> None:
+    first = train_model(history, random_state=0)
+    rec = register(engine, first, REPO)
+    assert rec.active and rec.version == first.version
+    assert rec.meta["features"] and rec.meta["libraries"]["scikit-learn"] and "roc_auc" in rec.meta["metrics"]
+    assert rec.window_start is not None and rec.window_end is not None and rec.window_end > rec.window_start
+    loser = register(engine, _worse(first), REPO)
+    assert not loser.active
+    assert "worse than" in loser.meta["registry"]["reason"]
+    assert active_record(engine, REPO).version == first.version  # type: ignore[union-attr]
+    # the same data again is at least as good as itself: it takes over, and only one model is active
+    again = register(engine, first, REPO)
+    assert again.active and again.version != first.version  # same training version gets a suffix
+    with Session(engine) as session:
+        actives = session.scalars(select(RiskModelRecord).where(RiskModelRecord.active.is_(True))).all()
+    assert [a.version for a in actives] == [again.version]
+
+
+def test_active_model_prefers_repository_then_global(engine: Any, history: pd.DataFrame) -> None:
+    assert active_model(engine, REPO) is None
+    glob = register(engine, train_model(history.iloc[:600], random_state=0), None)
+    assert active_record(engine, REPO).version == glob.version  # type: ignore[union-attr]
+    own = register(engine, train_model(history, random_state=0), REPO)
+    assert active_record(engine, REPO).version == own.version  # type: ignore[union-attr]
+    assert active_record(engine, "acme/other").version == glob.version  # type: ignore[union-attr]
+    loaded = active_model(engine, REPO)
+    assert loaded is not None and loaded.version == own.version
+
+
+def test_champion_rescored_on_challenger_validation_rows(engine: Any, history: pd.DataFrame) -> None:
+    champion = train_model(history, random_state=0)
+    register(engine, champion, REPO)
+    # a challenger trained on a shuffled label column learns nothing: it must lose on the same rows
+    noise = history.copy()
+    rng = np.random.default_rng(0)
+    noise["outcome"] = rng.permutation(noise["outcome"].to_numpy())
+    challenger = train_model(noise, random_state=1)
+    rec = register(engine, challenger, REPO, history=noise)
+    assert rec.meta["champion"]["version"] == champion.version
+    assert rec.meta["champion"]["metrics"]["n"] == len(noise.dropna(subset=["outcome"])) - round(
+        len(noise.dropna(subset=["outcome"])) * 0.8)
+    assert not rec.active
+
+
+def test_provider_model_estimate_with_version(engine: Any, history: pd.DataFrame) -> None:
+    _store(engine, history)
+    rec = retrain(engine, REPO, prior=False)
+    assert rec.active
+    provider = RiskProvider(engine, min_outcomes=10)
+    created = pd.Timestamp(history["created_at"].max()).to_pydatetime() + timedelta(hours=2)
+    estimate = provider.estimate(_evidence(created))
+    assert estimate is not None
+    assert estimate.source == "model" and estimate.model_version == rec.version
+    assert 0.0 < estimate.probability < 1.0 and estimate.drivers
+    # environment history features come from the stored rows, not from nothing
+    row = provider.feature_row(_evidence(created))
+    assert row["env_past_deploys_log"] > np.log1p(100) and 0.0 <= row["env_recent_failure_rate"] <= 1.0
+    # a newer active model is picked up without restarting the provider
+    newer = register(engine, train_model(history, random_state=5), REPO)
+    assert newer.active
+    assert provider.estimate(_evidence(created)).model_version == newer.version  # type: ignore[union-attr]
+
+
+def test_provider_cold_start_prior_or_rules(engine: Any) -> None:
+    provider = RiskProvider(engine)
+    created = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    estimate = provider.estimate(_evidence(created))
+    assert estimate is not None and estimate.source == "prior" and estimate.model_version
+    bare = Evidence(deployment_id="x", repository=REPO, environment="production", sha="a" * 40, created_at=created)
+    assert provider.estimate(bare) is None  # no change evidence: the rule-based estimate applies
+    assert RiskProvider(engine, use_prior=False).estimate(_evidence(created)) is None
+
+
+def test_repository_model_on_few_outcomes_yields_to_prior(engine: Any, history: pd.DataFrame) -> None:
+    small = history.iloc[:40]
+    _store(engine, small)
+    register(engine, train_model(small, random_state=0), REPO)
+    created = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    estimate = RiskProvider(engine, min_outcomes=1000).estimate(_evidence(created))
+    assert estimate is not None and estimate.source == "prior"
+
+
+def test_retrainer_schedules_after_enough_outcomes(engine: Any, history: pd.DataFrame) -> None:
+    retrainer = Retrainer(engine, after=200, prior=False)
+
+    async def scenario() -> tuple[Any, Any]:
+        _store(engine, history.iloc[:100])
+        early = await retrainer.outcome_recorded(REPO)
+        _store(engine, history.iloc[100:800])
+        task = await retrainer.outcome_recorded(REPO)
+        assert task is not None
+        record = await task
+        return early, record
+
+    early, record = asyncio.run(scenario())
+    assert early is None
+    assert record is not None and record.active and record.trained_rows > 500
+    assert retrainer.new_outcomes(REPO) == 0  # counting restarts after training
