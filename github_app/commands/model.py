@@ -26,12 +26,24 @@ class RegistryNotAvailable(RuntimeError):
     """The database model registry is not wired into this build yet."""
 
 
-def register_model(trained: TrainedRiskModel, *, settings: Any = None) -> str:
-    """Store ``trained`` in the database registry and return its version (wired by the DB layer)."""
-    raise RegistryNotAvailable(
-        "Registering a model in the database is not available in this build yet; "
-        "pass --output PATH to write the model to a file instead"
-    )
+def register_model(trained: TrainedRiskModel, *, settings: Any = None, database_url: str | None = None,
+                   repository: str | None = None, history: Any = None) -> str:
+    """Store ``trained`` in the database registry (active if it beats the champion) and return its version."""
+    from github_app.commands.audit import open_engine
+    from github_app.risk_registry import register
+
+    url = database_url or (settings.database_url if settings is not None else None)
+    try:
+        engine = open_engine(url)
+    except ModuleNotFoundError as exc:  # a build without the database layer
+        raise RegistryNotAvailable(f"the database registry needs {exc.name}; pass --output PATH instead") from None
+    try:
+        record = register(engine, trained, repository, history=history)
+    finally:
+        engine.dispose()
+    state = "active" if record.active else "registered, not active"
+    click.echo(f"model {record.version} {state}: {record.meta['registry']['reason']}", err=True)
+    return record.version
 
 
 def _history(path: Path) -> Any:
@@ -63,7 +75,12 @@ def model() -> None:
 @click.option("--prior/--no-prior", default=True, show_default=True,
               help="Blend with the packaged cold-start prior while outcomes are few.")
 @click.option("--random-state", type=int, default=0, show_default=True)
-def train(history_path: Path, output: Path | None, prior: bool, random_state: int) -> None:
+@click.option("--repo", "repository", default=None,
+              help="Register as this repository's model (owner/name); default: a global model.")
+@click.option("--database-url", envvar="GONOGO_DATABASE_URL", default=None,
+              help="Registry database (default: GONOGO_DATABASE_URL, else the local SQLite file).")
+def train(history_path: Path, output: Path | None, prior: bool, random_state: int, repository: str | None,
+          database_url: str | None) -> None:
     """Train a risk model on a history file."""
     history = _history(history_path)
     with tqdm(total=len(TRAIN_STEPS), desc="training", unit="step", file=sys.stderr) as bar:
@@ -79,7 +96,7 @@ def train(history_path: Path, output: Path | None, prior: bool, random_state: in
             raise click.ClickException(str(exc)) from None
     if output is None:
         try:
-            version = register_model(trained)
+            version = register_model(trained, database_url=database_url, repository=repository, history=history)
         except RegistryNotAvailable as exc:
             raise click.ClickException(str(exc)) from None
     else:
@@ -154,3 +171,31 @@ def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: st
                f"(base {estimate.base_rate:.1%}, model {estimate.model_version})")
     for driver in explain_row(trained, row, top=top):
         click.echo(f"  {driver.text}")
+
+
+@model.command()
+@click.option("--repo", "repository", default=None, help="Train this repository's model (default: all history, global).")
+@click.option("--prior/--no-prior", default=True, show_default=True,
+              help="Blend with the packaged cold-start prior while outcomes are few.")
+@click.option("--random-state", type=int, default=0, show_default=True)
+@click.option("--database-url", envvar="GONOGO_DATABASE_URL", default=None,
+              help="Database with the history and the registry (default: GONOGO_DATABASE_URL, else local SQLite).")
+def retrain(repository: str | None, prior: bool, random_state: int, database_url: str | None) -> None:
+    """Train a challenger from the database history now and register it (active only if at least as good)."""
+    from github_app.commands.audit import open_engine
+    from github_app.risk_registry import retrain as retrain_from_db
+
+    engine = open_engine(database_url)
+    try:
+        with tqdm(total=1, desc="retraining", unit="model", file=sys.stderr) as bar:
+            record = retrain_from_db(engine, repository, prior=prior, random_state=random_state)
+            bar.update(1)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(json.dumps({
+        "version": record.version, "repository": record.repository, "active": record.active,
+        "reason": record.meta["registry"]["reason"], "rows": record.trained_rows,
+        "validation": record.meta.get("metrics"),
+    }, indent=2))  # fmt: skip
