@@ -1,11 +1,17 @@
 """Risk models in the database: register with champion/challenger, serve estimates, retrain on new outcomes.
 
-Cold start (documented choice): with no active trained model for a repository (nor a global one),
-the packaged prior answers with ``source="prior"`` as long as the deployment has change evidence
-(the only features the prior learnt). Without change evidence, or without a packaged prior, the
-provider returns None and the gate keeps its transparent rule-based estimate. A trained model is
-only used once at least ``min_outcomes`` labelled outcomes exist for the repository (or it is a
-global model), so a model fitted on a handful of rows never outranks the prior.
+Cold start (documented choice). The packaged prior was learnt from public defect-inducing commits,
+whose base rate (about 21 %) is not a deployment failure rate: used raw it would put a small clean
+change at ~45 % risk and escalate nearly everything. So the provider answers, in this order:
+1. the repository's active trained model, once the repository has ``min_outcomes`` labelled outcomes
+   (a model fitted on a handful of rows does not outrank the alternatives);
+2. else a global active model (trained with ``gonogo model train`` / ``retrain`` without a repository);
+3. else the prior re-centred on the repository's own failure rate (``BlendedRiskModel`` with no local
+   model: its ranking of risky changes, the repository's smoothed base rate), ``source="prior"``, once
+   there are ``min_outcomes`` labelled outcomes and the deployment has change evidence (the only
+   features the prior knows);
+4. else None: the gate keeps its transparent rule-based estimate.
+``GONOGO_RISK_MIN_OUTCOMES`` (default 20) sets the threshold.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app.db.models import HistoryRow, RiskModelRecord
 from scorer.assessment import RiskEstimate
-from scorer.evidence import HISTORY_COLUMNS, Evidence
+from scorer.evidence import FAILED_OUTCOMES, HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
+from scorer.risk.blend import BlendedRiskModel
 from scorer.risk.explain import risk_estimate
+from scorer.risk.model import RiskModel
 from scorer.risk.features import build_features
 from scorer.risk.history import coerce_history
 from scorer.risk.metrics import evaluate, is_at_least_as_good
@@ -38,7 +46,7 @@ CORE_COLUMNS = ("deployment_id", "repository", "environment", "sha", "created_at
 VALIDATION_FRACTION = 0.2  # RiskModel validates on its latest 20 % of rows; compare on the same rows
 CONTEXT_ROWS = 500  # earlier deployments loaded to compute a new deployment's history features
 DEFAULT_RETRAIN_AFTER = 50
-DEFAULT_MIN_OUTCOMES = 30
+DEFAULT_MIN_OUTCOMES = 20
 
 
 # ----------------------------------------------------------------------------------------- history
@@ -100,6 +108,17 @@ def labelled_count(engine: Engine, repository: str | None, since: datetime | Non
         query = query.where(HistoryRow.outcome_at > since)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
+
+
+def labelled_counts(engine: Engine, repository: str) -> tuple[int, int]:
+    """Return (labelled outcomes, failures) of a repository's history."""
+    failed = HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES))
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(func.count(), func.coalesce(func.sum(case((failed, 1), else_=0)), 0))
+            .where(HistoryRow.repository == repository, HistoryRow.outcome.is_not(None))
+        ).one()  # fmt: skip
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 # ---------------------------------------------------------------------------------------- registry
@@ -263,8 +282,8 @@ class RiskProvider:
                 self._prior_loaded = True
             return self._prior
 
-    def _model_for(self, repository: str) -> TrainedRiskModel | None:
-        """The active model, reloaded only when a newer one was activated (one small query per call)."""
+    def _model_for(self, repository: str, outcomes: int) -> TrainedRiskModel | None:
+        """The active trained model, reloaded only when a newer one was activated (one small query per call)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(RiskModelRecord.id, RiskModelRecord.repository).where(
@@ -272,16 +291,14 @@ class RiskProvider:
                     or_(RiskModelRecord.repository == repository, RiskModelRecord.repository.is_(None)),
                 ).order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc())
             ).all()  # fmt: skip
-        if not rows:
-            return None
         own = [r for r in rows if r.repository is not None]
-        chosen = own[0] if own else rows[0]
-        if chosen.repository is not None and labelled_count(self.engine, repository) < self.min_outcomes:
-            # a repository model on few outcomes: prefer a global model, else the prior
-            glob = [r for r in rows if r.repository is None]
-            if not glob:
-                return None
+        glob = [r for r in rows if r.repository is None]
+        if own and outcomes >= self.min_outcomes:
+            chosen = own[0]
+        elif glob:
             chosen = glob[0]
+        else:
+            return None
         with self._lock:
             model = self._models.get(chosen.id)
         if model is None:
@@ -290,10 +307,17 @@ class RiskProvider:
             assert blob is not None
             model = TrainedRiskModel.from_bytes(blob)
             with self._lock:
-                self._models = {chosen.id: model, **{k: v for k, v in self._models.items() if k != chosen.id}}
-                while len(self._models) > 16:
-                    self._models.pop(next(reversed(self._models)))
+                self._models[chosen.id] = model
+                while len(self._models) > 16:  # keep the newest few versions
+                    self._models.pop(min(self._models))
         return model
+
+    def _recentred_prior(self, outcomes: int, failures: int) -> TrainedRiskModel | None:
+        prior = self._prior_model()
+        if prior is None or not isinstance(prior.estimator, RiskModel):
+            return None
+        blend = BlendedRiskModel(prior.estimator, None, n_outcomes=outcomes, n_failures=failures)
+        return TrainedRiskModel(estimator=blend, metadata={**prior.metadata, "version": f"prior-{prior.version}"})
 
     def feature_row(self, evidence: Evidence) -> pd.Series:
         """The model features of one deployment, with history features from earlier stored deployments."""
@@ -307,15 +331,17 @@ class RiskProvider:
         return build_features(combined).iloc[-1]
 
     def estimate(self, evidence: Evidence) -> RiskEstimate | None:
-        """Return the model's (or prior's) estimate, or None to let the rule-based estimate apply."""
-        model = self._model_for(evidence.repository)
+        """Return the trained model's (or re-centred prior's) estimate, or None to keep the rule-based one."""
+        outcomes, failures = labelled_counts(self.engine, evidence.repository)
+        model = self._model_for(evidence.repository, outcomes)
         source = "model"
         if model is None:
-            model = self._prior_model()
-            source = "prior"
-            if model is None or not evidence.change.ok:
-                # the prior only knows change size; without it there is nothing honest to say
+            if outcomes < self.min_outcomes or not evidence.change.ok:
+                return None  # nothing honest to say about this repository's failure rate yet
+            model = self._recentred_prior(outcomes, failures)
+            if model is None:
                 return None
+            source = "prior"
         features = self.feature_row(evidence)
         return risk_estimate(model, features, version=model.version, source=source)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import Engine
 
 from github_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -19,8 +23,18 @@ async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[
     services: dict[str, Any] = {}
     if settings.app_id and settings.private_key is not None:
         services["github"] = GitHubClients(settings)
+    if os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
+        try:
+            from github_app.risk_registry import Retrainer, RiskProvider
+
+            services["risk"] = RiskProvider(engine, settings)
+            services["retrain"] = Retrainer(engine, settings)
+        except (ImportError, ValueError) as exc:  # without the model the gate keeps its rule-based risk
+            log.warning("services.risk_unavailable", extra={"error": str(exc)})
     try:
         yield services
     finally:
+        if "retrain" in services:
+            await services["retrain"].aclose()
         if "github" in services:
             await services["github"].aclose()

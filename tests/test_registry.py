@@ -135,23 +135,34 @@ def test_provider_model_estimate_with_version(engine: Any, history: pd.DataFrame
     assert provider.estimate(_evidence(created)).model_version == newer.version  # type: ignore[union-attr]
 
 
-def test_provider_cold_start_prior_or_rules(engine: Any) -> None:
-    provider = RiskProvider(engine)
+def test_provider_cold_start_rules_then_recentred_prior(engine: Any, history: pd.DataFrame) -> None:
     created = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    provider = RiskProvider(engine, min_outcomes=20)
+    assert provider.estimate(_evidence(created)) is None  # no outcomes yet: the rule-based estimate applies
+    labelled = history.dropna(subset=["outcome"]).iloc[:60]
+    _store(engine, labelled)
     estimate = provider.estimate(_evidence(created))
-    assert estimate is not None and estimate.source == "prior" and estimate.model_version
+    assert estimate is not None and estimate.source == "prior" and estimate.model_version.startswith("prior-")
+    # re-centred: the base rate moves from the public commits' rate towards this repository's failure rate
+    rate = labelled["outcome"].isin(["failure", "rollback", "incident"]).mean()
+    prior_rate = 0.21
+    assert abs(estimate.base_rate - rate) < abs(prior_rate - rate)  # type: ignore[operator]
+    assert estimate.drivers
     bare = Evidence(deployment_id="x", repository=REPO, environment="production", sha="a" * 40, created_at=created)
-    assert provider.estimate(bare) is None  # no change evidence: the rule-based estimate applies
+    assert provider.estimate(bare) is None  # no change evidence: the prior knows nothing else
     assert RiskProvider(engine, use_prior=False).estimate(_evidence(created)) is None
 
 
-def test_repository_model_on_few_outcomes_yields_to_prior(engine: Any, history: pd.DataFrame) -> None:
+def test_repository_model_on_few_outcomes_yields_to_global(engine: Any, history: pd.DataFrame) -> None:
     small = history.iloc[:40]
     _store(engine, small)
     register(engine, train_model(small, random_state=0), REPO)
     created = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
-    estimate = RiskProvider(engine, min_outcomes=1000).estimate(_evidence(created))
-    assert estimate is not None and estimate.source == "prior"
+    provider = RiskProvider(engine, min_outcomes=1000)
+    assert provider.estimate(_evidence(created)) is None
+    glob = register(engine, train_model(history, random_state=0), None)
+    estimate = provider.estimate(_evidence(created))
+    assert estimate is not None and estimate.source == "model" and estimate.model_version == glob.version
 
 
 def test_retrainer_schedules_after_enough_outcomes(engine: Any, history: pd.DataFrame) -> None:
