@@ -35,10 +35,10 @@ from scorer.evidence import FAILED_OUTCOMES, HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
 from scorer.risk.blend import BlendedRiskModel
 from scorer.risk.explain import risk_estimate
-from scorer.risk.model import RiskModel
 from scorer.risk.features import build_features
 from scorer.risk.history import coerce_history
 from scorer.risk.metrics import evaluate, is_at_least_as_good
+from scorer.risk.model import RiskModel
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def _unique_version(session: Session, version: str) -> str:
 def champion_metrics_on(champion: TrainedRiskModel, history: pd.DataFrame) -> dict[str, Any] | None:
     """Score the champion on the latest 20 % of labelled rows (the challenger's validation rows)."""
     X, y, _ = labelled_training_set(history)
-    cut = int(round(len(y) * (1.0 - VALIDATION_FRACTION)))
+    cut = round(len(y) * (1.0 - VALIDATION_FRACTION))
     X_va, y_va = X.iloc[cut:], y[cut:]
     if len(y_va) == 0 or len(np.unique(y_va)) < 2:
         return None
@@ -256,7 +256,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return max(0, int(raw)) if raw else default
     except ValueError:
-        log.warning("risk_registry.bad_setting", extra={"name": name, "value": raw})
+        log.warning("risk_registry.bad_setting", extra={"setting": name, "value": raw})
         return default
 
 

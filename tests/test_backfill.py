@@ -137,7 +137,7 @@ def test_backfill_reads_history_and_is_idempotent(world: Any, database_url: str)
 
 
 def test_backfill_since_and_unknown_repository(world: Any, database_url: str) -> None:
-    state, ids, api_url = world
+    state, _ids, api_url = world
     env = _env(state, api_url, database_url)
     runner = CliRunner()
     since = "2999-01-01"

@@ -261,8 +261,8 @@ async def backfill_repository(clients: Any, engine: Engine, repository: str, *, 
     if installation_id is None:
         installation_id = await _installation_for(clients, owner, name)
     gh = clients.installation(installation_id)
-    listed = await paginate(gh, gh.rest.repos.async_list_deployments, owner=owner, repo=name)
-    listed = [d for d in listed if since is None or _time(d.created_at) >= since]
+    everything: list[Any] = await paginate(gh, gh.rest.repos.async_list_deployments, owner=owner, repo=name)
+    listed = [d for d in everything if since is None or _time(d.created_at) >= since]
     listed.sort(key=lambda d: (_time(d.created_at), d.id))
     report = BackfillReport(repository=repository, installation_id=installation_id, deployments=len(listed))
     gated = await asyncio.to_thread(_gated_ids, engine, repository)
@@ -304,10 +304,11 @@ async def backfill_repository(clients: Any, engine: Engine, repository: str, *, 
 
 def _gated_ids(engine: Engine, repository: str) -> set[int]:
     with engine.connect() as conn:
-        return {int(v) for v in conn.execute(
+        ids = conn.execute(
             select(Deployment.github_deployment_id).where(
                 Deployment.repository == repository, Deployment.github_deployment_id.is_not(None))
-        ).scalars()}  # fmt: skip
+        ).scalars()  # fmt: skip
+        return {int(v) for v in ids if v is not None}
 
 
 def _write_row(engine: Engine, row: dict[str, Any], outcome_at: datetime | None) -> str:
@@ -347,11 +348,11 @@ def _parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value.strip())
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date: write 2026-01-31 or 2026-01-31T09:00:00Z",
                                  param_hint="--since") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)  # naive means UTC
 
 
 @click.command()
