@@ -8,6 +8,8 @@ import logging
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -15,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
+import httpx
 from githubkit import GitHub
 from sqlalchemy import Engine, and_, func, select
 
 from github_app.db.models import Deployment, EvidenceRecord, Outcome
-from github_app.github import Forbidden, GitHubError, NotFound, call, paginate
+from github_app.github import Forbidden, GitHubError, NotFound, call, paginate, translate_errors
 from scorer.evidence import (
     FAILED_OUTCOMES,
     Availability,
@@ -38,7 +41,7 @@ from scorer.evidence import (
     TestsPart,
     change_entropy,
 )
-from scorer.parsers import ArtifactResults, parse_artifacts
+from scorer.parsers import ArtifactRejected, ArtifactResults, parse_artifacts
 from scorer.parsers.limits import ArtifactLimits
 from scorer.parsers.performance import PerfBaseline, compare_performance
 from scorer.parsers.safezip import ArtifactFile, iter_zip_members
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CHECK_RUN_NAME = "gonogo"
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "note")
+PERF_REGRESSION_RULE = "GNG-PERF-002"
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,22 @@ class CollectOptions:
     limits: ArtifactLimits = field(default_factory=ArtifactLimits)
     artifact_globs: list[str] = field(default_factory=lambda: ["*"])
     migration_globs: list[str] = field(default_factory=list)
-    perf_threshold_pct: float = 10.0
+    perf_threshold_pct: float = 10.0  # used when no policy is given
     max_artifacts: int = 50
+    policy: Any = None  # rules.policy.Policy: per-environment GNG-PERF-002 threshold
+
+    def perf_threshold(self, environment: str) -> float:
+        """The p95 regression (%) that counts as real: the policy's GNG-PERF-002 threshold when it has one."""
+        if self.policy is None:
+            return self.perf_threshold_pct
+        from rules.catalog import RULES_BY_ID
+        from rules.policy import effective
+
+        override = effective(self.policy, environment).override(PERF_REGRESSION_RULE)
+        if override is not None and override.threshold is not None:
+            return float(override.threshold)
+        default = RULES_BY_ID[PERF_REGRESSION_RULE].threshold
+        return float(default) if default is not None else self.perf_threshold_pct
 
 
 @dataclass
@@ -136,16 +154,19 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
             )  # fmt: skip
         )
     seen_contexts: dict[str, Any] = {}
-    attempts: Counter[str] = Counter()
+    finished: Counter[str] = Counter()
     for st in statuses:  # newest first, as GitHub lists them
-        attempts[st.context] += 1
+        # a CI build posts "pending" then its result: only a second result means it ran again
+        if st.state in ("success", "failure", "error"):
+            finished[st.context] += 1
         seen_contexts.setdefault(st.context, st)
     for ctx_name, st in seen_contexts.items():
         done = st.state in ("success", "failure", "error")
         checks.append(
             CheckResult(
                 name=ctx_name, kind="status", status="completed" if done else "pending",
-                conclusion=st.state if done else None, url=st.target_url, attempts=attempts[ctx_name],
+                conclusion=st.state if done else None, url=st.target_url,
+                attempts=max(1, finished[ctx_name] + (0 if done else 1)),
             )  # fmt: skip
         )
     checks.sort(key=lambda c: c.name)
@@ -165,25 +186,29 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
 
 
 async def _download_artifact(gh: GitHub[Any], t: Target, artifact_id: int, max_bytes: int) -> str:
-    """Stream one artifact zip to a temporary file, refusing it past ``max_bytes``; return the path."""
-    from github_app.github import translate_errors
+    """Stream one artifact zip to a temporary file, refusing it past ``max_bytes``; return the path.
 
+    Runs in its own task: ``async with gh`` gives the task a client of its own, because outside that
+    context githubkit closes its per-request client as soon as the call returns, cutting a streamed
+    body off after the first buffered bytes.
+    """
     fd, path = tempfile.mkstemp(prefix="gonogo-artifact-", suffix=".zip")
     try:
-        async with translate_errors():
+        async with gh, translate_errors():
             resp = await gh.rest.actions.async_download_artifact(t.owner, t.name, artifact_id, "zip", stream=True)
             raw = resp.raw_response
-            if raw.status_code in (301, 302, 303, 307, 308):
-                location = raw.headers["location"]
+            try:
+                if raw.status_code in (301, 302, 303, 307, 308):
+                    location = raw.headers["location"]
+                    # the redirect target is a short-lived blob URL that must not get our token
+                    async with httpx.AsyncClient(timeout=60, follow_redirects=True) as blob, \
+                            blob.stream("GET", location) as r:  # fmt: skip
+                        r.raise_for_status()
+                        await _spool(r.aiter_bytes(), fd, max_bytes)
+                else:
+                    await _spool(raw.aiter_bytes(), fd, max_bytes)
+            finally:
                 await raw.aclose()
-                # the redirect target is a short-lived blob URL that must not get our token
-                import httpx
-
-                async with httpx.AsyncClient(timeout=60, follow_redirects=True) as blob, blob.stream("GET", location) as r:
-                    r.raise_for_status()
-                    await _spool(r.aiter_bytes(), fd, max_bytes)
-            else:
-                await _spool(raw.aiter_bytes(), fd, max_bytes)
         return path
     except BaseException:
         os.unlink(path)
@@ -205,10 +230,19 @@ class ArtifactTooLarge(Exception):
     pass
 
 
-def _parse_zips(paths: list[tuple[str, str]], limits: ArtifactLimits, globs: ArtifactGlobs) -> tuple[ArtifactResults, list[str]]:
-    """Parse every downloaded artifact zip (CPU work, run in a thread)."""
-    problems: list[str] = []
-    files: list[ArtifactFile] = []
+# what a hostile or broken archive can raise while its directory is read; anything else is a bug
+_ARCHIVE_ERRORS = (ArtifactRejected, zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeError, ValueError)
+
+
+def _parse_zips(
+    paths: list[tuple[str, str]], refused: list[tuple[str, str]], limits: ArtifactLimits, globs: ArtifactGlobs
+) -> ArtifactResults:
+    """Parse every downloaded artifact zip (CPU work, run in a thread).
+
+    An archive that was refused (too large, failed download, unsafe directory) enters the parse as a
+    rejected file, so a part it might have held becomes ``unavailable`` rather than ``not_configured``.
+    """
+    files: list[ArtifactFile] = [ArtifactFile(name=name, size=0, rejected=f"{name}: {why}") for name, why in refused]
     handles: list[Any] = []
     try:
         for name, path in paths:
@@ -216,13 +250,13 @@ def _parse_zips(paths: list[tuple[str, str]], limits: ArtifactLimits, globs: Art
                 fh = open(path, "rb")  # noqa: SIM115 - closed below, after parsing
                 handles.append(fh)
                 files.extend(iter_zip_members(fh, limits, origin=name))
-            except Exception as exc:  # noqa: BLE001 - a hostile or broken archive is a problem, not a crash
-                problems.append(f"{name}: {exc}")
-        results = parse_artifacts(files, limits, globs)
+            except _ARCHIVE_ERRORS as exc:
+                reason = str(exc) if name in str(exc) else f"{name}: {exc}"
+                files.append(ArtifactFile(name=name, size=0, rejected=reason))
+        return parse_artifacts(files, limits, globs)
     finally:
         for fh in handles:
             fh.close()
-    return results, problems
 
 
 async def collect_artifacts(
@@ -245,7 +279,6 @@ async def collect_artifacts(
         return_exceptions=True,
     )
     artifacts: list[Any] = []
-    problems: list[str] = []
     for rid, listing in zip(sorted(run_ids), listings):
         if isinstance(listing, NotFound):
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
@@ -261,25 +294,26 @@ async def collect_artifacts(
     if not wanted:
         return None, f"no workflow artifacts on {t.sha[:7]}", provenance
     paths: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
     try:
+        limit = opts.limits.max_archive_bytes
         for a in wanted:
-            if a.size_in_bytes > opts.limits.max_archive_bytes:
-                problems.append(f"{a.name}: {a.size_in_bytes} bytes is above the {opts.limits.max_archive_bytes}-byte limit")
-                continue
-        ok = [a for a in wanted if a.size_in_bytes <= opts.limits.max_archive_bytes]
+            if a.size_in_bytes > limit:
+                refused.append((a.name, f"{a.size_in_bytes} bytes is above the {limit}-byte archive limit; "
+                                        "raise ArtifactLimits.max_archive_bytes if it is genuine"))  # fmt: skip
+        ok = [a for a in wanted if a.size_in_bytes <= limit]
         downloads = await asyncio.gather(
-            *(_download_artifact(gh, t, a.id, opts.limits.max_archive_bytes) for a in ok), return_exceptions=True
+            *(_download_artifact(gh, t, a.id, limit) for a in ok), return_exceptions=True
         )
         for a, result in zip(ok, downloads):
-            if isinstance(result, ArtifactTooLarge | GitHubError):
-                problems.append(f"{a.name}: {result}")
+            if isinstance(result, ArtifactTooLarge | GitHubError | httpx.HTTPError):
+                refused.append((a.name, f"could not be downloaded: {result}"))
             elif isinstance(result, BaseException):
                 raise result
             else:
                 paths.append((a.name, result))
-        results, zip_problems = await asyncio.to_thread(_parse_zips, paths, opts.limits, ArtifactGlobs())
-        results.problems.extend(problems + zip_problems)
-        return results, f"{len(paths)} artifacts read", provenance
+        results = await asyncio.to_thread(_parse_zips, paths, refused, opts.limits, ArtifactGlobs())
+        return results, f"{len(paths)} of {len(wanted)} artifacts read", provenance
     finally:
         for _, path in paths:
             os.unlink(path)
@@ -359,11 +393,18 @@ async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> t
 
 def build_security(
     alert_results: list[tuple[str, Availability, list[SecurityFinding], str]], artifacts: ArtifactResults | None,
-    limits: ArtifactLimits,
+    limits: ArtifactLimits, artifacts_error: str | None = None,
 ) -> SecurityPart:
-    """Merge GitHub alerts with SARIF/Trivy findings from artifacts, deduplicated by rule and location."""
+    """Merge GitHub alerts with SARIF/Trivy findings from artifacts, deduplicated by rule and location.
+
+    ``artifacts_error`` says the workflow artifacts could not be listed: SARIF or Trivy reports may be
+    missing, so the part is not claimed complete.
+    """
     sources: dict[str, Availability] = {}
     reasons: list[str] = []
+    if artifacts_error is not None:
+        sources["artifacts"] = Availability.UNAVAILABLE
+        reasons.append(f"SARIF/Trivy reports in workflow artifacts could not be read: {artifacts_error}")
     seen: set[tuple[Any, ...]] = set()
     findings: list[SecurityFinding] = []
     counts: Counter[str] = Counter()
@@ -593,7 +634,9 @@ async def _timed(name: str, coro: Awaitable[Any], timeout: float, timings: dict[
             return await coro
     except TimeoutError:
         return TimeoutError(f"{name} did not answer within {timeout:.0f} s")
-    except GitHubError as exc:
+    except (GitHubError, httpx.HTTPError, ValueError, OSError) as exc:
+        # one unreadable source (odd response body, network error) marks only its own part
+        log.warning("evidence.source_failed", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"})
         return exc
     finally:
         timings[name] = round((time.monotonic() - start) * 1000, 1)
@@ -637,7 +680,8 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
             alert_results.append((name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')}: {r}"))
         else:
             alert_results.append(r)
-    security = build_security(alert_results, artifacts, opts.limits)
+    artifacts_error = str(artifacts_r) if isinstance(artifacts_r, BaseException) else None
+    security = build_security(alert_results, artifacts, opts.limits, artifacts_error)
 
     change = change_r if isinstance(change_r, ChangePart) else _unavailable(ChangePart, f"change could not be read: {change_r}", "github.compare")
 
@@ -646,12 +690,20 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
         coverage = coverage.model_copy(update={"baseline_line_rate": float(baseline["coverage"])})
     if performance.ok and baseline.get("perf") and artifacts is not None and artifacts.perf_samples is not None:
         try:
-            performance = compare_performance(
+            compared = compare_performance(
                 artifacts.perf_samples, PerfBaseline.model_validate(baseline["perf"]),
-                threshold_pct=opts.perf_threshold_pct, baseline_sha=history.last_success_sha,
+                threshold_pct=opts.perf_threshold(t.environment), baseline_sha=history.last_success_sha,
             )  # fmt: skip
         except ValueError as exc:
             log.warning("evidence.perf_baseline_unusable", extra={"error": str(exc)})
+        else:
+            # the comparison rebuilds the part from the samples: keep the artifact's reason and provenance
+            base = (history.last_success_sha or "?")[:7]
+            performance = compared.model_copy(update={
+                "reason": f"{performance.reason}; compared with the last successful deployment ({base})",
+                "provenance": [*performance.provenance,
+                               Provenance(source="gonogo.history", detail=f"load-test baseline of {base}")],
+            })  # fmt: skip
 
     evidence = Evidence(
         deployment_id=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
@@ -668,5 +720,5 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
 
 def policy_options(policy: Any) -> CollectOptions:
     """Collector options from the effective policy (artifact and migration globs)."""
-    return CollectOptions(artifact_globs=list(policy.artifacts), migration_globs=list(policy.migrations))
+    return CollectOptions(artifact_globs=list(policy.artifacts), migration_globs=list(policy.migrations), policy=policy)
 
