@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,12 @@ log = logging.getLogger(__name__)
 
 CORE_COLUMNS = ("deployment_id", "repository", "environment", "sha", "created_at", "outcome")
 VALIDATION_FRACTION = 0.2  # RiskModel validates on its latest 20 % of rows; compare on the same rows
-CONTEXT_ROWS = 500  # earlier deployments loaded to compute a new deployment's history features
+# Earlier deployments loaded to compute a new deployment's history features: the environment's
+# last 30 days (capped) and latest rows (the last 20 labelled ones), the repository's latest rows
+# (its median churn). Counts that reach further back are then taken exactly from SQL.
+CONTEXT_ENV_ROWS = 60
+CONTEXT_ENV_30D_CAP = 2000
+CONTEXT_REPO_ROWS = 100
 DEFAULT_RETRAIN_AFTER = 50
 DEFAULT_MIN_OUTCOMES = 20
 
@@ -319,16 +324,62 @@ class RiskProvider:
         blend = BlendedRiskModel(prior.estimator, None, n_outcomes=outcomes, n_failures=failures)
         return TrainedRiskModel(estimator=blend, metadata={**prior.metadata, "version": f"prior-{prior.version}"})
 
+    def _context(self, evidence: Evidence) -> list[dict[str, Any]]:
+        """Earlier history rows that the new deployment's history features depend on (raw records)."""
+        t, repo, env = evidence.created_at, evidence.repository, evidence.environment
+        cols = (HistoryRow.id, HistoryRow.deployment_id, HistoryRow.repository, HistoryRow.environment,
+                HistoryRow.sha, HistoryRow.created_at, HistoryRow.outcome, HistoryRow.features)
+        earlier = (HistoryRow.repository == repo, HistoryRow.created_at < t,
+                   HistoryRow.deployment_id != str(evidence.deployment_id))
+        in_env = HistoryRow.environment == env
+        newest = (HistoryRow.created_at.desc(), HistoryRow.id.desc())
+        queries = [
+            select(*cols).where(*earlier, in_env).order_by(*newest).limit(CONTEXT_ENV_ROWS),
+            select(*cols).where(*earlier, in_env, HistoryRow.created_at >= t - timedelta(days=30))
+            .order_by(*newest).limit(CONTEXT_ENV_30D_CAP),
+            select(*cols).where(*earlier).order_by(*newest).limit(CONTEXT_REPO_ROWS),
+        ]  # fmt: skip
+        seen: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for query in queries:
+                for r in conn.execute(query):
+                    if r.id in seen:
+                        continue
+                    rec: dict[str, Any] = dict(r.features or {})
+                    rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment,
+                               sha=r.sha, created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
+                    seen[r.id] = rec
+        return [seen[k] for k in sorted(seen)]
+
+    def _exact_env_counts(self, evidence: Evidence) -> tuple[int, datetime | None]:
+        """All earlier deployments to the environment, and the latest earlier failed one's time."""
+        where = (HistoryRow.repository == evidence.repository, HistoryRow.environment == evidence.environment,
+                 HistoryRow.created_at < evidence.created_at)
+        with self.engine.connect() as conn:
+            past = conn.execute(select(func.count()).select_from(HistoryRow).where(*where)).scalar() or 0
+            last_fail = conn.execute(
+                select(func.max(HistoryRow.created_at)).where(*where, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
+            ).scalar()  # fmt: skip
+        if last_fail is not None and last_fail.tzinfo is None:
+            last_fail = last_fail.replace(tzinfo=UTC)
+        return int(past), last_fail
+
     def feature_row(self, evidence: Evidence) -> pd.Series:
         """The model features of one deployment, with history features from earlier stored deployments."""
         row = evidence.to_history_row()
         row["outcome"] = None
-        context = load_history_frame(self.engine, evidence.repository, before=evidence.created_at,
-                                     limit=CONTEXT_ROWS)
-        context = context[context["deployment_id"] != str(evidence.deployment_id)]
-        frame = pd.DataFrame.from_records([row], columns=list(HISTORY_COLUMNS))
-        combined = coerce_history(pd.concat([context.astype(object), frame.astype(object)], ignore_index=True))
-        return build_features(combined).iloc[-1]
+        records = [*self._context(evidence), row]
+        combined = coerce_history(pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS)))
+        features = build_features(combined)
+        pos = int(np.flatnonzero(combined["deployment_id"].to_numpy() == str(evidence.deployment_id))[-1])
+        out = features.iloc[pos].copy()
+        past, last_fail = self._exact_env_counts(evidence)
+        if "env_past_deploys_log" in out.index:
+            out["env_past_deploys_log"] = math.log1p(past)
+        if "hours_since_env_failure_log" in out.index:
+            hours = (evidence.created_at - last_fail).total_seconds() / 3600 if last_fail else None
+            out["hours_since_env_failure_log"] = math.log1p(max(hours, 0.0)) if hours is not None else np.nan
+        return out
 
     def estimate(self, evidence: Evidence) -> RiskEstimate | None:
         """Return the trained model's (or re-centred prior's) estimate, or None to keep the rule-based one."""
