@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
+from github_app import db
+from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, Outcome
 from github_app.sandbox import SandboxState, generate_key_pair
+from scorer.evidence import Evidence
+
+if TYPE_CHECKING:
+    from tests.world import World
 
 REPO = "acme/api"
 INSTALLATION = 4242
@@ -354,3 +363,81 @@ def history_state(*, code_scanning: str = "enabled", artifacts_ok: bool = True) 
         {"number": 2, "secret_type": "github_personal_access_token", "state": "resolved"},
     ]  # fmt: skip
     return state
+
+
+SLOWER_LATENCY = {"GET /orders": 170.0, "POST /checkout": 280.0}  # every transaction about 40 % slower
+
+
+def perf_state(*, policy: str | None = None, latency: dict[str, float] | None = None) -> SandboxState:
+    """A clean release whose load test runs slower than the one stored with the last good deployment.
+
+    ``v1.1`` (3 h ago) carries the baseline load test; ``release`` is identical in every other way.
+    Gate ``v1.1`` and record its success before gating ``release``.
+    """
+    state = SandboxState()
+    private_pem, public_pem = generate_key_pair()
+    state.set_app(APP_ID, public_pem, private_key_pem=private_pem)
+    state.add_installation(INSTALLATION, "acme")
+    state.add_repo(REPO, default_branch="main")
+    state.set_collaborator(REPO, "dora", "write")
+    if policy is not None:
+        state.set_file(REPO, "main", ".github/gonogo.yml", policy)
+    c0 = state.add_commit(REPO, message="Release 1.0", author="bob", branch="main", date=state.now() - 9 * 86400,
+                          files=[{"filename": "api/app.py", "status": "added", "additions": 300}])  # fmt: skip
+    old = state.add_deployment(REPO, c0.sha, "production", creator="bob", waiting=False)
+    old.created_at = state.now() - 8 * 86400
+    state.add_deployment_status(REPO, old.id, "success")
+    c1 = state.add_commit(REPO, message="Release 1.1", author="bob", branch="main", date=state.now() - 4 * 3600,
+                          files=[{"filename": "api/app.py", "additions": 10, "deletions": 4}])  # fmt: skip
+    c2 = state.add_commit(REPO, message="Cache orders", author="bob", branch="main", date=state.now() - 1800,
+                          files=[{"filename": "api/orders.py", "additions": 30, "deletions": 6},
+                                 {"filename": "tests/test_orders.py", "additions": 20}])  # fmt: skip
+    for sha in (c1.sha, c2.sha):
+        for name in ("build", "lint"):
+            state.add_check_run(REPO, sha, name, conclusion="success")
+    clean = {"junit-unit.xml": junit(80), "coverage.xml": cobertura(0.85)}
+    _gated_release(state, "v1.1", c1.sha, age_hours=3, artifacts={
+        "test-results": clean, "perf": {"results.jtl": jtl(BASE_P95_LATENCY, seed=1)}})  # fmt: skip
+    _gated_release(state, LABEL, c2.sha, age_hours=0, artifacts={
+        "test-results": clean, "perf": {"results.jtl": jtl(latency or SLOWER_LATENCY, seed=2)}})  # fmt: skip
+    return state
+
+
+# --- driving a running world (tests.world) and reading what the app stored ----------------------------
+
+
+def stored(world: World, label: str) -> tuple[Evidence, dict[str, Any], dict[str, Any] | None]:
+    """The Evidence, decision JSON and baseline the app stored for a scenario deployment."""
+    _, dep = world.state.deployment(label)
+    engine = db.make_engine(world.database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(Deployment).where(Deployment.sha == dep.sha)).one()
+            evidence = conn.execute(select(EvidenceRecord).where(EvidenceRecord.deployment_id == row.id)
+                                    .order_by(EvidenceRecord.id.desc())).first()  # fmt: skip
+            decision = conn.execute(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id)).scalar()
+    finally:
+        engine.dispose()
+    assert evidence is not None and decision is not None, f"nothing stored for {label}"
+    return Evidence.model_validate(evidence.data), decision, evidence.baseline
+
+
+def record_outcome(world: World, label: str, outcome: str, after: timedelta = timedelta(minutes=30)) -> None:
+    """Insert the outcome row the deployment_status handler would write, ``after`` the deployment."""
+    _, dep = world.state.deployment(label)
+    engine = db.make_engine(world.database_url)
+    try:
+        with engine.begin() as conn:
+            created = conn.execute(select(Deployment.created_at).where(Deployment.sha == dep.sha)).scalar_one()
+            conn.execute(Outcome.__table__.insert().values(
+                repository=REPO, environment="production", sha=dep.sha, outcome=outcome, source="manual",
+                source_key=f"test:{label}", observed_at=created + after, detail={},
+            ))  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def decide(world: World, label: str) -> Any:
+    """Fire the protection-rule webhook for ``label`` and wait for gonogo's published decision."""
+    world.request_gate(label)
+    return world.wait_decided(label, timeout=60)

@@ -6,60 +6,15 @@ reads the ``Evidence`` the app stored for the deployment, so what is asserted is
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 import pytest
-from sqlalchemy import select
 
-from github_app import db
-from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, Outcome
 from scorer.evidence import Availability, Evidence
-from tests.scenarios import LABEL, REPO, history_state, traversal_zip, zero_bomb
+from tests.scenarios import LABEL, REPO, decide, history_state, record_outcome, stored, traversal_zip, zero_bomb
 from tests.world import World, running_world
 
 OK, NOT_CONFIGURED, UNAVAILABLE = Availability.OK, Availability.NOT_CONFIGURED, Availability.UNAVAILABLE
 ALERT_ROUTES = ("/repos/acme/api/code-scanning/alerts", "/repos/acme/api/dependabot/alerts",
                 "/repos/acme/api/secret-scanning/alerts")  # fmt: skip
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def stored(world: World, label: str) -> tuple[Evidence, dict[str, Any], dict[str, Any] | None]:
-    """The Evidence, decision JSON and baseline the app stored for a scenario deployment."""
-    _, dep = world.state.deployment(label)
-    engine = db.make_engine(world.database_url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(select(Deployment).where(Deployment.sha == dep.sha)).one()
-            evidence = conn.execute(select(EvidenceRecord).where(EvidenceRecord.deployment_id == row.id)
-                                    .order_by(EvidenceRecord.id.desc())).first()  # fmt: skip
-            decision = conn.execute(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id)).scalar()
-    finally:
-        engine.dispose()
-    assert evidence is not None and decision is not None, f"nothing stored for {label}"
-    return Evidence.model_validate(evidence.data), decision, evidence.baseline
-
-
-def record_outcome(world: World, label: str, outcome: str, after: timedelta = timedelta(minutes=30)) -> None:
-    """Insert the outcome row the deployment_status handler would write, ``after`` the deployment."""
-    _, dep = world.state.deployment(label)
-    engine = db.make_engine(world.database_url)
-    try:
-        with engine.begin() as conn:
-            created = conn.execute(select(Deployment.created_at).where(Deployment.sha == dep.sha)).scalar_one()
-            conn.execute(Outcome.__table__.insert().values(
-                repository=REPO, environment="production", sha=dep.sha, outcome=outcome, source="manual",
-                source_key=f"test:{label}", observed_at=created + after, detail={},
-            ))  # fmt: skip
-    finally:
-        engine.dispose()
-
-
-def decide(world: World, label: str) -> Any:
-    world.request_gate(label)
-    return world.wait_decided(label, timeout=60)
 
 
 def run_history(world: World) -> None:
