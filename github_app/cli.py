@@ -24,9 +24,9 @@ def load_settings(require_github: bool = True) -> Settings:
 
 
 def _engine(settings: Settings) -> Any:
-    from github_app import db
+    from github_app.commands.audit import open_engine
 
-    return db.make_engine(settings.database_url)
+    return open_engine(settings.database_url)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

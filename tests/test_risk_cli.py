@@ -42,10 +42,20 @@ def test_train_evaluate_explain_round_trip(tmp_path: Path) -> None:
     assert any(line.strip().endswith(tuple("0123456789")) and ": " in line for line in explained.stdout.splitlines()[1:])
 
 
-def test_train_without_output_says_the_registry_is_not_wired(tmp_path: Path) -> None:
+def test_train_without_output_registers_in_the_database(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GONOGO_DATABASE_URL", f"sqlite:///{tmp_path / 'registry.db'}")
     result = CliRunner().invoke(cli, ["model", "train", "--history", str(_history(tmp_path, 100)), "--no-prior"])
-    assert result.exit_code != 0
-    assert "pass --output PATH" in result.output
+    assert result.exit_code == 0, result.output
+    from sqlalchemy import select
+
+    from github_app import db
+    from github_app.db.models import RiskModelRecord
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(select(RiskModelRecord.version, RiskModelRecord.active)).all()
+    engine.dispose()
+    assert len(rows) == 1 and rows[0].active
 
 
 def test_bad_history_lists_bad_rows(tmp_path: Path) -> None:

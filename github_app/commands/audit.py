@@ -23,7 +23,13 @@ def open_engine(database_url: str | None) -> Any:
     from github_app import db
     from github_app.settings import default_database_url
 
-    return db.make_engine(database_url or default_database_url())
+    engine = db.make_engine(database_url or default_database_url())
+    if db.is_sqlite(engine):
+        db.upgrade(engine)  # the embedded database creates and upgrades itself, as `gonogo serve` does
+    elif not db.is_current(engine):
+        engine.dispose()
+        raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+    return engine
 
 
 def parse_when(value: str) -> datetime:

@@ -1,0 +1,176 @@
+"""Decision latency: from the webhook POST to the sandbox receiving gonogo's review call.
+
+The GitHub sandbox runs in this process and adds a fixed latency to every call; gonogo runs as
+its own `gonogo serve` process on SQLite (or PostgreSQL with --postgres). N deployments are fired
+with C in flight at a time, and for each one we take the time from the POST to the moment the
+sandbox received the protection-rule answer (approve/reject) for its run.
+
+    python benchmarks/decision_latency.py [--deployments 200] [--concurrency 20] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from github_app.sandbox import SandboxState, generate_key_pair, running_sandbox  # noqa: E402
+from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook  # noqa: E402
+from github_app.serving import free_port  # noqa: E402
+
+REPO = "acme/shop"
+SECRET = "bench-secret"
+
+
+def junit(total: int) -> str:
+    cases = "".join(f'<testcase classname="t" name="case_{i}" time="0.01"/>' for i in range(total))
+    return f'<testsuite name="unit" tests="{total}" failures="0" errors="0" skipped="0">{cases}</testsuite>'
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+def build_state(n: int) -> tuple[SandboxState, str, list[str]]:
+    state = SandboxState()
+    private_pem, public_pem = generate_key_pair()
+    state.set_app(31337, public_pem)
+    state.add_installation(4242, "acme")
+    state.add_repo(REPO)
+    base = state.add_commit(REPO, message="base", author="alice", branch="main",
+                            files=[{"filename": "app/main.py", "status": "added", "additions": 200}])  # fmt: skip
+    prev = state.add_deployment(REPO, base.sha, "production", creator="alice", waiting=False)
+    state.add_deployment_status(REPO, prev.id, "success")
+    tests_zip = zipped({"junit.xml": junit(200)})
+    coverage_zip = zipped({"coverage.xml": '<coverage line-rate="0.9" branch-rate="0.8" lines-valid="100" '
+                                           'lines-covered="90" version="7" timestamp="1"><packages/></coverage>'})  # fmt: skip
+    labels = []
+    for i in range(n):
+        head = state.add_commit(REPO, message=f"change {i}", author="bob", parents=[base.sha],
+                                files=[{"filename": f"app/mod{i % 7}.py", "additions": 20 + i % 30, "deletions": 5}])  # fmt: skip
+        for name in ("build", "tests", "lint"):
+            state.add_check_run(REPO, head.sha, name, conclusion="success")
+        run = state.add_workflow_run(REPO, head.sha, name="CI", status="completed", conclusion="success")
+        state.add_artifact(REPO, run.id, "test-results", tests_zip)
+        state.add_artifact(REPO, run.id, "coverage", coverage_zip)
+        dep = state.add_deployment(REPO, head.sha, "production", creator="bob")
+        dep.name = f"d{i}"
+        state.named_deployments[dep.name] = (REPO, dep.id)
+        labels.append(dep.name)
+    return state, private_pem, labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deployments", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds the sandbox adds to every call")
+    parser.add_argument("--workers", type=int, default=20)
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of SQLite")
+    args = parser.parse_args()
+
+    state, private_pem, labels = build_state(args.deployments)
+    with tempfile.TemporaryDirectory() as tmp, running_sandbox(state) as sandbox:
+        state.latency = args.latency
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+        env.update({
+            "GONOGO_WEBHOOK_SECRET": SECRET, "GONOGO_APP_ID": "31337", "GONOGO_PRIVATE_KEY": private_pem,
+            "GONOGO_GITHUB_API_URL": sandbox.url, "GONOGO_DATABASE_URL": args.postgres or f"sqlite:///{tmp}/bench.db",
+            "GONOGO_WORKERS": str(args.workers), "GONOGO_POLL_SECONDS": "0.05",
+        })  # fmt: skip
+        if args.postgres:
+            subprocess.run([sys.executable, "-m", "github_app", "db", "upgrade"], env=env, check=True, capture_output=True)
+        with open(Path(tmp) / "app.log", "w") as log:
+            app = subprocess.Popen(
+                [sys.executable, "-m", "github_app", "--log-level", "warning", "serve", "--port", str(port)],
+                env=env, cwd=tmp, stdout=log, stderr=log,
+            )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    httpx.get(f"{base}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            payloads = {label: deployment_protection_rule_payload(state, label, full_name=REPO) for label in labels}
+            sent: dict[int, float] = {}
+            run_of = {label: state.deployment(label)[1].run_id for label in labels}
+            done: dict[int, float] = {}
+            lock = threading.Lock()
+            slots = threading.Semaphore(args.concurrency)
+            state.clear_calls()
+
+            def answered(run_id: int) -> float | None:
+                gate = state.gate(REPO, run_id, "production")
+                if gate.answer is None:
+                    return None
+                # the sandbox stamps each review call with the time it arrived
+                return next((r.at for r in gate.history if r.state and r.accepted), None)
+
+            def fire(label: str) -> None:
+                slots.acquire()
+                run_id = run_of[label]
+                with lock:
+                    sent[run_id] = time.time()
+                send_webhook(base, SECRET, "deployment_protection_rule", payloads[label])
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    at = answered(run_id)
+                    if at is not None:
+                        with lock:
+                            done[run_id] = at
+                        break
+                    time.sleep(0.05)
+                slots.release()
+
+            start = time.time()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                list(pool.map(fire, labels))
+            wall = time.time() - start
+        finally:
+            app.terminate()
+            app.wait(timeout=30)
+        calls = state.calls()
+        per_route = Counter(c.method + " " + c.path.split("?")[0] for c in calls)
+        del per_route
+        latencies = sorted(done[r] - sent[r] for r in done)
+        token_calls = sum(1 for c in calls if c.path.endswith("/access_tokens"))
+        blob_calls = sum(1 for c in calls if c.path.startswith("/_sandbox/"))
+
+    n = len(latencies)
+    print(f"\n{args.deployments} deployments, {args.concurrency} in flight, sandbox latency "
+          f"{args.latency * 1000:.0f} ms per call, {args.workers} gonogo workers, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}\n")  # fmt: skip
+    print(f"answered           {n} of {args.deployments} in {wall:.1f} s")
+    if n:
+        print(f"latency p50        {statistics.median(latencies) * 1000:.0f} ms")
+        print(f"latency p90        {latencies[int(n * 0.9) - 1] * 1000:.0f} ms")
+        print(f"latency p99        {latencies[max(int(n * 0.99) - 1, 0)] * 1000:.0f} ms")
+    api_calls = len(calls) - token_calls - blob_calls
+    print(f"GitHub calls       {api_calls / max(args.deployments, 1):.1f} per decision "
+          f"(+ {token_calls} token requests, {blob_calls} artifact blob downloads in all)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
