@@ -84,7 +84,7 @@ def jmeter_stats(p95: float, error_pct: float = 0.0) -> str:
     return json.dumps({"Total": row, "POST /checkout": checkout})
 
 
-def zipped(files: dict[str, str]) -> bytes:
+def zipped(files: dict[str, str] | dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, text in files.items():
