@@ -73,8 +73,19 @@ def create_app(
                 ctx = Context(settings=settings, engine=eng, services=svc)
                 pool = WorkerPool(ctx, router, worker_count)
                 writer.on_stored.append(pool.wake)
+                from github_app import notify
+                from github_app.features.escalation import sweep_forever
+
+                dispatcher = notify.OutboxDispatcher(eng)
+                svc["outbox"] = dispatcher
+                stop_sweeper = asyncio.Event()
+                sweeper = None
                 if worker_count:
                     pool.start()
+                    dispatcher.start()
+                    sweeper = asyncio.get_running_loop().create_task(
+                        sweep_forever(ctx, settings.sweep_seconds, stop_sweeper)
+                    )
                 log.info(
                     "app.started",
                     extra={"workers": worker_count, "database": db.describe(settings.database_url),
@@ -83,7 +94,12 @@ def create_app(
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "pool": pool, "ctx": ctx, "writer": writer}
                 finally:
+                    stop_sweeper.set()
+                    if sweeper is not None:
+                        await sweeper
                     await pool.stop()
+                    if worker_count:
+                        await dispatcher.stop()
                     await writer.stop()
         finally:
             if own_engine:

@@ -33,10 +33,18 @@ async def risk_for(ctx: Context, evidence: Evidence) -> RiskEstimate | None:
 
 async def waivers_for(ctx: Context, target: Any) -> list[Waiver]:
     """Active waivers for the target's repository, environment and sha."""
-    return []
+    from datetime import UTC, datetime
+
+    from github_app import waivers
+
+    return await asyncio.to_thread(
+        waivers.active_waivers, ctx.engine, target.repository, target.environment, target.sha, datetime.now(UTC)
+    )
 
 
-def record_decision(session: Session, row: Any, decision: Decision, policy_sha: str | None) -> None:
+def record_decision(
+    session: Session, row: Any, decision: Decision, policy_sha: str | None, env_policy: Any = None
+) -> None:
     """Add the deployment to the history table (and audit it) inside the transaction that stores it."""
     from sqlalchemy import select
 
@@ -53,7 +61,26 @@ def record_decision(session: Session, row: Any, decision: Decision, policy_sha: 
         ))  # fmt: skip
     else:
         existing.features = features
+    from github_app import audit
+
+    audit.append_decision(
+        session, decision, deployment_key=row.key, policy_sha=policy_sha,
+        effective_policy=env_policy.model_dump(mode="json") if env_policy is not None else None,
+    )  # fmt: skip
+    if env_policy is not None:
+        from github_app.features.escalation import notify_state_change
+
+        session.flush()
+        event = {"approve": "approved", "reject": "rejected"}.get(decision.action, "escalated")
+        notify_state_change(session, row, event, list(env_policy.notifications))
 
 
 async def emit(ctx: Context, event: str, **details: Any) -> None:
     """Tell the features around the gate that something happened to a deployment."""
+    dispatcher = ctx.services.get("outbox")
+    if dispatcher is not None:
+        dispatcher.wake()
+    if event == "escalated":
+        from github_app.features.escalation import announce_escalation
+
+        await announce_escalation(ctx, details["row"], details["decision"], details["target"])

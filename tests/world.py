@@ -28,6 +28,7 @@ class World:
     api_url: str
     app_url: str
     database_url: str
+    settings: Any = None
 
     def send(self, event: str, payload: dict[str, Any], delivery_id: str | None = None) -> httpx.Response:
         return send_webhook(self.app_url, SECRET, event, payload, delivery_id)
@@ -71,6 +72,13 @@ class World:
         assert runs, f"no gonogo check run on {label}"
         return runs[-1]
 
+    def app_context(self) -> Any:
+        """A handler context like the app's own, for driving periodic work (the sweeper) from a test."""
+        from github_app.github import GitHubClients
+        from github_app.routing import Context
+
+        return Context(self.settings, db.make_engine(self.database_url), {"github": GitHubClients(self.settings)})
+
     def deliveries(self) -> list[Any]:
         from sqlalchemy import select
 
@@ -96,6 +104,8 @@ def running_world(
             "github_api_url": sandbox.url, "workers": 2,
         }  # fmt: skip
         opts.update(settings)
-        app = create_app(make_settings(database_url, **opts))
+        settings_obj = make_settings(database_url, **opts)
+        app = create_app(settings_obj)
         with ServerThread(app) as server:
-            yield World(state=state, api_url=sandbox.url, app_url=server.url, database_url=database_url)
+            yield World(state=state, api_url=sandbox.url, app_url=server.url, database_url=database_url,
+                        settings=settings_obj)

@@ -275,9 +275,10 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
 
     state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
     comment = verdict_comment(decision, check_url or "")
+    env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
     await asyncio.to_thread(
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
-        policy_sha, state_answer, comment,
+        policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
     await hooks.emit(ctx, "decided", row=load(engine, t.deployment_key), decision=decision, target=t)
     log.info(
@@ -297,15 +298,15 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
             await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=reports + 1, state="escalated")
         else:
             await asyncio.to_thread(set_fields, engine, t.deployment_key, state="escalated")
-    await complete_check_run(gh, t, check_run_id, decision)
-    if not state_answer:
+    if not state_answer:  # reviewers hear about it before the check run shows the buttons
         await hooks.emit(ctx, "escalated", row=load(engine, t.deployment_key), decision=decision, target=t)
+    await complete_check_run(gh, t, check_run_id, decision)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
 
 
 def _store_decision(
     engine: Engine, t: Target, decision: Decision, evidence: dict[str, Any], baseline: dict[str, Any],
-    policy_sha: str | None, state_answer: str | None, comment: str,
+    policy_sha: str | None, state_answer: str | None, comment: str, env_policy: Any = None,
 ) -> None:
     """Persist evidence, decision and the intended answer in one transaction, before telling GitHub."""
     now = datetime.now(UTC)
@@ -326,7 +327,7 @@ def _store_decision(
             row.answer = state_answer
             row.answer_comment = comment
         row.state = "decided"
-        hooks.record_decision(session, row, decision, policy_sha)
+        hooks.record_decision(session, row, decision, policy_sha, env_policy)
 
 
 @router.on("check_run", "rerequested")

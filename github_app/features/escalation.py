@@ -1,0 +1,374 @@
+"""Escalation: humans decide what gonogo would not, with buttons or PR commands, checked at the moment they act."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from githubkit import GitHub
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from github_app import audit, notify, waivers
+from github_app.db.models import DecisionRecord, Deployment, Review
+from github_app.features.gate import load_policy, request_from_row, run_gate
+from github_app.github import GitHubError, NotFound, call
+from github_app.publish import answer, comment_on_issue, update_check_run_text
+from github_app.routing import Context, Event, Router
+from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, load_policy_text
+
+log = logging.getLogger(__name__)
+
+router = Router()
+
+PERMISSION_ORDER = ["read", "triage", "write", "maintain", "admin"]
+
+
+@dataclass
+class Verdict:
+    allowed: bool
+    why: str
+
+
+def who_may_decide(r: Reviewers) -> str:
+    people = [f"@{u}" for u in r.users] + [f"@{t}" if "/" in t else f"team {t}" for t in r.teams]
+    text = ", ".join(people) if people else f"anyone with {r.min_permission or 'write'} access to the repository"
+    if r.min_permission and people:
+        text += f" (with at least {r.min_permission} access)"
+    if r.four_eyes:
+        text += "; the person who triggered the deployment cannot approve it"
+    return text
+
+
+async def authorise(
+    gh: GitHub[Any], repository: str, reviewers: Reviewers, actor: str, deployer: str | None, action: str
+) -> Verdict:
+    """Decide whether ``actor`` may take ``action`` now, asking GitHub about teams and permissions."""
+    owner, name = repository.split("/", 1)
+    if action == "override":
+        if actor.lower() in {u.lower() for u in reviewers.break_glass}:
+            return Verdict(True, "listed for break-glass overrides")
+        return Verdict(False, f"only {', '.join('@' + u for u in reviewers.break_glass) or 'nobody'} may override")
+    if reviewers.four_eyes and action == "approve" and deployer and actor.lower() == deployer.lower():
+        return Verdict(False, "four eyes: the person who triggered the deployment cannot approve it")
+    listed = actor.lower() in {u.lower() for u in reviewers.users}
+    member_of = None
+    if not listed:
+        for team in reviewers.teams:
+            org, slug = team.split("/", 1) if "/" in team else (owner, team)
+            try:
+                resp = await call(gh.rest.teams.async_get_membership_for_user_in_org(org, slug, actor))
+            except NotFound:
+                continue
+            if str(resp.parsed_data.state) == "active":
+                member_of = team
+                break
+    named = bool(reviewers.users or reviewers.teams)
+    if named and not (listed or member_of):
+        return Verdict(False, "not a listed reviewer or a member of a reviewer team")
+    needed = reviewers.min_permission or (None if named else "write")
+    if needed:
+        try:
+            resp = await call(gh.rest.repos.async_get_collaborator_permission_level(owner, name, actor))
+            held = str(resp.parsed_data.permission)
+            role = str(getattr(resp.parsed_data, "role_name", "") or held)
+        except NotFound:
+            held, role = "none", "none"
+        rank = max(PERMISSION_ORDER.index(p) if p in PERMISSION_ORDER else -1 for p in (held, role))
+        if rank < PERMISSION_ORDER.index(needed):
+            return Verdict(False, f"needs at least {needed} access to the repository (has {role})")
+    return Verdict(True, f"listed reviewer{' via team ' + member_of if member_of else ''}")
+
+
+def _record_review(
+    engine: Engine, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
+    refusal: str | None,
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(Review(
+            deployment_id=row.id, delivery_id=delivery_id, actor=actor, action=action, allowed=allowed,
+            reason=reason, refusal=refusal, created_at=datetime.now(UTC),
+        ))  # fmt: skip
+        audit.append(
+            session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
+            data={"action": action, "allowed": allowed, "reason": reason, "refusal": refusal, "delivery_id": delivery_id},
+        )  # fmt: skip
+
+
+def _claim_answer(engine: Engine, key: str, state: str, comment: str) -> bool:
+    """Store a human's answer unless the deployment already has one; True if ours is the answer."""
+    with engine.begin() as conn:
+        won = conn.execute(
+            update(Deployment).where(Deployment.key == key, Deployment.answer.is_(None))
+            .values(answer=state, answer_comment=comment)
+        ).rowcount  # fmt: skip
+    return won == 1
+
+
+def _mark_answered(engine: Engine, row: Deployment, state: str, actor: str, event: str, comment: str,
+                   channels: list[Any]) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(update(Deployment).where(Deployment.key == row.key)
+                        .values(answered_at=datetime.now(UTC), state="answered"))  # fmt: skip
+        audit.append(session, "answer", repository=row.repository, deployment_key=row.key, actor=actor,
+                     data={"state": state, "comment": comment, "by": "human"})  # fmt: skip
+        notify_state_change(session, row, event, channels, actor=actor, comment=comment)
+
+
+def notify_state_change(session: Session, row: Deployment, event: str, channels: list[Any], *,
+                        actor: str | None = None, comment: str = "") -> None:  # fmt: skip
+    """Queue one notification per channel for this state change, in the caller's transaction."""
+    if not channels:
+        return
+    from rules.types import Decision
+
+    data = session.scalar(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
+    summary = (
+        notify.summary_from_decision(Decision.model_validate(data), actor=actor, comment=comment)
+        if data else {"repository": row.repository, "environment": row.environment, "sha": row.sha}
+    )  # fmt: skip
+    notify.enqueue_event(session, deployment_key=row.key, event=event, decision_summary=summary,  # type: ignore[arg-type]
+                         links={"check_run": None}, channels=channels)  # fmt: skip
+
+
+async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[str, Any]) -> EnvironmentPolicy:
+    req = request_from_row(row, payload)
+    policy, _ = await load_policy(gh, req.target)
+    if not isinstance(policy, Policy):  # an invalid policy still names no one extra: fall back to the default pack
+        policy = load_policy_text(None)
+    return effective(policy, row.environment)
+
+
+def _deployment_for_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
+    if not isinstance(check_run_id, int):
+        return None
+    with Session(engine, expire_on_commit=False) as session:
+        return session.scalar(select(Deployment).where(Deployment.check_run_id == check_run_id))
+
+
+def _deployments_for_pr(engine: Engine, repository: str, number: int) -> list[Deployment]:
+    with Session(engine, expire_on_commit=False) as session:
+        rows = session.scalars(
+            select(Deployment).where(Deployment.repository == repository).order_by(Deployment.created_at.desc()).limit(200)
+        ).all()  # fmt: skip
+    return [r for r in rows if number in (r.pull_requests or [])]
+
+
+async def _reply(gh: GitHub[Any], row: Deployment, text: str) -> None:
+    for number in (row.pull_requests or [])[:1]:
+        try:
+            await comment_on_issue(gh, row.repository, int(number), text)
+        except GitHubError as exc:
+            log.warning("escalation.reply_failed", extra={"deployment": row.key, "error": str(exc)})
+
+
+async def decide_by_human(
+    ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, action: str, reason: str, delivery_id: str,
+    payload: dict[str, Any],
+) -> str:
+    """Apply a reviewer's approve / reject / override; return what happened, in words."""
+    env_policy = await _environment_policy(gh, row, payload)
+    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, row.creator, action)
+    refusal = None if verdict.allowed else verdict.why
+    await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal)
+    if not verdict.allowed:
+        await _reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
+                              f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
+        return f"refused: {verdict.why}"
+    state = "rejected" if action == "reject" else "approved"
+    label = {"approve": "approved", "reject": "rejected", "override": "approved by break-glass override"}[action]
+    comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
+    if not await asyncio.to_thread(_claim_answer, ctx.engine, row.key, state, comment):
+        fresh = _reload(ctx.engine, row.key)
+        if fresh.answered_at is None and fresh.answer:  # stored but not yet sent (crash): finish the job
+            pass
+        else:
+            return f"already {fresh.answer}"
+    req = request_from_row(row, payload)
+    await answer(gh, req.target, state, comment)  # type: ignore[arg-type]
+    event = {"approve": "approved", "reject": "rejected", "override": "overridden"}[action]
+    await asyncio.to_thread(_mark_answered, ctx.engine, row, state, actor, event, comment,
+                            list(env_policy.notifications))  # fmt: skip
+    if row.check_run_id:
+        loud = "🚨 **Break-glass override.** " if action == "override" else ""
+        await update_check_run_text(
+            gh, req.target, row.check_run_id, f"{label.capitalize()} by {actor}",
+            f"{loud}{comment}\n\nThe deployment to **{row.environment}** was {label} by @{actor}.",
+            conclusion="failure" if state == "rejected" else "success",
+        )  # fmt: skip
+    return label
+
+
+def _reload(engine: Engine, key: str) -> Deployment:
+    with Session(engine, expire_on_commit=False) as session:
+        row = session.scalar(select(Deployment).where(Deployment.key == key))
+        assert row is not None
+        return row
+
+
+@router.on("check_run", "requested_action")
+async def on_button(ctx: Context, ev: Event) -> None:
+    """Approve / Reject buttons on the gonogo check run."""
+    run = ev.payload.get("check_run") or {}
+    identifier = (ev.payload.get("requested_action") or {}).get("identifier")
+    actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
+    if identifier not in ("approve", "reject"):
+        return
+    row = await asyncio.to_thread(_deployment_for_check_run, ctx.engine, run.get("id"))
+    if row is None or ev.installation_id is None:
+        return
+    gh = ctx.service("github").installation(ev.installation_id)
+    outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload)
+    log.info("escalation.button", extra={"deployment": row.key, "actor": actor, "outcome": outcome})
+
+
+@router.on("issue_comment", "created")
+async def on_comment(ctx: Context, ev: Event) -> None:
+    """`/gonogo approve|reject|override|waive` commands on a pull request of the deployment."""
+    body = (ev.payload.get("comment") or {}).get("body") or ""
+    if "/gonogo" not in body or ev.installation_id is None:
+        return
+    issue = ev.payload.get("issue") or {}
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
+    if (ev.payload.get("sender") or {}).get("type") == "Bot":
+        return
+    gh = ctx.service("github").installation(ev.installation_id)
+    try:
+        command = waivers.parse_command(body, now=datetime.now(UTC))
+    except waivers.CommandError as exc:
+        await comment_on_issue(gh, repository, int(issue["number"]), f"@{actor} {exc}")
+        return
+    if command is None:
+        return
+    rows = await asyncio.to_thread(_deployments_for_pr, ctx.engine, repository, int(issue["number"]))
+    pending = [r for r in rows if r.answered_at is None]
+    if command.action == "waive":
+        target = (pending or rows or [None])[0]
+        if target is None:
+            await comment_on_issue(gh, repository, int(issue["number"]),
+                                   f"@{actor} no gonogo deployment is linked to this pull request.")  # fmt: skip
+            return
+        await _waive(ctx, gh, target, actor, command, ev)
+        return
+    if not pending:
+        await comment_on_issue(gh, repository, int(issue["number"]),
+                               f"@{actor} no deployment of this pull request is waiting for a decision.")  # fmt: skip
+        return
+    for row in pending:
+        await decide_by_human(ctx, gh, row, actor, command.action, command.reason, ev.delivery_id, ev.payload)
+
+
+async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event) -> None:
+    env_policy = await _environment_policy(gh, row, ev.payload)
+    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, None, "waive")
+    await asyncio.to_thread(_record_review, ctx.engine, row, ev.delivery_id, actor, "waive", verdict.allowed,
+                            command.reason, None if verdict.allowed else verdict.why)  # fmt: skip
+    if not verdict.allowed:
+        await _reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
+                              f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
+        return
+
+    def store() -> None:
+        with Session(ctx.engine) as session, session.begin():
+            waivers.add_waiver(session, row.repository, row.environment, command.rule_id, command.sha, command.until,
+                               command.reason, actor, deployment_key=row.key)  # fmt: skip
+
+    await asyncio.to_thread(store)
+    await _reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {row.environment} until "
+                          f"{command.until:%Y-%m-%d %H:%M} UTC ({command.reason}).")  # fmt: skip
+    if row.answered_at is None:  # still waiting: decide again with the waiver applied
+        await run_gate(ctx, request_from_row(row, ev.payload), ev.delivery_id, reevaluate=True)
+
+
+async def announce_escalation(ctx: Context, row: Deployment, decision: Any, target: Any) -> None:
+    """One PR comment per escalated deployment, naming the verdict, the reasons and who must decide."""
+    if not row.pull_requests or row.reminded_at is not None:
+        return
+    gh = ctx.service("github").installation(target.installation_id)
+    reviewers = decision.reviewers
+    people = [f"@{u}" for u in reviewers.users] + [f"@{t}" for t in reviewers.teams]
+    reasons = "\n".join(f"- {r}" for r in decision.reasons[:8])
+    body = (
+        f"### ⚠️ gonogo needs a human decision for **{row.environment}** (`{row.sha[:7]}`)\n\n"
+        f"Readiness {decision.readiness_score:.0f}/100, risk {decision.risk.probability:.0%}, "
+        f"confidence {decision.confidence:.0%}.\n\n{reasons}\n\n"
+        f"{' '.join(people) or 'Reviewers'}: approve or reject with the buttons on the `gonogo` check run, or reply "
+        "`/gonogo approve <reason>` / `/gonogo reject <reason>`."
+        + (" The person who triggered the deployment cannot approve it." if reviewers.four_eyes else "")
+    )
+    for number in row.pull_requests[:1]:
+        try:
+            await comment_on_issue(gh, row.repository, int(number), body)
+        except GitHubError as exc:
+            log.warning("escalation.comment_failed", extra={"deployment": row.key, "error": str(exc)})
+
+
+def _waiting(engine: Engine) -> list[Deployment]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(
+            select(Deployment).where(Deployment.state == "escalated", Deployment.answered_at.is_(None))
+        ).all())  # fmt: skip
+
+
+async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
+    """Remind reviewers and expire escalations per policy (`reviewers.remind_after`, `reviewers.expire_after`)."""
+    now = now or datetime.now(UTC)
+    done = {"reminded": 0, "expired": 0}
+    clients = ctx.services.get("github")
+    if clients is None:
+        return done
+    for row in await asyncio.to_thread(_waiting, ctx.engine):
+        if row.installation_id is None:
+            continue
+        gh = clients.installation(row.installation_id)
+        try:
+            env_policy = await _environment_policy(gh, row, {})
+        except GitHubError as exc:
+            log.warning("escalation.sweep_policy_unreadable", extra={"deployment": row.key, "error": str(exc)})
+            continue
+        r = env_policy.reviewers
+        age = now - row.created_at
+        if r.expire_after is not None and age >= r.expire_after:
+            comment = f"Expired: no reviewer decided within {r.expire_after} (reviewers.expire_after); rejected."
+            if await asyncio.to_thread(_claim_answer, ctx.engine, row.key, "rejected", comment):
+                req = request_from_row(row, {})
+                await answer(gh, req.target, "rejected", comment)
+                await asyncio.to_thread(_mark_answered, ctx.engine, row, "rejected", "gonogo", "expired", comment,
+                                        list(env_policy.notifications))  # fmt: skip
+                if row.check_run_id:
+                    await update_check_run_text(gh, req.target, row.check_run_id, "Expired without a decision",
+                                                comment, conclusion="failure")  # fmt: skip
+                await _reply(gh, row, f"⌛ {comment}")
+                done["expired"] += 1
+            continue
+        if r.remind_after is not None and age >= r.remind_after and row.reminded_at is None:
+            await _reply(gh, row, f"⏰ Reminder: the deployment of `{row.sha[:7]}` to **{row.environment}** is still "
+                                  f"waiting for a decision. Who may decide: {who_may_decide(r)}.")  # fmt: skip
+
+            def mark() -> None:
+                with Session(ctx.engine) as session, session.begin():
+                    session.execute(update(Deployment).where(Deployment.key == row.key).values(reminded_at=now))
+                    notify_state_change(session, row, "reminded", list(r and env_policy.notifications))
+                    audit.append(session, "reminder", repository=row.repository, deployment_key=row.key,
+                                 data={"after": str(r.remind_after)})  # fmt: skip
+
+            await asyncio.to_thread(mark)
+            done["reminded"] += 1
+    return done
+
+
+async def sweep_forever(ctx: Context, interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await sweep(ctx)
+        except Exception:  # the sweeper must survive a bad round
+            log.exception("escalation.sweep_failed")
+        try:
+            async with asyncio.timeout(interval):
+                await stop.wait()
+        except TimeoutError:
+            pass

@@ -1,0 +1,160 @@
+"""Escalation through the sandbox: buttons, PR commands, authorisation at click time, reminders, expiry, waivers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from github_app import audit, db
+from github_app.db.models import Review
+from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
+from tests.scenarios import LABEL, REPO, release_state
+from tests.world import World, running_world
+
+POLICY = """
+environments:
+  production:
+    reviewers:
+      teams: [acme/sre]
+      four_eyes: true
+      remind_after: 4h
+      expire_after: 3d
+"""
+
+
+def answers(world: World) -> list:
+    return [r for r in world.state.reviews(REPO) if r.state is not None and r.accepted]
+
+
+def escalated_world(database_url: str, **kwargs):
+    state = release_state(checks_running=True, policy=POLICY, team_members=("rita", "dora"), **kwargs)
+    return running_world(database_url, state)
+
+
+def click(world: World, login: str, identifier: str = "approve", delivery_id: str | None = None):
+    run = world.check_run(LABEL)
+    payload = check_run_payload(world.state, REPO, run.id, "requested_action", identifier=identifier)
+    payload["sender"]["login"] = login
+    return world.send("check_run", payload, delivery_id)
+
+
+def reviews_in_db(database_url: str) -> list:
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Review).order_by(Review.id)).all()
+    engine.dispose()
+    return rows
+
+
+def settle(world: World) -> None:
+    world.wait(lambda: all(d.state in ("done", "dead", "ignored") for d in world.deliveries()), what="the inbox to drain")
+
+
+def test_buttons_refusals_and_a_single_approval(database_url):
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        run = world.check_run(LABEL)
+        assert run.conclusion == "action_required" and [a["label"] for a in run.actions] == ["Approve", "Reject"]
+        pr_comments = world.state.comments(REPO, 7)
+        assert pr_comments and "@acme/sre" in pr_comments[0].body
+
+        click(world, "eve")  # not a reviewer
+        settle(world)
+        click(world, "dora")  # the deployer: four eyes
+        settle(world)
+        assert world.gate(LABEL).answer is None
+        click(world, "rita", delivery_id="click-1")
+        click(world, "rita", delivery_id="click-1")  # delivered twice
+        click(world, "rita", delivery_id="click-2")  # clicked twice
+        settle(world)
+        assert [r.state for r in answers(world)] == ["approved"]
+        assert "rita" in answers(world)[0].comment
+        rows = reviews_in_db(database_url)
+        assert [(r.actor, r.allowed) for r in rows][:3] == [("eve", False), ("dora", False), ("rita", True)]
+        assert "four eyes" in rows[1].refusal
+        replies = [c.body for c in world.state.comments(REPO, 7)]
+        assert any("@eve" in b and "cannot approve" in b for b in replies)
+        assert world.check_run(LABEL).conclusion == "success"
+    engine = db.make_engine(database_url)
+    assert audit.verify(engine).ok
+    engine.dispose()
+
+
+def test_reviewer_removed_from_team_before_clicking_is_refused(database_url):
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        world.state.remove_team_member("acme", "sre", "rita")
+        click(world, "rita")
+        settle(world)
+        assert world.gate(LABEL).answer is None
+        assert reviews_in_db(database_url)[-1].allowed is False
+
+
+def test_reject_command_in_a_pr_comment(database_url):
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        payload = issue_comment_payload(world.state, REPO, 7, "/gonogo reject the e2e suite is still red", "rita")
+        assert world.send("issue_comment", payload).status_code == 202
+        world.wait(lambda: world.gate(LABEL).answer, what="the rejection")
+        assert world.gate(LABEL).answer == "rejected"
+        assert "the e2e suite is still red" in answers(world)[0].comment
+
+
+def test_reminder_then_expiry_with_a_shortened_clock(database_url):
+    from github_app.features.escalation import sweep
+
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        app_ctx = world.app_context()
+        now = datetime.now(UTC)
+        assert asyncio.run(sweep(app_ctx, now=now)) == {"reminded": 0, "expired": 0}
+        assert asyncio.run(sweep(app_ctx, now=now + timedelta(hours=5))) == {"reminded": 1, "expired": 0}
+        assert asyncio.run(sweep(app_ctx, now=now + timedelta(hours=6))) == {"reminded": 0, "expired": 0}
+        assert any("Reminder" in c.body for c in world.state.comments(REPO, 7))
+        assert asyncio.run(sweep(app_ctx, now=now + timedelta(days=4))) == {"reminded": 0, "expired": 1}
+        assert world.gate(LABEL).answer == "rejected"
+        assert "Expired" in answers(world)[0].comment
+
+
+def test_waiver_turns_a_no_go_into_a_go_for_that_environment_only(database_url):
+    from github_app import waivers
+
+    relaxed = POLICY + "    approve: {max_risk: 0.35}\n"
+    state = release_state(failed_check=True, policy=relaxed, team_members=("rita",))
+    with running_world(database_url, state) as world:
+        engine = db.make_engine(database_url)
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as session, session.begin():
+            waivers.add_waiver(session, REPO, "production", "GNG-QUAL-001", None,
+                               datetime.now(UTC) + timedelta(days=2), "known flaky integration env", "rita")  # fmt: skip
+            waivers.add_waiver(session, REPO, "staging", "GNG-QUAL-002", None,
+                               datetime.now(UTC) + timedelta(days=2), "other environment", "rita")  # fmt: skip
+        engine.dispose()
+        world.request_gate(LABEL)
+        gate = world.wait_decided(LABEL)
+        summary = world.check_run(LABEL).output["summary"]
+        assert gate.answer == "approved", summary[:1500]
+        assert "GNG-QUAL-001" in summary and "waive" in summary.lower()
+        engine = db.make_engine(database_url)
+        later = datetime.now(UTC) + timedelta(days=3)
+        assert waivers.active_waivers(engine, REPO, "production", gate_sha(world), later) == []  # expired by itself
+        assert [w.rule_id for w in waivers.active_waivers(engine, REPO, "production", gate_sha(world), datetime.now(UTC))] == ["GNG-QUAL-001"]
+        engine.dispose()
+
+
+def gate_sha(world: World) -> str:
+    return world.state.deployment(LABEL)[1].sha
+
+
+def test_without_the_waiver_the_same_release_is_rejected(database_url):
+    relaxed = POLICY + "    approve: {max_risk: 0.35}\n"
+    with running_world(database_url, release_state(failed_check=True, policy=relaxed)) as world:
+        world.request_gate(LABEL)
+        assert world.wait_decided(LABEL).answer == "rejected"
