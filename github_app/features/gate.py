@@ -253,18 +253,23 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
             )  # fmt: skip
         return
 
-    if row.status_reports == 0:
-        await status_report(gh, t, f"gonogo is evaluating the deployment of {t.sha[:7]} to {t.environment} ...")
-        await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=1)
-        row.status_reports = 1
-    check_run_id, check_url = row.check_run_id, ""
-    if check_run_id is None:
-        check_run_id, check_url = await create_check_run(gh, t, external_id=t.deployment_key)
-        await asyncio.to_thread(set_fields, engine, t.deployment_key, check_run_id=check_run_id)
-    else:
-        check_url = f"{t.repository} check run {check_run_id}"
+    # the first status report, the check run and the policy don't depend on each other: fetch them together
+    async def first_report() -> None:
+        if row.status_reports == 0:
+            await status_report(gh, t, f"gonogo is evaluating the deployment of {t.sha[:7]} to {t.environment} ...")
+            await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=1)
+            row.status_reports = 1
 
-    policy, policy_sha = await load_policy(gh, t)
+    async def ensure_check_run() -> tuple[int, str]:
+        if row.check_run_id is not None:
+            return row.check_run_id, f"{t.repository} check run {row.check_run_id}"
+        created = await create_check_run(gh, t, external_id=t.deployment_key)
+        await asyncio.to_thread(set_fields, engine, t.deployment_key, check_run_id=created[0])
+        return created
+
+    _, (check_run_id, check_url), (policy, policy_sha) = await asyncio.gather(
+        first_report(), ensure_check_run(), load_policy(gh, t)
+    )
     opts = policy_options(policy) if isinstance(policy, Policy) else policy_options(load_policy_text(None))
     collected = await collect(gh, engine, t, opts)
     risk = await hooks.risk_for(ctx, collected.evidence)
