@@ -6,6 +6,7 @@ import asyncio
 import fnmatch
 import logging
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -328,8 +329,23 @@ def _sev_from_cvss(score: float | None) -> str | None:
     return "critical" if score >= 9 else "high" if score >= 7 else "medium" if score >= 4 else "low" if score > 0 else "note"
 
 
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _alerts_ref(ref: str | None) -> str | None:
+    """The code-scanning ``ref`` to ask for; None (the default branch) for a tag or a bare sha.
+
+    Code scanning keeps alerts per branch and pull request. Release workflows often run on a tag,
+    which has no analysis of its own: asking for it would read as "not configured" (404) or as zero
+    alerts, so the default branch's alerts stand in.
+    """
+    if not ref or _SHA.match(ref) or ref.startswith("refs/tags/"):
+        return None
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
 async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    ref = t.ref if t.ref and t.ref.startswith("refs/") else (f"refs/heads/{t.ref}" if t.ref else None)
+    ref = _alerts_ref(t.ref)
     kwargs: dict[str, Any] = {"owner": t.owner, "repo": t.name, "state": "open"}
     if ref:
         kwargs["ref"] = ref
@@ -340,7 +356,7 @@ async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
         sev = (rule.security_severity_level if rule else None) or None
         if not sev:
             level = rule.severity if rule else None
-            sev = {"error": "high", "warning": "medium", "note": "note"}.get(str(level), "medium")
+            sev = {"error": "high", "warning": "medium", "note": "note", "none": "note"}.get(str(level), "medium")
         loc = a.most_recent_instance.location if a.most_recent_instance else None
         found.append(SecurityFinding(
             source="code_scanning", rule_id=(rule.id if rule and rule.id else "unknown"), severity=str(sev),  # type: ignore[arg-type]
@@ -475,7 +491,8 @@ async def collect_change(
             files_changed=0, additions=0, deletions=0, subsystems=0, entropy=0.0, authors=0, has_migration=False,
             provenance=[Provenance(source="gonogo.history")],
         )  # fmt: skip
-    resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}", per_page=100))
+    # unpaginated, GitHub lists up to 250 commits and 300 files; with per_page it would cut commits at 100
+    resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}"))
     cmp = resp.parsed_data
     files = list(cmp.files or [])
     additions = sum(f.additions for f in files)

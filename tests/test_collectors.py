@@ -244,3 +244,18 @@ def test_a_multi_megabyte_artifact_is_downloaded_whole(database_url: str) -> Non
         decide(world, LABEL)
         ev, _, _ = stored(world, LABEL)
     assert ev.tests.ok and (ev.tests.total, ev.tests.passed) == (20_000, 20_000)
+
+
+def test_deploying_a_tag_reads_the_default_branch_alerts(database_url: str) -> None:
+    """A release workflow run on a tag still sees code-scanning alerts: the default branch's, as tags have none."""
+    state = history_state()
+    _, release = state.deployment(LABEL)
+    release.ref = "refs/tags/v1.3.0"
+    with running_world(database_url, state) as world:
+        decide(world, LABEL)
+        ev, _, _ = stored(world, LABEL)
+        [call] = world.state.calls("GET", "/repos/acme/api/code-scanning/alerts")
+    assert "ref" not in call.query
+    assert ev.security.sources["code_scanning"] is OK
+    assert {f.rule_id for f in ev.security.findings if f.source == "code_scanning"} == {
+        "py/sql-injection", "py/clear-text-logging"}
