@@ -20,9 +20,17 @@ async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[
     """Build the services of a production process and close them on exit."""
     from github_app.github import GitHubClients
 
+    import asyncio
+
     services: dict[str, Any] = {}
+    manifest_check = None
     if settings.app_id and settings.private_key is not None:
         services["github"] = GitHubClients(settings)
+        if os.environ.get("GONOGO_CHECK_MANIFEST", "on").strip().lower() not in {"off", "0", "false", "no"}:
+            from github_app.manifest import check_live_app
+
+            # in the background: a slow or unreachable GitHub must not delay start-up
+            manifest_check = asyncio.get_running_loop().create_task(check_live_app(services["github"]))
     if os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
         try:
             from github_app.risk_registry import Retrainer, RiskProvider
@@ -34,6 +42,10 @@ async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[
     try:
         yield services
     finally:
+        if manifest_check is not None and not manifest_check.done():
+            manifest_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await manifest_check
         if "retrain" in services:
             await services["retrain"].aclose()
         if "github" in services:
