@@ -128,6 +128,8 @@ def _not_configured(part: type[Part], reason: str, source: str) -> Any:
 
 async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
     """Check runs (latest per name, gonogo's own excluded) and commit statuses (latest per context)."""
+    runs: list[Any]
+    statuses: list[Any]
     runs, statuses = await asyncio.gather(
         paginate(
             gh, gh.rest.checks.async_list_for_ref, map_func=lambda r: r.parsed_data.check_runs,
@@ -367,7 +369,7 @@ async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
 
 
 async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts = await paginate(
+    alerts: list[Any] = await paginate(
         gh, gh.rest.dependabot.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
     )
     found = []
@@ -384,7 +386,7 @@ async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
 
 
 async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts = await paginate(
+    alerts: list[Any] = await paginate(
         gh, gh.rest.secret_scanning.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
     )
     return [
@@ -481,10 +483,11 @@ async def collect_change(
 ) -> ChangePart:
     """Compare the last successfully deployed sha with this one."""
     if base_sha is None:
-        return _unavailable(
+        part: ChangePart = _unavailable(
             ChangePart, f"first deployment to {t.environment}: no earlier successful deployment to compare with",
             "gonogo.history",
         )  # fmt: skip
+        return part
     if base_sha == t.sha:
         return ChangePart(
             availability=Availability.OK, reason="redeploy of the sha already deployed", base_sha=base_sha, commits=0,
@@ -500,13 +503,14 @@ async def collect_change(
     paths = [f.filename for f in files]
     subsystems = len({p.split("/", 1)[0] if "/" in p else "." for p in paths})
     authors = Counter(
-        (c.author.login if c.author else (c.commit.author.name if c.commit.author else "unknown")) for c in cmp.commits
+        (getattr(c.author, "login", None) or (c.commit.author.name if c.commit.author else "unknown"))
+        for c in cmp.commits
     )
     main_author = authors.most_common(1)[0][0] if authors else None
     experience = None
     if main_author and main_author != "unknown":
         try:
-            earlier = await paginate(
+            earlier: list[Any] = await paginate(
                 gh, gh.rest.repos.async_list_commits, owner=t.owner, repo=t.name, sha=base_sha, author=main_author,
                 limit=1000,
             )  # fmt: skip
@@ -553,13 +557,13 @@ def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
 
 async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 20) -> str | None:
     """The sha of the newest deployment to this environment whose latest status is success, per GitHub."""
-    deployments = await paginate(
+    deployments: list[Any] = await paginate(
         gh, gh.rest.repos.async_list_deployments, owner=t.owner, repo=t.name, environment=t.environment, limit=scan
     )
     for dep in deployments:  # newest first
         if dep.sha == t.sha:
             continue
-        statuses = await paginate(
+        statuses: list[Any] = await paginate(
             gh, gh.rest.repos.async_list_deployment_statuses, owner=t.owner, repo=t.name, deployment_id=dep.id, limit=5
         )
         if statuses and statuses[0].state == "success":
@@ -691,7 +695,7 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
         else:
             tests, coverage, performance = artifacts.tests, artifacts.coverage, artifacts.performance
 
-    alert_results = []
+    alert_results: list[tuple[str, Availability, list[SecurityFinding], str]] = []
     for name, r in (("code_scanning", code_r), ("dependabot", dep_r), ("secret_scanning", secret_r)):
         if isinstance(r, BaseException):
             alert_results.append((name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')}: {r}"))

@@ -92,8 +92,8 @@ def neutral_state(folder: Path) -> SandboxState:
     repo.code_scanning, repo.dependabot, repo.secret_scanning = "disabled", False, False
     state.set_file(REPO, "main", ".github/gonogo.yml", POLICY)
     state.set_collaborator(REPO, "dora", "write")
-    base = state.add_commit(REPO, message="Release 1.0", author="bob", branch="main", date=state.now() - 30 * 86400,
-                            files=[{"filename": "api/app.py", "status": "added", "additions": 300}])  # fmt: skip
+    state.add_commit(REPO, message="Release 1.0", author="bob", branch="main", date=state.now() - 30 * 86400,
+                     files=[{"filename": "api/app.py", "status": "added", "additions": 300}])  # fmt: skip
     for i in range(6):  # the author knows the code
         state.add_commit(REPO, message=f"Groundwork {i}", author="bob", branch="main", date=state.now() - (20 - i) * 86400,
                          files=[{"filename": f"api/part_{i}.py", "additions": 15}])  # fmt: skip

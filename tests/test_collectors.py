@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 
 from scorer.evidence import Availability, Evidence
-from tests.scenarios import LABEL, REPO, decide, history_state, record_outcome, stored, traversal_zip, zero_bomb
+from tests.scenarios import (
+    LABEL,
+    REPO,
+    decide,
+    history_state,
+    record_outcome,
+    stored,
+    traversal_zip,
+    zero_bomb,
+)
 from tests.world import World, running_world
 
 OK, NOT_CONFIGURED, UNAVAILABLE = Availability.OK, Availability.NOT_CONFIGURED, Availability.UNAVAILABLE
