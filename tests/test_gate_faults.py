@@ -50,13 +50,17 @@ def test_three_seconds_of_latency_still_decides_once(database_url):
 
 def test_github_down_longer_than_the_retry_budget_falls_back_to_the_inbox(database_url):
     with running_world(database_url, release_state(), retry_base_seconds=0.5, retry_max_seconds=1.0) as world:
-        # every call fails for a while: githubkit's retries give up, the delivery is retried by the inbox
-        world.state.inject("*", "/repos/*", "status", status=502, times=12)
+        # GitHub fails until we say so: githubkit's retries give up, the delivery goes back to the inbox
+        world.state.inject("*", "/repos/*", "status", status=502, times=None)
         world.request_gate(LABEL)
+        world.wait(lambda: [d for d in world.deliveries() if d.last_error and "502" in d.last_error],
+                   timeout=90, what="the first attempt to fail")  # fmt: skip
+        world.state.clear_faults()  # GitHub is back
         assert world.wait_decided(LABEL, timeout=90).answer == "approved"
         assert len(answers(world)) == 1
         [delivery] = world.deliveries()
-        assert delivery.state == "done" and delivery.attempts >= 2
+        world.wait(lambda: world.deliveries()[0].state == "done", what="the delivery to finish")
+        assert world.deliveries()[0].attempts >= 2
 
 
 def test_unknown_installation_ends_dead_with_an_error_that_says_what_to_check(database_url):
