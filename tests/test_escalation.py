@@ -120,6 +120,7 @@ def test_reminder_then_expiry_with_a_shortened_clock(database_url):
         assert asyncio.run(sweep(app_ctx, now=now + timedelta(days=4))) == {"reminded": 0, "expired": 1}
         assert world.gate(LABEL).answer == "rejected"
         assert "Expired" in answers(world)[0].comment
+        app_ctx.engine.dispose()  # close its pooled connections now, not at garbage collection
 
 
 def test_waiver_turns_a_no_go_into_a_go_for_that_environment_only(database_url):
