@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import statistics
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
+
+from github_app.webhooks import signature_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
@@ -64,7 +64,7 @@ def payload(i: int) -> bytes:
 
 def build_request(i: int, port: int) -> bytes:
     body = payload(i)
-    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    sig = signature_for(SECRET, body)
     head = (
         f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"X-GitHub-Event: ping\r\nX-GitHub-Delivery: {uuid.uuid4()}\r\nX-Hub-Signature-256: {sig}\r\n"

@@ -203,31 +203,18 @@ def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -
         sys.exit(1)
 
 
-def _register_optional_commands() -> None:
-    """Attach command groups that live in their own modules."""
-    import importlib
+def _register_commands() -> None:
+    """Attach the command groups that live in their own modules, listed here in one place."""
+    from github_app.commands import assess, audit, demo, history, model, policy, sandbox, waivers
 
-    for module, attr in (
-        ("github_app.commands.demo", "demo"),
-        ("github_app.commands.sandbox", "sandbox"),
-        ("github_app.commands.policy", "policy"),
-        ("github_app.commands.assess", "assess"),
-        ("github_app.commands.model", "model"),
-        ("github_app.commands.history", "history"),
-        ("github_app.commands.history", "backfill"),
-        ("github_app.commands.audit", "audit"),
-        ("github_app.commands.waivers", "waivers"),
+    for command in (
+        demo.demo, sandbox.sandbox, policy.policy, assess.assess, model.model, history.history, history.backfill,
+        audit.audit, waivers.waivers,
     ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:  # that feature is not part of this build
-                continue
-            raise
-        cli.add_command(getattr(mod, attr))
+        cli.add_command(command)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:

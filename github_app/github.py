@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -279,12 +278,8 @@ async def paginate(
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
-    if value is None:
+    """A GitHub timestamp (ISO 8601, "Z" or offset, or naive meaning UTC) as an aware UTC datetime."""
+    if not value:
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def monotonic_ms(start: float) -> float:
-    return (time.monotonic() - start) * 1000
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)

@@ -70,9 +70,8 @@ def record_decision(
     if env_policy is not None:
         from github_app.features.escalation import notify_state_change
 
-        session.flush()
         event = {"approve": "approved", "reject": "rejected"}.get(decision.action, "escalated")
-        notify_state_change(session, row, event, list(env_policy.notifications))
+        notify_state_change(session, row, event, list(env_policy.notifications), decision=decision)
 
 
 async def emit(ctx: Context, event: str, **details: Any) -> None:

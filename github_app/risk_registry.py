@@ -30,6 +30,7 @@ from sqlalchemy import Engine, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app.db.models import HistoryRow, RiskModelRecord
+from github_app.github import parse_time
 from scorer.assessment import RiskEstimate
 from scorer.evidence import FAILED_OUTCOMES, HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
@@ -134,11 +135,8 @@ def _scope(query: Any, repository: str | None) -> Any:
     return query.where(RiskModelRecord.repository == repository)
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    when = datetime.fromisoformat(str(value))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+def _window_time(value: Any) -> datetime | None:
+    return parse_time(str(value)) if value else None
 
 
 def _unique_version(session: Session, version: str) -> str:
@@ -205,8 +203,8 @@ def register(engine: Engine, trained: TrainedRiskModel, repository: str | None =
             session.execute(_scope(update(RiskModelRecord), repository).values(active=False))
         record = RiskModelRecord(
             repository=repository, version=version, created_at=datetime.now(UTC), active=activate,
-            trained_rows=int(meta.get("rows") or 0), window_start=_parse_time(window.get("min_created_at")),
-            window_end=_parse_time(window.get("max_created_at")),
+            trained_rows=int(meta.get("rows") or 0), window_start=_window_time(window.get("min_created_at")),
+            window_end=_window_time(window.get("max_created_at")),
             meta={"version": version, "training_window": window, "features": meta.get("features", []),
                   "libraries": meta.get("libraries", {}), "metrics": challenger_metrics, "kind": meta.get("kind"),
                   "calibration": meta.get("calibration"), "blend": meta.get("blend"),

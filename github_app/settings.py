@@ -103,7 +103,6 @@ class Settings:
     poll_seconds: float = 0.5
     max_body_bytes: int = 25 * 1024 * 1024
     dry_run: bool = False  # decide and report, but never approve or reject
-    public_url: str | None = None
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
 
     @classmethod
@@ -153,6 +152,5 @@ class Settings:
             poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5),
             max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
-            public_url=env.get("GONOGO_PUBLIC_URL", "").strip() or None,
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0),
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import uuid
@@ -13,6 +11,7 @@ from typing import Any
 import httpx
 
 from github_app.settings import Secret, Settings
+from github_app.webhooks import signature_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -26,7 +25,7 @@ def backend() -> str:
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return signature_for(secret, body)
 
 
 def webhook_headers(event: str, body: bytes, delivery_id: str | None = None, secret: str = SECRET) -> dict[str, str]:

@@ -19,7 +19,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from tqdm import tqdm
 
+from github_app.commands.audit import open_engine, parse_when
 from github_app.db.models import Deployment, HistoryRow
+from github_app.features.outcomes import STATE_TO_OUTCOME
 from scorer.evidence import HISTORY_COLUMNS, change_entropy
 from scorer.risk.history import INT_COLUMNS, HistoryError, coerce_history, read_history_file, validate_history
 
@@ -30,18 +32,6 @@ DATABASE_OPTION = click.option(
     help="Database (default: GONOGO_DATABASE_URL, else the local SQLite file).",
 )  # fmt: skip
 _ROW = re.compile(r"^row (\d+)\b")
-TERMINAL_STATES = {"success": "success", "failure": "failure", "error": "failure"}
-
-
-def open_database(database_url: str | None) -> Engine:
-    """Open the database; a local SQLite file is created and migrated on first use."""
-    from github_app import db
-    from github_app.settings import default_database_url
-
-    engine = db.make_engine(database_url or default_database_url())
-    if db.is_sqlite(engine):
-        db.upgrade(engine)
-    return engine
 
 
 def _insert(engine: Engine) -> Any:
@@ -109,7 +99,7 @@ def export_command(output: Path, repository: str | None, database_url: str | Non
     suffix = output.suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
         raise click.BadParameter(f"{output.name}: use a .csv or .parquet file name", param_hint="--output")
-    engine = open_database(database_url)
+    engine = open_engine(database_url)
     try:
         frame = export_frame(engine, repository)
     finally:
@@ -144,7 +134,7 @@ def import_command(file: Path, database_url: str | None) -> None:
     if not keep:
         raise click.ClickException(f"nothing imported from {file}: every row has an error")
     good = coerce_history(raw.iloc[keep].reset_index(drop=True))
-    engine = open_database(database_url)
+    engine = open_engine(database_url)
     try:
         new, updated = upsert_history(engine, good)
     finally:
@@ -200,7 +190,7 @@ async def _outcome(gh: Any, owner: str, name: str, dep_id: int) -> tuple[str | N
     resp = await call(gh.rest.repos.async_list_deployment_statuses(owner, name, dep_id, per_page=100))
     statuses = sorted(resp.parsed_data, key=lambda s: (_time(s.created_at), s.id), reverse=True)
     for status in statuses:  # newest first; "inactive" only means a later deployment replaced it
-        outcome = TERMINAL_STATES.get(str(status.state))
+        outcome = STATE_TO_OUTCOME.get(str(status.state))
         if outcome:
             return outcome, _time(status.created_at), int(status.id)
     return None, None, None
@@ -345,14 +335,7 @@ def _backfill_settings() -> Any:
 
 
 def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date: write 2026-01-31 or 2026-01-31T09:00:00Z",
-                                 param_hint="--since") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)  # naive means UTC
+    return None if value is None else parse_when(value)
 
 
 @click.command()
@@ -372,7 +355,7 @@ def backfill(repository: str, since: str | None, installation_id: int | None, co
         raise click.BadParameter(f"{repository!r}: write the repository as owner/name", param_hint="--repo")
     settings = _backfill_settings()
     when = _parse_since(since)
-    engine = open_database(database_url or settings.database_url)
+    engine = open_engine(database_url or settings.database_url)
     clients = GitHubClients(settings)
 
     async def run() -> BackfillReport:
@@ -394,5 +377,5 @@ def backfill(repository: str, since: str | None, installation_id: int | None, co
                f"{outcomes}")
 
 
-__all__ = ["BackfillReport", "backfill", "backfill_repository", "export_frame", "history", "open_database",
+__all__ = ["BackfillReport", "backfill", "backfill_repository", "export_frame", "history", "open_engine",
            "upsert_history"]  # fmt: skip

@@ -19,6 +19,7 @@ from github_app.github import GitHubError, NotFound, call
 from github_app.publish import answer, comment_on_issue, update_check_run_text
 from github_app.routing import Context, Event, Router
 from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, load_policy_text
+from rules.types import Decision
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,19 @@ def _mark_answered(engine: Engine, row: Deployment, state: str, actor: str, even
 
 
 def notify_state_change(session: Session, row: Deployment, event: str, channels: list[Any], *,
-                        actor: str | None = None, comment: str = "") -> None:  # fmt: skip
-    """Queue one notification per channel for this state change, in the caller's transaction."""
+                        actor: str | None = None, comment: str = "", decision: Decision | None = None) -> None:  # fmt: skip
+    """Queue one notification per channel for this state change, in the caller's transaction.
+
+    Pass ``decision`` when it is at hand; otherwise the deployment's stored decision is read back.
+    """
     if not channels:
         return
-    from rules.types import Decision
-
-    data = session.scalar(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
+    if decision is None:
+        data = session.scalar(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
+        decision = Decision.model_validate(data) if data else None
     summary = (
-        notify.summary_from_decision(Decision.model_validate(data), actor=actor, comment=comment)
-        if data else {"repository": row.repository, "environment": row.environment, "sha": row.sha}
+        notify.summary_from_decision(decision, actor=actor, comment=comment)
+        if decision is not None else {"repository": row.repository, "environment": row.environment, "sha": row.sha}
     )  # fmt: skip
     notify.enqueue_event(session, deployment_key=row.key, event=event, decision_summary=summary,  # type: ignore[arg-type]
                          links={"check_run": None}, channels=channels)  # fmt: skip

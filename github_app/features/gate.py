@@ -27,6 +27,7 @@ from github_app.github import (
     InstallationNotFound,
     NotFound,
     call,
+    parse_time,
 )
 from github_app.publish import (
     STATUS_REPORT_LIMIT,
@@ -88,7 +89,7 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
     # GitHub creates a new deployment for every run attempt, so its id tells attempts apart
     key = f"{full_name}#{run_id}/{environment}/{dep_id or 'run'}"
     created = deployment.get("created_at")
-    created_at = datetime.fromisoformat(created.replace("Z", "+00:00")) if isinstance(created, str) else datetime.now(UTC)
+    created_at = parse_time(created if isinstance(created, str) else None) or datetime.now(UTC)
     prs = [int(p["number"]) for p in payload.get("pull_requests") or [] if isinstance(p, dict) and "number" in p]
     target = Target(
         repository=full_name, environment=environment, sha=sha, ref=payload.get("ref") or deployment.get("ref"),
@@ -202,10 +203,6 @@ def github_clients(ctx: Context) -> GitHubClients:
     return clients
 
 
-def verdict_comment(decision: Decision, check_url: str) -> str:
-    return report.protection_comment(decision, check_url)
-
-
 @router.on("deployment_protection_rule", "requested")
 async def on_protection_rule(ctx: Context, ev: Event) -> None:
     """Evaluate the deployment and answer it."""
@@ -279,7 +276,7 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
         decision = decision.model_copy(update={"mode": "dry-run", "action": "approve"})
 
     state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
-    comment = verdict_comment(decision, check_url or "")
+    comment = report.protection_comment(decision, check_url or "")
     env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
     await asyncio.to_thread(
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,

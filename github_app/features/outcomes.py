@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from github_app.db.models import Deployment, HistoryRow, Outcome
+from github_app.github import parse_time
 from github_app.routing import Context, Event, Router
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,6 @@ log = logging.getLogger(__name__)
 router = Router()
 
 STATE_TO_OUTCOME = {"success": "success", "failure": "failure", "error": "failure"}
-
-
-def _parse_time(value: Any) -> datetime:
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    return datetime.now(UTC)
 
 
 def record_outcome(
@@ -85,7 +80,8 @@ async def on_deployment_status(ctx: Context, ev: Event) -> None:
     environment = status.get("environment") or deployment.get("environment")
     if not (outcome and repository and sha and environment):
         return  # queued / in_progress / inactive statuses carry no outcome
-    at = _parse_time(status.get("created_at"))
+    created = status.get("created_at")
+    at = parse_time(created if isinstance(created, str) else None) or datetime.now(UTC)
     rolled_back = None
     if outcome == "success":
         rolled_back = await asyncio.to_thread(detect_rollback, ctx.engine, repository, environment, sha, at)
