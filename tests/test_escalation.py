@@ -159,3 +159,21 @@ def test_without_the_waiver_the_same_release_is_rejected(database_url):
     with running_world(database_url, release_state(failed_check=True, policy=relaxed)) as world:
         world.request_gate(LABEL)
         assert world.wait_decided(LABEL).answer == "rejected"
+
+
+def test_a_stored_but_unsent_answer_wins_over_a_later_click(database_url):
+    """A crash between storing an answer and telling GitHub: the next click sends the stored answer, not its own."""
+    from sqlalchemy import update
+
+    from github_app.db.models import Deployment
+
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        engine = db.make_engine(database_url)
+        with engine.begin() as conn:
+            conn.execute(update(Deployment).values(answer="rejected", answer_comment="Rejected by @rita: broken"))
+        engine.dispose()
+        click(world, "rita", "approve")
+        settle(world)
+        assert [(r.state, r.comment) for r in answers(world)] == [("rejected", "Rejected by @rita: broken")]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from github_app import audit, notify, waivers
 from github_app.db.models import DecisionRecord, Deployment, Review
-from github_app.features.gate import load_policy, request_from_row, run_gate
+from github_app.features.gate import load_policy, request_from_row, run_gate, set_fields
 from github_app.github import GitHubError, NotFound, call
 from github_app.publish import answer, comment_on_issue, update_check_run_text
 from github_app.routing import Context, Event, Router
@@ -185,13 +185,14 @@ async def decide_by_human(
     state = "rejected" if action == "reject" else "approved"
     label = {"approve": "approved", "reject": "rejected", "override": "approved by break-glass override"}[action]
     comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
+    req = request_from_row(row, payload)
     if not await asyncio.to_thread(_claim_answer, ctx.engine, row.key, state, comment):
         fresh = _reload(ctx.engine, row.key)
-        if fresh.answered_at is None and fresh.answer:  # stored but not yet sent (crash): finish the job
-            pass
-        else:
-            return f"already {fresh.answer}"
-    req = request_from_row(row, payload)
+        if fresh.answered_at is None and fresh.answer:
+            # an earlier answer was stored but never reached GitHub (a crash): send that one, not this actor's
+            await answer(gh, req.target, fresh.answer, fresh.answer_comment or "")  # type: ignore[arg-type]
+            await asyncio.to_thread(set_fields, ctx.engine, row.key, answered_at=datetime.now(UTC), state="answered")
+        return f"already {fresh.answer}"
     await answer(gh, req.target, state, comment)  # type: ignore[arg-type]
     event = {"approve": "approved", "reject": "rejected", "override": "overridden"}[action]
     await asyncio.to_thread(_mark_answered, ctx.engine, row, state, actor, event, comment,
