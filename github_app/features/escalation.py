@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from github_app import audit, notify, waivers
 from github_app.db.models import DecisionRecord, Deployment, Review
-from github_app.features.gate import load_policy, request_from_row, run_gate, set_fields
+from github_app.features.gate import (
+    deployment_for_check_run,
+    load,
+    load_policy,
+    request_from_row,
+    run_gate,
+    set_fields,
+)
 from github_app.github import GitHubError, NotFound, call
 from github_app.publish import answer, comment_on_issue, update_check_run_text
 from github_app.routing import Context, Event, Router
@@ -146,13 +153,6 @@ async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[st
     return effective(policy, row.environment)
 
 
-def _deployment_for_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
-    if not isinstance(check_run_id, int):
-        return None
-    with Session(engine, expire_on_commit=False) as session:
-        return session.scalar(select(Deployment).where(Deployment.check_run_id == check_run_id))
-
-
 def _deployments_for_pr(engine: Engine, repository: str, number: int) -> list[Deployment]:
     with Session(engine, expire_on_commit=False) as session:
         rows = session.scalars(
@@ -187,7 +187,7 @@ async def decide_by_human(
     comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
     req = request_from_row(row, payload)
     if not await asyncio.to_thread(_claim_answer, ctx.engine, row.key, state, comment):
-        fresh = _reload(ctx.engine, row.key)
+        fresh = await asyncio.to_thread(load, ctx.engine, row.key)
         if fresh.answered_at is None and fresh.answer:
             # an earlier answer was stored but never reached GitHub (a crash): send that one, not this actor's
             await answer(gh, req.target, fresh.answer, fresh.answer_comment or "")  # type: ignore[arg-type]
@@ -207,13 +207,6 @@ async def decide_by_human(
     return label
 
 
-def _reload(engine: Engine, key: str) -> Deployment:
-    with Session(engine, expire_on_commit=False) as session:
-        row = session.scalar(select(Deployment).where(Deployment.key == key))
-        assert row is not None
-        return row
-
-
 @router.on("check_run", "requested_action")
 async def on_button(ctx: Context, ev: Event) -> None:
     """Approve / Reject buttons on the gonogo check run."""
@@ -222,7 +215,7 @@ async def on_button(ctx: Context, ev: Event) -> None:
     actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
     if identifier not in ("approve", "reject"):
         return
-    row = await asyncio.to_thread(_deployment_for_check_run, ctx.engine, run.get("id"))
+    row = await asyncio.to_thread(deployment_for_check_run, ctx.engine, run.get("id"))
     if row is None or ev.installation_id is None:
         return
     gh = ctx.service("github").installation(ev.installation_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from githubkit import GitHub
 from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from github_app import hooks
@@ -116,7 +117,7 @@ def upsert_deployment(engine: Engine, req: GateRequest) -> Deployment:
             session.add(row)
             try:
                 session.flush()
-            except Exception:  # a concurrent delivery inserted it first: use theirs
+            except IntegrityError:  # a concurrent delivery inserted it first: let it finish, retry later
                 session.rollback()
                 raise DeploymentBusy(t.deployment_key) from None
         return row
@@ -282,7 +283,8 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
-    await hooks.emit(ctx, "decided", row=load(engine, t.deployment_key), decision=decision, target=t)
+    await hooks.emit(ctx, "decided", row=await asyncio.to_thread(load, engine, t.deployment_key), decision=decision,
+                     target=t)  # fmt: skip
     log.info(
         "decision.made",
         extra={"deployment": t.deployment_key, "verdict": decision.verdict, "action": decision.action,
@@ -301,7 +303,8 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
         else:
             await asyncio.to_thread(set_fields, engine, t.deployment_key, state="escalated")
     if not state_answer:  # reviewers hear about it before the check run shows the buttons
-        await hooks.emit(ctx, "escalated", row=load(engine, t.deployment_key), decision=decision, target=t)
+        row = await asyncio.to_thread(load, engine, t.deployment_key)
+        await hooks.emit(ctx, "escalated", row=row, decision=decision, target=t)
     await complete_check_run(gh, t, check_run_id, decision)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
 
@@ -338,7 +341,7 @@ async def on_rerequested(ctx: Context, ev: Event) -> None:
     run = ev.payload.get("check_run") or {}
     if run.get("name") != "gonogo":
         return
-    row = await asyncio.to_thread(_by_check_run, ctx.engine, run.get("id"))
+    row = await asyncio.to_thread(deployment_for_check_run, ctx.engine, run.get("id"))
     if row is None:
         log.info("gate.rerequested_unknown", extra={"check_run": run.get("id")})
         return
@@ -346,7 +349,8 @@ async def on_rerequested(ctx: Context, ev: Event) -> None:
     await run_gate(ctx, req, ev.delivery_id, reevaluate=True)
 
 
-def _by_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
+def deployment_for_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
+    """The deployment whose gonogo check run has this id, if any."""
     if not isinstance(check_run_id, int):
         return None
     with Session(engine, expire_on_commit=False) as session:
