@@ -71,7 +71,11 @@ class FaultAndLogLayer:
         fired = state.take_faults(method, path)
         delay = state.latency + sum(f.seconds for f in fired if f.kind == "latency")
         if delay > 0:
-            await asyncio.sleep(delay)
+            # uvloop's timers have millisecond granularity and may fire a little early: top up so the
+            # added latency is at least what was asked for
+            until = started + delay
+            while (left := until - time.perf_counter()) > 0:
+                await asyncio.sleep(left)
         terminal = next((f for f in fired if f.kind != "latency"), None)
         fault_name = terminal.kind if terminal else ("latency" if delay > 0 and fired else None)
         status_box = [0]
