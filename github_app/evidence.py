@@ -555,19 +555,26 @@ def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
     return hot
 
 
-async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 20) -> str | None:
-    """The sha of the newest deployment to this environment whose latest status is success, per GitHub."""
+async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 100, batch: int = 10) -> str | None:
+    """The sha of the newest deployment to this environment whose latest status is success, per GitHub.
+
+    A busy environment lists many waiting or failed deployments before the last good one, so up to
+    ``scan`` of them (one page) are checked, ``batch`` status look-ups at a time, newest first.
+    """
     deployments: list[Any] = await paginate(
         gh, gh.rest.repos.async_list_deployments, owner=t.owner, repo=t.name, environment=t.environment, limit=scan
     )
-    for dep in deployments:  # newest first
-        if dep.sha == t.sha:
-            continue
-        statuses: list[Any] = await paginate(
-            gh, gh.rest.repos.async_list_deployment_statuses, owner=t.owner, repo=t.name, deployment_id=dep.id, limit=5
-        )
-        if statuses and statuses[0].state == "success":
-            return str(dep.sha)
+    candidates = [dep for dep in deployments if dep.sha != t.sha]  # newest first
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start : start + batch]
+        latest = await asyncio.gather(*(
+            paginate(gh, gh.rest.repos.async_list_deployment_statuses, owner=t.owner, repo=t.name,
+                     deployment_id=dep.id, limit=1)
+            for dep in chunk
+        ))  # fmt: skip
+        for dep, statuses in zip(chunk, latest):
+            if statuses and statuses[0].state == "success":
+                return str(dep.sha)
     return None
 
 

@@ -6,6 +6,7 @@ defined here; nothing else reaches into githubkit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -203,6 +204,44 @@ async def call(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+class SharedTransport(httpx.AsyncBaseTransport):
+    """One connection pool per event loop for every githubkit request of a process.
+
+    githubkit opens a fresh httpx client per call (outside ``async with``); given its own transport,
+    each client would build an SSL context and a new connection every time. This transport is handed
+    to all of them, keeps connections alive between calls, and ignores the per-call ``aclose``; the
+    owner closes it once with ``close``. Connections belong to the loop that opened them, so a
+    process that runs several loops (tests, CLI commands) gets a pool for each.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.given = inner
+        self.pools: dict[int, httpx.AsyncBaseTransport] = {}
+
+    def _pool(self) -> httpx.AsyncBaseTransport:
+        if self.given is not None:
+            return self.given
+        loop = id(asyncio.get_running_loop())
+        pool = self.pools.get(loop)
+        if pool is None:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+            pool = self.pools[loop] = httpx.AsyncHTTPTransport(limits=limits)
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Called by every short-lived client; the pool outlives them."""
+
+    async def close(self) -> None:
+        """Close this loop's pool (and a given transport); pools of finished loops are dropped."""
+        pool = self.given or self.pools.pop(id(asyncio.get_running_loop()), None)
+        self.pools.clear()
+        if pool is not None:
+            await pool.aclose()
+
+
 class GitHubClients:
     """Creates githubkit clients for the app and its installations; tokens are cached until shortly before expiry."""
 
@@ -219,7 +258,7 @@ class GitHubClients:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        self.async_transport = async_transport
+        self.transport = SharedTransport(async_transport)
         # per-process token cache: githubkit's default is shared module-wide, which would mix sandboxes in tests
         self._cache = MemCacheStrategy()
         self._installations: dict[int, GitHub[AppInstallationAuthStrategy]] = {}
@@ -234,7 +273,7 @@ class GitHubClients:
             "auto_retry": self.retry,
             "http_cache": False,
             "cache_strategy": self._cache,
-            "async_transport": self.async_transport,
+            "async_transport": self.transport,
         }
 
     def app(self) -> GitHub[AppAuthStrategy]:
@@ -261,6 +300,7 @@ class GitHubClients:
     async def aclose(self) -> None:
         self._installations.clear()
         self._app = None
+        await self.transport.close()
 
 
 async def paginate(

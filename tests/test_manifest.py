@@ -33,7 +33,14 @@ def test_live_app_check_against_the_sandbox(tmp_path):
     with running_sandbox(state) as sandbox:
         settings = make_settings(f"sqlite:///{tmp_path}/x.db", app_id=str(state.app.id),
                                  private_key=Secret(state.app.private_key_pem), github_api_url=sandbox.url)  # fmt: skip
-        problems = asyncio.run(check_live_app(GitHubClients(settings)))
+        async def check() -> list[str]:
+            clients = GitHubClients(settings)
+            try:
+                return await check_live_app(clients)
+            finally:
+                await clients.aclose()
+
+        problems = asyncio.run(check())
     assert isinstance(problems, list)
     assert all(isinstance(p, str) and ("permission" in p or "event" in p) for p in problems)
     assert any(c.path == "/app" for c in state.calls("GET"))
