@@ -30,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from github_app.sandbox import SandboxState, generate_key_pair, running_sandbox  # noqa: E402
-from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook  # noqa: E402
+from github_app.sandbox.webhooks import (  # noqa: E402
+    deployment_protection_rule_payload,
+    deployment_status_payload,
+    send_webhook,
+)
 from github_app.serving import free_port  # noqa: E402
 
 REPO = "acme/shop"
@@ -50,7 +54,7 @@ def zipped(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def build_state(n: int) -> tuple[SandboxState, str, list[str]]:
+def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
     state = SandboxState()
     private_pem, public_pem = generate_key_pair()
     state.set_app(31337, public_pem)
@@ -76,7 +80,7 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str]]:
         dep.name = f"d{i}"
         state.named_deployments[dep.name] = (REPO, dep.id)
         labels.append(dep.name)
-    return state, private_pem, labels
+    return state, private_pem, labels, prev.id
 
 
 def main() -> None:
@@ -88,7 +92,7 @@ def main() -> None:
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of SQLite")
     args = parser.parse_args()
 
-    state, private_pem, labels = build_state(args.deployments)
+    state, private_pem, labels, previous = build_state(args.deployments)
     with tempfile.TemporaryDirectory() as tmp, running_sandbox(state) as sandbox:
         state.latency = args.latency
         port = free_port()
@@ -113,6 +117,10 @@ def main() -> None:
                     break
                 except httpx.HTTPError:
                     time.sleep(0.1)
+            # gonogo learns of the live release the way it does in production: from its deployment status
+            status = deployment_status_payload(state, previous, full_name=REPO)
+            send_webhook(base, SECRET, "deployment_status", status)
+            time.sleep(1.0)
             payloads = {label: deployment_protection_rule_payload(state, label, full_name=REPO) for label in labels}
             sent: dict[int, float] = {}
             run_of = {label: state.deployment(label)[1].run_id for label in labels}
