@@ -111,7 +111,7 @@ def db_upgrade(revision: str) -> None:
     from github_app import db
 
     settings = load_settings(require_github=False)
-    engine = _engine(settings)
+    engine = db.make_engine(settings.database_url)  # not _engine: that one refuses a schema behind the code
     try:
         db.upgrade(engine, revision)
         click.echo(f"Database {db.describe(settings.database_url)} is at revision {db.current_revision(engine)}.")

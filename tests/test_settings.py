@@ -85,3 +85,21 @@ def test_every_command_has_help():
         result = CliRunner().invoke(cli, [*path, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, path
     assert ROOT.joinpath("pyproject.toml").read_text().count('gonogo = "github_app.cli:main"') == 1
+
+
+def test_db_upgrade_creates_the_schema_on_an_empty_database(empty_database_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from github_app import db
+    from github_app.cli import cli
+
+    monkeypatch.setenv("GONOGO_DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("GONOGO_WEBHOOK_SECRET", "s")
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    engine = db.make_engine(empty_database_url)
+    try:
+        assert db.is_current(engine)
+        assert f"is at revision {db.head_revision(engine)}" in result.output
+    finally:
+        engine.dispose()
