@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from github_app import db, inbox
 from github_app.inbox import InboxWriter
@@ -22,6 +23,8 @@ from github_app.webhooks import WebhookEndpoint
 from github_app.worker import WorkerPool
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/github"
 
 ServiceFactory = Callable[[Settings, Engine], "contextlib.AbstractAsyncContextManager[dict[str, Any]]"]
 
@@ -105,9 +108,6 @@ def create_app(
             if own_engine:
                 eng.dispose()
 
-    async def webhook(request: Request) -> Any:
-        return await request.state.endpoint(request)
-
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
@@ -126,9 +126,9 @@ def create_app(
         counts = await asyncio.to_thread(inbox.count_by_state, eng)
         return JSONResponse({"deliveries": counts, "rejected": dict(request.state.endpoint.rejected)})
 
-    return Starlette(
+    return GonogoApp(
         routes=[
-            Route("/webhooks/github", webhook, methods=["POST"]),
+            Route(WEBHOOK_PATH, _webhook_route, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
@@ -136,3 +136,25 @@ def create_app(
         lifespan=lifespan,
     )
 
+
+async def _webhook_route(scope: Scope, receive: Receive, send: Send) -> None:
+    """The routed way in to the intake (an ASGI endpoint, so Starlette builds no Request for it)."""
+    await scope["state"]["endpoint"](scope, receive, send)
+
+
+class GonogoApp(Starlette):
+    """Starlette, with webhook deliveries handed straight to the intake.
+
+    Deliveries are nearly all the traffic and their handler needs neither the middleware stack nor
+    routing, so an exact ``POST /webhooks/github`` skips both; everything else (and a delivery
+    arriving before start-up finished) takes the normal route to the same endpoint.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+            endpoint = scope.get("state", {}).get("endpoint")
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from github_app.db.models import Delivery
@@ -52,35 +51,84 @@ class ClaimedDelivery:
     lease_token: str
 
 
+_INSERT_COLUMNS = (
+    "delivery_id", "event", "action", "installation_id", "payload",
+    "received_at", "state", "attempts", "next_attempt_at", "completed_count",
+)  # fmt: skip
+
+
+def _insert_sql(dialect: Any, returning: bool) -> str:
+    mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    sql = (
+        f"INSERT INTO {Delivery.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))}) ON CONFLICT (delivery_id) DO NOTHING"
+    )
+    return sql + " RETURNING delivery_id" if returning else sql
+
+
 def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[str]:
-    """Insert ``items`` in one transaction; return the delivery ids that were new."""
+    """Insert ``items`` in one transaction; return the delivery ids that were new.
+
+    This is the intake's hot path, so it talks to the driver directly (one prepared INSERT,
+    executed per row inside one transaction) instead of building a SQLAlchemy statement per
+    batch; the row layout and value conversions are the ``Delivery`` model's own.
+    """
     if not items:
         return set()
+    dialect = engine.dialect
     now = utcnow()
+    stamp = Delivery.__table__.c.received_at.type.bind_processor(dialect)
+    when = stamp(now) if stamp else now
+    # one order for every batch, so two concurrent batches never wait on each other's keys in a cycle
+    ordered = sorted(items, key=lambda it: it.delivery_id)
     rows = [
-        {
-            "delivery_id": it.delivery_id,
-            "event": it.event,
-            "action": it.action,
-            "installation_id": it.installation_id,
-            "payload": it.payload,
-            "received_at": now,
-            "state": "ignored" if it.ignored else "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "completed_count": 0,
-        }
-        for it in items
-    ]
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(Delivery)
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
-        .returning(Delivery.delivery_id)
-    )
-    with engine.begin() as conn:
-        inserted = conn.execute(stmt, rows).scalars().all()
-    return set(inserted)
+        (it.delivery_id, it.event, it.action, it.installation_id, it.payload, when,
+         "ignored" if it.ignored else "pending", 0, when, 0)
+        for it in ordered
+    ]  # fmt: skip
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        if dialect.name == "postgresql":
+            new = _insert_postgresql(driver, _insert_sql(dialect, returning=True), rows)
+        else:
+            new = _insert_sqlite(driver, _insert_sql(dialect, returning=False), rows)
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return new
+
+
+def _insert_postgresql(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> set[str]:
+    new: set[str] = set()
+    with conn.cursor() as cur:
+        # psycopg pipelines the executions: one round trip for the whole batch
+        cur.executemany(sql, rows, returning=True)
+        while True:
+            row = cur.fetchone()
+            if row is not None:
+                new.add(row[0])
+            if not cur.nextset():
+                break
+    return new
+
+
+def _insert_sqlite(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> set[str]:
+    new: set[str] = set()
+    cur = conn.cursor()
+    try:
+        if not conn.in_transaction:
+            cur.execute("BEGIN IMMEDIATE")  # the engine runs pysqlite in autocommit mode; take the write lock now
+        for row in rows:
+            cur.execute(sql, row)
+            if cur.rowcount == 1:
+                new.add(row[0])
+    finally:
+        cur.close()
+    return new
 
 
 class InboxWriter:

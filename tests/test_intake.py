@@ -140,6 +140,9 @@ def test_events_off_the_allow_list_are_stored_as_ignored(app_url: str, database_
         ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d2"}, b'{"a": ', "not valid JSON"),
         ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d3"}, b"[1, 2]", "not an object"),
         ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d4"}, b"\xff\xfe", "not valid JSON"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d5"}, b'{"zen": "\xff"}', "not UTF-8"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d6"}, b'{"zen": [1, 2,, 3]}', "not valid JSON"),
+        ({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d7"}, b'{"zen": 1} trailing', "not valid JSON"),
     ],
 )
 def test_malformed_requests_get_400_with_a_reason(app_url: str, database_url: str, headers, body, reason):
@@ -203,3 +206,16 @@ def test_signature_secret_is_not_logged(app_url: str, caplog: pytest.LogCaptureF
     post_webhook(app_url, "ping", {"zen": "z"}, secret="wrong")
     post_webhook(app_url, "ping", {"zen": "z"})
     assert SECRET not in caplog.text
+
+
+def test_odd_field_types_are_stored_without_the_fields_the_intake_reads(app_url: str, database_url: str):
+    body = b'{"action": 5, "installation": {"id": true}, "zen": "z"}'
+    r = httpx.post(f"{app_url}/webhooks/github", content=body, headers=webhook_headers("ping", body, "odd-1"))
+    assert r.status_code == 202
+    [row] = stored(database_url)
+    assert (row.action, row.installation_id, row.payload) == (None, None, body.decode())
+
+
+def test_other_methods_on_the_webhook_path_are_refused(app_url: str, database_url: str):
+    assert httpx.get(f"{app_url}/webhooks/github").status_code == 405
+    assert stored(database_url) == []
