@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -95,7 +96,8 @@ def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[
             new = _insert_sqlite(driver, _insert_sql(dialect, returning=False), rows)
         raw.commit()
     except BaseException:
-        raw.rollback()
+        with contextlib.suppress(Exception):  # a dead connection can't roll back; keep the first error
+            raw.rollback()
         raise
     finally:
         raw.close()

@@ -219,3 +219,19 @@ def test_odd_field_types_are_stored_without_the_fields_the_intake_reads(app_url:
 def test_other_methods_on_the_webhook_path_are_refused(app_url: str, database_url: str):
     assert httpx.get(f"{app_url}/webhooks/github").status_code == 405
     assert stored(database_url) == []
+
+
+def test_an_unwritable_inbox_answers_503_and_recovers_without_losing_anything(app_url: str, database_url: str):
+    assert post_webhook(app_url, "ping", {"zen": "a"}, delivery_id="before").status_code == 202
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:  # the inbox table disappears: every write fails
+            conn.exec_driver_sql("ALTER TABLE deliveries RENAME TO deliveries_away")
+        refused = post_webhook(app_url, "ping", {"zen": "b"}, delivery_id="during")
+        assert refused.status_code == 503 and "not stored" in refused.json()["error"]
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE deliveries_away RENAME TO deliveries")
+    finally:
+        engine.dispose()
+    assert post_webhook(app_url, "ping", {"zen": "b"}, delivery_id="during").status_code == 202  # GitHub redelivers
+    assert [row.delivery_id for row in stored(database_url)] == ["before", "during"]
