@@ -7,8 +7,12 @@ NUnit 2/3, xUnit.net v1/v2 and Visual Studio TRX.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
 
 from scorer.evidence import Availability, Provenance, TestCase, TestsPart
 from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, CappedReader, Deadline
@@ -16,6 +20,7 @@ from scorer.parsers.xmlsafe import feed, new_parser
 
 MESSAGE_CHARS = 500
 MAX_REPORT_SECONDS = 7 * 24 * 3600
+FOLD_BATCH = 1 << 15  # passing-test ids buffered (8 bytes each) before they are folded into PassCounts
 
 # outcome codes kept small: they are stored per failing case
 PASSED, FAILED, ERRORED, SKIPPED, FLAKY = "passed", "failed", "errored", "skipped", "flaky"
@@ -52,6 +57,103 @@ def _trx_duration(value: str | None) -> float:
         return 0.0
 
 
+def _test_key(classname: str, name: str) -> int:
+    """Return the 64-bit id under which attempts of one test are matched across reruns and files."""
+    return hash((classname, name))
+
+
+class PassCounts:
+    """Passing attempts per test id, for the first ``cap`` distinct ids in the order they were first seen.
+
+    A dict of 200,000 ids costs about 17 MB in Python ints and slots; three int64 numpy arrays sorted
+    by id cost 24 bytes an id. The parser appends each passing id to ``pending`` (one C call per
+    test) and the buffer is folded in batches, with the same result as counting the ids one by one:
+    ids already kept gain their attempts, new ids join in the order they were first seen until
+    ``cap`` ids are kept, and later ones are not remembered.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.pending = array("q")  # ids of passing attempts not folded yet, in attempt order
+        self._ids = np.empty(0, np.int64)  # kept ids, sorted
+        self._counts = np.empty(0, np.int64)  # passing attempts of each kept id
+        self._rank = np.empty(0, np.int64)  # when each kept id was first seen (0 = first)
+
+    def __len__(self) -> int:
+        self.fold_pending()
+        return len(self._ids)
+
+    def fold_if_batch_full(self) -> None:
+        """Fold the buffer once it holds FOLD_BATCH ids, so it stays small however long the report."""
+        if len(self.pending) >= FOLD_BATCH:
+            self.fold_pending()
+
+    def fold_pending(self) -> None:
+        """Count the buffered attempts and empty the buffer."""
+        if not self.pending:
+            return
+        attempts = np.array(self.pending, dtype=np.int64)
+        del self.pending[:]  # emptied in place: the parser holds its append method
+        kept = len(self._ids)
+        if kept >= self.cap:
+            # full: only attempts of kept ids count, so their order no longer matters; sorted needles
+            # make the binary searches cache-friendly (about 4x faster)
+            attempts.sort()
+            slot = self._slots(attempts)
+            np.add.at(self._counts, slot[slot >= 0], 1)
+            return
+        # distinct ids, counts and first attempts by a stable sort (np.unique's hash table needs
+        # several times the buffer's size); the stable sort keeps each id's first attempt first
+        by_id = np.argsort(attempts, kind="stable")
+        ordered = attempts[by_id]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        counts = np.diff(np.append(starts, len(ordered)))
+        first_seen = np.argsort(by_id[starts])
+        self.add_counts(ordered[starts][first_seen], counts[first_seen])
+
+    def _slots(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """Return the index in the kept arrays of each id, or -1 where it is not kept."""
+        kept = len(self._ids)
+        if not kept:
+            return np.full(len(ids), -1, np.intp)
+        slot = np.searchsorted(self._ids, ids)
+        slot[slot == kept] = 0
+        return np.where(self._ids[slot] == ids, slot, -1)
+
+    def add_counts(self, ids: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
+        """Add ``counts`` passing attempts to each of ``ids`` (distinct, first seen first)."""
+        slot = self._slots(ids)
+        hit = slot >= 0
+        self._counts[slot[hit]] += counts[hit]  # no slot twice: the ids are distinct
+        kept = len(self._ids)
+        room = self.cap - kept
+        if room <= 0 or hit.all():
+            return
+        new = ~hit
+        ids, counts = ids[new][:room], counts[new][:room]
+        by_id = np.argsort(ids)
+        at = np.searchsorted(self._ids, ids[by_id])
+        # one array at a time: the peak is the kept arrays plus one copy
+        self._ids = np.insert(self._ids, at, ids[by_id])
+        self._counts = np.insert(self._counts, at, counts[by_id])
+        self._rank = np.insert(self._rank, at, kept + by_id)
+
+    def counts_of(self, ids: list[int]) -> list[int]:
+        """Return the passing attempts of each id (0 when it never passed or was not kept)."""
+        self.fold_pending()
+        if not len(self._ids):
+            return [0] * len(ids)
+        slot = self._slots(np.array(ids, dtype=np.int64))
+        return np.where(slot >= 0, self._counts[slot], 0).tolist()  # type: ignore[no-any-return]
+
+    def merge(self, other: PassCounts) -> None:
+        """Fold another tally's counts into these, its ids in the order it first saw them."""
+        self.fold_pending()
+        other.fold_pending()
+        first_seen = np.argsort(other._rank)
+        self.add_counts(other._ids[first_seen], other._counts[first_seen])
+
+
 @dataclass
 class TestTally:
     """Running totals for one or more report files, mergeable across files and jobs."""
@@ -67,26 +169,25 @@ class TestTally:
     duration_s: float = 0.0
     files: int = 0
     formats: set[str] = field(default_factory=set)
-    # rerun tracking: hash of (classname, name) -> passed attempts / [failed, errored, details]
-    passed_ids: dict[int, int] = field(default_factory=dict)
+    # rerun tracking by test id (_test_key): passed attempts / [failed, errored, details, last outcome]
+    passed_ids: PassCounts = field(init=False, repr=False, compare=False)
     bad: dict[int, list[Any]] = field(default_factory=dict)
     bad_untracked: int = 0  # failing attempts beyond max_tracked_tests (counted, not deduplicated)
     marked_flaky: list[TestCase] = field(default_factory=list)  # producer said flaky (surefire flakyFailure)
     marked_flaky_count: int = 0
+
+    def __post_init__(self) -> None:
+        self.passed_ids = PassCounts(self.limits.max_tracked_tests)
 
     def add(self, classname: str, name: str, outcome: str, file: str | None, line: int | None,
             message: str) -> None:
         """Count one executed test case attempt."""
         self.cases += 1
         # nameless cases cannot be matched across attempts: give each its own identity
-        key = hash((classname, name)) if name else hash(("", "", self.cases, id(self)))
+        key = _test_key(classname, name) if name else hash(("", "", self.cases, id(self)))
         if outcome == PASSED or outcome == FLAKY:
             self.passed += 1
-            count = self.passed_ids.get(key)
-            if count is not None:
-                self.passed_ids[key] = count + 1
-            elif len(self.passed_ids) < self.limits.max_tracked_tests:
-                self.passed_ids[key] = 1
+            self.passed_ids.pending.append(key)
             if outcome == FLAKY:
                 self.marked_flaky_count += 1
                 if len(self.marked_flaky) < self.limits.max_findings:
@@ -120,12 +221,7 @@ class TestTally:
         self.files += other.files
         self.formats |= other.formats
         cap = self.limits.max_tracked_tests
-        for key, count in other.passed_ids.items():
-            mine = self.passed_ids.get(key)
-            if mine is not None:
-                self.passed_ids[key] = mine + count
-            elif len(self.passed_ids) < cap:
-                self.passed_ids[key] = count
+        self.passed_ids.merge(other.passed_ids)
         for key, entry in other.bad.items():
             mine_entry = self.bad.get(key)
             if mine_entry is not None:
@@ -149,8 +245,8 @@ class TestTally:
         failures: list[TestCase] = []
         flaky: list[TestCase] = list(self.marked_flaky)
         cap = self.limits.max_findings
-        for key, (n_failed, n_errored, detail, last) in self.bad.items():
-            n_passed = self.passed_ids.get(key)
+        passes = self.passed_ids.counts_of(list(self.bad))
+        for (n_failed, n_errored, detail, last), n_passed in zip(self.bad.values(), passes, strict=True):
             if n_passed:
                 # the same test failed in one attempt and passed in another: flaky, one passing test
                 failed -= n_failed
@@ -176,7 +272,7 @@ class TestTally:
     @property
     def flaky_count(self) -> int:
         """Tests marked flaky by the producer or seen failing then passing."""
-        return self.marked_flaky_count + sum(1 for key in self.bad if key in self.passed_ids)
+        return self.marked_flaky_count + sum(1 for n in self.passed_ids.counts_of(list(self.bad)) if n)
 
 
 class _Handler:
@@ -201,7 +297,7 @@ class _Handler:
         self.top_suites_timed = 0
         self.declared = [0, 0, 0, 0]  # tests, failures, errors, skipped of top-level suites
         self.parser: Any = None
-        self.tracked_cap = tally.limits.max_tracked_tests
+        self.note_pass = tally.passed_ids.pending.append
 
     # --- dispatch on the root -------------------------------------------------------------
     def start_root(self, name: str, attrs: dict[str, str]) -> None:
@@ -306,13 +402,8 @@ class _Handler:
                 tally.passed += 1
                 test_name = case.get("name")
                 if test_name:
-                    key = hash((classname, test_name))
-                    seen = tally.passed_ids
-                    count = seen.get(key)
-                    if count is not None:
-                        seen[key] = count + 1
-                    elif len(seen) < self.tracked_cap:
-                        seen[key] = 1
+                    # _test_key inlined, and one C append: the id is counted when the buffer is folded
+                    self.note_pass(hash((classname, test_name)))
                 self.case = None
                 return
             self._finish_case(classname, case.get("name") or "", case.get("file"), _int(case.get("line")))
@@ -410,7 +501,8 @@ def parse_test_report(stream: BinaryIO | CappedReader, what: str, limits: Artifa
     parser = new_parser(what)
     handler.parser = parser
     parser.StartElementHandler = handler.start_root
-    feed(parser, stream, what, deadline or Deadline(lim.max_seconds_per_file, what))
+    feed(parser, stream, what, deadline or Deadline(lim.max_seconds_per_file, what),
+         between_chunks=tally.passed_ids.fold_if_batch_full)
     if handler.dialect is None:
         raise ArtifactRejected(f"{what} has no root element; it is empty or not XML")
     if tally.cases == 0 and handler.declared[0] > 0:

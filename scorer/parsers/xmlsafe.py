@@ -44,8 +44,12 @@ def new_parser(what: str) -> expat.XMLParserType:
     return parser
 
 
-def feed(parser: expat.XMLParserType, stream: BinaryIO | CappedReader, what: str, deadline: Deadline) -> None:
-    """Feed the whole stream to ``parser`` in chunks; raise ArtifactRejected on malformed XML."""
+def feed(parser: expat.XMLParserType, stream: BinaryIO | CappedReader, what: str, deadline: Deadline,
+         between_chunks: Callable[[], None] | None = None) -> None:
+    """Feed the whole stream to ``parser`` in chunks; raise ArtifactRejected on malformed XML.
+
+    ``between_chunks`` runs after each chunk, e.g. to fold what the handlers buffered.
+    """
     try:
         while True:
             chunk = stream.read(CHUNK)
@@ -53,6 +57,8 @@ def feed(parser: expat.XMLParserType, stream: BinaryIO | CappedReader, what: str
                 break
             parser.Parse(chunk, False)
             deadline.check()
+            if between_chunks is not None:
+                between_chunks()
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
         message = expat.errors.messages.get(exc.code, str(exc)) if exc.code else str(exc)
