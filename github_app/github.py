@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, GitHubCore
+from githubkit.auth.app import AppAuth
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import (
     AuthCredentialError,
@@ -204,46 +206,147 @@ async def call(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+POOL_CONNECTIONS = 8  # connections per pool
+MAX_POOLS = 16  # pools per event loop
+
+
+class _Pool:
+    """One small httpcore connection pool and how many of its responses are still open."""
+
+    def __init__(self) -> None:
+        # keep-alive every connection the pool may open: httpcore closes all idle connections while a pool
+        # holds more than max_keepalive_connections, which would make a busy pool reconnect for each request
+        limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
+        self.transport = httpx.AsyncHTTPTransport(limits=limits)
+        self.busy = 0
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response body that hands its request slot back to the pool once closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, pool: _Pool) -> None:
+        self.inner = inner
+        self.pool: _Pool | None = pool
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            if self.pool is not None:
+                self.pool.busy -= 1
+                self.pool = None
+
+
 class SharedTransport(httpx.AsyncBaseTransport):
-    """One connection pool per event loop for every githubkit request of a process.
+    """Keep-alive connections per event loop for every githubkit request of a process.
 
     githubkit opens a fresh httpx client per call (outside ``async with``); given its own transport,
     each client would build an SSL context and a new connection every time. This transport is handed
     to all of them, keeps connections alive between calls, and ignores the per-call ``aclose``; the
     owner closes it once with ``close``. Connections belong to the loop that opened them, so a
-    process that runs several loops (tests, CLI commands) gets a pool for each.
+    process that runs several loops (tests, CLI commands) gets pools for each.
+
+    The connections are spread over several small pools rather than one large one: httpcore scans
+    every connection of a pool, some checks once per connection, each time a request starts or
+    ends, so the CPU cost per request grows with the square of the pool's size. A request goes to
+    the first pool with a free connection; a new pool opens when all are busy.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.given = inner
-        self.pools: dict[int, httpx.AsyncBaseTransport] = {}
+        self.pools: dict[int, list[_Pool]] = {}
 
-    def _pool(self) -> httpx.AsyncBaseTransport:
-        if self.given is not None:
-            return self.given
-        loop = id(asyncio.get_running_loop())
-        pool = self.pools.get(loop)
-        if pool is None:
-            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-            pool = self.pools[loop] = httpx.AsyncHTTPTransport(limits=limits)
-        return pool
+    def _pool(self) -> _Pool:
+        pools = self.pools.setdefault(id(asyncio.get_running_loop()), [])
+        for pool in pools:
+            if pool.busy < POOL_CONNECTIONS:
+                return pool
+        if len(pools) < MAX_POOLS:
+            pools.append(_Pool())
+            return pools[-1]
+        return min(pools, key=lambda p: p.busy)  # all busy: queue where the fewest wait
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool().handle_async_request(request)
+        if self.given is not None:
+            return await self.given.handle_async_request(request)
+        pool = self._pool()
+        pool.busy += 1
+        try:
+            response = await pool.transport.handle_async_request(request)
+        except BaseException:
+            pool.busy -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code, headers=response.headers,
+            stream=_ReleasingStream(response.stream, pool), extensions=response.extensions,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
-        """Called by every short-lived client; the pool outlives them."""
+        """Called by every short-lived client; the pools outlive them."""
 
     async def close(self) -> None:
-        """Close this loop's pool (and a given transport); pools of finished loops are dropped."""
-        pool = self.given or self.pools.pop(id(asyncio.get_running_loop()), None)
+        """Close this loop's pools (and a given transport); pools of finished loops are dropped."""
+        pools = self.pools.pop(id(asyncio.get_running_loop()), [])
         self.pools.clear()
-        if pool is not None:
-            await pool.aclose()
+        if self.given is not None:
+            await self.given.aclose()
+        for pool in pools:
+            await pool.transport.aclose()
+
+
+@dataclass
+class _SingleFlightAppAuth(AppAuth):
+    """githubkit's app/installation auth flow, fetching each installation token once however many calls wait.
+
+    githubkit looks the token up in the cache and, on a miss, fetches it inside the request's auth flow:
+    twenty concurrent calls on a cold cache would each ask GitHub for a token. Here the cache look-up and
+    any token request happen under one lock per installation (and event loop), so the first call fetches
+    and the others find the token cached. The lock is held only until the call's own request is ready.
+    """
+
+    locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = super().async_auth_flow(request)
+        installation = self.installation_id if isinstance(self.installation_id, int) else 0
+        key = (id(asyncio.get_running_loop()), installation)
+        lock = self.locks.get(key)
+        if lock is None:
+            lock = self.locks[key] = asyncio.Lock()
+        try:
+            async with lock:
+                outgoing = await flow.__anext__()
+                while outgoing is not request:  # the token request: its response goes back to the flow
+                    outgoing = await flow.asend((yield outgoing))
+            response = yield outgoing
+            with contextlib.suppress(StopAsyncIteration):
+                await flow.asend(response)
+        finally:
+            await flow.aclose()
+
+
+@dataclass
+class _SingleFlightInstallationAuthStrategy(AppInstallationAuthStrategy):
+    locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
+
+    def get_auth_flow(self, github: GitHubCore[Any]) -> httpx.Auth:
+        return _SingleFlightAppAuth(
+            github, self.app_id, self.private_key, self.client_id, self.client_secret, self.installation_id,
+            self.repositories, self.repository_ids, self.permissions, locks=self.locks,
+        )  # fmt: skip
 
 
 class GitHubClients:
-    """Creates githubkit clients for the app and its installations; tokens are cached until shortly before expiry."""
+    """Creates githubkit clients for the app and its installations.
+
+    Installation tokens are cached until shortly before expiry and fetched once per installation, however
+    many calls need one at the same moment.
+    """
 
     def __init__(
         self,
@@ -263,6 +366,7 @@ class GitHubClients:
         self._cache = MemCacheStrategy()
         self._installations: dict[int, GitHub[AppInstallationAuthStrategy]] = {}
         self._app: GitHub[AppAuthStrategy] | None = None
+        self._token_locks: dict[tuple[int, int], asyncio.Lock] = {}
         self.calls = 0
 
     def _options(self) -> dict[str, Any]:
@@ -290,8 +394,8 @@ class GitHubClients:
         client = self._installations.get(installation_id)
         if client is None:
             assert self.settings.app_id and self.settings.private_key
-            strategy = AppInstallationAuthStrategy(
-                self.settings.app_id, self.settings.private_key.reveal(), installation_id
+            strategy = _SingleFlightInstallationAuthStrategy(
+                self.settings.app_id, self.settings.private_key.reveal(), installation_id, locks=self._token_locks
             )
             client = GitHub(strategy, **self._options())
             self._installations[installation_id] = client
