@@ -13,7 +13,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -90,6 +90,12 @@ class CollectOptions:
     perf_threshold_pct: float = 10.0  # used when no policy is given
     max_artifacts: int = 50
     policy: Any = None  # rules.policy.Policy: per-environment GNG-PERF-002 threshold
+
+    def for_policy(self, policy: Any) -> CollectOptions:
+        """These options with the policy's artifact and migration globs and its GNG-PERF-002 threshold."""
+        return replace(
+            self, artifact_globs=list(policy.artifacts), migration_globs=list(policy.migrations), policy=policy
+        )
 
     def perf_threshold(self, environment: str) -> float:
         """The p95 regression (%) that counts as real: the policy's GNG-PERF-002 threshold when it has one."""
@@ -263,31 +269,42 @@ def _parse_zips(
 
 
 async def collect_artifacts(
-    gh: GitHub[Any], t: Target, opts: CollectOptions
+    gh: GitHub[Any], t: Target, opts: CollectOptions | asyncio.Future[CollectOptions]
 ) -> tuple[ArtifactResults | None, str, list[Provenance]]:
-    """Download and parse the artifacts of every workflow run on the sha."""
-    runs = await paginate(
-        gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: r.parsed_data.workflow_runs,
-        owner=t.owner, repo=t.name, head_sha=t.sha, limit=50,
-    )  # fmt: skip
-    run_ids = {r.id for r in runs} | {t.run_id}
-    listings = await asyncio.gather(
-        *(
-            paginate(
-                gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: r.parsed_data.artifacts,
-                owner=t.owner, repo=t.name, run_id=rid, limit=200,
-            )  # fmt: skip
-            for rid in sorted(run_ids)
-        ),
-        return_exceptions=True,
-    )
+    """Download and parse the artifacts of every workflow run on the sha.
+
+    ``opts`` may still be on its way (the policy names which artifacts to read): it is awaited only once
+    the artifacts are listed.
+    """
+
+    def listing(run_id: int) -> Awaitable[list[Any]]:
+        return paginate(
+            gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: r.parsed_data.artifacts,
+            owner=t.owner, repo=t.name, run_id=run_id, limit=200,
+        )  # fmt: skip
+
+    # the deploying run is known already: list its artifacts while the runs on the sha are looked up
+    own_run = asyncio.ensure_future(listing(t.run_id))
+    try:
+        runs = await paginate(
+            gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: r.parsed_data.workflow_runs,
+            owner=t.owner, repo=t.name, head_sha=t.sha, limit=50,
+        )  # fmt: skip
+        other_ids = sorted({r.id for r in runs} - {t.run_id})
+        others = await asyncio.gather(*(listing(rid) for rid in other_ids), return_exceptions=True)
+        listed: dict[int, list[Any] | BaseException] = dict(zip(other_ids, others))
+        listed[t.run_id] = (await asyncio.gather(own_run, return_exceptions=True))[0]
+    finally:
+        own_run.cancel()
     artifacts: list[Any] = []
-    for rid, listing in zip(sorted(run_ids), listings):
-        if isinstance(listing, NotFound):
+    for rid in sorted(listed):
+        listing_or_error = listed[rid]
+        if isinstance(listing_or_error, NotFound):
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
-        if isinstance(listing, BaseException):
-            raise listing
-        artifacts.extend(listing)
+        if isinstance(listing_or_error, BaseException):
+            raise listing_or_error
+        artifacts.extend(listing_or_error)
+    opts = await _ready(opts)
     wanted = [
         a for a in artifacts
         if not a.expired and any(fnmatch.fnmatchcase(a.name, g) for g in opts.artifact_globs)
@@ -479,7 +496,8 @@ def _is_migration(path: str, globs: list[str]) -> bool:
 
 
 async def collect_change(
-    gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions, base_sha: str | None
+    gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | asyncio.Future[CollectOptions],
+    base_sha: str | None,
 ) -> ChangePart:
     """Compare the last successfully deployed sha with this one."""
     if base_sha is None:
@@ -518,12 +536,13 @@ async def collect_change(
         except GitHubError:
             experience = None
     hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
+    migration_globs = (await _ready(opts)).migration_globs
     return ChangePart(
         availability=Availability.OK, reason=f"compared {base_sha[:7]}...{t.sha[:7]}", base_sha=base_sha,
         commits=cmp.total_commits, files_changed=len(files), additions=additions, deletions=deletions,
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
-        has_migration=any(_is_migration(p, opts.migration_globs) for p in paths), hotspots=sorted(hotspots),
+        has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:300]],
         provenance=[Provenance(source="github.compare", url=cmp.html_url)],
@@ -578,8 +597,11 @@ async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 100, batch
     return None
 
 
-async def _change_with_base(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions, known: str | None) -> ChangePart:
-    base = known
+async def _change_with_base(
+    gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | asyncio.Future[CollectOptions],
+    history: asyncio.Future[EnvironmentHistory],
+) -> ChangePart:
+    base = (await asyncio.shield(history)).last_success_sha
     source = "gonogo.history"
     if base is None:
         try:
@@ -670,20 +692,50 @@ async def _timed(name: str, coro: Awaitable[Any], timeout: float, timings: dict[
         timings[name] = round((time.monotonic() - start) * 1000, 1)
 
 
-async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | None = None) -> Collected:
-    """Gather every evidence source for ``t`` concurrently; a failing source only marks its own part."""
-    opts = opts or CollectOptions()
+async def _ready(opts: CollectOptions | asyncio.Future[CollectOptions]) -> CollectOptions:
+    """The options, once the policy they depend on has been read."""
+    # shielded: a source that times out must not cancel the policy read the other sources wait for
+    return opts if isinstance(opts, CollectOptions) else await asyncio.shield(opts)
+
+
+async def collect(
+    gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | None = None,
+    policy: Awaitable[Any] | None = None,
+) -> Collected:
+    """Gather every evidence source for ``t`` concurrently; a failing source only marks its own part.
+
+    ``policy``, when given, is the policy still being read: the sources start at once and wait for it
+    only where it matters (which artifacts to read, what counts as a migration, the load-test threshold).
+    If reading it fails, the sources that needed it are unavailable and the caller sees the error where
+    it awaits the policy itself.
+    """
+    base_opts = opts or CollectOptions()
     timings: dict[str, float] = {}
-    history = await asyncio.to_thread(read_history, engine, t)
-    to = opts.timeout_seconds
-    checks_r, artifacts_r, code_r, dep_r, secret_r, change_r = await asyncio.gather(
-        _timed("checks", collect_checks(gh, t), to, timings),
-        _timed("artifacts", collect_artifacts(gh, t, opts), to, timings),
-        _timed("code_scanning", _alert_source("code_scanning", _code_scanning(gh, t)), to, timings),
-        _timed("dependabot", _alert_source("dependabot", _dependabot(gh, t)), to, timings),
-        _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
-        _timed("change", _change_with_base(gh, engine, t, opts, history.last_success_sha), to, timings),
-    )
+    history_task = asyncio.ensure_future(asyncio.to_thread(read_history, engine, t))
+    ready: asyncio.Future[CollectOptions]
+    if policy is None:
+        ready = asyncio.get_running_loop().create_future()
+        ready.set_result(base_opts)
+    else:
+        ready = asyncio.ensure_future(_with_policy(base_opts, policy))
+    to = base_opts.timeout_seconds
+    try:
+        checks_r, artifacts_r, code_r, dep_r, secret_r, change_r = await asyncio.gather(
+            _timed("checks", collect_checks(gh, t), to, timings),
+            _timed("artifacts", collect_artifacts(gh, t, ready), to, timings),
+            _timed("code_scanning", _alert_source("code_scanning", _code_scanning(gh, t)), to, timings),
+            _timed("dependabot", _alert_source("dependabot", _dependabot(gh, t)), to, timings),
+            _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
+            _timed("change", _change_with_base(gh, engine, t, ready, history_task), to, timings),
+        )
+        history = await history_task
+        try:
+            opts = await ready
+        except (GitHubError, httpx.HTTPError, ValueError, OSError):
+            opts = base_opts  # the sources that needed the policy are unavailable already
+    finally:
+        for pending in (history_task, ready):
+            pending.cancel()
 
     checks = checks_r if isinstance(checks_r, ChecksPart) else _unavailable(ChecksPart, f"checks could not be read: {checks_r}", "github.checks")
 
@@ -746,7 +798,11 @@ async def collect(gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptio
     return Collected(evidence=evidence, baseline=new_baseline, timings_ms=timings)
 
 
+async def _with_policy(opts: CollectOptions, policy: Awaitable[Any]) -> CollectOptions:
+    return opts.for_policy(await policy)
+
+
 def policy_options(policy: Any) -> CollectOptions:
     """Collector options from the effective policy (artifact and migration globs)."""
-    return CollectOptions(artifact_globs=list(policy.artifacts), migration_globs=list(policy.migrations), policy=policy)
+    return CollectOptions().for_policy(policy)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import re
 import socket
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from github_app import hooks
 from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord
-from github_app.evidence import Target, collect, policy_options
+from github_app.evidence import Target, collect
 from github_app.github import (
     GitHubAuthError,
     GitHubClients,
@@ -103,7 +103,13 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
 # --- the deployment row: one per run attempt, leased while evaluated ---------------------------
 
 
-def upsert_deployment(engine: Engine, req: GateRequest) -> Deployment:
+def start_evaluation(engine: Engine, req: GateRequest, owner: str, reevaluate: bool) -> tuple[Deployment, bool]:
+    """Record the deployment (first delivery) and take its lease, in one transaction.
+
+    Returns the row, read after the lease was taken, and whether to evaluate it: False for a deployment
+    already answered (a redelivery), unless ``reevaluate``. Raises DeploymentBusy while another worker
+    holds the lease.
+    """
     t = req.target
     with Session(engine, expire_on_commit=False) as session, session.begin():
         row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key))
@@ -120,19 +126,20 @@ def upsert_deployment(engine: Engine, req: GateRequest) -> Deployment:
             except IntegrityError:  # a concurrent delivery inserted it first: let it finish, retry later
                 session.rollback()
                 raise DeploymentBusy(t.deployment_key) from None
-        return row
-
-
-def acquire(engine: Engine, key: str, owner: str) -> bool:
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        got = conn.execute(
+        if row.answered_at is not None and not reevaluate:
+            return row, False
+        now = datetime.now(UTC)
+        taken = session.connection().execute(
             update(Deployment)
-            .where(Deployment.key == key, or_(Deployment.lease_until.is_(None), Deployment.lease_until < now,
-                                               Deployment.lease_owner == owner))
+            .where(Deployment.key == t.deployment_key,
+                   or_(Deployment.lease_until.is_(None), Deployment.lease_until < now, Deployment.lease_owner == owner))
             .values(lease_owner=owner, lease_until=now + LEASE)
         ).rowcount  # fmt: skip
-    return got == 1
+        if taken != 1:
+            raise DeploymentBusy(f"deployment {t.deployment_key} is being evaluated by another worker; will retry")
+        # what the previous lease holder wrote, as of now that the lease is ours
+        session.refresh(row)
+        return row, True
 
 
 def release(engine: Engine, key: str, owner: str) -> None:
@@ -214,27 +221,24 @@ async def on_protection_rule(ctx: Context, ev: Event) -> None:
 async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevaluate: bool = False) -> None:
     t = req.target
     engine = ctx.engine
-    row = await asyncio.to_thread(upsert_deployment, engine, req)
-    if row.answered_at is not None and not reevaluate:
+    owner = f"{WORKER_NAME}:{uuid.uuid4().hex[:8]}"
+    row, evaluate_it = await asyncio.to_thread(start_evaluation, engine, req, owner, reevaluate)
+    if not evaluate_it:
         log.info("gate.duplicate", extra={"deployment": t.deployment_key, "delivery_id": delivery_id})
         return
-    owner = f"{WORKER_NAME}:{uuid.uuid4().hex[:8]}"
-    if not await asyncio.to_thread(acquire, engine, t.deployment_key, owner):
-        raise DeploymentBusy(f"deployment {t.deployment_key} is being evaluated by another worker; will retry")
     try:
         gh = github_clients(ctx).installation(t.installation_id)
         try:
-            await _gate(ctx, gh, req, owner, reevaluate)
+            await _gate(ctx, gh, req, row, reevaluate)
         except (GitHubAuthError, InstallationNotFound) as exc:
             raise PermanentError(str(exc)) from exc
     finally:
         await asyncio.to_thread(release, engine, t.deployment_key, owner)
 
 
-async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, reevaluate: bool) -> None:
+async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, reevaluate: bool) -> None:
     t = req.target
     engine = ctx.engine
-    row = await asyncio.to_thread(load, engine, t.deployment_key)
 
     # An answer stored by an earlier attempt is re-sent, never recomputed: one deployment, one answer.
     if row.answer and row.answered_at is None:
@@ -251,7 +255,8 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
             )  # fmt: skip
         return
 
-    # the first status report, the check run and the policy don't depend on each other: fetch them together
+    # Only the evidence and the policy decide the answer. The first status report and the check run go out
+    # while they are read; the check run's link is in the answer's comment, so it is awaited before that.
     async def first_report() -> None:
         if row.status_reports == 0:
             await status_report(gh, t, f"gonogo is evaluating the deployment of {t.sha[:7]} to {t.environment} ...")
@@ -265,13 +270,27 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
         await asyncio.to_thread(set_fields, engine, t.deployment_key, check_run_id=created[0])
         return created
 
-    _, (check_run_id, check_url), (policy, policy_sha) = await asyncio.gather(
-        first_report(), ensure_check_run(), load_policy(gh, t)
-    )
-    opts = policy_options(policy) if isinstance(policy, Policy) else policy_options(load_policy_text(None))
-    collected = await collect(gh, engine, t, opts)
+    async def policy_in_force() -> Policy:
+        policy, _ = await asyncio.shield(policy_read)
+        return policy if isinstance(policy, Policy) else load_policy_text(None)
+
+    report_sent = asyncio.ensure_future(first_report())
+    check_run = asyncio.ensure_future(ensure_check_run())
+    policy_read = asyncio.ensure_future(load_policy(gh, t))
+    waivers_read = asyncio.ensure_future(hooks.waivers_for(ctx, t))
+    side_tasks = (report_sent, check_run, policy_read, waivers_read)
+    try:
+        collected = await collect(gh, engine, t, policy=policy_in_force())
+        policy, policy_sha = await policy_read
+        await report_sent
+        check_run_id, check_url = await check_run
+        waivers = await waivers_read
+    finally:
+        for task in side_tasks:
+            task.cancel()
+        # a failure of one leaves the others cancelled and settled before the error goes up
+        await asyncio.gather(*side_tasks, return_exceptions=True)
     risk = await hooks.risk_for(ctx, collected.evidence)
-    waivers = await hooks.waivers_for(ctx, t)
     decision = evaluate(collected.evidence, policy, t.environment, now=datetime.now(UTC), risk=risk, waivers=waivers)
     if ctx.settings.dry_run and decision.mode != "dry-run":
         decision = decision.model_copy(update={"mode": "dry-run", "action": "approve"})
@@ -279,12 +298,11 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
     state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
     comment = report.protection_comment(decision, check_url or "")
     env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
-    await asyncio.to_thread(
+    row = await asyncio.to_thread(
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
-    await hooks.emit(ctx, "decided", row=await asyncio.to_thread(load, engine, t.deployment_key), decision=decision,
-                     target=t)  # fmt: skip
+    await hooks.emit(ctx, "decided", row=row, decision=decision, target=t)
     log.info(
         "decision.made",
         extra={"deployment": t.deployment_key, "verdict": decision.verdict, "action": decision.action,
@@ -296,14 +314,15 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
         await answer(gh, t, state_answer, comment)  # type: ignore[arg-type]
         await asyncio.to_thread(set_fields, engine, t.deployment_key, answered_at=datetime.now(UTC), state="answered")
     else:
-        reports = (await asyncio.to_thread(load, engine, t.deployment_key)).status_reports
+        reports = row.status_reports  # as stored with the decision; we hold the lease
         if reports < STATUS_REPORT_LIMIT:
             await status_report(gh, t, comment)
             await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=reports + 1, state="escalated")
+            row.status_reports = reports + 1
         else:
             await asyncio.to_thread(set_fields, engine, t.deployment_key, state="escalated")
+        row.state = "escalated"
     if not state_answer:  # reviewers hear about it before the check run shows the buttons
-        row = await asyncio.to_thread(load, engine, t.deployment_key)
         await hooks.emit(ctx, "escalated", row=row, decision=decision, target=t)
     await complete_check_run(gh, t, check_run_id, decision)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
@@ -312,10 +331,13 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, owner: str, ree
 def _store_decision(
     engine: Engine, t: Target, decision: Decision, evidence: dict[str, Any], baseline: dict[str, Any],
     policy_sha: str | None, state_answer: str | None, comment: str, env_policy: Any = None,
-) -> None:
-    """Persist evidence, decision and the intended answer in one transaction, before telling GitHub."""
+) -> Deployment:
+    """Persist evidence, decision and the intended answer in one transaction, before telling GitHub.
+
+    Returns the deployment row as stored.
+    """
     now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key).with_for_update())
         assert row is not None
         session.add(EvidenceRecord(deployment_id=row.id, created_at=now, data=evidence, baseline=baseline or None))
@@ -333,6 +355,7 @@ def _store_decision(
             row.answer_comment = comment
         row.state = "decided"
         hooks.record_decision(session, row, decision, policy_sha, env_policy)
+    return row
 
 
 @router.on("check_run", "rerequested")
