@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import traceback
+from collections import deque
 
 from github_app import inbox
 from github_app.routing import Context, Event, PermanentError, Router
@@ -16,29 +17,64 @@ log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """``count`` asyncio workers in this process, sharing one wake-up signal."""
+    """``count`` asyncio workers in this process.
+
+    Idle workers wait in line. New work wakes one of them, and a worker that claims a job wakes the
+    next before processing it, so a batch of deliveries fans out to as many workers as it needs; a
+    timer wakes one every ``poll_seconds`` for work stored elsewhere (another process, a retry that
+    came due). An idle process thus costs one claim query per poll interval, not one per worker.
+    """
 
     def __init__(self, ctx: Context, router: Router, count: int, name: str | None = None) -> None:
         self.ctx = ctx
         self.router = router
         self.count = count
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._wake = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._missed_wake = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.processed = 0
 
     def wake(self) -> None:
-        """Tell idle workers there is new work (called by the inbox writer)."""
-        self._wake.set()
+        """Tell one idle worker there may be new work (called by the inbox writer)."""
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        # no worker is waiting (all busy, or one is between an empty claim and its rest): the next to rest
+        # looks again first, so a delivery stored during a claim that missed it is not left for the timer
+        self._missed_wake = True
+
+    async def _rest(self) -> None:
+        """Wait until woken."""
+        if self._missed_wake:
+            self._missed_wake = False
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter  # a waiter cancelled with its worker stays in line until wake() skips it
+
+    async def _poll(self) -> None:
+        poll = self.ctx.settings.poll_seconds
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(inbox.jittered(poll)):
+                    await self._stop.wait()
+            self.wake()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._loop(i), name=f"worker-{i}") for i in range(self.count)]
+        self._tasks.append(loop.create_task(self._poll(), name="worker-poll"))
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
+        for waiter in self._idle:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._idle.clear()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
@@ -60,6 +96,7 @@ class WorkerPool:
         jobs = await asyncio.to_thread(inbox.claim, self.ctx.engine, self.name, s.lease_seconds, 1)
         if not jobs:
             return False
+        self.wake()  # there may be more: let the next idle worker look while this one works
         await self._process(jobs[0])
         return True
 
@@ -72,12 +109,9 @@ class WorkerPool:
                 log.exception("worker.loop_error", extra={"worker": index})
                 worked = False
                 await asyncio.sleep(inbox.jittered(max(poll, 1.0)))
-            if worked:
+            if worked or self._stop.is_set():
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(inbox.jittered(poll)):
-                    await self._wake.wait()
+            await self._rest()
 
     async def _heartbeat(self, job: inbox.ClaimedDelivery) -> None:
         lease = self.ctx.settings.lease_seconds
