@@ -79,7 +79,12 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
     private_pem, public_pem = generate_key_pair()
     app_id = state.app.id if state.app else 31337
     state.set_app(app_id, public_pem)
-    labels = [(repo.full_name, dep) for repo in state.iter_repos() for dep in repo.deployments.values() if dep.name]
+    labels = [
+        (repo.full_name, dep.name, dep)
+        for repo in state.iter_repos()
+        for dep in repo.deployments.values()
+        if dep.name
+    ]
     try:
         with running_sandbox(state) as sandbox:
             settings = Settings(
@@ -91,12 +96,12 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
                 click.echo(f"  GitHub sandbox on {sandbox.url}, gonogo on {app.url}, database {folder / 'gonogo.db'}")
                 click.echo(f"  firing {len(labels)} deployments that wait on gonogo's protection rule ...\n")
                 keys = []
-                for full_name, dep in labels:
-                    payload = deployment_protection_rule_payload(state, dep.name, full_name=full_name)
+                for full_name, label, dep in labels:
+                    payload = deployment_protection_rule_payload(state, label, full_name=full_name)
                     response = send_webhook(app.url, secret, "deployment_protection_rule", payload)
                     if response.status_code != 202:
                         raise click.ClickException(f"the app refused the webhook: {response.status_code} {response.text}")
-                    keys.append((dep.name, f"{full_name}#{dep.run_id}/{dep.environment}", dep.sha[:7]))
+                    keys.append((label, f"{full_name}#{dep.run_id}/{dep.environment}", dep.sha[:7]))
                 engine = db.make_engine(database_url)
                 done: dict[str, Any] = {}
                 deadline = time.monotonic() + timeout

@@ -80,9 +80,9 @@ async def authorise(
     needed = reviewers.min_permission or (None if named else "write")
     if needed:
         try:
-            resp = await call(gh.rest.repos.async_get_collaborator_permission_level(owner, name, actor))
-            held = str(resp.parsed_data.permission)
-            role = str(getattr(resp.parsed_data, "role_name", "") or held)
+            level = await call(gh.rest.repos.async_get_collaborator_permission_level(owner, name, actor))
+            held = str(level.parsed_data.permission)
+            role = str(getattr(level.parsed_data, "role_name", "") or held)
         except NotFound:
             held, role = "none", "none"
         rank = max(PERMISSION_ORDER.index(p) if p in PERMISSION_ORDER else -1 for p in (held, role))
@@ -231,6 +231,8 @@ async def on_comment(ctx: Context, ev: Event) -> None:
         return
     issue = ev.payload.get("issue") or {}
     repository = (ev.payload.get("repository") or {}).get("full_name")
+    if not isinstance(repository, str) or "number" not in issue:
+        return
     actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
     if (ev.payload.get("sender") or {}).get("type") == "Bot":
         return
@@ -245,12 +247,12 @@ async def on_comment(ctx: Context, ev: Event) -> None:
     rows = await asyncio.to_thread(_deployments_for_pr, ctx.engine, repository, int(issue["number"]))
     pending = [r for r in rows if r.answered_at is None]
     if command.action == "waive":
-        target = (pending or rows or [None])[0]
-        if target is None:
+        candidates = pending or rows
+        if not candidates:
             await comment_on_issue(gh, repository, int(issue["number"]),
                                    f"@{actor} no gonogo deployment is linked to this pull request.")  # fmt: skip
             return
-        await _waive(ctx, gh, target, actor, command, ev)
+        await _waive(ctx, gh, candidates[0], actor, command, ev)
         return
     if not pending:
         await comment_on_issue(gh, repository, int(issue["number"]),

@@ -63,7 +63,7 @@ def detect_rollback(engine: Engine, repository: str, environment: str, sha: str,
         ).all()  # fmt: skip
     if not rows or rows[0].sha == sha:
         return None
-    newer = rows[0].sha
+    newer: str = rows[0].sha
     if any(r.sha == sha for r in rows[1:]):
         return newer
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 from pathlib import Path
 
 from scorer.risk.artifact import TrainedRiskModel, library_versions
@@ -29,7 +30,7 @@ SOURCE = {
     "licence": "MIT",
 }
 # A smaller, smoother model than the default: it only has to rank changes, and the file is committed.
-PRIOR_PARAMS = {"max_iter": 150, "max_leaf_nodes": 8, "min_samples_leaf": 200}
+PRIOR_PARAMS: dict[str, Any] = {"max_iter": 150, "max_leaf_nodes": 8, "min_samples_leaf": 200}
 
 
 def build(corpus: Path, random_state: int = 0) -> TrainedRiskModel:

@@ -332,7 +332,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
                 trees = _TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, yb)
             if kind != "boosting":
                 linear = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
-            chosen = {"logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}[kind]
+            choices: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees),
+            }  # fmt: skip
+            chosen = choices[kind]
         self.model_ = chosen
         self.n_iter_ = chosen.n_iter
         self.calibrator_ = _Calibrator(method).fit(raw_va[kind], y_va)
