@@ -106,3 +106,14 @@ def test_past_the_cap_only_the_first_ids_are_remembered() -> None:
     assert [c.name for c in part.failures] == [names[cap]]
     # names[5] passed twice and failed once: one passing test; names[cap - 1]: one passing test
     assert (part.total, part.passed, part.failed) == (len(names) + 1, len(names), 1)
+
+
+def test_nameless_cases_are_never_matched_as_reruns() -> None:
+    failing = b'<testsuite><testcase classname="" name=""><failure message="boom"/></testcase></testsuite>'
+    passing = b'<testsuite><testcase classname="" name=""/></testsuite>'
+    # many files, so a freed per-file tally's memory is reused by the next one
+    files = [ArtifactFile.from_bytes("job0/TEST-pass.xml", passing), ArtifactFile.from_bytes("job1/TEST-fail.xml", failing)]
+    files += [ArtifactFile.from_bytes(f"job{i}/TEST-pass.xml", passing) for i in range(2, 59)]
+    part = parse_artifacts(files).tests
+    assert (part.total, part.failed, part.passed) == (59, 1, 58)
+    assert part.flaky == [] and len(part.failures) == 1

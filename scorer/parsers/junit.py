@@ -7,6 +7,7 @@ NUnit 2/3, xUnit.net v1/v2 and Visual Studio TRX.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -21,6 +22,7 @@ from scorer.parsers.xmlsafe import feed, new_parser
 MESSAGE_CHARS = 500
 MAX_REPORT_SECONDS = 7 * 24 * 3600
 FOLD_BATCH = 1 << 15  # passing-test ids buffered (8 bytes each) before they are folded into PassCounts
+_NAMELESS = itertools.count()  # identities for failing cases without a name
 
 # outcome codes kept small: they are stored per failing case
 PASSED, FAILED, ERRORED, SKIPPED, FLAKY = "passed", "failed", "errored", "skipped", "flaky"
@@ -183,11 +185,13 @@ class TestTally:
             message: str) -> None:
         """Count one executed test case attempt."""
         self.cases += 1
-        # nameless cases cannot be matched across attempts: give each its own identity
-        key = _test_key(classname, name) if name else hash(("", "", self.cases, id(self)))
+        # nameless cases cannot be matched across attempts: each failing one gets an identity no other
+        # case shares (a process-wide counter), and nameless passes are not remembered at all
+        key = _test_key(classname, name) if name else hash(("", "", next(_NAMELESS)))
         if outcome == PASSED or outcome == FLAKY:
             self.passed += 1
-            self.passed_ids.pending.append(key)
+            if name:
+                self.passed_ids.pending.append(key)
             if outcome == FLAKY:
                 self.marked_flaky_count += 1
                 if len(self.marked_flaky) < self.limits.max_findings:
