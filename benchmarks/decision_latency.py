@@ -6,6 +6,10 @@ with C in flight at a time, and for each one we take the time from the POST to t
 sandbox received the protection-rule answer (approve/reject) for its run.
 
     python benchmarks/decision_latency.py [--deployments 200] [--concurrency 20] [--latency 0.05]
+
+It also reports the CPU time each process spent during the measured run (both share this machine's
+cores), and ``--profile FILE`` samples the gonogo process with py-spy (only the thread holding the GIL) (``pip install py-spy``) into
+FILE as collapsed stacks (``--profile-format speedscope`` for https://www.speedscope.app).
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
+import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -83,6 +91,25 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
     return state, private_pem, labels, prev.id
 
 
+def route_of(path: str) -> str:
+    """A call's path with ids and shas generalised, so calls group by route."""
+    path = re.sub(r"\b[0-9a-f]{40}\b", "{sha}", path.split("?")[0])
+    if path.startswith("/_sandbox/blobs/"):
+        return "/_sandbox/blobs/{blob}"
+    return re.sub(r"/\d+(?=/|$)", "/{id}", path)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deployments", type=int, default=200)
@@ -90,6 +117,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the sandbox adds to every call")
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of SQLite")
+    parser.add_argument("--routes", action="store_true", help="list GitHub calls per decision by route")
+    parser.add_argument("--profile", default=None, help="sample gonogo with py-spy into this file")
+    parser.add_argument("--profile-format", default="raw", choices=["raw", "speedscope", "flamegraph"])
     args = parser.parse_args()
 
     state, private_pem, labels, previous = build_state(args.deployments)
@@ -152,17 +182,40 @@ def main() -> None:
                     time.sleep(0.05)
                 slots.release()
 
+            spy = None
+            if args.profile:
+                py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                spy = subprocess.Popen(
+                    [py_spy, "record", "--pid", str(app.pid), "--rate", "200", "--format", args.profile_format,
+                     "--output", args.profile, "--nonblocking", "--gil"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )  # fmt: skip
+                time.sleep(1.0)
+            app_cpu_start = process_cpu_seconds(app.pid)
+            bench_cpu_start = own_cpu_seconds()
             start = time.time()
             with ThreadPoolExecutor(args.concurrency) as pool:
                 list(pool.map(fire, labels))
             wall = time.time() - start
+            app_cpu = process_cpu_seconds(app.pid) - app_cpu_start
+            bench_cpu = own_cpu_seconds() - bench_cpu_start
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
         finally:
             app.terminate()
             app.wait(timeout=30)
         calls = state.calls()
-        per_route = Counter(c.method + " " + c.path.split("?")[0] for c in calls)
-        del per_route
+        per_route = Counter(c.method + " " + route_of(c.path) for c in calls)
         latencies = sorted(done[r] - sent[r] for r in done)
+        # when gonogo's first call about each run reached the sandbox: splits intake and queueing from evaluation
+        first_call: dict[int, float] = {}
+        for c in calls:
+            match = re.search(r"/actions/runs/(\d+)/", c.path)
+            if match and int(match.group(1)) in sent:
+                run_id = int(match.group(1))
+                first_call[run_id] = min(first_call.get(run_id, c.at), c.at)
+        until_first = sorted(first_call[r] - sent[r] for r in first_call)
         token_calls = sum(1 for c in calls if c.path.endswith("/access_tokens"))
         blob_calls = sum(1 for c in calls if c.path.startswith("/_sandbox/"))
 
@@ -175,9 +228,19 @@ def main() -> None:
         print(f"latency p50        {statistics.median(latencies) * 1000:.0f} ms")
         print(f"latency p90        {latencies[int(n * 0.9) - 1] * 1000:.0f} ms")
         print(f"latency p99        {latencies[max(int(n * 0.99) - 1, 0)] * 1000:.0f} ms")
+    if until_first:
+        print(f"first GitHub call  p50 {statistics.median(until_first) * 1000:.0f} ms after the POST "
+              "(webhook stored, claimed by a worker, deployment leased)")  # fmt: skip
     api_calls = len(calls) - token_calls - blob_calls
+    print(f"CPU                gonogo {app_cpu:.1f} s ({app_cpu / max(n, 1) * 1000:.0f} ms per decision), "
+          f"benchmark + sandbox {bench_cpu:.1f} s, over {wall:.1f} s of wall clock")  # fmt: skip
     print(f"GitHub calls       {api_calls / max(args.deployments, 1):.1f} per decision "
           f"(+ {token_calls} token requests, {blob_calls} artifact blob downloads in all)")  # fmt: skip
+    if args.routes:
+        for route, count in per_route.most_common():
+            print(f"  {count / max(args.deployments, 1):5.2f}  {route}")
+    if args.profile:
+        print(f"profile            {args.profile}")
 
 
 if __name__ == "__main__":

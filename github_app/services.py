@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine
@@ -14,14 +16,19 @@ from github_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Database work runs in threads (asyncio.to_thread). The default pool, cores + 4 threads, lets a handful of
+# transactions waiting on SQLite's write lock or a PostgreSQL round trip hold up every other worker's
+# queries and artifact parsing; the threads mostly wait, so a larger pool costs little.
+BLOCKING_THREADS = 32
+
 
 @contextlib.asynccontextmanager
 async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[dict[str, Any]]:
     """Build the services of a production process and close them on exit."""
     from github_app.github import GitHubClients
 
-    import asyncio
-
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="gonogo-blocking"))
     services: dict[str, Any] = {}
     manifest_check = None
     if settings.app_id and settings.private_key is not None:
@@ -30,7 +37,7 @@ async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[
             from github_app.manifest import check_live_app
 
             # in the background: a slow or unreachable GitHub must not delay start-up
-            manifest_check = asyncio.get_running_loop().create_task(check_live_app(services["github"]))
+            manifest_check = loop.create_task(check_live_app(services["github"]))
     if os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
         try:
             from github_app.risk_registry import Retrainer, RiskProvider

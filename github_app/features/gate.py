@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import os
 import re
@@ -187,13 +188,22 @@ async def load_policy(gh: GitHub[Any], t: Target) -> tuple[Policy | PolicyError,
     )
     text, sha = repo_file if repo_file else (None, None)
     try:
-        policy = load_policy_text(
-            text, f"{t.repository}@{t.default_branch}:{POLICY_PATH}", org_text=org_file[0] if org_file else None,
-            org_source=f"{t.owner}/.github:{POLICY_PATH}",
+        policy = parsed_policy(
+            text, f"{t.repository}@{t.default_branch}:{POLICY_PATH}", org_file[0] if org_file else None,
+            f"{t.owner}/.github:{POLICY_PATH}",
         )  # fmt: skip
     except PolicyError as exc:
         return exc, sha
     return policy, sha
+
+
+@functools.lru_cache(maxsize=256)
+def parsed_policy(text: str | None, source: str, org_text: str | None, org_source: str) -> Policy:
+    """``load_policy_text``, remembered: the same files give the same policy, parsed once per process.
+
+    Callers share the returned Policy and must not change it. A PolicyError is raised anew each time.
+    """
+    return load_policy_text(text, source, org_text=org_text, org_source=org_source)
 
 
 async def _org_defaults(gh: GitHub[Any], owner: str) -> tuple[str, str] | None:
@@ -272,7 +282,7 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
 
     async def policy_in_force() -> Policy:
         policy, _ = await asyncio.shield(policy_read)
-        return policy if isinstance(policy, Policy) else load_policy_text(None)
+        return policy if isinstance(policy, Policy) else parsed_policy(None, POLICY_PATH, None, "org .github/gonogo.yml")
 
     report_sent = asyncio.ensure_future(first_report())
     check_run = asyncio.ensure_future(ensure_check_run())
