@@ -233,7 +233,7 @@ def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 1) -> l
             .returning(
                 Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action,
                 Delivery.installation_id, Delivery.payload, Delivery.attempts,
-            )  # fmt: skip
+            )
         ).all()
     return [ClaimedDelivery(*row, lease_token=token) for row in sorted(rows, key=lambda r: r[0])]
 

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -33,7 +33,7 @@ class ServerThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> ServerThread:
+    def start(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + self.startup_timeout
         while not self.server.started:
@@ -48,7 +48,7 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
-    def __enter__(self) -> ServerThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -118,7 +118,7 @@ def test_four_worker_processes_on_postgres_never_process_a_delivery_twice(postgr
                 subprocess.Popen(
                     [sys.executable, "-m", "github_app", "--log-format", "text", "worker", "--workers", "4", "--until-idle"],
                     env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err,
-                )  # fmt: skip
+                )
             )
     for p in procs:
         p.wait(timeout=240)

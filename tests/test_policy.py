@@ -243,7 +243,7 @@ def test_docs_example_is_valid_and_every_key_is_documented() -> None:
     from rules.policy import Policy
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "policy.md").read_text(encoding="utf-8")
-    example = re.search(r"## A complete example\n\n```yaml\n(.*?)```", doc, re.S)
+    example = re.search(r"## A complete example\n\n```yaml\n(.*?)```", doc, re.DOTALL)
     assert example is not None
     prod = effective(load_policy_text(example.group(1)), "production")
     assert prod.reviewers.break_glass == ["carol"] and len(prod.freeze) == 2

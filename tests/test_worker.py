@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -63,7 +64,7 @@ def test_failing_handler_is_retried_with_backoff_then_dead_then_retried_by_cli(d
     row = _row(database_url, "will-die")
     assert len(calls) == 3 and row.state == "dead" and row.attempts == 3
     assert "RuntimeError: GitHub said no (call 3)" in row.last_error
-    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(g >= 0.0 for g in gaps) and max(gaps) <= 2.5  # jittered exponential waits, capped
 
     monkeypatch.setenv("GONOGO_DATABASE_URL", database_url)
@@ -84,7 +85,7 @@ def test_failing_handler_is_retried_with_backoff_then_dead_then_retried_by_cli(d
 def test_backoff_grows_exponentially_with_jitter():
     waits = [[inbox.retry_delay(n, base=1.0, maximum=1000.0) for n in range(1, 8)] for _ in range(200)]
     means = [sum(col) / len(col) for col in zip(*waits)]
-    assert all(b > a for a, b in zip(means, means[1:]))  # grows with the attempt number
+    assert all(b > a for a, b in itertools.pairwise(means))  # grows with the attempt number
     assert len({w[3] for w in waits}) > 100  # jittered
     assert max(inbox.retry_delay(30, base=1.0, maximum=5.0) for _ in range(50)) <= 5.0
 

@@ -55,6 +55,8 @@ def _dead(engine: Any) -> dict[str, str]:
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for all decisions.")
 def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: float) -> None:
     """Run gonogo end to end against the GitHub sandbox and show what it decided and why."""
+    import logging
+
     from tqdm import tqdm
 
     from github_app import db
@@ -63,8 +65,6 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
     from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook
     from github_app.serving import ServerThread
     from github_app.settings import Secret, Settings
-
-    import logging
 
     logging.getLogger().setLevel(logging.ERROR)  # the table below is the demo's output; logs would drown it
     own_dir = workdir is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from githubkit import GitHub
@@ -348,17 +348,19 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
         if r.remind_after is not None and age >= r.remind_after and row.reminded_at is None:
             await _reply(gh, row, f"⏰ Reminder: the deployment of `{row.sha[:7]}` to **{row.environment}** is still "
                                   f"waiting for a decision. Who may decide: {who_may_decide(r)}.")  # fmt: skip
-
-            def mark() -> None:
-                with Session(ctx.engine) as session, session.begin():
-                    session.execute(update(Deployment).where(Deployment.key == row.key).values(reminded_at=now))
-                    notify_state_change(session, row, "reminded", list(r and env_policy.notifications))
-                    audit.append(session, "reminder", repository=row.repository, deployment_key=row.key,
-                                 data={"after": str(r.remind_after)})  # fmt: skip
-
-            await asyncio.to_thread(mark)
+            await asyncio.to_thread(_mark_reminded, ctx.engine, row, now, list(env_policy.notifications),
+                                    r.remind_after)  # fmt: skip
             done["reminded"] += 1
     return done
+
+
+def _mark_reminded(engine: Engine, row: Deployment, now: datetime, notifications: list[Any],
+                   after: timedelta) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(update(Deployment).where(Deployment.key == row.key).values(reminded_at=now))
+        notify_state_change(session, row, "reminded", notifications)
+        audit.append(session, "reminder", repository=row.repository, deployment_key=row.key,
+                     data={"after": str(after)})  # fmt: skip
 
 
 async def sweep_forever(ctx: Context, interval: float, stop: asyncio.Event) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from github_app.db.models import Installation
 from github_app.routing import Context, Event, Router
-from sqlalchemy.orm import Session
 
 router = Router()
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from scorer.risk.artifact import TrainedRiskModel, library_versions
 from scorer.risk.changerisk import PROJECTS, read_history

@@ -33,7 +33,7 @@ def _num(v: Any) -> float | None:
 
 def _count(row: pd.Series, log_name: str) -> int | None:
     v = _num(row.get(log_name))
-    return None if v is None else int(round(math.expm1(v)))
+    return None if v is None else round(math.expm1(v))
 
 
 def _pct(v: float) -> str:

@@ -88,7 +88,7 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
     times_all = h["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     keys = h["repository"].astype(str) + "\x1f" + h["environment"].astype(str)
     yv = y.to_numpy()
-    for _, pos in keys.groupby(keys, sort=False).indices.items():
+    for pos in keys.groupby(keys, sort=False).indices.values():
         t = times_all[pos]  # already sorted ascending within the group
         lab = ~np.isnan(yv[pos])
         lt = t[lab]
@@ -124,7 +124,7 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
 def _repo_median_churn(h: pd.DataFrame, churn: pd.Series) -> pd.Series:
     """Median churn of the repository's strictly earlier deployments (NaN when there are none)."""
     out = pd.Series(np.nan, index=h.index)
-    for _, idx in h.groupby("repository", sort=False).groups.items():
+    for idx in h.groupby("repository", sort=False).groups.values():
         c = churn.loc[idx]
         prior = c.expanding(min_periods=1).median().shift(1)
         # Rows sharing a timestamp must not see each other: use the value before the first of them.

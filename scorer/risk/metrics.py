@@ -78,9 +78,7 @@ def is_at_least_as_good(challenger_metrics: dict[str, Any], champion_metrics: di
     if ch_brier is not None and cp_brier is not None and ch_brier > cp_brier + BRIER_TOLERANCE:
         return False
     ch_ece, cp_ece = challenger_metrics.get("ece"), champion_metrics.get("ece")
-    if ch_ece is not None and cp_ece is not None and ch_ece > cp_ece + ECE_TOLERANCE:
-        return False
-    return True
+    return not (ch_ece is not None and cp_ece is not None and ch_ece > cp_ece + ECE_TOLERANCE)
 
 
 def plot_evaluation(y_true: Any, p: Any, path: str | Path, title: str = "gonogo risk model") -> Path:

@@ -287,7 +287,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.base_rate_ = float(yb.mean())
         n = len(yb)
         minority = int(min(yb.sum(), n - yb.sum()))
-        cut = int(round(n * (1.0 - self.validation_fraction)))
+        cut = round(n * (1.0 - self.validation_fraction))
         y_tr, y_va = yb[:cut], yb[cut:]
         can_validate = (
             n >= self.min_samples_boosting
