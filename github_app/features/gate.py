@@ -308,11 +308,11 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
     comment = report.protection_comment(decision, check_url or "")
     env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
-    row = await asyncio.to_thread(
+    stored = await asyncio.to_thread(
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
-    await hooks.emit(ctx, "decided", row=row, decision=decision, target=t)
+    await hooks.emit(ctx, "decided", row=stored, decision=decision, target=t)
     log.info(
         "decision.made",
         extra={"deployment": t.deployment_key, "verdict": decision.verdict, "action": decision.action,
@@ -324,16 +324,16 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
         await answer(gh, t, state_answer, comment)  # type: ignore[arg-type]
         await asyncio.to_thread(set_fields, engine, t.deployment_key, answered_at=datetime.now(UTC), state="answered")
     else:
-        reports = row.status_reports  # as stored with the decision; we hold the lease
+        reports = stored.status_reports  # we hold the lease: nobody else changed it
         if reports < STATUS_REPORT_LIMIT:
             await status_report(gh, t, comment)
             await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=reports + 1, state="escalated")
-            row.status_reports = reports + 1
+            stored.status_reports = reports + 1
         else:
             await asyncio.to_thread(set_fields, engine, t.deployment_key, state="escalated")
-        row.state = "escalated"
+        stored.state = "escalated"
     if not state_answer:  # reviewers hear about it before the check run shows the buttons
-        await hooks.emit(ctx, "escalated", row=row, decision=decision, target=t)
+        await hooks.emit(ctx, "escalated", row=stored, decision=decision, target=t)
     await complete_check_run(gh, t, check_run_id, decision)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
 
