@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
+import os
+import ssl
 import uuid
 from typing import Any
 
@@ -42,6 +45,20 @@ def webhook_request(app_url: str, secret: str | bytes, event: str, payload: dict
     return url, body, headers
 
 
+@functools.lru_cache(maxsize=4)
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # httpx reads SSL_CERT_FILE / SSL_CERT_DIR itself; they are the cache key so a change still takes effect
+    return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
+def _default_tls_context() -> ssl.SSLContext:
+    """Return the TLS context httpx would build by default, built once per process and trust-store setting.
+
+    Building it loads the whole CA bundle (~20 ms of CPU); a fresh client per delivery would pay that every time.
+    """
+    return _tls_context(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
+
+
 def send_webhook(app_url: str, secret: str | bytes, event: str, payload: dict[str, Any] | bytes,
                  delivery_id: str | None = None, *, timeout: float = 10.0,
                  client: httpx.Client | None = None) -> httpx.Response:
@@ -49,7 +66,7 @@ def send_webhook(app_url: str, secret: str | bytes, event: str, payload: dict[st
     url, body, headers = webhook_request(app_url, secret, event, payload, delivery_id)
     if client is not None:
         return client.post(url, content=body, headers=headers, timeout=timeout)
-    with httpx.Client(timeout=timeout) as own:
+    with httpx.Client(timeout=timeout, verify=_default_tls_context()) as own:
         return own.post(url, content=body, headers=headers)
 
 
@@ -60,7 +77,7 @@ async def async_send_webhook(app_url: str, secret: str | bytes, event: str, payl
     url, body, headers = webhook_request(app_url, secret, event, payload, delivery_id)
     if client is not None:
         return await client.post(url, content=body, headers=headers, timeout=timeout)
-    async with httpx.AsyncClient(timeout=timeout) as own:
+    async with httpx.AsyncClient(timeout=timeout, verify=_default_tls_context()) as own:
         return await own.post(url, content=body, headers=headers)
 
 
