@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--routes", action="store_true", help="list GitHub calls per decision by route")
     parser.add_argument("--profile", default=None, help="sample gonogo with py-spy into this file")
     parser.add_argument("--profile-format", default="raw", choices=["raw", "speedscope", "flamegraph"])
+    parser.add_argument("--profile-all-threads", action="store_true",
+                        help="sample every running thread, not only the one holding the GIL (shows C code that "
+                             "releases it, e.g. SQLite, hashing, TLS set-up)")
     args = parser.parse_args()
 
     state, private_pem, labels, previous = build_state(args.deployments)
@@ -187,7 +190,7 @@ def main() -> None:
                 py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 spy = subprocess.Popen(
                     [py_spy, "record", "--pid", str(app.pid), "--rate", "200", "--format", args.profile_format,
-                     "--output", args.profile, "--nonblocking", "--gil"],
+                     "--output", args.profile, "--nonblocking", *([] if args.profile_all_threads else ["--gil"])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 )  # fmt: skip
                 time.sleep(1.0)

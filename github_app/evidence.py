@@ -22,8 +22,9 @@ import httpx
 from githubkit import GitHub
 from sqlalchemy import Engine, and_, func, select
 
+from github_app.db import read_only
 from github_app.db.models import Deployment, EvidenceRecord, Outcome
-from github_app.github import Forbidden, GitHubError, NotFound, call, paginate, translate_errors
+from github_app.github import Forbidden, GitHubError, NotFound, call, paginate, parsed, translate_errors
 from scorer.evidence import (
     FAILED_OUTCOMES,
     Availability,
@@ -138,7 +139,7 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
     statuses: list[Any]
     runs, statuses = await asyncio.gather(
         paginate(
-            gh, gh.rest.checks.async_list_for_ref, map_func=lambda r: r.parsed_data.check_runs,
+            gh, gh.rest.checks.async_list_for_ref, map_func=lambda r: parsed(r).check_runs,
             owner=t.owner, repo=t.name, ref=t.sha, filter_="all",
         ),
         paginate(gh, gh.rest.repos.async_list_commit_statuses_for_ref, owner=t.owner, repo=t.name, ref=t.sha),
@@ -279,7 +280,7 @@ async def collect_artifacts(
 
     def listing(run_id: int) -> Awaitable[list[Any]]:
         return paginate(
-            gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: r.parsed_data.artifacts,
+            gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: parsed(r).artifacts,
             owner=t.owner, repo=t.name, run_id=run_id, limit=200,
         )  # fmt: skip
 
@@ -287,7 +288,7 @@ async def collect_artifacts(
     own_run = asyncio.ensure_future(listing(t.run_id))
     try:
         runs = await paginate(
-            gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: r.parsed_data.workflow_runs,
+            gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: parsed(r).workflow_runs,
             owner=t.owner, repo=t.name, head_sha=t.sha, limit=50,
         )  # fmt: skip
         other_ids = sorted({r.id for r in runs} - {t.run_id})
@@ -514,7 +515,7 @@ async def collect_change(
         )  # fmt: skip
     # unpaginated, GitHub lists up to 250 commits and 300 files; with per_page it would cut commits at 100
     resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}"))
-    cmp = resp.parsed_data
+    cmp = parsed(resp)
     files = list(cmp.files or [])
     additions = sum(f.additions for f in files)
     deletions = sum(f.deletions for f in files)
@@ -553,7 +554,7 @@ def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
     """Files of this change that were also changed by deployments that later failed."""
     if not paths:
         return set()
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         failed = conn.execute(
             select(Deployment.sha).join(
                 Outcome, and_(Outcome.repository == Deployment.repository, Outcome.environment == Deployment.environment,
@@ -628,7 +629,7 @@ class EnvironmentHistory:
 def read_history(engine: Engine, t: Target) -> EnvironmentHistory:
     """What gonogo remembers of this environment: last good deployment, recent pace and failures."""
     now = t.created_at
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         last_ok = conn.execute(
             select(Outcome.sha, Outcome.observed_at)
             .where(Outcome.repository == t.repository, Outcome.environment == t.environment, Outcome.outcome == "success",

@@ -36,10 +36,13 @@ async def waivers_for(ctx: Context, target: Any) -> list[Waiver]:
     from datetime import UTC, datetime
 
     from github_app import waivers
+    from github_app.db import read_only
 
-    return await asyncio.to_thread(
-        waivers.active_waivers, ctx.engine, target.repository, target.environment, target.sha, datetime.now(UTC)
-    )
+    def read(now: datetime) -> list[Waiver]:
+        with read_only(ctx.engine) as conn:
+            return waivers.active_waivers(conn, target.repository, target.environment, target.sha, now)
+
+    return await asyncio.to_thread(read, datetime.now(UTC))
 
 
 def record_decision(

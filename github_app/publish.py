@@ -8,7 +8,7 @@ from typing import Any, Literal
 from githubkit import GitHub
 
 from github_app.evidence import CHECK_RUN_NAME, Target
-from github_app.github import Invalid, call
+from github_app.github import Invalid, call, parsed
 from rules import report
 from rules.types import Decision
 
@@ -64,7 +64,7 @@ async def create_check_run(gh: GitHub[Any], t: Target, external_id: str) -> tupl
             },
         )
     )  # fmt: skip
-    run = resp.parsed_data
+    run = parsed(resp)
     return run.id, run.html_url or ""
 
 
@@ -111,4 +111,4 @@ async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, t
 async def comment_on_issue(gh: GitHub[Any], repository: str, number: int, body: str) -> int:
     owner, name = repository.split("/", 1)
     resp = await call(gh.rest.issues.async_create_comment(owner, name, number, data={"body": clip(body, 65_000)}))
-    return resp.parsed_data.id
+    return int(parsed(resp).id)

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, case, func, or_, select, update
+from sqlalchemy import Connection, Engine, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from github_app.db import read_only
 from github_app.db.models import HistoryRow, RiskModelRecord
 from github_app.github import parse_time
 from scorer.assessment import RiskEstimate
@@ -99,7 +100,7 @@ def load_history_frame(engine: Engine, repository: str | None = None, *, before:
         query = query.order_by(HistoryRow.created_at.desc(), HistoryRow.id.desc()).limit(limit)
     else:
         query = query.order_by(HistoryRow.created_at, HistoryRow.id)
-    with Session(engine) as session:
+    with read_only(engine) as conn, Session(conn) as session:
         rows = list(session.scalars(query))
     rows.sort(key=lambda r: (r.created_at, r.id))
     return rows_to_frame(rows)
@@ -112,18 +113,20 @@ def labelled_count(engine: Engine, repository: str | None, since: datetime | Non
         query = query.where(HistoryRow.repository == repository)
     if since is not None:
         query = query.where(HistoryRow.outcome_at > since)
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         return int(conn.execute(query).scalar() or 0)
 
 
-def labelled_counts(engine: Engine, repository: str) -> tuple[int, int]:
+def labelled_counts(engine: Engine | Connection, repository: str) -> tuple[int, int]:
     """Return (labelled outcomes, failures) of a repository's history."""
+    if isinstance(engine, Engine):
+        with read_only(engine) as conn:
+            return labelled_counts(conn, repository)
     failed = HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES))
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(func.count(), func.coalesce(func.sum(case((failed, 1), else_=0)), 0))
-            .where(HistoryRow.repository == repository, HistoryRow.outcome.is_not(None))
-        ).one()  # fmt: skip
+    row = engine.execute(
+        select(func.count(), func.coalesce(func.sum(case((failed, 1), else_=0)), 0))
+        .where(HistoryRow.repository == repository, HistoryRow.outcome.is_not(None))
+    ).one()  # fmt: skip
     return int(row[0] or 0), int(row[1] or 0)
 
 
@@ -222,7 +225,7 @@ def register(engine: Engine, trained: TrainedRiskModel, repository: str | None =
 
 def active_record(engine: Engine, repository: str | None) -> RiskModelRecord | None:
     """The active model serving ``repository``: its own if any, else the global one, else None."""
-    with Session(engine) as session:
+    with read_only(engine) as conn, Session(conn) as session:
         query = select(RiskModelRecord).where(RiskModelRecord.active.is_(True))
         if repository is None:
             query = query.where(RiskModelRecord.repository.is_(None))
@@ -285,15 +288,18 @@ class RiskProvider:
                 self._prior_loaded = True
             return self._prior
 
-    def _model_for(self, repository: str, outcomes: int) -> TrainedRiskModel | None:
-        """The active trained model, reloaded only when a newer one was activated (one small query per call)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(RiskModelRecord.id, RiskModelRecord.repository).where(
-                    RiskModelRecord.active.is_(True),
-                    or_(RiskModelRecord.repository == repository, RiskModelRecord.repository.is_(None)),
-                ).order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc())
-            ).all()  # fmt: skip
+    def _model_for(self, conn: Connection, repository: str, outcomes: int) -> TrainedRiskModel | None:
+        """The active trained model, reloaded only when a newer one was activated (one small query per call).
+
+        The look-up stays a query rather than a cached answer: a model promoted by another process (the CLI,
+        another replica) serves the next estimate.
+        """
+        rows = conn.execute(
+            select(RiskModelRecord.id, RiskModelRecord.repository).where(
+                RiskModelRecord.active.is_(True),
+                or_(RiskModelRecord.repository == repository, RiskModelRecord.repository.is_(None)),
+            ).order_by(RiskModelRecord.created_at.desc(), RiskModelRecord.id.desc())
+        ).all()  # fmt: skip
         own = [r for r in rows if r.repository is not None]
         glob = [r for r in rows if r.repository is None]
         if own and outcomes >= self.min_outcomes:
@@ -305,8 +311,7 @@ class RiskProvider:
         with self._lock:
             model = self._models.get(chosen.id)
         if model is None:
-            with Session(self.engine) as session:
-                blob = session.scalar(select(RiskModelRecord.blob).where(RiskModelRecord.id == chosen.id))
+            blob = conn.execute(select(RiskModelRecord.blob).where(RiskModelRecord.id == chosen.id)).scalar()
             assert blob is not None
             model = TrainedRiskModel.from_bytes(blob)
             with self._lock:
@@ -322,7 +327,7 @@ class RiskProvider:
         blend = BlendedRiskModel(prior.estimator, None, n_outcomes=outcomes, n_failures=failures)
         return TrainedRiskModel(estimator=blend, metadata={**prior.metadata, "version": f"prior-{prior.version}"})
 
-    def _context(self, evidence: Evidence) -> list[dict[str, Any]]:
+    def _context(self, conn: Connection, evidence: Evidence) -> list[dict[str, Any]]:
         """Earlier history rows that the new deployment's history features depend on (raw records)."""
         t, repo, env = evidence.created_at, evidence.repository, evidence.environment
         cols = (HistoryRow.id, HistoryRow.deployment_id, HistoryRow.repository, HistoryRow.environment,
@@ -338,40 +343,41 @@ class RiskProvider:
             select(*cols).where(*earlier).order_by(*newest).limit(CONTEXT_REPO_ROWS),
         ]  # fmt: skip
         seen: dict[int, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for query in queries:
-                for r in conn.execute(query):
-                    if r.id in seen:
-                        continue
-                    rec: dict[str, Any] = dict(r.features or {})
-                    rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment,
-                               sha=r.sha, created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
-                    seen[r.id] = rec
+        for query in queries:
+            for r in conn.execute(query):
+                if r.id in seen:
+                    continue
+                rec: dict[str, Any] = dict(r.features or {})
+                rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment,
+                           sha=r.sha, created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
+                seen[r.id] = rec
         return [seen[k] for k in sorted(seen)]
 
-    def _exact_env_counts(self, evidence: Evidence) -> tuple[int, datetime | None]:
+    def _exact_env_counts(self, conn: Connection, evidence: Evidence) -> tuple[int, datetime | None]:
         """All earlier deployments to the environment, and the latest earlier failed one's time."""
         where = (HistoryRow.repository == evidence.repository, HistoryRow.environment == evidence.environment,
                  HistoryRow.created_at < evidence.created_at)
-        with self.engine.connect() as conn:
-            past = conn.execute(select(func.count()).select_from(HistoryRow).where(*where)).scalar() or 0
-            last_fail = conn.execute(
-                select(func.max(HistoryRow.created_at)).where(*where, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
-            ).scalar()  # fmt: skip
+        past = conn.execute(select(func.count()).select_from(HistoryRow).where(*where)).scalar() or 0
+        last_fail = conn.execute(
+            select(func.max(HistoryRow.created_at)).where(*where, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
+        ).scalar()  # fmt: skip
         if last_fail is not None and last_fail.tzinfo is None:
             last_fail = last_fail.replace(tzinfo=UTC)
         return int(past), last_fail
 
-    def feature_row(self, evidence: Evidence) -> pd.Series:
+    def feature_row(self, evidence: Evidence, conn: Connection | None = None) -> pd.Series:
         """The model features of one deployment, with history features from earlier stored deployments."""
+        if conn is None:
+            with read_only(self.engine) as own:
+                return self.feature_row(evidence, own)
         row = evidence.to_history_row()
         row["outcome"] = None
-        records = [*self._context(evidence), row]
+        records = [*self._context(conn, evidence), row]
         combined = coerce_history(pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS)))
         features = build_features(combined)
         pos = int(np.flatnonzero(combined["deployment_id"].to_numpy() == str(evidence.deployment_id))[-1])
         out = features.iloc[pos].copy()
-        past, last_fail = self._exact_env_counts(evidence)
+        past, last_fail = self._exact_env_counts(conn, evidence)
         if "env_past_deploys_log" in out.index:
             out["env_past_deploys_log"] = math.log1p(past)
         if "hours_since_env_failure_log" in out.index:
@@ -381,17 +387,19 @@ class RiskProvider:
 
     def estimate(self, evidence: Evidence) -> RiskEstimate | None:
         """Return the trained model's (or re-centred prior's) estimate, or None to keep the rule-based one."""
-        outcomes, failures = labelled_counts(self.engine, evidence.repository)
-        model = self._model_for(evidence.repository, outcomes)
-        source = "model"
-        if model is None:
-            if outcomes < self.min_outcomes or not evidence.change.ok:
-                return None  # nothing honest to say about this repository's failure rate yet
-            model = self._recentred_prior(outcomes, failures)
+        # one read transaction for every look-up: one snapshot, one connection, no write lock on SQLite
+        with read_only(self.engine) as conn:
+            outcomes, failures = labelled_counts(conn, evidence.repository)
+            model = self._model_for(conn, evidence.repository, outcomes)
+            source = "model"
             if model is None:
-                return None
-            source = "prior"
-        features = self.feature_row(evidence)
+                if outcomes < self.min_outcomes or not evidence.change.ok:
+                    return None  # nothing honest to say about this repository's failure rate yet
+                model = self._recentred_prior(outcomes, failures)
+                if model is None:
+                    return None
+                source = "prior"
+            features = self.feature_row(evidence, conn)
         return risk_estimate(model, features, version=model.version, source=source)
 
 
@@ -410,7 +418,7 @@ class Retrainer:
 
     def new_outcomes(self, repository: str) -> int:
         """Labelled outcomes of ``repository`` recorded since its latest registered model."""
-        with self.engine.connect() as conn:
+        with read_only(self.engine) as conn:
             last = conn.execute(
                 select(func.max(RiskModelRecord.created_at)).where(RiskModelRecord.repository == repository)
             ).scalar()  # fmt: skip

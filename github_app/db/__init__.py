@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Execution option marking a connection whose transaction only reads (see ``read_only``).
+READ_ONLY = "gonogo_read_only"
 
 
 class DatabaseError(Exception):
@@ -38,16 +42,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         options.update(kwargs)
         engine = create_engine(parsed, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
     return create_engine(parsed, **options)
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    # pysqlite's own transaction handling defers BEGIN; a transaction that may write takes the write lock up
+    # front instead, because upgrading a deferred read to a write fails with SQLITE_BUSY when another
+    # connection wrote meanwhile. A read-only one begins deferred: under WAL it reads a snapshot without
+    # waiting for writers (and their fsyncs), and never needs the lock.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection for work that only reads; its transaction ends (rolled back) when the block exits.
+
+    On SQLite the transaction begins deferred instead of taking the write lock, so readers do not queue
+    behind writers; writing through this connection is a bug (it may fail with "database is locked").
+    On PostgreSQL it is an ordinary connection.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})  # before the first statement begins the transaction
+        yield conn
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN IMMEDIATE
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN (IMMEDIATE)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")

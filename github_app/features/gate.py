@@ -30,6 +30,7 @@ from github_app.github import (
     NotFound,
     call,
     parse_time,
+    parsed,
 )
 from github_app.publish import (
     STATUS_REPORT_LIMIT,
@@ -173,7 +174,7 @@ async def read_file(gh: GitHub[Any], owner: str, repo: str, path: str, ref: str 
         resp = await call(gh.rest.repos.async_get_content(owner, repo, path, **kwargs))
     except NotFound:
         return None
-    data = resp.parsed_data
+    data = parsed(resp)
     content = getattr(data, "content", None)
     if not isinstance(content, str):
         return None
