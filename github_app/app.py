@@ -85,6 +85,7 @@ def create_app(
                 sweeper = None
                 if worker_count:
                     pool.start()
+                    writer.taker = pool
                     dispatcher.start()
                     sweeper = asyncio.get_running_loop().create_task(
                         sweep_forever(ctx, settings.sweep_seconds, stop_sweeper)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
@@ -53,8 +53,8 @@ class ClaimedDelivery:
 
 
 _INSERT_COLUMNS = (
-    "delivery_id", "event", "action", "installation_id", "payload",
-    "received_at", "state", "attempts", "next_attempt_at", "completed_count",
+    "delivery_id", "event", "action", "installation_id", "payload", "received_at", "state", "attempts",
+    "next_attempt_at", "completed_count", "lease_owner", "lease_until",
 )  # fmt: skip
 
 
@@ -64,29 +64,48 @@ def _insert_sql(dialect: Any, returning: bool) -> str:
         f"INSERT INTO {Delivery.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))}) ON CONFLICT (delivery_id) DO NOTHING"
     )
-    return sql + " RETURNING delivery_id" if returning else sql
+    return sql + " RETURNING delivery_id, id" if returning else sql
 
 
 def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[str]:
-    """Insert ``items`` in one transaction; return the delivery ids that were new.
+    """Insert ``items`` in one transaction; return the delivery ids that were new."""
+    return set(store_deliveries(engine, items))
+
+
+def store_deliveries(
+    engine: Engine, items: Sequence[IncomingDelivery], leases: dict[str, str] | None = None,
+    lease_seconds: float = 0.0,
+) -> dict[str, int]:
+    """Insert ``items`` in one transaction; return ``{delivery_id: row id}`` for those that were new.
+
+    ``leases`` maps some delivery ids to a lease token: those rows are stored already claimed by
+    that token (``processing``, first attempt, leased for ``lease_seconds``), for a worker of this
+    process that is idle right now, which then needs no claim transaction of its own.
 
     This is the intake's hot path, so it talks to the driver directly (one prepared INSERT,
     executed per row inside one transaction) instead of building a SQLAlchemy statement per
     batch; the row layout and value conversions are the ``Delivery`` model's own.
     """
     if not items:
-        return set()
+        return {}
+    leases = leases or {}
     dialect = engine.dialect
     now = utcnow()
     stamp = Delivery.__table__.c.received_at.type.bind_processor(dialect)
     when = stamp(now) if stamp else now
+    until = stamp(now + timedelta(seconds=lease_seconds)) if stamp else now + timedelta(seconds=lease_seconds)
+    rows = []
     # one order for every batch, so two concurrent batches never wait on each other's keys in a cycle
-    ordered = sorted(items, key=lambda it: it.delivery_id)
-    rows = [
-        (it.delivery_id, it.event, it.action, it.installation_id, it.payload, when,
-         "ignored" if it.ignored else "pending", 0, when, 0)
-        for it in ordered
-    ]  # fmt: skip
+    for it in sorted(items, key=lambda it: it.delivery_id):
+        token = leases.get(it.delivery_id)
+        if it.ignored:
+            state: tuple[Any, ...] = ("ignored", 0, None, None)
+        elif token is None:
+            state = ("pending", 0, None, None)
+        else:
+            state = ("processing", 1, token, until)
+        rows.append((it.delivery_id, it.event, it.action, it.installation_id, it.payload, when, state[0],
+                     state[1], when, 0, state[2], state[3]))  # fmt: skip
     raw = engine.raw_connection()
     try:
         driver = raw.driver_connection
@@ -104,22 +123,22 @@ def insert_deliveries(engine: Engine, items: Sequence[IncomingDelivery]) -> set[
     return new
 
 
-def _insert_postgresql(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> set[str]:
-    new: set[str] = set()
+def _insert_postgresql(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    new: dict[str, int] = {}
     with conn.cursor() as cur:
         # psycopg pipelines the executions: one round trip for the whole batch
         cur.executemany(sql, rows, returning=True)
         while True:
             row = cur.fetchone()
             if row is not None:
-                new.add(row[0])
+                new[row[0]] = row[1]
             if not cur.nextset():
                 break
     return new
 
 
-def _insert_sqlite(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> set[str]:
-    new: set[str] = set()
+def _insert_sqlite(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    new: dict[str, int] = {}
     cur = conn.cursor()
     try:
         if not conn.in_transaction:
@@ -127,10 +146,21 @@ def _insert_sqlite(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> set[str]
         for row in rows:
             cur.execute(sql, row)
             if cur.rowcount == 1:
-                new.add(row[0])
+                new[row[0]] = cur.lastrowid
     finally:
         cur.close()
     return new
+
+
+class Taker(Protocol):
+    """Idle workers in this process that can take new deliveries straight from the intake."""
+
+    name: str
+    lease_seconds: float
+
+    def reserve(self, n: int) -> list[asyncio.Future[ClaimedDelivery | None]]:
+        """Up to ``n`` idle workers, each waiting on its future: a job, or None to look for work itself."""
+        ...
 
 
 class InboxWriter:
@@ -144,6 +174,7 @@ class InboxWriter:
         self._queue: asyncio.Queue[tuple[IncomingDelivery, asyncio.Future[bool]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.on_stored: list[Any] = []  # callbacks, e.g. to wake in-process workers
+        self.taker: Taker | None = None  # in-process workers that take new deliveries as they are stored
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -180,23 +211,45 @@ class InboxWriter:
         unique: dict[str, IncomingDelivery] = {}
         for item, _ in batch:
             unique.setdefault(item.delivery_id, item)
+        # hand work to idle workers of this process: stored already leased to them, so no claim is needed
+        wanted = [it for it in unique.values() if not it.ignored]
+        waiters = self.taker.reserve(len(wanted)) if self.taker is not None and wanted else []
+        owner = self.taker.name if self.taker is not None else ""
+        leases = {it.delivery_id: f"{owner}:{uuid.uuid4().hex[:12]}" for it in wanted[: len(waiters)]}
         try:
-            new_ids = await asyncio.to_thread(insert_deliveries, self.engine, list(unique.values()))
-        except Exception as exc:  # the database is down: every waiting request gets a 503
-            log.exception("inbox.write_failed", extra={"batch": len(batch)})
-            for _, fut in batch:
+            try:
+                new_ids = await asyncio.to_thread(
+                    store_deliveries, self.engine, list(unique.values()), leases,
+                    self.taker.lease_seconds if self.taker is not None else 0.0,
+                )  # fmt: skip
+            except Exception as exc:  # the database is down: every waiting request gets a 503
+                log.exception("inbox.write_failed", extra={"batch": len(batch)})
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            claimed: set[str] = set()
+            for item, fut in batch:
+                is_new = item.delivery_id in new_ids and item.delivery_id not in claimed
+                claimed.add(item.delivery_id)
                 if not fut.done():
-                    fut.set_exception(exc)
-            return
-        claimed: set[str] = set()
-        for item, fut in batch:
-            is_new = item.delivery_id in new_ids and item.delivery_id not in claimed
-            claimed.add(item.delivery_id)
-            if not fut.done():
-                fut.set_result(is_new)
-        if new_ids:
-            for callback in self.on_stored:
-                callback()
+                    fut.set_result(is_new)
+            handed = [
+                ClaimedDelivery(new_ids[it.delivery_id], it.delivery_id, it.event, it.action, it.installation_id,
+                                it.payload, 1, leases[it.delivery_id])
+                for it in wanted[: len(waiters)]
+                if it.delivery_id in new_ids
+            ]  # fmt: skip
+            for waiter, job in zip(waiters, handed, strict=False):
+                if not waiter.done():
+                    waiter.set_result(job)
+            if len(handed) < len(new_ids):  # more was stored than handed over: wake a worker to claim it
+                for callback in self.on_stored:
+                    callback()
+        finally:
+            for waiter in waiters:  # unused reservations (duplicates, a failed write): look for work as usual
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 1) -> list[ClaimedDelivery]:
@@ -265,6 +318,71 @@ def complete(engine: Engine, job: ClaimedDelivery) -> bool:
             )
         )
     return result.rowcount == 1
+
+
+def complete_many(engine: Engine, jobs: Sequence[ClaimedDelivery]) -> list[bool]:
+    """``complete`` for several jobs in one transaction (one commit, one disk sync); a result per job."""
+    now = utcnow()
+    done = []
+    with engine.begin() as conn:
+        for job in jobs:
+            result = conn.execute(
+                update(Delivery)
+                .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
+                .values(state="done", completed_at=now, completed_count=Delivery.completed_count + 1,
+                        lease_owner=None, lease_until=None, last_error=None)
+            )  # fmt: skip
+            done.append(result.rowcount == 1)
+    return done
+
+
+class Completer:
+    """Group commit for finished jobs: workers that finish together share one transaction."""
+
+    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[ClaimedDelivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-completer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def complete(self, job: ClaimedDelivery) -> bool:
+        """Mark ``job`` done if its lease is still ours (False if another worker took it over)."""
+        if self._task is None or self._task.done():
+            return await asyncio.to_thread(complete, self.engine, job)
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self._queue.put((job, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await asyncio.to_thread(complete_many, self.engine, [job for job, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each waiting worker handles the failure as before
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            except asyncio.CancelledError:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.cancel()
+                raise
+            for (_, fut), ok in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
 
 
 def retry_delay(attempt: int, base: float, maximum: float) -> float:

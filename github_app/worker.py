@@ -19,10 +19,12 @@ log = logging.getLogger(__name__)
 class WorkerPool:
     """``count`` asyncio workers in this process.
 
-    Idle workers wait in line. New work wakes one of them, and a worker that claims a job wakes the
-    next before processing it, so a batch of deliveries fans out to as many workers as it needs; a
-    timer wakes one every ``poll_seconds`` for work stored elsewhere (another process, a retry that
-    came due). An idle process thus costs one claim query per poll interval, not one per worker.
+    Idle workers wait in line. The intake of this process hands new deliveries straight to them,
+    stored already leased (``reserve``), so they start without a claim query. Other new work wakes
+    one of them, and a worker that claims a job wakes the next before processing it, so a batch of
+    deliveries fans out to as many workers as it needs; a timer wakes one every ``poll_seconds`` for
+    work stored elsewhere (another process, a retry that came due). An idle process thus costs one
+    claim query per poll interval, not one per worker.
     """
 
     def __init__(self, ctx: Context, router: Router, count: int, name: str | None = None) -> None:
@@ -30,10 +32,12 @@ class WorkerPool:
         self.router = router
         self.count = count
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._idle: deque[asyncio.Future[None]] = deque()
+        self.lease_seconds = ctx.settings.lease_seconds
+        self._idle: deque[asyncio.Future[inbox.ClaimedDelivery | None]] = deque()
         self._missed_wake = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._completer = inbox.Completer(ctx.engine)
         self.processed = 0
 
     def wake(self) -> None:
@@ -47,14 +51,31 @@ class WorkerPool:
         # looks again first, so a delivery stored during a claim that missed it is not left for the timer
         self._missed_wake = True
 
-    async def _rest(self) -> None:
-        """Wait until woken."""
+    @property
+    def idle(self) -> int:
+        """How many workers are resting, waiting for work."""
+        return sum(1 for waiter in self._idle if not waiter.done())
+
+    def reserve(self, n: int) -> list[asyncio.Future[inbox.ClaimedDelivery | None]]:
+        """Take up to ``n`` idle workers out of line for the intake, which resolves each one's future
+        with a delivery it stored leased to that worker, or with None (then the worker looks itself)."""
+        taken: list[asyncio.Future[inbox.ClaimedDelivery | None]] = []
+        if self._stop.is_set():
+            return taken
+        while self._idle and len(taken) < n:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                taken.append(waiter)
+        return taken
+
+    async def _rest(self) -> inbox.ClaimedDelivery | None:
+        """Wait until woken; return the delivery handed over by the intake, if any."""
         if self._missed_wake:
             self._missed_wake = False
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return None
+        waiter: asyncio.Future[inbox.ClaimedDelivery | None] = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
-        await waiter  # a waiter cancelled with its worker stays in line until wake() skips it
+        return await waiter  # a waiter cancelled with its worker stays in line until wake() skips it
 
     async def _poll(self) -> None:
         poll = self.ctx.settings.poll_seconds
@@ -66,6 +87,7 @@ class WorkerPool:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._completer.start()
         self._tasks = [loop.create_task(self._loop(i), name=f"worker-{i}") for i in range(self.count)]
         self._tasks.append(loop.create_task(self._poll(), name="worker-poll"))
 
@@ -83,6 +105,7 @@ class WorkerPool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
+        await self._completer.stop()
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:
         """Process due deliveries until none is left (used by tests and the demo)."""
@@ -109,9 +132,14 @@ class WorkerPool:
                 log.exception("worker.loop_error", extra={"worker": index})
                 worked = False
                 await asyncio.sleep(inbox.jittered(max(poll, 1.0)))
-            if worked or self._stop.is_set():
-                continue
-            await self._rest()
+            while not worked and not self._stop.is_set():
+                handed = await self._rest()
+                if handed is None:
+                    break
+                try:
+                    await self._process(handed)
+                except Exception:  # the database blipped while recording the outcome; the lease will expire
+                    log.exception("worker.loop_error", extra={"worker": index})
 
     async def _heartbeat(self, job: inbox.ClaimedDelivery) -> None:
         lease = self.ctx.settings.lease_seconds
@@ -130,7 +158,7 @@ class WorkerPool:
                 job.event, job.action, job.delivery_id, job.installation_id, job.payload, job.attempts
             )
             await self.router.dispatch(self.ctx, event)
-        except Exception as exc:  # the worker boundary: every failure is recorded for retry
+        except Exception as exc:  # noqa: BLE001 - the worker boundary: every failure is recorded for retry
             permanent = isinstance(exc, PermanentError)
             error = f"{type(exc).__name__}: {exc}"
             if not permanent:
@@ -146,7 +174,7 @@ class WorkerPool:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if await asyncio.to_thread(inbox.complete, self.ctx.engine, job):
+        if await self._completer.complete(job):
             self.processed += 1
             log.info("delivery.processed", extra=fields)
         else:

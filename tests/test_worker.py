@@ -143,3 +143,68 @@ def test_worker_pool_runs_in_the_background_and_stops(database_url):
 
     asyncio.run(scenario())
     assert sorted(seen) == ["a", "b", "c"]
+
+
+def test_the_intake_hands_new_deliveries_to_idle_workers_already_leased(database_url):
+    seen: list[tuple[str, int]] = []
+    leases: list[tuple[str, timedelta]] = []
+    router = Router()
+
+    @router.on("ping")
+    async def handle(ctx: Context, ev: Event) -> None:
+        seen.append((ev.delivery_id, ev.attempt))
+        row = _row(database_url, ev.delivery_id)
+        # leased in the very statement that stored it: a claim would lease from its own, later clock
+        leases.append((row.state, row.lease_until - row.received_at))
+
+    async def scenario() -> None:
+        settings = make_settings(database_url, poll_seconds=3600, lease_seconds=90)
+        pool = WorkerPool(Context(settings, db.make_engine(database_url)), router, 3)
+        writer = inbox.InboxWriter(pool.ctx.engine)
+        writer.start()
+        pool.start()
+        writer.taker = pool
+        writer.on_stored.append(pool.wake)  # as the app wires it
+        try:
+            async with asyncio.timeout(10):  # the workers' first look finds nothing; then they rest
+                while pool.idle < pool.count:
+                    await asyncio.sleep(0.02)
+            new = await asyncio.gather(*(
+                writer.submit(IncomingDelivery(f"h{i}", "ping", None, None, '{"zen": "z"}', False)) for i in range(3)
+            ))  # fmt: skip
+            ignored = await writer.submit(IncomingDelivery("s1", "star", None, None, "{}", True))
+            async with asyncio.timeout(10):
+                while pool.processed < 3:
+                    await asyncio.sleep(0.02)
+            again = await writer.submit(IncomingDelivery("h0", "ping", None, None, '{"zen": "z"}', False))
+            await asyncio.sleep(0.3)
+        finally:
+            await pool.stop()
+            await writer.stop()
+            pool.ctx.engine.dispose()
+        assert new == [True, True, True] and again is False and ignored is True
+
+    asyncio.run(scenario())
+    assert sorted(seen) == [("h0", 1), ("h1", 1), ("h2", 1)]  # each once, as its first attempt
+    assert leases == [("processing", timedelta(seconds=90))] * 3
+    for delivery_id in ("h0", "h1", "h2"):
+        row = _row(database_url, delivery_id)
+        assert (row.state, row.attempts, row.completed_count, row.lease_owner) == ("done", 1, 1, None)
+    assert _row(database_url, "s1").state == "ignored"
+
+
+def test_a_delivery_stored_leased_is_reclaimable_when_its_lease_expires(database_url):
+    engine = db.make_engine(database_url)
+    try:
+        item = IncomingDelivery("leased", "ping", None, None, '{"zen": "z"}', False)
+        ids = inbox.store_deliveries(engine, [item], {"leased": "gone-process:abc"}, lease_seconds=0.2)
+        assert list(ids) == ["leased"]
+        row = _row(database_url, "leased")
+        assert (row.state, row.attempts, row.lease_owner) == ("processing", 1, "gone-process:abc")
+        assert inbox.claim(engine, "other", 60) == []  # its owner may still be working on it
+        time.sleep(0.3)
+        [job] = inbox.claim(engine, "other", 60)  # the owner died: the lease ran out
+        assert (job.delivery_id, job.attempts, job.id) == ("leased", 2, ids["leased"])
+        assert inbox.complete(engine, job)
+    finally:
+        engine.dispose()
