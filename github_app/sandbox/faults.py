@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -64,18 +65,22 @@ class FaultAndLogLayer:
         state = self.state
         started, at = time.perf_counter(), state.now()
         method, path = scope["method"], scope["path"]
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        body = await _read_body(receive)
-        info: dict[str, Any] = {"installation_id": None}
+        raw_query = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+        body = await read_body(receive)
+        # the routes read the parsed query from here rather than parse it again; handlers never change it
+        info: dict[str, Any] = {"installation_id": None, "query": query}
         scope["sandbox"] = info
         fired = state.take_faults(method, path)
         delay = state.latency + sum(f.seconds for f in fired if f.kind == "latency")
         if delay > 0:
             # uvloop's timers have millisecond granularity and may fire a little early: top up so the
-            # added latency is at least what was asked for
+            # added latency is at least what was asked for. Each top-up is rounded up to a whole
+            # millisecond: a shorter one rounds to a zero-length timer, and the loop would spin until
+            # the deadline passed
             until = started + delay
             while (left := until - time.perf_counter()) > 0:
-                await asyncio.sleep(left)
+                await asyncio.sleep(math.ceil(left * 1000) / 1000)
         terminal = next((f for f in fired if f.kind != "latency"), None)
         fault_name = terminal.kind if terminal else ("latency" if delay > 0 and fired else None)
         status_box = [0]
@@ -139,7 +144,8 @@ class FaultAndLogLayer:
         return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """Read a request's whole body."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
