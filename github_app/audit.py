@@ -47,6 +47,17 @@ class AuditError(Exception):
 
 def _jsonable(value: Any) -> Any:
     """Turn ``value`` into plain JSON types, the exact form that is stored and hashed."""
+    # Exact built-in types first: a decision's dump is thousands of them, and these checks cost a
+    # fraction of the isinstance chain below (which treats each of them the same way).
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [_jsonable(v) for v in value]
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, BaseModel):
         return _jsonable(value.model_dump(mode="json"))
     if isinstance(value, Mapping):

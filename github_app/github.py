@@ -209,23 +209,27 @@ async def call(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-POOL_CONNECTIONS = 8  # connections per pool
-MAX_POOLS = 16  # pools per event loop
+MAX_CONNECTIONS = 128  # kept-alive connections per event loop
 
 
 class _Pool:
-    """One small httpcore connection pool and how many of its responses are still open."""
+    """An httpcore pool of one connection, and how many requests it is serving."""
 
-    def __init__(self, tls: ssl.SSLContext) -> None:
-        # keep-alive every connection the pool may open: httpcore closes all idle connections while a pool
-        # holds more than max_keepalive_connections, which would make a busy pool reconnect for each request
-        limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
+    def __init__(self, tls: ssl.SSLContext, idle: list[_Pool]) -> None:
+        # keep-alive the connection: httpcore closes idle connections beyond max_keepalive_connections
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits)
         self.busy = 0
+        self.idle = idle  # where this pool waits while it serves no request
+
+    def release(self) -> None:
+        self.busy -= 1
+        if self.busy == 0:
+            self.idle.append(self)
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that hands its request slot back to the pool once closed."""
+    """A response body that hands its connection back once closed."""
 
     def __init__(self, inner: httpx.AsyncByteStream, pool: _Pool) -> None:
         self.inner = inner
@@ -240,7 +244,7 @@ class _ReleasingStream(httpx.AsyncByteStream):
             await self.inner.aclose()
         finally:
             if self.pool is not None:
-                self.pool.busy -= 1
+                self.pool.release()
                 self.pool = None
 
 
@@ -251,47 +255,55 @@ class SharedTransport(httpx.AsyncBaseTransport):
     each client would build an SSL context and a new connection every time. This transport is handed
     to all of them, keeps connections alive between calls, and ignores the per-call ``aclose``; the
     owner closes it once with ``close``. Connections belong to the loop that opened them, so a
-    process that runs several loops (tests, CLI commands) gets pools for each.
+    process that runs several loops (tests, CLI commands) gets connections for each.
 
-    The connections are spread over several small pools rather than one large one: httpcore scans
-    every connection of a pool, some checks once per connection, each time a request starts or
-    ends, so the CPU cost per request grows with the square of the pool's size. A request goes to
-    the first pool with a free connection; a new pool opens when all are busy.
+    Each connection is an httpcore pool of its own. httpcore scans every connection of a pool, with a
+    system call for each idle one, whenever a request starts or ends, so in one shared pool the CPU
+    cost per request grows with the number of connections (and with the square of the requests in
+    flight); a pool of one costs the same however busy the process is. A request takes the most
+    recently freed connection to its origin, or a new one while fewer than ``MAX_CONNECTIONS`` are
+    open; past that it queues on the least busy.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.given = inner
-        self.pools: dict[int, list[_Pool]] = {}
+        self.pools: dict[int, list[_Pool]] = {}  # every pool of an event loop
+        self.idle: dict[tuple[int, bytes, bytes, int | None], list[_Pool]] = {}  # free ones per loop and origin
         self._tls: ssl.SSLContext | None = None
 
-    def _pool(self) -> _Pool:
-        pools = self.pools.setdefault(id(asyncio.get_running_loop()), [])
-        for pool in pools:
-            if pool.busy < POOL_CONNECTIONS:
-                return pool
-        if len(pools) < MAX_POOLS:
+    def _pool(self, url: httpx.URL) -> _Pool:
+        loop = id(asyncio.get_running_loop())
+        key = (loop, url.raw_scheme, url.raw_host, url.port)
+        idle = self.idle.get(key)
+        if idle is None:
+            idle = self.idle[key] = []
+        if idle:
+            return idle.pop()
+        pools = self.pools.setdefault(loop, [])
+        if len(pools) < MAX_CONNECTIONS:
             if self._tls is None:
                 # httpx's default TLS settings, built once: each context loads the CA bundle (~15 ms of CPU)
                 self._tls = httpx.create_ssl_context(verify=True, trust_env=True)
-            pools.append(_Pool(self._tls))
+            pools.append(_Pool(self._tls, idle))
             return pools[-1]
-        return min(pools, key=lambda p: p.busy)  # all busy: queue where the fewest wait
+        pool = min(pools, key=lambda p: p.busy)  # all busy here: queue where the fewest wait
+        if pool.busy == 0:  # free, but kept for another origin
+            pool.idle.remove(pool)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.given is not None:
             return await self.given.handle_async_request(request)
-        pool = self._pool()
+        pool = self._pool(request.url)
         pool.busy += 1
         try:
             response = await pool.transport.handle_async_request(request)
         except BaseException:
-            pool.busy -= 1
+            pool.release()
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code, headers=response.headers,
-            stream=_ReleasingStream(response.stream, pool), extensions=response.extensions,
-        )  # fmt: skip
+        response.stream = _ReleasingStream(response.stream, pool)
+        return response
 
     async def aclose(self) -> None:
         """Called by every short-lived client; the pools outlive them."""
@@ -300,6 +312,7 @@ class SharedTransport(httpx.AsyncBaseTransport):
         """Close this loop's pools (and a given transport); pools of finished loops are dropped."""
         pools = self.pools.pop(id(asyncio.get_running_loop()), [])
         self.pools.clear()
+        self.idle.clear()
         if self.given is not None:
             await self.given.aclose()
         for pool in pools:
