@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any
 
 from github_app.sandbox.state import (
@@ -29,9 +30,15 @@ Json = dict[str, Any]
 ACTIONS_APP_ID = 15368  # GitHub Actions' app id on github.com
 
 
+@functools.lru_cache(maxsize=65536)
 def node_id(kind: str, ident: int | str) -> str:
     """Build an opaque GraphQL node id."""
     return base64.b64encode(f"0:{kind}{ident}".encode()).decode().rstrip("=")
+
+
+# simple-user bodies by (login, type, API URL, HTML URL): every field is a string, number or boolean, so a
+# shallow copy of the remembered body is a fresh one
+_USERS: dict[tuple[str, str, str, str], Json] = {}
 
 
 class Renderer:
@@ -48,9 +55,15 @@ class Renderer:
         if login is None:
             return None
         kind = self.state.users.get(login, "User")
+        key = (login, kind, self.api, self.html)
+        known = _USERS.get(key)
+        if known is not None:
+            return dict(known)
+        if len(_USERS) > 4096:
+            _USERS.clear()
         uid = stable_id(login)
         url = f"{self.api}/users/{login}"
-        return {
+        body: Json = {
             "login": login, "id": uid, "node_id": node_id("U", uid),
             "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4", "gravatar_id": "",
             "url": url, "html_url": f"{self.html}/{login}", "followers_url": f"{url}/followers",
@@ -60,6 +73,8 @@ class Renderer:
             "received_events_url": f"{url}/received_events", "type": kind, "site_admin": False,
             "user_view_type": "public",
         }
+        _USERS[key] = body
+        return dict(body)
 
     def app(self, app_id: int) -> Json:
         """Render an integration: the registered app, or GitHub Actions for seeded checks."""

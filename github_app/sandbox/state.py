@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import itertools
 import re
@@ -22,6 +23,7 @@ FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_42
                                 "latency", "truncate", "drop")
 
 
+@functools.lru_cache(maxsize=65536)  # the same few times are rendered over and over
 def iso(ts: float) -> str:
     """Format a UNIX time the way GitHub does (second precision, Z suffix)."""
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
