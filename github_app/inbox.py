@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from github_app.db.models import Delivery
+from github_app.db.sqlite_writes import QueuedWriteConnection
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,11 @@ def _insert_sqlite(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> dict[str
     new: dict[str, int] = {}
     cur = conn.cursor()
     try:
-        if not conn.in_transaction:
-            cur.execute("BEGIN IMMEDIATE")  # the engine runs pysqlite in autocommit mode; take the write lock now
+        if not conn.in_transaction:  # the engine runs pysqlite in autocommit mode; take the write lock now
+            if isinstance(conn, QueuedWriteConnection):
+                conn.begin_write()
+            else:
+                cur.execute("BEGIN IMMEDIATE")
         for row in rows:
             cur.execute(sql, row)
             if cur.rowcount == 1:

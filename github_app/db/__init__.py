@@ -12,6 +12,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from github_app.db.sqlite_writes import QueuedWriteConnection
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,9 +38,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
+        options: dict[str, Any] = {"connect_args": connect_args}
         if not database or database == ":memory:":
             options["poolclass"] = StaticPool
+        else:
+            connect_args["factory"] = QueuedWriteConnection  # this process's writers queue fairly
         options.update(kwargs)
         engine = create_engine(parsed, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -54,7 +59,19 @@ def _sqlite_begin(conn: Connection) -> None:
     # front instead, because upgrading a deferred read to a write fails with SQLITE_BUSY when another
     # connection wrote meanwhile. A read-only one begins deferred: under WAL it reads a snapshot without
     # waiting for writers (and their fsyncs), and never needs the lock.
-    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        return
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, QueuedWriteConnection):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    driver.queue_for_write()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        driver.leave_queue()
+        raise
 
 
 @contextmanager
