@@ -37,13 +37,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from github_app.sandbox import SandboxState, generate_key_pair, running_sandbox  # noqa: E402
-from github_app.sandbox.webhooks import (  # noqa: E402
+from github_app.sandbox import SandboxState, generate_key_pair, running_sandbox
+from github_app.sandbox.webhooks import (
     deployment_protection_rule_payload,
     deployment_status_payload,
     send_webhook,
 )
-from github_app.serving import free_port  # noqa: E402
+from github_app.serving import free_port
 
 REPO = "acme/shop"
 SECRET = "bench-secret"

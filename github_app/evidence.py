@@ -161,8 +161,8 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
                 name=name, kind="check_run", status=str(latest.status), conclusion=latest.conclusion,
                 url=latest.html_url or latest.details_url, duration_s=duration, attempts=len(group),
                 app=latest.app.slug if latest.app else None,
-            )  # fmt: skip
-        )
+            )
+        )  # fmt: skip
     seen_contexts: dict[str, Any] = {}
     finished: Counter[str] = Counter()
     for st in statuses:  # newest first, as GitHub lists them
@@ -177,8 +177,8 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
                 name=ctx_name, kind="status", status="completed" if done else "pending",
                 conclusion=st.state if done else None, url=st.target_url,
                 attempts=max(1, finished[ctx_name] + (0 if done else 1)),
-            )  # fmt: skip
-        )
+            )
+        )  # fmt: skip
     checks.sort(key=lambda c: c.name)
     if not checks:
         return ChecksPart(
@@ -412,9 +412,9 @@ async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
             source="secret_scanning", rule_id=str(a.secret_type or "secret"), severity="critical",
             title=str(a.secret_type_display_name or a.secret_type or "exposed secret"), url=a.html_url,
             line=None, path=None, package=f"alert-{a.number}",
-        )  # fmt: skip
+        )
         for a in alerts
-    ]
+    ]  # fmt: skip
 
 
 async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> tuple[str, Availability, list[SecurityFinding], str]:
@@ -587,7 +587,7 @@ async def last_successful_sha(gh: GitHub[Any], t: Target, scan: int = 100, batch
     candidates = [dep for dep in deployments if dep.sha != t.sha]  # newest first
     for start in range(0, len(candidates), batch):
         chunk = candidates[start : start + batch]
-        latest = await asyncio.gather(*(
+        latest: list[list[Any]] = await asyncio.gather(*(
             paginate(gh, gh.rest.repos.async_list_deployment_statuses, owner=t.owner, repo=t.name,
                      deployment_id=dep.id, limit=1)
             for dep in chunk

@@ -105,15 +105,23 @@ class RetryPolicy:
         wait: float | None = None
         if isinstance(exc, RateLimitExceeded):
             wait = max(exc.retry_after.total_seconds(), 0.0) if exc.retry_after else 60.0
-        elif isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
+        elif _server_error(exc) or _network_error(exc):
             wait = self.base_seconds * (2**retry_count)
-        elif isinstance(exc, RequestTimeout) or (isinstance(exc, RequestError) and not isinstance(exc, RequestFailed)):
-            if isinstance(exc.exc, httpx.TransportError | httpx.TimeoutException):
-                wait = self.base_seconds * (2**retry_count)
         if wait is None or wait > self.budget_seconds:
             return RetryOption(False)
         log.info("github.retry", extra={"error": type(exc).__name__, "wait_s": wait, "retry": retry_count + 1})
         return RetryOption(True, timedelta(seconds=wait))
+
+
+def _server_error(exc: GitHubException) -> bool:
+    return isinstance(exc, RequestFailed) and exc.response.status_code >= 500
+
+
+def _network_error(exc: GitHubException) -> bool:
+    """A timeout or a connection failure (not an HTTP error answer)."""
+    if not (isinstance(exc, RequestTimeout) or (isinstance(exc, RequestError) and not isinstance(exc, RequestFailed))):
+        return False
+    return isinstance(exc.exc, httpx.TransportError | httpx.TimeoutException)
 
 
 def map_error(exc: Exception) -> GitHubError:
@@ -210,14 +218,17 @@ async def call(awaitable: Awaitable[T]) -> T:
 
 
 MAX_CONNECTIONS = 128  # kept-alive connections per event loop
+SPARE_CONNECTIONS = 3  # extra connections a pool may open while its kept one is taken
 
 
 class _Pool:
     """An httpcore pool of one connection, and how many requests it is serving."""
 
     def __init__(self, tls: ssl.SSLContext, idle: list[_Pool]) -> None:
-        # keep-alive the connection: httpcore closes idle connections beyond max_keepalive_connections
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        # One connection is kept alive (httpcore closes idle ones beyond max_keepalive_connections). A few more
+        # may open for a request that finds it still busy: at the cap, or when a response was abandoned
+        # without httpcore seeing it closed (a cancelled request) while the slot was handed back.
+        limits = httpx.Limits(max_connections=SPARE_CONNECTIONS + 1, max_keepalive_connections=1)
         self.transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits)
         self.busy = 0
         self.idle = idle  # where this pool waits while it serves no request
@@ -476,5 +487,5 @@ def parse_time(value: str | datetime | None) -> datetime | None:
     """A GitHub timestamp (ISO 8601, "Z" or offset, or naive meaning UTC) as an aware UTC datetime."""
     if not value:
         return None
-    when = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from githubkit import GitHub
 
@@ -11,6 +11,11 @@ from github_app.evidence import CHECK_RUN_NAME, Target
 from github_app.github import Invalid, call, parsed
 from rules import report
 from rules.types import Decision
+
+if TYPE_CHECKING:
+    from githubkit_schemas.latest.types import (
+        ReposOwnerRepoCheckRunsCheckRunIdPatchBodyAnyof0Type as CheckRunUpdate,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,7 @@ async def complete_check_run(
                 data["actions"] = ESCALATION_ACTIONS
         if details_url:
             data["details_url"] = details_url
-        await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=data))
+        await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=cast("CheckRunUpdate", data)))
 
 
 async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, title: str, summary: str,
@@ -105,7 +110,7 @@ async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, t
     data: dict[str, Any] = {"output": {"title": clip(title, 200), "summary": clip(summary, SUMMARY_LIMIT)}}
     if conclusion:
         data.update({"status": "completed", "conclusion": conclusion})
-    await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=data))
+    await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=cast("CheckRunUpdate", data)))
 
 
 async def comment_on_issue(gh: GitHub[Any], repository: str, number: int, body: str) -> int:
