@@ -126,16 +126,34 @@ def main() -> None:
     args = parser.parse_args()
 
     state, private_pem, labels, previous = build_state(args.deployments)
-    with tempfile.TemporaryDirectory() as tmp, running_sandbox(state) as sandbox:
+    schema = None
+    database_url = None
+    if args.postgres:  # a schema of its own, dropped at the end: the database's own tables stay untouched
+        from ingest import fresh_pg_schema
+
+        database_url, schema = fresh_pg_schema(args.postgres)
+    try:
+        run(args, state, private_pem, labels, previous, database_url)
+    finally:
+        if schema:
+            from ingest import drop_pg_schema
+
+            drop_pg_schema(args.postgres, schema)
+
+
+def run(args: argparse.Namespace, state: SandboxState, private_pem: str, labels: list[str], previous: int,
+        database_url: str | None) -> None:
+    webhooks = httpx.Client(timeout=10)  # one keep-alive client for every delivery, as GitHub's sender would
+    with tempfile.TemporaryDirectory() as tmp, running_sandbox(state) as sandbox, webhooks:
         state.latency = args.latency
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
         env.update({
             "GONOGO_WEBHOOK_SECRET": SECRET, "GONOGO_APP_ID": "31337", "GONOGO_PRIVATE_KEY": private_pem,
-            "GONOGO_GITHUB_API_URL": sandbox.url, "GONOGO_DATABASE_URL": args.postgres or f"sqlite:///{tmp}/bench.db",
+            "GONOGO_GITHUB_API_URL": sandbox.url, "GONOGO_DATABASE_URL": database_url or f"sqlite:///{tmp}/bench.db",
             "GONOGO_WORKERS": str(args.workers), "GONOGO_POLL_SECONDS": "0.05",
         })  # fmt: skip
-        if args.postgres:
+        if database_url:
             subprocess.run([sys.executable, "-m", "github_app", "db", "upgrade"], env=env, check=True, capture_output=True)
         with open(Path(tmp) / "app.log", "w") as log:
             app = subprocess.Popen(
@@ -174,7 +192,7 @@ def main() -> None:
                 run_id = run_of[label]
                 with lock:
                     sent[run_id] = time.time()
-                send_webhook(base, SECRET, "deployment_protection_rule", payloads[label])
+                send_webhook(base, SECRET, "deployment_protection_rule", payloads[label], client=webhooks)
                 deadline = time.time() + 120
                 while time.time() < deadline:
                     at = answered(run_id)
