@@ -74,25 +74,21 @@ def test_concurrent_overlapping_batches_report_each_id_new_exactly_once(engine):
     assert set(claimed) == set(_rows(engine))  # and every stored row was reported new to someone
 
 
+def _payload_compression(engine) -> str:
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT attcompression FROM pg_attribute "
+                "WHERE attrelid = 'deliveries'::regclass AND attname = 'payload'"
+            )
+        ).scalar_one()
+
+
 def test_payloads_are_lz4_compressed_on_postgresql(postgres_url: str):
     eng = db.make_engine(postgres_url)
     try:
-        with eng.connect() as conn:
-            method = conn.execute(
-                text(
-                    "SELECT attcompression FROM pg_attribute "
-                    "WHERE attrelid = 'deliveries'::regclass AND attname = 'payload'"
-                )
-            ).scalar_one()
-        assert method == "l"
+        assert _payload_compression(eng) == "l"
         db.downgrade(eng, "0002")
-        with eng.connect() as conn:
-            method = conn.execute(
-                text(
-                    "SELECT attcompression FROM pg_attribute "
-                    "WHERE attrelid = 'deliveries'::regclass AND attname = 'payload'"
-                )
-            ).scalar_one()
-        assert method == "p"
+        assert _payload_compression(eng) == "p"  # the downgrade goes back to PostgreSQL's default
     finally:
         eng.dispose()
