@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from github_app.db.sqlite_writes import QueuedWriteConnection
@@ -30,7 +33,11 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` with the pragmas and pool settings gonogo relies on."""
+    """Create an engine for ``url`` with the pragmas and pool settings gonogo relies on.
+
+    On PostgreSQL, ``ping_after_idle`` (seconds) is how long a pooled connection may sit unused before it
+    is pinged at checkout.
+    """
     parsed = make_url(url)
     if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -49,9 +56,47 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    ping_after_idle = float(kwargs.pop("ping_after_idle", PING_AFTER_IDLE_SECONDS))
+    options = {"pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
-    return create_engine(parsed, **options)
+    engine = create_engine(parsed, **options)
+    if not options.get("pool_pre_ping"):
+        event.listen(engine.pool, "checkin", _note_checkin)
+        event.listen(engine.pool, "checkout", functools.partial(_ping_if_idle, ping_after_idle))
+    return engine
+
+
+# A pooled PostgreSQL connection is pinged before use only when it sat idle this long: one that was checked in
+# moments ago is almost surely alive, and pinging it on every checkout (pool_pre_ping) cost a round trip per
+# transaction. A connection that broke while busy still fails its statement and is discarded by the pool.
+PING_AFTER_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "gonogo_idle_since"
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(after: float, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < after:
+        return  # new (just connected) or recently used
+    try:
+        before = dbapi_conn.autocommit
+        # the ping opens no transaction (psycopg sets this locally, no round trip)
+        dbapi_conn.autocommit = True
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+        finally:
+            dbapi_conn.autocommit = before
+    except Exception as exc:
+        # the server closed it (restart, idle timeout): the pool retries with a fresh connection
+        raise DisconnectionError(f"idle pooled connection is gone: {exc}") from exc
 
 
 def _sqlite_begin(conn: Connection) -> None:
