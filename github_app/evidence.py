@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from githubkit import GitHub
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, EvidenceRecord, Outcome
@@ -644,19 +644,14 @@ def read_history(engine: Engine, t: Target) -> EnvironmentHistory:
                        Deployment.sha == last_ok.sha)
                 .order_by(EvidenceRecord.id.desc()).limit(1)
             ).scalar()  # fmt: skip
-        previous = conn.execute(
-            select(func.max(Deployment.created_at)).where(
+        # the last approved deployment before this one, and how many were approved in the day before it
+        in_last_day = case((Deployment.created_at >= now - timedelta(hours=24), 1), else_=0)
+        previous, last_day = conn.execute(
+            select(func.max(Deployment.created_at), func.coalesce(func.sum(in_last_day), 0)).where(
                 Deployment.repository == t.repository, Deployment.environment == t.environment,
                 Deployment.created_at < now, Deployment.answer == "approved",
             )
-        ).scalar()  # fmt: skip
-        last_day = conn.execute(
-            select(func.count()).select_from(Deployment).where(
-                Deployment.repository == t.repository, Deployment.environment == t.environment,
-                Deployment.created_at >= now - timedelta(hours=24), Deployment.created_at < now,
-                Deployment.answer == "approved",
-            )
-        ).scalar() or 0  # fmt: skip
+        ).one()  # fmt: skip
         outcomes = conn.execute(
             select(Outcome.outcome).where(
                 Outcome.repository == t.repository, Outcome.environment == t.environment,

@@ -47,23 +47,27 @@ async def waivers_for(ctx: Context, target: Any) -> list[Waiver]:
 
 def record_decision(
     session: Session, row: Any, decision: Decision, policy_sha: str | None, env_policy: Any = None
-) -> None:
-    """Add the deployment to the history table (and audit it) inside the transaction that stores it."""
-    from sqlalchemy import select
+) -> bool:
+    """Add the deployment to the history table (and audit it) inside the transaction that stores it.
+
+    Returns whether notifications were queued in the outbox.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
 
     from github_app.db.models import HistoryRow
 
     features = decision.evidence.to_history_row()
     for key in ("deployment_id", "repository", "environment", "sha", "created_at", "outcome"):
         features.pop(key, None)
-    existing = session.scalar(select(HistoryRow).where(HistoryRow.deployment_id == row.key))
-    if existing is None:
-        session.add(HistoryRow(
-            deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
-            created_at=row.created_at, features=features,
-        ))  # fmt: skip
-    else:
-        existing.features = features
+    # one statement whether or not an earlier decision (a re-evaluation) already added the row
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(HistoryRow).values(
+        deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
+        created_at=row.created_at, features=features,
+    )  # fmt: skip
+    session.execute(upsert.on_conflict_do_update(
+        index_elements=[HistoryRow.deployment_id], set_={"features": upsert.excluded.features},
+    ))  # fmt: skip
     from github_app import audit
 
     audit.append_decision(
@@ -74,13 +78,20 @@ def record_decision(
         from github_app.features.escalation import notify_state_change
 
         event = {"approve": "approved", "reject": "rejected"}.get(decision.action, "escalated")
-        notify_state_change(session, row, event, list(env_policy.notifications), decision=decision)
+        channels = list(env_policy.notifications)
+        notify_state_change(session, row, event, channels, decision=decision)
+        return bool(channels)
+    return False
 
 
-async def emit(ctx: Context, event: str, **details: Any) -> None:
-    """Tell the features around the gate that something happened to a deployment."""
+async def emit(ctx: Context, event: str, *, queued: bool = False, **details: Any) -> None:
+    """Tell the features around the gate that something happened to a deployment.
+
+    ``queued``: the step stored outbox messages, so the dispatcher is woken to deliver them now (otherwise
+    its next poll would; waking it for nothing costs it a claim and a look-up in the database).
+    """
     dispatcher = ctx.services.get("outbox")
-    if dispatcher is not None:
+    if dispatcher is not None and queued:
         dispatcher.wake()
     if event == "escalated":
         from github_app.features.escalation import announce_escalation

@@ -113,14 +113,17 @@ def start_evaluation(engine: Engine, req: GateRequest, owner: str, reevaluate: b
     holds the lease.
     """
     t = req.target
+    now = datetime.now(UTC)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key))
         if row is None:
+            # the first delivery inserts the row with its lease already taken: nobody else can hold it yet
             row = Deployment(
                 key=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
                 run_id=t.run_id, github_deployment_id=req.github_deployment_id, installation_id=t.installation_id,
                 creator=t.creator, pull_requests=req.pull_requests, callback_url=req.callback_url,
                 created_at=t.created_at, state="evaluating", status_reports=0,
+                lease_owner=owner, lease_until=now + LEASE,
             )  # fmt: skip
             session.add(row)
             try:
@@ -128,9 +131,9 @@ def start_evaluation(engine: Engine, req: GateRequest, owner: str, reevaluate: b
             except IntegrityError:  # a concurrent delivery inserted it first: let it finish, retry later
                 session.rollback()
                 raise DeploymentBusy(t.deployment_key) from None
+            return row, True
         if row.answered_at is not None and not reevaluate:
             return row, False
-        now = datetime.now(UTC)
         taken = session.connection().execute(
             update(Deployment)
             .where(Deployment.key == t.deployment_key,
@@ -309,11 +312,11 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
     comment = report.protection_comment(decision, check_url or "")
     env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
-    stored = await asyncio.to_thread(
+    stored, queued = await asyncio.to_thread(
         _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
-    await hooks.emit(ctx, "decided", row=stored, decision=decision, target=t)
+    await hooks.emit(ctx, "decided", queued=queued, row=stored, decision=decision, target=t)
     log.info(
         "decision.made",
         extra={"deployment": t.deployment_key, "verdict": decision.verdict, "action": decision.action,
@@ -342,10 +345,10 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
 def _store_decision(
     engine: Engine, t: Target, decision: Decision, evidence: dict[str, Any], baseline: dict[str, Any],
     policy_sha: str | None, state_answer: str | None, comment: str, env_policy: Any = None,
-) -> Deployment:
+) -> tuple[Deployment, bool]:
     """Persist evidence, decision and the intended answer in one transaction, before telling GitHub.
 
-    Returns the deployment row as stored.
+    Returns the deployment row as stored, and whether notifications were queued in the outbox.
     """
     now = datetime.now(UTC)
     with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -365,8 +368,8 @@ def _store_decision(
             row.answer = state_answer
             row.answer_comment = comment
         row.state = "decided"
-        hooks.record_decision(session, row, decision, policy_sha, env_policy)
-    return row
+        queued = hooks.record_decision(session, row, decision, policy_sha, env_policy)
+    return row, queued
 
 
 @router.on("check_run", "rerequested")
