@@ -107,21 +107,45 @@ def store_deliveries(
             state = ("processing", 1, token, until)
         rows.append((it.delivery_id, it.event, it.action, it.installation_id, it.payload, when, state[0],
                      state[1], when, 0, state[2], state[3]))  # fmt: skip
-    raw = engine.raw_connection()
+    # A pooled connection that broke since its last use (the database restarted) fails its first
+    # statement; nothing was written, so the batch goes again once on a fresh connection instead of
+    # answering GitHub 503, which GitHub does not redeliver by itself.
+    for attempt in (1, 2):
+        raw = engine.raw_connection()
+        driver = None
+        try:
+            driver = raw.driver_connection
+            if dialect.name == "postgresql":
+                new = _insert_postgresql(driver, _insert_sql(dialect, returning=True), rows)
+            else:
+                new = _insert_sqlite(driver, _insert_sql(dialect, returning=False), rows)
+            raw.commit()
+            return new
+        except BaseException as exc:
+            broken = _is_disconnect(engine, exc, driver)
+            if broken:
+                raw.invalidate(exc if isinstance(exc, Exception) else None)  # never handed out again
+            else:
+                with contextlib.suppress(Exception):  # a dead connection can't roll back; keep the first error
+                    raw.rollback()
+            if not broken or attempt == 2:
+                raise
+            log.warning("inbox.reconnected", extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        finally:
+            raw.close()
+    raise AssertionError("unreachable")
+
+
+def _is_disconnect(engine: Engine, exc: BaseException, driver: Any) -> bool:
+    """True when ``exc`` means the connection itself is gone (not a constraint or SQL error)."""
+    if not isinstance(exc, Exception):
+        return False
+    if getattr(driver, "closed", False) or getattr(driver, "broken", False):
+        return True
     try:
-        driver = raw.driver_connection
-        if dialect.name == "postgresql":
-            new = _insert_postgresql(driver, _insert_sql(dialect, returning=True), rows)
-        else:
-            new = _insert_sqlite(driver, _insert_sql(dialect, returning=False), rows)
-        raw.commit()
-    except BaseException:
-        with contextlib.suppress(Exception):  # a dead connection can't roll back; keep the first error
-            raw.rollback()
-        raise
-    finally:
-        raw.close()
-    return new
+        return bool(engine.dialect.is_disconnect(exc, driver, None))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the dialect could not tell: treat it as an ordinary error
+        return False
 
 
 def _insert_postgresql(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> dict[str, int]:

@@ -92,3 +92,35 @@ def test_payloads_are_lz4_compressed_on_postgresql(postgres_url: str):
         assert _payload_compression(eng) == "p"  # the downgrade goes back to PostgreSQL's default
     finally:
         eng.dispose()
+
+
+def test_a_database_restart_between_deliveries_costs_no_delivery(postgres_url: str):
+    """The server drops every connection of the app (as a restart does); the next delivery is still stored."""
+    import uuid
+
+    import httpx
+
+    from github_app.app import create_app
+    from github_app.serving import ServerThread
+    from tests.helpers import make_settings, post_webhook
+
+    name = f"gonogo-restart-{uuid.uuid4().hex[:8]}"
+    app_url = f"{postgres_url}&application_name={name}"
+    admin = db.make_engine(postgres_url)
+    try:
+        with ServerThread(create_app(make_settings(app_url, workers=0))) as srv:
+            assert post_webhook(srv.url, "ping", {"zen": "a"}, delivery_id="before").status_code == 202
+            with admin.connect() as conn:
+                killed = conn.execute(
+                    text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :n"),
+                    {"n": name},
+                ).scalar_one()
+            assert killed >= 1  # the intake's pooled connection is among them
+            after = post_webhook(srv.url, "ping", {"zen": "b"}, delivery_id="after")
+            assert after.status_code == 202, after.text
+            assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        with admin.connect() as conn:
+            stored_ids = conn.execute(select(Delivery.delivery_id).order_by(Delivery.id)).scalars().all()
+        assert stored_ids == ["before", "after"]
+    finally:
+        admin.dispose()
