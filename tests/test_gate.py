@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -97,7 +95,7 @@ def test_a_rerun_gets_its_own_single_answer(database_url):
         world.request_gate(LABEL)
         assert world.wait_decided(LABEL).answer == "rejected"
         first = [(r.state, r.run_attempt) for r in answers(world)]
-        repo, dep = world.state.deployment(LABEL)
+        _repo, dep = world.state.deployment(LABEL)
         world.state.rerun(REPO, dep.run_id)
         new_dep = world.state.add_deployment(REPO, dep.sha, "production", creator="dora", run_id=dep.run_id)
         new_dep.name = "rerun"

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-import pytest
-
 from github_app.sandbox import generate_key_pair
 from github_app.settings import Secret
 from tests.scenarios import LABEL, REPO, release_state
@@ -58,7 +54,7 @@ def test_github_down_longer_than_the_retry_budget_falls_back_to_the_inbox(databa
         world.state.clear_faults()  # GitHub is back
         assert world.wait_decided(LABEL, timeout=90).answer == "approved"
         assert len(answers(world)) == 1
-        [delivery] = world.deliveries()
+        [_only] = world.deliveries()  # exactly one delivery
         world.wait(lambda: world.deliveries()[0].state == "done", what="the delivery to finish")
         assert world.deliveries()[0].attempts >= 2
 
