@@ -331,6 +331,16 @@ class SharedTransport(httpx.AsyncBaseTransport):
 
 
 @dataclass
+class _TokenFlights:
+    """What the calls of one GitHubClients share about installation tokens, per (event loop, installation):
+    a lock, how many token requests have finished, and the last one's failure with its number."""
+
+    locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
+    finished: dict[tuple[int, int], int] = field(default_factory=dict)
+    failures: dict[tuple[int, int], tuple[int, Exception]] = field(default_factory=dict)
+
+
+@dataclass
 class _SingleFlightAppAuth(AppAuth):
     """githubkit's app/installation auth flow, fetching each installation token once however many calls wait.
 
@@ -340,20 +350,34 @@ class _SingleFlightAppAuth(AppAuth):
     and the others find the token cached. The lock is held only until the call's own request is ready.
     """
 
-    locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
+    flights: _TokenFlights = field(default_factory=_TokenFlights)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         flow = super().async_auth_flow(request)
         installation = self.installation_id if isinstance(self.installation_id, int) else 0
         key = (id(asyncio.get_running_loop()), installation)
-        lock = self.locks.get(key)
+        flights = self.flights
+        lock = flights.locks.get(key)
         if lock is None:
-            lock = self.locks[key] = asyncio.Lock()
+            lock = flights.locks[key] = asyncio.Lock()
+        seen = flights.finished.get(key, 0)
         try:
             async with lock:
+                failed = flights.failures.get(key)
+                if failed is not None and failed[0] > seen:
+                    # a token request that finished while this call waited failed: share its answer (an unknown
+                    # installation costs GitHub one request, not one per waiting call); later calls try again
+                    raise failed[1]
                 outgoing = await flow.__anext__()
                 while outgoing is not request:  # the token request: its response goes back to the flow
-                    outgoing = await flow.asend((yield outgoing))
+                    token_response = yield outgoing
+                    number = flights.finished[key] = flights.finished.get(key, 0) + 1
+                    try:
+                        outgoing = await flow.asend(token_response)
+                    except Exception as exc:
+                        flights.failures[key] = (number, exc)
+                        raise
+                    flights.failures.pop(key, None)
             response = yield outgoing
             with contextlib.suppress(StopAsyncIteration):
                 await flow.asend(response)
@@ -363,12 +387,12 @@ class _SingleFlightAppAuth(AppAuth):
 
 @dataclass
 class _SingleFlightInstallationAuthStrategy(AppInstallationAuthStrategy):
-    locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
+    flights: _TokenFlights = field(default_factory=_TokenFlights)
 
     def get_auth_flow(self, github: GitHubCore[Any]) -> httpx.Auth:
         return _SingleFlightAppAuth(
             github, self.app_id, self.private_key, self.client_id, self.client_secret, self.installation_id,
-            self.repositories, self.repository_ids, self.permissions, locks=self.locks,
+            self.repositories, self.repository_ids, self.permissions, flights=self.flights,
         )  # fmt: skip
 
 
@@ -397,7 +421,7 @@ class GitHubClients:
         self._cache = MemCacheStrategy()
         self._installations: dict[int, GitHub[AppInstallationAuthStrategy]] = {}
         self._app: GitHub[AppAuthStrategy] | None = None
-        self._token_locks: dict[tuple[int, int], asyncio.Lock] = {}
+        self._token_flights = _TokenFlights()
         self.calls = 0
 
     def _options(self) -> dict[str, Any]:
@@ -426,7 +450,7 @@ class GitHubClients:
         if client is None:
             assert self.settings.app_id and self.settings.private_key
             strategy = _SingleFlightInstallationAuthStrategy(
-                self.settings.app_id, self.settings.private_key.reveal(), installation_id, locks=self._token_locks
+                self.settings.app_id, self.settings.private_key.reveal(), installation_id, flights=self._token_flights
             )
             client = GitHub(strategy, **self._options())
             self._installations[installation_id] = client

@@ -58,16 +58,22 @@ def test_concurrent_calls_on_a_cold_cache_fetch_one_token_per_installation() -> 
 def test_a_failed_token_request_fails_every_waiting_call_and_the_next_call_tries_again() -> None:
     async def scenario() -> None:
         state = state_with_repo()
+        state.latency = 0.05  # the calls queue behind the first one's token request
         async with async_running_sandbox(state) as sandbox:
             clients = clients_for(sandbox.url)
             try:
                 gh = clients.installation(999)  # not installed: GitHub answers 404 to the token request
                 results = await asyncio.gather(
-                    *(call(gh.rest.repos.async_get("acme", "shop")) for _ in range(3)), return_exceptions=True
+                    *(call(gh.rest.repos.async_get("acme", "shop")) for _ in range(6)), return_exceptions=True
                 )
                 assert all(isinstance(r, InstallationNotFound) for r in results), results
-                assert len(state.calls("POST", "/app/installations/999/access_tokens")) == 3  # one after another
+                # the calls that waited on the failed request share its answer instead of asking again
+                assert len(state.calls("POST", "/app/installations/999/access_tokens")) == 1
                 assert not state.calls("GET", "/repos/acme/shop")
+                # a call made after the failure asks again (and fails again while nothing changed)
+                again = await asyncio.gather(call(gh.rest.repos.async_get("acme", "shop")), return_exceptions=True)
+                assert isinstance(again[0], InstallationNotFound)
+                assert len(state.calls("POST", "/app/installations/999/access_tokens")) == 2
                 state.add_installation(999, "acme")
                 answer = await call(gh.rest.repos.async_get("acme", "shop"))
                 assert answer.parsed_data.full_name == "acme/shop"
