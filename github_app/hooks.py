@@ -52,16 +52,14 @@ def record_decision(
 
     Returns whether notifications were queued in the outbox.
     """
-    from sqlalchemy.dialects import postgresql, sqlite
-
+    from github_app.db import insert_for
     from github_app.db.models import HistoryRow
 
     features = decision.evidence.to_history_row()
     for key in ("deployment_id", "repository", "environment", "sha", "created_at", "outcome"):
         features.pop(key, None)
     # one statement whether or not an earlier decision (a re-evaluation) already added the row
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(HistoryRow).values(
+    upsert = insert_for(session.get_bind())(HistoryRow).values(
         deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
         created_at=row.created_at, features=features,
     )  # fmt: skip

@@ -25,10 +25,9 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from github_app import audit
+from github_app import audit, db
 from github_app.db.models import OutboxMessage
 from github_app.inbox import jittered, retry_delay
 from rules.types import Decision
@@ -272,7 +271,7 @@ def enqueue(
         "key": key, "channel": channel, "url": url, "body": dict(body), "secret_env": secret_env, "state": "pending",
         "attempts": 0, "next_attempt_at": moment, "created_at": moment,
     }  # fmt: skip
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = db.insert_for(conn)
     stmt = insert(OutboxMessage).values(**row).on_conflict_do_nothing(index_elements=["key"])
     result = conn.execute(stmt.returning(OutboxMessage.id))
     return result.first() is not None

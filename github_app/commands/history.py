@@ -16,9 +16,9 @@ from typing import Any
 import click
 import pandas as pd
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from tqdm import tqdm
 
+from github_app import db
 from github_app.commands.audit import open_engine, parse_when
 from github_app.db.models import Deployment, HistoryRow
 from github_app.features.outcomes import STATE_TO_OUTCOME
@@ -32,10 +32,6 @@ DATABASE_OPTION = click.option(
     help="Database (default: GONOGO_DATABASE_URL, else the local SQLite file).",
 )  # fmt: skip
 _ROW = re.compile(r"^row (\d+)\b")
-
-
-def _insert(engine: Engine) -> Any:
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +51,7 @@ def upsert_history(engine: Engine, frame: pd.DataFrame) -> tuple[int, int]:
     """Insert or replace history rows by deployment_id; return (new, updated)."""
     records = [_record(r) for r in frame.to_dict("records")]
     ids = [r["deployment_id"] for r in records]
-    insert = _insert(engine)
+    insert = db.insert_for(engine)
     with engine.begin() as conn:
         existing: set[str] = set()
         for start in range(0, len(ids), 500):
@@ -307,7 +303,7 @@ def _write_row(engine: Engine, row: dict[str, Any], outcome_at: datetime | None)
     values["outcome_at"] = outcome_at
     with engine.begin() as conn:
         inserted = conn.execute(
-            _insert(engine)(HistoryRow).values(values).on_conflict_do_nothing(index_elements=["deployment_id"])
+            db.insert_for(engine)(HistoryRow).values(values).on_conflict_do_nothing(index_elements=["deployment_id"])
             .returning(HistoryRow.id)
         ).first()  # fmt: skip
         if inserted is not None:

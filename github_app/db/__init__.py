@@ -28,6 +28,14 @@ class DatabaseError(Exception):
     """The database cannot be used; the message says what to check."""
 
 
+def insert_for(bind: Engine | Connection) -> Any:
+    """The dialect's own ``insert`` construct for ``bind``: the one with ON CONFLICT clauses
+    (``on_conflict_do_nothing`` / ``on_conflict_do_update``) on SQLite and PostgreSQL alike."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from github_app import db
 from github_app.db.models import Deployment, HistoryRow, Outcome
 from github_app.github import parse_time
 from github_app.routing import Context, Event, Router
@@ -26,7 +26,7 @@ def record_outcome(
     observed_at: datetime, detail: dict[str, Any] | None = None,
 ) -> bool:
     """Store one outcome (idempotent by ``source_key``) and label the matching history row; True if new."""
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = db.insert_for(engine)
     with engine.begin() as conn:
         inserted = conn.execute(
             insert(Outcome).values(
