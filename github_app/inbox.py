@@ -92,9 +92,9 @@ def store_deliveries(
     leases = leases or {}
     dialect = engine.dialect
     now = utcnow()
+    later = now + timedelta(seconds=lease_seconds)
     stamp = Delivery.__table__.c.received_at.type.bind_processor(dialect)
-    when = stamp(now) if stamp else now
-    until = stamp(now + timedelta(seconds=lease_seconds)) if stamp else now + timedelta(seconds=lease_seconds)
+    when, until = (stamp(now), stamp(later)) if stamp else (now, later)
     rows = []
     # one order for every batch, so two concurrent batches never wait on each other's keys in a cycle
     for it in sorted(items, key=lambda it: it.delivery_id):
@@ -108,8 +108,10 @@ def store_deliveries(
         rows.append((it.delivery_id, it.event, it.action, it.installation_id, it.payload, when, state[0],
                      state[1], when, 0, state[2], state[3]))  # fmt: skip
     # A pooled connection that broke since its last use (the database restarted) fails its first
-    # statement; nothing was written, so the batch goes again once on a fresh connection instead of
-    # answering GitHub 503, which GitHub does not redeliver by itself.
+    # statement, so the batch goes again once on a fresh connection instead of answering GitHub 503,
+    # which GitHub does not redeliver by itself. Should the break fall on the commit and the commit
+    # have landed, the second try finds the rows stored and reports them as duplicates; a row stored
+    # leased for a worker is then picked up when its lease expires.
     for attempt in (1, 2):
         raw = engine.raw_connection()
         driver = None
