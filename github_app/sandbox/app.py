@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -220,6 +220,17 @@ def int_param(ctx: Ctx, name: str) -> int:
         return int(ctx.params[name])
     except ValueError:
         raise ApiError(404, NOT_FOUND) from None
+
+
+T = TypeVar("T")
+
+
+def by_id(ctx: Ctx, items: Mapping[int, T], name: str) -> T:
+    """The object a numeric path parameter names, or GitHub's 404."""
+    found = items.get(int_param(ctx, name))
+    if found is None:
+        raise ApiError(404, NOT_FOUND)
+    return found
 
 
 def paginate(ctx: Ctx, items: list[Any]) -> list[Any]:
@@ -459,9 +470,7 @@ def commit_pulls(ctx: Ctx) -> Response:
 def get_pull(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/pulls/{pull_number}."""
     repo = ctx.need_repo()
-    pr = repo.pulls.get(int_param(ctx, "pull_number"))
-    if pr is None:
-        raise ApiError(404, NOT_FOUND)
+    pr = by_id(ctx, repo.pulls, "pull_number")
     return ok(ctx.render.pull(repo, pr))
 
 
@@ -671,18 +680,14 @@ def list_workflow_runs(ctx: Ctx) -> Response:
 def get_workflow_run(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/actions/runs/{run_id}."""
     repo = ctx.need_repo()
-    run = repo.workflow_runs.get(int_param(ctx, "run_id"))
-    if run is None:
-        raise ApiError(404, NOT_FOUND)
+    run = by_id(ctx, repo.workflow_runs, "run_id")
     return ok(ctx.render.workflow_run(repo, run))
 
 
 def list_run_artifacts(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts."""
     repo = ctx.need_repo()
-    run = repo.workflow_runs.get(int_param(ctx, "run_id"))
-    if run is None:
-        raise ApiError(404, NOT_FOUND)
+    run = by_id(ctx, repo.workflow_runs, "run_id")
     arts = [repo.artifacts[i] for i in run.artifact_ids]
     if ctx.q("name"):
         arts = [a for a in arts if a.name == ctx.q("name")]
@@ -693,17 +698,15 @@ def list_run_artifacts(ctx: Ctx) -> Response:
 def get_artifact(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}."""
     repo = ctx.need_repo()
-    art = repo.artifacts.get(int_param(ctx, "artifact_id"))
-    if art is None:
-        raise ApiError(404, NOT_FOUND)
+    art = by_id(ctx, repo.artifacts, "artifact_id")
     return ok(ctx.render.artifact(repo, art))
 
 
 def download_artifact(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip: redirect to a short-lived blob URL."""
     repo = ctx.need_repo()
-    art = repo.artifacts.get(int_param(ctx, "artifact_id"))
-    if art is None or ctx.params["archive_format"] != "zip":
+    art = by_id(ctx, repo.artifacts, "artifact_id")
+    if ctx.params["archive_format"] != "zip":
         raise ApiError(404, NOT_FOUND)
     if art.expired:
         raise ApiError(410, "Artifact has expired")
@@ -871,10 +874,7 @@ def create_deployment(ctx: Ctx) -> Response:
 
 
 def _find_deployment(ctx: Ctx) -> Deployment:
-    dep = ctx.need_repo().deployments.get(int_param(ctx, "deployment_id"))
-    if dep is None:
-        raise ApiError(404, NOT_FOUND)
-    return dep
+    return by_id(ctx, ctx.need_repo().deployments, "deployment_id")
 
 
 def get_deployment(ctx: Ctx) -> Response:
@@ -952,10 +952,7 @@ def create_comment(ctx: Ctx) -> Response:
 
 
 def _find_comment(ctx: Ctx) -> IssueComment:
-    comment = ctx.need_repo().comments.get(int_param(ctx, "comment_id"))
-    if comment is None:
-        raise ApiError(404, NOT_FOUND)
-    return comment
+    return by_id(ctx, ctx.need_repo().comments, "comment_id")
 
 
 def get_comment(ctx: Ctx) -> Response:
