@@ -5,6 +5,9 @@ from this process with N concurrent keep-alive connections sending signed ~20 KB
 reports acknowledged deliveries per second with p50/p99 latency.
 
     python benchmarks/ingest.py [--requests 6000] [--concurrency 32] [--postgres URL]
+
+Beside the rates it reports the CPU time each delivery cost in the server, in PostgreSQL's processes
+and in this sender, since all three share this machine's cores.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 from sqlalchemy import create_engine, text
 
 from github_app.webhooks import signature_for
@@ -96,8 +100,8 @@ async def connection(port: int, requests: list[bytes], latencies: list[float], s
         writer.close()
 
 
-async def drive(port: int, total: int, concurrency: int) -> dict[str, float]:
-    reqs = [build_request(i, port) for i in range(total)]
+async def drive(reqs: list[bytes], port: int, concurrency: int) -> dict[str, float]:
+    total = len(reqs)
     per_conn = [reqs[i::concurrency] for i in range(concurrency)]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -130,12 +134,43 @@ def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _database_processes() -> list[psutil.Process]:
+    """PostgreSQL's server processes (backends, WAL writer, checkpointer), if it runs on this machine."""
+    found = []
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            found.append(p)
+    return found
+
+
 def run_server(cmd: list[str], env: dict[str, str], cwd: str, port: int, total: int, concurrency: int) -> dict[str, float]:
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(port, proc)
-        asyncio.run(drive(port, min(500, total), concurrency))  # warm-up
-        return asyncio.run(drive(port, total, concurrency))
+        asyncio.run(drive([build_request(i, port) for i in range(min(500, total))], port, concurrency))  # warm-up
+        reqs = [build_request(i, port) for i in range(total)]
+        server = [psutil.Process(proc.pid)]
+        database = _database_processes()
+        me = psutil.Process()
+        before = (_cpu_seconds(server), _cpu_seconds(database), _cpu_seconds([me]))
+        result = asyncio.run(drive(reqs, port, concurrency))
+        after = (_cpu_seconds(server), _cpu_seconds(database), _cpu_seconds([me]))
+        # CPU time per acknowledged delivery, in microseconds: where the two cores went
+        n = max(1, int(result["acknowledged"]))
+        for key, b, a in zip(("server_us", "database_us", "sender_us"), before, after, strict=True):
+            result[key] = (a - b) / n * 1e6
+        return result
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -204,10 +239,19 @@ def main() -> None:
     bare = results["bare route"]["per_second"]
     print(f"\n{args.requests} signed deliveries of ~{results['bare route']['payload_bytes'] / 1024:.0f} KB, "
           f"{args.concurrency} concurrent senders, {args.workers} in-process workers\n")  # fmt: skip
-    print(f"{'target':20} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}  statuses")
+    cores = os.cpu_count() or 1
+    print(f"{'target':20} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}  "
+          f"{'CPU µs/delivery: server':>23} {'database':>8} {'sender':>6} {'cores busy':>10} {'CPU-bound max/s':>15}  "
+          f"statuses")  # fmt: skip
     for name, r in results.items():
+        # everything runs on this machine's cores: the CPU one delivery costs in all three processes
+        # bounds the rate, whatever the software does, at cores * 1e6 / (µs per delivery)
+        spent = r["server_us"] + r["database_us"] + r["sender_us"]
         print(f"{name:20} {r['per_second']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-              f"{bare / r['per_second']:7.2f}x  {r['statuses']}")  # fmt: skip
+              f"{bare / r['per_second']:7.2f}x  {r['server_us']:23.0f} {r['database_us']:8.0f} {r['sender_us']:6.0f} "
+              f"{r['per_second'] * spent / 1e6:10.2f} {cores * 1e6 / spent:15.0f}  {r['statuses']}")  # fmt: skip
+    print(f"\n'cores busy' is the share of this machine's {cores} cores the three processes used together; "
+          "'CPU-bound max/s' is the rate at which they would use them all, at the measured cost per delivery.")
 
 
 if __name__ == "__main__":
