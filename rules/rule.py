@@ -60,42 +60,40 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{text}{unit}" if unit in ("%", "ms", "h", "pp") else (f"{text} {unit}" if unit else text)
 
 
-def at_most(
-    value: float | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+def _against(
+    value: float | None, limit: float | None, what: str, unit: str, details: list[str] | None, upper: bool
 ) -> RuleResult:
-    """Pass when ``value`` <= ``limit``; skip when the value is unknown to the source."""
+    """Compare ``value`` with a limit that is a maximum (``upper``) or a minimum; skip when either is unknown."""
     if limit is None:
         return RuleResult(status=RuleStatus.SKIPPED, value=value, message="no threshold configured")
     if value is None:
         return RuleResult(status=RuleStatus.SKIPPED, threshold=limit, message=f"{what} not reported")
-    ok = value <= limit
-    relation = "within" if ok else "above"
+    ok = value <= limit if upper else value >= limit
+    if upper:
+        relation = f"{'within' if ok else 'above'} the limit of"
+    else:
+        relation = f"{'meets' if ok else 'below'} the minimum of"
     return RuleResult(
         status=RuleStatus.PASSED if ok else RuleStatus.FAILED,
         value=value,
         threshold=limit,
-        message=f"{what} {_fmt(value, unit)}, {relation} the limit of {_fmt(limit, unit)}",
+        message=f"{what} {_fmt(value, unit)}, {relation} {_fmt(limit, unit)}",
         details=details or [],
     )
+
+
+def at_most(
+    value: float | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
+) -> RuleResult:
+    """Pass when ``value`` <= ``limit``; skip when the value is unknown to the source."""
+    return _against(value, limit, what, unit, details, upper=True)
 
 
 def at_least(
     value: float | None, limit: float | None, what: str, unit: str = "", details: list[str] | None = None
 ) -> RuleResult:
     """Pass when ``value`` >= ``limit``; skip when the value is unknown to the source."""
-    if limit is None:
-        return RuleResult(status=RuleStatus.SKIPPED, value=value, message="no threshold configured")
-    if value is None:
-        return RuleResult(status=RuleStatus.SKIPPED, threshold=limit, message=f"{what} not reported")
-    ok = value >= limit
-    relation = "meets" if ok else "below"
-    return RuleResult(
-        status=RuleStatus.PASSED if ok else RuleStatus.FAILED,
-        value=value,
-        threshold=limit,
-        message=f"{what} {_fmt(value, unit)}, {relation} the minimum of {_fmt(limit, unit)}",
-        details=details or [],
-    )
+    return _against(value, limit, what, unit, details, upper=False)
 
 
 def unknown(message: str, threshold: float | None = None) -> RuleResult:
