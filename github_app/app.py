@@ -16,11 +16,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from github_app import db, inbox
+from github_app.background import Background
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
 from github_app.webhooks import WebhookEndpoint
-from github_app.worker import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +74,12 @@ def create_app(
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes)
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)
-                pool = WorkerPool(ctx, router, worker_count)
+                background = Background(ctx, router, worker_count)
+                pool = background.pool
                 writer.on_stored.append(pool.wake)
-                from github_app import notify
-                from github_app.features.escalation import sweep_forever
-
-                dispatcher = notify.OutboxDispatcher(eng)
-                svc["outbox"] = dispatcher
-                stop_sweeper = asyncio.Event()
-                sweeper = None
                 if worker_count:
-                    pool.start()
+                    background.start()
                     writer.taker = pool
-                    dispatcher.start()
-                    sweeper = asyncio.get_running_loop().create_task(
-                        sweep_forever(ctx, settings.sweep_seconds, stop_sweeper)
-                    )
                 log.info(
                     "app.started",
                     extra={"workers": worker_count, "database": db.describe(settings.database_url),
@@ -98,12 +88,7 @@ def create_app(
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "pool": pool, "ctx": ctx, "writer": writer}
                 finally:
-                    stop_sweeper.set()
-                    if sweeper is not None:
-                        await sweeper
-                    await pool.stop()
-                    if worker_count:
-                        await dispatcher.stop()
+                    await background.stop()
                     await writer.stop()
         finally:
             if own_engine:

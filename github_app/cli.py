@@ -63,19 +63,27 @@ def serve(host: str, port: int, workers: int | None) -> None:
 
 @cli.command()
 @click.option("--workers", type=int, default=None, help="Concurrent workers (default: GONOGO_WORKERS or 2).")
-@click.option("--until-idle", is_flag=True, help="Exit once no delivery is due (batch mode).")
+@click.option(
+    "--until-idle", is_flag=True,
+    help="Batch mode: process every due delivery, send due notifications, then exit.",
+)  # fmt: skip
 def worker(workers: int | None, until_idle: bool) -> None:
-    """Run workers only (no web server), for scaling out on PostgreSQL."""
+    """Run workers without the web server, for scaling out on PostgreSQL.
+
+    Besides the workers, a worker process delivers queued notifications, sends escalation reminders
+    and expires escalations, and prunes old finished deliveries (GONOGO_INBOX_RETENTION_DAYS), just
+    as `gonogo serve` does when it has workers.
+    """
     settings = load_settings()
     asyncio.run(_run_workers(settings, workers or settings.workers, until_idle))
 
 
 async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None:
     from github_app import db
+    from github_app.background import Background
     from github_app.features import default_router
     from github_app.routing import Context
     from github_app.services import default_services
-    from github_app.worker import WorkerPool
 
     engine = db.make_engine(settings.database_url)
     if db.is_sqlite(engine):
@@ -84,17 +92,17 @@ async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None
         raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
     try:
         async with default_services(settings, engine) as services:
-            pool = WorkerPool(Context(settings, engine, services), default_router(), count)
+            background = Background(Context(settings, engine, services), default_router(), count)
             if until_idle:
-                await pool.run_until_idle(timeout=24 * 3600)
+                await background.run_until_idle(timeout=24 * 3600)
                 return
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            pool.start()
+            background.start()
             await stop.wait()
-            await pool.stop()
+            await background.stop()
     finally:
         engine.dispose()
 
@@ -166,6 +174,49 @@ def deliveries_retry(delivery: str) -> None:
     if not ok:
         raise click.ClickException(f"No finished delivery {delivery!r} found (see `gonogo deliveries list`).")
     click.echo(f"Delivery {delivery} queued for retry.")
+
+
+@deliveries.command("prune")
+@click.option(
+    "--older-than", "older_than", default=None, metavar="AGE",
+    help="Age like 30d, 12h or 2w (default: GONOGO_INBOX_RETENTION_DAYS days, 30).",
+)  # fmt: skip
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice(["done", "ignored", "dead"]),
+    help="States to prune; repeat for several (default: done and ignored; dead ones stay for a person to see).",
+)  # fmt: skip
+def deliveries_prune(older_than: str | None, states: tuple[str, ...]) -> None:
+    """Delete finished deliveries received longer ago than AGE.
+
+    Pending and processing deliveries are never pruned. A running `gonogo serve` (with workers) or
+    `gonogo worker` prunes done and ignored deliveries by itself once an hour.
+    """
+    from datetime import timedelta
+
+    from tqdm import tqdm
+
+    from github_app import inbox
+    from rules.policy import format_duration, parse_duration
+
+    settings = load_settings(require_github=False)
+    if older_than is None:
+        if not settings.inbox_retention_days:
+            raise click.UsageError("GONOGO_INBOX_RETENTION_DAYS is 0 (keep everything): say how old with --older-than.")
+        age = timedelta(days=settings.inbox_retention_days)
+    else:
+        try:
+            age = parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    chosen = states or ("done", "ignored")
+    engine = _engine(settings)
+    try:
+        with tqdm(desc="pruning deliveries", unit=" rows", disable=None, leave=False, file=sys.stderr) as bar:
+            pruned = inbox.prune_deliveries(engine, age, chosen, progress=lambda n: bar.update(n - bar.n))
+    finally:
+        engine.dispose()
+    click.echo(f"Pruned {pruned} {'/'.join(chosen)} deliver{'y' if pruned == 1 else 'ies'} received more than "
+               f"{format_duration(age)} ago.")  # fmt: skip
 
 
 @cli.command()

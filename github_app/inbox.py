@@ -7,12 +7,12 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from github_app.db.models import Delivery
@@ -487,6 +487,61 @@ def count_by_state(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
     return {state: n for state, n in rows}
+
+
+PRUNABLE = ("done", "ignored", "dead")
+
+
+def prune_deliveries(
+    engine: Engine,
+    older_than: timedelta,
+    states: Sequence[str] = ("done", "ignored"),
+    *,
+    batch_size: int = 2000,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete deliveries in ``states`` received more than ``older_than`` ago; return how many went.
+
+    Only finished states can be pruned (pending and processing deliveries are work still to do).
+    The default leaves dead deliveries for a person to look at. Rows go in batches of
+    ``batch_size``, each its own transaction, so a large backlog never holds SQLite's write lock,
+    and the intake behind it, for long. ``progress`` is called with the running total per batch.
+    """
+    unknown = sorted(set(states) - set(PRUNABLE))
+    if unknown:
+        raise ValueError(f"cannot prune deliveries in state {', '.join(unknown)}: only {', '.join(PRUNABLE)} can go")
+    if older_than < timedelta(0):
+        raise ValueError("older_than must not be negative")
+    cutoff = (now or utcnow()) - older_than
+    wanted = Delivery.state.in_(list(states)) & (Delivery.received_at < cutoff)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = conn.execute(select(Delivery.id).where(wanted).order_by(Delivery.id).limit(batch_size)).scalars().all()
+            if not ids:
+                break
+            # the state is checked again: a delivery retried since the select stays
+            total += conn.execute(delete(Delivery).where(Delivery.id.in_(ids), wanted)).rowcount
+        if progress is not None:
+            progress(total)
+        if len(ids) < batch_size:
+            break
+    return total
+
+
+async def prune_forever(engine: Engine, older_than: timedelta, interval: float, stop: asyncio.Event) -> None:
+    """Prune finished deliveries older than ``older_than`` now and every ``interval`` seconds until ``stop``."""
+    while not stop.is_set():
+        try:
+            pruned = await asyncio.to_thread(prune_deliveries, engine, older_than)
+            if pruned:
+                log.info("inbox.pruned", extra={"deliveries": pruned, "older_than_days": older_than.days})
+        except Exception:  # the pruner must survive a database blip; the next round tries again
+            log.exception("inbox.prune_failed")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(jittered(interval)):
+                await stop.wait()
 
 
 def jittered(seconds: float) -> float:

@@ -104,6 +104,7 @@ class Settings:
     max_body_bytes: int = 25 * 1024 * 1024
     dry_run: bool = False  # decide and report, but never approve or reject
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
+    inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -153,4 +154,5 @@ class Settings:
             max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0),
+            inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
         )
