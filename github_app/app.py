@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from github_app import db, inbox
+from github_app import metrics as gauges
 from github_app.background import Background
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
@@ -107,10 +108,13 @@ def create_app(
             return JSONResponse({"ready": False, "reason": "migrations pending: run `gonogo db upgrade`"}, 503)
         return JSONResponse({"ready": True})
 
-    async def metrics(request: Request) -> JSONResponse:
-        eng: Engine = request.state.engine
-        counts = await asyncio.to_thread(inbox.count_by_state, eng)
-        return JSONResponse({"deliveries": counts, "rejected": dict(request.state.endpoint.rejected)})
+    async def metrics(request: Request) -> Response:
+        snapshot = await asyncio.to_thread(
+            gauges.take, request.state.engine, request.state.endpoint.rejected, request.state.pool.processed
+        )
+        if gauges.wants_prometheus(request.headers.get("accept", ""), request.query_params.get("format")):
+            return Response(gauges.as_prometheus(snapshot), media_type=gauges.PROMETHEUS_CONTENT_TYPE)
+        return JSONResponse(gauges.as_json(snapshot))
 
     return GonogoApp(
         routes=[

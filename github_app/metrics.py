@@ -1,0 +1,88 @@
+"""``GET /metrics``: the inbox and outbox at a glance, as JSON or in Prometheus' text format.
+
+A Prometheus scraper asks for ``text/plain`` or OpenMetrics in its Accept header and gets the
+text exposition format (version 0.0.4); anything else, a browser or ``curl``, gets JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from github_app import inbox, notify
+from github_app.db.models import Delivery
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+
+
+@dataclass
+class Snapshot:
+    deliveries: dict[str, int]
+    oldest_due_seconds: float  # how long the longest-waiting due delivery has waited; 0 when none waits
+    notifications: dict[str, int]
+    rejected: dict[str, int] = field(default_factory=dict)  # this process's refusals by reason
+    processed: int = 0  # deliveries this process's workers finished
+
+
+def take(engine: Engine, rejected: Mapping[str, int], processed: int, now: datetime | None = None) -> Snapshot:
+    """Read the figures from the database (three small queries; the due one uses the claim index)."""
+    now = now or inbox.utcnow()
+    with engine.connect() as conn:
+        oldest = conn.execute(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.state == "pending", Delivery.next_attempt_at <= now
+            )
+        ).scalar()
+    deliveries = dict.fromkeys(inbox.STATES, 0) | inbox.count_by_state(engine)
+    notifications = dict.fromkeys(OUTBOX_STATES, 0) | notify.counts(engine)
+    waited = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return Snapshot(deliveries, waited, notifications, dict(rejected), processed)
+
+
+def as_json(s: Snapshot) -> dict[str, object]:
+    return {
+        "deliveries": s.deliveries,
+        "oldest_due_delivery_seconds": round(s.oldest_due_seconds, 3),
+        "notifications": s.notifications,
+        "rejected": s.rejected,
+        "processed": s.processed,
+    }
+
+
+def wants_prometheus(accept: str, fmt: str | None) -> bool:
+    """True for ``?format=prometheus`` or an Accept header naming text/plain or OpenMetrics."""
+    if fmt is not None:
+        return fmt.lower() in {"prometheus", "text", "openmetrics"}
+    accept = accept.lower()
+    return "text/plain" in accept or "application/openmetrics-text" in accept
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def as_prometheus(s: Snapshot) -> str:
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{labels} {value:g}")
+
+    family("gonogo_deliveries", "gauge", "Webhook deliveries in the inbox, by state.",
+           [(f'{{state="{_label(k)}"}}', v) for k, v in sorted(s.deliveries.items())])  # fmt: skip
+    family("gonogo_oldest_due_delivery_seconds", "gauge",
+           "How long the longest-waiting due delivery has waited for a worker (0 when none waits).",
+           [("", round(s.oldest_due_seconds, 3))])  # fmt: skip
+    family("gonogo_notifications", "gauge", "Notification messages in the outbox, by state.",
+           [(f'{{state="{_label(k)}"}}', v) for k, v in sorted(s.notifications.items())])  # fmt: skip
+    family("gonogo_webhooks_rejected_total", "counter", "Webhook requests this process refused, by reason.",
+           [(f'{{reason="{_label(k)}"}}', v) for k, v in sorted(s.rejected.items())])  # fmt: skip
+    family("gonogo_deliveries_processed_total", "counter", "Deliveries this process's workers finished.",
+           [("", s.processed)])  # fmt: skip
+    return "\n".join(lines) + "\n"
