@@ -21,11 +21,12 @@ from github_app.background import Background
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
-from github_app.webhooks import WebhookEndpoint
+from github_app.webhooks import ALERT_EVENT, AlertmanagerEndpoint, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/github"
+ALERT_PATH = "/webhooks/alertmanager"
 
 ServiceFactory = Callable[[Settings, Engine], "contextlib.AbstractAsyncContextManager[dict[str, Any]]"]
 
@@ -55,7 +56,7 @@ def create_app(
 
         services = default_services
     worker_count = settings.workers if workers is None else workers
-    allowed = router.events
+    allowed = router.events - {ALERT_EVENT}  # GitHub deliveries; Alertmanager has its own way in
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -73,6 +74,9 @@ def create_app(
             writer = InboxWriter(eng)
             writer.start()
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes)
+            alert_endpoint = AlertmanagerEndpoint(
+                settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected
+            )
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)
                 background = Background(ctx, router, worker_count)
@@ -87,7 +91,8 @@ def create_app(
                            "events": ",".join(sorted(allowed))},
                 )  # fmt: skip
                 try:
-                    yield {"engine": eng, "endpoint": endpoint, "pool": pool, "ctx": ctx, "writer": writer}
+                    yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
+                           "ctx": ctx, "writer": writer}  # fmt: skip
                 finally:
                     await background.stop()
                     await writer.stop()
@@ -118,7 +123,8 @@ def create_app(
 
     return GonogoApp(
         routes=[
-            Route(WEBHOOK_PATH, _webhook_route, methods=["POST"]),
+            Route(WEBHOOK_PATH, _FromState("endpoint"), methods=["POST"]),
+            Route(ALERT_PATH, _FromState("alert_endpoint"), methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
@@ -127,9 +133,18 @@ def create_app(
     )
 
 
-async def _webhook_route(scope: Scope, receive: Receive, send: Send) -> None:
-    """The routed way in to the intake (an ASGI endpoint, so Starlette builds no Request for it)."""
-    await scope["state"]["endpoint"](scope, receive, send)
+class _FromState:
+    """A route to an ASGI endpoint built in the lifespan (kept in the app state under ``name``).
+
+    A class, not a function: Starlette treats a plain function given to ``Route`` as a
+    request/response handler, while an object is called as an ASGI app, so no Request is built.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["state"][self.name](scope, receive, send)
 
 
 class GonogoApp(Starlette):

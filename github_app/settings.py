@@ -77,6 +77,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _token(env: Mapping[str, str], name: str) -> Secret | None:
+    raw = env.get(name, "").strip()
+    if raw and len(raw) < 16:
+        raise SettingsError(f"{name} is too short to be a secret: use at least 16 random characters "
+                            "(for example the output of `openssl rand -hex 24`).")  # fmt: skip
+    return Secret(raw) if raw else None
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -105,6 +113,8 @@ class Settings:
     dry_run: bool = False  # decide and report, but never approve or reject
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
     inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
+    alertmanager_token: Secret | None = None  # bearer token Alertmanager sends; None: the alert intake is off
+    alert_window_hours: float = 24.0  # an alert this long after a release at most is blamed on it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -155,4 +165,6 @@ class Settings:
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0),
             inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
+            alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
+            alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
         )

@@ -46,12 +46,12 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _WANTED = frozenset({"content-length", "x-hub-signature-256", "x-github-event", "x-github-delivery"})
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def _headers(scope: Scope, wanted: frozenset[str] = _WANTED) -> dict[str, str]:
     """The few request headers the intake reads (ASGI gives names lower-cased)."""
     found: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")
-        if name in _WANTED:
+        if name in wanted:
             found[name] = raw_value.decode("latin-1")
     return found
 
@@ -70,6 +70,34 @@ async def _respond(send: Send, status: int, content: dict[str, Any]) -> None:
 
 class _ClientGone(Exception):
     """The sender disconnected before its body arrived: there is nobody to answer."""
+
+
+async def _read_body(receive: Receive, max_body: int) -> bytes | None:
+    """The whole body, or None as soon as it grows past ``max_body`` (the rest is never buffered)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _declared_too_big(headers: dict[str, str], max_body: int) -> bool | None:
+    """Whether Content-Length already says the body is too big; None when it is not a number."""
+    declared = headers.get("content-length")
+    if declared is None:
+        return False
+    try:
+        return int(declared) > max_body
+    except ValueError:
+        return None
 
 
 class WebhookEndpoint:
@@ -103,33 +131,15 @@ class WebhookEndpoint:
             return
         await _respond(send, status, content)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it grows past the cap (the rest is never buffered)."""
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         headers = _headers(scope)
-        declared = headers.get("content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_body
-            except ValueError:
-                return self._reject(400, "bad_length", "Content-Length is not a number.", scope, headers)
-            if too_big:
-                return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
-        body = await self._read_body(receive)
+        too_big = _declared_too_big(headers, self.max_body)
+        if too_big is None:
+            return self._reject(400, "bad_length", "Content-Length is not a number.", scope, headers)
+        if too_big:
+            return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
+        body = await _read_body(receive, self.max_body)
         if body is None:
             return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
 
@@ -189,3 +199,84 @@ class WebhookEndpoint:
                        "ignored": item.ignored},
             )  # fmt: skip
         return 202, {"status": "ignored" if item.ignored else "accepted", "delivery_id": delivery_id}
+
+
+ALERT_EVENT = "alertmanager"  # the inbox's event name for Alertmanager notifications (never a GitHub event)
+_ALERT_HEADERS = frozenset({"content-length", "authorization"})
+
+
+class AlertmanagerEndpoint:
+    """``POST /webhooks/alertmanager``: Prometheus Alertmanager's webhook, stored in the inbox for a worker.
+
+    Alertmanager authenticates with a bearer token (``http_config.authorization`` in its receiver),
+    compared in constant time with ``GONOGO_ALERTMANAGER_TOKEN``. A notification is stored under an
+    id made from its body, so an identical re-send is answered 200 and not processed again.
+    """
+
+    def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str]):
+        self.token = token
+        self.writer = writer
+        self.max_body = max_body
+        self.rejected = rejected  # shared with the GitHub intake: /metrics shows both
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, content = await self._handle(scope, receive)
+        except _ClientGone:
+            return
+        await _respond(send, status, content)
+
+    def _reject(self, status: int, reason: str, message: str, scope: Scope) -> tuple[int, dict[str, Any]]:
+        self.rejected[f"alertmanager_{reason}"] += 1
+        client = scope.get("client")
+        log.warning("alertmanager.rejected", extra={"reason": reason, "client": client[0] if client else None})
+        return status, {"error": message}
+
+    def _authorised(self, header: str | None) -> bool:
+        assert self.token is not None
+        scheme, _, credentials = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self.token.reveal().encode()
+        )
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        if self.token is None:
+            return self._reject(
+                404, "off", "The Alertmanager intake is off: set GONOGO_ALERTMANAGER_TOKEN and send it as a "
+                "bearer token from Alertmanager's webhook receiver.", scope,
+            )  # fmt: skip
+        headers = _headers(scope, _ALERT_HEADERS)
+        if not self._authorised(headers.get("authorization")):
+            return self._reject(401, "bad_token", "Missing or wrong bearer token: Alertmanager's receiver must "
+                                "send GONOGO_ALERTMANAGER_TOKEN in http_config.authorization.", scope)  # fmt: skip
+        too_big = _declared_too_big(headers, self.max_body)
+        body = None if too_big else await _read_body(receive, self.max_body)
+        if too_big is None:
+            return self._reject(400, "bad_length", "Content-Length is not a number.", scope)
+        if body is None:
+            return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._reject(400, "bad_json", f"Body is not valid JSON: {exc}.", scope)
+        if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+            return self._reject(400, "not_alertmanager", "Body is not an Alertmanager webhook notification "
+                                "(an object with an 'alerts' list).", scope)  # fmt: skip
+        status = payload.get("status")
+        item = IncomingDelivery(
+            delivery_id="alertmanager-" + hashlib.sha256(body).hexdigest()[:48],
+            event=ALERT_EVENT,
+            action=status[:64] if isinstance(status, str) else None,
+            installation_id=None,
+            payload=body.decode("utf-8"),
+            ignored=False,
+        )
+        try:
+            is_new = await self.writer.submit(item)
+        except Exception:  # noqa: BLE001 - the database is unavailable; Alertmanager retries
+            return 503, {"error": "The inbox database is unavailable; the notification was not stored. Retry later."}
+        log.info("alertmanager.received", extra={"delivery_id": item.delivery_id, "alerts": len(payload["alerts"]),
+                                                 "duplicate": not is_new})  # fmt: skip
+        if not is_new:
+            return 200, {"status": "duplicate", "delivery_id": item.delivery_id}
+        return 202, {"status": "accepted", "delivery_id": item.delivery_id}

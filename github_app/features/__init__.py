@@ -7,6 +7,6 @@ from github_app.routing import Router, compose
 
 def default_router() -> Router:
     """Every feature of the app, composed."""
-    from github_app.features import escalation, gate, installations, outcomes
+    from github_app.features import alerts, escalation, gate, installations, outcomes
 
-    return compose([installations.router, gate.router, escalation.router, outcomes.router])
+    return compose([installations.router, gate.router, escalation.router, outcomes.router, alerts.router])
