@@ -100,7 +100,21 @@ def _declared_too_big(headers: dict[str, str], max_body: int) -> bool | None:
         return None
 
 
-class WebhookEndpoint:
+class _Endpoint:
+    """A plain ASGI endpoint answering JSON: ``_handle`` returns the status and body."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, content = await self._handle(scope, receive)
+        except _ClientGone:
+            return
+        await _respond(send, status, content)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class WebhookEndpoint(_Endpoint):
     """``POST /webhooks/github`` as a plain ASGI app: this is the hot path, so no framework request object."""
 
     def __init__(self, secret: Secret | None, writer: InboxWriter, allowed_events: frozenset[str], max_body: int):
@@ -123,13 +137,6 @@ class WebhookEndpoint:
             },
         )
         return status, {"error": message}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            status, content = await self._handle(scope, receive)
-        except _ClientGone:
-            return
-        await _respond(send, status, content)
 
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
@@ -205,7 +212,7 @@ ALERT_EVENT = "alertmanager"  # the inbox's event name for Alertmanager notifica
 _ALERT_HEADERS = frozenset({"content-length", "authorization"})
 
 
-class AlertmanagerEndpoint:
+class AlertmanagerEndpoint(_Endpoint):
     """``POST /webhooks/alertmanager``: Prometheus Alertmanager's webhook, stored in the inbox for a worker.
 
     Alertmanager authenticates with a bearer token (``http_config.authorization`` in its receiver),
@@ -218,13 +225,6 @@ class AlertmanagerEndpoint:
         self.writer = writer
         self.max_body = max_body
         self.rejected = rejected  # shared with the GitHub intake: /metrics shows both
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            status, content = await self._handle(scope, receive)
-        except _ClientGone:
-            return
-        await _respond(send, status, content)
 
     def _reject(self, status: int, reason: str, message: str, scope: Scope) -> tuple[int, dict[str, Any]]:
         self.rejected[f"alertmanager_{reason}"] += 1
