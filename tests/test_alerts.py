@@ -131,7 +131,8 @@ def test_alerts_that_are_not_about_a_release_are_left_alone(app_url, engine):
     unlabelled = _alert(T0 + timedelta(hours=1), fingerprint="bare")
     del unlabelled["labels"]["repository"]
     other_env = _alert(T0 + timedelta(hours=1), fingerprint="staging", environment="staging")
-    assert _post(app_url, _notification(too_late, info, unlabelled, other_env, "junk")).status_code == 202  # type: ignore[arg-type]
+    too_long = _alert(T0 + timedelta(hours=1), fingerprint="long", environment="e" * 300)  # wider than the column
+    assert _post(app_url, _notification(too_late, info, unlabelled, other_env, too_long, "junk")).status_code == 202  # type: ignore[arg-type]
     _settle(engine)
     assert _incidents(engine) == {}
     assert _history(engine) == {"d" * 40: "success"}
@@ -190,3 +191,5 @@ def test_token_setting_and_alert_parsing():
     first, again = read_alert(no_fingerprint), read_alert(json.loads(json.dumps(no_fingerprint)))
     assert not isinstance(first, str) and not isinstance(again, str) and first.key == again.key
     assert read_alert(_alert(T0, repository="no-slash")) == "no repository (owner/name) and environment labels"
+    assert read_alert(_alert(T0, environment="e" * 201)) == "repository, environment or sha label too long"
+    assert read_alert(_alert(T0, sha="f" * 65)) == "repository, environment or sha label too long"

@@ -86,6 +86,9 @@ def read_alert(raw: object) -> Alert | str:
     environment = _label(labels, "environment", "env")
     if not repository or "/" not in repository or not environment:
         return "no repository (owner/name) and environment labels"
+    sha = _label(labels, "sha", "commit")
+    if len(repository) > 200 or len(environment) > 200 or (sha is not None and len(sha) > 64):
+        return "repository, environment or sha label too long"
     severity = (_label(labels, "severity") or "").lower()
     if severity in NOT_INCIDENTS:
         return f"severity {severity}"
@@ -101,7 +104,7 @@ def read_alert(raw: object) -> Alert | str:
         "generator_url": raw.get("generatorURL") if isinstance(raw.get("generatorURL"), str) else None,
     }  # fmt: skip
     return Alert(
-        repository=repository, environment=environment, sha=_label(labels, "sha", "commit"), started=started,
+        repository=repository, environment=environment, sha=sha, started=started,
         key=f"alert:{fingerprint[:64]}:{started.isoformat()}", detail=detail,
     )  # fmt: skip
 
