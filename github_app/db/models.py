@@ -105,7 +105,7 @@ class Deployment(Base):
     # repository / run id / environment / run attempt: GitHub re-sends on re-run
     key: Mapped[str] = mapped_column(String(400), unique=True)
     repository: Mapped[str] = mapped_column(String(200))
-    environment: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
     ref: Mapped[str | None] = mapped_column(String(400))
     run_id: Mapped[int] = mapped_column(BigInteger)
@@ -179,7 +179,7 @@ class Outcome(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     repository: Mapped[str] = mapped_column(String(200))
-    environment: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # success | failure | rollback | incident
     source: Mapped[str] = mapped_column(String(64))  # deployment_status | workflow_run | alert | manual
@@ -196,7 +196,7 @@ class HistoryRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     deployment_id: Mapped[str] = mapped_column(String(200), unique=True)
     repository: Mapped[str] = mapped_column(String(200))
-    environment: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     outcome: Mapped[str | None] = mapped_column(String(16))
@@ -226,7 +226,7 @@ class Waiver(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     repository: Mapped[str] = mapped_column(String(200))
-    environment: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(255))
     rule_id: Mapped[str] = mapped_column(String(32))
     sha: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

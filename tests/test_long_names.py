@@ -1,0 +1,48 @@
+"""GitHub's longest environment name (255 characters) is stored on both backends, end to end."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+
+from github_app import db
+from github_app.app import create_app
+from github_app.db.models import Delivery, Deployment, HistoryRow, Outcome, Waiver
+from github_app.serving import ServerThread
+from tests.helpers import make_settings, post_webhook
+
+LONGEST = "e" * 255  # GitHub's limit for an environment name
+
+
+def test_a_255_character_environment_fits_every_table(database_url):
+    engine = db.make_engine(database_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(Deployment).values(key=f"o/r/1/{LONGEST}/1", repository="o/r", environment=LONGEST,
+                                               sha="a" * 40, run_id=1, created_at=now))  # fmt: skip
+        conn.execute(insert(HistoryRow).values(deployment_id="d1", repository="o/r", environment=LONGEST,
+                                               sha="a" * 40, created_at=now, features={}))  # fmt: skip
+        conn.execute(insert(Waiver).values(repository="o/r", environment=LONGEST, rule_id="GNG-SEC-001",
+                                           expires_at=now, reason="r", author="a", created_at=now))  # fmt: skip
+    # a deployment status for it arrives over HTTP and becomes an outcome, not a dead delivery
+    payload = {
+        "deployment_status": {"id": 5, "state": "success", "environment": LONGEST, "created_at": now.isoformat()},
+        "deployment": {"id": 9, "sha": "a" * 40, "environment": LONGEST},
+        "repository": {"full_name": "o/r"},
+    }
+    with ServerThread(create_app(make_settings(database_url, inbox_retention_days=0), workers=1)) as srv:
+        assert post_webhook(srv.url, "deployment_status", {**payload, "action": "created"}).status_code == 202
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                states = set(conn.execute(select(Delivery.state)).scalars())
+            if states <= {"done", "dead"}:
+                break
+            time.sleep(0.05)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Delivery.state)).scalars()) == {"done"}
+        assert conn.execute(select(Outcome.environment, Outcome.outcome)).one() == (LONGEST, "success")
+        assert conn.execute(select(HistoryRow.outcome)).scalar() == "success"
+    engine.dispose()
