@@ -179,10 +179,11 @@ class WebhookEndpoint(_Endpoint):
         except msgspec.DecodeError as exc:
             return self._reject(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
 
-        action = head.action if isinstance(head.action, str) else None
+        # only values that fit their columns: one that did not would fail its whole group commit
+        action = head.action if isinstance(head.action, str) and len(head.action) <= 64 else None
         installation = head.installation
         installation_id = installation.get("id") if isinstance(installation, dict) else None
-        if not isinstance(installation_id, int) or isinstance(installation_id, bool):
+        if not isinstance(installation_id, int) or isinstance(installation_id, bool) or not 0 < installation_id < 2**63:
             installation_id = None
         item = IncomingDelivery(
             delivery_id=delivery_id,

@@ -216,6 +216,23 @@ def test_odd_field_types_are_stored_without_the_fields_the_intake_reads(app_url:
     assert (row.action, row.installation_id, row.payload) == (None, None, body.decode())
 
 
+def test_out_of_range_fields_do_not_spoil_a_batch(app_url: str, database_url: str):
+    """An action wider than its column or an installation id beyond 64 bits would fail the insert, and with
+    it every delivery committed in the same batch; they are stored without those fields instead."""
+    bodies = {
+        "wide-action": b'{"action": "' + b"a" * 65 + b'", "zen": "z"}',
+        "huge-installation": b'{"installation": {"id": 18446744073709551616}, "zen": "z"}',
+        "negative-installation": b'{"installation": {"id": -1}, "zen": "z"}',
+        "fine": b'{"action": "created", "installation": {"id": 42}}',
+    }
+    for delivery_id, body in bodies.items():
+        r = httpx.post(f"{app_url}/webhooks/github", content=body, headers=webhook_headers("ping", body, delivery_id))
+        assert r.status_code == 202, r.text
+    rows = {row.delivery_id: (row.action, row.installation_id) for row in stored(database_url)}
+    assert rows == {"wide-action": (None, None), "huge-installation": (None, None),
+                    "negative-installation": (None, None), "fine": ("created", 42)}  # fmt: skip
+
+
 def test_other_methods_on_the_webhook_path_are_refused(app_url: str, database_url: str):
     assert httpx.get(f"{app_url}/webhooks/github").status_code == 405
     assert stored(database_url) == []
