@@ -138,6 +138,29 @@ def store_deliveries(
     raise AssertionError("unreachable")
 
 
+def _bad_row(engine: Engine, exc: BaseException) -> bool:
+    """True when ``exc`` is the database refusing a value (a row's fault), not the database failing."""
+    dbapi = engine.dialect.dbapi
+    kinds = tuple(k for k in (getattr(dbapi, "DataError", None), getattr(dbapi, "IntegrityError", None)) if k)
+    return isinstance(exc, (*kinds, OverflowError))
+
+
+def store_each(
+    engine: Engine, items: Sequence[IncomingDelivery], leases: dict[str, str], lease_seconds: float
+) -> tuple[dict[str, int], dict[str, Exception]]:
+    """``store_deliveries`` one item per transaction: the new ones, and the error of each refused one."""
+    new: dict[str, int] = {}
+    failed: dict[str, Exception] = {}
+    for item in items:
+        try:
+            new.update(store_deliveries(engine, [item], leases, lease_seconds))
+        except Exception as exc:  # noqa: BLE001 - reported to this item's sender alone
+            log.warning("inbox.row_refused", extra={"delivery_id": item.delivery_id,
+                                                    "error": f"{type(exc).__name__}: {str(exc)[:200]}"})  # fmt: skip
+            failed[item.delivery_id] = exc
+    return new, failed
+
+
 def _is_disconnect(engine: Engine, exc: BaseException, driver: Any) -> bool:
     """True when ``exc`` means the connection itself is gone (not a constraint or SQL error)."""
     if not isinstance(exc, Exception):
@@ -246,20 +269,28 @@ class InboxWriter:
         waiters = self.taker.reserve(len(wanted)) if self.taker is not None and wanted else []
         owner = self.taker.name if self.taker is not None else ""
         leases = {it.delivery_id: f"{owner}:{uuid.uuid4().hex[:12]}" for it in wanted[: len(waiters)]}
+        lease_seconds = self.taker.lease_seconds if self.taker is not None else 0.0
+        failed: dict[str, Exception] = {}
         try:
             try:
-                new_ids = await asyncio.to_thread(
-                    store_deliveries, self.engine, list(unique.values()), leases,
-                    self.taker.lease_seconds if self.taker is not None else 0.0,
-                )  # fmt: skip
-            except Exception as exc:  # the database is down: every waiting request gets a 503
-                log.exception("inbox.write_failed", extra={"batch": len(batch)})
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
+                new_ids = await asyncio.to_thread(store_deliveries, self.engine, list(unique.values()), leases,
+                                                  lease_seconds)  # fmt: skip
+            except Exception as exc:
+                if len(unique) == 1 or not _bad_row(self.engine, exc):  # the database is down: 503 for everyone
+                    log.exception("inbox.write_failed", extra={"batch": len(batch)})
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    return
+                # one row the database refused must not cost the others their place: store them one by one
+                new_ids, failed = await asyncio.to_thread(store_each, self.engine, list(unique.values()), leases,
+                                                          lease_seconds)  # fmt: skip
             claimed: set[str] = set()
             for item, fut in batch:
+                if item.delivery_id in failed:
+                    if not fut.done():
+                        fut.set_exception(failed[item.delivery_id])
+                    continue
                 is_new = item.delivery_id in new_ids and item.delivery_id not in claimed
                 claimed.add(item.delivery_id)
                 if not fut.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 from datetime import UTC, datetime
@@ -124,3 +125,37 @@ def test_a_database_restart_between_deliveries_costs_no_delivery(postgres_url: s
         assert stored_ids == ["before", "after"]
     finally:
         admin.dispose()
+
+
+def test_a_row_the_database_refuses_fails_alone_not_its_whole_batch(engine, caplog):
+    """Group commit puts concurrent deliveries in one transaction; a value the database refuses (here an id
+    beyond 64 bits) must fail only its own request, while the rest of the batch is stored."""
+    from github_app.inbox import InboxWriter
+
+    good = [_item("good-1"), _item("good-2")]
+    bad = IncomingDelivery("bad", "ping", None, 2**70, '{"zen": "z"}', False)
+
+    async def scenario():
+        writer = InboxWriter(engine, flushers=1)
+        writer.start()  # the flusher runs first and waits; the three below land in its one batch
+        try:
+            return await asyncio.gather(*(writer.submit(it) for it in (good[0], bad, good[1])),
+                                        return_exceptions=True)  # fmt: skip
+        finally:
+            await writer.stop()
+
+    first, refused, second = asyncio.run(scenario())
+    assert first is True and second is True
+    assert isinstance(refused, Exception)
+    assert set(_rows(engine)) == {"good-1", "good-2"}
+    assert "inbox.row_refused" in caplog.text  # they were one batch, split after the refusal
+
+
+def test_a_database_failure_still_fails_the_whole_batch(engine):
+    """Only a refused value is retried row by row; a real outage answers every request with the error."""
+    from github_app.inbox import _bad_row
+
+    assert _bad_row(engine, OverflowError("int too large"))
+    assert _bad_row(engine, engine.dialect.dbapi.IntegrityError("null value"))
+    assert not _bad_row(engine, engine.dialect.dbapi.OperationalError("connection refused"))
+    assert not _bad_row(engine, RuntimeError("anything else"))
