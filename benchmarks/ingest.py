@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -54,7 +55,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CORPUS_PAYLOAD = ROOT.parent / "shared" / "corpus" / "github" / "webhooks" / "workflow_run" / "completed.payload.json"
+
+
+@functools.cache
+def _corpus_payload() -> dict[str, object]:
+    return dict(json.loads(CORPUS_PAYLOAD.read_bytes()))
+
+
 def payload(i: int) -> bytes:
+    """A real ~21 KB GitHub payload (workflow_run.completed from the shared corpus), or, without the
+    corpus, a synthetic one of the same size. The real one matters: how well a body compresses
+    decides what storing it costs."""
+    if CORPUS_PAYLOAD.is_file():
+        return json.dumps({**_corpus_payload(), "hook_id": i}).encode()
     body = {
         "action": "created",
         "zen": "Approachable is better than simple.",

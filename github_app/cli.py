@@ -176,6 +176,34 @@ def deliveries_retry(delivery: str) -> None:
     click.echo(f"Delivery {delivery} queued for retry.")
 
 
+@deliveries.command("show")
+@click.argument("delivery")
+@click.option("--payload/--no-payload", default=True, show_default=True, help="Print the webhook body too.")
+def deliveries_show(delivery: str, payload: bool) -> None:
+    """Show one delivery (delivery id or row id): its state, last error and webhook body."""
+    from github_app import inbox
+
+    settings = load_settings(require_github=False)
+    engine = _engine(settings)
+    try:
+        row = inbox.get_delivery(engine, delivery)
+    finally:
+        engine.dispose()
+    if row is None:
+        raise click.ClickException(f"No delivery {delivery!r} found (see `gonogo deliveries list`).")
+    name = row["event"] + (f".{row['action']}" if row["action"] else "")
+    click.echo(f"delivery {row['delivery_id']} (row {row['id']}): {name}, installation {row['installation_id']}")
+    click.echo(f"state {row['state']} after {row['attempts']} attempt(s); received {row['received_at']:%Y-%m-%d %H:%M:%S} UTC"
+               + (f", done {row['completed_at']:%Y-%m-%d %H:%M:%S} UTC" if row["completed_at"] else ""))  # fmt: skip
+    if row["last_error"]:
+        click.echo(f"last error:\n{row['last_error']}")
+    if payload:
+        try:
+            click.echo(json.dumps(json.loads(row["payload"]), indent=2, ensure_ascii=False))
+        except ValueError:
+            click.echo(row["payload"])
+
+
 @deliveries.command("prune")
 @click.option(
     "--older-than", "older_than", default=None, metavar="AGE",

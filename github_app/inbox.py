@@ -95,6 +95,7 @@ def store_deliveries(
     later = now + timedelta(seconds=lease_seconds)
     stamp = Delivery.__table__.c.received_at.type.bind_processor(dialect)
     when, until = (stamp(now), stamp(later)) if stamp else (now, later)
+    body = Delivery.__table__.c.payload.type.bind_processor(dialect)  # compresses on SQLite, off the event loop
     rows = []
     # one order for every batch, so two concurrent batches never wait on each other's keys in a cycle
     for it in sorted(items, key=lambda it: it.delivery_id):
@@ -105,8 +106,9 @@ def store_deliveries(
             state = ("pending", 0, None, None)
         else:
             state = ("processing", 1, token, until)
-        rows.append((it.delivery_id, it.event, it.action, it.installation_id, it.payload, when, state[0],
-                     state[1], when, 0, state[2], state[3]))  # fmt: skip
+        payload = body(it.payload) if body else it.payload
+        rows.append((it.delivery_id, it.event, it.action, it.installation_id, payload, when, state[0], state[1], when,
+                     0, state[2], state[3]))  # fmt: skip
     # A pooled connection that broke since its last use (the database restarted) fails its first
     # statement, so the batch goes again once on a fresh connection instead of answering GitHub 503,
     # which GitHub does not redeliver by itself. Should the break fall on the commit and the commit
@@ -512,6 +514,16 @@ def list_deliveries(engine: Engine, state: str | None = None, limit: int = 50) -
         stmt = stmt.where(Delivery.state == state)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def get_delivery(engine: Engine, ref: str) -> dict[str, Any] | None:
+    """One delivery, payload included, by its delivery id or row id."""
+    cond = Delivery.delivery_id == ref
+    if ref.isdigit():
+        cond = or_(cond, Delivery.id == int(ref))
+    with engine.connect() as conn:
+        row = conn.execute(select(Delivery).where(cond).limit(1)).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def count_by_state(engine: Engine) -> dict[str, int]:

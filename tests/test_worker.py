@@ -71,6 +71,13 @@ def test_failing_handler_is_retried_with_backoff_then_dead_then_retried_by_cli(d
     monkeypatch.setenv("GONOGO_WEBHOOK_SECRET", "s")
     listed = CliRunner().invoke(cli, ["deliveries", "list", "--state", "dead"])
     assert listed.exit_code == 0 and "will-die" in listed.output and "GitHub said no" in listed.output
+    shown = CliRunner().invoke(cli, ["deliveries", "show", "will-die"])
+    assert shown.exit_code == 0, shown.output
+    assert "delivery will-die" in shown.stdout and "state dead after 3 attempt(s)" in shown.stdout
+    assert "RuntimeError: GitHub said no (call 3)" in shown.stdout and '"zen": "z"' in shown.stdout
+    assert '"zen"' not in CliRunner().invoke(cli, ["deliveries", "show", "will-die", "--no-payload"]).stdout
+    unknown = CliRunner().invoke(cli, ["deliveries", "show", "nope"])
+    assert unknown.exit_code == 1 and "No delivery 'nope' found" in unknown.output
     result = CliRunner().invoke(cli, ["deliveries", "retry", "will-die"])
     assert result.exit_code == 0, result.output
     assert _row(database_url, "will-die").state == "pending"
