@@ -7,12 +7,15 @@ import json
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from github_app.settings import Settings, SettingsError
+
+T = TypeVar("T")
 
 
 def load_settings(require_github: bool = True) -> Settings:
@@ -27,6 +30,15 @@ def _engine(settings: Settings) -> Any:
     from github_app.commands.audit import open_engine
 
     return open_engine(settings.database_url)
+
+
+def _with_database(call: Callable[[Any], T], settings: Settings | None = None) -> T:
+    """Run ``call`` with an engine on the configured database, and close it."""
+    engine = _engine(settings or load_settings(require_github=False))
+    try:
+        return call(engine)
+    finally:
+        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,12 +152,7 @@ def deliveries_list(state: str | None, limit: int, fmt: str) -> None:
     """List the newest deliveries."""
     from github_app import inbox
 
-    settings = load_settings(require_github=False)
-    engine = _engine(settings)
-    try:
-        rows = inbox.list_deliveries(engine, state, limit)
-    finally:
-        engine.dispose()
+    rows = _with_database(lambda engine: inbox.list_deliveries(engine, state, limit))
     if fmt == "json":
         click.echo(json.dumps(rows, default=str, indent=2))
         return
@@ -165,12 +172,7 @@ def deliveries_retry(delivery: str) -> None:
     """Queue DELIVERY (delivery id or row id) for processing again."""
     from github_app import inbox
 
-    settings = load_settings(require_github=False)
-    engine = _engine(settings)
-    try:
-        ok = inbox.retry_delivery(engine, delivery)
-    finally:
-        engine.dispose()
+    ok = _with_database(lambda engine: inbox.retry_delivery(engine, delivery))
     if not ok:
         raise click.ClickException(f"No finished delivery {delivery!r} found (see `gonogo deliveries list`).")
     click.echo(f"Delivery {delivery} queued for retry.")
@@ -183,12 +185,7 @@ def deliveries_show(delivery: str, payload: bool) -> None:
     """Show one delivery (delivery id or row id): its state, last error and webhook body."""
     from github_app import inbox
 
-    settings = load_settings(require_github=False)
-    engine = _engine(settings)
-    try:
-        row = inbox.get_delivery(engine, delivery)
-    finally:
-        engine.dispose()
+    row = _with_database(lambda engine: inbox.get_delivery(engine, delivery))
     if row is None:
         raise click.ClickException(f"No delivery {delivery!r} found (see `gonogo deliveries list`).")
     name = row["event"] + (f".{row['action']}" if row["action"] else "")
@@ -237,12 +234,11 @@ def deliveries_prune(older_than: str | None, states: tuple[str, ...]) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--older-than") from None
     chosen = states or ("done", "ignored")
-    engine = _engine(settings)
-    try:
-        with tqdm(desc="pruning deliveries", unit=" rows", disable=None, leave=False, file=sys.stderr) as bar:
-            pruned = inbox.prune_deliveries(engine, age, chosen, progress=lambda n: bar.update(n - bar.n))
-    finally:
-        engine.dispose()
+    with tqdm(desc="pruning deliveries", unit=" rows", disable=None, leave=False, file=sys.stderr) as bar:
+        pruned = _with_database(
+            lambda engine: inbox.prune_deliveries(engine, age, chosen, progress=lambda n: bar.update(n - bar.n)),
+            settings,
+        )
     click.echo(f"Pruned {pruned} {'/'.join(chosen)} deliver{'y' if pruned == 1 else 'ies'} received more than "
                f"{format_duration(age)} ago.")  # fmt: skip
 
