@@ -107,6 +107,7 @@ def release_state(
     deployer: str = "dora",
     pull_request: int | None = 7,
     artifacts_ok: bool = True,
+    environment: str = "production",
 ) -> SandboxState:
     """A repository with one good deployment behind it and a release waiting on gonogo."""
     state = SandboxState()
@@ -128,7 +129,7 @@ def release_state(
         state.add_commit(REPO, message="relax the gate", author="mallory", branch="relax", parents=[head.sha])
         state.set_file(REPO, "relax", ".github/gonogo.yml", feature_branch_policy)
     # the previous release went out fine
-    previous = state.add_deployment(REPO, base.sha, "production", creator="alice", waiting=False)
+    previous = state.add_deployment(REPO, base.sha, environment, creator="alice", waiting=False)
     state.add_deployment_status(REPO, previous.id, "success")
 
     for name in ("build", "lint"):
@@ -160,7 +161,7 @@ def release_state(
     if pull_request is not None:
         state.add_pull_request(REPO, pull_request, head_sha=head.sha, head_ref="orders-pagination",
                                title="Paginate the orders endpoint", user="bob")  # fmt: skip
-    dep = state.add_deployment(REPO, head.sha, "production", creator=deployer, ref="main")
+    dep = state.add_deployment(REPO, head.sha, environment, creator=deployer, ref="main")
     dep.name = LABEL
     state.named_deployments[LABEL] = (REPO, dep.id)
     return state

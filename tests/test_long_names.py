@@ -46,3 +46,21 @@ def test_a_255_character_environment_fits_every_table(database_url):
         assert conn.execute(select(Outcome.environment, Outcome.outcome)).one() == (LONGEST, "success")
         assert conn.execute(select(HistoryRow.outcome)).scalar() == "success"
     engine.dispose()
+
+
+def test_a_deployment_to_a_255_character_environment_is_decided_end_to_end(database_url):
+    """The deployment key (repository, run, environment, deployment id) outgrows 255 characters here; the
+    deployment, its history row and its audit entries must all take it."""
+    from tests.scenarios import LABEL, release_state
+    from tests.world import running_world
+
+    with running_world(database_url, release_state(environment=LONGEST)) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        assert world.gate(LABEL).answer == "approved"
+        assert {d.state for d in world.deliveries()} <= {"done", "ignored"}
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        (key,) = conn.execute(select(HistoryRow.deployment_id)).one()
+    engine.dispose()
+    assert LONGEST in key and len(key) > 255

@@ -138,7 +138,7 @@ class Deployment(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # repository / run id / environment / run attempt: GitHub re-sends on re-run
-    key: Mapped[str] = mapped_column(String(400), unique=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
     repository: Mapped[str] = mapped_column(String(200))
     environment: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
@@ -229,7 +229,7 @@ class HistoryRow(Base):
     __tablename__ = "history"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    deployment_id: Mapped[str] = mapped_column(String(200), unique=True)
+    deployment_id: Mapped[str] = mapped_column(String(512), unique=True)
     repository: Mapped[str] = mapped_column(String(200))
     environment: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
@@ -284,7 +284,7 @@ class AuditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     kind: Mapped[str] = mapped_column(String(64))
     repository: Mapped[str | None] = mapped_column(String(200))
-    deployment_key: Mapped[str | None] = mapped_column(String(400))
+    deployment_key: Mapped[str | None] = mapped_column(String(512))
     actor: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
