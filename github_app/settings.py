@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 
@@ -45,6 +49,32 @@ _WHERE = {
     "GONOGO_APP_ID": "the 'App ID' shown at the top of the GitHub App settings page",
     "GONOGO_PRIVATE_KEY": "a private key generated under 'Private keys' in the GitHub App settings (PEM text in GONOGO_PRIVATE_KEY, or its file path in GONOGO_PRIVATE_KEY_PATH)",
 }
+
+
+# Every environment variable gonogo reads (some are read where they are used, not in Settings).
+KNOWN_VARIABLES = frozenset({
+    "GONOGO_APP_ID", "GONOGO_PRIVATE_KEY", "GONOGO_PRIVATE_KEY_PATH", "GONOGO_WEBHOOK_SECRET", "GONOGO_GITHUB_API_URL",
+    "GONOGO_DATABASE_URL", "GONOGO_WORKERS", "GONOGO_DEMO", "GONOGO_DRY_RUN", "GONOGO_MAX_ATTEMPTS",
+    "GONOGO_RETRY_BASE_SECONDS", "GONOGO_RETRY_MAX_SECONDS", "GONOGO_LEASE_SECONDS", "GONOGO_POLL_SECONDS",
+    "GONOGO_MAX_BODY_BYTES", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
+    "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
+    "GONOGO_RETRAIN_AFTER",
+})  # fmt: skip
+
+
+def misspelt_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """``{name: the known name it most likely meant}`` for GONOGO_ variables gonogo does not read.
+
+    Only near misses are reported: a policy's notification secrets (``secret_env``) may carry the
+    same prefix, and those are not mistakes.
+    """
+    found = {}
+    for name in env:
+        if name.startswith("GONOGO_") and name not in KNOWN_VARIABLES:
+            close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.85)
+            if close:
+                found[name] = close[0]
+    return found
 
 
 def _missing(name: str) -> SettingsError:
@@ -120,6 +150,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
         """Read settings from ``env`` (default ``os.environ``); raise SettingsError on a bad value."""
         env = os.environ if env is None else env
+        for name, meant in sorted(misspelt_variables(env).items()):
+            log.warning("settings.unknown_variable", extra={"variable": name, "did_you_mean": meant})
         demo = _bool(env, "GONOGO_DEMO")
         secret = env.get("GONOGO_WEBHOOK_SECRET", "")
         if not secret and not demo:

@@ -103,3 +103,26 @@ def test_db_upgrade_creates_the_schema_on_an_empty_database(empty_database_url, 
         assert f"is at revision {db.head_revision(engine)}" in result.output
     finally:
         engine.dispose()
+
+
+def test_every_variable_gonogo_reads_is_known_and_documented():
+    import re
+
+    from github_app.settings import KNOWN_VARIABLES
+
+    read = {m for path in (ROOT / "github_app").rglob("*.py") for m in re.findall(r"GONOGO_[A-Z_]+[A-Z]", path.read_text())}
+    assert read == KNOWN_VARIABLES
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in sorted(KNOWN_VARIABLES) if f"`{name}`" not in readme] == []
+
+
+def test_a_misspelt_variable_is_reported_with_what_it_probably_meant(caplog):
+    from github_app.settings import misspelt_variables
+
+    env = {"GONOGO_WEBHOOK_SECRET": "s", "GONOGO_WORKER": "4", "GONOGO_DATABASE_ULR": "x",
+           "GONOGO_SLACK_SECRET": "a policy's secret_env", "GONOGO_WORKERS": "2"}  # fmt: skip
+    assert misspelt_variables(env) == {"GONOGO_WORKER": "GONOGO_WORKERS", "GONOGO_DATABASE_ULR": "GONOGO_DATABASE_URL"}
+    with caplog.at_level("WARNING"):
+        Settings.from_env(env, require_github=False)
+    warned = {(r.variable, r.did_you_mean) for r in caplog.records if r.getMessage() == "settings.unknown_variable"}
+    assert warned == {("GONOGO_WORKER", "GONOGO_WORKERS"), ("GONOGO_DATABASE_ULR", "GONOGO_DATABASE_URL")}
