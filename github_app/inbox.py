@@ -271,32 +271,14 @@ class InboxWriter:
         waiters = self.taker.reserve(len(wanted)) if self.taker is not None and wanted else []
         owner = self.taker.name if self.taker is not None else ""
         leases = {it.delivery_id: f"{owner}:{uuid.uuid4().hex[:12]}" for it in wanted[: len(waiters)]}
-        lease_seconds = self.taker.lease_seconds if self.taker is not None else 0.0
-        failed: dict[str, Exception] = {}
         try:
-            try:
-                new_ids = await asyncio.to_thread(store_deliveries, self.engine, list(unique.values()), leases,
-                                                  lease_seconds)  # fmt: skip
-            except Exception as exc:
-                if len(unique) == 1 or not _bad_row(self.engine, exc):  # the database is down: 503 for everyone
-                    log.exception("inbox.write_failed", extra={"batch": len(batch)})
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    return
-                # one row the database refused must not cost the others their place: store them one by one
-                new_ids, failed = await asyncio.to_thread(store_each, self.engine, list(unique.values()), leases,
-                                                          lease_seconds)  # fmt: skip
-            claimed: set[str] = set()
-            for item, fut in batch:
-                if item.delivery_id in failed:
-                    if not fut.done():
-                        fut.set_exception(failed[item.delivery_id])
-                    continue
-                is_new = item.delivery_id in new_ids and item.delivery_id not in claimed
-                claimed.add(item.delivery_id)
-                if not fut.done():
-                    fut.set_result(is_new)
+            stored = await self._store(list(unique.values()), leases)
+            if isinstance(stored, Exception):  # the database is down: every waiting request gets a 503
+                log.error("inbox.write_failed", extra={"batch": len(batch)}, exc_info=stored)
+                _answer(batch, {}, dict.fromkeys(unique, stored))
+                return
+            new_ids, failed = stored
+            _answer(batch, new_ids, failed)
             handed = [
                 ClaimedDelivery(new_ids[it.delivery_id], it.delivery_id, it.event, it.action, it.installation_id,
                                 it.payload, 1, leases[it.delivery_id])
@@ -313,6 +295,36 @@ class InboxWriter:
             for waiter in waiters:  # unused reservations (duplicates, a failed write): look for work as usual
                 if not waiter.done():
                     waiter.set_result(None)
+
+    async def _store(
+        self, items: list[IncomingDelivery], leases: dict[str, str]
+    ) -> tuple[dict[str, int], dict[str, Exception]] | Exception:
+        """Store a batch: the new rows and the refused ones, or the error that failed it all."""
+        lease_seconds = self.taker.lease_seconds if self.taker is not None else 0.0
+        try:
+            return await asyncio.to_thread(store_deliveries, self.engine, items, leases, lease_seconds), {}
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+            if len(items) == 1 or not _bad_row(self.engine, exc):
+                return exc
+        # one row the database refused must not cost the others their place: store them one by one
+        return await asyncio.to_thread(store_each, self.engine, items, leases, lease_seconds)
+
+
+def _answer(
+    batch: list[tuple[IncomingDelivery, asyncio.Future[bool]]], new_ids: dict[str, int], failed: dict[str, Exception]
+) -> None:
+    """Tell each waiting request: new (True), already stored (False), or the error that refused it."""
+    claimed: set[str] = set()
+    for item, fut in batch:
+        error = failed.get(item.delivery_id)
+        is_new = error is None and item.delivery_id in new_ids and item.delivery_id not in claimed
+        claimed.add(item.delivery_id)  # the first request with an id is the one told it was new
+        if fut.done():  # its sender went away
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(is_new)
 
 
 def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 1) -> list[ClaimedDelivery]:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import orjson
@@ -72,6 +72,15 @@ class _ClientGone(Exception):
     """The sender disconnected before its body arrived: there is nobody to answer."""
 
 
+class _Refused(Exception):
+    """The request is refused with ``status`` and a one-line reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.content = {"error": message}
+
+
 async def _read_body(receive: Receive, max_body: int) -> bytes | None:
     """The whole body, or None as soon as it grows past ``max_body`` (the rest is never buffered)."""
     chunks = []
@@ -101,17 +110,74 @@ def _declared_too_big(headers: dict[str, str], max_body: int) -> bool | None:
 
 
 class _Endpoint:
-    """A plain ASGI endpoint answering JSON: ``_handle`` returns the status and body."""
+    """A plain ASGI endpoint that stores what it accepts in the inbox and answers JSON.
+
+    ``_handle`` returns the status and body, or raises ``_Refused`` through ``_refuse``, which
+    counts the refusal by reason (shown on /metrics) and logs it.
+    """
+
+    writer: InboxWriter
+    max_body: int
+    rejected: Counter[str]
+    log_event = "webhook.rejected"
+    reason_prefix = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             status, content = await self._handle(scope, receive)
         except _ClientGone:
             return
+        except _Refused as refused:
+            status, content = refused.status, refused.content
         await _respond(send, status, content)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         raise NotImplementedError
+
+    def _refuse(self, status: int, reason: str, message: str, scope: Scope, headers: dict[str, str]) -> NoReturn:
+        self.rejected[self.reason_prefix + reason] += 1
+        client = scope.get("client")
+        log.warning(
+            self.log_event,
+            extra={
+                "reason": reason,
+                "delivery_id": headers.get("x-github-delivery"),
+                "event_name": headers.get("x-github-event"),
+                "client": client[0] if client else None,
+            },
+        )
+        raise _Refused(status, message)
+
+    async def _body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
+        """The body, refused with 413 as soon as it (or its Content-Length) is over the limit."""
+        too_big = _declared_too_big(headers, self.max_body)
+        if too_big is None:
+            self._refuse(400, "bad_length", "Content-Length is not a number.", scope, headers)
+        body = None if too_big else await _read_body(receive, self.max_body)
+        if body is None:
+            self._refuse(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
+        return body
+
+    async def _submit(self, item: IncomingDelivery, what: str) -> bool:
+        """Store ``item``; True if new. A database failure answers 503: the sender will try again."""
+        try:
+            return await self.writer.submit(item)
+        except Exception:  # noqa: BLE001 - the database is unavailable
+            raise _Refused(503, f"The inbox database is unavailable; the {what} was not stored. Retry later.") from None
+
+
+def _action(head: _Head) -> str | None:
+    """The payload's action, if it fits its column (a value that did not would fail its whole group commit)."""
+    return head.action if isinstance(head.action, str) and len(head.action) <= 64 else None
+
+
+def _installation_id(head: _Head) -> int | None:
+    """The payload's installation id, if it is one (a positive 64-bit integer)."""
+    installation = head.installation
+    found = installation.get("id") if isinstance(installation, dict) else None
+    if not isinstance(found, int) or isinstance(found, bool) or not 0 < found < 2**63:
+        return None
+    return found
 
 
 class WebhookEndpoint(_Endpoint):
@@ -124,34 +190,34 @@ class WebhookEndpoint(_Endpoint):
         self.max_body = max_body
         self.rejected: Counter[str] = Counter()  # reason -> count, shown on /metrics
 
-    def _reject(self, status: int, reason: str, message: str, scope: Scope, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        self.rejected[reason] += 1
-        client = scope.get("client")
-        log.warning(
-            "webhook.rejected",
-            extra={
-                "reason": reason,
-                "delivery_id": headers.get("x-github-delivery"),
-                "event_name": headers.get("x-github-event"),
-                "client": client[0] if client else None,
-            },
-        )
-        return status, {"error": message}
+    def _names(self, scope: Scope, headers: dict[str, str]) -> tuple[str, str]:
+        """The event name and the delivery id from the headers."""
+        event = headers.get("x-github-event", "").strip()
+        delivery_id = headers.get("x-github-delivery", "").strip()
+        if not event:
+            self._refuse(400, "no_event", "Missing X-GitHub-Event header.", scope, headers)
+        if not delivery_id:
+            self._refuse(400, "no_delivery", "Missing X-GitHub-Delivery header.", scope, headers)
+        if len(delivery_id) > 100 or len(event) > 64:
+            self._refuse(400, "bad_header", "X-GitHub-Delivery or X-GitHub-Event is too long.", scope, headers)
+        return event, delivery_id
 
+    def _decode(self, body: bytes, scope: Scope, headers: dict[str, str]) -> tuple[str, _Head]:
+        """The body as text, and the fields the intake reads; refused unless it is a JSON object."""
+        try:
+            return body.decode("utf-8"), _HEAD_DECODER.decode(body)
+        except UnicodeDecodeError as exc:
+            self._refuse(400, "bad_json", f"Body is not valid JSON: not UTF-8 ({exc.reason}).", scope, headers)
+        except msgspec.ValidationError:
+            self._refuse(400, "bad_json", "Body is JSON but not an object.", scope, headers)
+        except msgspec.DecodeError as exc:
+            self._refuse(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         headers = _headers(scope)
-        too_big = _declared_too_big(headers, self.max_body)
-        if too_big is None:
-            return self._reject(400, "bad_length", "Content-Length is not a number.", scope, headers)
-        if too_big:
-            return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
-        body = await _read_body(receive, self.max_body)
-        if body is None:
-            return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
-
+        body = await self._body(scope, receive, headers)
         if self.secret is not None and not verify_signature(self.secret, body, headers.get("x-hub-signature-256")):
-            return self._reject(
+            self._refuse(
                 401,
                 "bad_signature",
                 "Webhook signature mismatch: check that GONOGO_WEBHOOK_SECRET equals the webhook secret "
@@ -159,51 +225,23 @@ class WebhookEndpoint(_Endpoint):
                 scope,
                 headers,
             )
-        event = headers.get("x-github-event", "").strip()
-        delivery_id = headers.get("x-github-delivery", "").strip()
-        if not event:
-            return self._reject(400, "no_event", "Missing X-GitHub-Event header.", scope, headers)
-        if not delivery_id:
-            return self._reject(400, "no_delivery", "Missing X-GitHub-Delivery header.", scope, headers)
-        if len(delivery_id) > 100 or len(event) > 64:
-            return self._reject(
-                400, "bad_header", "X-GitHub-Delivery or X-GitHub-Event is too long.", scope, headers
-            )
-        try:
-            text = body.decode("utf-8")
-            head = _HEAD_DECODER.decode(body)
-        except UnicodeDecodeError as exc:
-            return self._reject(400, "bad_json", f"Body is not valid JSON: not UTF-8 ({exc.reason}).", scope, headers)
-        except msgspec.ValidationError:
-            return self._reject(400, "bad_json", "Body is JSON but not an object.", scope, headers)
-        except msgspec.DecodeError as exc:
-            return self._reject(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
-
-        # only values that fit their columns: one that did not would fail its whole group commit
-        action = head.action if isinstance(head.action, str) and len(head.action) <= 64 else None
-        installation = head.installation
-        installation_id = installation.get("id") if isinstance(installation, dict) else None
-        if not isinstance(installation_id, int) or isinstance(installation_id, bool) or not 0 < installation_id < 2**63:
-            installation_id = None
+        event, delivery_id = self._names(scope, headers)
+        text, head = self._decode(body, scope, headers)
         item = IncomingDelivery(
             delivery_id=delivery_id,
             event=event,
-            action=action,
-            installation_id=installation_id,
+            action=_action(head),
+            installation_id=_installation_id(head),
             payload=text,
             ignored=event not in self.allowed_events,
         )
-        try:
-            is_new = await self.writer.submit(item)
-        except Exception:  # noqa: BLE001 - the database is unavailable; GitHub will redeliver
-            return 503, {"error": "The inbox database is unavailable; the delivery was not stored. Retry later."}
-        if not is_new:
+        if not await self._submit(item, "delivery"):
             log.info("webhook.duplicate", extra={"delivery_id": delivery_id, "event_name": event})
             return 200, {"status": "duplicate", "delivery_id": delivery_id}
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "webhook.received",
-                extra={"delivery_id": delivery_id, "event_name": event, "installation_id": installation_id,
+                extra={"delivery_id": delivery_id, "event_name": event, "installation_id": item.installation_id,
                        "ignored": item.ignored},
             )  # fmt: skip
         return 202, {"status": "ignored" if item.ignored else "accepted", "delivery_id": delivery_id}
@@ -221,17 +259,14 @@ class AlertmanagerEndpoint(_Endpoint):
     id made from its body, so an identical re-send is answered 200 and not processed again.
     """
 
+    log_event = "alertmanager.rejected"
+    reason_prefix = "alertmanager_"
+
     def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str]):
         self.token = token
         self.writer = writer
         self.max_body = max_body
         self.rejected = rejected  # shared with the GitHub intake: /metrics shows both
-
-    def _reject(self, status: int, reason: str, message: str, scope: Scope) -> tuple[int, dict[str, Any]]:
-        self.rejected[f"alertmanager_{reason}"] += 1
-        client = scope.get("client")
-        log.warning("alertmanager.rejected", extra={"reason": reason, "client": client[0] if client else None})
-        return status, {"error": message}
 
     def _authorised(self, header: str | None) -> bool:
         assert self.token is not None
@@ -241,28 +276,21 @@ class AlertmanagerEndpoint(_Endpoint):
         )
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-        if self.token is None:
-            return self._reject(
-                404, "off", "The Alertmanager intake is off: set GONOGO_ALERTMANAGER_TOKEN and send it as a "
-                "bearer token from Alertmanager's webhook receiver.", scope,
-            )  # fmt: skip
         headers = _headers(scope, _ALERT_HEADERS)
+        if self.token is None:
+            self._refuse(404, "off", "The Alertmanager intake is off: set GONOGO_ALERTMANAGER_TOKEN and send it as a "
+                         "bearer token from Alertmanager's webhook receiver.", scope, headers)  # fmt: skip
         if not self._authorised(headers.get("authorization")):
-            return self._reject(401, "bad_token", "Missing or wrong bearer token: Alertmanager's receiver must "
-                                "send GONOGO_ALERTMANAGER_TOKEN in http_config.authorization.", scope)  # fmt: skip
-        too_big = _declared_too_big(headers, self.max_body)
-        body = None if too_big else await _read_body(receive, self.max_body)
-        if too_big is None:
-            return self._reject(400, "bad_length", "Content-Length is not a number.", scope)
-        if body is None:
-            return self._reject(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope)
+            self._refuse(401, "bad_token", "Missing or wrong bearer token: Alertmanager's receiver must send "
+                         "GONOGO_ALERTMANAGER_TOKEN in http_config.authorization.", scope, headers)  # fmt: skip
+        body = await self._body(scope, receive, headers)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return self._reject(400, "bad_json", f"Body is not valid JSON: {exc}.", scope)
+            self._refuse(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
         if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-            return self._reject(400, "not_alertmanager", "Body is not an Alertmanager webhook notification "
-                                "(an object with an 'alerts' list).", scope)  # fmt: skip
+            self._refuse(400, "not_alertmanager", "Body is not an Alertmanager webhook notification "
+                         "(an object with an 'alerts' list).", scope, headers)  # fmt: skip
         status = payload.get("status")
         item = IncomingDelivery(
             delivery_id="alertmanager-" + hashlib.sha256(body).hexdigest()[:48],
@@ -272,10 +300,7 @@ class AlertmanagerEndpoint(_Endpoint):
             payload=body.decode("utf-8"),
             ignored=False,
         )
-        try:
-            is_new = await self.writer.submit(item)
-        except Exception:  # noqa: BLE001 - the database is unavailable; Alertmanager retries
-            return 503, {"error": "The inbox database is unavailable; the notification was not stored. Retry later."}
+        is_new = await self._submit(item, "notification")
         log.info("alertmanager.received", extra={"delivery_id": item.delivery_id, "alerts": len(payload["alerts"]),
                                                  "duplicate": not is_new})  # fmt: skip
         if not is_new:
