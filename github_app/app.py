@@ -73,7 +73,8 @@ def create_app(
                 log.warning("db.not_current", extra={"hint": "run `gonogo db upgrade`"})
             writer = InboxWriter(eng)
             writer.start()
-            endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes)
+            endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes,
+                                       previous_secret=settings.webhook_secret_previous)  # fmt: skip
             alert_endpoint = AlertmanagerEndpoint(
                 settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected
             )
@@ -114,9 +115,11 @@ def create_app(
         return JSONResponse({"ready": True})
 
     async def metrics(request: Request) -> Response:
+        endpoint = request.state.endpoint
         snapshot = await asyncio.to_thread(
-            gauges.take, request.state.engine, request.state.endpoint.rejected, request.state.pool.processed
-        )
+            gauges.take, request.state.engine, endpoint.rejected, request.state.pool.processed,
+            endpoint.previous_secret_used,
+        )  # fmt: skip
         if gauges.wants_prometheus(request.headers.get("accept", ""), request.query_params.get("format")):
             return Response(gauges.as_prometheus(snapshot), media_type=gauges.PROMETHEUS_CONTENT_TYPE)
         return JSONResponse(gauges.as_json(snapshot))

@@ -26,9 +26,12 @@ class Snapshot:
     notifications: dict[str, int]
     rejected: dict[str, int] = field(default_factory=dict)  # this process's refusals by reason
     processed: int = 0  # deliveries this process's workers finished
+    previous_secret: int = 0  # deliveries accepted with GONOGO_WEBHOOK_SECRET_PREVIOUS
 
 
-def take(engine: Engine, rejected: Mapping[str, int], processed: int, now: datetime | None = None) -> Snapshot:
+def take(
+    engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None
+) -> Snapshot:
     """Read the figures from the database (three small queries; the due one uses the claim index)."""
     now = now or inbox.utcnow()
     with engine.connect() as conn:
@@ -40,7 +43,7 @@ def take(engine: Engine, rejected: Mapping[str, int], processed: int, now: datet
     deliveries = dict.fromkeys(inbox.STATES, 0) | inbox.count_by_state(engine)
     notifications = dict.fromkeys(OUTBOX_STATES, 0) | notify.counts(engine)
     waited = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    return Snapshot(deliveries, waited, notifications, dict(rejected), processed)
+    return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret)
 
 
 def as_json(s: Snapshot) -> dict[str, object]:
@@ -50,6 +53,7 @@ def as_json(s: Snapshot) -> dict[str, object]:
         "notifications": s.notifications,
         "rejected": s.rejected,
         "processed": s.processed,
+        "previous_secret": s.previous_secret,
     }
 
 
@@ -85,4 +89,7 @@ def as_prometheus(s: Snapshot) -> str:
            [(f'{{reason="{_label(k)}"}}', v) for k, v in sorted(s.rejected.items())])  # fmt: skip
     family("gonogo_deliveries_processed_total", "counter", "Deliveries this process's workers finished.",
            [("", s.processed)])  # fmt: skip
+    family("gonogo_webhooks_previous_secret_total", "counter",
+           "Deliveries accepted with the previous webhook secret (GONOGO_WEBHOOK_SECRET_PREVIOUS).",
+           [("", s.previous_secret)])  # fmt: skip
     return "\n".join(lines) + "\n"

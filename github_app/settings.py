@@ -54,6 +54,7 @@ _WHERE = {
 # Every environment variable gonogo reads (some are read where they are used, not in Settings).
 KNOWN_VARIABLES = frozenset({
     "GONOGO_APP_ID", "GONOGO_PRIVATE_KEY", "GONOGO_PRIVATE_KEY_PATH", "GONOGO_WEBHOOK_SECRET", "GONOGO_GITHUB_API_URL",
+    "GONOGO_WEBHOOK_SECRET_PREVIOUS",
     "GONOGO_DATABASE_URL", "GONOGO_WORKERS", "GONOGO_DEMO", "GONOGO_DRY_RUN", "GONOGO_MAX_ATTEMPTS",
     "GONOGO_RETRY_BASE_SECONDS", "GONOGO_RETRY_MAX_SECONDS", "GONOGO_LEASE_SECONDS", "GONOGO_POLL_SECONDS",
     "GONOGO_MAX_BODY_BYTES", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
@@ -128,6 +129,7 @@ class Settings:
     """Everything configurable about a gonogo process."""
 
     webhook_secret: Secret | None
+    webhook_secret_previous: Secret | None = None  # still accepted while GitHub's secret is being rotated
     app_id: str | None = None
     private_key: Secret | None = None
     github_api_url: str = DEFAULT_API_URL
@@ -182,6 +184,7 @@ class Settings:
             raise SettingsError(f"GONOGO_GITHUB_API_URL must be an http(s) URL, got {api_url!r}.")
         return cls(
             webhook_secret=Secret(secret) if secret else None,
+            webhook_secret_previous=Secret(previous) if (previous := env.get("GONOGO_WEBHOOK_SECRET_PREVIOUS", "")) else None,
             app_id=app_id,
             private_key=Secret(key_text) if key_text else None,
             github_api_url=api_url,

@@ -183,12 +183,29 @@ def _installation_id(head: _Head) -> int | None:
 class WebhookEndpoint(_Endpoint):
     """``POST /webhooks/github`` as a plain ASGI app: this is the hot path, so no framework request object."""
 
-    def __init__(self, secret: Secret | None, writer: InboxWriter, allowed_events: frozenset[str], max_body: int):
+    def __init__(
+        self, secret: Secret | None, writer: InboxWriter, allowed_events: frozenset[str], max_body: int,
+        previous_secret: Secret | None = None,
+    ) -> None:  # fmt: skip
         self.secret = secret
+        self.previous_secret = previous_secret  # accepted too, while the secret is rotated
+        self.previous_secret_used = 0  # deliveries signed with it (on /metrics): drop it once this stays put
         self.writer = writer
         self.allowed_events = allowed_events
         self.max_body = max_body
         self.rejected: Counter[str] = Counter()  # reason -> count, shown on /metrics
+
+    def _signed(self, body: bytes, headers: dict[str, str]) -> bool:
+        """Signed with the secret, or with the previous one during a rotation (which is logged)."""
+        assert self.secret is not None
+        signature = headers.get("x-hub-signature-256")
+        if verify_signature(self.secret, body, signature):
+            return True
+        if self.previous_secret is not None and verify_signature(self.previous_secret, body, signature):
+            self.previous_secret_used += 1
+            log.info("webhook.previous_secret", extra={"delivery_id": headers.get("x-github-delivery")})
+            return True
+        return False
 
     def _names(self, scope: Scope, headers: dict[str, str]) -> tuple[str, str]:
         """The event name and the delivery id from the headers."""
@@ -216,7 +233,7 @@ class WebhookEndpoint(_Endpoint):
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         headers = _headers(scope)
         body = await self._body(scope, receive, headers)
-        if self.secret is not None and not verify_signature(self.secret, body, headers.get("x-hub-signature-256")):
+        if self.secret is not None and not self._signed(body, headers):
             self._refuse(
                 401,
                 "bad_signature",

@@ -16,6 +16,7 @@ from github_app.app import create_app
 from github_app.db.models import Delivery
 from github_app.routing import Context, Event, Router
 from github_app.serving import ServerThread
+from github_app.settings import Secret
 from tests.helpers import SECRET, make_settings, post_webhook, sign, webhook_headers
 
 CORPUS_HOOKS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "github" / "webhooks"
@@ -252,3 +253,14 @@ def test_an_unwritable_inbox_answers_503_and_recovers_without_losing_anything(ap
         engine.dispose()
     assert post_webhook(app_url, "ping", {"zen": "b"}, delivery_id="during").status_code == 202  # GitHub redelivers
     assert [row.delivery_id for row in stored(database_url)] == ["before", "during"]
+
+
+def test_the_previous_secret_is_accepted_while_rotating_and_counted(database_url: str, recorder: Recorder):
+    settings = make_settings(database_url, webhook_secret_previous=Secret("the-old-secret"))
+    with ServerThread(create_app(settings, router=recorder.router, workers=0)) as srv:
+        assert post_webhook(srv.url, "ping", {"zen": "new"}, delivery_id="new").status_code == 202
+        assert post_webhook(srv.url, "ping", {"zen": "old"}, delivery_id="old", secret="the-old-secret").status_code == 202
+        assert post_webhook(srv.url, "ping", {"zen": "x"}, delivery_id="x", secret="neither").status_code == 401
+        metrics = httpx.get(f"{srv.url}/metrics").json()
+    assert metrics["previous_secret"] == 1 and metrics["rejected"] == {"bad_signature": 1}
+    assert {row.delivery_id for row in stored(database_url)} == {"new", "old"}

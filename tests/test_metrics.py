@@ -60,7 +60,7 @@ def test_metrics_as_json_and_as_prometheus_text(served):
     assert as_json["rejected"] == {"bad_signature": 1}
     assert as_json["notifications"] == {"pending": 1, "sending": 0, "sent": 0, "dead": 0}
     assert 3590 < as_json["oldest_due_delivery_seconds"] < 3700
-    assert as_json["processed"] == 0
+    assert as_json["processed"] == 0 and as_json["previous_secret"] == 0
 
     scraped = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
     assert scraped.headers["content-type"] == metrics.PROMETHEUS_CONTENT_TYPE
@@ -68,6 +68,7 @@ def test_metrics_as_json_and_as_prometheus_text(served):
     assert types == {
         "gonogo_deliveries": "gauge", "gonogo_oldest_due_delivery_seconds": "gauge", "gonogo_notifications": "gauge",
         "gonogo_webhooks_rejected_total": "counter", "gonogo_deliveries_processed_total": "counter",
+        "gonogo_webhooks_previous_secret_total": "counter",
     }  # fmt: skip
     assert samples[("gonogo_deliveries", 'state="pending"')] == 2
     assert samples[("gonogo_deliveries", 'state="dead"')] == 0
