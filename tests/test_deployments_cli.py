@@ -32,6 +32,7 @@ def test_list_and_show_an_escalation_before_and_after_a_reviewer_decides(databas
         listed = json.loads(_run(database_url, "list", "--format", "json").stdout)
         assert [(d["state"], d["verdict"], d["answer"]) for d in listed] == [("escalated", "escalate", None)]
         assert listed[0]["reviewers"] == ["@acme/sre"] and 0 <= listed[0]["risk"] <= 1
+        assert listed[0]["strategy"] in {"direct", "canary", "blue-green", "feature-flag"}
 
         ref = f"{REPO}#{dep.run_id}"
         shown = _run(database_url, "show", ref)
