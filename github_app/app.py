@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from github_app import db, inbox
 from github_app import metrics as gauges
 from github_app.background import Background
+from github_app.dashboard import dashboard
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
@@ -131,6 +132,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/dashboard", dashboard),
         ],
         lifespan=lifespan,
     )
