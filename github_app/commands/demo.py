@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import tempfile
 import time
@@ -72,6 +73,7 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
     folder.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{folder / 'gonogo.db'}"
     secret = "demo-" + tempfile.mktemp(dir="").lstrip("tmp")
+    dashboard_password = secrets.token_urlsafe(12)
 
     click.secho("gonogo demo", bold=True)
     click.echo(f"  generating the app's RSA key pair and loading {scenario.name} into the GitHub sandbox ...")
@@ -91,6 +93,7 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
                 webhook_secret=Secret(secret), app_id=str(app_id), private_key=Secret(private_pem),
                 github_api_url=sandbox.url, database_url=database_url, workers=4, max_attempts=2,
                 retry_base_seconds=0.2, retry_max_seconds=1.0, poll_seconds=0.1,
+                dashboard_token=Secret(dashboard_password),
             )  # fmt: skip
             with ServerThread(create_app(settings)) as app:
                 click.echo(f"  GitHub sandbox on {sandbox.url}, gonogo on {app.url}, database {folder / 'gonogo.db'}")
@@ -125,7 +128,9 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
                 _print_calls(state)
                 if keep_running:
                     click.echo(f"\nStill running: sandbox {sandbox.url}, app {app.url}. Try:\n"
+                               f"  {app.url}/dashboard in a browser (any user name, password {dashboard_password})\n"
                                f"  curl {sandbox.url}/_sandbox/calls | head\n"
+                               f"  gonogo deployments list --database-url {database_url}\n"
                                f"  GONOGO_DATABASE_URL={database_url} gonogo deliveries list\nCtrl-C to stop.")  # fmt: skip
                     try:
                         while True:
