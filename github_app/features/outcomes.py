@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,3 +111,65 @@ def latest_release(engine: Engine, repository: str, environment: str, at: dateti
                 Deployment.answer == "approved", Deployment.answered_at <= at, Deployment.answered_at >= at - window,
             ).order_by(Deployment.answered_at.desc()).limit(1)
         ).scalar()  # fmt: skip
+
+
+WORKFLOW_TO_OUTCOME = {"success": "success", "failure": "failure", "timed_out": "failure"}
+
+
+def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) -> int:
+    """Label the releases a gated workflow run shipped by how the whole run ended; return how many.
+
+    For deploy workflows whose deployments report no status of their own: a run gonogo let through
+    (every gated deployment in it approved) that then failed or timed out marks those releases
+    ``failure``; one that succeeded marks them ``success``. A run with a rejected deployment failed
+    because of the rejection, a cancelled one says nothing, and a release that has a deployment status
+    since its approval is labelled by that, the more precise signal.
+    """
+    outcome = WORKFLOW_TO_OUTCOME.get(str(run.get("conclusion")))
+    run_id = run.get("id")
+    if outcome is None or not isinstance(run_id, int):
+        return 0
+    updated = run.get("updated_at")
+    at = parse_time(updated if isinstance(updated, str) else None) or datetime.now(UTC)
+    with engine.connect() as conn:
+        gated = conn.execute(
+            select(Deployment.key, Deployment.environment, Deployment.sha, Deployment.answer, Deployment.answered_at)
+            .where(Deployment.repository == repository, Deployment.run_id == run_id)
+        ).all()  # fmt: skip
+        if not gated or any(d.answer != "approved" for d in gated):
+            return 0
+        statused = {
+            (r.environment, r.sha)
+            for r in conn.execute(
+                select(Outcome.environment, Outcome.sha).where(
+                    Outcome.repository == repository, Outcome.source == "deployment_status",
+                    Outcome.sha.in_({d.sha for d in gated}),
+                    Outcome.observed_at >= min(d.answered_at or at for d in gated),
+                )
+            )
+        }  # fmt: skip
+    recorded = 0
+    for d in gated:
+        if (d.environment, d.sha) in statused:
+            continue
+        key = hashlib.sha256(d.key.encode()).hexdigest()[:16]
+        recorded += record_outcome(
+            engine, repository=repository, environment=d.environment, sha=d.sha, outcome=outcome,
+            source="workflow_run", source_key=f"workflow_run:{run_id}:{run.get('run_attempt') or 1}:{key}",
+            observed_at=at, detail={"workflow_run": run_id, "conclusion": run.get("conclusion"),
+                                    "html_url": run.get("html_url")},
+        )  # fmt: skip
+    return recorded
+
+
+@router.on("workflow_run", "completed")
+async def on_workflow_run(ctx: Context, ev: Event) -> None:
+    """A gated deploy workflow finished: how it ended is an outcome when its deployments report none."""
+    run = ev.payload.get("workflow_run") or {}
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    if not isinstance(run, dict) or not isinstance(repository, str):
+        return
+    if await asyncio.to_thread(record_workflow_run, ctx.engine, repository, run):
+        retrain = ctx.services.get("retrain")
+        if retrain is not None:
+            await retrain.outcome_recorded(repository)
