@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import logging
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -23,6 +24,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from github_app import metrics, views
 from github_app.db.models import Outcome
 from github_app.settings import Secret
+
+log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 30
 HEADERS = {
@@ -139,7 +142,11 @@ async def dashboard(request: Request) -> Response:
     token: Secret | None = request.state.ctx.settings.dashboard_token
     if token is None:
         return JSONResponse({"error": "The dashboard is off: set GONOGO_DASHBOARD_TOKEN to turn it on."}, 404)
-    if not _token_matches(request.headers.get("authorization", ""), token):
+    given = request.headers.get("authorization", "")
+    if not _token_matches(given, token):
+        if given:  # a browser's first visit carries no credentials; a wrong password is worth recording
+            request.state.endpoint.rejected["dashboard_bad_token"] += 1
+            log.warning("dashboard.rejected", extra={"client": request.client.host if request.client else None})
         return Response("Sign in with any user name and GONOGO_DASHBOARD_TOKEN as the password.\n", 401,
                         headers={"WWW-Authenticate": 'Basic realm="gonogo", charset="UTF-8"', **HEADERS},
                         media_type="text/plain")  # fmt: skip

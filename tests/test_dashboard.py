@@ -40,6 +40,8 @@ def test_sign_in_is_required_and_the_page_is_locked_down(database_url):
         garbled = httpx.get(f"{srv.url}/dashboard", headers={"Authorization": "Basic %%%"})
         browser = httpx.get(f"{srv.url}/dashboard", headers=_basic(TOKEN))
         script = httpx.get(f"{srv.url}/dashboard", headers={"Authorization": f"Bearer {TOKEN}"})
+        counted = httpx.get(f"{srv.url}/metrics").json()["rejected"]
+    assert counted == {"dashboard_bad_token": 2}  # the wrong and the garbled password; not the bare first visit
     assert anonymous.status_code == wrong.status_code == garbled.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith('Basic realm="gonogo"')
     assert browser.status_code == script.status_code == 200
