@@ -44,9 +44,11 @@ def test_list_and_show_an_escalation_before_and_after_a_reviewer_decides(databas
         payload = issue_comment_payload(world.state, REPO, 7, "/gonogo reject the e2e suite is still red", "rita")
         assert world.send("issue_comment", payload).status_code == 202
         world.wait(lambda: world.gate(LABEL).answer, what="the rejection")
+        # GitHub hears the answer first; the deployment row is marked answered right after
+        after = world.wait(lambda: (r := _run(database_url, "show", ref)).stdout.count("state answered") and r,
+                           what="the deployment marked answered")  # fmt: skip
 
         assert _run(database_url, "list", "--waiting").stdout.strip() == "No deployments match."
-        after = _run(database_url, "show", ref)
         assert "state answered, answer rejected" in after.stdout
         assert "Reviews:" in after.stdout and "rita reject: the e2e suite is still red" in after.stdout
         detail = json.loads(_run(database_url, "show", listed[0]["key"], "--format", "json").stdout)

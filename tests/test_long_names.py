@@ -58,6 +58,8 @@ def test_a_deployment_to_a_255_character_environment_is_decided_end_to_end(datab
         world.request_gate(LABEL)
         world.wait_decided(LABEL)
         assert world.gate(LABEL).answer == "approved"
+        # the check run completes before the worker records its delivery done: wait for that too
+        world.wait(lambda: {d.state for d in world.deliveries()} <= {"done", "ignored", "dead"}, what="the inbox")
         assert {d.state for d in world.deliveries()} <= {"done", "ignored"}
     engine = db.make_engine(database_url)
     with engine.connect() as conn:
