@@ -124,6 +124,40 @@ def _network_error(exc: GitHubException) -> bool:
     return isinstance(exc.exc, httpx.TransportError | httpx.TimeoutException)
 
 
+def _from_response(exc: RequestFailed) -> GitHubError:
+    """The error for an answer GitHub gave with a failing status."""
+    status = exc.response.status_code
+    url = str(exc.request.url)
+    try:
+        message = str(exc.response.json().get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    path = exc.request.url.path
+    if "/app/installations/" in path and path.endswith("/access_tokens"):
+        if status == 404:
+            return InstallationNotFound(
+                f"Installation not found ({url}): check that the GitHub App is installed on the repository's "
+                "account and that GONOGO_APP_ID belongs to that app.", status, url,
+            )  # fmt: skip
+        if status in (401, 403):
+            return GitHubAuthError(
+                f"GitHub refused the app's credentials ({status}: {message or 'no message'}): check that "
+                "GONOGO_APP_ID is the App ID and GONOGO_PRIVATE_KEY is a current private key of that app.",
+                status, url,
+            )  # fmt: skip
+    if status == 401:
+        return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url)
+    if status == 403:
+        return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url)
+    if status == 404:
+        return NotFound(f"GitHub said 404 Not Found for {url}: {message}", status, url)
+    if status == 422:
+        return Invalid(f"GitHub refused the request (422) for {url}: {message}", status, url)
+    if status >= 500:
+        return Unavailable(f"GitHub answered {status} for {url} after retries.", status, url)
+    return GitHubError(f"GitHub answered {status} for {url}: {message}", status, url)
+
+
 def map_error(exc: Exception) -> GitHubError:
     """Translate a githubkit or httpx exception into one of ours."""
     if isinstance(exc, GitHubError):
@@ -138,36 +172,7 @@ def map_error(exc: Exception) -> GitHubError:
             exc.response.status_code, str(exc.request.url),
         )  # fmt: skip
     if isinstance(exc, RequestFailed):
-        status = exc.response.status_code
-        url = str(exc.request.url)
-        try:
-            message = str(exc.response.json().get("message", ""))
-        except (ValueError, AttributeError):
-            message = ""
-        path = exc.request.url.path
-        if "/app/installations/" in path and path.endswith("/access_tokens"):
-            if status == 404:
-                return InstallationNotFound(
-                    f"Installation not found ({url}): check that the GitHub App is installed on the repository's "
-                    "account and that GONOGO_APP_ID belongs to that app.", status, url,
-                )  # fmt: skip
-            if status in (401, 403):
-                return GitHubAuthError(
-                    f"GitHub refused the app's credentials ({status}: {message or 'no message'}): check that "
-                    "GONOGO_APP_ID is the App ID and GONOGO_PRIVATE_KEY is a current private key of that app.",
-                    status, url,
-                )  # fmt: skip
-        if status == 401:
-            return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url)
-        if status == 403:
-            return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url)
-        if status == 404:
-            return NotFound(f"GitHub said 404 Not Found for {url}: {message}", status, url)
-        if status == 422:
-            return Invalid(f"GitHub refused the request (422) for {url}: {message}", status, url)
-        if status >= 500:
-            return Unavailable(f"GitHub answered {status} for {url} after retries.", status, url)
-        return GitHubError(f"GitHub answered {status} for {url}: {message}", status, url)
+        return _from_response(exc)
     if isinstance(exc, RequestTimeout):
         return Unavailable(f"GitHub did not answer in time ({exc.request.url}).")
     if isinstance(exc, RequestError):
