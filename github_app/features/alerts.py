@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from github_app.db.models import Outcome
-from github_app.features.outcomes import latest_release, record_outcome
+from github_app.features.outcomes import latest_release, outcomes_recorded, record_outcome
 from github_app.routing import Context, Event, Router
 from github_app.webhooks import ALERT_EVENT
 
@@ -152,7 +152,4 @@ def record_alerts(engine: Engine, payload: dict[str, Any], window: timedelta) ->
 async def on_alertmanager(ctx: Context, ev: Event) -> None:
     window = timedelta(hours=ctx.settings.alert_window_hours)
     touched, _ = await asyncio.to_thread(record_alerts, ctx.engine, ev.payload, window)
-    retrain = ctx.services.get("retrain")
-    if retrain is not None:
-        for repository in sorted(touched):
-            await retrain.outcome_recorded(repository)
+    await outcomes_recorded(ctx, *sorted(touched))

@@ -53,6 +53,14 @@ def record_outcome(
     return True
 
 
+async def outcomes_recorded(ctx: Context, *repositories: str) -> None:
+    """Tell the retrainer (when this process has one) that these repositories have new outcomes."""
+    retrain = ctx.services.get("retrain")
+    if retrain is not None:
+        for repository in repositories:
+            await retrain.outcome_recorded(repository)
+
+
 def detect_rollback(engine: Engine, repository: str, environment: str, sha: str, at: datetime) -> str | None:
     """If ``sha`` was live before a newer release in this environment, that newer release was rolled back."""
     with engine.connect() as conn:
@@ -97,9 +105,7 @@ async def on_deployment_status(ctx: Context, ev: Event) -> None:
             outcome="rollback", source="rollback", source_key=f"rollback:{status.get('id')}",
             observed_at=at, detail={"rolled_back_to": sha},
         )  # fmt: skip
-    retrain = ctx.services.get("retrain")
-    if retrain is not None:
-        await retrain.outcome_recorded(repository)
+    await outcomes_recorded(ctx, repository)
 
 
 def latest_release(engine: Engine, repository: str, environment: str, at: datetime, window: timedelta) -> str | None:
@@ -170,6 +176,4 @@ async def on_workflow_run(ctx: Context, ev: Event) -> None:
     if not isinstance(run, dict) or not isinstance(repository, str):
         return
     if await asyncio.to_thread(record_workflow_run, ctx.engine, repository, run):
-        retrain = ctx.services.get("retrain")
-        if retrain is not None:
-            await retrain.outcome_recorded(repository)
+        await outcomes_recorded(ctx, repository)
