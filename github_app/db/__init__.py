@@ -116,15 +116,11 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
         return
     driver = conn.connection.driver_connection
-    if not isinstance(driver, QueuedWriteConnection):
+    if isinstance(driver, QueuedWriteConnection):
+        # queue on this process's lock for the file, then BEGIN IMMEDIATE through SQLAlchemy (its events see it)
+        driver.begin_write(conn.exec_driver_sql)
+    else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-        return
-    driver.queue_for_write()
-    try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    except BaseException:
-        driver.leave_queue()
-        raise
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 LOCK_WAIT_SECONDS = 30.0  # then fall through to SQLite's own busy wait, as before this queue existed
@@ -49,11 +50,11 @@ class QueuedWriteConnection(sqlite3.Connection):
             self._holding = False
             self._write_lock.release()  # type: ignore[union-attr]
 
-    def begin_write(self) -> None:
-        """Queue, then BEGIN IMMEDIATE."""
+    def begin_write(self, execute: Callable[[str], Any] | None = None) -> None:
+        """Queue, then BEGIN IMMEDIATE (with ``execute``, e.g. a SQLAlchemy connection's, else directly)."""
         self.queue_for_write()
         try:
-            self.execute("BEGIN IMMEDIATE")
+            (execute or self.execute)("BEGIN IMMEDIATE")
         except BaseException:
             self.leave_queue()
             raise
