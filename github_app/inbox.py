@@ -379,20 +379,7 @@ def renew_lease(engine: Engine, job: ClaimedDelivery, lease_seconds: float) -> b
 
 def complete(engine: Engine, job: ClaimedDelivery) -> bool:
     """Mark a job done if we still hold its lease; False if another worker took it over."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Delivery)
-            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
-            .values(
-                state="done",
-                completed_at=utcnow(),
-                completed_count=Delivery.completed_count + 1,
-                lease_owner=None,
-                lease_until=None,
-                last_error=None,
-            )
-        )
-    return result.rowcount == 1
+    return complete_many(engine, [job])[0]
 
 
 def complete_many(engine: Engine, jobs: Sequence[ClaimedDelivery]) -> list[bool]:
