@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, case, delete, func, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from github_app.db.models import Delivery
@@ -476,6 +476,27 @@ def fail(
             )
         )
     return new_state
+
+
+def defer(engine: Engine, job: ClaimedDelivery, reason: str, after: float) -> bool:
+    """Park a claimed delivery until ``after`` seconds from now without counting the attempt it was claimed for.
+
+    False if the lease was lost meanwhile (another worker owns the delivery now).
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
+            .values(
+                state="pending",
+                attempts=case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
+                last_error=f"waiting: {reason}"[:4000],
+                next_attempt_at=utcnow() + timedelta(seconds=after),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+    return result.rowcount == 1
 
 
 def release_all_leases(engine: Engine) -> int:

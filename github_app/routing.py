@@ -16,6 +16,19 @@ class PermanentError(Exception):
     """A failure that retrying cannot fix (bad key, unknown installation); the delivery goes straight to dead."""
 
 
+class RetryLater(Exception):
+    """Not a failure: the delivery cannot be handled yet (another worker's lease, a rate limit), so it waits.
+
+    The worker parks the delivery until ``after`` seconds from now without counting an attempt, so waiting
+    never pushes a delivery towards ``dead``; the worker slot is freed instead of sleeping.
+    """
+
+    def __init__(self, reason: str, after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after = max(0.0, float(after))
+
+
 @dataclass
 class Event:
     """One webhook delivery as handlers see it."""

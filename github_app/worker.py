@@ -11,7 +11,7 @@ import traceback
 from collections import deque
 
 from github_app import inbox
-from github_app.routing import Context, Event, PermanentError, Router
+from github_app.routing import Context, Event, PermanentError, RetryLater, Router
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,11 @@ class WorkerPool:
                 job.event, job.action, job.delivery_id, job.installation_id, job.payload, job.attempts
             )
             await self.router.dispatch(self.ctx, event)
+        except RetryLater as wait:
+            parked = await asyncio.to_thread(inbox.defer, self.ctx.engine, job, wait.reason, wait.after)
+            log.info("delivery.deferred", extra={**fields, "after_s": round(wait.after, 1), "reason": wait.reason,
+                                                 "parked": parked})  # fmt: skip
+            return
         except Exception as exc:  # noqa: BLE001 - the worker boundary: every failure is recorded for retry
             permanent = isinstance(exc, PermanentError)
             error = f"{type(exc).__name__}: {exc}"

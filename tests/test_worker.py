@@ -14,7 +14,7 @@ from github_app import db, inbox
 from github_app.cli import cli
 from github_app.db.models import Delivery
 from github_app.inbox import IncomingDelivery
-from github_app.routing import Context, Event, PermanentError, Router
+from github_app.routing import Context, Event, PermanentError, RetryLater, Router
 from github_app.worker import WorkerPool
 from tests.helpers import make_settings
 
@@ -215,3 +215,52 @@ def test_a_delivery_stored_leased_is_reclaimable_when_its_lease_expires(database
         assert inbox.complete(engine, job)
     finally:
         engine.dispose()
+
+
+def test_retry_later_parks_the_delivery_without_spending_an_attempt(database_url):
+    calls: list[int] = []
+    router = Router()
+
+    @router.on("ping")
+    async def waits_then_works(ctx: Context, ev: Event) -> None:
+        calls.append(ev.attempt)
+        if len(calls) <= 5:
+            raise RetryLater("another worker holds the deployment", after=0.05)
+
+    _store(database_url, "patient")
+    pool = _pool(database_url, router, max_attempts=2, retry_base_seconds=0.05, retry_max_seconds=0.1)
+
+    async def drain_until_done() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _row(database_url, "patient").state != "done":
+            if not await pool.step():
+                await asyncio.sleep(0.02)
+
+    try:
+        asyncio.run(drain_until_done())
+    finally:
+        pool.ctx.engine.dispose()
+    row = _row(database_url, "patient")
+    # six runs with max_attempts=2: waiting never counted as a failed attempt, so it never went dead
+    assert len(calls) == 6 and row.state == "done"
+    assert calls == [1] * 6 and row.attempts == 1
+
+
+def test_retry_later_waits_for_its_due_time(database_url):
+    router = Router()
+
+    @router.on("ping")
+    async def rate_limited(ctx: Context, ev: Event) -> None:
+        raise RetryLater("secondary rate limit", after=120)
+
+    _store(database_url, "parked")
+    pool = _pool(database_url, router)
+    try:
+        asyncio.run(_drain(pool, 0.5))
+    finally:
+        pool.ctx.engine.dispose()
+    row = _row(database_url, "parked")
+    assert row.state == "pending" and row.attempts == 0
+    assert row.last_error == "waiting: secondary rate limit"
+    due = row.next_attempt_at if row.next_attempt_at.tzinfo else row.next_attempt_at.replace(tzinfo=UTC)
+    assert timedelta(seconds=100) < due - datetime.now(UTC) <= timedelta(seconds=121)
