@@ -202,7 +202,7 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
     try:
         gh = ctx.github_clients().installation(t.installation_id)
         if begun.next == "send_answer":
-            await send_answer(ctx, gh, t, row, owner)
+            await send_answer(ctx, gh, t, row, owner, resumed=True)
         elif begun.next == "publish_decision":
             decision = await asyncio.to_thread(stored_decision, engine, row)
             await publish_escalation(ctx, gh, t, row, decision, owner)
@@ -239,8 +239,12 @@ def stored_decision(engine: Engine, row: Deployment) -> Decision:
 
 
 async def send_answer(ctx: Context, gh: GitHub[Any], t: Target, row: Deployment, owner: str, *,
-                      by: str = "gonogo") -> Deployment:  # fmt: skip
-    """Send the deployment's stored answer to GitHub and record that it went (with GitHub's response)."""
+                      by: str = "gonogo", resumed: bool = False) -> Deployment:  # fmt: skip
+    """Send the deployment's stored answer to GitHub and record that it went (with GitHub's response).
+
+    ``resumed``: the answer was stored by an earlier attempt; gonogo's own answer then also completes
+    the check run, which that attempt left showing "evaluating".
+    """
     assert row.answer in ("approved", "rejected"), row.answer
     took = await answer(gh, t, row.answer, row.answer_comment or "")  # type: ignore[arg-type]
     done = await asyncio.to_thread(deployments.mark_answered, ctx.engine, t.deployment_key, owner, row.answer,
@@ -249,8 +253,7 @@ async def send_answer(ctx: Context, gh: GitHub[Any], t: Target, row: Deployment,
         raise LeaseLost(f"deployment {t.deployment_key} changed while its answer was sent")
     log.info("gate.answered", extra={"deployment": t.deployment_key, "answer": row.answer, "by": by,
                                      "github_took_it": took})  # fmt: skip
-    if row.state == deployments.DECIDED and row.check_run_id and row.decision_id:
-        # gonogo's own answer, resumed after a crash: the check run still shows "evaluating"
+    if resumed and row.state == deployments.DECIDED and row.check_run_id and row.decision_id:
         decision = await asyncio.to_thread(stored_decision, ctx.engine, row)
         await complete_check_run(gh, t, row.check_run_id, decision)
     return done
