@@ -187,3 +187,37 @@ def test_an_archive_that_cannot_be_opened_makes_every_artifact_part_incomplete()
     assert results.tests.availability is Availability.INCOMPLETE
     for part in (results.coverage, results.security, results.performance):
         assert part.availability is Availability.UNAVAILABLE and [r.path for r in part.refused] == ["reports.zip"]
+
+
+# --- the app: workflow-run artifacts through the sandbox -------------------------------------------
+
+
+def test_app_never_approves_with_a_truncated_report_in_a_workflow_artifact(database_url: str) -> None:
+    from tests.scenarios import decide, perf_state, sarif, stored, zipped
+    from tests.world import running_world
+
+    state = perf_state()  # v1.1 alone is approved with its clean artifacts (see test_policy_e2e)
+    _, v11 = state.deployment("v1.1")
+    nightly = state.add_workflow_run("acme/api", v11.sha, name="Nightly", status="completed", conclusion="success")
+    failing = (CORPUS / "junit/enricomi/junit-xml/pytest/junit.fail.xml").read_bytes()
+    good_sarif = sarif([])
+    critical_sarif = sarif([{"ruleId": "js/sql-injection", "path": "web/db.js", "line": 3, "cvss": "9.8"}])
+    state.add_artifact("acme/api", nightly.id, "nightly-results", zipped({
+        "TEST-integration.xml": failing[: failing.index(b"<failure") + 8],
+        "scans/clean.sarif": good_sarif.encode(),
+        "scans/codeql.sarif": critical_sarif.encode()[: len(critical_sarif) // 2],
+        "report.html": b"<!DOCTYPE html><html><body>nightly</body></html>",
+    }))  # fmt: skip
+    with running_world(database_url, state) as world:
+        gate = decide(world, "v1.1")
+        ev, decision, _ = stored(world, "v1.1")
+        summary = world.check_run("v1.1").output["summary"]
+    assert gate.answer != "approved" and decision["verdict"] != "go"
+    assert ev.tests.availability is Availability.INCOMPLETE
+    assert [r.path for r in ev.tests.refused] == ["nightly-results:TEST-integration.xml"]
+    assert ev.security.availability is Availability.INCOMPLETE
+    assert [r.path for r in ev.security.refused] == ["nightly-results:scans/codeql.sarif"]
+    assert [f.path for f in ev.not_understood] == ["nightly-results:report.html"]
+    test001 = next(f for f in decision["findings"] if f["rule_id"] == "GNG-TEST-001")
+    assert test001["status"] == "unknown" and "TEST-integration.xml" in test001["message"]
+    assert "nightly-results:TEST-integration.xml" in summary and "nightly-results:scans/codeql.sarif" in summary
