@@ -462,7 +462,7 @@ def build_security(
     if artifacts is not None:
         for name, avail in artifacts.security.sources.items():
             sources[name] = avail
-        if artifacts.security.ok:
+        if artifacts.security.has_data:
             provenance.extend(artifacts.security.provenance)
             for f in artifacts.security_findings:
                 if f.key in seen:
@@ -475,8 +475,13 @@ def build_security(
                 counts[sev] += n
     any_ok = any(a is Availability.OK for a in sources.values())
     unavailable = [n for n, a in sources.items() if a is Availability.UNAVAILABLE]
+    refused = list(artifacts.security.refused) if artifacts is not None else []
+    if artifacts is not None and refused:
+        reasons.append(artifacts.security.reason)
     if unavailable:
         availability, reason = Availability.UNAVAILABLE, "; ".join(reasons) or f"{', '.join(unavailable)} unreadable"
+    elif refused or any(a is Availability.INCOMPLETE for a in sources.values()):
+        availability, reason = Availability.INCOMPLETE, "; ".join(reasons)
     elif any_ok:
         availability, reason = Availability.OK, "; ".join(reasons) if reasons else "all security sources read"
     else:
@@ -485,6 +490,7 @@ def build_security(
     return SecurityPart(
         availability=availability, reason=reason, findings=findings[: limits.max_findings],
         counts={k: v for k, v in counts.items() if v > 0}, secrets_open=secrets, sources=sources, provenance=provenance,
+        refused=refused,
     )  # fmt: skip
 
 
@@ -785,6 +791,8 @@ async def collect(
         deployment_id=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
         created_at=t.created_at, checks=checks, tests=tests, coverage=coverage, security=security,
         performance=performance, change=change, operational=history.operational,
+        not_understood=artifacts.not_understood if artifacts is not None else [],
+        not_understood_total=artifacts.not_understood_total if artifacts is not None else 0,
     )  # fmt: skip
     new_baseline: dict[str, Any] = {}
     if coverage.ok and coverage.line_rate is not None:
