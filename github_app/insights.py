@@ -79,6 +79,43 @@ class Facts:
     outcomes: list[OutcomeFact]
 
 
+DEFAULT_WINDOW = timedelta(days=30)
+MAX_WINDOW = timedelta(days=366)
+
+
+class WindowError(ValueError):
+    """A window the caller asked for that cannot be read."""
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """A point in time: an ISO-8601 date or time (UTC unless it says otherwise), or an age like "30d" or "12h"."""
+    from rules.policy import parse_duration
+
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(f"{text!r} is neither an ISO-8601 date or time (2026-03-01, 2026-03-01T09:00:00Z) "
+                          "nor an age like 30d, 12h or 8w") from None  # fmt: skip
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def window_from(since: str | None, until: str | None, now: datetime, *, repository: str | None = None,
+                environment: str | None = None) -> Window:  # fmt: skip
+    """The window a caller asked for: by default the last 30 days; at most 366 days long."""
+    end = parse_moment(until, now) if until else now
+    start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
+    if start >= end:
+        raise WindowError("since must be before until")
+    if end - start > MAX_WINDOW:
+        raise WindowError("the window is longer than 366 days: narrow since/until")
+    return Window(since=start, until=end, repository=repository or None, environment=environment or None)
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
@@ -543,6 +580,6 @@ def report(engine: Engine, window: Window, now: datetime | None = None) -> Repor
 
 __all__ = [
     "ANSWER_BUCKETS", "CalibrationBin", "DeploymentFact", "Dora", "Facts", "GateQuality", "OutcomeFact", "Report",
-    "Result", "WeekPoint", "Window", "attribute", "build", "calibration", "dora", "frequency_category",
-    "gate_quality", "load", "report", "restore_times",
+    "Result", "WeekPoint", "Window", "WindowError", "attribute", "build", "calibration", "dora", "frequency_category",
+    "gate_quality", "load", "parse_moment", "report", "restore_times", "window_from",
 ]  # fmt: skip
