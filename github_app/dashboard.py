@@ -45,7 +45,8 @@ th{background:#f6f8fa}td.num{text-align:right}.muted{color:#656d76}
 """
 
 
-def _token_matches(header: str, token: Secret) -> bool:
+def token_matches(header: str, token: Secret) -> bool:
+    """Whether an Authorization header (Bearer, or Basic with the token as password) carries the token."""
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
@@ -143,7 +144,7 @@ async def dashboard(request: Request) -> Response:
     if token is None:
         return JSONResponse({"error": "The dashboard is off: set GONOGO_DASHBOARD_TOKEN to turn it on."}, 404)
     given = request.headers.get("authorization", "")
-    if not _token_matches(given, token):
+    if not token_matches(given, token):
         if given:  # a browser's first visit carries no credentials; a wrong password is worth recording
             request.state.endpoint.rejected["dashboard_bad_token"] += 1
             log.warning("dashboard.rejected", extra={"client": request.client.host if request.client else None})

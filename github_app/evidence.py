@@ -532,6 +532,7 @@ async def collect_change(
         for c in cmp.commits
     )
     main_author = authors.most_common(1)[0][0] if authors else None
+    commit_times = [when for c in cmp.commits if (when := _commit_time(c)) is not None]
     experience = None
     if main_author and main_author != "unknown":
         try:
@@ -550,10 +551,26 @@ async def collect_change(
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
+        first_commit_at=min(commit_times) if commit_times else None,
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:300]],
         provenance=[Provenance(source="github.compare", url=cmp.html_url)],
     )  # fmt: skip
+
+
+def _commit_time(c: Any) -> datetime | None:
+    """When a compared commit was committed (its author date if the committer has none)."""
+    for who in (c.commit.committer, c.commit.author):
+        moment = getattr(who, "date", None) if who is not None else None
+        if isinstance(moment, datetime):
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if isinstance(moment, str) and moment:
+            try:
+                parsed_time = datetime.fromisoformat(moment)
+            except ValueError:
+                continue
+            return parsed_time if parsed_time.tzinfo else parsed_time.replace(tzinfo=UTC)
+    return None
 
 
 def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:

@@ -245,6 +245,8 @@ class ChangePart(Part):
     authors: int | None = None
     author_experience: int | None = None
     has_migration: bool | None = None
+    # the oldest commit of the change (committer date): where DORA's lead time for changes starts
+    first_commit_at: datetime | None = None
     hotspots: list[str] = Field(default_factory=list)
     files: list[ChangedFile] = Field(default_factory=list)  # capped
 
@@ -356,6 +358,8 @@ class Evidence(_Model):
             "weekday": op.weekday if op.weekday is not None else created.weekday(),
             "has_migration": ch.has_migration if ch.ok else None,
             "outcome": None,
+            # not a model feature (HISTORY_COLUMNS leaves it out); the insights' lead time reads it
+            "first_commit_at": ch.first_commit_at.isoformat() if ch.ok and ch.first_commit_at else None,
         }
 
 
