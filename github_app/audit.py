@@ -168,6 +168,13 @@ def append_decision(
     )  # fmt: skip
 
 
+def head(engine: Engine) -> tuple[int, str] | None:
+    """The newest entry's seq and hash (as stored, not verified); None while the log is empty."""
+    with engine.connect() as conn:
+        row = conn.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    return (int(row.seq), str(row.hash)) if row is not None else None
+
+
 # --- verification ---------------------------------------------------------------------------
 
 

@@ -99,6 +99,9 @@ class Reviewers(_Strict):
     break_glass: list[str] = Field(
         default_factory=list, description="GitHub logins allowed to override a no-go with /gonogo override."
     )
+    break_glass_self: bool = Field(
+        default=False, description="Whether a break-glass login may override a deployment it triggered itself."
+    )
 
 
 class RuleOverride(_Strict):
@@ -169,6 +172,14 @@ class Notification(_Strict):
         return url
 
 
+class Waivers(_Strict):
+    """Limits on the waivers reviewers grant with `/gonogo waive`."""
+
+    max_lifetime: Duration = Field(
+        default=timedelta(days=30), description="Longest a waiver may last from the moment it is granted (\"30d\")."
+    )
+
+
 StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag"]
 
 
@@ -183,6 +194,7 @@ class EnvironmentPolicy(_Strict):
     strategy: StrategyChoice = Field(default="auto", description="Force a rollout strategy, or auto to choose from risk.")
     required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
     notifications: list[Notification] = Field(default_factory=list)
+    waivers: Waivers = Field(default_factory=lambda: Waivers())
 
     def override(self, rule_id: str) -> RuleOverride | None:
         """Return this environment's override of a rule, if any."""

@@ -279,6 +279,17 @@ class Waiver(Base):
     __table_args__ = (Index("ix_waivers_lookup", "repository", "environment", "expires_at"),)
 
 
+class CommentCommand(Base):
+    """A PR comment that issued a `/gonogo` command: each comment acts at most once, whatever its deliveries."""
+
+    __tablename__ = "comment_commands"
+
+    comment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    repository: Mapped[str] = mapped_column(String(200))
+    delivery_id: Mapped[str] = mapped_column(String(100))  # the delivery that acted; its own retries may go on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AuditEntry(Base):
     """Append-only, hash-chained record of everything gonogo decided or did."""
 
