@@ -8,7 +8,11 @@ from sqlalchemy import func, select
 
 from github_app import db
 from github_app.db.models import AuditEntry, DecisionRecord, Deployment
-from github_app.sandbox.webhooks import check_run_payload, deployment_protection_rule_payload, issue_comment_payload
+from github_app.sandbox.webhooks import (
+    check_run_payload,
+    deployment_protection_rule_payload,
+    issue_comment_payload,
+)
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
