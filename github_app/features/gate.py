@@ -250,7 +250,8 @@ async def _keep_lease(engine: Engine, key: str, owner: str, lease: float) -> Non
     while True:
         await asyncio.sleep(lease / 3)
         if not await asyncio.to_thread(deployments.renew, engine, key, owner, lease):
-            log.warning("gate.lease_lost", extra={"deployment": key})
+            # the deployment left the worker's hands (escalated, answered) or the lease was taken over
+            log.info("gate.lease_ended", extra={"deployment": key})
             return
 
 
