@@ -403,6 +403,19 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
         await run_gate(ctx, request_from_row(row), ev.delivery_id, reevaluate=True)
 
 
+@router.on("workflow_run", "completed")
+async def on_run_completed(ctx: Context, ev: Event) -> None:
+    """A workflow run that ended (cancelled, timed out, failed elsewhere) no longer waits: stop its escalations."""
+    run = ev.payload.get("workflow_run") or {}
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    if not isinstance(run, dict) or not isinstance(run.get("id"), int) or not isinstance(repository, str):
+        return
+    why = f"workflow run {run['id']} completed ({run.get('conclusion') or 'no conclusion'})"
+    for row in await asyncio.to_thread(deployments.for_run, ctx.engine, repository, int(run["id"])):
+        if row.state == deployments.ESCALATED and await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, why):
+            log.info("escalation.abandoned", extra={"deployment": row.key, "why": why})
+
+
 async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
     """Remind reviewers and expire escalations per policy (`reviewers.remind_after`, `reviewers.expire_after`).
 

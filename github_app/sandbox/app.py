@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -336,6 +337,12 @@ def get_content(ctx: Ctx) -> Response:
         raise ApiError(404, f"No commit found for the ref {ref}")
     path = ctx.params["path"].strip("/")
     if path in files:
+        # GitHub tags each answer with an ETag and answers a matching If-None-Match with an empty 304
+        # (which costs no rate limit)
+        etag = 'W/"' + hashlib.sha256(repo.full_name.encode() + b"\0" + path.encode() + b"\0" + files[path]).hexdigest() + '"'
+        ctx.headers["etag"] = etag
+        if etag in [t.strip() for t in (ctx.request.headers.get("if-none-match") or "").split(",")]:
+            return Response(status_code=304, headers={"etag": etag})
         return ok(ctx.render.content_file(repo, path, files[path], ref))
     prefix = path + "/"
     children = sorted({p[len(prefix):].split("/", 1)[0] for p in files if p.startswith(prefix)})
