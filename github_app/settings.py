@@ -66,8 +66,8 @@ KNOWN_VARIABLES = frozenset({
 def misspelt_variables(env: Mapping[str, str]) -> dict[str, str]:
     """``{name: the known name it most likely meant}`` for GONOGO_ variables gonogo does not read.
 
-    Only near misses are reported: a policy's notification secrets (``secret_env``) may carry the
-    same prefix, and those are not mistakes.
+    Only near misses are reported: a policy's notification secrets (``secret_env``, named with
+    ``rules.policy.NOTIFY_SECRET_PREFIX``) carry the same prefix, and those are not mistakes.
     """
     found = {}
     for name in env:
