@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app import audit, db
+from github_app.audit import redact_url
 from github_app.db.models import OutboxMessage
 from github_app.inbox import jittered, retry_delay
 from rules.policy import NOTIFY_SECRET_PREFIX
@@ -302,12 +302,6 @@ def enqueue_event(
     return new
 
 
-def redact_url(url: str) -> str:
-    """Keep only scheme and host: chat webhook URLs carry their secret in the path."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/\u2026" if parts.netloc else "<invalid url>"
-
-
 def _mac(secret: str, timestamp: int, body: bytes) -> str:
     # The signed bytes start with the time, so they are never a whole webhook body: a notification's
     # signature can never pass as GitHub's X-Hub-Signature-256, even under the same secret.
@@ -406,7 +400,8 @@ def mark_sent(engine: Engine, msg: ClaimedMessage, status_code: int) -> bool:
             update(OutboxMessage)
             .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
                    OutboxMessage.state == "sending")
-            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None)
+            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None,
+                    url=redact_url(msg.url))  # a finished message no longer needs the URL's secret part
         )  # fmt: skip
         if result.rowcount != 1:
             return False
@@ -422,13 +417,14 @@ def mark_failed(
     dead = permanent or msg.attempts >= max_attempts
     delay = 0.0 if dead else max(retry_delay(msg.attempts, base, maximum), min(not_before, maximum))
     state = "dead" if dead else "pending"
+    final = {"url": redact_url(msg.url)} if dead else {}  # a dead message is never sent again
     with engine.begin() as conn:
         result = conn.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
                    OutboxMessage.state == "sending")
             .values(state=state, last_error=error[:2000], lease_owner=None, lease_until=None,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay), **final)
         )  # fmt: skip
         if result.rowcount != 1:
             return None
@@ -618,8 +614,9 @@ class OutboxDispatcher:
         status = response.status_code
         if 200 <= status < 300:
             return _Result(True, status, "")
-        snippet = response.text[:200].replace(msg.url, redact_url(msg.url))
-        error = f"HTTP {status} from {redact_url(msg.url)}: {snippet}"
+        # the receiver's body is not kept: it may echo the request, URL and all (and is the receiver's to log)
+        phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+        error = f"HTTP {status}{phrase} from {redact_url(msg.url)}"
         if status in _RETRYABLE_STATUS or status >= 500:
             return _Result(False, status, error, retry_after=_retry_after(response.headers.get("retry-after")))
         if 300 <= status < 400:

@@ -184,7 +184,9 @@ class Notification(_Strict):
     @classmethod
     def _http(cls, url: str) -> str:
         if not url.startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+            # the URL itself is not repeated: errors reach check runs and the audit log, and its path may be a secret
+            scheme = url.split(":", 1)[0][:10] if ":" in url else ""
+            raise ValueError(f"the url must be http(s): start it with https:// or http://{f' (it starts with {scheme}:)' if scheme else ''}")
         return url
 
 
