@@ -75,9 +75,11 @@ def create_app(
             writer = InboxWriter(eng)
             writer.start()
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes,
-                                       previous_secret=settings.webhook_secret_previous)  # fmt: skip
+                                       previous_secret=settings.webhook_secret_previous,
+                                       body_timeout=settings.body_timeout_seconds)  # fmt: skip
             alert_endpoint = AlertmanagerEndpoint(
-                settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected
+                settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected,
+                body_timeout=settings.body_timeout_seconds,
             )
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)

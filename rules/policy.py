@@ -157,18 +157,36 @@ class FreezeWindow(_Strict):
         return self
 
 
+NOTIFY_SECRET_PREFIX = "GONOGO_NOTIFY_"
+_NOTIFY_SECRET_NAME = re.compile(rf"^{NOTIFY_SECRET_PREFIX}[A-Z0-9_]+$")
+
+
 class Notification(_Strict):
     """A channel notified of escalations and their outcome."""
 
     type: Literal["slack", "teams", "webhook"]
     url: str = Field(description="Incoming-webhook URL.")
-    secret_env: str | None = Field(default=None, description="Environment variable holding the HMAC secret (webhook).")
+    secret_env: str | None = Field(
+        default=None, pattern=_NOTIFY_SECRET_NAME.pattern,
+        description=f"Environment variable holding the HMAC secret (webhook); its name starts with {NOTIFY_SECRET_PREFIX}.",
+    )  # fmt: skip
+
+    @field_validator("secret_env", mode="before")
+    @classmethod
+    def _notify_secret_only(cls, name: object) -> object:
+        # A policy file is written by repository members; it must not make gonogo sign with its own credentials.
+        if isinstance(name, str) and not _NOTIFY_SECRET_NAME.match(name):
+            raise ValueError(f"{name!r} cannot hold a notification secret: name a server variable that starts with "
+                             f"{NOTIFY_SECRET_PREFIX} (e.g. {NOTIFY_SECRET_PREFIX}DEPLOYS) and set the secret there")  # fmt: skip
+        return name
 
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
         if not url.startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+            # the URL itself is not repeated: errors reach check runs and the audit log, and its path may be a secret
+            scheme = url.split(":", 1)[0][:10] if ":" in url else ""
+            raise ValueError(f"the url must be http(s): start it with https:// or http://{f' (it starts with {scheme}:)' if scheme else ''}")
         return url
 
 
