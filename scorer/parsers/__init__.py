@@ -61,7 +61,7 @@ P = TypeVar("P", bound=Part)
 _READ_ERRORS = (ArtifactRejected, zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeError, RecursionError)
 
 _GROUP_NOUN = {
-    "tests": "JUnit / xUnit / TRX test reports",
+    "tests": "test reports (JUnit / xUnit / TRX, mocha, Jest, go test, RSpec, dart, TAP, pytest-json-report)",
     "coverage": "coverage reports (Cobertura, JaCoCo, Clover, OpenCover, lcov, coverage.py)",
     "security": "SARIF or Trivy reports",
     "performance": "load-test results (JMeter, k6, Locust)",
