@@ -67,27 +67,37 @@ CASES = {
 }  # fmt: skip
 
 
-def _case_folder(tmp_path: Path, fmt: str, with_truncated: bool) -> Path:
+def _corrupt(src: Path, dest: Path) -> None:
+    """Write ``src`` with a run of garbage bytes in its middle, as a bad disk or transfer leaves it."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: len(data) // 3] + b'\x00\xff\xfe"<}]' + data[len(data) // 3 :])
+
+
+def _case_folder(tmp_path: Path, fmt: str, with_truncated: bool, damage: str = "truncated") -> Path:
     _, good, bad, after, bad_name = CASES[fmt]
-    folder = tmp_path / f"{fmt}-{'cut' if with_truncated else 'good'}"
+    folder = tmp_path / f"{fmt}-{damage if with_truncated else 'good'}"
     folder.mkdir()
     for f in {GREEN_JUNIT, GREEN_SARIF, good}:
         shutil.copy(f, folder / f.name)
     if with_truncated:
         sub = folder / "job-2"  # a second job's upload, as actions/download-artifact lays it out
         sub.mkdir()
-        _truncate(bad, sub / bad_name, after)
+        if damage == "truncated":
+            _truncate(bad, sub / bad_name, after)
+        else:
+            _corrupt(bad, sub / bad_name)
     return folder
 
 
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 @pytest.mark.parametrize("fmt", sorted(CASES))
-def test_a_truncated_report_beside_a_good_one_never_goes(fmt: str, tmp_path: Path) -> None:
+def test_a_truncated_report_beside_a_good_one_never_goes(fmt: str, damage: str, tmp_path: Path) -> None:
     part, *_ , bad_name = CASES[fmt]
     code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=False))
     good = json.loads(out)
     assert code == 0 and good["decision"] == "go", good["reasons"]
 
-    code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=True))
+    code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=True, damage=damage))
     data = json.loads(out)
     assert data["decision"] != "go" and code in (1, 3)
     assert data["evidence"][part]["availability"] == "incomplete"

@@ -118,6 +118,20 @@ def test_deeply_nested_json_is_refused_not_a_crash() -> None:
     assert results.tests.refused[0].reason
 
 
+def test_an_endless_line_is_refused() -> None:
+    data = b'{"Time":"2025-01-01T00:00:00Z","Action":"output","Package":"p","Output":"' + b"x" * (2 << 20) + b'"}\n'
+    [refused] = parse_artifacts([_file("gotest/go-test.json", "go-test.json", data)]).tests.refused
+    assert "line 1 is longer than" in refused.reason
+
+
+def test_a_document_of_another_format_named_like_a_report_is_not_understood() -> None:
+    dotcover = b'<?xml version="1.0"?><Root CoveredStatements="10" TotalStatements="12"/>'
+    results = parse_artifacts([ArtifactFile.from_bytes("coverage.xml", dotcover)])
+    assert results.coverage.availability is Availability.NOT_CONFIGURED and results.refused == []
+    [listed] = results.not_understood
+    assert listed.detail == "XML document <Root> of a format gonogo does not read; named like a cobertura report but not one"
+
+
 def test_parsing_is_bounded_in_time() -> None:
     results = parse_artifacts([_file("node-test.tap", "big.tap", b"1..40000\n" + b"ok - fine\n" * 40_000)],
                               ArtifactLimits(max_seconds_per_file=0.0))  # fmt: skip

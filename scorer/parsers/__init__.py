@@ -173,7 +173,9 @@ def parse_artifacts(files: Iterable[ArtifactFile], limits: ArtifactLimits | None
         if kind is None:
             not_understood_total += 1
             if len(not_understood) < lim.max_listed_files:
-                not_understood.append(NotUnderstoodFile(path=label, detail=describe(head)))
+                hinted = glb.hint(file.name)
+                detail = describe(head) + (f"; named like a {hinted} report but not one" if hinted else "")
+                not_understood.append(NotUnderstoodFile(path=label, detail=detail))
             continue
         kinds[label] = kind
         group = _group(kind)
