@@ -231,3 +231,4 @@ def test_app_never_approves_with_a_truncated_report_in_a_workflow_artifact(datab
     test001 = next(f for f in decision["findings"] if f["rule_id"] == "GNG-TEST-001")
     assert test001["status"] == "unknown" and "TEST-integration.xml" in test001["message"]
     assert "nightly-results:TEST-integration.xml" in summary and "nightly-results:scans/codeql.sarif" in summary
+    assert "Files not understood (1)" in summary and "nightly-results:report.html" in summary
