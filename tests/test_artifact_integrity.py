@@ -232,3 +232,24 @@ def test_app_never_approves_with_a_truncated_report_in_a_workflow_artifact(datab
     assert test001["status"] == "unknown" and "TEST-integration.xml" in test001["message"]
     assert "nightly-results:TEST-integration.xml" in summary and "nightly-results:scans/codeql.sarif" in summary
     assert "Files not understood (1)" in summary and "nightly-results:report.html" in summary
+
+
+def test_app_never_approves_when_an_artifact_cannot_be_downloaded(database_url: str) -> None:
+    from tests.scenarios import decide, junit, perf_state, stored, zipped
+    from tests.world import running_world
+
+    state = perf_state()  # v1.1 alone is approved with its clean artifacts (see test_policy_e2e)
+    _, v11 = state.deployment("v1.1")
+    nightly = state.add_workflow_run("acme/api", v11.sha, name="Nightly", status="completed", conclusion="success")
+    art = state.add_artifact("acme/api", nightly.id, "nightly-results", zipped({"TEST-nightly.xml": junit(5)}))
+    with running_world(database_url, state) as world:
+        world.state.inject("GET", f"/repos/acme/api/actions/artifacts/{art.id}/zip", "status", status=500, times=None)
+        gate = decide(world, "v1.1")
+        ev, decision, _ = stored(world, "v1.1")
+    assert gate.answer != "approved" and decision["verdict"] != "go"
+    # the clean artifacts were read; the one that could not be fetched might have held any kind of report
+    for part in (ev.tests, ev.coverage, ev.performance):
+        assert part.availability is Availability.INCOMPLETE, (part.availability, part.reason)
+        assert [(r.path, r.kind) for r in part.refused] == [("nightly-results", "unknown")]
+        assert "could not be downloaded" in part.refused[0].reason
+    assert any("nightly-results" in r for r in decision["reasons"])
