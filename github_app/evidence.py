@@ -320,8 +320,9 @@ async def collect_artifacts(
         limit = opts.limits.max_archive_bytes
         for a in wanted:
             if a.size_in_bytes > limit:
-                refused.append((a.name, (f"{a.size_in_bytes} bytes is above the {limit}-byte archive limit; "
-                                         "raise ArtifactLimits.max_archive_bytes if it is genuine")))  # fmt: skip
+                refused.append((a.name, (f"{a.size_in_bytes} bytes is above the {limit}-byte archive limit; if it holds "
+                                         "no reports, leave it out with the policy's `artifacts` globs, else raise "
+                                         "ArtifactLimits.max_archive_bytes")))  # fmt: skip
         ok = [a for a in wanted if a.size_in_bytes <= limit]
         downloads = await asyncio.gather(
             *(_download_artifact(gh, t, a.id, limit) for a in ok), return_exceptions=True

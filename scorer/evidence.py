@@ -2,8 +2,9 @@
 
 Every part carries its availability (``ok``, ``incomplete``, ``not_configured``, ``unavailable``)
 and the reason, so a missing source is never mistaken for a clean one. A part fed by report files
-also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself. ``Evidence`` round-trips through JSON
-losslessly and flattens to the deployment-history columns of DESIGN.md section 3.
+also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself.
+``Evidence`` round-trips through JSON losslessly and flattens to the deployment-history columns of
+DESIGN.md section 3.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Provenance(_Model):
 class RefusedFile(_Model):
     """A file that looked like a report (by content or name) but could not be read completely."""
 
-    path: str  # artifact-relative path, e.g. "test-results.zip/junit/TEST-api.xml"
+    path: str  # "artifact:member" for a workflow artifact ("test-results:junit/TEST-api.xml"), else the file's path
     kind: str  # the report kind it was taken for (junit, sarif, ...), or "unknown" when it could not be opened to tell
     reason: str  # one line: why it was refused and what to do
 
