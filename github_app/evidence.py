@@ -24,7 +24,17 @@ from sqlalchemy import Engine, and_, case, func, select
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, EvidenceRecord, Outcome
-from github_app.github import Forbidden, GitHubError, NotFound, call, paginate, parsed, translate_errors
+from github_app.github import (
+    FeatureDisabled,
+    GitHubError,
+    MissingPermission,
+    NotFound,
+    RateLimited,
+    call,
+    paginate,
+    parsed,
+    translate_errors,
+)
 from scorer.evidence import (
     FAILED_OUTCOMES,
     Availability,
@@ -327,6 +337,8 @@ async def collect_artifacts(
             *(_download_artifact(gh, t, a.id, limit) for a in ok), return_exceptions=True
         )
         for a, result in zip(ok, downloads):
+            if isinstance(result, RateLimited):
+                raise result
             if isinstance(result, ArtifactTooLarge | GitHubError | httpx.HTTPError):
                 refused.append((a.name, f"could not be downloaded: {result}"))
             elif isinstance(result, BaseException):
@@ -417,14 +429,33 @@ async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
     ]  # fmt: skip
 
 
+# the installation permission each alert source needs: (permission key in app.yml, its name in the app settings)
+ALERT_PERMISSIONS = {
+    "code_scanning": ("security_events", "Code scanning alerts"),
+    "dependabot": ("vulnerability_alerts", "Dependabot alerts"),
+    "secret_scanning": ("secret_scanning_alerts", "Secret scanning alerts"),
+}
+
+
 async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> tuple[str, Availability, list[SecurityFinding], str]:
+    label = name.replace("_", " ")
     try:
         return name, Availability.OK, await fetch, "read"
-    except (Forbidden, NotFound) as exc:
-        # GitHub answers 403/404 when the feature is off for the repository (or the app lacks the permission)
-        return name, Availability.NOT_CONFIGURED, [], f"{name.replace('_', ' ')} is not enabled or not readable: {exc}"
+    except FeatureDisabled as exc:
+        # one of GitHub's documented "this feature is off for the repository" answers
+        return name, Availability.NOT_CONFIGURED, [], f"{label} is not enabled for this repository ({exc.github_message})"
+    except MissingPermission:
+        key, title = ALERT_PERMISSIONS[name]
+        return name, Availability.UNAVAILABLE, [], (
+            f"{label} could not be read: the gonogo app lacks the \"{title}\" permission ({key}: read). An "
+            f"organisation or repository admin must grant it in the GitHub App's settings and accept it on the "
+            f"installation"
+        )  # fmt: skip
+    except RateLimited:
+        raise  # not an answer about the repository: the whole evaluation waits
     except GitHubError as exc:
-        return name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')} could not be read: {exc}"
+        # any other 403 or 404 (or error) says nothing about whether the feature is on: unreadable, never "off"
+        return name, Availability.UNAVAILABLE, [], f"{label} could not be read: {exc}"
 
 
 def build_security(
@@ -534,6 +565,8 @@ async def collect_change(
                 limit=1000,
             )  # fmt: skip
             experience = len(earlier)
+        except RateLimited:
+            raise
         except GitHubError:
             experience = None
     hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
@@ -680,6 +713,8 @@ async def _timed(name: str, coro: Awaitable[Any], timeout: float, timings: dict[
             return await coro
     except TimeoutError:
         return TimeoutError(f"{name} did not answer within {timeout:.0f} s")
+    except RateLimited as exc:
+        return exc  # not a verdict on this source: ``collect`` makes the whole evaluation wait
     except (GitHubError, httpx.HTTPError, ValueError, OSError) as exc:
         # one unreadable source (odd response body, network error) marks only its own part
         log.warning("evidence.source_failed", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"})
@@ -724,6 +759,10 @@ async def collect(
             _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
             _timed("change", _change_with_base(gh, engine, t, ready, history_task), to, timings),
         )
+        limited = [r for r in (checks_r, artifacts_r, code_r, dep_r, secret_r, change_r) if isinstance(r, RateLimited)]
+        if limited:
+            # GitHub asked for a pause: deciding on the sources read so far would judge on partial evidence
+            raise max(limited, key=lambda r: r.after)
         history = await history_task
         try:
             opts = await ready

@@ -139,6 +139,7 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
                 elif auth == "installation":
                     ctx.caller = authenticate(state, header(request.scope, b"authorization"))
                     request.scope.get("sandbox", {})["installation_id"] = ctx.caller.installation_id
+                    need_permission(ctx.caller, handler)
                 if with_repo:
                     owner, name = request.path_params["owner"], request.path_params["repo"]
                     repo = state.repos.get(f"{owner}/{name}".lower())
@@ -155,6 +156,31 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
         return response
 
     return run
+
+
+# --------------------------------------------------------------------------- installation permissions
+
+# What an installation token needs per route; without it GitHub answers 403 "Resource not accessible by
+# integration" (routes not listed here are not checked).
+ROUTE_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "code_scanning_alerts": ("security_events", "read"),
+    "dependabot_alerts": ("vulnerability_alerts", "read"),
+    "secret_scanning_alerts": ("secret_scanning_alerts", "read"),
+    "list_pull_files": ("pull_requests", "read"),
+    "list_releases": ("contents", "read"),
+}
+NOT_ACCESSIBLE = "Resource not accessible by integration"
+
+
+def need_permission(caller: Caller, handler: Handler) -> None:
+    """Refuse a call whose installation token lacks the permission its route needs, as GitHub does."""
+    needed = ROUTE_PERMISSIONS.get(handler.__name__)
+    if needed is None:
+        return
+    name, level = needed
+    granted = caller.token.permissions.get(name)
+    if granted != "write" and granted != level:
+        raise ApiError(403, NOT_ACCESSIBLE)
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -792,6 +818,8 @@ def code_scanning_alerts(ctx: Ctx) -> Response:
                             "the repository settings.")
     if repo.code_scanning == "no_analysis":
         raise ApiError(404, "no analysis found")
+    if repo.code_scanning == "advanced_security_off":  # a private repository without GitHub Advanced Security
+        raise ApiError(403, "Advanced Security must be enabled for this repository to use code scanning.")
     ref = ctx.q("ref")
     if ctx.q("pr"):
         ref = f"refs/pull/{ctx.q('pr')}/merge"

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 FaultKind = Literal["status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
-                    "latency", "truncate", "drop"]
+                    "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
+                    "latency", "truncate", "drop", "corrupt"]
 FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
-                                "latency", "truncate", "drop")
+                                "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
+                                "latency", "truncate", "drop", "corrupt")
 
 
 @functools.lru_cache(maxsize=65536)  # the same few times are rendered over and over
@@ -303,7 +305,7 @@ class Repo:
     statuses: list[CommitStatus] = field(default_factory=list)
     workflow_runs: dict[int, WorkflowRun] = field(default_factory=dict)
     artifacts: dict[int, Artifact] = field(default_factory=dict)
-    code_scanning: str = "enabled"  # enabled / disabled / no_analysis
+    code_scanning: str = "enabled"  # enabled / disabled / no_analysis / advanced_security_off
     code_scanning_alerts: list[dict[str, Any]] = field(default_factory=list)
     dependabot: bool = True
     dependabot_alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -371,6 +373,7 @@ class Call:
     installation_id: int | None
     response: Any = None  # the parsed response body, only when state.record_responses is on
     response_headers: dict[str, str] | None = None
+    api_version: str | None = None  # the X-GitHub-Api-Version the request named (None: GitHub's default)
 
 
 # --------------------------------------------------------------------------- the state
@@ -443,8 +446,9 @@ class SandboxState:
 
         kinds: status (answer `status`, e.g. 502), secondary_rate_limit (403 + retry-after),
         rate_limit_429 (429 + retry-after), primary_rate_limit (403, x-ratelimit-remaining 0),
+        secondary_rate_limit_no_retry_after / rate_limit_429_no_retry_after (403 / 429 naming no time to wait),
         latency (sleep `seconds`, then answer normally), truncate (answer with the body cut in half),
-        drop (close the connection without any response).
+        drop (close the connection without any response), corrupt (200 with JSON of the wrong shape).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
