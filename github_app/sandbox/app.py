@@ -534,12 +534,17 @@ def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict[str, Any]) -> None:
     if output is not None:
         if not isinstance(output, dict) or not output.get("title") or not output.get("summary"):
             raise invalid("output needs a title and a summary", "output", "CheckRun")
-        if len(output["summary"]) > 65535 or len(output.get("text") or "") > 65535:
-            raise invalid("output.summary and output.text are limited to 65535 characters", "output", "CheckRun")
+        for key in ("summary", "text"):
+            supplied = utf8_size(output.get(key) or "")
+            if supplied > MAX_OUTPUT_BYTES:
+                # GitHub says "characters" but counts UTF-8 bytes
+                raise ApiError(422, f"Invalid request.\n\nOnly {MAX_OUTPUT_BYTES} characters are allowed; "
+                                    f"{supplied} were supplied.")
         annotations = output.get("annotations") or []
         if len(annotations) > MAX_ANNOTATIONS_PER_REQUEST:
             raise invalid("at most 50 annotations per request", "output.annotations", "CheckRun")
         for a in annotations:
+            _check_annotation_sizes(a)
             try:
                 run.annotations.append(Annotation(
                     path=a["path"], start_line=int(a["start_line"]), end_line=int(a["end_line"]),
@@ -560,6 +565,29 @@ def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict[str, Any]) -> None:
                 raise invalid("action label and identifier must be 1-20 characters, description 1-40",
                               "actions", "CheckRun")
         run.actions = [dict(a) for a in actions]
+
+
+# --------------------------------------------------------------------------- size limits in bytes
+
+MAX_OUTPUT_BYTES = 65535  # a check run's output.summary and output.text
+MAX_ANNOTATION_BYTES = 65535  # an annotation's message and raw_details (64 KB)
+MAX_ANNOTATION_TITLE = 255
+MAX_COMMENT_BYTES = 65536  # an issue comment's body
+
+
+def utf8_size(value: Any) -> int:
+    """Return the size GitHub measures a text field by: its UTF-8 bytes."""
+    return len(value.encode("utf-8")) if isinstance(value, str) else 0
+
+
+def _check_annotation_sizes(a: Any) -> None:
+    if not isinstance(a, dict):
+        return
+    for key, limit in (("message", MAX_ANNOTATION_BYTES), ("raw_details", MAX_ANNOTATION_BYTES),
+                       ("title", MAX_ANNOTATION_TITLE)):
+        if utf8_size(a.get(key)) > limit:
+            raise invalid(f"{key} is too long (maximum is {limit} characters)", f"output.annotations.{key}",
+                          "CheckRun")
 
 
 def _parse_when(value: Any, default: float) -> float:
@@ -777,7 +805,7 @@ def review_custom_gate(ctx: Ctx) -> Response:
     if gate is None:
         raise refuse(invalid(f"No pending deployment protection rule for environment '{env}' on run {run_id}",
                              "environment_name"))
-    if not isinstance(comment, str) or len(comment) > MAX_REVIEW_COMMENT:
+    if not isinstance(comment, str) or utf8_size(comment) > MAX_REVIEW_COMMENT:
         raise refuse(invalid("comment is too long (maximum is 1024 characters)", "comment"))
     if state_value is not None and state_value not in ("approved", "rejected"):
         raise refuse(invalid("state must be approved or rejected", "state"))
@@ -962,8 +990,8 @@ def _comment_body(ctx: Ctx) -> str:
     text = ctx.json_body().get("body")
     if not isinstance(text, str) or not text.strip():
         raise invalid("body cannot be blank", "body", "IssueComment")
-    if len(text) > 65536:
-        raise invalid("body is too long (maximum is 65536 characters)", "body", "IssueComment")
+    if utf8_size(text) > MAX_COMMENT_BYTES:
+        raise invalid(f"body is too long (maximum is {MAX_COMMENT_BYTES} characters)", "body", "IssueComment")
     return text
 
 
