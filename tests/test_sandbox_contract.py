@@ -465,6 +465,22 @@ async def _permission(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     assert data.permission == "write" and data.role_name == "maintain"
 
 
+# --------------------------------------------------------------------------- pull request files, releases
+
+
+@case("GET", R + "/pulls/{pull_number}/files")
+async def _pull_files(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
+    data = parsed(await gh.rest.pulls.async_list_files("acme", "shop", 12))
+    assert "migrations/0007_discount_order.py" in {f.filename for f in data}
+
+
+@case("GET", R + "/releases")
+async def _releases(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
+    w.state.add_release("acme/shop", "v1.0.0", sha(w, "all-green"), author="omar")
+    data = parsed(await gh.rest.repos.async_list_releases("acme", "shop"))
+    assert [r.tag_name for r in data] == ["v1.0.0"] and data[0].draft is False
+
+
 # --------------------------------------------------------------------------- the tests
 
 ROUTE_IDS = [(method, path) for method, path, *_ in ROUTES if path not in INTERNAL_ROUTES]

@@ -34,6 +34,7 @@ from github_app.sandbox.state import (
     Deployment,
     GateReview,
     IssueComment,
+    Release,
     Repo,
     SandboxState,
     iso,
@@ -43,6 +44,8 @@ from github_app.sandbox.state import (
 log = logging.getLogger(__name__)
 
 MAX_REVIEW_COMMENT = 1024
+MAX_COMPARE_FILES = 300
+MAX_PULL_FILES = 3000
 MAX_STATUS_REPORTS = 10
 MAX_ANNOTATIONS_PER_REQUEST = 50
 MAX_ACTIONS = 3
@@ -432,16 +435,8 @@ def compare(ctx: Ctx) -> Response:
         ahead.sort(key=lambda sha: repo.commits[sha].date)
     status = ("identical" if not ahead and not behind else "ahead" if not behind
               else "behind" if not ahead else "diverged")
-    totals: dict[str, list[Any]] = {}
-    for sha in ahead:
-        for change in repo.commits[sha].files:
-            entry = totals.setdefault(change.filename, [change.status, 0, 0, change.previous_filename])
-            entry[1] += change.additions
-            entry[2] += change.deletions
-            if entry[0] == "added" and change.status == "removed":
-                entry[0] = "removed"
-    files = [ctx.render.diff_entry(repo, head_sha, name, st, adds, dels, prev)
-             for name, (st, adds, dels, prev) in totals.items()][:300]
+    # GitHub lists at most 300 files of a comparison, whatever the page asked for
+    files = changed_files(ctx, repo, ahead, head_sha)[:MAX_COMPARE_FILES]
     url = f"{ctx.render.api}/repos/{repo.full_name}/compare/{base_ref}...{head_ref}"
     html = f"{ctx.render.html}/{repo.full_name}/compare/{base_ref}...{head_ref}"
     page = paginate(ctx, ahead) if ("page" in ctx.query or "per_page" in ctx.query) \
@@ -454,6 +449,20 @@ def compare(ctx: Ctx) -> Response:
         "status": status, "ahead_by": len(ahead), "behind_by": len(behind), "total_commits": len(ahead),
         "commits": [ctx.render.commit(repo, repo.commits[sha]) for sha in page], "files": files,
     })
+
+
+def changed_files(ctx: Ctx, repo: Repo, shas: list[str], head_sha: str) -> list[dict[str, Any]]:
+    """Render the files changed by ``shas`` (oldest first), each file once with its summed line counts."""
+    totals: dict[str, list[Any]] = {}
+    for sha in shas:
+        for change in repo.commits[sha].files:
+            entry = totals.setdefault(change.filename, [change.status, 0, 0, change.previous_filename])
+            entry[1] += change.additions
+            entry[2] += change.deletions
+            if entry[0] == "added" and change.status == "removed":
+                entry[0] = "removed"
+    return [ctx.render.diff_entry(repo, head_sha, name, st, adds, dels, prev)
+            for name, (st, adds, dels, prev) in totals.items()]
 
 
 def list_commits(ctx: Ctx) -> Response:
@@ -1056,6 +1065,43 @@ def collaborator_permission(ctx: Ctx) -> Response:
     return ok({"permission": legacy, "role_name": permission, "user": user})
 
 
+# --------------------------------------------------------------------------- pull request files, releases
+
+def list_pull_files(ctx: Ctx) -> Response:
+    """GET /repos/{owner}/{repo}/pulls/{pull_number}/files: at most 3,000 files, 30 a page by default."""
+    repo = ctx.need_repo()
+    pr = by_id(ctx, repo.pulls, "pull_number")
+    head, base = repo.resolve(pr.head_sha), repo.resolve(pr.base_sha)
+    if head is None:
+        raise ApiError(404, NOT_FOUND)
+    base_line = set(ancestry(repo, base)) if base else set()
+    shas = [sha for sha in ancestry(repo, head) if sha not in base_line and sha in repo.commits]
+    shas.sort(key=lambda sha: repo.commits[sha].date)
+    files = changed_files(ctx, repo, shas, head)[:MAX_PULL_FILES]
+    return ok(paginate(ctx, files))
+
+
+def _release_json(ctx: Ctx, repo: Repo, rel: Release) -> dict[str, Any]:
+    api = f"{ctx.render.api}/repos/{repo.full_name}/releases/{rel.id}"
+    return {
+        "url": api, "html_url": f"{ctx.render.html}/{repo.full_name}/releases/tag/{rel.tag_name}",
+        "assets_url": api + "/assets", "upload_url": api.replace("://", "://uploads.", 1) + "/assets{?name,label}",
+        "tarball_url": f"{ctx.render.api}/repos/{repo.full_name}/tarball/{rel.tag_name}",
+        "zipball_url": f"{ctx.render.api}/repos/{repo.full_name}/zipball/{rel.tag_name}",
+        "id": rel.id, "node_id": f"RE_{rel.id}", "tag_name": rel.tag_name, "target_commitish": rel.target,
+        "name": rel.name, "body": None, "draft": rel.draft, "prerelease": rel.prerelease,
+        "created_at": iso(rel.created_at), "published_at": None if rel.draft else iso(rel.created_at),
+        "author": ctx.render.user(rel.author), "assets": [],
+    }
+
+
+def list_releases(ctx: Ctx) -> Response:
+    """GET /repos/{owner}/{repo}/releases: newest first."""
+    repo = ctx.need_repo()
+    releases = sorted(repo.releases, key=lambda r: (r.created_at, r.id), reverse=True)
+    return ok([_release_json(ctx, repo, r) for r in paginate(ctx, releases)])
+
+
 # --------------------------------------------------------------------------- the application
 
 R = "/repos/{owner}/{repo}"
@@ -1101,6 +1147,9 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
     ("PATCH", R + "/issues/comments/{comment_id}", update_comment, "installation", True),
     ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}", team_membership, "installation", False),
     ("GET", R + "/collaborators/{username}/permission", collaborator_permission, "installation", True),
+    # pull request files and releases (the change of a big or first deployment)
+    ("GET", R + "/pulls/{pull_number}/files", list_pull_files, "installation", True),
+    ("GET", R + "/releases", list_releases, "installation", True),
 ]
 
 

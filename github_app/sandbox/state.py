@@ -290,6 +290,20 @@ class PullRequest:
 
 
 @dataclass
+class Release:
+    """A published (or draft) release of a tag."""
+
+    id: int
+    tag_name: str
+    target: str  # the branch or sha the tag was made from
+    name: str
+    author: str
+    created_at: float
+    draft: bool = False
+    prerelease: bool = False
+
+
+@dataclass
 class Repo:
     owner: str
     name: str
@@ -318,6 +332,8 @@ class Repo:
     comments: dict[int, IssueComment] = field(default_factory=dict)
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> admin/maintain/write/triage/read
     created_at: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)  # tag name -> sha
+    releases: list[Release] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -326,6 +342,8 @@ class Repo:
 
     def resolve(self, ref: str) -> str | None:
         """Resolve a branch name, refs/heads/ name or (abbreviated) sha to a full sha."""
+        if ref.startswith("refs/tags/") or ref in self.tags:
+            return self.tags.get(ref.removeprefix("refs/tags/"))
         ref = ref.removeprefix("refs/heads/")
         if ref in self.branches:
             return self.branches[ref]
@@ -657,6 +675,20 @@ class SandboxState:
         repo.issue_numbers.add(number)
         self.user(user)
         return pr
+
+    def add_release(self, full_name: str, tag: str, sha: str, *, name: str | None = None, author: str = "octocat",
+                    created_at: float | str | None = None, draft: bool = False,
+                    prerelease: bool = False) -> Release:
+        """Tag a commit and publish a release of the tag."""
+        repo = self.repo(full_name)
+        if sha not in repo.commits:
+            raise ValueError(f"sha {sha} is not a commit of {full_name}; add it with add_commit first")
+        repo.tags[tag] = sha
+        release = Release(id=self.next_id(), tag_name=tag, target=sha, name=name or tag, author=author,
+                          created_at=parse_time(created_at, self.now()), draft=draft, prerelease=prerelease)
+        repo.releases.append(release)
+        self.user(author)
+        return release
 
     def add_team_member(self, org: str, team_slug: str, login: str, *, role: str = "member",
                         state: str = "active") -> None:
