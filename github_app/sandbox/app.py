@@ -773,7 +773,9 @@ def download_artifact(ctx: Ctx) -> Response:
         raise ApiError(404, NOT_FOUND)
     if art.expired:
         raise ApiError(410, "Artifact has expired")
-    location = f"{ctx.render.api}/_sandbox/blobs/{art.blob_key}/{art.id}.zip"
+    # another host when the storage listener runs (as GitHub's storage is), else this one
+    storage = ctx.state.storage_url or f"{ctx.render.api}/_sandbox"
+    location = f"{storage}/blobs/{art.blob_key}/{art.id}.zip"
     return Response(status_code=302, headers={"location": location})
 
 

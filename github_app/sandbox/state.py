@@ -410,6 +410,8 @@ class SandboxState:
         self.token_ttl = token_ttl
         self.html_url = html_url.rstrip("/")
         self.api_url: str | None = None  # set by running_sandbox; used by payload builders
+        self.storage_url: str | None = None  # the blob storage host artifact downloads redirect to (running_sandbox)
+        self.leaked_tokens = 0  # requests that reached the storage host with an Authorization header
         self.latency: float = 0.0
         self.record_responses = False  # keep response bodies in the call log (contract tests; costs memory)
         self.clock_offset: float = 0.0
