@@ -311,7 +311,7 @@ async def collect_artifacts(
     artifacts: list[Any] = []
     for rid in sorted(listed):
         listing_or_error = listed[rid]
-        if isinstance(listing_or_error, NotFound):
+        if isinstance(listing_or_error, NotFound) and rid == t.run_id:
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
         if isinstance(listing_or_error, BaseException):
             raise listing_or_error
