@@ -86,7 +86,22 @@ async def complete_check_run(
     gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None = None,
     extra_summary: str = "",
 ) -> None:
-    """Complete the check run with the report, annotations in batches of 50, and buttons when escalated."""
+    """Complete the check run with the report, annotations in batches of 50, and buttons when escalated.
+
+    The check run is completed after the deployment was answered or escalated: if GitHub refuses it, it is
+    completed with the verdict alone (``publish_fallback``) and nothing is raised, because a retry would
+    evaluate the deployment again.
+    """
+    try:
+        await _complete_check_run(gh, t, check_run_id, decision, details_url=details_url, extra_summary=extra_summary)
+    except GitHubError as exc:
+        await publish_fallback(gh, t, check_run_id, decision, exc)
+
+
+async def _complete_check_run(
+    gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None,
+    extra_summary: str,
+) -> None:
     text = report.check_run_markdown(decision)
     if extra_summary:
         text = clip(extra_summary + "\n\n" + text, SUMMARY_LIMIT)

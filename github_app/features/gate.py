@@ -38,7 +38,6 @@ from github_app.publish import (
     answer,
     complete_check_run,
     create_check_run,
-    publish_fallback,
     status_report,
     update_check_run_text,
 )
@@ -342,12 +341,7 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
         stored.state = "escalated"
     if not state_answer:  # reviewers hear about it before the check run shows the buttons
         await hooks.emit(ctx, "escalated", row=stored, decision=decision, target=t)
-    try:
-        await complete_check_run(gh, t, check_run_id, decision)
-    except GitHubError as exc:
-        # the answer (or the escalation) is out already: a check run GitHub refused must not re-run the gate
-        await publish_fallback(gh, t, check_run_id, decision, exc)
-        return
+    await complete_check_run(gh, t, check_run_id, decision)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
 
 
