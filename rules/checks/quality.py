@@ -28,6 +28,8 @@ def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
         return unknown(f"test reports could not be read: {t.reason}", limit)
     if t.availability == Availability.NOT_CONFIGURED:
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
+    if t.availability == Availability.INCOMPLETE:
+        return unknown(f"some test reports could not be read: {t.reason}", limit)
     return at_least(t.total, limit, "tests reported")
 
 
@@ -104,6 +106,7 @@ RULES: list[Rule] = [
         why="A failing test is a known defect or a broken contract; shipping it turns a red build into an incident.",
         fix="Fix the failing tests listed in the annotations, or fix the code they exercise, and re-run the workflow.",
         check=_all_tests_pass, parts=("tests",), threshold=0, skip_when_not_configured=True,
+        failure_stands_on_partial=True,
     ),
     Rule(
         id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
@@ -116,6 +119,7 @@ RULES: list[Rule] = [
         why="Flaky tests hide real failures behind retries and erode trust in the suite.",
         fix="Quarantine or fix the flaky tests; make them deterministic (time, ordering, network).",
         check=_no_flaky, parts=("tests",), threshold=0, skip_when_not_configured=True,
+        failure_stands_on_partial=True,
     ),
     Rule(
         id="GNG-TEST-004", dimension="quality", title="Ensure few tests are skipped", severity="minor",
