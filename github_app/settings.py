@@ -60,6 +60,7 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_MAX_BODY_BYTES", "GONOGO_BODY_TIMEOUT_SECONDS", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
     "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
+    "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
 })  # fmt: skip
 
 
@@ -150,6 +151,8 @@ class Settings:
     alert_window_hours: float = 24.0  # an alert this long after a release at most is blamed on it
     dashboard_token: Secret | None = None  # password of the read-only /dashboard; None: the page is off
     shutdown_grace_seconds: float = 10.0  # background work still running this long after SIGTERM is cancelled
+    github_timeout_seconds: float = 20.0  # one GitHub request, before it counts as failed
+    github_retries: int = 4  # retries of one GitHub call (5xx, network, short rate limits) before it fails
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -212,4 +215,6 @@ class Settings:
             alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
             shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),
+            github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),
+            github_retries=_int(env, "GONOGO_GITHUB_RETRIES", 4, minimum=0),
         )

@@ -237,6 +237,11 @@ class ChangedFile(_Model):
 
 class ChangePart(Part):
     base_sha: str | None = None
+    # what the change is measured from: last_deployment (the last successful one), or for a first deployment
+    # merge_base (with the default branch), release_tag (the previous release) or parent_commit
+    base_source: str | None = None
+    base_label: str | None = None  # the base in words, e.g. "the previous release v1.4.0"
+    files_truncated: bool = False  # GitHub listed only part of the files: counts taken from them are lower bounds
     commits: int | None = None
     files_changed: int | None = None
     additions: int | None = None

@@ -31,6 +31,7 @@ from github_app.github import (
     GitHubError,
     InstallationNotFound,
     NotFound,
+    RateLimited,
     call,
     parse_time,
     parsed,
@@ -174,6 +175,8 @@ def parsed_policy(text: str | None, source: str, org_text: str | None, org_sourc
 async def _org_defaults(gh: GitHub[Any], owner: str) -> tuple[str, str] | None:
     try:
         return await read_file(gh, owner, ".github", POLICY_PATH, None)
+    except RateLimited:
+        raise  # a pause, not an absent defaults file: the policy must not be read without them
     except GitHubError:
         return None  # no org defaults repository, or not readable by this installation
 
