@@ -318,6 +318,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "coverage", "coverage_delta", "vulns_critical", "vulns_high", "vulns_medium", "vulns_low",
     "secrets_open", "p95_latency_ms", "p95_regression_pct", "error_rate",
     "env_failure_rate_30d", "deploys_last_24h", "hour_utc", "weekday", "has_migration", "outcome",
+    "outcome_at",
 )  # fmt: skip
 
 OUTCOMES = ("success", "failure", "rollback", "incident")

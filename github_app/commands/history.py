@@ -23,7 +23,14 @@ from github_app.commands.audit import open_engine, parse_when
 from github_app.db.models import Deployment, HistoryRow
 from github_app.features.outcomes import STATE_TO_OUTCOME
 from scorer.evidence import HISTORY_COLUMNS, change_entropy
-from scorer.risk.history import INT_COLUMNS, HistoryError, coerce_history, read_history_file, validate_history
+from scorer.risk.history import (
+    INT_COLUMNS,
+    HistoryError,
+    coerce_history,
+    missing_outcome_times,
+    read_history_file,
+    validate_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +47,13 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
     created = pd.Timestamp(row["created_at"]).to_pydatetime()
     outcome = row.get("outcome") or None
+    known = row.get("outcome_at")
+    # Without the time an outcome became known it stays a training label but feeds no history feature.
+    outcome_at = pd.Timestamp(known).to_pydatetime() if outcome and known is not None and not pd.isna(known) else None
     return {
         "deployment_id": str(row["deployment_id"]), "repository": str(row["repository"]),
         "environment": str(row["environment"]), "sha": str(row.get("sha") or ""), "created_at": created,
-        "outcome": outcome, "outcome_at": created if outcome else None, "features": history_features(row),
+        "outcome": outcome, "outcome_at": outcome_at, "features": history_features(row),
     }  # fmt: skip
 
 
@@ -103,7 +113,8 @@ def export_command(output: Path, repository: str | None, database_url: str | Non
     output.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         out = frame.copy()
-        out["created_at"] = out["created_at"].map(lambda t: t.isoformat().replace("+00:00", "Z"))
+        for col in ("created_at", "outcome_at"):
+            out[col] = out[col].map(lambda t: "" if pd.isna(t) else t.isoformat().replace("+00:00", "Z"))
         out.to_csv(output, index=False)
     else:
         frame.to_parquet(output, index=False)
@@ -130,13 +141,19 @@ def import_command(file: Path, database_url: str | None) -> None:
     if not keep:
         raise click.ClickException(f"nothing imported from {file}: every row has an error")
     good = coerce_history(raw.iloc[keep].reset_index(drop=True))
+    untimed = missing_outcome_times(good)
     engine = open_engine(database_url)
     try:
         new, updated = upsert_history(engine, good)
     finally:
         engine.dispose()
-    log.info("history.imported", extra={"file": str(file), "new": new, "updated": updated, "rejected": len(bad_rows)})
+    log.info("history.imported", extra={"file": str(file), "new": new, "updated": updated, "rejected": len(bad_rows),
+                                        "outcomes_without_time": untimed})  # fmt: skip
     click.echo(f"imported {len(good)} rows from {file}: {new} new, {updated} updated, {len(bad_rows)} rejected")
+    if untimed:
+        click.echo(f"{untimed} rows have an outcome but no outcome_at: they are training labels, but no later "
+                   "deployment's history features use them; fill outcome_at (when the outcome became known) "
+                   "to let them count")
 
 
 # ------------------------------------------------------------------------------------------ backfill

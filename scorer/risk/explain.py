@@ -83,8 +83,8 @@ def _weekday(row: pd.Series, name: str) -> str:
 def _since_failure(row: pd.Series, name: str) -> str:
     v = _num(row.get(name))
     if v is None:
-        return "no earlier failure in this environment"
-    return f"{math.expm1(v):,.0f} h since the last failure in this environment"
+        return "no earlier failure known in this environment"
+    return f"{math.expm1(v):,.0f} h since the last failure in this environment became known"
 
 
 def _hours_since_deploy(row: pd.Series, name: str) -> str:
@@ -160,7 +160,7 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "weekday_cos": _weekday,
     "weekend": _flag("deployed at the weekend", "deployed on a working day"),
     "off_hours": _flag("deployed outside 07:00-19:00 UTC", "deployed within 07:00-19:00 UTC"),
-    "env_past_deploys_log": _counted("{n:,} earlier deployments to this environment"),
+    "env_deploys_30d_log": _counted("{n:,} deployments to this environment in the 30 days before"),
     "env_recent_failure_rate": _ratio("{p} of the last 20 deployments to this environment failed",
                                       "no earlier outcomes in this environment"),
     "env_failures_30d": _valued("{v:.0f} failed deployments to this environment in 30 days",
