@@ -127,6 +127,9 @@ def test_provider_model_estimate_with_version(engine: Any, history: pd.DataFrame
     assert estimate is not None
     assert estimate.source == "model" and estimate.model_version == rec.version
     assert 0.0 < estimate.probability < 1.0 and estimate.drivers
+    # the check run can say how good the model is: its held-out catch rate at 10 % and calibration error
+    assert estimate.quality is not None and estimate.quality.deployments == rec.meta["metrics"]["n"]
+    assert estimate.quality.catch_rate_10 == rec.meta["metrics"]["catch_rate"]["0.1"]
     # environment history features come from the stored rows, not from nothing
     row = provider.feature_row(_evidence(created))
     window = (history["environment"] == "production") & (history["created_at"] >= created - timedelta(days=30))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from scorer.assessment import Driver, RiskEstimate
+from scorer.assessment import Driver, ModelQuality, RiskEstimate
 from scorer.risk.blend import BlendedRiskModel, model_frame
 from scorer.risk.model import RiskModel
 
@@ -242,4 +242,15 @@ def risk_estimate(model: Any, row: pd.Series | pd.DataFrame, *, top: int = 5, ve
         model_version=version or meta.get("version"),
         base_rate=float(expit(base)),
         drivers=_drivers(frame, credits, base, z, names, top=top),
+        # the prior's figures describe public commit data, not this repository's deployments
+        quality=model_quality(meta.get("metrics")) if source != "prior" else None,
     )
+
+
+def model_quality(metrics: dict[str, Any] | None) -> ModelQuality | None:
+    """The held-out figures a reviewer needs beside a risk number (None without validation metrics)."""
+    if not metrics or not metrics.get("n"):
+        return None
+    caught = (metrics.get("catch_rate") or {}).get("0.1")
+    return ModelQuality(deployments=int(metrics["n"]), roc_auc=metrics.get("roc_auc"),
+                        catch_rate_10=None if caught is None else float(caught), ece=metrics.get("ece"))
