@@ -41,7 +41,9 @@ from scorer.evidence import (
     SecurityFinding,
     SecurityPart,
     TestsPart,
+    change_directories,
     change_entropy,
+    is_fix_message,
 )
 from scorer.parsers import ArtifactRejected, ArtifactResults, parse_artifacts
 from scorer.parsers.limits import ArtifactLimits
@@ -511,7 +513,7 @@ async def collect_change(
         return ChangePart(
             availability=Availability.OK, reason="redeploy of the sha already deployed", base_sha=base_sha, commits=0,
             files_changed=0, additions=0, deletions=0, subsystems=0, entropy=0.0, authors=0, has_migration=False,
-            provenance=[Provenance(source="gonogo.history")],
+            directories=0, fix_commits=0, provenance=[Provenance(source="gonogo.history")],
         )  # fmt: skip
     # unpaginated, GitHub lists up to 250 commits and 300 files; with per_page it would cut commits at 100
     resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}"))
@@ -543,6 +545,8 @@ async def collect_change(
         commits=cmp.total_commits, files_changed=len(files), additions=additions, deletions=deletions,
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
+        # both from the compare answer already read: no extra API call
+        directories=change_directories(paths), fix_commits=sum(is_fix_message(c.commit.message) for c in cmp.commits),
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:300]],

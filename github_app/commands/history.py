@@ -22,7 +22,7 @@ from github_app import db
 from github_app.commands.audit import open_engine, parse_when
 from github_app.db.models import Deployment, HistoryRow
 from github_app.features.outcomes import STATE_TO_OUTCOME
-from scorer.evidence import HISTORY_COLUMNS, change_entropy
+from scorer.evidence import HISTORY_COLUMNS, change_directories, change_entropy, is_fix_message
 from scorer.risk.history import (
     INT_COLUMNS,
     HistoryError,
@@ -216,7 +216,7 @@ async def _change(gh: Any, owner: str, name: str, base: str, head: str) -> dict[
 
     if base == head:
         return {"commits": 0, "files_changed": 0, "additions": 0, "deletions": 0, "subsystems": 0, "entropy": 0.0,
-                "authors": 0, "has_migration": False}  # fmt: skip
+                "authors": 0, "has_migration": False, "directories": 0, "fix_commits": 0}  # fmt: skip
     try:
         resp = await call(gh.rest.repos.async_compare_commits(owner, name, f"{base}...{head}", per_page=100))
     except GitHubError as exc:  # force-pushed or unrelated history: leave the change unknown
@@ -235,6 +235,8 @@ async def _change(gh: Any, owner: str, name: str, base: str, head: str) -> dict[
         "deletions": sum(f.deletions for f in files),
         "subsystems": len({p.split("/", 1)[0] if "/" in p else "." for p in paths}),
         "entropy": round(change_entropy([f.additions + f.deletions for f in files]), 4), "authors": len(authors),
+        "directories": change_directories(paths),
+        "fix_commits": sum(is_fix_message(c.commit.message) for c in cmp.commits),
         "has_migration": any(PurePosixPath(p).match(g) or fnmatch.fnmatchcase(p, g)
                              for p in paths for g in DEFAULT_MIGRATIONS),
     }  # fmt: skip

@@ -34,18 +34,18 @@ PRIOR_PARAMS: dict[str, Any] = {"max_iter": 150, "max_leaf_nodes": 8, "min_sampl
 
 
 def build(corpus: Path, random_state: int = 0, projects: tuple[str, ...] = PROJECTS,
-          max_rows: int | None = None) -> TrainedRiskModel:
+          max_rows: int | None = None, features: tuple[str, ...] = CHANGE_FEATURES) -> TrainedRiskModel:
     """Train the prior on the given projects' commits (the latest ``max_rows`` of them), in chronological order.
 
     A benchmark that scores a project builds its prior without that project (leave-one-project-out),
     so the prior has never seen the rows being scored.
     """
     history = read_history(corpus, projects)
-    features = build_features(history)[list(CHANGE_FEATURES)]
+    frame = build_features(history)[list(features)]
     if max_rows is not None and len(history) > max_rows:
-        history, features = history.iloc[-max_rows:], features.iloc[-max_rows:]
+        history, frame = history.iloc[-max_rows:], frame.iloc[-max_rows:]
     y = failure_labels(history).to_numpy().astype(int)
-    model = RiskModel(random_state=random_state, **PRIOR_PARAMS).fit(features, y)
+    model = RiskModel(random_state=random_state, **PRIOR_PARAMS).fit(frame, y)
     created = history["created_at"]
     meta = {
         "format": 1,
@@ -57,7 +57,7 @@ def build(corpus: Path, random_state: int = 0, projects: tuple[str, ...] = PROJE
         "rows": len(y),
         "failures": int(y.sum()),
         "projects": list(projects),
-        "features": list(CHANGE_FEATURES),
+        "features": list(features),
         "libraries": library_versions(),
         "metrics": model.validation_metrics_,
         "params": PRIOR_PARAMS,

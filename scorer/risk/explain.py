@@ -116,6 +116,8 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "deletions_log": _counted("{n:,} lines deleted"),
     "subsystems_log": _counted("{n:,} top-level directories touched"),
     "authors_log": _counted("{n:,} authors in the change"),
+    "directories_log": _counted("{n:,} directories touched"),
+    "fix_share": _ratio("{p} of the commits fix something", "whether the change fixes something unknown"),
     "author_experience_log": _counted("main author has {n:,} earlier commits in this repository"),
     "hours_since_last_deploy_log": _hours_since_deploy,
     "checks_total_log": _counted("{n:,} checks on the commit"),

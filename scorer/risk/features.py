@@ -38,6 +38,7 @@ LOG_COLUMNS: dict[str, str] = {
     "additions_log": "additions",
     "deletions_log": "deletions",
     "subsystems_log": "subsystems",
+    "directories_log": "directories",
     "authors_log": "authors",
     "author_experience_log": "author_experience",
     "hours_since_last_deploy_log": "hours_since_last_deploy",
@@ -53,7 +54,7 @@ PASS_THROUGH: tuple[str, ...] = (
 
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
-    "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log", "fix_share",
     *PASS_THROUGH,
     "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
     "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
@@ -66,8 +67,8 @@ FEATURES: tuple[str, ...] = (
 # Features that describe only the change itself: the ones the cold-start prior can learn from
 # public commit-level data (ISSTA21 change-risk), where no deployment evidence exists.
 CHANGE_FEATURES: tuple[str, ...] = (
-    "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "authors_log",
-    "author_experience_log", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "directories_log",
+    "authors_log", "author_experience_log", "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
     "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
 )  # fmt: skip
 
@@ -164,6 +165,7 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
     f["churn_vs_repo_median_log"] = np.log2((churn + 1.0) / (median + 1.0))
     f["deleted_share"] = _ratio(h["deletions"], churn)
     f["churn_per_file_log"] = np.log1p(_ratio(churn, h["files_changed"]))
+    f["fix_share"] = _ratio(h["fix_commits"], h["commits"]).clip(upper=1.0)
     for col in PASS_THROUGH:
         f[col] = h[col].astype(float)
     f["checks_failed"] = h["checks_failed"].astype(float)

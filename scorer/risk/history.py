@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 IDENTITY_COLUMNS: tuple[str, ...] = ("deployment_id", "repository", "environment", "sha")
 INT_COLUMNS: tuple[str, ...] = (
     "commits", "files_changed", "additions", "deletions", "subsystems", "authors", "author_experience",
+    "directories", "fix_commits",
     "checks_total", "checks_failed", "tests_total", "tests_failed", "tests_skipped", "flaky_tests",
     "vulns_critical", "vulns_high", "vulns_medium", "vulns_low", "secrets_open", "deploys_last_24h",
     "hour_utc", "weekday",
