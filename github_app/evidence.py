@@ -52,7 +52,9 @@ from scorer.evidence import (
     SecurityFinding,
     SecurityPart,
     TestsPart,
+    change_directories,
     change_entropy,
+    is_fix_message,
 )
 from scorer.parsers import ArtifactRejected, ArtifactResults, parse_artifacts
 from scorer.parsers.limits import ArtifactLimits
@@ -568,7 +570,8 @@ async def collect_change(
         return ChangePart(
             availability=Availability.OK, reason="redeploy of the sha already deployed", base_sha=base_sha, commits=0,
             files_changed=0, additions=0, deletions=0, subsystems=0, entropy=0.0, authors=0, has_migration=False,
-            base_source=base.source, base_label=base.label, provenance=[Provenance(source="gonogo.history")],
+            base_source=base.source, base_label=base.label, directories=0, fix_commits=0,
+            provenance=[Provenance(source="gonogo.history")],
         )  # fmt: skip
     cmp = base.comparison
     if cmp is None:
@@ -615,6 +618,8 @@ async def collect_change(
         commits=cmp.total_commits, files_changed=len(files), additions=additions, deletions=deletions,
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
+        # both from the compare answer already read: no extra API call
+        directories=change_directories(paths), fix_commits=sum(is_fix_message(c.commit.message) for c in cmp.commits),
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
         first_commit_at=min(commit_times) if commit_times else None,
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)

@@ -51,6 +51,17 @@ def _pct(x: float) -> str:
     return f"{x:.0%}" if x >= 0.1 or x == 0 else f"{x:.1%}"
 
 
+def _model_quality(d: Decision) -> str:
+    """How good the model behind the number was on later deployments it had not learnt from."""
+    q = d.risk.quality
+    if q is None:
+        return ""
+    caught = "n/a" if q.catch_rate_10 is None else _pct(q.catch_rate_10)
+    ece = "n/a" if q.ece is None else f"{q.ece:.3f}"
+    return (f" On its {q.deployments} latest held-out deployments, gating the riskiest 10 % caught {caught} of "
+            f"failures; calibration error (ECE) {ece}.")
+
+
 def _risk_label(d: Decision) -> str:
     if d.risk.source == "model":
         return f"model {d.risk.model_version or '(unversioned)'}"
@@ -135,7 +146,8 @@ def _head(d: Decision) -> list[str]:
         out += [f"{i}. **{r.rule_id}** {r.title} ({r.severity}, {r.reason}): {_cell(r.remediation)}" for i, r in enumerate(recs, 1)]
         out.append("")
     out += ["### Top risk drivers", "", f"Risk {_pct(d.risk.probability)} from the {_risk_label(d)}"
-            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + ".", ""]  # fmt: skip
+            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + "."
+            + _model_quality(d), ""]  # fmt: skip
     out += [f"- {_cell(dr.text)}" for dr in d.risk.drivers[:5]] or ["- no driver moved the risk away from the base rate"]
     out.append("")
     s = d.strategy
