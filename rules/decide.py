@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from rules.catalog import CATALOG, RULES_BY_ID
 from rules.freeze import window_end
 from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, default_policy, effective
-from rules.scoring import SEVERITY_WEIGHT, confidence, dimension_scores, readiness
+from rules.scoring import (
+    SEVERITY_WEIGHT,
+    SOURCE_WEIGHT,
+    confidence,
+    dimension_scores,
+    readiness,
+    source_shares,
+)
 from rules.strategy import choose_strategy
 from rules.types import (
     Action,
@@ -24,6 +31,7 @@ from rules.types import (
     Waiver,
 )
 from scorer.assessment import Assessment, RiskEstimate
+from scorer.completeness import part_read_share
 from scorer.heuristic import estimate_risk
 
 log = logging.getLogger(__name__)
@@ -37,9 +45,14 @@ def _aware(now: datetime) -> datetime:
 
 
 def evaluate_rules(
-    env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = ()
+    env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> tuple[list[Finding], list[Waiver]]:
-    """Evaluate every catalog rule with the environment's overrides and apply active waivers."""
+    """Evaluate every catalog rule with the environment's overrides and apply active waivers.
+
+    ``scope`` names the evidence parts this kind of assessment can read at all (offline: the artifact
+    parts); rules about other parts do not count in the confidence.
+    """
     sha = assessment.evidence.sha
     active = list(waivers)
     findings: list[Finding] = []
@@ -50,7 +63,7 @@ def evaluate_rules(
         threshold = ov.threshold if ov and ov.threshold is not None else rule.threshold
         base = Finding(
             rule_id=rule.id, title=rule.title, dimension=rule.dimension, severity=severity, unit=rule.unit,
-            why=rule.why, remediation=rule.fix, status="skipped", threshold=threshold,
+            why=rule.why, remediation=rule.fix, status="skipped", threshold=threshold, scored=rule.scored,
         )  # fmt: skip
         if ov is not None and not ov.enabled:
             findings.append(base.model_copy(update={"message": "turned off by the policy"}))
@@ -66,6 +79,7 @@ def evaluate_rules(
         findings.append(base.model_copy(update={
             "status": status, "value": result.value, "threshold": result.threshold, "message": result.message,
             "details": result.details, "waiver": waiver,
+            "sources": [name for name in rule.sources if scope is None or name in scope],
         }))  # fmt: skip
     return findings, applied
 
@@ -85,7 +99,7 @@ def freeze_status(env: EnvironmentPolicy, assessment: Assessment, now: datetime)
 
 def _score_with(findings: list[Finding], fixed: set[str]) -> float:
     changed = [f.model_copy(update={"status": "passed"}) if f.rule_id in fixed else f for f in findings]
-    return readiness(dimension_scores(changed))
+    return readiness(dimension_scores(changed)) or 0.0
 
 
 def _smallest_fix_set(findings: list[Finding], must: set[str], target: float) -> list[str]:
@@ -99,14 +113,22 @@ def _smallest_fix_set(findings: list[Finding], must: set[str], target: float) ->
     return [f.rule_id for f in findings if f.rule_id in fixed and f.rule_id not in must]
 
 
-def _confidence_set(findings: list[Finding], target: float) -> list[str]:
-    unknown = sorted((f for f in findings if f.status == "unknown"), key=lambda f: -SEVERITY_WEIGHT[f.severity])
+def _confidence_set(findings: list[Finding], part_read: dict[str, float], target: float) -> list[str]:
+    """Pick the sources that, once fully read, lift the confidence to target (largest gain first)."""
+    shares = source_shares(findings, part_read)
     chosen: list[str] = []
-    for f in unknown:
-        if confidence([g.model_copy(update={"status": "passed"}) if g.rule_id in chosen else g for g in findings]) >= target:
+    for name in sorted((n for n, v in shares.items() if v < 1.0), key=lambda n: (-SOURCE_WEIGHT.get(n, 1.0) * (1 - shares[n]), n)):
+        if _confidence_if_read(findings, part_read, chosen) >= target:
             break
-        chosen.append(f.rule_id)
+        chosen.append(name)
     return chosen
+
+
+def _confidence_if_read(findings: list[Finding], part_read: dict[str, float], names: list[str]) -> float:
+    read = {**part_read, **dict.fromkeys(names, 1.0)}
+    known = [f.model_copy(update={"status": "passed"}) if f.status == "unknown" and set(f.sources) & set(names) else f
+             for f in findings]  # fmt: skip
+    return confidence(known, read)
 
 
 def _recommendations(findings: list[Finding]) -> list[Recommendation]:
@@ -129,8 +151,8 @@ def _recommendations(findings: list[Finding]) -> list[Recommendation]:
 
 
 def _judge(
-    env: EnvironmentPolicy, findings: list[Finding], score: float, conf: float, risk: RiskEstimate,
-    freeze: FreezeStatus | None,
+    env: EnvironmentPolicy, findings: list[Finding], score: float | None, conf: float, risk: RiskEstimate,
+    freeze: FreezeStatus | None, part_read: dict[str, float],
 ) -> tuple[Verdict, list[str], list[OutcomeChange]]:  # fmt: skip
     blocking = [f for f in findings if f.status == "failed" and f.severity == "blocker"]
     reasons: list[str] = []
@@ -164,7 +186,15 @@ def _judge(
     if verdict == "go" and majors:
         verdict = "escalate"
         reasons += [f"{f.rule_id} failed ({f.title}): {f.message}" for f in majors]
-    if score < env.approve.min_score:
+    if score is None:
+        changes.append(OutcomeChange(
+            kind="evidence", text="No rule could judge any evidence, so there is no readiness score; provide test "
+            "reports or checks, security scanning and the change.",
+        ))  # fmt: skip
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append("readiness unknown: no rule could judge any evidence")
+    elif score < env.approve.min_score:
         need = _smallest_fix_set(findings, set(must_fix), env.approve.min_score)
         changes.append(OutcomeChange(
             kind="score", rule_ids=need, gap=round(env.approve.min_score - score, 1),
@@ -175,11 +205,12 @@ def _judge(
             verdict = "escalate"
             reasons.append(f"readiness {score:.0f} is below min_score {env.approve.min_score:.0f}")
     if conf < env.approve.min_confidence:
-        need = _confidence_set(findings, env.approve.min_confidence)
+        need = _confidence_set(findings, part_read, env.approve.min_confidence)
+        ids = [f.rule_id for f in findings if set(f.sources) & set(need) and (f.status in ("unknown", "skipped"))]
         changes.append(OutcomeChange(
-            kind="confidence", rule_ids=need, gap=round(env.approve.min_confidence - conf, 3),
-            text=f"Confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}; make the evidence "
-                 f"for {', '.join(need) or 'the unknown rules'} available.",
+            kind="confidence", rule_ids=ids, gap=round(env.approve.min_confidence - conf, 3),
+            text=f"Confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}; make the "
+                 f"{', '.join(need) or 'missing'} evidence available.",
         ))  # fmt: skip
         if verdict == "go":
             verdict = "escalate"
@@ -204,27 +235,29 @@ def _judge(
             reasons.append(f"a deployment freeze is active{ends}: {freeze.reason}")
     if verdict == "go":
         reasons.append(
-            f"no blocker failed; risk {p:.0%} <= {env.approve.max_risk:.0%}, readiness {score:.0f} >= "
+            f"no blocker failed; risk {p:.0%} <= {env.approve.max_risk:.0%}, readiness {score or 0:.0f} >= "
             f"{env.approve.min_score:.0f}, confidence {conf:.0%} >= {env.approve.min_confidence:.0%}"
         )
     return verdict, reasons, changes
 
 
 def decide(
-    policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = ()
+    policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> Decision:
-    """Decide go / escalate / no-go for one deployment under the policy."""
+    """Decide go / escalate / no-go for one deployment under the policy (``scope``: see evaluate_rules)."""
     env = effective(policy, environment)
     ev = assessment.evidence
     if env.required_checks and not ev.checks.required:
         ev = ev.model_copy(update={"checks": ev.checks.model_copy(update={"required": list(env.required_checks)})})
         assessment = assessment.model_copy(update={"evidence": ev})
-    findings, applied = evaluate_rules(env, assessment, environment, now, waivers)
+    findings, applied = evaluate_rules(env, assessment, environment, now, waivers, scope)
     dims = dimension_scores(findings)
-    score, conf = readiness(dims), confidence(findings)
+    part_read = {name: part_read_share(ev, name) for name in ev.parts()}
+    score, conf = readiness(dims), confidence(findings, part_read)
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
-    verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze)
+    verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
     action = _ACTION[verdict]
     if policy.mode == "dry-run":
         reasons.insert(0, f"dry-run mode: gonogo would have decided {verdict} ({_ACTION[verdict]}) but approves")
@@ -232,7 +265,7 @@ def decide(
     decision = Decision(
         verdict=verdict, action=action, mode=policy.mode, environment=environment, repository=ev.repository,
         sha=ev.sha, deployment_id=ev.deployment_id, decided_at=_aware(now), readiness_score=score,
-        confidence=conf, dimensions=dims, risk=risk, findings=findings,
+        confidence=conf, evidence_read=source_shares(findings, part_read), dimensions=dims, risk=risk, findings=findings,
         blocking=[f.rule_id for f in findings if f.status == "failed" and f.severity == "blocker"],
         reasons=reasons, recommendations=_recommendations(findings), what_would_change=changes if verdict != "go" else [],
         strategy=choose_strategy(assessment, findings, risk, env),
@@ -252,12 +285,13 @@ def decide_invalid_policy(
     environment: str | None = None,
     now: datetime | None = None,
     waivers: Sequence[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> Decision:
     """Escalate (never approve) because the policy is invalid; findings come from the default pack for context."""
     items = errors.errors if isinstance(errors, PolicyError) else list(errors)
     messages = [str(e) for e in items] or ["the policy file is invalid"]
     env_name = environment or assessment.evidence.environment
-    base = decide(default_policy(), assessment, env_name, now or assessment.evidence.created_at, waivers)
+    base = decide(default_policy(), assessment, env_name, now or assessment.evidence.created_at, waivers, scope)
     reasons = [f"the policy file is invalid ({len(messages)} errors); gonogo will not approve until it is fixed"]
     reasons += [f"under the default pack it would have decided {base.verdict}"]
     change = OutcomeChange(kind="policy", text="Fix the policy file on the default branch: " + "; ".join(messages[:5]))

@@ -76,7 +76,9 @@ class Approve(_Strict):
 
     max_risk: float = Field(default=0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
     min_score: float = Field(default=80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
-    min_confidence: float = Field(default=0.8, ge=0, le=1, description="Lowest share of expected evidence available.")
+    min_confidence: float = Field(
+        default=0.7, ge=0, le=1, description="Lowest importance-weighted share of the evidence sources read (0..1)."
+    )
 
 
 class Reject(_Strict):

@@ -33,6 +33,10 @@ def _pct(x: float) -> str:
     return f"{x:.0%}" if x >= 0.1 or x == 0 else f"{x:.1%}"
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}/100"
+
+
 def _risk_label(d: Decision) -> str:
     if d.risk.source == "model":
         return f"model {d.risk.model_version or '(unversioned)'}"
@@ -50,7 +54,7 @@ def headline(d: Decision) -> str:
     else:
         lead = _BADGE[d.verdict]
     return (
-        f"{lead} · readiness {d.readiness_score:.0f}/100 · risk {_pct(d.risk.probability)} ({_risk_label(d)}) · "
+        f"{lead} · readiness {_score(d.readiness_score)} · risk {_pct(d.risk.probability)} ({_risk_label(d)}) · "
         f"confidence {_pct(d.confidence)}"
     )
 
@@ -210,7 +214,10 @@ def render_text(d: Decision) -> str:
     if other:
         lines += ["", "Other findings:"] + [f"  [{f.status}] {f.rule_id} ({f.severity}) {f.message}" for f in other]
     lines += ["", f"Strategy: {d.strategy.name} - {d.strategy.reason}"]
-    lines += [f"Risk drivers ({_risk_label(d)}):"] + [f"  - {dr.text}" for dr in d.risk.drivers[:5]]
+    if d.risk.drivers:
+        lines += [f"Risk drivers ({_risk_label(d)}):"] + [f"  - {dr.text}" for dr in d.risk.drivers[:5]]
+    else:
+        lines += [f"Risk drivers ({_risk_label(d)}): none moved the risk away from the base rate"]
     return "\n".join(lines) + "\n"
 
 
@@ -257,7 +264,7 @@ def protection_comment(d: Decision, check_run_url: str) -> str:
         verdict = f"gonogo dry-run: would be {d.verdict.upper()}, approved because the policy is in dry-run mode"
     else:
         verdict = f"gonogo: {d.verdict.upper()}"
-    facts = f" for {d.environment} (readiness {d.readiness_score:.0f}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
+    facts = f" for {d.environment} (readiness {_score(d.readiness_score)}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
     reason = f": {d.reasons[0]}" if d.reasons else ""
     link = f"\nDetails: {check_run_url}"
     if len(link) > COMMENT_LIMIT // 2:

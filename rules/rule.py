@@ -29,6 +29,16 @@ class Rule:
     # What "the repository does not use this source" means for this rule: most rules cannot
     # say anything (unknown); some are simply not applicable (skipped).
     skip_when_not_configured: bool = False
+    # Rules that only say whether a source exists (GNG-TEST-002, GNG-SEC-008) read no part but are
+    # about one: ``about`` names it for the confidence, and such rules do not count in the score, so a
+    # dimension without evidence has no score rather than the score of its missing source.
+    about: tuple[str, ...] = ()
+    scored: bool = True
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Return the evidence parts this rule needs read to say something (for the confidence)."""
+        return self.about or self.parts
 
     def evaluate(self, assessment: Assessment, threshold: float | None = None) -> RuleResult:
         """Evaluate the rule, gating on the availability of the evidence parts it reads."""

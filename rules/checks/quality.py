@@ -109,7 +109,7 @@ RULES: list[Rule] = [
         id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
         why="Without test reports gonogo cannot tell a tested change from an untested one.",
         fix="Upload JUnit/xUnit reports as a workflow artifact (e.g. actions/upload-artifact with pytest --junitxml).",
-        check=_tests_reported, parts=(), threshold=1,
+        check=_tests_reported, parts=(), about=("tests",), scored=False, threshold=1,
     ),
     Rule(
         id="GNG-TEST-003", dimension="quality", title="Ensure no tests are flaky", severity="minor",
