@@ -70,6 +70,9 @@ def evaluate_rules(
             continue
         result = rule.evaluate(assessment, threshold)
         status: FindingStatus = result.status.value
+        if result.relaxed_to is not None and not (ov and ov.severity) and not env.tests.require_reports:
+            # Weaker evidence stands in (test checks for reports): a recommendation, unless the policy insists.
+            severity = max(severity, result.relaxed_to, key=_SEVERITY_RANK.__getitem__)
         waiver = None
         if status == "failed":
             waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
@@ -77,7 +80,7 @@ def evaluate_rules(
                 status = "waived"
                 applied.append(waiver)
         findings.append(base.model_copy(update={
-            "status": status, "value": result.value, "threshold": result.threshold, "message": result.message,
+            "status": status, "severity": severity, "value": result.value, "threshold": result.threshold, "message": result.message,
             "details": result.details, "waiver": waiver,
             "sources": [name for name in rule.sources if scope is None or name in scope],
         }))  # fmt: skip

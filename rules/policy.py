@@ -174,6 +174,18 @@ class Notification(_Strict):
 StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag"]
 
 
+class TestsSettings(_Strict):
+    """What counts as test evidence."""
+
+    __test__ = False  # not a pytest class
+
+    require_reports: bool = Field(
+        default=False,
+        description="Keep GNG-TEST-002 at its severity when only test checks (no uploaded test reports) show the "
+        "tests passed; by default it then becomes a minor recommendation.",
+    )
+
+
 class EnvironmentPolicy(_Strict):
     """Settings for one environment (or ``"*"``, the fallback)."""
 
@@ -184,6 +196,7 @@ class EnvironmentPolicy(_Strict):
     freeze: list[FreezeWindow] = Field(default_factory=list)
     strategy: StrategyChoice = Field(default="auto", description="Force a rollout strategy, or auto to choose from risk.")
     required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
+    tests: TestsSettings = Field(default_factory=lambda: TestsSettings())
     notifications: list[Notification] = Field(default_factory=list)
 
     def override(self, rule_id: str) -> RuleOverride | None:

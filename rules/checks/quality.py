@@ -5,6 +5,7 @@ from __future__ import annotations
 from rules.rule import Rule, at_least, at_most, failed, passed, skipped, unknown
 from rules.types import RuleResult
 from scorer.assessment import Assessment
+from scorer.completeness import stand_in_test_checks
 from scorer.evidence import Availability
 
 # Our own check run must not judge itself.
@@ -14,6 +15,10 @@ _MAX_DETAILS = 10
 
 def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
+    if t.availability == Availability.UNAVAILABLE:
+        return unknown(f"tests evidence unavailable: {t.reason}", limit)
+    if t.availability == Availability.NOT_CONFIGURED:
+        return _tests_from_checks(a, limit)
     bad = t.failed + t.errored
     details = [
         f"{c.classname + '.' if c.classname else ''}{c.name}" + (f" ({c.file}:{c.line})" if c.file and c.line else "")
@@ -22,11 +27,35 @@ def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
     return at_most(bad, limit, "failing tests", details=details)
 
 
+def _tests_from_checks(a: Assessment, limit: float | None) -> RuleResult:
+    """Judge the tests by the checks that run them when no report was uploaded (counts unknown)."""
+    stand_in = stand_in_test_checks(a.evidence)
+    if stand_in is None:
+        return skipped(f"no test reports and no test checks ({a.evidence.tests.reason})", limit)
+    if stand_in.failed:
+        names = [f"{c.name}: {c.conclusion}" for c in stand_in.failed]
+        return failed(f"test checks failed: {', '.join(names[:3])} (no test reports, counts unknown)",
+                      value=len(stand_in.failed), threshold=limit, details=names[:_MAX_DETAILS])  # fmt: skip
+    if stand_in.pending:
+        return unknown(f"test checks not finished: {', '.join(c.name for c in stand_in.pending[:5])}", limit)
+    listed = ", ".join(c.name for c in stand_in.passed[:5])
+    more = f" and {len(stand_in.passed) - 5} more" if len(stand_in.passed) > 5 else ""
+    return passed(f"tests passed, counts unknown: no test reports, test checks {listed}{more} succeeded", 0, limit)
+
+
 def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
     if t.availability == Availability.UNAVAILABLE:
         return unknown(f"test reports could not be read: {t.reason}", limit)
     if t.availability == Availability.NOT_CONFIGURED:
+        stand_in = stand_in_test_checks(a.evidence)
+        if stand_in is not None:
+            result = failed(
+                f"no test reports; the test checks ({', '.join(stand_in.names[:3])}) say whether tests passed "
+                "but not how many ran", value=0, threshold=limit,
+            )  # fmt: skip
+            result.relaxed_to = "minor"
+            return result
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
     return at_least(t.total, limit, "tests reported")
 
@@ -103,7 +132,7 @@ RULES: list[Rule] = [
         id="GNG-TEST-001", dimension="quality", title="Ensure all tests pass", severity="blocker",
         why="A failing test is a known defect or a broken contract; shipping it turns a red build into an incident.",
         fix="Fix the failing tests listed in the annotations, or fix the code they exercise, and re-run the workflow.",
-        check=_all_tests_pass, parts=("tests",), threshold=0, skip_when_not_configured=True,
+        check=_all_tests_pass, parts=(), about=("tests",), threshold=0,
     ),
     Rule(
         id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
