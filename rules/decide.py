@@ -27,17 +27,20 @@ from rules.types import (
     OutcomeChange,
     Recommendation,
     ReviewerSet,
+    RuleResult,
+    RuleStatus,
     Verdict,
     Waiver,
 )
 from scorer.assessment import Assessment, RiskEstimate
-from scorer.completeness import part_read_share
+from scorer.completeness import first_deployment, part_read_share
 from scorer.heuristic import estimate_risk
 
 log = logging.getLogger(__name__)
 
 _ACTION: dict[Verdict, Action] = {"go": "approve", "no-go": "reject", "escalate": "escalate"}
 _SEVERITY_RANK = {"blocker": 0, "major": 1, "minor": 2}
+NO_HISTORY = "no history yet"
 
 
 def _aware(now: datetime) -> datetime:
@@ -53,10 +56,14 @@ def evaluate_rules(
     ``scope`` names the evidence parts this kind of assessment can read at all (offline: the artifact
     parts); rules about other parts do not count in the confidence.
     """
-    sha = assessment.evidence.sha
+    ev = assessment.evidence
+    sha = ev.sha
     active = list(waivers)
     findings: list[Finding] = []
     applied: list[Waiver] = []
+    # On the first deployment to an environment there may be no earlier release to measure the change
+    # against; that is missing history, not missing evidence, so it neither escalates nor lowers confidence.
+    no_base = first_deployment(ev) and not ev.change.ok
     for rule in CATALOG:
         ov = env.override(rule.id)
         severity = ov.severity if ov and ov.severity else rule.severity
@@ -68,7 +75,12 @@ def evaluate_rules(
         if ov is not None and not ov.enabled:
             findings.append(base.model_copy(update={"message": "turned off by the policy"}))
             continue
-        result = rule.evaluate(assessment, threshold)
+        sources = [name for name in rule.sources if scope is None or name in scope]
+        if no_base and "change" in rule.parts:
+            result = RuleResult(status=RuleStatus.SKIPPED, threshold=threshold, message=f"{NO_HISTORY}: {ev.change.reason}")
+            sources = [name for name in sources if name != "change"]
+        else:
+            result = rule.evaluate(assessment, threshold)
         status: FindingStatus = result.status.value
         if result.relaxed_to is not None and not (ov and ov.severity) and not env.tests.require_reports:
             # Weaker evidence stands in (test checks for reports): a recommendation, unless the policy insists.
@@ -81,8 +93,7 @@ def evaluate_rules(
                 applied.append(waiver)
         findings.append(base.model_copy(update={
             "status": status, "severity": severity, "value": result.value, "threshold": result.threshold, "message": result.message,
-            "details": result.details, "waiver": waiver,
-            "sources": [name for name in rule.sources if scope is None or name in scope],
+            "details": result.details, "waiver": waiver, "sources": sources,
         }))  # fmt: skip
     return findings, applied
 
@@ -261,6 +272,11 @@ def decide(
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
+    if first_deployment(ev):
+        reasons.append(
+            f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "
+            "to compare with; decided on the evidence alone"
+        )
     action = _ACTION[verdict]
     if policy.mode == "dry-run":
         reasons.insert(0, f"dry-run mode: gonogo would have decided {verdict} ({_ACTION[verdict]}) but approves")

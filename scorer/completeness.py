@@ -79,3 +79,9 @@ def part_read_share(evidence: Evidence, name: str) -> float:
         if stand_in is not None and not stand_in.pending:
             return TEST_CHECKS_SHARE
     return 0.0
+
+
+def first_deployment(evidence: Evidence) -> bool:
+    """Return whether gonogo's history was read and holds no earlier deployment or outcome for the environment."""
+    op = evidence.operational
+    return op.ok and op.hours_since_last_deploy is None and op.env_failure_rate_30d is None and not op.deploys_last_24h
