@@ -8,9 +8,14 @@ BIN := $(VENV)/bin
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "Creating the virtualenv $(VENV) ..."
 	$(PYTHON) -m venv $(VENV)
+	@echo "Upgrading pip ..."
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "Installing gonogo and its dependencies (scikit-learn, pandas, SQLAlchemy, ...) into $(VENV);"
+	@echo "the first time this downloads about 150 MB and takes a couple of minutes ..."
+	$(BIN)/pip install -e '.[dev]'
+	@echo "Installed: $(BIN)/gonogo"
 	touch $@
 
 demo: install

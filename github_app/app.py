@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from github_app import db, inbox
+from github_app import api, db, inbox
 from github_app import metrics as gauges
 from github_app.background import Background
 from github_app.dashboard import dashboard
@@ -133,6 +133,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/dashboard", dashboard),
+            *api.routes(),
         ],
         lifespan=lifespan,
     )

@@ -34,7 +34,7 @@ ADVISORY_LOCK_KEY = 0x676F6E6F676F  # "gonogo"
 
 KINDS = (
     "evaluation", "decision", "status_report", "review_attempt", "waiver", "override", "notification", "answer",
-    "reminder",
+    "reminder", "lifecycle",
 )  # fmt: skip
 EXPORT_FIELDS = ("seq", "created_at", "kind", "repository", "deployment_key", "actor", "data", "prev_hash", "hash")
 

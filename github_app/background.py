@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from github_app import inbox, notify
 from github_app.features.escalation import sweep, sweep_forever
+from github_app.features.gate import recover_stuck
 from github_app.routing import Context, Router
 from github_app.worker import WorkerPool
 
@@ -33,7 +34,7 @@ class Background:
         self.ctx = ctx
         self.pool = WorkerPool(ctx, router, workers)
         self.outbox = notify.OutboxDispatcher(ctx.engine)
-        ctx.services["outbox"] = self.outbox
+        ctx.outbox = self.outbox
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -79,6 +80,7 @@ class Background:
             await self.pool.run_until_idle(timeout)
             try:
                 await sweep(self.ctx)
+                await recover_stuck(self.ctx)
             except Exception:  # one bad round must not fail the batch; it is logged
                 log.exception("escalation.sweep_failed")
             while await self.outbox.step():

@@ -287,6 +287,7 @@ def _register_commands() -> None:
         audit.audit, waivers.waivers, deployments.deployments,
     ):
         cli.add_command(command)
+    cli.add_command(__import__("github_app.commands.report", fromlist=["report"]).report)
 
 
 _register_commands()

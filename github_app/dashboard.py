@@ -45,7 +45,8 @@ th{background:#f6f8fa}td.num{text-align:right}.muted{color:#656d76}
 """
 
 
-def _token_matches(header: str, token: Secret) -> bool:
+def token_matches(header: str, token: Secret) -> bool:
+    """Whether an Authorization header (Bearer, or Basic with the token as password) carries the token."""
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
@@ -102,6 +103,7 @@ def gather(engine: Engine, snapshot_args: tuple[Any, ...]) -> dict[str, Any]:
         "waiting": [d for d in views.list_deployments(engine, state="escalated", limit=200) if d["answer"] is None],
         "recent": views.list_deployments(engine, limit=50),
         "incidents": _recent_incidents(engine),
+        "failed": views.list_deployments(engine, state="failed", limit=50),
         "queues": metrics.take(engine, *snapshot_args),
     }
 
@@ -117,6 +119,16 @@ def render(data: dict[str, Any], now: datetime) -> str:
         ]) + "</tr>"
         for o in data["incidents"]
     ]  # fmt: skip
+    # a deployment gonogo gave up evaluating waits on GitHub until someone retries its delivery
+    incidents = [
+        "<tr>" + "".join([
+            _cell(f"{d['repository']}#{d['run_id']} → {d['environment']}"), _cell(d["sha"][:7]),
+            _cell("gate failed", "no-go"), _cell(f"delivery {d['failure']['delivery']}"),
+            _cell(f"{d['failure']['error']} (fix, then `{d['failure']['retry']}`)"),
+            _cell(views.age(d["failure"]["failed_at"] or d["created_at"], now), "num"),
+        ]) + "</tr>"
+        for d in data.get("failed", [])
+    ] + incidents  # fmt: skip
     q: metrics.Snapshot = data["queues"]
     queue_rows = [f"<tr>{_cell(state)}{_cell(n, 'num')}</tr>" for state, n in q.deliveries.items()]
     queue_rows.append(f"<tr>{_cell('longest wait of a due delivery')}{_cell(f'{q.oldest_due_seconds:.0f} s', 'num')}</tr>")
@@ -143,7 +155,7 @@ async def dashboard(request: Request) -> Response:
     if token is None:
         return JSONResponse({"error": "The dashboard is off: set GONOGO_DASHBOARD_TOKEN to turn it on."}, 404)
     given = request.headers.get("authorization", "")
-    if not _token_matches(given, token):
+    if not token_matches(given, token):
         if given:  # a browser's first visit carries no credentials; a wrong password is worth recording
             request.state.endpoint.rejected["dashboard_bad_token"] += 1
             log.warning("dashboard.rejected", extra={"client": request.client.host if request.client else None})

@@ -462,7 +462,7 @@ def build_security(
     if artifacts is not None:
         for name, avail in artifacts.security.sources.items():
             sources[name] = avail
-        if artifacts.security.ok:
+        if artifacts.security.has_data:
             provenance.extend(artifacts.security.provenance)
             for f in artifacts.security_findings:
                 if f.key in seen:
@@ -475,8 +475,13 @@ def build_security(
                 counts[sev] += n
     any_ok = any(a is Availability.OK for a in sources.values())
     unavailable = [n for n, a in sources.items() if a is Availability.UNAVAILABLE]
+    refused = list(artifacts.security.refused) if artifacts is not None else []
+    if artifacts is not None and refused:
+        reasons.append(artifacts.security.reason)
     if unavailable:
         availability, reason = Availability.UNAVAILABLE, "; ".join(reasons) or f"{', '.join(unavailable)} unreadable"
+    elif refused or any(a is Availability.INCOMPLETE for a in sources.values()):
+        availability, reason = Availability.INCOMPLETE, "; ".join(reasons)
     elif any_ok:
         availability, reason = Availability.OK, "; ".join(reasons) if reasons else "all security sources read"
     else:
@@ -485,6 +490,7 @@ def build_security(
     return SecurityPart(
         availability=availability, reason=reason, findings=findings[: limits.max_findings],
         counts={k: v for k, v in counts.items() if v > 0}, secrets_open=secrets, sources=sources, provenance=provenance,
+        refused=refused,
     )  # fmt: skip
 
 
@@ -526,6 +532,7 @@ async def collect_change(
         for c in cmp.commits
     )
     main_author = authors.most_common(1)[0][0] if authors else None
+    commit_times = [when for c in cmp.commits if (when := _commit_time(c)) is not None]
     experience = None
     if main_author and main_author != "unknown":
         try:
@@ -544,10 +551,26 @@ async def collect_change(
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
+        first_commit_at=min(commit_times) if commit_times else None,
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:300]],
         provenance=[Provenance(source="github.compare", url=cmp.html_url)],
     )  # fmt: skip
+
+
+def _commit_time(c: Any) -> datetime | None:
+    """When a compared commit was committed (its author date if the committer has none)."""
+    for who in (c.commit.committer, c.commit.author):
+        moment = getattr(who, "date", None) if who is not None else None
+        if isinstance(moment, datetime):
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if isinstance(moment, str) and moment:
+            try:
+                parsed_time = datetime.fromisoformat(moment)
+            except ValueError:
+                continue
+            return parsed_time if parsed_time.tzinfo else parsed_time.replace(tzinfo=UTC)
+    return None
 
 
 def _hotspots(engine: Engine, t: Target, paths: set[str]) -> set[str]:
@@ -785,6 +808,8 @@ async def collect(
         deployment_id=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
         created_at=t.created_at, checks=checks, tests=tests, coverage=coverage, security=security,
         performance=performance, change=change, operational=history.operational,
+        not_understood=artifacts.not_understood if artifacts is not None else [],
+        not_understood_total=artifacts.not_understood_total if artifacts is not None else 0,
     )  # fmt: skip
     new_baseline: dict[str, Any] = {}
     if coverage.ok and coverage.line_rate is not None:

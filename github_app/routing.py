@@ -5,11 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
 
 from github_app.settings import Settings
+
+if TYPE_CHECKING:
+    from github_app.github import GitHubClients
+    from scorer.assessment import RiskEstimate
+    from scorer.evidence import Evidence
+
+
+class RiskEstimator(Protocol):
+    """The active risk model, as the gate uses it."""
+
+    def estimate(self, evidence: Evidence) -> RiskEstimate | None: ...
+
+
+class Waker(Protocol):
+    """Something that works through stored jobs and can be told there is new work (the notification outbox)."""
+
+    def wake(self) -> None: ...
 
 
 class PermanentError(Exception):
@@ -49,11 +66,29 @@ class Event:
 
 @dataclass
 class Context:
-    """Resources a handler may use, built once in the lifespan and passed in."""
+    """Resources a handler may use, built once in the lifespan and passed in.
+
+    The collaborators of the deployment lifecycle are typed fields; ``services`` holds the rest. Given
+    only ``services`` (as the composition code does), the typed fields are taken from it once, here.
+    """
 
     settings: Settings
     engine: Engine
     services: dict[str, Any] = field(default_factory=dict)
+    github: GitHubClients | None = None
+    risk: RiskEstimator | None = None
+    outbox: Waker | None = None
+
+    def __post_init__(self) -> None:
+        self.github = self.github or self.services.get("github")
+        self.risk = self.risk or self.services.get("risk")
+        self.outbox = self.outbox or self.services.get("outbox")
+
+    def github_clients(self) -> GitHubClients:
+        """The GitHub client factory; a clear permanent error in a process configured without one."""
+        if self.github is None:
+            raise PermanentError("GitHub is not configured in this process: set GONOGO_APP_ID and GONOGO_PRIVATE_KEY")
+        return self.github
 
     def service(self, name: str) -> Any:
         try:

@@ -151,13 +151,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
-        """Read settings from ``env`` (default ``os.environ``); raise SettingsError on a bad value."""
+        """Read settings from ``env`` (default ``os.environ``); raise SettingsError on a bad value.
+
+        ``require_github=False`` is for commands that only read or migrate the database: they need
+        neither the App's id and key nor the webhook secret.
+        """
         env = os.environ if env is None else env
         for name, meant in sorted(misspelt_variables(env).items()):
             log.warning("settings.unknown_variable", extra={"variable": name, "did_you_mean": meant})
         demo = _bool(env, "GONOGO_DEMO")
         secret = env.get("GONOGO_WEBHOOK_SECRET", "")
-        if not secret and not demo:
+        if not secret and not demo and require_github:
             raise _missing("GONOGO_WEBHOOK_SECRET")
         app_id = env.get("GONOGO_APP_ID", "").strip() or None
         key_text = env.get("GONOGO_PRIVATE_KEY", "")

@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from github_app.db.models import DecisionRecord, Deployment, Outcome, Review
+from github_app.db.models import DecisionRecord, Delivery, Deployment, Outcome, Review
 
-STATES = ("evaluating", "escalated", "answered", "expired")
+# "failed" is not a state of the row: it is an evaluating deployment whose delivery went dead
+STATES = ("evaluating", "escalated", "answered", "expired", "failed")
+DEAD_DELIVERIES_READ = 1000  # dead deliveries wait for a person; more than this many is a backlog to fix first
+
+
+def dead_gate_deliveries(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
+    """Map (callback URL, environment) to the newest dead protection-rule delivery of that deployment.
+
+    A delivery goes dead when gonogo gave up on it (a permanent error, or too many failed attempts);
+    its deployment then stays "evaluating" for good unless someone fixes the cause and retries it.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Delivery.id, Delivery.delivery_id, Delivery.payload, Delivery.last_error, Delivery.completed_at)
+            .where(Delivery.state == "dead", Delivery.event == "deployment_protection_rule")
+            .order_by(Delivery.id.desc()).limit(DEAD_DELIVERIES_READ)
+        ).all()  # fmt: skip
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        try:
+            payload = json.loads(r.payload)
+            key = (str(payload["deployment_callback_url"]), str(payload["environment"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a payload that names no deployment has no deployment row either
+        error = (r.last_error or "unknown error").strip().splitlines()[0]
+        found.setdefault(key, {"delivery": r.id, "delivery_id": r.delivery_id, "error": error,
+                               "failed_at": r.completed_at, "retry": f"gonogo deliveries retry {r.id}"})
+    return found
+
+
+def _failure(dead: dict[tuple[str, str], dict[str, Any]], state: str, has_decision: bool, callback_url: str | None,
+             environment: str) -> dict[str, Any] | None:
+    if state != "evaluating" or has_decision or not callback_url:
+        return None
+    return dead.get((callback_url, environment))
 
 
 def age(moment: datetime | None, now: datetime) -> str:
@@ -32,7 +67,7 @@ def list_deployments(
         select(
             Deployment.key, Deployment.repository, Deployment.environment, Deployment.run_id, Deployment.sha,
             Deployment.state, Deployment.answer, Deployment.created_at, Deployment.answered_at,
-            DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.readiness_score, DecisionRecord.risk,
+            Deployment.callback_url, DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.readiness_score, DecisionRecord.risk,
             DecisionRecord.confidence, DecisionRecord.data["reviewers"].label("reviewers"),
             DecisionRecord.data[("strategy", "name")].label("strategy"),
         )
@@ -41,19 +76,23 @@ def list_deployments(
         .limit(limit)
     )  # fmt: skip
     if state:
-        stmt = stmt.where(Deployment.state == state)
+        stmt = stmt.where(Deployment.state == ("evaluating" if state == "failed" else state))
     if repository:
         stmt = stmt.where(Deployment.repository == repository)
     if environment:
         stmt = stmt.where(Deployment.environment == environment)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
+    dead = dead_gate_deliveries(engine) if any(r.state == "evaluating" for r in rows) else {}
     out = []
     for r in rows:
         reviewers = r.reviewers if isinstance(r.reviewers, dict) else {}
+        failure = _failure(dead, r.state, r.verdict is not None, r.callback_url, r.environment)
+        if state in ("evaluating", "failed") and (failure is not None) != (state == "failed"):
+            continue
         out.append({
             "key": r.key, "repository": r.repository, "environment": r.environment, "run_id": r.run_id, "sha": r.sha,
-            "state": r.state, "answer": r.answer, "created_at": r.created_at, "answered_at": r.answered_at,
+            "state": "failed" if failure else r.state, "failure": failure, "answer": r.answer, "created_at": r.created_at, "answered_at": r.answered_at,
             "verdict": r.verdict, "action": r.action, "readiness_score": r.readiness_score, "risk": r.risk,
             "confidence": r.confidence, "strategy": r.strategy,
             "reviewers": [*reviewers.get("users", []), *(f"@{t}" for t in reviewers.get("teams", []))],
@@ -87,9 +126,11 @@ def deployment_detail(engine: Engine, row: Deployment) -> dict[str, Any]:
                    Outcome.sha == row.sha)
             .order_by(Outcome.observed_at)
         ).all()  # fmt: skip
+    failure = _failure(dead_gate_deliveries(engine), row.state, decision is not None, row.callback_url, row.environment)
     return {
         "key": row.key, "repository": row.repository, "environment": row.environment, "sha": row.sha,
-        "ref": row.ref, "run_id": row.run_id, "creator": row.creator, "state": row.state, "answer": row.answer,
+        "ref": row.ref, "run_id": row.run_id, "creator": row.creator, "state": "failed" if failure else row.state,
+        "failure": failure, "answer": row.answer,
         "answer_comment": row.answer_comment, "created_at": row.created_at, "answered_at": row.answered_at,
         "decision": decision,
         "reviews": [r._asdict() for r in reviews],

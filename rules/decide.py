@@ -34,6 +34,7 @@ from rules.types import (
 )
 from scorer.assessment import Assessment, RiskEstimate
 from scorer.completeness import first_deployment, part_read_share
+from scorer.evidence import Evidence
 from scorer.heuristic import estimate_risk
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,20 @@ def _judge(
     return verdict, reasons, changes
 
 
+def _refuse_go_on_refused_files(ev: Evidence, reasons: list[str], changes: list[OutcomeChange]) -> None:
+    """Explain that report files gonogo refused stand between this deployment and a go."""
+    refused = ev.refused
+    if not refused:
+        return
+    names = ", ".join(r.path for r in refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+    changes.append(OutcomeChange(
+        kind="evidence",
+        text=f"Fix or remove the report file(s) gonogo could not read ({names}) and re-run: "
+             "a report that cannot be read counts as missing evidence.",
+    ))  # fmt: skip
+    reasons.append(f"{len(refused)} report file(s) could not be read ({names}): missing evidence never approves")
+
+
 def decide(
     policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = (),
     scope: Collection[str] | None = None,
@@ -272,6 +287,9 @@ def decide(
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
+    _refuse_go_on_refused_files(ev, reasons, changes)
+    if verdict == "go" and ev.refused:
+        verdict = "escalate"
     if first_deployment(ev):
         reasons.append(
             f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "

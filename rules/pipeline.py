@@ -58,4 +58,5 @@ def evidence_from_artifacts(
         checks=ChecksPart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (check runs)"),
         change=ChangePart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (compare)"),
         operational=OperationalPart(availability=Availability.NOT_CONFIGURED, reason=f"{offline} (deployment history)"),
+        not_understood=results.not_understood, not_understood_total=results.not_understood_total,
     )  # fmt: skip

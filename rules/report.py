@@ -63,6 +63,29 @@ def _finding_line(f: Finding) -> str:
     return f"**{f.rule_id}** {f.title}: {_cell(f.message)}"
 
 
+_MAX_FILES_LISTED = 20
+
+
+def refused_lines(d: Decision) -> list[str]:
+    """Return one line per report file gonogo refused: the file, the format it was taken for, and why."""
+    refused = d.evidence.refused
+    out = [f"{r.path} ({r.kind}): {r.reason}" if r.path not in r.reason else f"{r.reason} ({r.kind})"
+           for r in refused[:_MAX_FILES_LISTED]]  # fmt: skip
+    if len(refused) > _MAX_FILES_LISTED:
+        out.append(f"… and {len(refused) - _MAX_FILES_LISTED} more refused files")
+    return out
+
+
+def not_understood_lines(d: Decision) -> list[str]:
+    """Return one line per file in the artifacts that no parser reads (capped), plus how many more."""
+    ev = d.evidence
+    out = [f"{f.path}: {f.detail}" for f in ev.not_understood[:_MAX_FILES_LISTED]]
+    more = max(ev.not_understood_total, len(ev.not_understood)) - len(out)
+    if more > 0:
+        out.append(f"… and {more} more files not understood")
+    return out
+
+
 def _head(d: Decision) -> list[str]:
     out = [f"## {headline(d)}", ""]
     out += [f"- {_cell(r)}" for r in d.reasons[:_MAX_BLOCKING]] + [""]
@@ -70,6 +93,10 @@ def _head(d: Decision) -> list[str]:
         out += ["### Policy errors", ""] + [f"- `{_cell(e)}`" for e in d.policy_errors[:50]] + [""]
     if d.freeze:
         out += [f"> **Deployment freeze:** {_cell(d.freeze.reason)}", ""]
+    refused = refused_lines(d)
+    if refused:
+        out += ["### Report files that could not be read (missing evidence, never approved)", ""]
+        out += [f"- `{_cell(line)}`" for line in refused] + [""]
     out += ["### Dimensions", "", "| Dimension | Score | Passed | Failed | Unknown | Skipped | Waived |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, dim in d.dimensions.items():
         score = "n/a" if dim.score is None else f"{dim.score:.0f}"
@@ -185,6 +212,9 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
         (f"Passed and skipped rules ({len(rest)})", header, _findings_rows(rest), "passed and skipped rules"),
         ("Evidence provenance", ["| Part | Availability | Reason | Sources |", "|---|---|---|---|"], _provenance_rows(d),
          "evidence provenance"),
+        (f"Files not understood ({max(d.evidence.not_understood_total, len(d.evidence.not_understood))})",
+         ["Files in the artifacts that no gonogo parser reads; see docs/artifacts.md.", ""],
+         [f"- `{_cell(line)}`" for line in not_understood_lines(d)], "files not understood"),
     ]  # fmt: skip
     for summary, hdr, rows, label in plan:
         if not rows:
@@ -213,6 +243,12 @@ def render_text(d: Decision) -> str:
     other = [f for f in d.findings if f.status in ("failed", "unknown", "waived") and f.rule_id not in d.blocking]
     if other:
         lines += ["", "Other findings:"] + [f"  [{f.status}] {f.rule_id} ({f.severity}) {f.message}" for f in other]
+    refused = refused_lines(d)
+    if refused:
+        lines += ["", "Report files that could not be read (missing evidence):"] + [f"  - {line}" for line in refused]
+    unread = not_understood_lines(d)
+    if unread:
+        lines += ["", "Files not understood (no gonogo parser reads them):"] + [f"  - {line}" for line in unread]
     lines += ["", f"Strategy: {d.strategy.name} - {d.strategy.reason}"]
     if d.risk.drivers:
         lines += [f"Risk drivers ({_risk_label(d)}):"] + [f"  - {dr.text}" for dr in d.risk.drivers[:5]]
@@ -228,7 +264,7 @@ def annotations(d: Decision) -> list[dict[str, Any]]:
     """Return GitHub check-run annotations for failing tests and security findings that have a path and line."""
     out: list[dict[str, Any]] = []
     ev = d.evidence
-    if ev.tests.ok:
+    if ev.tests.has_data:
         for case in ev.tests.failures:
             if not case.file or not case.line:
                 continue
@@ -238,7 +274,7 @@ def annotations(d: Decision) -> list[dict[str, Any]]:
                 "title": _clip(f"Test {case.outcome}: {name}", _MAX_TITLE),
                 "message": _clip(case.message or f"{name} {case.outcome}", 60_000),
             })  # fmt: skip
-    if ev.security.ok:
+    if ev.security.has_data:
         rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "note": 4}
         for f in sorted(ev.security.findings, key=lambda f: rank[f.severity]):
             if not f.path or not f.line:

@@ -40,14 +40,27 @@ class Rule:
         """Return the evidence parts this rule needs read to say something (for the confidence)."""
         return self.about or self.parts
 
+    # Whether a failure seen in part of the evidence stands when the rest was refused: true for rules
+    # that count bad things (failing tests, findings), which more evidence can only add to. Any other
+    # result on incomplete evidence is unknown.
+    failure_stands_on_partial: bool = False
+    # A weaker stand-in to judge by when a part is not configured (test checks for missing test reports).
+    when_not_configured: Check | None = None
+
     def evaluate(self, assessment: Assessment, threshold: float | None = None) -> RuleResult:
         """Evaluate the rule, gating on the availability of the evidence parts it reads."""
         limit = self.threshold if threshold is None else threshold
         parts = assessment.evidence.parts()
+        incomplete: list[str] = []
         for name in self.parts:
             part = parts[name]
             if part.availability == Availability.OK:
                 continue
+            if part.availability == Availability.INCOMPLETE:
+                incomplete.append(name)
+                continue
+            if part.availability == Availability.NOT_CONFIGURED and self.when_not_configured is not None:
+                return self.when_not_configured(assessment, limit)
             if part.availability == Availability.NOT_CONFIGURED and self.skip_when_not_configured:
                 return RuleResult(
                     status=RuleStatus.SKIPPED, threshold=limit, message=f"{name} not configured: {part.reason}"
@@ -57,7 +70,21 @@ class Rule:
                 threshold=limit,
                 message=f"{name} evidence {part.availability}: {part.reason}",
             )
-        return self.check(assessment, limit)
+        result = self.check(assessment, limit)
+        if not incomplete or (result.status == RuleStatus.SKIPPED and limit is None):
+            return result
+        refused = "; ".join(
+            f"{r.path} ({r.reason})" if r.path not in r.reason else r.reason
+            for name in incomplete for r in parts[name].refused[:3]
+        )  # fmt: skip
+        if result.status == RuleStatus.FAILED and self.failure_stands_on_partial:
+            return result.model_copy(update={
+                "message": f"{result.message} (at least: {', '.join(incomplete)} evidence is incomplete, refused {refused})"})
+        return RuleResult(
+            status=RuleStatus.UNKNOWN, value=result.value, threshold=limit,
+            message=f"{', '.join(incomplete)} evidence incomplete, refused {refused}; "
+                    f"what was read says: {result.message}",
+        )  # fmt: skip
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -14,6 +14,8 @@ from scorer.evidence import Availability, CheckResult, Evidence
 
 # Share of the tests source credited when only test checks, no reports, were read.
 TEST_CHECKS_SHARE = 0.5
+# Share of a source credited when some of its files were refused and it does not count the rest.
+INCOMPLETE_SHARE = 0.5
 _OWN_CHECK = "gonogo"
 # Words that name a test run in check names; matched as whole words, case-insensitively.
 _TEST_WORDS = re.compile(
@@ -74,6 +76,11 @@ def part_read_share(evidence: Evidence, name: str) -> float:
     part = evidence.parts()[name]
     if part.ok:
         return 1.0
+    if part.availability is Availability.INCOMPLETE:
+        # Some files read, others refused: the share read, where the part counts its files, else half.
+        read = evidence.tests.files if name == "tests" else 0
+        refused = len(part.refused)
+        return round(read / (read + refused), 3) if read and refused else INCOMPLETE_SHARE
     if name == "tests":
         stand_in = stand_in_test_checks(evidence)
         if stand_in is not None and not stand_in.pending:

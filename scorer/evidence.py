@@ -1,7 +1,8 @@
 """The evidence model: everything gonogo knows about one deployment, with where it came from.
 
-Every part carries its availability (``ok``, ``not_configured``, ``unavailable``) and the reason,
-so a missing source is never mistaken for a clean one. ``Evidence`` round-trips through JSON
+Every part carries its availability (``ok``, ``incomplete``, ``not_configured``, ``unavailable``)
+and the reason, so a missing source is never mistaken for a clean one. A part fed by report files
+also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself. ``Evidence`` round-trips through JSON
 losslessly and flattens to the deployment-history columns of DESIGN.md section 3.
 """
 
@@ -21,6 +22,8 @@ class Availability(StrEnum):
     OK = "ok"
     NOT_CONFIGURED = "not_configured"  # the repository does not use this source
     UNAVAILABLE = "unavailable"  # it exists but could not be read (error, timeout, too large)
+    # some of its files were read and others refused: what was read is only part of the evidence
+    INCOMPLETE = "incomplete"
 
 
 class _Model(BaseModel):
@@ -35,16 +38,43 @@ class Provenance(_Model):
     url: str | None = None
 
 
+class RefusedFile(_Model):
+    """A file that looked like a report (by content or name) but could not be read completely."""
+
+    path: str  # artifact-relative path, e.g. "test-results.zip/junit/TEST-api.xml"
+    kind: str  # the report kind it was taken for (junit, sarif, ...), or "unknown" when it could not be opened to tell
+    reason: str  # one line: why it was refused and what to do
+
+
+class NotUnderstoodFile(_Model):
+    """A file present in the artifacts that no parser reads: listed so nothing is dropped without a word."""
+
+    path: str
+    detail: str  # what it looks like: "JSON document", "XML document <foo>", "text", "binary"
+
+
 class Part(_Model):
     """Base for one evidence source."""
 
     availability: Availability = Availability.UNAVAILABLE
     reason: str = "not collected"
     provenance: list[Provenance] = Field(default_factory=list)
+    refused: list[RefusedFile] = Field(default_factory=list)  # report files of this source that were refused
 
     @property
     def ok(self) -> bool:
+        """Whether the source was read completely."""
         return self.availability is Availability.OK
+
+    @property
+    def has_data(self) -> bool:
+        """Whether some of the source was read (completely or not): its values are at least a lower bound."""
+        return self.availability in (Availability.OK, Availability.INCOMPLETE)
+
+    @property
+    def complete(self) -> bool:
+        """Whether nothing of this source was refused."""
+        return self.availability is not Availability.INCOMPLETE and not self.refused
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -215,6 +245,8 @@ class ChangePart(Part):
     authors: int | None = None
     author_experience: int | None = None
     has_migration: bool | None = None
+    # the oldest commit of the change (committer date): where DORA's lead time for changes starts
+    first_commit_at: datetime | None = None
     hotspots: list[str] = Field(default_factory=list)
     files: list[ChangedFile] = Field(default_factory=list)  # capped
 
@@ -253,9 +285,28 @@ class Evidence(_Model):
     performance: PerformancePart = Field(default_factory=PerformancePart)
     change: ChangePart = Field(default_factory=ChangePart)
     operational: OperationalPart = Field(default_factory=OperationalPart)
+    not_understood: list[NotUnderstoodFile] = Field(default_factory=list)  # capped; see not_understood_total
+    not_understood_total: int = 0  # files no parser reads, including those beyond the list's cap
 
     def parts(self) -> dict[str, Part]:
         return {name: getattr(self, name) for name in PART_NAMES}
+
+    @property
+    def refused(self) -> list[RefusedFile]:
+        """Every refused report file across the parts, each once (an archive may concern several parts)."""
+        seen: set[tuple[str, str]] = set()
+        out: list[RefusedFile] = []
+        for part in self.parts().values():
+            for r in part.refused:
+                if (r.path, r.reason) not in seen:
+                    seen.add((r.path, r.reason))
+                    out.append(r)
+        return out
+
+    @property
+    def complete(self) -> bool:
+        """Whether no report file was refused by any part."""
+        return all(p.complete for p in self.parts().values())
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -307,6 +358,8 @@ class Evidence(_Model):
             "weekday": op.weekday if op.weekday is not None else created.weekday(),
             "has_migration": ch.has_migration if ch.ok else None,
             "outcome": None,
+            # not a model feature (HISTORY_COLUMNS leaves it out); the insights' lead time reads it
+            "first_commit_at": ch.first_commit_at.isoformat() if ch.ok and ch.first_commit_at else None,
         }
 
 

@@ -6,8 +6,11 @@ reads the ``Evidence`` the app stored for the deployment, so what is asserted is
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from github_app.sandbox.app import ancestry
 from scorer.evidence import Availability, Evidence
 from tests.scenarios import (
     LABEL,
@@ -121,6 +124,12 @@ def test_every_source_populated_gives_the_expected_evidence(database_url: str) -
     assert ch.has_migration is True and ch.hotspots == ["api/orders.py"]
     assert 0 < (ch.entropy or 0) < 1
     assert any(pr.source == "gonogo.history" for pr in ch.provenance)
+    # where the lead time for changes starts: the oldest of the three compared commits
+    repo, _ = state.deployment(LABEL)
+    in_change = set(ancestry(repo, release.sha)) - set(ancestry(repo, c1.sha))
+    oldest = min(repo.commits[sha].date for sha in in_change)
+    assert ch.first_commit_at == datetime.fromtimestamp(oldest, UTC).replace(microsecond=0)
+    assert ev.to_history_row()["first_commit_at"] == ch.first_commit_at.isoformat()
 
     # operational: from gonogo's own history of the environment
     op = ev.operational

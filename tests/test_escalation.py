@@ -187,7 +187,11 @@ def test_a_stored_but_unsent_answer_wins_over_a_later_click(database_url):
         world.wait_decided(LABEL)
         engine = db.make_engine(database_url)
         with engine.begin() as conn:
-            conn.execute(update(Deployment).values(answer="rejected", answer_comment="Rejected by @rita: broken"))
+            # what a worker that died between storing a reviewer's answer and telling GitHub leaves behind
+            conn.execute(update(Deployment).values(
+                state="answering", answer="rejected", answer_comment="Rejected by @rita: broken",
+                lease_owner="dead-worker", lease_until=datetime.now(UTC) - timedelta(seconds=1),
+            ))  # fmt: skip
         engine.dispose()
         click(world, "rita", "approve")
         settle(world)

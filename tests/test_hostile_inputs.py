@@ -167,5 +167,7 @@ def test_garbage_never_raises() -> None:
     ]
     results = parse_artifacts(junk)
     assert results.tests.availability is Availability.UNAVAILABLE
-    assert results.coverage.ok or results.coverage.availability is Availability.UNAVAILABLE
+    # the lcov file is readable, coverage.xml is not: what was read stands, marked incomplete
+    assert results.coverage.availability is Availability.INCOMPLETE
+    assert [r.path for r in results.coverage.refused] == ["coverage.xml"]
     assert len(results.problems) >= 3

@@ -12,6 +12,7 @@ import defusedxml.ElementTree as DET
 import pytest
 from defusedxml import DefusedXmlException
 
+from scorer.evidence import Availability
 from scorer.parsers.coverage_reports import COVERAGE_PARSERS
 from scorer.parsers.junit import parse_test_report
 from scorer.parsers.limits import ArtifactRejected
@@ -268,7 +269,15 @@ def test_corpus_folder_end_to_end() -> None:
     from scorer.parsers import iter_dir_files, parse_artifacts
 
     results = parse_artifacts(iter_dir_files(ART))
-    assert results.tests.ok and results.coverage.ok and results.security.ok and results.performance.ok
+    # the corpus holds deliberately malformed reports beside good ones: every part read something,
+    # and each part that met a malformed file says so and names it
+    parts = (results.tests, results.coverage, results.security, results.performance)
+    assert all(p.has_data for p in parts)
+    for p in parts:
+        assert p.ok or (p.availability is Availability.INCOMPLETE and p.refused)
+    assert any(r.path.endswith("corrupt-xml.xml") for r in results.tests.refused)
+    assert {r.path for r in results.refused} == {r.path for p in parts for r in p.refused}
+    assert results.not_understood_total >= len(results.not_understood) > 0
     assert results.tests.total > 1000 and results.tests.files > 100
     assert any("sec1752" in p and "entity" in p for p in results.problems)
     assert all(re.match(r"^\S", p) and "\n" not in p for p in results.problems)

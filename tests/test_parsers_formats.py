@@ -102,7 +102,10 @@ def test_availability_rules() -> None:
     assert broken.coverage.availability is Availability.NOT_CONFIGURED
     mixed = parse_artifacts([ArtifactFile.from_bytes("TEST-a.xml", b"<testsuite><testcase name='t'>"),
                              ArtifactFile.from_bytes("TEST-b.xml", b"<testsuite><testcase name='t'/></testsuite>")])
-    assert mixed.tests.ok and mixed.tests.total == 1 and "1 rejected" in mixed.tests.reason
+    # a refused file beside a readable one leaves the part incomplete: its figures are only a lower bound
+    assert mixed.tests.availability is Availability.INCOMPLETE and not mixed.tests.ok and mixed.tests.total == 1
+    assert [r.path for r in mixed.tests.refused] == ["TEST-a.xml"] and "TEST-a.xml" in mixed.tests.reason
+    assert [(f.path, f.detail) for f in nothing.not_understood] == [("README.md", "text file of a format gonogo does not read")]
 
 
 def test_parts_fit_into_evidence_and_round_trip() -> None:

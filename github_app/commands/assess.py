@@ -69,6 +69,9 @@ def assess(artifacts_dir: Path, policy_file: Path | None, environment: str, fmt:
     if fmt == "json":
         data = decision.summary_dict()
         data["problems"] = results.problems
+        data["refused"] = [r.model_dump() for r in evidence.refused]
+        data["not_understood"] = [f.model_dump() for f in evidence.not_understood]
+        data["not_understood_total"] = evidence.not_understood_total
         click.echo(json.dumps(data, indent=2, default=str))
     elif fmt == "markdown":
         click.echo(check_run_markdown(decision))

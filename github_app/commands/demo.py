@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -45,6 +47,22 @@ def _dead(engine: Any) -> dict[str, str]:
         run = url.rstrip("/").split("/")[-2] if url else "?"
         out[f"{data.get('repository', {}).get('full_name')}#{run}/{data.get('environment')}"] = (error or "").splitlines()[0]
     return out
+
+
+def gonogo_command() -> str:
+    """Return how the user's shell can run this gonogo: ``gonogo`` when on PATH, else its path."""
+    exe = Path(sys.argv[0]) if Path(sys.argv[0]).name == "gonogo" else Path(sys.executable).parent / "gonogo"
+    on_path = shutil.which("gonogo")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "gonogo"
+    try:
+        return str(exe.absolute().relative_to(Path.cwd()))  # e.g. .venv/bin/gonogo, runnable as typed
+    except ValueError:
+        return str(exe.absolute())
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: servers stop, the temporary folder goes
 
 
 @click.command()
@@ -127,48 +145,70 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
                 _print_table(keys, done, state)
                 _print_calls(state)
                 if keep_running:
+                    gonogo = gonogo_command()
                     click.echo(f"\nStill running: sandbox {sandbox.url}, app {app.url}. Try:\n"
                                f"  {app.url}/dashboard in a browser (any user name, password {dashboard_password})\n"
-                               f"  curl {sandbox.url}/_sandbox/calls | head\n"
-                               f"  gonogo deployments list --database-url {database_url}\n"
-                               f"  GONOGO_DATABASE_URL={database_url} gonogo deliveries list\nCtrl-C to stop.")  # fmt: skip
+                               f"  curl -s {sandbox.url}/_sandbox/calls | head\n"
+                               f"  {gonogo} deployments list --database-url {database_url}\n"
+                               f"  GONOGO_DATABASE_URL={database_url} {gonogo} deliveries list\n"
+                               + ("" if gonogo == "gonogo" else
+                                  f"(or put gonogo on PATH first: source {Path(gonogo).parent / 'activate'})\n")
+                               + "Ctrl-C to stop.")  # fmt: skip
+                    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
                     try:
                         while True:
                             time.sleep(1)
                     except KeyboardInterrupt:
                         pass
+                    finally:
+                        signal.signal(signal.SIGTERM, previous)
                 if len(done) < len(keys):
                     raise click.ClickException(f"only {len(done)} of {len(keys)} deployments were decided in {timeout:.0f} s")
     finally:
-        if own_dir and not keep_running:
+        if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
+            if keep_running:
+                click.echo(f"Stopped; removed {folder}.")
+
+
+WHY_WIDTH = 100
+
+
+def clip(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` characters, ending with an ellipsis when something was cut."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def _print_table(keys: list[tuple[str, str, str]], done: dict[str, Any], state: Any) -> None:
     click.echo("")
-    click.echo(f"{'deployment':22} {'sha':8} {'answer':10} {'verdict':9} {'score':>5} {'risk':>5} {'conf':>5}  why")
-    for name, _key, sha in keys:
+    click.echo(f"{'deployment':22} {'environment':12} {'sha':8} {'answer':10} {'verdict':9} {'score':>5} {'risk':>5} "
+               f"{'conf':>5}  why")  # fmt: skip
+    indent = " " * 83  # under "why"
+    for name, key, sha in keys:
+        environment = clip(key.rpartition("/")[2], 12)
         d = done.get(name)
+        name = clip(name, 22)
         if d is None:
-            click.echo(f"{name:22} {sha:8} {'(pending)':10}")
+            click.echo(f"{name:22} {environment:12} {sha:8} {'(pending)':10}")
             continue
         if "error" in d:
-            click.echo(f"{name:22} {sha:8} {'-':10} {'error':9} {'':>5} {'':>5} {'':>5}  {d['error'][:110]}")
+            click.echo(f"{name:22} {environment:12} {sha:8} {'-':10} {'error':9} {'':>5} {'':>5} {'':>5}  "
+                       f"{clip(d['error'], WHY_WIDTH)}")  # fmt: skip
             continue
         data = d["data"] or {}
         reasons = data.get("reasons") or []
         answer = {"approve": "approved", "reject": "rejected"}.get(d["action"], "waiting")
         colour = {"approved": "green", "rejected": "red"}.get(answer, "yellow")
         click.echo(
-            f"{name:22} {sha:8} " + click.style(f"{answer:10}", fg=colour)
+            f"{name:22} {environment:12} {sha:8} " + click.style(f"{answer:10}", fg=colour)
             + f" {d['verdict']:9} {d['readiness_score'] or 0:5.0f} {100 * (d['risk'] or 0):4.0f}% "
-            f"{100 * (d['confidence'] or 0):4.0f}%  {(reasons[0] if reasons else '')[:110]}"
+            f"{100 * (d['confidence'] or 0):4.0f}%  {clip(reasons[0] if reasons else '', WHY_WIDTH)}"
         )
         for extra in reasons[1:3]:
-            click.echo(f"{'':64}  {extra[:110]}")
+            click.echo(f"{indent}  {clip(extra, WHY_WIDTH)}")
         strategy = (data.get("strategy") or {}).get("name")
         if strategy and answer != "rejected":
-            click.echo(f"{'':64}  rollout: {strategy}")
+            click.echo(f"{indent}  rollout: {strategy}")
 
 
 def _print_calls(state: Any) -> None:

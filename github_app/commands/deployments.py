@@ -44,12 +44,14 @@ def list_command(database_url: str | None, state: str | None, waiting: bool, rep
         return
     now = datetime.now(UTC)
     click.echo(f"{'DEPLOYMENT':40}  {'SHA':7}  {'STATE':10}  {'VERDICT':8}  {'ANSWER':8}  {'RISK':>5}  {'SCORE':>5}  "
-               f"{'AGE':>4}  WAITING ON")  # fmt: skip
+               f"{'AGE':>4}  WAITING ON / ERROR")  # fmt: skip
     for r in rows:
         name = f"{r['repository']}#{r['run_id']}/{r['environment']}"
         risk = f"{r['risk'] * 100:.0f}%" if r["risk"] is not None else ""
         score = f"{r['readiness_score']:.0f}" if r["readiness_score"] is not None else ""
         waiting_on = ", ".join(r["reviewers"]) if r["state"] == "escalated" and r["answer"] is None else ""
+        if r["failure"]:
+            waiting_on = f"{r['failure']['error'][:60]} (fix, then `{r['failure']['retry']}`)"
         click.echo(f"{name[:40]:40}  {r['sha'][:7]:7}  {r['state']:10}  {r['verdict'] or '':8}  {r['answer'] or '':8}  "
                    f"{risk:>5}  {score:>5}  {age(r['created_at'], now):>4}  {waiting_on}")  # fmt: skip
 
@@ -88,7 +90,13 @@ def show_command(database_url: str | None, deployment: str, fmt: str) -> None:
     click.echo(f"state {detail['state']}, answer {detail['answer'] or 'none yet'}{answered}; "
                f"requested {age(detail['created_at'], now)} ago by {detail['creator'] or 'unknown'}")  # fmt: skip
     click.echo("")
-    click.echo(render_text(decision) if decision is not None else "No decision recorded yet.")
+    if detail["failure"]:
+        f = detail["failure"]
+        click.echo(f"gonogo failed to evaluate this deployment and stopped trying (delivery {f['delivery_id']}):\n"
+                   f"  {f['error']}\n"
+                   f"GitHub keeps the deployment waiting. Fix the cause, then run `{f['retry']}`.")  # fmt: skip
+    else:
+        click.echo(render_text(decision) if decision is not None else "No decision recorded yet.")
     if detail["reviews"]:
         click.echo("Reviews:")
         for r in detail["reviews"]:

@@ -150,7 +150,7 @@ class Deployment(Base):
     pull_requests: Mapped[list[Any]] = mapped_column(JSON, default=list)
     callback_url: Mapped[str | None] = mapped_column(String(600))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # evaluating | answered | escalated | expired
+    # evaluating | decided | escalated | answering | answered | abandoned (github_app/deployments.py)
     state: Mapped[str] = mapped_column(String(16), default="evaluating")
     check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     # the answer we intend to give (stored before calling GitHub) and whether GitHub took it
@@ -163,8 +163,13 @@ class Deployment(Base):
     # one worker at a time evaluates a deployment; the lease runs out if that worker dies
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    default_branch: Mapped[str | None] = mapped_column(String(255))  # migration 0005
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # migration 0005
 
-    __table_args__ = (Index("ix_deployments_env", "repository", "environment", "created_at"),)
+    __table_args__ = (
+        Index("ix_deployments_env", "repository", "environment", "created_at"),
+        Index("ix_deployments_state", "state", "lease_until"),
+    )
 
 
 class EvidenceRecord(Base):

@@ -9,24 +9,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from githubkit import GitHub
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from github_app import audit, notify, waivers
-from github_app.db.models import DecisionRecord, Deployment, Review
+from github_app import audit, deployments, waivers
+from github_app.db.models import Deployment, Review
+from github_app.deployments import DeploymentBusy
+from github_app.features.announcements import notify_state_change, reply
 from github_app.features.gate import (
     deployment_for_check_run,
-    load,
     load_policy,
+    new_owner,
+    recover_stuck,
     request_from_row,
     run_gate,
-    set_fields,
+    send_answer,
 )
 from github_app.github import GitHubError, NotFound, call
-from github_app.publish import answer, comment_on_issue, update_check_run_text
-from github_app.routing import Context, Event, Router
+from github_app.publish import comment_on_issue, update_check_run_text
+from github_app.routing import Context, Event, RetryLater, Router
 from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, load_policy_text
-from rules.types import Decision
 
 log = logging.getLogger(__name__)
 
@@ -106,67 +108,16 @@ def _record_review(
         )  # fmt: skip
 
 
-def _claim_answer(engine: Engine, key: str, state: str, comment: str) -> bool:
-    """Store a human's answer unless the deployment already has one; True if ours is the answer."""
-    with engine.begin() as conn:
-        won = conn.execute(
-            update(Deployment).where(Deployment.key == key, Deployment.answer.is_(None))
-            .values(answer=state, answer_comment=comment)
-        ).rowcount  # fmt: skip
-    return won == 1
-
-
-def _mark_answered(engine: Engine, row: Deployment, state: str, actor: str, event: str, comment: str,
-                   channels: list[Any]) -> None:
-    with Session(engine) as session, session.begin():
-        session.execute(update(Deployment).where(Deployment.key == row.key)
-                        .values(answered_at=datetime.now(UTC), state="answered"))  # fmt: skip
-        audit.append(session, "answer", repository=row.repository, deployment_key=row.key, actor=actor,
-                     data={"state": state, "comment": comment, "by": "human"})  # fmt: skip
-        notify_state_change(session, row, event, channels, actor=actor, comment=comment)
-
-
-def notify_state_change(session: Session, row: Deployment, event: str, channels: list[Any], *,
-                        actor: str | None = None, comment: str = "", decision: Decision | None = None) -> None:  # fmt: skip
-    """Queue one notification per channel for this state change, in the caller's transaction.
-
-    Pass ``decision`` when it is at hand; otherwise the deployment's stored decision is read back.
-    """
-    if not channels:
-        return
-    if decision is None:
-        data = session.scalar(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
-        decision = Decision.model_validate(data) if data else None
-    summary = (
-        notify.summary_from_decision(decision, actor=actor, comment=comment)
-        if decision is not None else {"repository": row.repository, "environment": row.environment, "sha": row.sha}
-    )  # fmt: skip
-    notify.enqueue_event(session, deployment_key=row.key, event=event, decision_summary=summary,  # type: ignore[arg-type]
-                         links={"check_run": None}, channels=channels)  # fmt: skip
-
-
 async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[str, Any]) -> EnvironmentPolicy:
-    req = request_from_row(row, payload)
+    req = request_from_row(row)
     policy, _ = await load_policy(gh, req.target)
     if not isinstance(policy, Policy):  # an invalid policy still names no one extra: fall back to the default pack
         policy = load_policy_text(None)
     return effective(policy, row.environment)
 
 
-def _deployments_for_pr(engine: Engine, repository: str, number: int) -> list[Deployment]:
-    with Session(engine, expire_on_commit=False) as session:
-        rows = session.scalars(
-            select(Deployment).where(Deployment.repository == repository).order_by(Deployment.created_at.desc()).limit(200)
-        ).all()  # fmt: skip
-    return [r for r in rows if number in (r.pull_requests or [])]
-
-
-async def _reply(gh: GitHub[Any], row: Deployment, text: str) -> None:
-    for number in (row.pull_requests or [])[:1]:
-        try:
-            await comment_on_issue(gh, row.repository, int(number), text)
-        except GitHubError as exc:
-            log.warning("escalation.reply_failed", extra={"deployment": row.key, "error": str(exc)})
+_deployments_for_pr = deployments.for_pull_request
+_reply = reply
 
 
 async def decide_by_human(
@@ -182,21 +133,40 @@ async def decide_by_human(
         await _reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return f"refused: {verdict.why}"
-    state = "rejected" if action == "reject" else "approved"
+    state: deployments.Answer = "rejected" if action == "reject" else "approved"
     label = {"approve": "approved", "reject": "rejected", "override": "approved by break-glass override"}[action]
     comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
-    req = request_from_row(row, payload)
-    if not await asyncio.to_thread(_claim_answer, ctx.engine, row.key, state, comment):
-        fresh = await asyncio.to_thread(load, ctx.engine, row.key)
-        if fresh.answered_at is None and fresh.answer:
-            # an earlier answer was stored but never reached GitHub (a crash): send that one, not this actor's
-            await answer(gh, req.target, fresh.answer, fresh.answer_comment or "")  # type: ignore[arg-type]
-            await asyncio.to_thread(set_fields, ctx.engine, row.key, answered_at=datetime.now(UTC), state="answered")
-        return f"already {fresh.answer}"
-    await answer(gh, req.target, state, comment)  # type: ignore[arg-type]
     event = {"approve": "approved", "reject": "rejected", "override": "overridden"}[action]
-    await asyncio.to_thread(_mark_answered, ctx.engine, row, state, actor, event, comment,
-                            list(env_policy.notifications))  # fmt: skip
+    channels = list(env_policy.notifications)
+    owner = new_owner()
+
+    def notified(session: Session, stored: Deployment) -> None:
+        notify_state_change(session, stored, event, channels, actor=actor, comment=comment)
+
+    accepted = await asyncio.to_thread(
+        deployments.accept_human_answer, ctx.engine, row.key, state, comment, actor, owner,
+        ctx.settings.lease_seconds, override=action == "override", on_commit=notified,
+    )  # fmt: skip
+    current = accepted.row
+    if not accepted.stored:
+        if current.state in (deployments.EVALUATING, deployments.DECIDED) and current.answer is None:
+            # a human answers what gonogo escalated, never what it is still deciding (a no-go would lose)
+            await _reply(gh, row, f"@{actor} gonogo is still evaluating the deployment to **{row.environment}**; "
+                                  "comment again when it asks for a decision.")  # fmt: skip
+            return "refused: still evaluating"
+        if current.state == deployments.ANSWERING:
+            await _drive(ctx, current)  # an earlier answer was stored but never reached GitHub (a crash): send it
+        return f"already {current.answer or current.state}"
+    if ctx.outbox is not None and channels:
+        ctx.outbox.wake()
+    if not accepted.send:
+        # an override that landed while gonogo evaluates: the evaluating worker sends it instead of deciding
+        return f"{label} (sent by the worker evaluating it)"
+    req = request_from_row(current)
+    try:
+        await send_answer(ctx, gh, req.target, current, owner, by=actor)
+    finally:
+        await asyncio.to_thread(deployments.release, ctx.engine, row.key, owner)
     if row.check_run_id:
         loud = "🚨 **Break-glass override.** " if action == "override" else ""
         await update_check_run_text(
@@ -205,6 +175,14 @@ async def decide_by_human(
             conclusion="failure" if state == "rejected" else "success",
         )  # fmt: skip
     return label
+
+
+async def _drive(ctx: Context, row: Deployment) -> None:
+    """Move a deployment nobody drives on (its stored answer is sent), unless a worker is at it already."""
+    try:
+        await run_gate(ctx, request_from_row(row), "escalation")
+    except (RetryLater, DeploymentBusy):
+        pass  # a worker holds it and will finish it
 
 
 @router.on("check_run", "requested_action")
@@ -218,7 +196,7 @@ async def on_button(ctx: Context, ev: Event) -> None:
     row = await asyncio.to_thread(deployment_for_check_run, ctx.engine, run.get("id"))
     if row is None or ev.installation_id is None:
         return
-    gh = ctx.service("github").installation(ev.installation_id)
+    gh = ctx.github_clients().installation(ev.installation_id)
     outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload)
     log.info("escalation.button", extra={"deployment": row.key, "actor": actor, "outcome": outcome})
 
@@ -236,7 +214,7 @@ async def on_comment(ctx: Context, ev: Event) -> None:
     actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
     if (ev.payload.get("sender") or {}).get("type") == "Bot":
         return
-    gh = ctx.service("github").installation(ev.installation_id)
+    gh = ctx.github_clients().installation(ev.installation_id)
     try:
         command = waivers.parse_command(body, now=datetime.now(UTC))
     except waivers.CommandError as exc:
@@ -281,49 +259,26 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
     await _reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {row.environment} until "
                           f"{command.until:%Y-%m-%d %H:%M} UTC ({command.reason}).")  # fmt: skip
     if row.answered_at is None:  # still waiting: decide again with the waiver applied
-        await run_gate(ctx, request_from_row(row, ev.payload), ev.delivery_id, reevaluate=True)
-
-
-async def announce_escalation(ctx: Context, row: Deployment, decision: Any, target: Any) -> None:
-    """One PR comment per escalated deployment, naming the verdict, the reasons and who must decide."""
-    if not row.pull_requests or row.reminded_at is not None:
-        return
-    gh = ctx.service("github").installation(target.installation_id)
-    reviewers = decision.reviewers
-    people = [f"@{u}" for u in reviewers.users] + [f"@{t}" for t in reviewers.teams]
-    reasons = "\n".join(f"- {r}" for r in decision.reasons[:8])
-    score = "n/a" if decision.readiness_score is None else f"{decision.readiness_score:.0f}/100"
-    body = (
-        f"### ⚠️ gonogo needs a human decision for **{row.environment}** (`{row.sha[:7]}`)\n\n"
-        f"Readiness {score}, risk {decision.risk.probability:.0%}, "
-        f"confidence {decision.confidence:.0%}.\n\n{reasons}\n\n"
-        f"{' '.join(people) or 'Reviewers'}: approve or reject with the buttons on the `gonogo` check run, or reply "
-        "`/gonogo approve <reason>` / `/gonogo reject <reason>`."
-        + (" The person who triggered the deployment cannot approve it." if reviewers.four_eyes else "")
-    )
-    for number in row.pull_requests[:1]:
-        try:
-            await comment_on_issue(gh, row.repository, int(number), body)
-        except GitHubError as exc:
-            log.warning("escalation.comment_failed", extra={"deployment": row.key, "error": str(exc)})
-
-
-def _waiting(engine: Engine) -> list[Deployment]:
-    with Session(engine, expire_on_commit=False) as session:
-        return list(session.scalars(
-            select(Deployment).where(Deployment.state == "escalated", Deployment.answered_at.is_(None))
-        ).all())  # fmt: skip
+        await run_gate(ctx, request_from_row(row), ev.delivery_id, reevaluate=True)
 
 
 async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
-    """Remind reviewers and expire escalations per policy (`reviewers.remind_after`, `reviewers.expire_after`)."""
+    """Remind reviewers and expire escalations per policy (`reviewers.remind_after`, `reviewers.expire_after`).
+
+    Each step is recorded by a conditional transition before anything is sent, so two processes
+    sweeping at once never remind or expire one escalation twice. Escalations past GitHub's 30 days
+    are abandoned (GitHub has failed their run), not polled further.
+    """
     now = now or datetime.now(UTC)
     done = {"reminded": 0, "expired": 0}
-    clients = ctx.services.get("github")
+    clients = ctx.github
     if clients is None:
         return done
-    for row in await asyncio.to_thread(_waiting, ctx.engine):
+    for row in await asyncio.to_thread(deployments.escalated, ctx.engine):
         if row.installation_id is None:
+            continue
+        if now - row.created_at >= deployments.GITHUB_WAIT_LIMIT:
+            await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, "GitHub's 30-day limit passed")
             continue
         gh = clients.installation(row.installation_id)
         try:
@@ -333,41 +288,58 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
             continue
         r = env_policy.reviewers
         age = now - row.created_at
+        channels = list(env_policy.notifications)
         if r.expire_after is not None and age >= r.expire_after:
-            comment = f"Expired: no reviewer decided within {r.expire_after} (reviewers.expire_after); rejected."
-            if await asyncio.to_thread(_claim_answer, ctx.engine, row.key, "rejected", comment):
-                req = request_from_row(row, {})
-                await answer(gh, req.target, "rejected", comment)
-                await asyncio.to_thread(_mark_answered, ctx.engine, row, "rejected", "gonogo", "expired", comment,
-                                        list(env_policy.notifications))  # fmt: skip
-                if row.check_run_id:
-                    await update_check_run_text(gh, req.target, row.check_run_id, "Expired without a decision",
-                                                comment, conclusion="failure")  # fmt: skip
-                await _reply(gh, row, f"⌛ {comment}")
+            if await _expire(ctx, gh, row, r.expire_after, channels):
                 done["expired"] += 1
             continue
         if r.remind_after is not None and age >= r.remind_after and row.reminded_at is None:
+            after = r.remind_after
+
+            def reminded(session: Session, stored: Deployment, after: timedelta = after,
+                         channels: list[Any] = channels) -> None:  # fmt: skip
+                notify_state_change(session, stored, "reminded", channels)
+                audit.append(session, "reminder", repository=stored.repository, deployment_key=stored.key,
+                             data={"after": str(after)})  # fmt: skip
+
+            if await asyncio.to_thread(deployments.mark_reminded, ctx.engine, row.key, now, reminded) is None:
+                continue  # another sweeper reminded them
             await _reply(gh, row, f"⏰ Reminder: the deployment of `{row.sha[:7]}` to **{row.environment}** is still "
                                   f"waiting for a decision. Who may decide: {who_may_decide(r)}.")  # fmt: skip
-            await asyncio.to_thread(_mark_reminded, ctx.engine, row, now, list(env_policy.notifications),
-                                    r.remind_after)  # fmt: skip
             done["reminded"] += 1
     return done
 
 
-def _mark_reminded(engine: Engine, row: Deployment, now: datetime, notifications: list[Any],
-                   after: timedelta) -> None:
-    with Session(engine) as session, session.begin():
-        session.execute(update(Deployment).where(Deployment.key == row.key).values(reminded_at=now))
-        notify_state_change(session, row, "reminded", notifications)
-        audit.append(session, "reminder", repository=row.repository, deployment_key=row.key,
-                     data={"after": str(after)})  # fmt: skip
+async def _expire(ctx: Context, gh: GitHub[Any], row: Deployment, after: timedelta, channels: list[Any]) -> bool:
+    """Reject an escalation nobody decided in time; False when it was answered (or expired) meanwhile."""
+    comment = f"Expired: no reviewer decided within {after} (reviewers.expire_after); rejected."
+    owner = new_owner()
+
+    def notified(session: Session, stored: Deployment) -> None:
+        notify_state_change(session, stored, "expired", channels, comment=comment)
+
+    stored = await asyncio.to_thread(deployments.expire, ctx.engine, row.key, comment, owner,
+                                     ctx.settings.lease_seconds, notified)  # fmt: skip
+    if stored is None:
+        return False
+    req = request_from_row(stored)
+    try:
+        await send_answer(ctx, gh, req.target, stored, owner)
+    finally:
+        await asyncio.to_thread(deployments.release, ctx.engine, row.key, owner)
+    if row.check_run_id:
+        await update_check_run_text(gh, req.target, row.check_run_id, "Expired without a decision", comment,
+                                    conclusion="failure")  # fmt: skip
+    await _reply(gh, row, f"⌛ {comment}")
+    return True
 
 
 async def sweep_forever(ctx: Context, interval: float, stop: asyncio.Event) -> None:
+    """Sweep escalations and stuck deployments every ``interval`` seconds until ``stop`` is set."""
     while not stop.is_set():
         try:
             await sweep(ctx)
+            await recover_stuck(ctx)
         except Exception:  # the sweeper must survive a bad round
             log.exception("escalation.sweep_failed")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import logging
 import os
@@ -15,16 +16,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from githubkit import GitHub
-from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from github_app import hooks
-from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord
+from github_app import audit, deployments, waivers
+from github_app.db import insert_for, read_only
+from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, HistoryRow
+from github_app.deployments import Answer, DeploymentBusy, LeaseLost
 from github_app.evidence import Target, collect
+from github_app.features.announcements import announce_escalation, notify_state_change
 from github_app.github import (
     GitHubAuthError,
-    GitHubClients,
     GitHubError,
     InstallationNotFound,
     NotFound,
@@ -40,11 +42,13 @@ from github_app.publish import (
     status_report,
     update_check_run_text,
 )
-from github_app.routing import Context, Event, PermanentError, Router
+from github_app.routing import Context, Event, PermanentError, RetryLater, Router
 from rules import report
 from rules.pipeline import evaluate
-from rules.policy import Policy, PolicyError, effective, load_policy_text
-from rules.types import Decision
+from rules.policy import EnvironmentPolicy, Policy, PolicyError, effective, load_policy_text
+from rules.types import Decision, Waiver
+from scorer.assessment import RiskEstimate
+from scorer.evidence import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +56,9 @@ router = Router()
 
 POLICY_PATH = ".github/gonogo.yml"
 CALLBACK_RUN_ID = re.compile(r"/actions/runs/(\d+)/deployment_protection_rule")
-LEASE = timedelta(minutes=5)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
-
-class DeploymentBusy(Exception):
-    """Another worker is evaluating this deployment right now; the delivery is retried later."""
+__all__ = ["DeploymentBusy", "GateRequest", "load_policy", "parse_request", "request_from_row", "run_gate"]
 
 
 @dataclass
@@ -100,71 +101,6 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
         default_branch=repo.get("default_branch") or "main", creator=creator,
     )  # fmt: skip
     return GateRequest(target, dep_id, prs, callback)
-
-
-# --- the deployment row: one per run attempt, leased while evaluated ---------------------------
-
-
-def start_evaluation(engine: Engine, req: GateRequest, owner: str, reevaluate: bool) -> tuple[Deployment, bool]:
-    """Record the deployment (first delivery) and take its lease, in one transaction.
-
-    Returns the row, read after the lease was taken, and whether to evaluate it: False for a deployment
-    already answered (a redelivery), unless ``reevaluate``. Raises DeploymentBusy while another worker
-    holds the lease.
-    """
-    t = req.target
-    now = datetime.now(UTC)
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key))
-        if row is None:
-            # the first delivery inserts the row with its lease already taken: nobody else can hold it yet
-            row = Deployment(
-                key=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
-                run_id=t.run_id, github_deployment_id=req.github_deployment_id, installation_id=t.installation_id,
-                creator=t.creator, pull_requests=req.pull_requests, callback_url=req.callback_url,
-                created_at=t.created_at, state="evaluating", status_reports=0,
-                lease_owner=owner, lease_until=now + LEASE,
-            )  # fmt: skip
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:  # a concurrent delivery inserted it first: let it finish, retry later
-                session.rollback()
-                raise DeploymentBusy(t.deployment_key) from None
-            return row, True
-        if row.answered_at is not None and not reevaluate:
-            return row, False
-        taken = session.connection().execute(
-            update(Deployment)
-            .where(Deployment.key == t.deployment_key,
-                   or_(Deployment.lease_until.is_(None), Deployment.lease_until < now, Deployment.lease_owner == owner))
-            .values(lease_owner=owner, lease_until=now + LEASE)
-        ).rowcount  # fmt: skip
-        if taken != 1:
-            raise DeploymentBusy(f"deployment {t.deployment_key} is being evaluated by another worker; will retry")
-        # what the previous lease holder wrote, as of now that the lease is ours
-        session.refresh(row)
-        return row, True
-
-
-def release(engine: Engine, key: str, owner: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(Deployment).where(Deployment.key == key, Deployment.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )  # fmt: skip
-
-
-def set_fields(engine: Engine, key: str, **values: Any) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(Deployment).where(Deployment.key == key).values(**values))
-
-
-def load(engine: Engine, key: str) -> Deployment:
-    with Session(engine, expire_on_commit=False) as session:
-        row = session.scalar(select(Deployment).where(Deployment.key == key))
-        assert row is not None
-        return row
 
 
 # --- policy ---------------------------------------------------------------------------------
@@ -220,11 +156,6 @@ async def _org_defaults(gh: GitHub[Any], owner: str) -> tuple[str, str] | None:
 # --- the handler ----------------------------------------------------------------------------
 
 
-def github_clients(ctx: Context) -> GitHubClients:
-    clients: GitHubClients = ctx.service("github")
-    return clients
-
-
 @router.on("deployment_protection_rule", "requested")
 async def on_protection_rule(ctx: Context, ev: Event) -> None:
     """Evaluate the deployment and answer it."""
@@ -232,56 +163,163 @@ async def on_protection_rule(ctx: Context, ev: Event) -> None:
     await run_gate(ctx, req, ev.delivery_id)
 
 
+def new_owner() -> str:
+    """A lease owner name unique to one attempt at driving a deployment."""
+    return f"{WORKER_NAME}:{uuid.uuid4().hex[:8]}"
+
+
 async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevaluate: bool = False) -> None:
+    """Drive the deployment one step on: evaluate it, publish its stored decision or send its stored answer.
+
+    Which of these happens follows from the deployment's state (``deployments.begin``); a deployment
+    another worker holds raises RetryLater, so the delivery waits for the lease without failing.
+    """
     t = req.target
     engine = ctx.engine
-    owner = f"{WORKER_NAME}:{uuid.uuid4().hex[:8]}"
-    row, evaluate_it = await asyncio.to_thread(start_evaluation, engine, req, owner, reevaluate)
-    if not evaluate_it:
-        log.info("gate.duplicate", extra={"deployment": t.deployment_key, "delivery_id": delivery_id})
-        return
+    owner = new_owner()
+    lease = ctx.settings.lease_seconds
     try:
-        gh = github_clients(ctx).installation(t.installation_id)
-        try:
-            await _gate(ctx, gh, req, row, reevaluate)
-        except (GitHubAuthError, InstallationNotFound) as exc:
-            raise PermanentError(str(exc)) from exc
-    finally:
-        await asyncio.to_thread(release, engine, t.deployment_key, owner)
-
-
-async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, reevaluate: bool) -> None:
-    t = req.target
-    engine = ctx.engine
-
-    # An answer stored by an earlier attempt is re-sent, never recomputed: one deployment, one answer.
-    if row.answer and row.answered_at is None:
-        await answer(gh, t, row.answer, row.answer_comment or "")  # type: ignore[arg-type]
-        await asyncio.to_thread(set_fields, engine, t.deployment_key, answered_at=datetime.now(UTC), state="answered")
-        await hooks.emit(ctx, "answered", row=row)
-        return
-    if row.answer and reevaluate:
-        if row.check_run_id:
+        begun = await asyncio.to_thread(
+            deployments.begin, engine, t, github_deployment_id=req.github_deployment_id,
+            pull_requests=req.pull_requests, callback_url=req.callback_url, owner=owner, lease_seconds=lease,
+            reevaluate=reevaluate,
+        )  # fmt: skip
+    except DeploymentBusy as busy:
+        raise RetryLater(str(busy), busy.retry_after) from None
+    row = begun.row
+    if begun.next == "nothing":
+        log.info("gate.duplicate", extra={"deployment": t.deployment_key, "delivery_id": delivery_id,
+                                          "state": row.state})  # fmt: skip
+        if reevaluate and row.answer and row.check_run_id:
+            gh = ctx.github_clients().installation(t.installation_id)
             await update_check_run_text(
                 gh, t, row.check_run_id, f"Already {row.answer}",
                 f"This deployment was already **{row.answer}**; GitHub accepts one answer per deployment. "
                 "Re-run the workflow to get a fresh evaluation.",
             )  # fmt: skip
         return
+    keeper = asyncio.ensure_future(_keep_lease(engine, t.deployment_key, owner, lease))
+    try:
+        gh = ctx.github_clients().installation(t.installation_id)
+        if begun.next == "send_answer":
+            await send_answer(ctx, gh, t, row, owner, resumed=True)
+        elif begun.next == "publish_decision":
+            decision = await asyncio.to_thread(stored_decision, engine, row)
+            await publish_escalation(ctx, gh, t, row, decision, owner)
+        else:
+            await _gate(ctx, gh, req, row, owner)
+    except (GitHubAuthError, InstallationNotFound) as exc:
+        raise PermanentError(str(exc)) from exc
+    except LeaseLost as lost:
+        # someone else moved the deployment on (an override, an expired lease): the next pass sees where it is
+        raise RetryLater(str(lost), 0.5) from None
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await asyncio.shield(asyncio.to_thread(deployments.release, engine, t.deployment_key, owner))
+
+
+async def _keep_lease(engine: Engine, key: str, owner: str, lease: float) -> None:
+    """Renew the deployment's lease while it is worked on, so a slow evaluation is not taken over."""
+    while True:
+        await asyncio.sleep(lease / 3)
+        if not await asyncio.to_thread(deployments.renew, engine, key, owner, lease):
+            log.warning("gate.lease_lost", extra={"deployment": key})
+            return
+
+
+def stored_decision(engine: Engine, row: Deployment) -> Decision:
+    """The decision stored for the deployment (to publish it again without deciding again)."""
+    with Session(engine) as session:
+        data = session.scalar(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
+    if data is None:
+        raise PermanentError(f"deployment {row.key} is decided but its decision {row.decision_id} is missing")
+    return Decision.model_validate(data)
+
+
+async def send_answer(ctx: Context, gh: GitHub[Any], t: Target, row: Deployment, owner: str, *,
+                      by: str = "gonogo", resumed: bool = False) -> Deployment:  # fmt: skip
+    """Send the deployment's stored answer to GitHub and record that it went (with GitHub's response).
+
+    ``resumed``: the answer was stored by an earlier attempt; gonogo's own answer then also completes
+    the check run, which that attempt left showing "evaluating".
+    """
+    assert row.answer in ("approved", "rejected"), row.answer
+    took = await answer(gh, t, row.answer, row.answer_comment or "")  # type: ignore[arg-type]
+    done = await asyncio.to_thread(deployments.mark_answered, ctx.engine, t.deployment_key, owner, row.answer,
+                                   200 if took else 422, by)  # fmt: skip
+    if done is None:
+        raise LeaseLost(f"deployment {t.deployment_key} changed while its answer was sent")
+    log.info("gate.answered", extra={"deployment": t.deployment_key, "answer": row.answer, "by": by,
+                                     "github_took_it": took})  # fmt: skip
+    if resumed and row.state == deployments.DECIDED and row.check_run_id and row.decision_id:
+        decision = await asyncio.to_thread(stored_decision, ctx.engine, row)
+        await complete_check_run(gh, t, row.check_run_id, decision)
+    return done
+
+
+async def publish_escalation(
+    ctx: Context, gh: GitHub[Any], t: Target, row: Deployment, decision: Decision, owner: str, comment: str = ""
+) -> None:
+    """Publish a stored escalation: status report, state escalated, PR comment, check run with buttons."""
+    engine = ctx.engine
+    comment = comment or report.protection_comment(decision, "")
+    if row.status_reports < STATUS_REPORT_LIMIT:
+        await status_report(gh, t, comment)
+        await asyncio.to_thread(deployments.note_status_report, engine, t.deployment_key, owner,
+                                row.status_reports + 1, 200, comment)  # fmt: skip
+    escalated = await asyncio.to_thread(deployments.escalate, engine, t.deployment_key, owner)
+    # reviewers hear about it before the check run shows the buttons
+    await announce_escalation(engine, gh, escalated, decision)
+    check_run_id = row.check_run_id
+    if check_run_id is None:
+        check_run_id, _ = await create_check_run(gh, t, external_id=t.deployment_key)
+        await asyncio.to_thread(deployments.note_check_run, engine, t.deployment_key, owner, check_run_id)
+    await complete_check_run(gh, t, check_run_id, decision)
+    log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
+
+
+async def risk_for(ctx: Context, evidence: Evidence) -> RiskEstimate | None:
+    """The active risk model's estimate, or None to use the transparent rule-based one."""
+    if ctx.risk is None:
+        return None
+    try:
+        return await asyncio.to_thread(ctx.risk.estimate, evidence)
+    except Exception:  # a broken model must never block a decision: fall back to the rule-based estimate
+        log.exception("risk.model_failed", extra={"deployment": evidence.deployment_id})
+        return None
+
+
+async def waivers_for(engine: Engine, target: Target) -> list[Waiver]:
+    """Active waivers for the target's repository, environment and sha."""
+
+    def read(now: datetime) -> list[Waiver]:
+        with read_only(engine) as conn:
+            return waivers.active_waivers(conn, target.repository, target.environment, target.sha, now)
+
+    return await asyncio.to_thread(read, datetime.now(UTC))
+
+
+async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, owner: str) -> None:
+    t = req.target
+    engine = ctx.engine
 
     # Only the evidence and the policy decide the answer. The first status report and the check run go out
     # while they are read; the check run's link is in the answer's comment, so it is awaited before that.
     async def first_report() -> None:
         if row.status_reports == 0:
-            await status_report(gh, t, f"gonogo is evaluating the deployment of {t.sha[:7]} to {t.environment} ...")
-            await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=1)
+            text = f"gonogo is evaluating the deployment of {t.sha[:7]} to {t.environment} ..."
+            await status_report(gh, t, text)
+            await asyncio.to_thread(deployments.note_status_report, engine, t.deployment_key, owner, 1, 200, text)
             row.status_reports = 1
 
     async def ensure_check_run() -> tuple[int, str]:
         if row.check_run_id is not None:
             return row.check_run_id, f"{t.repository} check run {row.check_run_id}"
         created = await create_check_run(gh, t, external_id=t.deployment_key)
-        await asyncio.to_thread(set_fields, engine, t.deployment_key, check_run_id=created[0])
+        await asyncio.to_thread(deployments.note_check_run, engine, t.deployment_key, owner, created[0])
+        row.check_run_id = created[0]
         return created
 
     async def policy_in_force() -> Policy:
@@ -291,68 +329,61 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     report_sent = asyncio.ensure_future(first_report())
     check_run = asyncio.ensure_future(ensure_check_run())
     policy_read = asyncio.ensure_future(load_policy(gh, t))
-    waivers_read = asyncio.ensure_future(hooks.waivers_for(ctx, t))
+    waivers_read = asyncio.ensure_future(waivers_for(engine, t))
     side_tasks = (report_sent, check_run, policy_read, waivers_read)
     try:
         collected = await collect(gh, engine, t, policy=policy_in_force())
         policy, policy_sha = await policy_read
         await report_sent
         check_run_id, check_url = await check_run
-        waivers = await waivers_read
+        found_waivers = await waivers_read
     finally:
         for task in side_tasks:
             task.cancel()
         # a failure of one leaves the others cancelled and settled before the error goes up
         await asyncio.gather(*side_tasks, return_exceptions=True)
-    risk = await hooks.risk_for(ctx, collected.evidence)
-    decision = evaluate(collected.evidence, policy, t.environment, now=datetime.now(UTC), risk=risk, waivers=waivers)
+    risk = await risk_for(ctx, collected.evidence)
+    decision = evaluate(collected.evidence, policy, t.environment, now=datetime.now(UTC), risk=risk,
+                        waivers=found_waivers)  # fmt: skip
     if ctx.settings.dry_run and decision.mode != "dry-run":
         decision = decision.model_copy(update={"mode": "dry-run", "action": "approve"})
 
-    state_answer = {"approve": "approved", "reject": "rejected"}.get(decision.action)
+    state_answer: Answer | None = {"approve": "approved", "reject": "rejected"}.get(decision.action)  # type: ignore[assignment]
     comment = report.protection_comment(decision, check_url or "")
     env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
     stored, queued = await asyncio.to_thread(
-        _store_decision, engine, t, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
+        _store_decision, engine, t, owner, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
     )  # fmt: skip
-    await hooks.emit(ctx, "decided", queued=queued, row=stored, decision=decision, target=t)
+    if queued and ctx.outbox is not None:
+        ctx.outbox.wake()
     log.info(
         "decision.made",
         extra={"deployment": t.deployment_key, "verdict": decision.verdict, "action": decision.action,
                "score": decision.readiness_score, "risk": decision.risk.probability,
                "collect_ms": max(collected.timings_ms.values(), default=0)},
     )  # fmt: skip
-
+    stored.status_reports = row.status_reports
     if state_answer:
-        await answer(gh, t, state_answer, comment)  # type: ignore[arg-type]
-        await asyncio.to_thread(set_fields, engine, t.deployment_key, answered_at=datetime.now(UTC), state="answered")
+        await send_answer(ctx, gh, t, stored, owner)
+        await complete_check_run(gh, t, check_run_id, decision)
+        log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
     else:
-        reports = stored.status_reports  # we hold the lease: nobody else changed it
-        if reports < STATUS_REPORT_LIMIT:
-            await status_report(gh, t, comment)
-            await asyncio.to_thread(set_fields, engine, t.deployment_key, status_reports=reports + 1, state="escalated")
-            stored.status_reports = reports + 1
-        else:
-            await asyncio.to_thread(set_fields, engine, t.deployment_key, state="escalated")
-        stored.state = "escalated"
-    if not state_answer:  # reviewers hear about it before the check run shows the buttons
-        await hooks.emit(ctx, "escalated", row=stored, decision=decision, target=t)
-    await complete_check_run(gh, t, check_run_id, decision)
-    log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
+        await publish_escalation(ctx, gh, t, stored, decision, owner, comment)
 
 
 def _store_decision(
-    engine: Engine, t: Target, decision: Decision, evidence: dict[str, Any], baseline: dict[str, Any],
-    policy_sha: str | None, state_answer: str | None, comment: str, env_policy: Any = None,
+    engine: Engine, t: Target, owner: str, decision: Decision, evidence: dict[str, Any], baseline: dict[str, Any],
+    policy_sha: str | None, state_answer: Answer | None, comment: str, env_policy: EnvironmentPolicy | None = None,
 ) -> tuple[Deployment, bool]:
     """Persist evidence, decision and the intended answer in one transaction, before telling GitHub.
 
-    Returns the deployment row as stored, and whether notifications were queued in the outbox.
+    Returns the deployment row as stored, and whether notifications were queued in the outbox. Raises
+    LeaseLost (and stores nothing) when the deployment is no longer this worker's to decide.
     """
     now = datetime.now(UTC)
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key).with_for_update())
+        row = session.scalar(select(Deployment).where(Deployment.key == t.deployment_key))
         assert row is not None
         session.add(EvidenceRecord(deployment_id=row.id, created_at=now, data=evidence, baseline=baseline or None))
         rec = DecisionRecord(
@@ -363,13 +394,42 @@ def _store_decision(
         )  # fmt: skip
         session.add(rec)
         session.flush()
-        row.decision_id = rec.id
-        if state_answer and row.answer is None:
-            row.answer = state_answer
-            row.answer_comment = comment
-        row.state = "decided"
-        queued = hooks.record_decision(session, row, decision, policy_sha, env_policy)
+        if not deployments.record_decision(session, t.deployment_key, owner, rec.id, state_answer, comment):
+            session.rollback()
+            raise LeaseLost(f"deployment {t.deployment_key} is no longer this worker's to decide")
+        session.refresh(row)
+        queued = _record_history(session, row, decision, policy_sha, env_policy)
     return row, queued
+
+
+def _record_history(
+    session: Session, row: Deployment, decision: Decision, policy_sha: str | None, env_policy: EnvironmentPolicy | None
+) -> bool:
+    """Add the deployment to the history table, audit the decision and queue its notifications.
+
+    Runs inside the transaction that stores the decision. Returns whether notifications were queued.
+    """
+    features = decision.evidence.to_history_row()
+    for key in ("deployment_id", "repository", "environment", "sha", "created_at", "outcome"):
+        features.pop(key, None)
+    # one statement whether or not an earlier decision (a re-evaluation) already added the row
+    upsert = insert_for(session.get_bind())(HistoryRow).values(
+        deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
+        created_at=row.created_at, features=features,
+    )  # fmt: skip
+    session.execute(upsert.on_conflict_do_update(
+        index_elements=[HistoryRow.deployment_id], set_={"features": upsert.excluded.features},
+    ))  # fmt: skip
+    audit.append_decision(
+        session, decision, deployment_key=row.key, policy_sha=policy_sha,
+        effective_policy=env_policy.model_dump(mode="json") if env_policy is not None else None,
+    )  # fmt: skip
+    if env_policy is None:
+        return False
+    event = {"approve": "approved", "reject": "rejected"}.get(decision.action, "escalated")
+    channels = list(env_policy.notifications)
+    notify_state_change(session, row, event, channels, decision=decision)
+    return bool(channels)
 
 
 @router.on("check_run", "rerequested")
@@ -382,23 +442,51 @@ async def on_rerequested(ctx: Context, ev: Event) -> None:
     if row is None:
         log.info("gate.rerequested_unknown", extra={"check_run": run.get("id")})
         return
-    req = request_from_row(row, ev.payload)
+    req = request_from_row(row)
     await run_gate(ctx, req, ev.delivery_id, reevaluate=True)
 
 
-def deployment_for_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
-    """The deployment whose gonogo check run has this id, if any."""
-    if not isinstance(check_run_id, int):
-        return None
-    with Session(engine, expire_on_commit=False) as session:
-        return session.scalar(select(Deployment).where(Deployment.check_run_id == check_run_id))
+deployment_for_check_run = deployments.for_check_run
 
 
-def request_from_row(row: Deployment, payload: dict[str, Any]) -> GateRequest:
-    repo = payload.get("repository") or {}
+def load(engine: Engine, key: str) -> Deployment:
+    """The deployment row as stored now (it must exist)."""
+    row = deployments.load(engine, key)
+    assert row is not None
+    return row
+
+
+def request_from_row(row: Deployment) -> GateRequest:
+    """Rebuild the gate's request from the stored deployment (for sweeps, buttons and comments)."""
     t = Target(
         repository=row.repository, environment=row.environment, sha=row.sha, ref=row.ref, run_id=row.run_id,
         installation_id=int(row.installation_id or 0), created_at=row.created_at, deployment_key=row.key,
-        default_branch=repo.get("default_branch") or "main", creator=row.creator,
+        default_branch=row.default_branch or "main", creator=row.creator,
     )  # fmt: skip
     return GateRequest(t, row.github_deployment_id, list(row.pull_requests or []), row.callback_url or "")
+
+
+# --- the sweeper for deployments nobody drives any more -----------------------------------------
+
+
+async def recover_stuck(ctx: Context, now: datetime | None = None) -> int:
+    """Drive every deployment left in evaluating / decided / answering past its lease to an answer.
+
+    A worker that died mid-way leaves its deployment leased until the lease runs out; its delivery is
+    normally retried, but one that went dead (or was never stored) would leave the deployment waiting
+    for GitHub's 30 days. Returns how many deployments this pass moved on.
+    """
+    now = now or datetime.now(UTC)
+    grace = timedelta(seconds=ctx.settings.lease_seconds)
+    moved = 0
+    for row in await asyncio.to_thread(deployments.stuck, ctx.engine, now, grace):
+        try:
+            await run_gate(ctx, request_from_row(row), "sweeper")
+            moved += 1
+        except RetryLater:
+            continue  # someone else took it meanwhile
+        except Exception as exc:  # noqa: BLE001 - one failure must not stop the others; the next pass retries
+            log.warning("gate.recover_failed", extra={"deployment": row.key, "error": f"{type(exc).__name__}: {exc}"})
+    if moved:
+        log.info("gate.recovered", extra={"deployments": moved})
+    return moved

@@ -1048,6 +1048,13 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
 ]
 
 
+def extra_routes() -> list[tuple[str, str, Handler, str, bool]]:
+    """Return the routes kept in their own modules (they import this one, hence the late import)."""
+    from github_app.sandbox.app_hooks import HOOK_ROUTES
+
+    return HOOK_ROUTES
+
+
 class SandboxApp:
     """The sandbox's ASGI app: the fault-and-log layer around a table of the routes above.
 
@@ -1061,7 +1068,7 @@ class SandboxApp:
         self.sandbox_state = state
         # one entry per path, in the order ROUTES first names it: (regex, convertors, method -> endpoint)
         table: dict[str, dict[str, Endpoint]] = {}
-        for method, path, handler, auth, with_repo in ROUTES:
+        for method, path, handler, auth, with_repo in [*ROUTES, *extra_routes()]:
             by_method = table.setdefault(path, {})
             by_method[method] = endpoint(handler, auth=auth, with_repo=with_repo)
             if method == "GET":

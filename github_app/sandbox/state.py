@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from github_app.sandbox.hook_log import HookLog
+
 FaultKind = Literal["status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
                     "latency", "truncate", "drop"]
 FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
@@ -395,6 +397,7 @@ class SandboxState:
         self.faults: list[Fault] = []
         self._calls: list[Call] = []
         self.named_deployments: dict[str, tuple[str, int]] = {}  # label -> (owner/name, deployment id)
+        self.hook = HookLog()  # the app's webhook URL and secret, and every delivery the sandbox made
         self._ids = itertools.count(1000)
 
     # ----------------------------------------------------------------- time, ids

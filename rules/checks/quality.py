@@ -15,10 +15,6 @@ _MAX_DETAILS = 10
 
 def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
-    if t.availability == Availability.UNAVAILABLE:
-        return unknown(f"tests evidence unavailable: {t.reason}", limit)
-    if t.availability == Availability.NOT_CONFIGURED:
-        return _tests_from_checks(a, limit)
     bad = t.failed + t.errored
     details = [
         f"{c.classname + '.' if c.classname else ''}{c.name}" + (f" ({c.file}:{c.line})" if c.file and c.line else "")
@@ -57,6 +53,8 @@ def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
             result.relaxed_to = "minor"
             return result
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
+    if t.availability == Availability.INCOMPLETE:
+        return unknown(f"some test reports could not be read: {t.reason}", limit)
     return at_least(t.total, limit, "tests reported")
 
 
@@ -132,7 +130,8 @@ RULES: list[Rule] = [
         id="GNG-TEST-001", dimension="quality", title="Ensure all tests pass", severity="blocker",
         why="A failing test is a known defect or a broken contract; shipping it turns a red build into an incident.",
         fix="Fix the failing tests listed in the annotations, or fix the code they exercise, and re-run the workflow.",
-        check=_all_tests_pass, parts=(), about=("tests",), threshold=0,
+        check=_all_tests_pass, parts=("tests",), threshold=0, skip_when_not_configured=True,
+        failure_stands_on_partial=True, when_not_configured=_tests_from_checks,
     ),
     Rule(
         id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
@@ -145,6 +144,7 @@ RULES: list[Rule] = [
         why="Flaky tests hide real failures behind retries and erode trust in the suite.",
         fix="Quarantine or fix the flaky tests; make them deterministic (time, ordering, network).",
         check=_no_flaky, parts=("tests",), threshold=0, skip_when_not_configured=True,
+        failure_stands_on_partial=True,
     ),
     Rule(
         id="GNG-TEST-004", dimension="quality", title="Ensure few tests are skipped", severity="minor",

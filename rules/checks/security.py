@@ -58,9 +58,9 @@ def _scanning_enabled(a: Assessment, limit: float | None) -> RuleResult:
         return failed(f"no security scanning is configured ({s.reason})", value=0)
     if s.availability == Availability.UNAVAILABLE:
         return unknown(f"security evidence could not be read: {s.reason}")
-    broken = sorted(name for name, av in s.sources.items() if av == Availability.UNAVAILABLE)
-    if broken:
-        return unknown(f"security sources could not be read: {', '.join(broken)}")
+    broken = sorted(name for name, av in s.sources.items() if av in (Availability.UNAVAILABLE, Availability.INCOMPLETE))
+    if broken or s.availability == Availability.INCOMPLETE:
+        return unknown(f"security sources could not be read completely: {', '.join(broken) or s.reason}")
     ok = sorted(name for name, av in s.sources.items() if av == Availability.OK)
     return passed(f"security scanning read from {', '.join(ok) if ok else 'the reported sources'}", value=len(ok) or 1)
 
@@ -72,6 +72,8 @@ def _rule(
     return Rule(
         id=id_, dimension="security", title=title, severity=severity, why=why, fix=fix, check=check,
         parts=parts, threshold=threshold, skip_when_not_configured=skip, about=about, scored=scored,
+        # every security rule but GNG-SEC-008 counts findings: more evidence can only add to them
+        failure_stands_on_partial=bool(parts),
     )  # fmt: skip
 
 

@@ -32,6 +32,8 @@ class ArtifactLimits:
     baseline_points: int = 1000  # order statistics kept per transaction in the stored baseline
     max_zip_depth: int = 1  # zips inside a folder are opened; zips inside zips are not
     sniff_bytes: int = 64 * 1024  # head of each file read for content sniffing
+    max_listed_files: int = 200  # files listed by name as not understood (all are counted)
+    max_json_report_bytes: int = 64 * MIB  # JSON test reports decoded as a whole (mocha, jest, rspec, pytest-json-report)
 
 
 class Deadline:

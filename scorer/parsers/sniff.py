@@ -166,3 +166,24 @@ def classify(name: str, head: bytes, globs: ArtifactGlobs | None = None) -> str 
         if kind is not None:
             return kind
     return (globs or ArtifactGlobs()).hint(name)
+
+
+def describe(head: bytes) -> str:
+    """Say in a few words what a file that no parser reads looks like, from its first bytes."""
+    data = _strip_bom(head).lstrip()
+    if not data:
+        return "empty file"
+    if data.startswith(b"<"):
+        root = _xml_root(data)
+        return f"XML document <{root[0].decode('ascii', 'replace')}> of a format gonogo does not read" if root else "markup"
+    if data[:1] in (b"{", b"["):
+        keys = sorted({k.decode("utf-8", "replace") for k in _JSON_KEY.findall(data[:4096])})[:5]
+        return "JSON document of a format gonogo does not read" + (f" (keys: {', '.join(keys)})" if keys else "")
+    if b"\x00" in data[:4096]:
+        return "binary file"
+    try:
+        data[:4096].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < 4090:  # a multi-byte character cut by the 4 KiB window is still text
+            return "binary file"
+    return "text file of a format gonogo does not read"

@@ -1,0 +1,373 @@
+"""The deployment's lifecycle: the ``deployments`` row, its states and the only ways to change them.
+
+Every change of state is one named transition below, each a single conditional UPDATE that names the
+states it may come from (and, where one worker at a time must act, the lease owner). A transition that
+finds the row elsewhere changes nothing and says so, so two actors racing on one deployment (a worker
+and a reviewer, two workers, two sweepers) cannot both win: the order of the database decides, not care.
+
+States (docs/escalation.md has the table):
+
+- ``evaluating``  gonogo holds the lease and gathers evidence;
+- ``decided``     the decision (and, for go / no-go, the answer) is stored, not yet published;
+- ``escalated``   waiting for a human; no lease is held;
+- ``answering``   an answer is stored (a reviewer's, an override, an expiry) and is being sent;
+- ``answered``    GitHub took the answer: final;
+- ``abandoned``   the workflow run ended without an answer (cancelled, or past GitHub's 30 days): final.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, case, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from github_app import audit
+from github_app.db.models import Deployment
+from github_app.evidence import Target
+
+log = logging.getLogger(__name__)
+
+EVALUATING = "evaluating"
+DECIDED = "decided"
+ESCALATED = "escalated"
+ANSWERING = "answering"
+ANSWERED = "answered"
+ABANDONED = "abandoned"
+STATES = (EVALUATING, DECIDED, ESCALATED, ANSWERING, ANSWERED, ABANDONED)
+FINAL = frozenset({ANSWERED, ABANDONED})
+# states a worker drives by itself (under a lease); a deployment left in one past its lease is stuck
+DRIVEN = (EVALUATING, DECIDED, ANSWERING)
+# GitHub fails a workflow run waiting on a protection rule after 30 days
+GITHUB_WAIT_LIMIT = timedelta(days=30)
+
+Answer = Literal["approved", "rejected"]
+Next = Literal["evaluate", "publish_decision", "send_answer", "nothing"]
+OnCommit = Callable[[Session, Deployment], None]
+
+
+class DeploymentBusy(Exception):
+    """Another worker holds the deployment's lease; try again once it ends (``retry_after`` seconds)."""
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        super().__init__(f"deployment {key} is being handled by another worker; retry in {retry_after:.0f} s")
+        self.key = key
+        self.retry_after = max(0.5, retry_after)
+
+
+class LeaseLost(Exception):
+    """The lease ran out and someone else took the deployment (or a transition beat ours); stop acting."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lease_free(owner: str, now: datetime) -> Any:
+    return or_(Deployment.lease_until.is_(None), Deployment.lease_until < now, Deployment.lease_owner == owner)
+
+
+def _update(engine: Engine, key: str, where: Iterable[Any], values: dict[str, Any],
+            on_commit: OnCommit | None = None) -> Deployment | None:
+    """Run one conditional UPDATE; return the row as it now is when it matched, else None."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        done = session.connection().execute(
+            update(Deployment).where(Deployment.key == key, *where).values(**values)
+        ).rowcount  # fmt: skip
+        if done != 1:
+            return None
+        row = session.scalar(select(Deployment).where(Deployment.key == key).execution_options(populate_existing=True))
+        assert row is not None
+        if on_commit is not None:
+            on_commit(session, row)
+        return row
+
+
+def load(engine: Engine, key: str) -> Deployment | None:
+    """The deployment row as stored now."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.scalar(select(Deployment).where(Deployment.key == key))
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What ``begin`` found: the row (as of now, leased to the caller unless ``next`` is nothing) and what to do."""
+
+    row: Deployment
+    next: Next
+
+
+def begin(
+    engine: Engine, target: Target, *, github_deployment_id: int | None, pull_requests: list[int],
+    callback_url: str, owner: str, lease_seconds: float, reevaluate: bool = False,
+) -> Begun:
+    """Record a requested deployment (first delivery) or pick it up again, taking its lease.
+
+    What the caller does next follows from the state found, never from the caller's wishes:
+    a new or interrupted evaluation is evaluated; a stored decision is published without deciding
+    again; a stored answer is sent; an escalation is left alone (a redelivery changes nothing) unless
+    ``reevaluate`` (a waiver or a re-run of the check run) takes it back to ``evaluating``; a final
+    deployment is left alone. Raises DeploymentBusy while another worker holds the lease.
+    """
+    now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    t = target
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if session.scalar(select(Deployment.id).where(Deployment.key == t.deployment_key)) is None:
+            row = Deployment(
+                key=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
+                run_id=t.run_id, github_deployment_id=github_deployment_id, installation_id=t.installation_id,
+                creator=t.creator, pull_requests=pull_requests, callback_url=callback_url,
+                created_at=t.created_at, state=EVALUATING, status_reports=0, default_branch=t.default_branch,
+                lease_owner=owner, lease_until=until,
+            )  # fmt: skip
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:  # a concurrent delivery inserted it first: it holds the lease now
+                session.rollback()
+                raise DeploymentBusy(t.deployment_key, lease_seconds) from None
+            return Begun(row, "evaluate")
+    # the row exists: one conditional UPDATE per state it may be picked up from
+    taken = _update(engine, t.deployment_key, [Deployment.state.in_(DRIVEN), _lease_free(owner, now)],
+                    {"lease_owner": owner, "lease_until": until})  # fmt: skip
+    if taken is not None:
+        if taken.state == EVALUATING:
+            return Begun(taken, "evaluate")
+        if taken.answer is not None:
+            return Begun(taken, "send_answer")
+        return Begun(taken, "publish_decision")
+    if reevaluate:
+        again = _update(
+            engine, t.deployment_key,
+            [Deployment.state == ESCALATED, Deployment.answer.is_(None), _lease_free(owner, now)],
+            {"state": EVALUATING, "lease_owner": owner, "lease_until": until},
+        )  # fmt: skip
+        if again is not None:
+            return Begun(again, "evaluate")
+    found = load(engine, t.deployment_key)
+    assert found is not None
+    if found.state in DRIVEN:
+        held = (found.lease_until - now).total_seconds() if found.lease_until else lease_seconds
+        raise DeploymentBusy(found.key, held)
+    return Begun(found, "nothing")
+
+
+def renew(engine: Engine, key: str, owner: str, lease_seconds: float) -> bool:
+    """Extend the caller's lease while it keeps working; False when it is no longer the caller's."""
+    return _update(engine, key, [Deployment.lease_owner == owner, Deployment.state.in_(DRIVEN)],
+                   {"lease_until": utcnow() + timedelta(seconds=lease_seconds)}) is not None  # fmt: skip
+
+
+def release(engine: Engine, key: str, owner: str) -> None:
+    """Give the lease back (work stopped early), so the next delivery need not wait it out.
+
+    The time of release stays in ``lease_until``: the sweeper counts a whole lease from there before
+    it calls the deployment stuck, which leaves the delivery's own retry the first go.
+    """
+    _update(engine, key, [Deployment.lease_owner == owner, Deployment.state.in_(DRIVEN)],
+            {"lease_owner": None, "lease_until": utcnow()})  # fmt: skip
+
+
+def note_check_run(engine: Engine, key: str, owner: str, check_run_id: int) -> None:
+    """Remember the gonogo check run created for the deployment (by the lease holder)."""
+    _update(engine, key, [Deployment.lease_owner == owner, Deployment.check_run_id.is_(None)],
+            {"check_run_id": check_run_id})  # fmt: skip
+
+
+def note_status_report(engine: Engine, key: str, owner: str, reports: int, github_status: int, text: str) -> None:
+    """Count a status report GitHub took for the deployment, and audit it."""
+
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "status_report", repository=row.repository, deployment_key=row.key,
+                     actor="gonogo", data={"github_status": github_status, "comment": text[:200]})  # fmt: skip
+
+    _update(engine, key, [Deployment.lease_owner == owner], {"status_reports": reports}, audited)
+
+
+def record_decision(session: Session, key: str, owner: str, decision_id: int, answer: Answer | None,
+                    comment: str) -> bool:  # fmt: skip
+    """evaluating -> decided, inside the caller's transaction that stores the decision.
+
+    The answer (go / no-go) is stored with it, before GitHub is told, so a crash never decides twice.
+    False when the caller lost the lease or a break-glass override got there first: then the caller
+    rolls its transaction back.
+    """
+    values: dict[str, Any] = {"state": DECIDED, "decision_id": decision_id}
+    if answer is not None:
+        values.update(answer=answer, answer_comment=comment)
+    done = session.connection().execute(
+        update(Deployment)
+        .where(Deployment.key == key, Deployment.state == EVALUATING, Deployment.lease_owner == owner,
+               Deployment.answer.is_(None))
+        .values(**values)
+    ).rowcount  # fmt: skip
+    return bool(done == 1)
+
+
+def escalate(engine: Engine, key: str, owner: str) -> Deployment:
+    """decided (no answer) -> escalated: the decision is published and humans decide; the lease ends."""
+    row = _update(engine, key, [Deployment.state == DECIDED, Deployment.answer.is_(None), Deployment.lease_owner == owner],
+                  {"state": ESCALATED, "lease_owner": None, "lease_until": None})  # fmt: skip
+    if row is None:
+        raise LeaseLost(f"deployment {key} changed while its escalation was published")
+    return row
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The outcome of a human answer: whether it was stored, and whether the caller sends it now."""
+
+    stored: bool
+    send: bool
+    row: Deployment
+
+
+def accept_human_answer(
+    engine: Engine, key: str, answer: Answer, comment: str, actor: str, owner: str, lease_seconds: float, *,
+    override: bool = False, on_commit: OnCommit | None = None,
+) -> Accepted:
+    """escalated -> answering with a reviewer's answer; for a break-glass override also from evaluating / decided.
+
+    Only a deployment gonogo escalated takes an approve or reject: while it is evaluated, or once it
+    has an answer, nothing changes. An override may also land while gonogo evaluates, before gonogo
+    stored an answer of its own; the evaluating worker then sends the override instead of deciding.
+    The caller sends the answer itself when it got the lease (``send``).
+    """
+    now = utcnow()
+    sources = [ESCALATED, EVALUATING, DECIDED] if override else [ESCALATED]
+
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "override" if override else "answer", repository=row.repository,
+                     deployment_key=row.key, actor=actor,
+                     data={"state": answer, "comment": comment, "by": "override" if override else "human",
+                           "stage": "stored"})  # fmt: skip
+        if on_commit is not None:
+            on_commit(session, row)
+
+    free = or_(Deployment.lease_until.is_(None), Deployment.lease_until < now)
+    row = _update(
+        engine, key, [Deployment.state.in_(sources), Deployment.answer.is_(None)],
+        {
+            "state": ANSWERING, "answer": answer, "answer_comment": comment,
+            # take the lease when nobody holds it; a worker still evaluating keeps it and sends this answer
+            "lease_owner": case((free, owner), else_=Deployment.lease_owner),
+            "lease_until": case((free, now + timedelta(seconds=lease_seconds)), else_=Deployment.lease_until),
+        },
+        audited,
+    )  # fmt: skip
+    if row is None:
+        current = load(engine, key)
+        assert current is not None
+        return Accepted(False, False, current)
+    return Accepted(True, row.lease_owner == owner, row)
+
+
+def expire(engine: Engine, key: str, comment: str, owner: str, lease_seconds: float,
+           on_commit: OnCommit | None = None) -> Deployment | None:  # fmt: skip
+    """escalated -> answering with a rejection, because no reviewer decided in time (the caller sends it)."""
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "answer", repository=row.repository, deployment_key=row.key, actor="gonogo",
+                     data={"state": "rejected", "comment": comment, "by": "expiry", "stage": "stored"})  # fmt: skip
+        if on_commit is not None:
+            on_commit(session, row)
+
+    return _update(
+        engine, key, [Deployment.state == ESCALATED, Deployment.answer.is_(None)],
+        {"state": ANSWERING, "answer": "rejected", "answer_comment": comment, "lease_owner": owner,
+         "lease_until": utcnow() + timedelta(seconds=lease_seconds)},
+        audited,
+    )  # fmt: skip
+
+
+def mark_answered(engine: Engine, key: str, owner: str, answer: str, github_status: int, by: str,
+                  on_commit: OnCommit | None = None) -> Deployment | None:  # fmt: skip
+    """decided / answering -> answered, once GitHub took the answer (or said it already had one); audited.
+
+    ``github_status`` is GitHub's response code: 200 took it, 422 means the run already had an answer.
+    """
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "answer", repository=row.repository, deployment_key=row.key, actor=by,
+                     data={"state": answer, "by": by, "stage": "sent", "github_status": github_status})  # fmt: skip
+        if on_commit is not None:
+            on_commit(session, row)
+
+    return _update(
+        engine, key,
+        [Deployment.state.in_((DECIDED, ANSWERING)), Deployment.lease_owner == owner, Deployment.answer == answer],
+        {"state": ANSWERED, "answered_at": utcnow(), "lease_owner": None, "lease_until": None},
+        audited,
+    )  # fmt: skip
+
+
+def mark_reminded(engine: Engine, key: str, now: datetime, on_commit: OnCommit | None = None) -> Deployment | None:
+    """Record the one reminder of an escalation; None when it was already recorded (by another sweeper)."""
+    return _update(engine, key, [Deployment.state == ESCALATED, Deployment.reminded_at.is_(None)],
+                   {"reminded_at": now}, on_commit)  # fmt: skip
+
+
+def note_announced(engine: Engine, key: str, now: datetime) -> bool:
+    """Record that the escalation's PR comment went out (or is going out), once; False when already recorded."""
+    return _update(engine, key, [Deployment.announced_at.is_(None)], {"announced_at": now}) is not None
+
+
+def abandon(engine: Engine, key: str, why: str) -> bool:
+    """escalated -> abandoned: the workflow run ended (or GitHub's 30 days passed) without an answer."""
+
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "lifecycle", repository=row.repository, deployment_key=row.key, actor="gonogo",
+                     data={"state": ABANDONED, "why": why})  # fmt: skip
+
+    return _update(engine, key, [Deployment.state == ESCALATED, Deployment.answer.is_(None)],
+                   {"state": ABANDONED, "lease_owner": None, "lease_until": None}, audited) is not None  # fmt: skip
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def for_check_run(engine: Engine, check_run_id: Any) -> Deployment | None:
+    """The deployment whose gonogo check run has this id, if any."""
+    if not isinstance(check_run_id, int):
+        return None
+    with Session(engine, expire_on_commit=False) as session:
+        return session.scalar(select(Deployment).where(Deployment.check_run_id == check_run_id))
+
+
+def for_pull_request(engine: Engine, repository: str, number: int) -> list[Deployment]:
+    """The recent deployments of a repository that name this pull request, newest first."""
+    with Session(engine, expire_on_commit=False) as session:
+        rows = session.scalars(
+            select(Deployment).where(Deployment.repository == repository).order_by(Deployment.created_at.desc()).limit(200)
+        ).all()  # fmt: skip
+    return [r for r in rows if number in (r.pull_requests or [])]
+
+
+def for_run(engine: Engine, repository: str, run_id: int) -> list[Deployment]:
+    """The deployments of one workflow run (every environment and attempt)."""
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(
+            select(Deployment).where(Deployment.repository == repository, Deployment.run_id == run_id)
+        ).all())  # fmt: skip
+
+
+def escalated(engine: Engine) -> list[Deployment]:
+    """Deployments waiting for a human."""
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(select(Deployment).where(Deployment.state == ESCALATED)).all())
+
+
+def stuck(engine: Engine, now: datetime, grace: timedelta, limit: int = 100) -> list[Deployment]:
+    """Deployments in a state a worker drives, unleased for ``grace`` past the end of their last lease."""
+    cutoff = now - grace
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(
+            select(Deployment)
+            .where(Deployment.state.in_(DRIVEN), Deployment.lease_owner.is_(None) | (Deployment.lease_until < now),
+                   or_(Deployment.lease_until.is_(None), Deployment.lease_until < cutoff))
+            .order_by(Deployment.id).limit(limit)
+        ).all())  # fmt: skip

@@ -1,0 +1,585 @@
+"""How good the gate is and how delivery goes: gate quality and DORA figures from decisions and outcomes.
+
+``load`` reads the facts of one window through SQLAlchemy (deployments with their decision, whether a
+human answered, the first commit of the change, and the outcomes); everything else is pure and works
+on those facts, so the API, the dashboard and ``gonogo report`` compute the same figures from the same
+code. docs/insights.md defines each figure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, exists, select
+
+from github_app.db import read_only
+from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+
+FAILED = frozenset({"failure", "rollback", "incident"})
+HUMAN_ACTIONS = ("approve", "reject", "override")
+CALIBRATION_BINS = 10
+ANSWER_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("< 10 s", 10), ("< 1 min", 60), ("< 10 min", 600), ("< 1 h", 3600), ("< 8 h", 8 * 3600), ("< 1 d", 86400),
+    ("≥ 1 d", float("inf")),
+)  # fmt: skip
+VERDICTS = ("go", "escalate", "no-go", "none")
+
+
+@dataclass(frozen=True)
+class DeploymentFact:
+    """One deployment as the figures need it (read from the existing columns, whatever the state names)."""
+
+    id: int
+    key: str
+    repository: str
+    environment: str
+    sha: str
+    created_at: datetime
+    answer: str | None  # approved | rejected | None while waiting
+    answered_at: datetime | None
+    verdict: str | None  # go | escalate | no-go; None before a decision
+    action: str | None  # approve | reject | escalate
+    risk: float | None
+    decided_at: datetime | None
+    answered_by_human: bool
+    first_commit_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutcomeFact:
+    repository: str
+    environment: str
+    sha: str
+    outcome: str  # success | failure | rollback | incident
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime
+    until: datetime
+    repository: str | None = None
+    environment: str | None = None
+
+    @property
+    def days(self) -> float:
+        return max((self.until - self.since).total_seconds() / 86400, 1 / 24)
+
+
+@dataclass
+class Facts:
+    window: Window
+    deployments: list[DeploymentFact]
+    outcomes: list[OutcomeFact]
+
+
+DEFAULT_WINDOW = timedelta(days=30)
+MAX_WINDOW = timedelta(days=366)
+
+
+class WindowError(ValueError):
+    """A window the caller asked for that cannot be read."""
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """A point in time: an ISO-8601 date or time (UTC unless it says otherwise), or an age like "30d" or "12h"."""
+    from rules.policy import parse_duration
+
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(f"{text!r} is neither an ISO-8601 date or time (2026-03-01, 2026-03-01T09:00:00Z) "
+                          "nor an age like 30d, 12h or 8w") from None  # fmt: skip
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def window_from(since: str | None, until: str | None, now: datetime, *, repository: str | None = None,
+                environment: str | None = None) -> Window:  # fmt: skip
+    """The window a caller asked for: by default the last 30 days; at most 366 days long."""
+    end = parse_moment(until, now) if until else now
+    start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
+    if start >= end:
+        raise WindowError("since must be before until")
+    if end - start > MAX_WINDOW:
+        raise WindowError("the window is longer than 366 days: narrow since/until")
+    return Window(since=start, until=end, repository=repository or None, environment=environment or None)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def load(engine: Engine, window: Window) -> Facts:
+    """Read the deployments requested in ``window`` and the outcomes observed since it began."""
+    human = exists().where(
+        Review.deployment_id == Deployment.id, Review.allowed.is_(True), Review.action.in_(HUMAN_ACTIONS)
+    )
+    stmt = (
+        select(
+            Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+            Deployment.created_at, Deployment.answer, Deployment.answered_at, DecisionRecord.verdict,
+            DecisionRecord.action, DecisionRecord.risk, DecisionRecord.created_at.label("decided_at"),
+            human.label("answered_by_human"), HistoryRow.features["first_commit_at"].as_string().label("first_commit"),
+        )
+        .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
+        .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
+        .where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
+    )  # fmt: skip
+    outcome_stmt = select(
+        Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, Outcome.observed_at
+    ).where(Outcome.observed_at >= window.since)
+    for column, value in ((Deployment.repository, window.repository), (Deployment.environment, window.environment)):
+        if value:
+            stmt = stmt.where(column == value)
+    for column, value in ((Outcome.repository, window.repository), (Outcome.environment, window.environment)):
+        if value:
+            outcome_stmt = outcome_stmt.where(column == value)
+    with read_only(engine) as conn:
+        rows = conn.execute(stmt.order_by(Deployment.created_at, Deployment.id)).all()
+        outcome_rows = conn.execute(outcome_stmt.order_by(Outcome.observed_at, Outcome.id)).all()
+    deployments = [
+        DeploymentFact(
+            id=r.id, key=r.key, repository=r.repository, environment=r.environment, sha=r.sha,
+            created_at=_aware(r.created_at) or window.since, answer=r.answer, answered_at=_aware(r.answered_at),
+            verdict=r.verdict, action=r.action, risk=r.risk, decided_at=_aware(r.decided_at),
+            answered_by_human=bool(r.answered_by_human), first_commit_at=_parse_time(r.first_commit),
+        )
+        for r in rows
+    ]  # fmt: skip
+    outcomes = [
+        OutcomeFact(repository=o.repository, environment=o.environment, sha=o.sha, outcome=o.outcome,
+                    observed_at=_aware(o.observed_at) or window.since)
+        for o in outcome_rows
+    ]  # fmt: skip
+    return Facts(window=window, deployments=deployments, outcomes=outcomes)
+
+
+# --- attribution: which deployment an outcome belongs to ---------------------------------------
+
+
+@dataclass
+class Result:
+    """What happened to one deployment: its first success and its failures, if any were observed."""
+
+    deployed_at: datetime | None = None
+    failures: list[datetime] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.deployed_at is not None and not self.failures
+
+    @property
+    def known(self) -> bool:
+        return self.deployed_at is not None or bool(self.failures)
+
+
+def attribute(deployments: Sequence[DeploymentFact], outcomes: Iterable[OutcomeFact]) -> dict[int, Result]:
+    """Give each outcome to the newest deployment of its sha to its environment requested before it."""
+    by_target: dict[tuple[str, str, str], list[DeploymentFact]] = defaultdict(list)
+    for d in sorted(deployments, key=lambda d: (d.created_at, d.id)):
+        by_target[(d.repository, d.environment, d.sha)].append(d)
+    starts = {k: [d.created_at for d in v] for k, v in by_target.items()}
+    results: dict[int, Result] = {d.id: Result() for d in deployments}
+    for o in outcomes:
+        key = (o.repository, o.environment, o.sha)
+        candidates = by_target.get(key)
+        if not candidates:
+            continue
+        i = bisect.bisect_right(starts[key], o.observed_at) - 1
+        if i < 0:
+            continue
+        result = results[candidates[i].id]
+        if o.outcome in FAILED:
+            result.failures.append(o.observed_at)
+        elif o.outcome == "success" and (result.deployed_at is None or o.observed_at < result.deployed_at):
+            result.deployed_at = o.observed_at
+    return results
+
+
+# --- small statistics ---------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return float(ordered[int(rank) - 1])
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return max(0.0, (later - earlier).total_seconds())
+
+
+# --- gate quality -------------------------------------------------------------------------------
+
+
+@dataclass
+class CalibrationBin:
+    low: float
+    high: float
+    deployments: int
+    predicted: float | None  # mean predicted risk
+    observed: float | None  # observed failure rate
+
+
+@dataclass
+class GateQuality:
+    repository: str | None
+    environment: str | None
+    deployments: int
+    decided: int
+    approved_automatically: int
+    escalated: int
+    rejected_automatically: int
+    share_approved_automatically: float | None
+    share_escalated: float | None
+    share_rejected_automatically: float | None
+    approved: int
+    escaped_failures: int
+    escaped_failure_rate: float | None
+    false_rejections: int
+    needless_escalations: int
+    false_blocks: int
+    answer_seconds_automatic_median: float | None
+    answer_seconds_human_median: float | None
+    reviewer_wait_seconds_median: float | None
+    reviewer_wait_seconds_p90: float | None
+    waiting_now: int
+    oldest_waiting_seconds: float | None
+    failures_observed: int
+    caught: int
+    catch_rate: float | None
+    calibration: list[CalibrationBin]
+    brier_score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _automatic(d: DeploymentFact) -> bool:
+    return d.action in ("approve", "reject") and not d.answered_by_human
+
+
+def gate_quality(
+    deployments: Sequence[DeploymentFact], results: dict[int, Result], now: datetime, *,
+    repository: str | None = None, environment: str | None = None,
+) -> GateQuality:
+    """The gate's figures for ``deployments`` (outcomes already attributed in ``results``)."""
+    decided = [d for d in deployments if d.action is not None]
+    auto_go = [d for d in decided if d.action == "approve"]
+    escalated = [d for d in decided if d.action == "escalate"]
+    auto_no = [d for d in decided if d.action == "reject"]
+    approved = [d for d in deployments if d.answer == "approved"]
+    escaped = [d for d in approved if results[d.id].failed]
+    # a block was needless when the same sha went out to the same environment later and only succeeded
+    succeeded_at: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
+    failed_shas: set[tuple[str, str, str]] = set()
+    for d in deployments:
+        r = results[d.id]
+        target = (d.repository, d.environment, d.sha)
+        if r.failed:
+            failed_shas.add(target)
+        elif r.deployed_at is not None:
+            succeeded_at[target].append(r.deployed_at)
+
+    def later_success(d: DeploymentFact) -> bool:
+        target = (d.repository, d.environment, d.sha)
+        return target not in failed_shas and any(t >= d.created_at for t in succeeded_at.get(target, []))
+
+    false_rejections = [d for d in decided if d.answer == "rejected" and d.action in ("reject", "escalate")
+                        and later_success(d)]  # fmt: skip
+    needless = [d for d in escalated if d.answer == "approved" and later_success(d)]
+    automatic_answers = [s for d in decided if _automatic(d) and (s := _seconds(d.answered_at, d.created_at)) is not None]
+    human = [d for d in escalated if d.answered_by_human]
+    human_answers = [s for d in human if (s := _seconds(d.answered_at, d.created_at)) is not None]
+    waits = [s for d in human if (s := _seconds(d.answered_at, d.decided_at or d.created_at)) is not None]
+    waiting = [d for d in escalated if d.answer is None]
+    oldest = max((_seconds(now, d.decided_at or d.created_at) or 0.0 for d in waiting), default=None)
+    known = [d for d in decided if results[d.id].known]
+    failures = [d for d in known if results[d.id].failed]
+    caught = [d for d in failures if d.action != "approve"]
+    bins = calibration([(d.risk, results[d.id].failed) for d in known if d.risk is not None])
+    scored = [(d.risk, results[d.id].failed) for d in known if d.risk is not None]
+    brier = sum((r - float(f)) ** 2 for r, f in scored) / len(scored) if scored else None
+    n = len(decided)
+    return GateQuality(
+        repository=repository, environment=environment, deployments=len(deployments), decided=n,
+        approved_automatically=len(auto_go), escalated=len(escalated), rejected_automatically=len(auto_no),
+        share_approved_automatically=_share(len(auto_go), n), share_escalated=_share(len(escalated), n),
+        share_rejected_automatically=_share(len(auto_no), n), approved=len(approved),
+        escaped_failures=len(escaped), escaped_failure_rate=_share(len(escaped), len(approved)),
+        false_rejections=len(false_rejections), needless_escalations=len(needless),
+        false_blocks=len(false_rejections) + len(needless),
+        answer_seconds_automatic_median=_median(automatic_answers), answer_seconds_human_median=_median(human_answers),
+        reviewer_wait_seconds_median=_median(waits), reviewer_wait_seconds_p90=_percentile(waits, 90),
+        waiting_now=len(waiting), oldest_waiting_seconds=oldest, failures_observed=len(failures), caught=len(caught),
+        catch_rate=_share(len(caught), len(failures)), calibration=bins, brier_score=brier,
+    )  # fmt: skip
+
+
+def calibration(pairs: Sequence[tuple[float, bool]], bins: int = CALIBRATION_BINS) -> list[CalibrationBin]:
+    """Predicted risk against the observed failure rate, in ``bins`` equal-width bins of predicted risk."""
+    grouped: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
+    for risk, failed in pairs:
+        grouped[min(bins - 1, max(0, int(risk * bins)))].append((risk, failed))
+    return [
+        CalibrationBin(low=i / bins, high=(i + 1) / bins, deployments=len(g),
+                       predicted=sum(r for r, _ in g) / len(g) if g else None,
+                       observed=sum(1 for _, f in g if f) / len(g) if g else None)
+        for i, g in enumerate(grouped)
+    ]  # fmt: skip
+
+
+# --- DORA ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dora:
+    repository: str | None
+    environment: str | None
+    days: float
+    successful_deployments: int
+    deployments_per_day: float
+    deployments_per_week: float
+    deployment_days: int
+    frequency_category: str  # daily | weekly | monthly | yearly | none, as Four Keys buckets it
+    lead_time_seconds_median: float | None
+    lead_time_seconds_p90: float | None
+    lead_time_samples: int
+    deployments_with_outcome: int
+    failed_deployments: int
+    change_failure_rate: float | None
+    restores: int
+    time_to_restore_seconds_median: float | None
+    unrestored_failures: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _week(moment: datetime) -> date:
+    day = moment.date()
+    return day - timedelta(days=day.weekday())
+
+
+def frequency_category(deploy_times: Sequence[datetime], window: Window) -> str:
+    """Daily / weekly / monthly / yearly the way Four Keys buckets deployment frequency.
+
+    Daily: on the median week of the window, deployments happened on 3 days or more. Weekly: the
+    median week had at least one. Monthly: the median 30-day period had at least one. Otherwise yearly.
+    """
+    if not deploy_times:
+        return "none"
+    days_per_week: dict[date, set[date]] = defaultdict(set)
+    for t in deploy_times:
+        days_per_week[_week(t)].add(t.date())
+    weeks = max(1, round(window.days / 7))
+    counts = sorted([len(v) for v in days_per_week.values()] + [0] * max(0, weeks - len(days_per_week)))
+    median_days = statistics.median(counts)
+    if median_days >= 3:
+        return "daily"
+    if median_days >= 1:
+        return "weekly"
+    months = max(1, round(window.days / 30))
+    per_month: dict[int, int] = defaultdict(int)
+    for t in deploy_times:
+        per_month[int((t - window.since).total_seconds() // (30 * 86400))] += 1
+    month_counts = sorted([*per_month.values()] + [0] * max(0, months - len(per_month)))
+    return "monthly" if statistics.median(month_counts) >= 1 else "yearly"
+
+
+def restore_times(outcomes: Sequence[OutcomeFact], since: datetime) -> tuple[list[float], int]:
+    """Seconds from each failure (the first of a run of failures) to the next success in its environment.
+
+    Returns the durations of failures observed from ``since`` on and how many are not restored yet.
+    """
+    by_env: dict[tuple[str, str], list[OutcomeFact]] = defaultdict(list)
+    for o in outcomes:
+        by_env[(o.repository, o.environment)].append(o)
+    durations: list[float] = []
+    open_failures = 0
+    for events in by_env.values():
+        down_since: datetime | None = None
+        for o in sorted(events, key=lambda o: o.observed_at):
+            if o.outcome in FAILED:
+                down_since = down_since or o.observed_at
+            elif o.outcome == "success" and down_since is not None:
+                if down_since >= since:
+                    durations.append((o.observed_at - down_since).total_seconds())
+                down_since = None
+        if down_since is not None and down_since >= since:
+            open_failures += 1
+    return durations, open_failures
+
+
+def dora(
+    deployments: Sequence[DeploymentFact], results: dict[int, Result], outcomes: Sequence[OutcomeFact],
+    window: Window, *, repository: str | None = None, environment: str | None = None,
+) -> Dora:
+    """The four keys for ``deployments`` requested in ``window``."""
+    out = [d for d in deployments if results[d.id].known]
+    succeeded = [d for d in out if results[d.id].deployed_at is not None]
+    deploy_times = sorted(t for d in succeeded if (t := results[d.id].deployed_at) is not None)
+    lead = [s for d in succeeded if (s := _seconds(results[d.id].deployed_at, d.first_commit_at)) is not None]
+    failed = [d for d in out if results[d.id].failed]
+    restored, unrestored = restore_times(outcomes, window.since)
+    return Dora(
+        repository=repository, environment=environment, days=round(window.days, 3),
+        successful_deployments=len(deploy_times), deployments_per_day=len(deploy_times) / window.days,
+        deployments_per_week=len(deploy_times) / window.days * 7, deployment_days=len({t.date() for t in deploy_times}),
+        frequency_category=frequency_category(deploy_times, window), lead_time_seconds_median=_median(lead),
+        lead_time_seconds_p90=_percentile(lead, 90), lead_time_samples=len(lead), deployments_with_outcome=len(out),
+        failed_deployments=len(failed), change_failure_rate=_share(len(failed), len(out)), restores=len(restored),
+        time_to_restore_seconds_median=_median(restored), unrestored_failures=unrestored,
+    )  # fmt: skip
+
+
+# --- the whole report ---------------------------------------------------------------------------
+
+
+@dataclass
+class WeekPoint:
+    week: date
+    verdicts: dict[str, int]
+    change_failure_rate: float | None
+    lead_time_seconds_median: float | None
+
+
+@dataclass
+class Report:
+    window: Window
+    generated_at: datetime
+    gate: GateQuality
+    dora: Dora
+    groups: list[tuple[GateQuality, Dora]]
+    weeks: list[WeekPoint]
+    answer_times: dict[str, list[int]]  # automatic / human: counts per ANSWER_BUCKETS
+
+    def to_json(self) -> dict[str, Any]:
+        """The report with stable field names, ISO-8601 times and durations in seconds."""
+        return {
+            "window": {"since": self.window.since.isoformat(), "until": self.window.until.isoformat(),
+                       "repository": self.window.repository, "environment": self.window.environment},
+            "generated_at": self.generated_at.isoformat(),
+            "gate_quality": self.gate.to_json(),
+            "dora": self.dora.to_json(),
+            "groups": [{"repository": g.repository, "environment": g.environment, "gate_quality": g.to_json(),
+                        "dora": d.to_json()} for g, d in self.groups],
+            "weeks": [{"week": w.week.isoformat(), "verdicts": w.verdicts,
+                       "change_failure_rate": w.change_failure_rate,
+                       "lead_time_seconds_median": w.lead_time_seconds_median} for w in self.weeks],
+            "answer_time_buckets": [label for label, _ in ANSWER_BUCKETS],
+            "answer_times": self.answer_times,
+        }  # fmt: skip
+
+
+def _bucket(seconds: float) -> int:
+    return next(i for i, (_, limit) in enumerate(ANSWER_BUCKETS) if seconds < limit)
+
+
+def weekly(deployments: Sequence[DeploymentFact], results: dict[int, Result], window: Window) -> list[WeekPoint]:
+    """Per week of the window (Monday to Sunday, UTC): verdicts, change failure rate, median lead time."""
+    weeks: list[date] = []
+    week = _week(window.since)
+    while week <= _week(window.until - timedelta(microseconds=1)):
+        weeks.append(week)
+        week += timedelta(days=7)
+    grouped: dict[date, list[DeploymentFact]] = defaultdict(list)
+    for d in deployments:
+        grouped[_week(d.created_at)].append(d)
+    points = []
+    for w in weeks:
+        ds = grouped.get(w, [])
+        verdicts = {v: 0 for v in VERDICTS}
+        for d in ds:
+            verdicts[d.verdict if d.verdict in VERDICTS else "none"] += 1
+        out = [d for d in ds if results[d.id].known]
+        lead = [s for d in out if (s := _seconds(results[d.id].deployed_at, d.first_commit_at)) is not None]
+        points.append(WeekPoint(week=w, verdicts=verdicts,
+                                change_failure_rate=_share(sum(1 for d in out if results[d.id].failed), len(out)),
+                                lead_time_seconds_median=_median(lead)))  # fmt: skip
+    return points
+
+
+def answer_times(deployments: Sequence[DeploymentFact]) -> dict[str, list[int]]:
+    """How long answers took, counted per bucket of ANSWER_BUCKETS, automatic and human apart."""
+    counts = {"automatic": [0] * len(ANSWER_BUCKETS), "human": [0] * len(ANSWER_BUCKETS)}
+    for d in deployments:
+        seconds = _seconds(d.answered_at, d.created_at)
+        if seconds is None or d.action is None:
+            continue
+        if d.answered_by_human:
+            counts["human"][_bucket(seconds)] += 1
+        elif _automatic(d):
+            counts["automatic"][_bucket(seconds)] += 1
+    return counts
+
+
+def build(facts: Facts, now: datetime) -> Report:
+    """Every figure for the window of ``facts``: overall, per repository and environment, and per week."""
+    results = attribute(facts.deployments, facts.outcomes)
+    w = facts.window
+    groups: dict[tuple[str, str], list[DeploymentFact]] = defaultdict(list)
+    for d in facts.deployments:
+        groups[(d.repository, d.environment)].append(d)
+    per_group = []
+    for (repo, env), ds in sorted(groups.items()):
+        outcomes = [o for o in facts.outcomes if o.repository == repo and o.environment == env]
+        per_group.append((gate_quality(ds, results, now, repository=repo, environment=env),
+                          dora(ds, results, outcomes, w, repository=repo, environment=env)))  # fmt: skip
+    return Report(
+        window=w, generated_at=now,
+        gate=gate_quality(facts.deployments, results, now, repository=w.repository, environment=w.environment),
+        dora=dora(facts.deployments, results, facts.outcomes, w, repository=w.repository, environment=w.environment),
+        groups=per_group, weeks=weekly(facts.deployments, results, w), answer_times=answer_times(facts.deployments),
+    )  # fmt: skip
+
+
+def report(engine: Engine, window: Window, now: datetime | None = None) -> Report:
+    """Load the window's facts and compute the report (what the API, dashboard and CLI show)."""
+    return build(load(engine, window), now or datetime.now(UTC))
+
+
+__all__ = [
+    "ANSWER_BUCKETS", "CalibrationBin", "DeploymentFact", "Dora", "Facts", "GateQuality", "OutcomeFact", "Report",
+    "Result", "WeekPoint", "Window", "WindowError", "attribute", "build", "calibration", "dora", "frequency_category",
+    "gate_quality", "load", "parse_moment", "report", "restore_times", "window_from",
+]  # fmt: skip
