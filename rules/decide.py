@@ -213,12 +213,12 @@ def _judge(
         need = _smallest_fix_set(findings, set(must_fix), env.approve.min_score)
         changes.append(OutcomeChange(
             kind="score", rule_ids=need, gap=round(env.approve.min_score - score, 1),
-            text=f"Readiness {score:.0f} is {env.approve.min_score - score:.1f} below min_score "
+            text=f"Readiness {score:.1f} is {env.approve.min_score - score:.1f} below min_score "
                  f"{env.approve.min_score:.0f}" + (f"; fixing {', '.join(need)} would reach it." if need else "."),
         ))  # fmt: skip
         if verdict == "go":
             verdict = "escalate"
-            reasons.append(f"readiness {score:.0f} is below min_score {env.approve.min_score:.0f}")
+            reasons.append(f"readiness {score:.1f} is below min_score {env.approve.min_score:.0f}")
     if conf < env.approve.min_confidence:
         need = _confidence_set(findings, part_read, env.approve.min_confidence)
         ids = [f.rule_id for f in findings if set(f.sources) & set(need) and (f.status in ("unknown", "skipped"))]
