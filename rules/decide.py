@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from rules.catalog import CATALOG, RULES_BY_ID
 from rules.freeze import window_end
 from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, default_policy, effective
-from rules.scoring import SEVERITY_WEIGHT, confidence, dimension_scores, readiness
+from rules.scoring import (
+    SEVERITY_WEIGHT,
+    SOURCE_WEIGHT,
+    confidence,
+    dimension_scores,
+    readiness,
+    source_shares,
+)
 from rules.strategy import choose_strategy
 from rules.types import (
     Action,
@@ -20,10 +27,13 @@ from rules.types import (
     OutcomeChange,
     Recommendation,
     ReviewerSet,
+    RuleResult,
+    RuleStatus,
     Verdict,
     Waiver,
 )
 from scorer.assessment import Assessment, RiskEstimate
+from scorer.completeness import first_deployment, part_read_share
 from scorer.evidence import Evidence
 from scorer.heuristic import estimate_risk
 
@@ -31,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _ACTION: dict[Verdict, Action] = {"go": "approve", "no-go": "reject", "escalate": "escalate"}
 _SEVERITY_RANK = {"blocker": 0, "major": 1, "minor": 2}
+NO_HISTORY = "no history yet"
 
 
 def _aware(now: datetime) -> datetime:
@@ -38,26 +49,43 @@ def _aware(now: datetime) -> datetime:
 
 
 def evaluate_rules(
-    env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = ()
+    env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> tuple[list[Finding], list[Waiver]]:
-    """Evaluate every catalog rule with the environment's overrides and apply active waivers."""
-    sha = assessment.evidence.sha
+    """Evaluate every catalog rule with the environment's overrides and apply active waivers.
+
+    ``scope`` names the evidence parts this kind of assessment can read at all (offline: the artifact
+    parts); rules about other parts do not count in the confidence.
+    """
+    ev = assessment.evidence
+    sha = ev.sha
     active = list(waivers)
     findings: list[Finding] = []
     applied: list[Waiver] = []
+    # On the first deployment to an environment there may be no earlier release to measure the change
+    # against; that is missing history, not missing evidence, so it neither escalates nor lowers confidence.
+    no_base = first_deployment(ev) and not ev.change.ok
     for rule in CATALOG:
         ov = env.override(rule.id)
         severity = ov.severity if ov and ov.severity else rule.severity
         threshold = ov.threshold if ov and ov.threshold is not None else rule.threshold
         base = Finding(
             rule_id=rule.id, title=rule.title, dimension=rule.dimension, severity=severity, unit=rule.unit,
-            why=rule.why, remediation=rule.fix, status="skipped", threshold=threshold,
+            why=rule.why, remediation=rule.fix, status="skipped", threshold=threshold, scored=rule.scored,
         )  # fmt: skip
         if ov is not None and not ov.enabled:
             findings.append(base.model_copy(update={"message": "turned off by the policy"}))
             continue
-        result = rule.evaluate(assessment, threshold)
+        sources = [name for name in rule.sources if scope is None or name in scope]
+        if no_base and "change" in rule.parts:
+            result = RuleResult(status=RuleStatus.SKIPPED, threshold=threshold, message=f"{NO_HISTORY}: {ev.change.reason}")
+            sources = [name for name in sources if name != "change"]
+        else:
+            result = rule.evaluate(assessment, threshold)
         status: FindingStatus = result.status.value
+        if result.relaxed_to is not None and not (ov and ov.severity) and not env.tests.require_reports:
+            # Weaker evidence stands in (test checks for reports): a recommendation, unless the policy insists.
+            severity = max(severity, result.relaxed_to, key=_SEVERITY_RANK.__getitem__)
         waiver = None
         if status == "failed":
             waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
@@ -65,8 +93,8 @@ def evaluate_rules(
                 status = "waived"
                 applied.append(waiver)
         findings.append(base.model_copy(update={
-            "status": status, "value": result.value, "threshold": result.threshold, "message": result.message,
-            "details": result.details, "waiver": waiver,
+            "status": status, "severity": severity, "value": result.value, "threshold": result.threshold, "message": result.message,
+            "details": result.details, "waiver": waiver, "sources": sources,
         }))  # fmt: skip
     return findings, applied
 
@@ -86,7 +114,7 @@ def freeze_status(env: EnvironmentPolicy, assessment: Assessment, now: datetime)
 
 def _score_with(findings: list[Finding], fixed: set[str]) -> float:
     changed = [f.model_copy(update={"status": "passed"}) if f.rule_id in fixed else f for f in findings]
-    return readiness(dimension_scores(changed))
+    return readiness(dimension_scores(changed)) or 0.0
 
 
 def _smallest_fix_set(findings: list[Finding], must: set[str], target: float) -> list[str]:
@@ -100,14 +128,22 @@ def _smallest_fix_set(findings: list[Finding], must: set[str], target: float) ->
     return [f.rule_id for f in findings if f.rule_id in fixed and f.rule_id not in must]
 
 
-def _confidence_set(findings: list[Finding], target: float) -> list[str]:
-    unknown = sorted((f for f in findings if f.status == "unknown"), key=lambda f: -SEVERITY_WEIGHT[f.severity])
+def _confidence_set(findings: list[Finding], part_read: dict[str, float], target: float) -> list[str]:
+    """Pick the sources that, once fully read, lift the confidence to target (largest gain first)."""
+    shares = source_shares(findings, part_read)
     chosen: list[str] = []
-    for f in unknown:
-        if confidence([g.model_copy(update={"status": "passed"}) if g.rule_id in chosen else g for g in findings]) >= target:
+    for name in sorted((n for n, v in shares.items() if v < 1.0), key=lambda n: (-SOURCE_WEIGHT.get(n, 1.0) * (1 - shares[n]), n)):
+        if _confidence_if_read(findings, part_read, chosen) >= target:
             break
-        chosen.append(f.rule_id)
+        chosen.append(name)
     return chosen
+
+
+def _confidence_if_read(findings: list[Finding], part_read: dict[str, float], names: list[str]) -> float:
+    read = {**part_read, **dict.fromkeys(names, 1.0)}
+    known = [f.model_copy(update={"status": "passed"}) if f.status == "unknown" and set(f.sources) & set(names) else f
+             for f in findings]  # fmt: skip
+    return confidence(known, read)
 
 
 def _recommendations(findings: list[Finding]) -> list[Recommendation]:
@@ -130,8 +166,8 @@ def _recommendations(findings: list[Finding]) -> list[Recommendation]:
 
 
 def _judge(
-    env: EnvironmentPolicy, findings: list[Finding], score: float, conf: float, risk: RiskEstimate,
-    freeze: FreezeStatus | None,
+    env: EnvironmentPolicy, findings: list[Finding], score: float | None, conf: float, risk: RiskEstimate,
+    freeze: FreezeStatus | None, part_read: dict[str, float],
 ) -> tuple[Verdict, list[str], list[OutcomeChange]]:  # fmt: skip
     blocking = [f for f in findings if f.status == "failed" and f.severity == "blocker"]
     reasons: list[str] = []
@@ -165,22 +201,31 @@ def _judge(
     if verdict == "go" and majors:
         verdict = "escalate"
         reasons += [f"{f.rule_id} failed ({f.title}): {f.message}" for f in majors]
-    if score < env.approve.min_score:
+    if score is None:
+        changes.append(OutcomeChange(
+            kind="evidence", text="No rule could judge any evidence, so there is no readiness score; provide test "
+            "reports or checks, security scanning and the change.",
+        ))  # fmt: skip
+        if verdict == "go":
+            verdict = "escalate"
+            reasons.append("readiness unknown: no rule could judge any evidence")
+    elif score < env.approve.min_score:
         need = _smallest_fix_set(findings, set(must_fix), env.approve.min_score)
         changes.append(OutcomeChange(
             kind="score", rule_ids=need, gap=round(env.approve.min_score - score, 1),
-            text=f"Readiness {score:.0f} is {env.approve.min_score - score:.1f} below min_score "
+            text=f"Readiness {score:.1f} is {env.approve.min_score - score:.1f} below min_score "
                  f"{env.approve.min_score:.0f}" + (f"; fixing {', '.join(need)} would reach it." if need else "."),
         ))  # fmt: skip
         if verdict == "go":
             verdict = "escalate"
-            reasons.append(f"readiness {score:.0f} is below min_score {env.approve.min_score:.0f}")
+            reasons.append(f"readiness {score:.1f} is below min_score {env.approve.min_score:.0f}")
     if conf < env.approve.min_confidence:
-        need = _confidence_set(findings, env.approve.min_confidence)
+        need = _confidence_set(findings, part_read, env.approve.min_confidence)
+        ids = [f.rule_id for f in findings if set(f.sources) & set(need) and (f.status in ("unknown", "skipped"))]
         changes.append(OutcomeChange(
-            kind="confidence", rule_ids=need, gap=round(env.approve.min_confidence - conf, 3),
-            text=f"Confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}; make the evidence "
-                 f"for {', '.join(need) or 'the unknown rules'} available.",
+            kind="confidence", rule_ids=ids, gap=round(env.approve.min_confidence - conf, 3),
+            text=f"Confidence {conf:.0%} is below min_confidence {env.approve.min_confidence:.0%}; make the "
+                 f"{', '.join(need) or 'missing'} evidence available.",
         ))  # fmt: skip
         if verdict == "go":
             verdict = "escalate"
@@ -205,7 +250,7 @@ def _judge(
             reasons.append(f"a deployment freeze is active{ends}: {freeze.reason}")
     if verdict == "go":
         reasons.append(
-            f"no blocker failed; risk {p:.0%} <= {env.approve.max_risk:.0%}, readiness {score:.0f} >= "
+            f"no blocker failed; risk {p:.0%} <= {env.approve.max_risk:.0%}, readiness {score or 0:.0f} >= "
             f"{env.approve.min_score:.0f}, confidence {conf:.0%} >= {env.approve.min_confidence:.0%}"
         )
     return verdict, reasons, changes
@@ -229,21 +274,28 @@ def _refuse_go_on_refused_files(
 
 
 def decide(
-    policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = ()
+    policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> Decision:
-    """Decide go / escalate / no-go for one deployment under the policy."""
+    """Decide go / escalate / no-go for one deployment under the policy (``scope``: see evaluate_rules)."""
     env = effective(policy, environment)
     ev = assessment.evidence
     if env.required_checks and not ev.checks.required:
         ev = ev.model_copy(update={"checks": ev.checks.model_copy(update={"required": list(env.required_checks)})})
         assessment = assessment.model_copy(update={"evidence": ev})
-    findings, applied = evaluate_rules(env, assessment, environment, now, waivers)
+    findings, applied = evaluate_rules(env, assessment, environment, now, waivers, scope)
     dims = dimension_scores(findings)
-    score, conf = readiness(dims), confidence(findings)
+    part_read = {name: part_read_share(ev, name) for name in ev.parts()}
+    score, conf = readiness(dims), confidence(findings, part_read)
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
-    verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze)
+    verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
     verdict = _refuse_go_on_refused_files(ev, verdict, reasons, changes)
+    if first_deployment(ev):
+        reasons.append(
+            f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "
+            "to compare with; decided on the evidence alone"
+        )
     action = _ACTION[verdict]
     if policy.mode == "dry-run":
         reasons.insert(0, f"dry-run mode: gonogo would have decided {verdict} ({_ACTION[verdict]}) but approves")
@@ -251,7 +303,7 @@ def decide(
     decision = Decision(
         verdict=verdict, action=action, mode=policy.mode, environment=environment, repository=ev.repository,
         sha=ev.sha, deployment_id=ev.deployment_id, decided_at=_aware(now), readiness_score=score,
-        confidence=conf, dimensions=dims, risk=risk, findings=findings,
+        confidence=conf, evidence_read=source_shares(findings, part_read), dimensions=dims, risk=risk, findings=findings,
         blocking=[f.rule_id for f in findings if f.status == "failed" and f.severity == "blocker"],
         reasons=reasons, recommendations=_recommendations(findings), what_would_change=changes if verdict != "go" else [],
         strategy=choose_strategy(assessment, findings, risk, env),
@@ -271,12 +323,13 @@ def decide_invalid_policy(
     environment: str | None = None,
     now: datetime | None = None,
     waivers: Sequence[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> Decision:
     """Escalate (never approve) because the policy is invalid; findings come from the default pack for context."""
     items = errors.errors if isinstance(errors, PolicyError) else list(errors)
     messages = [str(e) for e in items] or ["the policy file is invalid"]
     env_name = environment or assessment.evidence.environment
-    base = decide(default_policy(), assessment, env_name, now or assessment.evidence.created_at, waivers)
+    base = decide(default_policy(), assessment, env_name, now or assessment.evidence.created_at, waivers, scope)
     reasons = [f"the policy file is invalid ({len(messages)} errors); gonogo will not approve until it is fixed"]
     reasons += [f"under the default pack it would have decided {base.verdict}"]
     change = OutcomeChange(kind="policy", text="Fix the policy file on the default branch: " + "; ".join(messages[:5]))

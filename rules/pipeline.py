@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from rules.decide import decide, decide_invalid_policy
@@ -21,17 +21,24 @@ def evaluate(
     now: datetime | None = None,
     risk: RiskEstimate | None = None,
     waivers: Sequence[Waiver] = (),
+    scope: Collection[str] | None = None,
 ) -> Decision:
     """Turn evidence into a decision: risk (model or rule-based), rules, scores, verdict, strategy.
 
     Pass the PolicyError itself when the policy file is invalid: the result escalates with its errors.
+    ``scope`` limits the parts the confidence expects (``OFFLINE_SCOPE`` for a folder of artifacts).
     """
     env = environment or evidence.environment
     when = now or evidence.created_at
     assessment = Assessment(evidence=evidence, risk=risk or estimate_risk(evidence))
     if isinstance(policy, PolicyError):
-        return decide_invalid_policy(policy, assessment, env, when, waivers)
-    return decide(policy, assessment, env, when, waivers)
+        return decide_invalid_policy(policy, assessment, env, when, waivers, scope)
+    return decide(policy, assessment, env, when, waivers, scope)
+
+
+# What an offline assessment can read at all: checks, the change and the deployment history come
+# from GitHub and gonogo's database, so their absence there says nothing about the release.
+OFFLINE_SCOPE = frozenset({"tests", "coverage", "security", "performance"})
 
 
 def evidence_from_artifacts(

@@ -76,7 +76,9 @@ class Approve(_Strict):
 
     max_risk: float = Field(default=0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
     min_score: float = Field(default=80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
-    min_confidence: float = Field(default=0.8, ge=0, le=1, description="Lowest share of expected evidence available.")
+    min_confidence: float = Field(
+        default=0.7, ge=0, le=1, description="Lowest importance-weighted share of the evidence sources read (0..1)."
+    )
 
 
 class Reject(_Strict):
@@ -201,6 +203,18 @@ class Waivers(_Strict):
 StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag"]
 
 
+class TestsSettings(_Strict):
+    """What counts as test evidence."""
+
+    __test__ = False  # not a pytest class
+
+    require_reports: bool = Field(
+        default=False,
+        description="Keep GNG-TEST-002 at its severity when only test checks (no uploaded test reports) show the "
+        "tests passed; by default it then becomes a minor recommendation.",
+    )
+
+
 class EnvironmentPolicy(_Strict):
     """Settings for one environment (or ``"*"``, the fallback)."""
 
@@ -211,6 +225,7 @@ class EnvironmentPolicy(_Strict):
     freeze: list[FreezeWindow] = Field(default_factory=list)
     strategy: StrategyChoice = Field(default="auto", description="Force a rollout strategy, or auto to choose from risk.")
     required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
+    tests: TestsSettings = Field(default_factory=lambda: TestsSettings())
     notifications: list[Notification] = Field(default_factory=list)
     waivers: Waivers = Field(default_factory=lambda: Waivers())
 

@@ -1,6 +1,7 @@
 """Render a decision: the `gonogo` check-run Markdown, annotations, the protection-rule comment, plain text."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rules.types import Decision, Finding
@@ -15,6 +16,8 @@ ANNOTATIONS_PER_REQUEST = 50
 _MAX_CELL = 300
 _MAX_TITLE = 255
 _MAX_BLOCKING = 25
+_MAX_LISTED = 10  # failing tests, security findings and transactions named in the report
+_NOTABLE_REGRESSION_PCT = 10.0
 
 _BADGE = {"go": "✅ GO", "escalate": "⚠️ ESCALATE", "no-go": "⛔ NO-GO"}
 _STATUS = {"passed": "✅ passed", "failed": "❌ failed", "unknown": "❔ unknown", "skipped": "➖ skipped", "waived": "🟡 waived"}
@@ -62,6 +65,10 @@ def _model_quality(d: Decision) -> str:
             f"failures; calibration error (ECE) {ece}.")
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}/100"
+
+
 def _risk_label(d: Decision) -> str:
     if d.risk.source == "model":
         return f"model {d.risk.model_version or '(unversioned)'}"
@@ -79,7 +86,7 @@ def headline(d: Decision) -> str:
     else:
         lead = _BADGE[d.verdict]
     return (
-        f"{lead} · readiness {d.readiness_score:.0f}/100 · risk {_pct(d.risk.probability)} ({_risk_label(d)}) · "
+        f"{lead} · readiness {_score(d.readiness_score)} · risk {_pct(d.risk.probability)} ({_risk_label(d)}) · "
         f"confidence {_pct(d.confidence)}"
     )
 
@@ -111,59 +118,212 @@ def not_understood_lines(d: Decision) -> list[str]:
     return out
 
 
-def _head(d: Decision) -> list[str]:
-    out = [f"## {headline(d)}", ""]
-    out += [f"- {_cell(r)}" for r in d.reasons[:_MAX_BLOCKING]] + [""]
+@dataclass(frozen=True)
+class Item:
+    """One line of a report section, with optional indented detail lines."""
+
+    text: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    """One titled part of the report; the Markdown and text renderers lay out the same sections."""
+
+    title: str
+    items: tuple[Item, ...] = ()
+    numbered: bool = False
+    lead: str = ""  # a sentence before the items
+    table: tuple[tuple[str, ...], ...] = ()  # header row, then rows (text renders aligned columns)
+    tail: str = ""  # a sentence after the items
+
+
+def _items(lines: Sequence[str]) -> tuple[Item, ...]:
+    return tuple(Item(line) for line in lines)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return _clip(line, limit)
+
+
+def failing_test_lines(d: Decision, limit: int = _MAX_LISTED) -> list[str]:
+    """Return the first failing tests, each with its file and line and the first line of its message."""
+    t = d.evidence.tests
+    if not t.has_data:
+        return []
+    out = []
+    for case in t.failures[:limit]:
+        name = f"{case.classname}.{case.name}" if case.classname else case.name
+        where = f" ({case.file}:{case.line})" if case.file and case.line else (f" ({case.file})" if case.file else "")
+        message = _first_line(case.message, 160)
+        out.append(f"{case.outcome} {name}{where}" + (f": {message}" if message else ""))
+    bad = t.failed + t.errored
+    if out and bad > len(out):
+        out.append(f"… and {bad - len(out)} more failing tests ({bad} in all)")
+    return out
+
+
+_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "note": 4}
+
+
+def security_lines(d: Decision, limit: int = _MAX_LISTED) -> list[str]:
+    """Return the worst open security findings: severity, rule, where (path and line, or package) and title."""
+    s = d.evidence.security
+    if not s.has_data or not s.findings:
+        return []
+    worst = sorted(s.findings, key=lambda f: (_SEVERITY_RANK[f.severity], f.rule_id, f.path or "", f.line or 0))
+    out = []
+    for f in worst[:limit]:
+        where = f"{f.path}:{f.line}" if f.path and f.line else (f.path or "")
+        title = _first_line(f.title, 120)
+        out.append(f"{f.severity} {f.rule_id}" + (f" in {f.package}" if f.package else "") + (f" at {where}" if where else "")
+                   + (f": {title}" if title else ""))  # fmt: skip
+    total = sum(s.counts.values()) or len(s.findings)
+    if total > len(out):
+        counts = ", ".join(f"{s.counts[k]} {k}" for k in _SEVERITY_RANK if s.counts.get(k))
+        out.append(f"… {total} open findings in all ({counts})")
+    return out
+
+
+_FAILING_ERROR_RATE = 0.01
+
+
+def load_test_lines(d: Decision, limit: int = _MAX_LISTED) -> list[str]:
+    """Return the load-test transactions that fail (errors above 1 %) or regressed notably against the baseline."""
+    p = d.evidence.performance
+    if not p.has_data:
+        return []
+    failing = [t for t in p.transactions if t.error_rate is not None and t.error_rate > _FAILING_ERROR_RATE]
+    regressed = [t for t in p.transactions if t not in failing and t.regression_pct is not None
+                 and t.regression_pct > _NOTABLE_REGRESSION_PCT and t.significant is not False]  # fmt: skip
+    failing.sort(key=lambda t: (-(t.error_rate or 0.0), t.name))
+    regressed.sort(key=lambda t: (-(t.regression_pct or 0.0), t.name))
+    out = []
+    for t in (failing + regressed)[:limit]:
+        facts = []
+        if t.error_rate is not None and t.error_rate > _FAILING_ERROR_RATE:
+            facts.append(f"{t.error_rate:.0%} errors")
+        if t.regression_pct is not None and t.regression_pct > _NOTABLE_REGRESSION_PCT and t.significant is not False:
+            facts.append(f"p95 {t.regression_pct:+.0f}% vs baseline")
+        if t.p95_ms is not None:
+            facts.append(f"p95 {t.p95_ms:,.0f} ms")
+        facts.append(f"{t.samples:,} samples")
+        out.append(f"{t.name}: {', '.join(facts)}")
+    more = len(failing) + len(regressed) - len(out)
+    if more > 0:
+        out.append(f"… and {more} more transactions")
+    return out
+
+
+def _evidence_read_line(d: Decision) -> str:
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in d.evidence_read.items())
+    return f"Confidence {_pct(d.confidence)}: evidence read per source: {shares}." if shares else (
+        f"Confidence {_pct(d.confidence)}: no evidence source was read.")
+
+
+def _risk_section(d: Decision) -> Section:
+    lead = (f"Risk {_pct(d.risk.probability)} from the {_risk_label(d)}"
+            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + "."
+            + _model_quality(d))  # fmt: skip
+    drivers = [dr.text for dr in d.risk.drivers[:5]] or ["no driver moved the risk away from the base rate"]
+    return Section("Top risk drivers", _items(drivers), lead=lead)
+
+
+def report_sections(d: Decision) -> list[Section]:
+    """Return the report as sections, in reading order; both renderers print exactly these, nothing else."""
+    out: list[Section] = [Section("", _items(d.reasons[:_MAX_BLOCKING]))]  # why: right under the headline
     if d.policy_errors:
-        out += ["### Policy errors", ""] + [f"- `{_cell(e)}`" for e in d.policy_errors[:50]] + [""]
+        out.append(Section("Policy errors", _items([f"`{e}`" for e in d.policy_errors[:50]])))
     if d.freeze:
-        out += [f"> **Deployment freeze:** {_cell(d.freeze.reason)}", ""]
-    refused = refused_lines(d)
-    if refused:
-        out += ["### Report files that could not be read (missing evidence, never approved)", ""]
-        out += [f"- `{_cell(line)}`" for line in refused] + [""]
-    out += ["### Dimensions", "", "| Dimension | Score | Passed | Failed | Unknown | Skipped | Waived |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, dim in d.dimensions.items():
-        score = "n/a" if dim.score is None else f"{dim.score:.0f}"
-        out.append(f"| {name} | {score} | {dim.passed} | {dim.failed} | {dim.unknown} | {dim.skipped} | {dim.waived} |")
-    out.append("")
+        out.append(Section("Deployment freeze", _items([d.freeze.reason])))
+    rows = tuple(
+        (name, "n/a" if dim.score is None else f"{dim.score:.0f}", str(dim.passed), str(dim.failed), str(dim.unknown),
+         str(dim.skipped), str(dim.waived))
+        for name, dim in d.dimensions.items()
+    )  # fmt: skip
+    out.append(Section("Dimensions", lead=_evidence_read_line(d),
+                       table=(("Dimension", "Score", "Passed", "Failed", "Unknown", "Skipped", "Waived"), *rows)))
     blocking = d.blocking_findings
     if blocking:
-        out += ["### Blocking findings", ""]
-        for f in blocking[:_MAX_BLOCKING]:
-            out.append(f"- {_finding_line(f)}")
-            out.append(f"  - Why: {_cell(f.why)}")
-            out.append(f"  - Fix: {_cell(f.remediation)}")
-            out += [f"  - `{_cell(x)}`" for x in f.details[:10]]
+        items = [Item(f"{f.rule_id} {f.title}: {f.message}",
+                      (f"Why: {f.why}", f"Fix: {f.remediation}", *(f"`{x}`" for x in f.details[:10])))
+                 for f in blocking[:_MAX_BLOCKING]]  # fmt: skip
         if len(blocking) > _MAX_BLOCKING:
-            out.append(f"- … and {len(blocking) - _MAX_BLOCKING} more blocking findings (see the findings table)")
-        out.append("")
+            items.append(Item(f"… and {len(blocking) - _MAX_BLOCKING} more blocking findings (see the findings table)"))
+        out.append(Section("Blocking findings", tuple(items)))
+    for title, lines in (
+        ("Failing tests", failing_test_lines(d)),
+        ("Worst security findings", security_lines(d)),
+        ("Load-test transactions failing or regressed", load_test_lines(d)),
+        ("Report files that could not be read (missing evidence, never approved)", refused_lines(d)),
+        ("Files not understood (no gonogo parser reads them)", not_understood_lines(d)),
+    ):
+        if lines:
+            out.append(Section(title, _items(lines)))
     if d.what_would_change:
-        out += ["### What would change the outcome", ""] + [f"- {_cell(c.text)}" for c in d.what_would_change] + [""]
-    recs = [r for r in d.recommendations if r.rule_id not in set(d.blocking)][:5]
+        out.append(Section("What would change the outcome", _items([c.text for c in d.what_would_change])))
+    shown = set(d.blocking)
+    other = [f for f in d.findings if f.status in ("failed", "unknown", "waived") and f.rule_id not in shown]
+    if other:
+        out.append(Section("Other findings", _items([f"[{f.status}] {f.rule_id} ({f.severity}) {f.title}: {f.message}"
+                                                     for f in other[:_MAX_BLOCKING]])))  # fmt: skip
+    recs = [r for r in d.recommendations if r.rule_id not in shown][:5]
     if recs:
-        out += ["### Recommendations", ""]
-        out += [f"{i}. **{r.rule_id}** {r.title} ({r.severity}, {r.reason}): {_cell(r.remediation)}" for i, r in enumerate(recs, 1)]
-        out.append("")
-    out += ["### Top risk drivers", "", f"Risk {_pct(d.risk.probability)} from the {_risk_label(d)}"
-            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + "."
-            + _model_quality(d), ""]  # fmt: skip
-    out += [f"- {_cell(dr.text)}" for dr in d.risk.drivers[:5]] or ["- no driver moved the risk away from the base rate"]
-    out.append("")
+        out.append(Section("Recommendations", _items([f"{r.rule_id} {r.title} ({r.severity}, {r.reason}): {r.remediation}"
+                                                      for r in recs]), numbered=True))  # fmt: skip
+    out.append(_risk_section(d))
     s = d.strategy
-    out += ["### Rollout strategy", "", f"**{s.name}**: {_cell(s.reason)}", ""]
-    out += [f"{i}. {_cell(step)}" for i, step in enumerate(s.steps, 1)]
-    if s.watch:
-        out += ["", "Watch: " + "; ".join(_cell(w) for w in s.watch)]
-    out.append("")
+    out.append(Section("Rollout strategy", _items(s.steps), numbered=True, lead=f"{s.name}: {s.reason}",
+                       tail=f"Watch: {'; '.join(s.watch)}" if s.watch else ""))
     if d.verdict == "escalate" or d.mode == "dry-run":
         who = [f"@{u}" for u in d.reviewers.users] + [f"team `{t}`" for t in d.reviewers.teams]
-        out += ["### Who decides", "", (", ".join(who) or "anyone with write access (no reviewers in the policy)")
-                + (" (four eyes: the deployer cannot approve)" if d.reviewers.four_eyes else ""), ""]  # fmt: skip
+        line = (", ".join(who) or "anyone with write access (no reviewers in the policy)") + (
+            " (four eyes: the deployer cannot approve)" if d.reviewers.four_eyes else "")
+        out.append(Section("Who decides", _items([line])))
     if d.waivers:
-        out += ["### Active waivers", ""]
-        out += [f"- **{w.rule_id}** waived by @{w.author} until {w.expires_at:%Y-%m-%d}: {_cell(w.reason)}" for w in d.waivers]
-        out.append("")
+        out.append(Section("Active waivers", _items([f"{w.rule_id} waived by @{w.author} until {w.expires_at:%Y-%m-%d}: "
+                                                     f"{w.reason}" for w in d.waivers])))  # fmt: skip
+    return [x for x in out if x.items or x.table or x.lead]  # never an empty heading
+
+
+def _markdown_section(section: Section) -> list[str]:
+    out = [f"### {section.title}", ""] if section.title else []
+    if section.lead:
+        out += [_cell(section.lead), ""]
+    if section.table:
+        header, *rows = section.table
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|---|" + "---:|" * (len(header) - 1))
+        out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    for i, item in enumerate(section.items, 1):
+        out.append(f"{i}. {_cell(item.text)}" if section.numbered else f"- {_cell(item.text)}")
+        out += [f"  - {_cell(x)}" for x in item.details]
+    if section.tail:
+        out += ["", _cell(section.tail)]
+    return [*out, ""]
+
+
+def _text_section(section: Section) -> list[str]:
+    out = [f"{section.title}:"] if section.title else []
+    if section.lead:
+        out.append(f"  {section.lead}")
+    if section.table:
+        widths = [max(len(row[i]) for row in section.table) for i in range(len(section.table[0]))]
+        for row in section.table:
+            out.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    for i, item in enumerate(section.items, 1):
+        out.append(f"  {i}. {item.text}" if section.numbered else f"  - {item.text}")
+        out += [f"      {x}" for x in item.details]
+    if section.tail:
+        out.append(f"  {section.tail}")
+    return [*out, ""]
+
+
+def _head(d: Decision) -> list[str]:
+    out = [f"## {headline(d)}", ""]
+    for section in report_sections(d):
+        out += _markdown_section(section)
     return out
 
 
@@ -260,27 +420,11 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
 
 
 def render_text(d: Decision) -> str:
-    """Render a plain-text summary for terminals."""
-    lines = [headline(d).replace("**", ""), ""]
-    lines += [f"  - {r}" for r in d.reasons]
-    lines += ["", "Dimensions:"]
-    lines += [f"  {n:<12} {'n/a' if s.score is None else f'{s.score:.0f}':>5}" for n, s in d.dimensions.items()]
-    if d.blocking:
-        lines += ["", "Blocking:"] + [f"  {f.rule_id} {f.title}: {f.message}\n    fix: {f.remediation}" for f in d.blocking_findings]
-    if d.what_would_change:
-        lines += ["", "What would change the outcome:"] + [f"  - {c.text}" for c in d.what_would_change]
-    other = [f for f in d.findings if f.status in ("failed", "unknown", "waived") and f.rule_id not in d.blocking]
-    if other:
-        lines += ["", "Other findings:"] + [f"  [{f.status}] {f.rule_id} ({f.severity}) {f.message}" for f in other]
-    refused = refused_lines(d)
-    if refused:
-        lines += ["", "Report files that could not be read (missing evidence):"] + [f"  - {line}" for line in refused]
-    unread = not_understood_lines(d)
-    if unread:
-        lines += ["", "Files not understood (no gonogo parser reads them):"] + [f"  - {line}" for line in unread]
-    lines += ["", f"Strategy: {d.strategy.name} - {d.strategy.reason}"]
-    lines += [f"Risk drivers ({_risk_label(d)}):"] + [f"  - {dr.text}" for dr in d.risk.drivers[:5]]
-    return "\n".join(lines) + "\n"
+    """Render the report for terminals: the same sections as the check run, as plain text."""
+    lines = [headline(d), ""]
+    for section in report_sections(d):
+        lines += _text_section(section)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 _LEVEL = {"critical": "failure", "high": "failure", "medium": "warning", "low": "notice", "note": "notice"}
@@ -327,7 +471,7 @@ def protection_comment(d: Decision, check_run_url: str) -> str:
         verdict = f"gonogo dry-run: would be {d.verdict.upper()}, approved because the policy is in dry-run mode"
     else:
         verdict = f"gonogo: {d.verdict.upper()}"
-    facts = f" for {d.environment} (readiness {d.readiness_score:.0f}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
+    facts = f" for {d.environment} (readiness {_score(d.readiness_score)}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
     reason = f": {d.reasons[0]}" if d.reasons else ""
     link = clip_bytes(f"\nDetails: {check_run_url}", COMMENT_LIMIT // 2)
     line = " ".join((verdict + facts + reason).split())

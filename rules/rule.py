@@ -29,10 +29,23 @@ class Rule:
     # What "the repository does not use this source" means for this rule: most rules cannot
     # say anything (unknown); some are simply not applicable (skipped).
     skip_when_not_configured: bool = False
+    # Rules that only say whether a source exists (GNG-TEST-002, GNG-SEC-008) read no part but are
+    # about one: ``about`` names it for the confidence, and such rules do not count in the score, so a
+    # dimension without evidence has no score rather than the score of its missing source.
+    about: tuple[str, ...] = ()
+    scored: bool = True
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Return the evidence parts this rule needs read to say something (for the confidence)."""
+        return self.about or self.parts
+
     # Whether a failure seen in part of the evidence stands when the rest was refused: true for rules
     # that count bad things (failing tests, findings), which more evidence can only add to. Any other
     # result on incomplete evidence is unknown.
     failure_stands_on_partial: bool = False
+    # A weaker stand-in to judge by when a part is not configured (test checks for missing test reports).
+    when_not_configured: Check | None = None
 
     def evaluate(self, assessment: Assessment, threshold: float | None = None) -> RuleResult:
         """Evaluate the rule, gating on the availability of the evidence parts it reads."""
@@ -46,6 +59,8 @@ class Rule:
             if part.availability == Availability.INCOMPLETE:
                 incomplete.append(name)
                 continue
+            if part.availability == Availability.NOT_CONFIGURED and self.when_not_configured is not None:
+                return self.when_not_configured(assessment, limit)
             if part.availability == Availability.NOT_CONFIGURED and self.skip_when_not_configured:
                 return RuleResult(
                     status=RuleStatus.SKIPPED, threshold=limit, message=f"{name} not configured: {part.reason}"

@@ -96,6 +96,29 @@ def choose_strategy(
             steps=_STEPS["canary"], watch=watch,
         )  # fmt: skip
     return Strategy(
-        name="direct", reason=f"low risk ({risk.probability:.0%}), small change, no migration and no regression",
+        name="direct", reason=f"low risk ({risk.probability:.0%}); " + "; ".join(_known_facts(assessment)),
         steps=_STEPS["direct"], watch=watch,
     )  # fmt: skip
+
+
+def _known_facts(assessment: Assessment) -> list[str]:
+    """Say what the evidence shows about size, migrations and performance, and "unknown" where it is silent."""
+    ev = assessment.evidence
+    ch, perf = ev.change, ev.performance
+    facts = []
+    if ch.ok and (ch.additions is not None or ch.deletions is not None):
+        facts.append(f"change of {(ch.additions or 0) + (ch.deletions or 0):,} lines (not large)")
+    else:
+        facts.append("change size unknown")
+    if ch.ok and ch.has_migration is False:
+        facts.append("no database migration")
+    else:
+        facts.append("migrations unknown")
+    o = perf.overall if perf.ok else None
+    if o is None:
+        facts.append("performance not measured")
+    elif o.regression_pct is None:
+        facts.append("performance measured but not compared with a baseline")
+    else:
+        facts.append("no notable performance regression against the baseline")
+    return facts

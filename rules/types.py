@@ -41,6 +41,9 @@ class RuleResult(_Model):
     threshold: float | None = None
     message: str = ""
     details: list[str] = Field(default_factory=list)  # e.g. the failing test names (capped)
+    # A rule may judge its own failure less severe when weaker evidence stands in for what it asks
+    # (test checks instead of test reports); the policy can refuse that (tests.require_reports).
+    relaxed_to: RuleSeverity | None = None
 
 
 class Waiver(_Model):
@@ -88,6 +91,8 @@ class Finding(_Model):
     remediation: str = ""
     details: list[str] = Field(default_factory=list)
     waiver: Waiver | None = None
+    scored: bool = True  # counts in its dimension's score (rules that only report a missing source do not)
+    sources: list[str] = Field(default_factory=list)  # evidence parts it judges, for the confidence (none when off)
 
 
 class DimensionScore(_Model):
@@ -160,8 +165,9 @@ class Decision(_Model):
     sha: str
     deployment_id: str
     decided_at: datetime
-    readiness_score: float
+    readiness_score: float | None  # None when no dimension could be scored
     confidence: float
+    evidence_read: dict[str, float] = Field(default_factory=dict)  # per source the policy cares about: share read
     dimensions: dict[str, DimensionScore]
     risk: RiskEstimate
     findings: list[Finding]

@@ -34,7 +34,8 @@ def test_clean_deployment_goes() -> None:
     d = _decide(clean_evidence())
     assert (d.verdict, d.action) == ("go", "approve")
     assert d.blocking == [] and d.what_would_change == []
-    assert d.readiness_score >= 90 and d.confidence == 1.0
+    assert d.readiness_score is not None and d.readiness_score >= 90
+    assert 0.9 < d.confidence < 1.0  # everything but load tests was read
     assert d.risk.source == "rules" and d.risk.probability < 0.15
     assert d.strategy.name == "direct"
 

@@ -39,7 +39,7 @@ def test_list_and_show_an_escalation_before_and_after_a_reviewer_decides(databas
         assert shown.exit_code == 0, shown.output
         assert shown.stdout.startswith(f"{REPO} run {dep.run_id} to {dep.environment} at {dep.sha[:12]}")
         assert "state escalated, answer none yet" in shown.stdout
-        assert "Dimensions:" in shown.stdout and "Strategy:" in shown.stdout
+        assert "Dimensions:" in shown.stdout and "Rollout strategy:" in shown.stdout
 
         payload = issue_comment_payload(world.state, REPO, 7, "/gonogo reject the e2e suite is still red", "rita")
         assert world.send("issue_comment", payload).status_code == 202

@@ -126,9 +126,10 @@ def test_no_file_gives_the_default_pack_and_it_is_a_safe_gate() -> None:
     prod, other = effective(policy, "production"), effective(policy, "staging")
     for env in (prod, other):
         assert env.approve.max_risk < env.reject.max_risk
-        assert env.approve.min_confidence >= 0.6 and env.approve.min_score >= 70
+        assert env.approve.min_confidence >= 0.5 and env.approve.min_score >= 70
         assert env.reviewers.four_eyes
     assert prod.approve.max_risk <= other.approve.max_risk
+    assert prod.approve.min_confidence > other.approve.min_confidence
 
 
 @pytest.mark.parametrize("name", PACKS)
@@ -145,7 +146,7 @@ def test_merge_order_pack_then_org_then_repo() -> None:
     assert policy.extends == "strict"  # from the org layer
     assert prod.approve.min_score == 90  # org over pack
     assert prod.approve.max_risk == 0.08  # repo over org
-    assert prod.approve.min_confidence == 0.9  # strict pack's production value survives
+    assert prod.approve.min_confidence == 0.8  # strict pack's production value survives
     assert prod.reject.max_risk == 0.4
     assert prod.rules["GNG-SEC-002"].severity == "blocker"  # from the strict pack's "*"
     assert prod.reviewers.users == ["bob"]

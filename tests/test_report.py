@@ -123,4 +123,4 @@ def test_protection_comment_is_capped_and_keeps_the_link() -> None:
 
 def test_plain_text_rendering() -> None:
     text = render_text(_failing())
-    assert "NO-GO" in text and "Blocking:" in text and "GNG-SEC-001" in text
+    assert "NO-GO" in text and "Blocking findings:" in text and "GNG-SEC-001" in text

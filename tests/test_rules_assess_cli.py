@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from github_app.commands.assess import assess
-from rules.pipeline import evaluate, evidence_from_artifacts
+from rules.pipeline import OFFLINE_SCOPE, evaluate, evidence_from_artifacts
 from rules.policy import default_policy
 from scorer.parsers import iter_dir_files, parse_artifacts
 
@@ -118,7 +118,7 @@ def test_cli_and_pipeline_give_the_same_decision(failing: Path) -> None:
     results = parse_artifacts(iter_dir_files(failing))
     evidence = evidence_from_artifacts(results, environment="production", repository="local/repository",
                                        sha="0" * 40, created_at=when)  # fmt: skip
-    direct = evaluate(evidence, default_policy(), "production", when).summary_dict()
+    direct = evaluate(evidence, default_policy(), "production", when, scope=OFFLINE_SCOPE).summary_dict()
     cli = json.loads(out)
     cli.pop("problems")
     assert (cli.pop("refused"), cli.pop("not_understood"), cli.pop("not_understood_total")) == ([], [], 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from rules.pipeline import evaluate, evidence_from_artifacts
+from rules.pipeline import OFFLINE_SCOPE, evaluate, evidence_from_artifacts
 from rules.policy import PolicyError, default_policy, load_policy_text
 from rules.report import check_run_markdown, render_text
 from scorer.parsers import ArtifactRejected, iter_dir_files, parse_artifacts
@@ -65,7 +65,7 @@ def assess(artifacts_dir: Path, policy_file: Path | None, environment: str, fmt:
         click.echo(f"Cannot read the artifacts: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     evidence = evidence_from_artifacts(results, environment=environment, repository=repository, sha=sha, created_at=now)
-    decision = evaluate(evidence, policy, environment, now)
+    decision = evaluate(evidence, policy, environment, now, scope=OFFLINE_SCOPE)
     if fmt == "json":
         data = decision.summary_dict()
         data["problems"] = results.problems

@@ -62,9 +62,10 @@ async def announce_escalation(engine: Engine, gh: GitHub[Any], row: Deployment, 
     reviewers = decision.reviewers
     people = [f"@{u}" for u in reviewers.users] + [f"@{t}" for t in reviewers.teams]
     reasons = "\n".join(f"- {r}" for r in decision.reasons[:8])
+    score = "n/a" if decision.readiness_score is None else f"{decision.readiness_score:.0f}/100"
     body = (
         f"### ⚠️ gonogo needs a human decision for **{row.environment}** (`{row.sha[:7]}`)\n\n"
-        f"Readiness {decision.readiness_score:.0f}/100, risk {decision.risk.probability:.0%}, "
+        f"Readiness {score}, risk {decision.risk.probability:.0%}, "
         f"confidence {decision.confidence:.0%}.\n\n{reasons}\n\n"
         f"{' '.join(people) or 'Reviewers'}: approve or reject with the buttons on the `gonogo` check run, or reply "
         "`/gonogo approve <reason>` / `/gonogo reject <reason>`."

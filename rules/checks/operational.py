@@ -11,6 +11,8 @@ _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Su
 
 def _failure_rate(a: Assessment, limit: float | None) -> RuleResult:
     rate = a.evidence.operational.env_failure_rate_30d
+    if rate is None:
+        return skipped("no history yet: no deployment outcome recorded in the last 30 days", limit)
     return at_most(None if rate is None else round(rate * 100, 2), limit, "failed deployments in 30 days", "%")
 
 
@@ -29,14 +31,14 @@ def _working_day(a: Assessment, limit: float | None) -> RuleResult:
 def _settled(a: Assessment, limit: float | None) -> RuleResult:
     hours = a.evidence.operational.hours_since_last_deploy
     if hours is None:
-        return skipped("no earlier deployment to this environment", limit)
+        return skipped("no history yet: no earlier deployment to this environment", limit)
     return at_least(round(hours, 2), limit, "hours since the last deployment", "h")
 
 
 def _not_stale(a: Assessment, limit: float | None) -> RuleResult:
     hours = a.evidence.operational.hours_since_last_deploy
     if hours is None:
-        return skipped("no earlier deployment to this environment", limit)
+        return skipped("no history yet: no earlier deployment to this environment", limit)
     return at_most(round(hours, 2), limit, "hours since the last deployment", "h")
 
 

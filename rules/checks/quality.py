@@ -5,6 +5,7 @@ from __future__ import annotations
 from rules.rule import Rule, at_least, at_most, failed, passed, skipped, unknown
 from rules.types import RuleResult
 from scorer.assessment import Assessment
+from scorer.completeness import stand_in_test_checks
 from scorer.evidence import Availability
 
 # Our own check run must not judge itself.
@@ -22,11 +23,35 @@ def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
     return at_most(bad, limit, "failing tests", details=details)
 
 
+def _tests_from_checks(a: Assessment, limit: float | None) -> RuleResult:
+    """Judge the tests by the checks that run them when no report was uploaded (counts unknown)."""
+    stand_in = stand_in_test_checks(a.evidence)
+    if stand_in is None:
+        return skipped(f"no test reports and no test checks ({a.evidence.tests.reason})", limit)
+    if stand_in.failed:
+        names = [f"{c.name}: {c.conclusion}" for c in stand_in.failed]
+        return failed(f"test checks failed: {', '.join(names[:3])} (no test reports, counts unknown)",
+                      value=len(stand_in.failed), threshold=limit, details=names[:_MAX_DETAILS])  # fmt: skip
+    if stand_in.pending:
+        return unknown(f"test checks not finished: {', '.join(c.name for c in stand_in.pending[:5])}", limit)
+    listed = ", ".join(c.name for c in stand_in.passed[:5])
+    more = f" and {len(stand_in.passed) - 5} more" if len(stand_in.passed) > 5 else ""
+    return passed(f"tests passed, counts unknown: no test reports, test checks {listed}{more} succeeded", 0, limit)
+
+
 def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
     if t.availability == Availability.UNAVAILABLE:
         return unknown(f"test reports could not be read: {t.reason}", limit)
     if t.availability == Availability.NOT_CONFIGURED:
+        stand_in = stand_in_test_checks(a.evidence)
+        if stand_in is not None:
+            result = failed(
+                f"no test reports; the test checks ({', '.join(stand_in.names[:3])}) say whether tests passed "
+                "but not how many ran", value=0, threshold=limit,
+            )  # fmt: skip
+            result.relaxed_to = "minor"
+            return result
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
     if t.availability == Availability.INCOMPLETE:
         return unknown(f"some test reports could not be read: {t.reason}", limit)
@@ -106,13 +131,13 @@ RULES: list[Rule] = [
         why="A failing test is a known defect or a broken contract; shipping it turns a red build into an incident.",
         fix="Fix the failing tests listed in the annotations, or fix the code they exercise, and re-run the workflow.",
         check=_all_tests_pass, parts=("tests",), threshold=0, skip_when_not_configured=True,
-        failure_stands_on_partial=True,
+        failure_stands_on_partial=True, when_not_configured=_tests_from_checks,
     ),
     Rule(
         id="GNG-TEST-002", dimension="quality", title="Ensure test results are reported", severity="major",
         why="Without test reports gonogo cannot tell a tested change from an untested one.",
         fix="Upload JUnit/xUnit reports as a workflow artifact (e.g. actions/upload-artifact with pytest --junitxml).",
-        check=_tests_reported, parts=(), threshold=1,
+        check=_tests_reported, parts=(), about=("tests",), scored=False, threshold=1,
     ),
     Rule(
         id="GNG-TEST-003", dimension="quality", title="Ensure no tests are flaky", severity="minor",

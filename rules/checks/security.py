@@ -67,11 +67,11 @@ def _scanning_enabled(a: Assessment, limit: float | None) -> RuleResult:
 
 def _rule(
     id_: str, title: str, severity: RuleSeverity, threshold: float | None, why: str, fix: str, check: Check,
-    parts: tuple[str, ...] = ("security",), skip: bool = True,
+    parts: tuple[str, ...] = ("security",), skip: bool = True, about: tuple[str, ...] = (), scored: bool = True,
 ) -> Rule:
     return Rule(
         id=id_, dimension="security", title=title, severity=severity, why=why, fix=fix, check=check,
-        parts=parts, threshold=threshold, skip_when_not_configured=skip,
+        parts=parts, threshold=threshold, skip_when_not_configured=skip, about=about, scored=scored,
         # every security rule but GNG-SEC-008 counts findings: more evidence can only add to them
         failure_stands_on_partial=bool(parts),
     )  # fmt: skip
@@ -125,6 +125,6 @@ RULES: list[Rule] = [
         "Without scanning results gonogo cannot tell a safe dependency tree from a vulnerable one.",
         "Enable code scanning or Dependabot alerts, or upload SARIF/Trivy reports as artifacts; "
         "grant the app security-events read permission.",
-        _scanning_enabled, parts=(), skip=False,
+        _scanning_enabled, parts=(), skip=False, about=("security",), scored=False,
     ),
 ]
