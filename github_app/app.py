@@ -15,10 +15,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from github_app import api, db, inbox
+from github_app import api, dashboard, db, inbox
 from github_app import metrics as gauges
 from github_app.background import Background
-from github_app.dashboard import dashboard
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
@@ -132,7 +131,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Route("/dashboard", dashboard),
+            *dashboard.routes(),
             *api.routes(),
         ],
         lifespan=lifespan,
