@@ -194,3 +194,20 @@ def test_the_figures_come_from_the_database(database_url: str) -> None:
     assert r.gate.answer_seconds_human_median == pytest.approx(7200)
     assert r.dora.successful_deployments == 2 and r.dora.change_failure_rate == pytest.approx(0.5)
     assert r.dora.lead_time_seconds_median == pytest.approx((3 * 3600 + 5 * 60 + (3 * 3600 + 3 * 3600)) / 2)
+
+
+def test_the_insights_indexes_are_migrated_and_match_the_models(database_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from github_app.db.models import Base
+
+    engine = db.make_engine(database_url)
+    try:
+        for table in ("deployments", "outcomes", "audit_log"):
+            migrated = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes(table)}
+            modelled = {ix.name: [c.name for c in ix.columns] for ix in Base.metadata.tables[table].indexes}
+            assert {k: v for k, v in migrated.items() if k in modelled} == modelled
+        db.downgrade(engine, "0004")
+        assert "ix_outcomes_release" not in {ix["name"] for ix in inspect(engine).get_indexes("outcomes")}
+    finally:
+        engine.dispose()
