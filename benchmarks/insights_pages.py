@@ -24,13 +24,13 @@ from sqlalchemy import create_engine, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from github_app import db  # noqa: E402
-from github_app.app import create_app  # noqa: E402
-from github_app.db.models import Deployment  # noqa: E402
-from github_app.serving import ServerThread  # noqa: E402
-from github_app.settings import Secret  # noqa: E402
-from tests.helpers import make_settings  # noqa: E402
-from tests.insights_data import seed  # noqa: E402
+from github_app import db
+from github_app.app import create_app
+from github_app.db.models import Deployment
+from github_app.serving import ServerThread
+from github_app.settings import Secret
+from tests.helpers import make_settings
+from tests.insights_data import seed
 
 TOKEN = "benchmark-token-0123456789"
 
