@@ -61,22 +61,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--keep", action="store_true", help="keep the seeded schema (printed) for a later look")
+    parser.add_argument("--schema", default=None, help="time an already seeded schema (kept by --keep) instead")
     args = parser.parse_args()
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    schema = args.schema or f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    if not args.schema:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in args.postgres else "?"
     url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
     engine = db.make_engine(url)
     try:
         db.upgrade(engine)
-        started = time.perf_counter()
-        seeded = seed(engine, deployments=args.deployments, days=365, full_decision_every=100)
-        with engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
-        print(f"seeded {seeded.deployments} deployments in {time.perf_counter() - started:.1f} s (schema {schema})")
+        if not args.schema:
+            started = time.perf_counter()
+            seeded = seed(engine, deployments=args.deployments, days=365, full_decision_every=100)
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+            print(f"seeded {seeded.deployments} deployments in {time.perf_counter() - started:.1f} s (schema {schema})")
         with engine.connect() as conn:
             # a deployment with the whole decision, near the newest end
             row_id = conn.execute(select(Deployment.id).where(Deployment.id % 100 == 1)
@@ -104,7 +107,7 @@ def main() -> None:
             print(f"worst p95: {worst:.1f} ms (target < 200 ms)")
     finally:
         engine.dispose()
-        if not args.keep:
+        if not args.keep and not args.schema:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()

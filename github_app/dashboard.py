@@ -476,7 +476,7 @@ async def _one(request: Request, q: Query, now: datetime) -> str | None:
 
 async def _insights(request: Request, q: Query, now: datetime) -> str:
     def read() -> tuple[insights.Report, tuple[list[str], list[str]]]:
-        return insights.report(request.state.engine, q.range, now), browse.choices(request.state.engine)
+        return request.state.insights.get(q.range), browse.choices(request.state.engine)
 
     report, choices = await asyncio.to_thread(read)
     return render_insights(report, q, choices, now)

@@ -75,7 +75,7 @@ def seed(
         risk = min(0.99, max(0.01, rng.betavariate(2, 6)))
         verdict = "go" if risk < 0.3 else ("escalate" if risk < 0.55 else "no-go")
         action = {"go": "approve", "escalate": "escalate", "no-go": "reject"}[verdict]
-        key = f"{repo}/{1000 + i}/{env}/1"
+        key = f"{repo}/{1000 + dep_id}/{env}/1"
         first_key = first_key or key
         decided = created + timedelta(seconds=rng.uniform(2, 40))
         answer: str | None
@@ -100,7 +100,7 @@ def seed(
             data = {k: data[k] for k in ("verdict", "action", "reviewers", "strategy", "risk")}
         rows["deployments"].append({
             "id": dep_id, "key": key, "repository": repo, "environment": env, "sha": sha, "ref": "refs/heads/main",
-            "run_id": 1000 + i, "creator": "octocat", "pull_requests": [], "created_at": created, "state": state,
+            "run_id": 1000 + dep_id, "creator": "octocat", "pull_requests": [], "created_at": created, "state": state,
             "answer": answer, "answered_at": answered_at, "decision_id": dep_id, "status_reports": 0,
         })  # fmt: skip
         rows["decisions"].append({"id": dep_id, "deployment_id": dep_id, "created_at": decided, "verdict": verdict,

@@ -211,3 +211,19 @@ def test_the_insights_indexes_are_migrated_and_match_the_models(database_url: st
         assert "ix_outcomes_release" not in {ix["name"] for ix in inspect(engine).get_indexes("outcomes")}
     finally:
         engine.dispose()
+
+
+def test_reports_are_shared_for_a_minute_and_then_recomputed(database_url: str) -> None:
+    from tests.insights_data import seed
+
+    engine = db.make_engine(database_url)
+    now = datetime.now(UTC)
+    seed(engine, deployments=12, days=5, now=now)
+    window = insights.window_from("7d", None, now)
+    assert window.until.second == 0 and window.until >= now  # whole minutes: callers share the window
+    cache = insights.ReportCache(engine, ttl=60)
+    first = cache.get(window)
+    seed(engine, deployments=3, days=1, now=now, seed_value=8)
+    assert cache.get(window) is first and first.gate.deployments == 12
+    assert insights.ReportCache(engine, ttl=0).get(window).gate.deployments == 15
+    engine.dispose()
