@@ -195,7 +195,8 @@ def _recent_incidents(engine: Engine, q: Query, limit: int = 20) -> list[dict[st
         return [r._asdict() for r in conn.execute(stmt).all()]
 
 
-def gather(engine: Engine, snapshot_args: tuple[Any, ...], q: Query) -> dict[str, Any]:
+def gather(engine: Engine, snapshot_args: tuple[Any, ...], q: Query,
+           choices: Callable[[], tuple[list[str], list[str]]]) -> dict[str, Any]:  # fmt: skip
     """Everything the overview shows, read in one go (off the event loop)."""
     filters = browse.Filters(repository=q.repository, environment=q.environment)
     waiting, _ = browse.page(engine, browse.Filters(repository=q.repository, environment=q.environment, waiting=True),
@@ -203,7 +204,7 @@ def gather(engine: Engine, snapshot_args: tuple[Any, ...], q: Query) -> dict[str
     recent, more = browse.page(engine, filters, limit=20)
     return {
         "waiting": waiting, "recent": recent, "more": more, "incidents": _recent_incidents(engine, q),
-        "queues": metrics.take(engine, *snapshot_args), "choices": browse.choices(engine),
+        "queues": metrics.take(engine, *snapshot_args), "choices": choices(),
     }  # fmt: skip
 
 
@@ -390,7 +391,11 @@ def render_insights(r: insights.Report, q: Query, choices: tuple[list[str], list
                                                        [[b, a, h] for b, a, h in zip(buckets, data["answer_times"]["automatic"],
                                                                                      data["answer_times"]["human"], strict=True)])),
     ]  # fmt: skip
-    grid = "".join(f'<figure aria-labelledby="{cid}-t">{svg}{table}</figure>' for cid, svg, table in figures)
+    captions = {"c-weekly": "Deployments per week by verdict", "c-cfr": "Change failure rate per week",
+                "c-lead": "Median lead time for changes per week", "c-cal": "Risk model calibration",
+                "c-answers": "Time from request to answer"}  # fmt: skip
+    grid = "".join(f"<figure><figcaption>{escape(captions[cid])}</figcaption>{svg}{table}</figure>"
+                   for cid, svg, table in figures)  # fmt: skip
     groups = [("Overall", data["gate_quality"], data["dora"])]
     groups += [(f"{g['repository']} → {g['environment']}", g["gate_quality"], g["dora"]) for g in data["groups"]]
     labels = [label for label, _ in figure_rows(groups[0][1], groups[0][2])]
@@ -454,7 +459,7 @@ def _page(render_page: Page) -> Callable[[Request], Awaitable[Response]]:
 async def _overview(request: Request, q: Query, now: datetime) -> str:
     endpoint = request.state.endpoint
     snapshot_args = (endpoint.rejected, request.state.pool.processed, endpoint.previous_secret_used)
-    data = await asyncio.to_thread(gather, request.state.engine, snapshot_args, q)
+    data = await asyncio.to_thread(gather, request.state.engine, snapshot_args, q, request.state.insights.choices)
     return render(data, now, q)
 
 
@@ -463,7 +468,7 @@ async def _deployments(request: Request, q: Query, now: datetime) -> str:
 
     def read() -> tuple[list[dict[str, Any]], str | None, tuple[list[str], list[str]]]:
         rows, cursor = browse.page(request.state.engine, filters, limit=PAGE_SIZE, cursor=q.cursor)
-        return rows, cursor, browse.choices(request.state.engine)
+        return rows, cursor, request.state.insights.choices()
 
     rows, cursor, choices = await asyncio.to_thread(read)
     return render_list(rows, cursor, q, choices, now)
@@ -476,7 +481,7 @@ async def _one(request: Request, q: Query, now: datetime) -> str | None:
 
 async def _insights(request: Request, q: Query, now: datetime) -> str:
     def read() -> tuple[insights.Report, tuple[list[str], list[str]]]:
-        return request.state.insights.get(q.range), browse.choices(request.state.engine)
+        return request.state.insights.get(q.range), request.state.insights.choices()
 
     report, choices = await asyncio.to_thread(read)
     return render_insights(report, q, choices, now)

@@ -599,7 +599,20 @@ class ReportCache:
     def __init__(self, engine: Engine, ttl: float = 60.0, size: int = 64) -> None:
         self.engine, self.ttl, self.size = engine, ttl, size
         self._entries: dict[Window, tuple[float, Report]] = {}
+        self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
         self._lock = threading.Lock()
+
+    def choices(self) -> tuple[list[str], list[str]]:
+        """The repositories and environments for the filter menus (a scan of every deployment, so kept a while)."""
+        from github_app.browse import choices
+
+        clock = time.monotonic()
+        cached = self._choices
+        if cached is not None and clock - cached[0] < self.ttl:
+            return cached[1]
+        fresh = choices(self.engine)
+        self._choices = (clock, fresh)
+        return fresh
 
     def get(self, window: Window) -> Report:
         """The window's report, computed now unless one younger than ``ttl`` is at hand."""

@@ -168,6 +168,7 @@ class Deployment(Base):
         Index("ix_deployments_env", "repository", "environment", "created_at"),
         Index("ix_deployments_created", "created_at", "id"),  # migration 0009: pages and windows
         Index("ix_deployments_env_only", "environment", "created_at"),
+        Index("ix_deployments_release", "repository", "environment", "sha", "created_at"),
         Index("ix_deployments_answer", "answer", "created_at"),
     )
 

@@ -19,6 +19,8 @@ INDEXES = (
     ("deployments", "ix_deployments_created", ["created_at", "id"]),
     # one environment across repositories
     ("deployments", "ix_deployments_env_only", ["environment", "created_at"]),
+    # the deployment an outcome belongs to (newest of its sha to its environment)
+    ("deployments", "ix_deployments_release", ["repository", "environment", "sha", "created_at"]),
     # escalations still waiting (no answer yet) without reading the answered ones
     ("deployments", "ix_deployments_answer", ["answer", "created_at"]),
     # outcomes of one release (a deployment page, attribution) and windows of outcomes
