@@ -115,10 +115,12 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
                 environment: str | None = None) -> Window:  # fmt: skip
     """The window a caller asked for: by default the last 30 days; at most 366 days long.
 
-    Without ``until`` the window ends at the next whole minute, so everything up to now is in it and
-    callers within one minute ask for the same window (and share a cached report).
+    Without ``until`` the window ends at the next whole minute, so everything up to now is in it; ages
+    count back from that minute, so callers within one minute ask for the same window (and share a
+    cached report).
     """
-    end = parse_moment(until, now) if until else _next_minute(now)
+    now = _next_minute(now)  # ages ("30d") count back from a whole minute too
+    end = parse_moment(until, now) if until else now
     start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
     if start >= end:
         raise WindowError("since must be before until")

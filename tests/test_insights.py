@@ -221,6 +221,7 @@ def test_reports_are_shared_for_a_minute_and_then_recomputed(database_url: str) 
     seed(engine, deployments=12, days=5, now=now)
     window = insights.window_from("7d", None, now)
     assert window.until.second == 0 and window.until >= now  # whole minutes: callers share the window
+    assert insights.window_from("7d", None, now + timedelta(seconds=1)) == window or now.second == 59
     cache = insights.ReportCache(engine, ttl=60)
     first = cache.get(window)
     seed(engine, deployments=3, days=1, now=now, seed_value=8)
