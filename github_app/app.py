@@ -15,10 +15,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from github_app import api, db, inbox
+from github_app import api, dashboard, db, inbox, insights
 from github_app import metrics as gauges
 from github_app.background import Background
-from github_app.dashboard import dashboard
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
@@ -96,7 +95,7 @@ def create_app(
                 )  # fmt: skip
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
-                           "ctx": ctx, "writer": writer}  # fmt: skip
+                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng)}  # fmt: skip
                 finally:
                     await background.stop()
                     await writer.stop()
@@ -134,7 +133,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Route("/dashboard", dashboard),
+            *dashboard.routes(),
             *api.routes(),
         ],
         lifespan=lifespan,

@@ -169,6 +169,10 @@ class Deployment(Base):
     __table_args__ = (
         Index("ix_deployments_env", "repository", "environment", "created_at"),
         Index("ix_deployments_state", "state", "lease_until"),
+        Index("ix_deployments_created", "created_at", "id"),  # migration 0009: pages and windows
+        Index("ix_deployments_env_only", "environment", "created_at"),
+        Index("ix_deployments_release", "repository", "environment", "sha", "created_at"),
+        Index("ix_deployments_answer", "answer", "created_at"),
     )
 
 
@@ -226,6 +230,11 @@ class Outcome(Base):
     source_key: Mapped[str] = mapped_column(String(200), unique=True)  # idempotency
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_outcomes_release", "repository", "environment", "sha", "observed_at"),  # migration 0009
+        Index("ix_outcomes_observed", "observed_at"),
+    )
 
 
 class HistoryRow(Base):
@@ -306,7 +315,10 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_deployment", "deployment_key", "seq"),  # migration 0009
+    )
 
 
 class OutboxMessage(Base):
