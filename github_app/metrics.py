@@ -27,10 +27,12 @@ class Snapshot:
     rejected: dict[str, int] = field(default_factory=dict)  # this process's refusals by reason
     processed: int = 0  # deliveries this process's workers finished
     previous_secret: int = 0  # deliveries accepted with GONOGO_WEBHOOK_SECRET_PREVIOUS
+    redelivery: dict[str, int] = field(default_factory=dict)  # this process's redelivery passes and requests
 
 
 def take(
-    engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None
+    engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None,
+    *, redelivery: Mapping[str, int] | None = None,
 ) -> Snapshot:
     """Read the figures from the database (three small queries; the due one uses the claim index)."""
     now = now or inbox.utcnow()
@@ -43,7 +45,8 @@ def take(
     deliveries = dict.fromkeys(inbox.STATES, 0) | inbox.count_by_state(engine)
     notifications = dict.fromkeys(OUTBOX_STATES, 0) | notify.counts(engine)
     waited = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret)
+    return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret,
+                    dict(redelivery or {}))
 
 
 def as_json(s: Snapshot) -> dict[str, object]:
@@ -54,6 +57,7 @@ def as_json(s: Snapshot) -> dict[str, object]:
         "rejected": s.rejected,
         "processed": s.processed,
         "previous_secret": s.previous_secret,
+        "redelivery": s.redelivery,
     }
 
 
@@ -92,4 +96,8 @@ def as_prometheus(s: Snapshot) -> str:
     family("gonogo_webhooks_previous_secret_total", "counter",
            "Deliveries accepted with the previous webhook secret (GONOGO_WEBHOOK_SECRET_PREVIOUS).",
            [("", s.previous_secret)])  # fmt: skip
+    family("gonogo_redelivery_total", "counter",
+           "Missed-webhook recovery in this process: passes run, passes left to another process (passes_skipped), "
+           "redeliveries requested, requests GitHub refused (request_errors), passes that failed (pass_errors).",
+           [(f'{{what="{_label(k)}"}}', v) for k, v in sorted(s.redelivery.items())])  # fmt: skip
     return "\n".join(lines) + "\n"

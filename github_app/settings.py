@@ -59,7 +59,7 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_RETRY_BASE_SECONDS", "GONOGO_RETRY_MAX_SECONDS", "GONOGO_LEASE_SECONDS", "GONOGO_POLL_SECONDS",
     "GONOGO_MAX_BODY_BYTES", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
-    "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN",
+    "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_REDELIVERY_SECONDS",
 })  # fmt: skip
 
 
@@ -148,6 +148,7 @@ class Settings:
     alertmanager_token: Secret | None = None  # bearer token Alertmanager sends; None: the alert intake is off
     alert_window_hours: float = 24.0  # an alert this long after a release at most is blamed on it
     dashboard_token: Secret | None = None  # password of the read-only /dashboard; None: the page is off
+    redelivery_seconds: float = 300.0  # how often GitHub is asked to redeliver missed webhooks; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -208,4 +209,5 @@ class Settings:
             alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
             alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
+            redelivery_seconds=_float(env, "GONOGO_REDELIVERY_SECONDS", 300.0),
         )

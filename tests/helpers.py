@@ -56,6 +56,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "retry_max_seconds": 0.2,
         "poll_seconds": 0.05,
         "lease_seconds": 30.0,
+        "redelivery_seconds": 0.0,  # off unless a test is about it: its start-up pass adds GitHub calls
     }
     values.update(overrides)
     return Settings(**values)
