@@ -7,6 +7,9 @@ client over HTTP, then every logged call's response is validated against the ope
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,7 +18,9 @@ from typing import Any
 import pytest
 from githubkit import GitHub
 
+from github_app.commands.setup import build_manifest
 from github_app.sandbox.app_hooks import HOOK_ROUTES, configure_hook, deliver
+from github_app.sandbox.app_manifest import MANIFEST_ROUTES, WEB_ROUTES
 from github_app.sandbox.webhooks import deployment_protection_rule_payload
 from github_app.serving import free_port
 from tests.test_sandbox_contract import (
@@ -92,7 +97,31 @@ async def _attempt(w: World, app: GitHub[Any]) -> None:
     await expect_error(app.rest.apps.async_redeliver_webhook_delivery(999_999_999), 404)
 
 
-ROUTE_IDS = [(method, path) for method, path, *_ in HOOK_ROUTES if path not in INTERNAL]
+@case("POST", "/app-manifests/{code}/conversions")
+async def _conversion(w: World, app: GitHub[Any]) -> None:
+    import httpx
+
+    manifest = build_manifest("https://gonogo.example.com/webhooks/github", "https://localhost/cb", "gonogo-contract")
+    async with httpx.AsyncClient(base_url=w.url) as browser:  # the web pages a person clicks through
+        page = await browser.post("/settings/apps/new", data={"manifest": json.dumps(manifest)})
+        fields = dict(re.findall(r"name='([^']+)' value='([^']*)'", page.text))
+        fields = {k: html.unescape(v) for k, v in fields.items()}
+        back = await browser.post("/settings/apps/new/confirm", data=fields)
+    code = back.headers["location"].split("code=")[1].split("&")[0]
+    previous = w.state.app
+    try:
+        async with GitHub(base_url=w.url + "/") as anonymous:
+            data = parsed(await anonymous.rest.apps.async_create_from_manifest(code))
+            assert data.name == "gonogo-contract" and data.pem.startswith("-----BEGIN") and data.webhook_secret
+            await expect_error(anonymous.rest.apps.async_create_from_manifest(code), 404)  # one time only
+    finally:
+        assert previous is not None and previous.private_key_pem is not None
+        w.state.set_app(previous.id, previous.public_key_pem, slug=previous.slug, name=previous.name,
+                        owner=previous.owner, private_key_pem=previous.private_key_pem)  # fmt: skip
+
+
+ROUTE_IDS = [(method, path) for method, path, *_ in [*HOOK_ROUTES, *MANIFEST_ROUTES]
+             if path not in INTERNAL and path not in WEB_ROUTES]
 
 
 def test_every_hook_route_has_a_case() -> None:
@@ -104,7 +133,8 @@ def test_hook_route_matches_openapi_and_githubkit(world: World, spec: Spec, meth
     before = len(world.state.calls())
     assert installation_client(world) is not None
     asyncio.run(CASES[(method, path)](world, app_client(world)))
-    calls = [c for c in world.state.calls()[before:] if not c.path.startswith("/_sandbox/")]
+    web = ("/_sandbox/", "/settings/", "/organizations/")  # the sandbox's web pages are not REST operations
+    calls = [c for c in world.state.calls()[before:] if not c.path.startswith(web)]
     assert any(c.method == method for c in calls), "the case did not call its own route"
     problems: list[str] = []
     for call in calls:
