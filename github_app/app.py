@@ -95,7 +95,8 @@ def create_app(
                 )  # fmt: skip
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
-                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng)}  # fmt: skip
+                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng),
+                           "redelivery": background.redelivery}  # fmt: skip
                 finally:
                     await background.stop()
                     await writer.stop()
@@ -120,7 +121,7 @@ def create_app(
         endpoint = request.state.endpoint
         snapshot = await asyncio.to_thread(
             gauges.take, request.state.engine, endpoint.rejected, request.state.pool.processed,
-            endpoint.previous_secret_used,
+            endpoint.previous_secret_used, redelivery=request.state.redelivery.counts,
         )  # fmt: skip
         if gauges.wants_prometheus(request.headers.get("accept", ""), request.query_params.get("format")):
             return Response(gauges.as_prometheus(snapshot), media_type=gauges.PROMETHEUS_CONTENT_TYPE)

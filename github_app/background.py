@@ -12,9 +12,10 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from github_app import inbox, notify
+from github_app import inbox, notify, redelivery
 from github_app.features.escalation import sweep, sweep_forever
 from github_app.features.gate import recover_stuck
+from github_app.github import GitHubClients
 from github_app.routing import Context, Router
 from github_app.worker import WorkerPool
 
@@ -38,6 +39,7 @@ class Background:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.redelivery = redelivery.RedeliveryStats()
 
     @property
     def retention(self) -> timedelta | None:
@@ -57,6 +59,15 @@ class Background:
                 loop.create_task(
                     inbox.prune_forever(self.ctx.engine, self.retention, PRUNE_EVERY_SECONDS, self._stop),
                     name="inbox-pruner",
+                )
+            )
+        clients = self.ctx.services.get("github")
+        if self.ctx.settings.redelivery_seconds > 0 and isinstance(clients, GitHubClients):
+            self._tasks.append(
+                loop.create_task(
+                    redelivery.redeliver_forever(self.ctx.engine, clients, self.ctx.settings.redelivery_seconds,
+                                                 self._stop, self.redelivery),
+                    name="redelivery",
                 )
             )
         self.started = True

@@ -61,6 +61,7 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
     "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
     "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
+    "GONOGO_REDELIVERY_SECONDS", "GONOGO_CLIENT_ID", "GONOGO_CLIENT_SECRET",  # the last two written by `gonogo setup`
 })  # fmt: skip
 
 
@@ -153,6 +154,7 @@ class Settings:
     shutdown_grace_seconds: float = 10.0  # background work still running this long after SIGTERM is cancelled
     github_timeout_seconds: float = 20.0  # one GitHub request, before it counts as failed
     github_retries: int = 4  # retries of one GitHub call (5xx, network, short rate limits) before it fails
+    redelivery_seconds: float = 300.0  # how often GitHub is asked to redeliver missed webhooks; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -217,4 +219,5 @@ class Settings:
             shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),
             github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),
             github_retries=_int(env, "GONOGO_GITHUB_RETRIES", 4, minimum=0),
+            redelivery_seconds=_float(env, "GONOGO_REDELIVERY_SECONDS", 300.0),
         )

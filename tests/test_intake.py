@@ -19,7 +19,7 @@ from github_app.serving import ServerThread
 from github_app.settings import Secret
 from tests.helpers import SECRET, make_settings, post_webhook, sign, webhook_headers
 
-CORPUS_HOOKS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "github" / "webhooks"
+CORPUS_HOOKS = Path(__file__).resolve().parent / "fixtures" / "corpus" / "github" / "webhooks"
 
 
 def corpus_payloads() -> list[tuple[str, Path]]:
@@ -70,7 +70,6 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(not corpus_payloads(), reason="shared corpus missing: it sits beside the checkout in CI")
 def test_every_corpus_payload_is_accepted_and_tampering_is_refused(app_url: str, database_url: str, recorder: Recorder):
     payloads = corpus_payloads()
     assert len(payloads) > 20

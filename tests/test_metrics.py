@@ -70,6 +70,7 @@ def test_metrics_as_json_and_as_prometheus_text(served):
         "gonogo_deliveries": "gauge", "gonogo_oldest_due_delivery_seconds": "gauge", "gonogo_notifications": "gauge",
         "gonogo_webhooks_rejected_total": "counter", "gonogo_deliveries_processed_total": "counter",
         "gonogo_webhooks_previous_secret_total": "counter", "gonogo_audit_head_seq": "gauge",
+        "gonogo_redelivery_total": "counter",
     }  # fmt: skip
     assert samples[("gonogo_deliveries", 'state="pending"')] == 2
     assert samples[("gonogo_deliveries", 'state="dead"')] == 0

@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 
 from scorer.evidence import change_directories, is_fix_message
+from tests.helpers import LARGE_CORPUS, LARGE_CORPUS_MISSING
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "change-risk" / "issta21"
+CORPUS: Path = LARGE_CORPUS / "change-risk" / "issta21"
 
 
-def test_default_pipeline_ranks_with_the_plain_logistic_baseline_and_is_calibrated() -> None:
+def test_large_corpus_default_pipeline_ranks_with_the_plain_logistic_baseline_and_is_calibrated() -> None:
     """The smallest ISSTA21 project, time split, schema columns only, prior built without the project.
 
     The full six-project figures come from benchmarks/change_risk_auc.py; this keeps one project in the suite.
     """
     if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} missing: the shared corpus (../shared/corpus) is needed for this test")
+        pytest.skip(LARGE_CORPUS_MISSING)
     from benchmarks.change_risk_auc import run
 
     table = run(CORPUS, ("jdt",), prior_rows=5000)

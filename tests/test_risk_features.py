@@ -155,7 +155,7 @@ def test_validate_history_reports_each_bad_row(tmp_path: Path) -> None:
     assert "row 4 (deployment_id=a): deployment_id 'a' repeats row 2" in text
     assert "row 4 (deployment_id=a): additions '-3' must not be negative" in text
     assert validate_history(pd.DataFrame({"deployment_id": ["x"]})) == [
-        "missing required column(s): repository, environment, created_at; see DESIGN.md section 3"
+        "missing required column(s): repository, environment, created_at; see docs/history.md"
     ]
 
 

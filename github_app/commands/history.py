@@ -101,7 +101,7 @@ def history() -> None:
 @click.option("--repo", "repository", default=None, help="Only this repository (owner/name).")
 @DATABASE_OPTION
 def export_command(output: Path, repository: str | None, database_url: str | None) -> None:
-    """Write the history table with exactly the DESIGN.md section 3 columns (outcome included)."""
+    """Write the history table with exactly the columns of docs/history.md (outcome included)."""
     suffix = output.suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
         raise click.BadParameter(f"{output.name}: use a .csv or .parquet file name", param_hint="--output")

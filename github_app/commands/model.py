@@ -70,7 +70,7 @@ def model() -> None:
 
 @model.command()
 @click.option("--history", "history_path", required=True, type=click.Path(path_type=Path),
-              help="Deployment history, CSV or Parquet (DESIGN.md section 3).")
+              help="Deployment history, CSV or Parquet (columns: docs/history.md).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write the model here; without it the model is registered in the database.")
 @click.option("--prior/--no-prior", default=True, show_default=True,

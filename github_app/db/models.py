@@ -348,3 +348,12 @@ __all__ = [
     "AuditEntry", "Base", "DecisionRecord", "Delivery", "Deployment", "EvidenceRecord", "HistoryRow",
     "Installation", "OutboxMessage", "Outcome", "Review", "RiskModelRecord", "UniqueConstraint", "Waiver",
 ]  # fmt: skip
+
+
+class Lease(Base):
+    """A named job that one process at a time may run (the webhook redelivery pass), held until ``until``."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -130,10 +130,13 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
 
     def run(request: Request, raw: bytes) -> Response:
         state: SandboxState = request.scope["app"].sandbox_state
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return ApiError(400, "Problems parsing JSON").response()
+        if (header(request.scope, b"content-type") or "").startswith("application/x-www-form-urlencoded"):
+            body: Any = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))  # a web page's form
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                return ApiError(400, "Problems parsing JSON").response()
         render = Renderer(state, _base_url(request))
         ctx = Ctx(request=request, state=state, render=render, body=body, query=query_of(request.scope))
         with state.lock:
@@ -1165,8 +1168,9 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
 def extra_routes() -> list[tuple[str, str, Handler, str, bool]]:
     """Return the routes kept in their own modules (they import this one, hence the late import)."""
     from github_app.sandbox.app_hooks import HOOK_ROUTES
+    from github_app.sandbox.app_manifest import MANIFEST_ROUTES
 
-    return HOOK_ROUTES
+    return [*HOOK_ROUTES, *MANIFEST_ROUTES]
 
 
 class SandboxApp:

@@ -421,6 +421,8 @@ class SandboxState:
         self._calls: list[Call] = []
         self.named_deployments: dict[str, tuple[str, int]] = {}  # label -> (owner/name, deployment id)
         self.hook = HookLog()  # the app's webhook URL and secret, and every delivery the sandbox made
+        self.signed_in_user = "octocat"  # who the browser is signed in as on the web pages (app creation)
+        self.manifest_codes: dict[str, dict[str, Any]] = {}  # one-time codes of apps created from a manifest
         self._ids = itertools.count(1000)
 
     # ----------------------------------------------------------------- time, ids

@@ -52,7 +52,7 @@ def read_history_file(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet history file as strings/objects, without interpreting values."""
     p = Path(path)
     if not p.is_file():
-        raise HistoryError([f"{p}: file not found; pass a CSV or Parquet file in the DESIGN.md schema"])
+        raise HistoryError([f"{p}: file not found; pass a CSV or Parquet file with the columns of docs/history.md"])
     suffix = p.suffix.lower()
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(p)
@@ -83,7 +83,7 @@ def validate_history(df: pd.DataFrame) -> list[str]:
     """Return one human-readable error per bad cell or missing column (empty list when valid)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        return [f"missing required column(s): {', '.join(missing)}; see DESIGN.md section 3"]
+        return [f"missing required column(s): {', '.join(missing)}; see docs/history.md"]
     if len(df) == 0:
         return ["the history has no rows"]
     raw = df.reset_index(drop=True)
