@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from github_app.commands.assess import assess
 from scorer.evidence import Availability
 from scorer.parsers import ArtifactFile, parse_artifacts
+from tests.helpers import CORPUS as VENDORED
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "artifacts"
+CORPUS = VENDORED / "artifacts"
 NOW = "2025-06-04T10:00:00+00:00"
 GREEN_JUNIT = CORPUS / "junit" / "enricomi" / "junit-xml" / "pytest" / "junit.gloo.standalone.xml"
 GREEN_SARIF = CORPUS / "sarif" / "tool-goldens" / "trivy_alpine-310.sarif.golden"
@@ -25,8 +26,6 @@ GREEN_SARIF = CORPUS / "sarif" / "tool-goldens" / "trivy_alpine-310.sarif.golden
 
 @pytest.fixture(autouse=True)
 def _corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"shared corpus not found at {CORPUS}; CI provides it")
     monkeypatch.chdir(tmp_path)  # no .github/gonogo.yml is picked up from the checkout
 
 

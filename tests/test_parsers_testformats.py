@@ -18,6 +18,7 @@ from github_app.commands.assess import assess
 from scorer.evidence import Availability
 from scorer.parsers import ArtifactFile, ArtifactLimits, parse_artifacts
 from scorer.parsers.sniff import classify
+from tests.helpers import CORPUS
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 
@@ -182,7 +183,7 @@ def test_assess_names_the_failing_tests_and_the_files_not_understood(tmp_path: P
 
 # --- go test -json outputs recorded by go-junit-report, against the JUnit it makes of them --------
 
-GO_JUNIT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "artifacts" / "junit" / "go-junit-report"
+GO_JUNIT = CORPUS / "artifacts" / "junit" / "go-junit-report"
 # where go-junit-report counts differently, on purpose: a parent test whose subtest failed is not a
 # second failure here (103), and benchmarks are not tests (109)
 _GO_SAME = ["100-pass", "101-fail", "104-race", "105-panic", "106-testmain", "107-skip", "108-paniclate",
@@ -191,8 +192,6 @@ _GO_SAME = ["100-pass", "101-fail", "104-race", "105-panic", "106-testmain", "10
 
 @pytest.mark.parametrize("case", _GO_SAME)
 def test_go_test_json_counts_match_go_junit_report(case: str) -> None:
-    if not GO_JUNIT.is_dir():
-        pytest.skip(f"shared corpus not found at {GO_JUNIT}; CI provides it")
     [events] = GO_JUNIT.glob(f"{case}.gojson.txt")
     ours = parse_artifacts([ArtifactFile.from_path(events)])
     theirs = parse_artifacts([ArtifactFile.from_path(GO_JUNIT / f"{case[:3]}-report.xml")]).tests
