@@ -285,6 +285,7 @@ def _register_commands() -> None:
         audit,
         demo,
         deployments,
+        doctor,
         history,
         model,
         policy,
@@ -295,7 +296,7 @@ def _register_commands() -> None:
 
     for command in (
         demo.demo, sandbox.sandbox, policy.policy, assess.assess, model.model, history.history, history.backfill,
-        audit.audit, waivers.waivers, deployments.deployments, setup.setup,
+        audit.audit, waivers.waivers, deployments.deployments, setup.setup, doctor.doctor,
     ):
         cli.add_command(command)
 
