@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/decision_latency.py
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/risk_model.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache gonogo.db gonogo.db-wal gonogo.db-shm

@@ -51,11 +51,13 @@ def create_app(
         from github_app.features import default_router
 
         router = default_router()
+    worker_count = settings.workers if workers is None else workers
     if services is None:
+        import functools
+
         from github_app.services import default_services
 
-        services = default_services
-    worker_count = settings.workers if workers is None else workers
+        services = default_services if worker_count else functools.partial(default_services, risk=False)
     allowed = router.events - {ALERT_EVENT}  # GitHub deliveries; Alertmanager has its own way in
 
     @contextlib.asynccontextmanager

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +38,62 @@ def _with_database(call: Callable[[Any], T], settings: Settings | None = None) -
         engine.dispose()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that live in their own modules: (module, attribute, first line of its help). They are imported
+# only when run, so `gonogo --help` and light commands do not pay for pandas, scikit-learn or scipy.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "assess": ("github_app.commands.assess", "assess",
+               "Decide go / escalate / no-go from a folder of validation outputs."),
+    "audit": ("github_app.commands.audit", "audit", "Check and export the tamper-evident audit log."),
+    "backfill": ("github_app.commands.history", "backfill",
+                 "Read a repository's past deployments and statuses from GitHub into the history (safe to re-run)."),
+    "demo": ("github_app.commands.demo", "demo",
+             "Run gonogo end to end against the GitHub sandbox and show what it decided and why."),
+    "deployments": ("github_app.commands.deployments", "deployments",
+                    "See what gonogo decided for each deployment, and what waits for a reviewer."),
+    "doctor": ("github_app.commands.doctor", "doctor",
+               "Check settings, the GitHub App, its webhook and installations, and the database; say how to fix each ✗."),
+    "history": ("github_app.commands.history", "history",
+                "Export and import the deployment history the risk model learns from."),
+    "model": ("github_app.commands.model", "model", "Train, evaluate and explain the deployment risk model."),
+    "policy": ("github_app.commands.policy", "policy", "Work with the .github/gonogo.yml policy file."),
+    "report": ("github_app.commands.report", "report",
+               "Print gate quality and DORA figures for a repository, environment and window."),
+    "sandbox": ("github_app.commands.sandbox", "sandbox",
+                "Serve a stand-in for GitHub's REST API, seeded from SCENARIO, until interrupted."),
+    "setup": ("github_app.commands.setup", "setup",
+              "Create the GitHub App from app.yml (GitHub's manifest flow) and save its credentials."),
+    "waivers": ("github_app.commands.waivers", "waivers",
+                "List, add and revoke waivers (a rule allowed to fail in one environment until a date)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose LAZY_COMMANDS are imported when invoked, and listed in --help from their recorded help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, attribute, _ = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, click.Command(name, help=LAZY_COMMANDS[name][2]).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(["json", "text"]))
 def cli(log_level: str, log_format: str) -> None:
@@ -86,11 +138,16 @@ def worker(workers: int | None, until_idle: bool) -> None:
     and expires escalations, and prunes old finished deliveries (GONOGO_INBOX_RETENTION_DAYS), just
     as `gonogo serve` does when it has workers.
     """
+    import asyncio  # here, not at the top: `gonogo --help` and light commands need no event loop
+
     settings = load_settings()
     asyncio.run(_run_workers(settings, workers or settings.workers, until_idle))
 
 
 async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None:
+    import asyncio
+    import signal
+
     from github_app import db
     from github_app.background import Background
     from github_app.features import default_router
@@ -250,6 +307,8 @@ def deliveries_prune(older_than: str | None, states: tuple[str, ...]) -> None:
 @click.option("--delivery-id", default=None, help="Default: a new random id.")
 def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -> None:
     """Sign a payload file with GONOGO_WEBHOOK_SECRET and POST it to a running app."""
+    import uuid
+
     import httpx
 
     from github_app.webhooks import signature_for
@@ -278,30 +337,6 @@ def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -
         sys.exit(1)
 
 
-def _register_commands() -> None:
-    """Attach the command groups that live in their own modules, listed here in one place."""
-    from github_app.commands import (
-        assess,
-        audit,
-        demo,
-        deployments,
-        history,
-        model,
-        policy,
-        sandbox,
-        setup,
-        waivers,
-    )
-
-    for command in (
-        demo.demo, sandbox.sandbox, policy.policy, assess.assess, model.model, history.history, history.backfill,
-        audit.audit, waivers.waivers, deployments.deployments, setup.setup,
-    ):
-        cli.add_command(command)
-    cli.add_command(__import__("github_app.commands.report", fromlist=["report"]).report)
-
-
-_register_commands()
 
 
 def main() -> None:

@@ -23,8 +23,12 @@ BLOCKING_THREADS = 32
 
 
 @contextlib.asynccontextmanager
-async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[dict[str, Any]]:
-    """Build the services of a production process and close them on exit."""
+async def default_services(settings: Settings, engine: Engine, *, risk: bool = True) -> AsyncIterator[dict[str, Any]]:
+    """Build the services of a production process and close them on exit.
+
+    ``risk=False`` leaves out the risk model and its retrainer: a web-only process (no workers)
+    never decides, and loading pandas and scikit-learn would triple its memory for nothing.
+    """
     from github_app.github import GitHubClients
 
     loop = asyncio.get_running_loop()
@@ -38,7 +42,7 @@ async def default_services(settings: Settings, engine: Engine) -> AsyncIterator[
 
             # in the background: a slow or unreachable GitHub must not delay start-up
             manifest_check = loop.create_task(check_live_app(services["github"]))
-    if os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
+    if risk and os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
         try:
             from github_app.risk_registry import Retrainer, RiskProvider
 

@@ -163,6 +163,9 @@ def test_a_bad_manifest_is_refused_by_the_creation_page(sandbox: Any) -> None:
         refused = client.post("/settings/apps/new", data={"manifest": '{"name": "x", "url": "ftp://nope"}'})
         assert refused.status_code == 422 and "url must be an http(s) URL" in refused.text
         assert client.post("/organizations/nobody-here/settings/apps/new", data={"manifest": "{}"}).status_code == 404
+        manifest = build_manifest("https://h.example/webhooks/github", "http://127.0.0.1:1/t/callback", "gonogo")
+        org = client.post("/organizations/gonogo-dev/settings/apps/new", data={"manifest": json.dumps(manifest)})
+        assert org.status_code == 200 and "Create GitHub App for gonogo-dev" in org.text
 
 
 def test_org_and_enterprise_server_urls() -> None:

@@ -223,4 +223,5 @@ def setup(webhook_url: str | None, org: str | None, github_url: str, api_url: st
     click.echo(f"  2. Start gonogo where {webhook_url} reaches it:  set -a; . ./{env_file.name}; set +a; gonogo serve")
     click.echo("  3. In each repository: Settings > Environments > (e.g. production) > Deployment protection rules: "
                f"enable {created.slug}.")
-    click.echo("  4. Optionally commit .github/gonogo.yml to the default branch to tune the policy (docs/policy.md).")
+    click.echo("  4. Check every piece with `gonogo doctor --repo OWNER/NAME`; optionally commit .github/gonogo.yml to the "
+               "default branch to tune the policy (docs/policy.md).")

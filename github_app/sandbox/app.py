@@ -1168,9 +1168,10 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
 def extra_routes() -> list[tuple[str, str, Handler, str, bool]]:
     """Return the routes kept in their own modules (they import this one, hence the late import)."""
     from github_app.sandbox.app_hooks import HOOK_ROUTES
+    from github_app.sandbox.app_install import INSTALL_ROUTES
     from github_app.sandbox.app_manifest import MANIFEST_ROUTES
 
-    return [*HOOK_ROUTES, *MANIFEST_ROUTES]
+    return [*HOOK_ROUTES, *MANIFEST_ROUTES, *INSTALL_ROUTES]
 
 
 class SandboxApp:

@@ -137,8 +137,10 @@ def convert_manifest(ctx: Ctx) -> Response:
         created = state.manifest_codes.pop(ctx.params["code"], None)
     if created is None or created["expires_at"] < state.now():
         raise ApiError(404, "Not Found")
-    state.set_app(created["app_id"], created["public_pem"], slug=created["slug"], name=created["name"],
-                  owner=created["owner"])  # fmt: skip
+    app = state.set_app(created["app_id"], created["public_pem"], slug=created["slug"], name=created["name"],
+                        owner=created["owner"])  # fmt: skip
+    app.permissions = dict(created["manifest"].get("default_permissions") or {})
+    app.events = list(created["manifest"].get("default_events") or [])
     hook = created["manifest"].get("hook_attributes") or {}
     with state.lock:
         state.hook.url = hook.get("url") if hook.get("active", True) else None

@@ -92,8 +92,10 @@ class Renderer:
             "owner": self.user(owner), "name": name, "description": f"{name} (sandbox)",
             "external_url": f"{self.html}/apps/{slug}", "html_url": f"{self.html}/apps/{slug}",
             "created_at": created, "updated_at": created,
-            "permissions": {"checks": "write", "deployments": "write", "metadata": "read"},
-            "events": ["deployment_protection_rule", "check_run"],
+            "permissions": dict(rec.permissions) if rec is not None and rec.id == app_id and rec.permissions
+            else {"checks": "write", "deployments": "write", "metadata": "read"},
+            "events": list(rec.events) if rec is not None and rec.id == app_id and rec.events is not None
+            else ["deployment_protection_rule", "check_run"],
         }
 
     def installation(self, inst: Installation, app: AppRecord) -> Json:

@@ -77,6 +77,8 @@ class AppRecord:
     owner: str
     public_key_pem: str
     private_key_pem: str | None = None  # only when the sandbox generated the key pair itself
+    permissions: dict[str, str] | None = None  # None: the sandbox's usual grants (render.app)
+    events: list[str] | None = None
 
 
 @dataclass
@@ -423,6 +425,8 @@ class SandboxState:
         self.hook = HookLog()  # the app's webhook URL and secret, and every delivery the sandbox made
         self.signed_in_user = "octocat"  # who the browser is signed in as on the web pages (app creation)
         self.manifest_codes: dict[str, dict[str, Any]] = {}  # one-time codes of apps created from a manifest
+        # owner/name (lower case) -> environment name -> ids of the apps enabled as its custom protection rules
+        self.environments: dict[str, dict[str, list[int]]] = {}
         self._ids = itertools.count(1000)
 
     # ----------------------------------------------------------------- time, ids

@@ -17,7 +17,6 @@ from typing import Any, BinaryIO, Literal
 import ijson
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import mannwhitneyu
 
 from scorer.evidence import Availability, PerformancePart, Provenance, Transaction
 from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, CappedReader, Deadline, read_lines
@@ -321,6 +320,9 @@ def _compare(cur: TransactionBaseline, base: TransactionBaseline | None, thresho
     out.baseline_p95_ms = base.p95_ms
     out.regression_pct = round(regression, 3)
     if len(cur.points_ms) >= MIN_POINTS_FOR_TEST and len(base.points_ms) >= MIN_POINTS_FOR_TEST:
+        # scipy.stats takes ~0.4 s to import: only a comparison with a baseline pays for it
+        from scipy.stats import mannwhitneyu
+
         # one-sided: is the current run stochastically slower than the baseline?
         p_value = float(mannwhitneyu(cur.points_ms, base.points_ms, alternative="greater").pvalue)
         out.significant = bool(p_value < alpha and regression >= threshold_pct)

@@ -1,0 +1,148 @@
+"""Benchmark how fast gonogo's commands start and how much memory a web-only process holds at rest.
+
+Each command runs in a fresh interpreter, as a user runs it: wall seconds of the whole process,
+median over the rounds. Then one more run with ``python -X importtime`` says where the time goes:
+the modules with the largest cumulative import time, and whether pandas, scikit-learn, scipy or
+matplotlib were imported at all (none of the three commands needs them). Last, ``gonogo serve
+--workers 0`` (fly.toml's ``web`` process) is started against an unreachable GitHub, with the
+start-up manifest check and webhook redelivery off, and its resident memory read from /proc after
+it has answered /healthz and idled; ``serve`` with workers is measured the same way for comparison.
+
+Targets: ``--help`` and ``policy validate`` under 0.3 s, ``assess`` on a small folder under 0.7 s,
+``serve --workers 0`` under 120 MiB at rest. Prints a table and the import summary; exits 0
+whatever the figures (this is a report, not a test).
+
+    .venv/bin/python benchmarks/startup.py [--repeat 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("pandas", "sklearn", "scipy", "matplotlib")
+TARGETS = {"--help": 0.3, "policy validate": 0.3, "assess (1 report)": 0.7}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "0"
+    return env
+
+
+def _commands(folder: Path) -> dict[str, list[str]]:
+    policy = folder / "gonogo.yml"
+    policy.write_text("extends: default\n")
+    reports = folder / "reports"
+    reports.mkdir()
+    shutil.copy(ROOT / "tests/fixtures/corpus/artifacts/junit/go-junit-report/019-report.xml", reports)
+    return {
+        "--help": ["--help"],
+        "policy validate": ["policy", "validate", str(policy)],
+        "assess (1 report)": ["assess", "--artifacts", str(reports)],
+    }
+
+
+def _wall(args: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "github_app", *args], cwd=cwd, env=_env(), capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
+def _imports(args: list[str], cwd: Path) -> dict[str, object]:
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "github_app", *args], cwd=cwd, env=_env(),
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    rows = []
+    for line in run.stderr.splitlines():
+        found = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if found:
+            rows.append((int(found.group(2)), len(found.group(3)), found.group(4)))
+    top = sorted((r for r in rows if r[1] <= 3), reverse=True)[:8]  # near the top of the tree: what was asked for
+    loaded = {r[2].split(".")[0] for r in rows}
+    return {"total_ms": round(sum(r[0] for r in rows if r[1] == 1) / 1000),
+            "heavy": sorted(h for h in HEAVY if h in loaded),
+            "top": [f"{name} {us / 1000:.0f} ms" for us, _, name in top]}  # fmt: skip
+
+
+def _rss_at_rest(workers: int, folder: Path) -> float:
+    from github_app.sandbox import generate_key_pair
+    from github_app.serving import free_port
+
+    key, _ = generate_key_pair()
+    port = free_port()
+    env = _env() | {
+        "GONOGO_WEBHOOK_SECRET": "startup-benchmark-secret", "GONOGO_APP_ID": "1", "GONOGO_PRIVATE_KEY": key,
+        "GONOGO_GITHUB_API_URL": "http://127.0.0.1:9", "GONOGO_CHECK_MANIFEST": "off", "GONOGO_REDELIVERY_SECONDS": "0",
+        "GONOGO_DATABASE_URL": f"sqlite:///{folder / f'rss-{workers}.db'}",
+    }  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--port", str(port), "--workers",
+                             str(workers)], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("gonogo serve did not start")
+            time.sleep(0.2)
+        time.sleep(3)  # at rest
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    options = parser.parse_args()
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="gonogo-startup-") as tmp:
+        folder = Path(tmp)
+        commands = _commands(folder)
+        _wall(["--help"], folder)  # byte-compile and warm the page cache once
+        for name, args in commands.items():
+            times = [_wall(args, folder) for _ in range(options.repeat)]
+            results[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+                             "target_s": TARGETS[name], **_imports(args, folder)}  # fmt: skip
+        for workers in (0, 2):
+            results[f"serve --workers {workers} RSS"] = {"mib": round(_rss_at_rest(workers, folder), 1),
+                                                         "target_mib": 120 if workers == 0 else None}  # fmt: skip
+    if options.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'command':28} {'median':>8} {'min':>8} {'target':>8}  heavy imports")
+    for name, r in results.items():
+        if "median_s" in r:  # type: ignore[operator]
+            assert isinstance(r, dict)
+            print(f"{name:28} {r['median_s']:7.3f}s {r['min_s']:7.3f}s {r['target_s']:7.1f}s  {', '.join(r['heavy']) or 'none'}")
+    for name, r in results.items():
+        if "mib" in r:  # type: ignore[operator]
+            assert isinstance(r, dict)
+            target = f"(target {r['target_mib']} MiB)" if r["target_mib"] else ""
+            print(f"{name:28} {r['mib']:7.1f} MiB {target}")
+    print("\npython -X importtime, largest cumulative imports per command:")
+    for name, r in results.items():
+        if isinstance(r, dict) and "top" in r:
+            print(f"  {name}: {r['total_ms']} ms of imports; " + "; ".join(r["top"][:6]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Light commands and a web-only process do not import the heavy libraries they never use.
+
+Timings are measured by benchmarks/startup.py; this checks the cause, which does not depend on the
+machine: which modules a fresh interpreter loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from github_app.cli import LAZY_COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("pandas", "sklearn", "scipy", "matplotlib")
+
+
+def _loaded(args: list[str], cwd: Path) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "github_app", *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode in (0, 3), run.stderr[-2000:]
+    return {line.split("|")[-1].strip().split(".")[0] for line in run.stderr.splitlines() if line.startswith("import time")}
+
+
+@pytest.mark.parametrize("command", ["help", "policy", "assess"])
+def test_light_commands_import_no_heavy_library(command: str, tmp_path: Path) -> None:
+    (tmp_path / "gonogo.yml").write_text("extends: default\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "report.xml").write_bytes(
+        (ROOT / "tests/fixtures/corpus/artifacts/junit/go-junit-report/019-report.xml").read_bytes())
+    args = {"help": ["--help"], "policy": ["policy", "validate", str(tmp_path / "gonogo.yml")],
+            "assess": ["assess", "--artifacts", str(reports)]}[command]  # fmt: skip
+    loaded = _loaded(args, tmp_path)
+    assert "click" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_a_web_only_process_loads_no_risk_model(tmp_path: Path) -> None:
+    probe = f"""
+import sys, httpx
+from github_app.app import create_app
+from github_app.serving import ServerThread
+from github_app.settings import Secret, Settings
+settings = Settings(webhook_secret=Secret("s" * 20), database_url="sqlite:///{tmp_path / 'web.db'}", redelivery_seconds=0)
+with ServerThread(create_app(settings, workers=0)) as srv:
+    assert httpx.get(srv.url + "/healthz").status_code == 200
+print(",".join(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "", run.stdout
+
+
+def test_recorded_help_of_lazy_commands_is_their_own() -> None:
+    ctx = click.Context(cli)
+    for name, (_module, _attribute, recorded) in LAZY_COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and (command.help or "").split("\n")[0].strip() == recorded, name
