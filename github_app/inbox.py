@@ -9,22 +9,18 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, case, delete, func, or_, select, update
-from tenacity import RetryCallState, Retrying, wait_random_exponential
+from sqlalchemy import Engine, delete, or_, select, update
 
 from github_app.db.models import Delivery
 from github_app.db.sqlite_writes import QueuedWriteConnection
+from github_app.jobs import JobTable, utcnow
 
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "processing", "done", "dead", "ignored")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -327,54 +323,24 @@ def _answer(
             fut.set_result(is_new)
 
 
+DELIVERIES = JobTable(Delivery, working="processing")
+_CLAIMED_COLUMNS = (
+    Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action, Delivery.installation_id, Delivery.payload,
+    Delivery.attempts,
+)  # fmt: skip
+
+
 def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 1) -> list[ClaimedDelivery]:
     """Lease up to ``limit`` due deliveries: pending ones, and processing ones whose lease expired."""
-    now = utcnow()
-    token = f"{owner}:{uuid.uuid4().hex[:12]}"
-    due = or_(
-        (Delivery.state == "pending") & (Delivery.next_attempt_at <= now),
-        (Delivery.state == "processing") & (Delivery.lease_until < now),
-    )
-    with engine.begin() as conn:
-        ids = (
-            conn.execute(
-                select(Delivery.id)
-                .where(due)
-                .order_by(Delivery.next_attempt_at, Delivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            .scalars()
-            .all()
-        )
-        if not ids:
-            return []
-        rows = conn.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(
-                state="processing",
-                lease_owner=token,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1,
-            )
-            .returning(
-                Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action,
-                Delivery.installation_id, Delivery.payload, Delivery.attempts,
-            )
-        ).all()
-    return [ClaimedDelivery(*row, lease_token=token) for row in sorted(rows, key=lambda r: r[0])]
+    token, rows = DELIVERIES.claim(engine, owner, lease_seconds, limit, _CLAIMED_COLUMNS)
+    return [ClaimedDelivery(id=r.id, delivery_id=r.delivery_id, event=r.event, action=r.action,
+                            installation_id=r.installation_id, payload=r.payload, attempts=r.attempts,
+                            lease_token=token) for r in rows]  # fmt: skip
 
 
 def renew_lease(engine: Engine, job: ClaimedDelivery, lease_seconds: float) -> bool:
     """Extend the lease on a job still being worked on; False if it was lost to another worker."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Delivery)
-            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
-            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-        )
-    return result.rowcount == 1
+    return DELIVERIES.renew(engine, job.id, job.lease_token, lease_seconds)
 
 
 def complete(engine: Engine, job: ClaimedDelivery) -> bool:
@@ -385,17 +351,13 @@ def complete(engine: Engine, job: ClaimedDelivery) -> bool:
 def complete_many(engine: Engine, jobs: Sequence[ClaimedDelivery]) -> list[bool]:
     """``complete`` for several jobs in one transaction (one commit, one disk sync); a result per job."""
     now = utcnow()
-    done = []
     with engine.begin() as conn:
-        for job in jobs:
-            result = conn.execute(
-                update(Delivery)
-                .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
-                .values(state="done", completed_at=now, completed_count=Delivery.completed_count + 1,
-                        lease_owner=None, lease_until=None, last_error=None)
-            )  # fmt: skip
-            done.append(result.rowcount == 1)
-    return done
+        return [
+            DELIVERIES.finish(conn, job.id, job.lease_token, "done", {
+                "completed_at": now, "completed_count": Delivery.completed_count + 1, "last_error": None,
+            })
+            for job in jobs
+        ]  # fmt: skip
 
 
 class Completer:
@@ -447,35 +409,14 @@ class Completer:
                     fut.set_result(ok)
 
 
-def retry_delay(attempt: int, base: float, maximum: float) -> float:
-    """Exponential backoff with full jitter for the ``attempt``-th failure (1-based)."""
-    wait = wait_random_exponential(multiplier=base, max=maximum)
-    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
-    state.attempt_number = attempt
-    return float(wait(state))
-
-
 def fail(
     engine: Engine, job: ClaimedDelivery, error: str, *, max_attempts: int, base: float, maximum: float,
     permanent: bool = False,
-) -> str:
-    """Record a failed attempt: schedule a retry, or park the delivery as dead. Return the new state."""
-    dead = permanent or job.attempts >= max_attempts
-    delay = 0.0 if dead else retry_delay(job.attempts, base, maximum)
-    new_state = "dead" if dead else "pending"
+) -> str | None:
+    """Record a failed attempt: schedule a retry, or park the delivery as dead. The new state; None if the lease was lost."""
     with engine.begin() as conn:
-        conn.execute(
-            update(Delivery)
-            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token)
-            .values(
-                state=new_state,
-                last_error=error[:4000],
-                next_attempt_at=utcnow() + timedelta(seconds=delay),
-                lease_owner=None,
-                lease_until=None,
-            )
-        )
-    return new_state
+        return DELIVERIES.fail(conn, job.id, job.lease_token, job.attempts, error, permanent=permanent,
+                               max_attempts=max_attempts, base=base, maximum=maximum)  # fmt: skip
 
 
 def defer(engine: Engine, job: ClaimedDelivery, reason: str, after: float) -> bool:
@@ -483,20 +424,7 @@ def defer(engine: Engine, job: ClaimedDelivery, reason: str, after: float) -> bo
 
     False if the lease was lost meanwhile (another worker owns the delivery now).
     """
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Delivery)
-            .where(Delivery.id == job.id, Delivery.lease_owner == job.lease_token, Delivery.state == "processing")
-            .values(
-                state="pending",
-                attempts=case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
-                last_error=f"waiting: {reason}"[:4000],
-                next_attempt_at=utcnow() + timedelta(seconds=after),
-                lease_owner=None,
-                lease_until=None,
-            )
-        )
-    return result.rowcount == 1
+    return DELIVERIES.defer(engine, job.id, job.lease_token, reason, after)
 
 
 def release_all_leases(engine: Engine) -> int:
@@ -547,9 +475,8 @@ def get_delivery(engine: Engine, ref: str) -> dict[str, Any] | None:
 
 
 def count_by_state(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
-    return {state: n for state, n in rows}
+    """Number of deliveries per state."""
+    return DELIVERIES.counts(engine)
 
 
 PRUNABLE = ("done", "ignored", "dead")

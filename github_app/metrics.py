@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
-from github_app import audit, inbox, notify
+from github_app import audit, inbox, jobs, notify
 from github_app.db.models import Delivery
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,7 +36,7 @@ def take(
     *, redelivery: Mapping[str, int] | None = None,
 ) -> Snapshot:
     """Read the figures from the database (three small queries; the due one uses the claim index)."""
-    now = now or inbox.utcnow()
+    now = now or jobs.utcnow()
     with engine.connect() as conn:
         oldest = conn.execute(
             select(func.min(Delivery.next_attempt_at)).where(

@@ -20,17 +20,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
 import httpx
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from github_app import audit, db
 from github_app.audit import redact_url
 from github_app.db.models import OutboxMessage
-from github_app.inbox import jittered, retry_delay
+from github_app.inbox import jittered
+from github_app.jobs import JobTable
 from rules.policy import NOTIFY_SECRET_PREFIX
 from rules.types import Decision
 
@@ -352,33 +353,20 @@ class ClaimedMessage:
     lease_token: str
 
 
+MESSAGES = JobTable(OutboxMessage, working="sending", error_limit=2000)
+_CLAIMED_COLUMNS = (
+    OutboxMessage.id, OutboxMessage.key, OutboxMessage.channel, OutboxMessage.url, OutboxMessage.body,
+    OutboxMessage.secret_env, OutboxMessage.attempts,
+)  # fmt: skip
+
+
 def claim(engine: Engine, owner: str, lease_seconds: float, limit: int = 10) -> list[ClaimedMessage]:
     """Lease up to ``limit`` due messages: pending ones, and sending ones whose lease expired."""
-    now = datetime.now(UTC)
-    token = f"{owner}:{uuid.uuid4().hex[:12]}"
-    due = or_(
-        (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now),
-        (OutboxMessage.state == "sending") & (OutboxMessage.lease_until < now),
-    )
-    with engine.begin() as conn:
-        ids = conn.execute(
-            select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(limit).with_for_update(skip_locked=True)
-        ).scalars().all()  # fmt: skip
-        if not ids:
-            return []
-        rows = conn.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(state="sending", lease_owner=token, lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=OutboxMessage.attempts + 1)
-            .returning(OutboxMessage.id, OutboxMessage.key, OutboxMessage.channel, OutboxMessage.url,
-                       OutboxMessage.body, OutboxMessage.secret_env, OutboxMessage.attempts)
-        ).all()  # fmt: skip
+    token, rows = MESSAGES.claim(engine, owner, lease_seconds, limit, _CLAIMED_COLUMNS)
     return [
-        ClaimedMessage(id=r[0], key=r[1], channel=r[2], url=r[3], body=r[4], secret_env=r[5], attempts=r[6],
-                       lease_token=token)
-        for r in sorted(rows, key=lambda r: r[0])
+        ClaimedMessage(id=r.id, key=r.key, channel=r.channel, url=r.url, body=r.body, secret_env=r.secret_env,
+                       attempts=r.attempts, lease_token=token)
+        for r in rows
     ]  # fmt: skip
 
 
@@ -396,14 +384,9 @@ def _audit_outcome(conn: Connection, msg: ClaimedMessage, outcome: str, detail: 
 def mark_sent(engine: Engine, msg: ClaimedMessage, status_code: int) -> bool:
     """Record a delivery if we still hold the lease; False if another dispatcher took the message over."""
     with engine.begin() as conn:
-        result = conn.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
-                   OutboxMessage.state == "sending")
-            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None,
-                    url=redact_url(msg.url))  # a finished message no longer needs the URL's secret part
-        )  # fmt: skip
-        if result.rowcount != 1:
+        # a finished message no longer needs the URL's secret part
+        if not MESSAGES.finish(conn, msg.id, msg.lease_token, "sent",
+                               {"sent_at": datetime.now(UTC), "last_error": None, "url": redact_url(msg.url)}):  # fmt: skip
             return False
         _audit_outcome(conn, msg, "sent", {"http_status": status_code})
     return True
@@ -414,46 +397,18 @@ def mark_failed(
     maximum: float, not_before: float = 0.0,
 ) -> str | None:  # fmt: skip
     """Schedule a retry or bury the message; return the new state, or None if the lease was lost."""
-    dead = permanent or msg.attempts >= max_attempts
-    delay = 0.0 if dead else max(retry_delay(msg.attempts, base, maximum), min(not_before, maximum))
-    state = "dead" if dead else "pending"
-    final = {"url": redact_url(msg.url)} if dead else {}  # a dead message is never sent again
     with engine.begin() as conn:
-        result = conn.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
-                   OutboxMessage.state == "sending")
-            .values(state=state, last_error=error[:2000], lease_owner=None, lease_until=None,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay), **final)
-        )  # fmt: skip
-        if result.rowcount != 1:
-            return None
-        if dead:
+        state = MESSAGES.fail(conn, msg.id, msg.lease_token, msg.attempts, error, permanent=permanent,
+                              max_attempts=max_attempts, base=base, maximum=maximum, not_before=not_before,
+                              dead_values={"url": redact_url(msg.url)})  # a dead message is never sent again  # fmt: skip
+        if state == "dead":
             _audit_outcome(conn, msg, "dead", {"error": error[:500]})
     return state
 
 
 def counts(engine: Engine) -> dict[str, int]:
     """Number of outbox messages per state."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all()
-    return {state: n for state, n in rows}
-
-
-def _seconds_until_next(engine: Engine) -> float | None:
-    """Seconds until the next pending message is due (0 if overdue), None if nothing is waiting."""
-    with engine.connect() as conn:
-        nxt = conn.execute(
-            select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.state == "pending")
-        ).scalar_one()
-        leased = conn.execute(
-            select(func.min(OutboxMessage.lease_until)).where(OutboxMessage.state == "sending")
-        ).scalar_one()
-    moments = [m for m in (nxt, leased) if m is not None]
-    if not moments:
-        return None
-    first = min(m if m.tzinfo else m.replace(tzinfo=UTC) for m in moments)
-    return max(0.0, (first - datetime.now(UTC)).total_seconds())
+    return MESSAGES.counts(engine)
 
 
 # --- the dispatcher -------------------------------------------------------------------------
@@ -540,7 +495,7 @@ class OutboxDispatcher:
                     worked = await self._step(client)
                     wait = self.poll_seconds if worked == 0 else 0.0
                     if worked == 0:
-                        nxt = await asyncio.to_thread(_seconds_until_next, self.engine)
+                        nxt = await asyncio.to_thread(MESSAGES.seconds_until_due, self.engine)
                         if nxt is not None:
                             # a due row another replica holds right now must not make us spin
                             wait = max(min(wait, nxt), 0.05)
@@ -561,7 +516,7 @@ class OutboxDispatcher:
             while True:
                 if await self._step(client):
                     continue
-                nxt = await asyncio.to_thread(_seconds_until_next, self.engine)
+                nxt = await asyncio.to_thread(MESSAGES.seconds_until_due, self.engine)
                 if nxt is None:
                     return self.sent - before
                 await asyncio.sleep(min(max(nxt, 0.01), self.poll_seconds))

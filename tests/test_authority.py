@@ -247,3 +247,23 @@ def test_one_environment_with_two_waiting_commits_is_told_apart_by_sha():
     assert _choose([newest, older, staging], "PRODUCTION@aaaa") == (older, [])
     assert _choose([newest, older, staging], "staging") == (staging, [])
     assert _choose([newest, row("production", "b" * 40)], None) == (newest, [])  # a re-run of one commit: the newest
+
+
+def test_every_button_attempt_is_audited_with_where_it_came_from(database_url):
+    from github_app.sandbox.webhooks import check_run_payload
+
+    with escalated_world(database_url) as world:
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        run = world.check_run(LABEL)
+        for login in ("eve", "dora", "rita"):
+            payload = check_run_payload(world.state, REPO, run.id, "requested_action", identifier="approve")
+            payload["sender"]["login"] = login
+            assert world.send("check_run", payload).status_code == 202
+            settle(world)
+        attempts = [(e.actor, e.data["allowed"], e.data["source"], e.data["check_run_id"], e.data["own_deployment"])
+                    for e in audit_entries(world, "review_attempt")]  # fmt: skip
+        assert attempts == [("eve", False, "check_run_button", run.id, False), ("dora", False, "check_run_button", run.id, True),
+                            ("rita", True, "check_run_button", run.id, False)]  # fmt: skip
+        assert "four eyes" in audit_entries(world, "review_attempt")[1].data["refusal"]
+        assert [r.state for r in accepted_answers(world)] == ["approved"]

@@ -12,7 +12,8 @@ from sqlalchemy import update
 from github_app import db, metrics, notify
 from github_app.app import create_app
 from github_app.db.models import Delivery
-from github_app.inbox import IncomingDelivery, insert_deliveries, utcnow
+from github_app.inbox import IncomingDelivery, insert_deliveries
+from github_app.jobs import utcnow
 from github_app.serving import ServerThread
 from tests.helpers import make_settings, post_webhook
 

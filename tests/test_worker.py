@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from github_app import db, inbox
+from github_app import db, inbox, jobs
 from github_app.cli import cli
 from github_app.db.models import Delivery
 from github_app.inbox import IncomingDelivery
@@ -90,11 +90,11 @@ def test_failing_handler_is_retried_with_backoff_then_dead_then_retried_by_cli(d
 
 
 def test_backoff_grows_exponentially_with_jitter():
-    waits = [[inbox.retry_delay(n, base=1.0, maximum=1000.0) for n in range(1, 8)] for _ in range(200)]
+    waits = [[jobs.retry_delay(n, base=1.0, maximum=1000.0) for n in range(1, 8)] for _ in range(200)]
     means = [sum(col) / len(col) for col in zip(*waits)]
     assert all(b > a for a, b in itertools.pairwise(means))  # grows with the attempt number
     assert len({w[3] for w in waits}) > 100  # jittered
-    assert max(inbox.retry_delay(30, base=1.0, maximum=5.0) for _ in range(50)) <= 5.0
+    assert max(jobs.retry_delay(30, base=1.0, maximum=5.0) for _ in range(50)) <= 5.0
 
 
 def test_permanent_error_goes_straight_to_dead(database_url):
