@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from github_app.db.models import Delivery, Lease
 from github_app.github import GitHubClients, GitHubError, call, parse_time
-from github_app.inbox import utcnow
+from github_app.jobs import utcnow
 
 log = logging.getLogger(__name__)
 
