@@ -268,6 +268,10 @@ def openapi() -> dict[str, Any]:
                                                      "detail": {"type": "object"}})},
         "audit": {"type": "array", "items": _obj({"seq": {"type": "integer"}, "created_at": TIME, "kind": STR,
                                                   "actor": NSTR, "data": {"type": "object"}})},
+        "failure": {"oneOf": [{"type": "null"}, _obj({
+            "delivery": {"type": "integer"}, "delivery_id": STR, "error": STR, "failed_at": NTIME,
+            "retry": {**STR, "description": "the command that puts the dead delivery back in the queue"},
+        }, "gonogo gave up on the delivery of this deployment: the error, and how to retry once it is fixed")]},
     }, "One deployment with everything gonogo recorded about it.")  # fmt: skip
 
     def page(ref: str) -> dict[str, Any]:
