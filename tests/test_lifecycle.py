@@ -150,3 +150,56 @@ def test_a_redelivered_protection_rule_for_an_escalated_deployment_reposts_nothi
         assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 1
         assert conn.execute(select(Deployment.state)).scalar_one() == "escalated"
     engine.dispose()
+
+
+def test_a_delivery_waiting_on_another_workers_lease_is_parked_not_failed(database_url):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from github_app.db.models import Delivery
+
+    with running_world(database_url, release_state(), max_attempts=2, lease_seconds=3.0) as world:
+        world.request_gate(LABEL, delivery_id="first")
+        world.wait_decided(LABEL)
+        engine = db.make_engine(database_url)
+        with engine.begin() as conn:  # another worker died holding the deployment, half-way through
+            conn.execute(update(Deployment).values(
+                state="evaluating", answered_at=None, answer=None, lease_owner="elsewhere",
+                lease_until=datetime.now(UTC) + timedelta(seconds=3),
+            ))  # fmt: skip
+        gate = world.gate(LABEL)  # and GitHub never got its answer
+        gate.answer, gate.history[:] = None, []
+        world.request_gate(LABEL, delivery_id="redelivered")
+        world.wait(lambda: answers(world), timeout=30, what="the answer after the lease ran out")
+        settle(world)
+        with engine.connect() as conn:
+            row = conn.execute(select(Delivery).where(Delivery.delivery_id == "redelivered")).one()
+        engine.dispose()
+        assert row.state == "done" and row.attempts <= 2  # waiting was never a failed attempt
+        assert [r.state for r in answers(world)] == ["approved"]
+
+
+def test_a_decided_but_unanswered_deployment_is_answered_without_deciding_again(database_url):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    with running_world(database_url, release_state()) as world:
+        world.request_gate(LABEL, delivery_id="first")
+        world.wait_decided(LABEL)
+        engine = db.make_engine(database_url)
+        with engine.begin() as conn:  # as if the worker died between storing the answer and telling GitHub
+            conn.execute(update(Deployment).values(
+                state="decided", answered_at=None, lease_owner="dead", lease_until=datetime.now(UTC) - timedelta(seconds=1),
+            ))  # fmt: skip
+        gate = world.gate(LABEL)
+        gate.answer, gate.history[:] = None, []
+        world.request_gate(LABEL, delivery_id="redelivered")
+        world.wait(lambda: answers(world), timeout=30, what="the stored answer to be sent")
+        settle(world)
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 1
+            assert conn.execute(select(Deployment.state)).scalar_one() == "answered"
+        engine.dispose()
+        assert [r.state for r in answers(world)] == ["approved"]
