@@ -27,7 +27,7 @@ def _driver(feature: str, value: float | str | bool | None, contribution: float,
 
 def _tests(ev: Evidence) -> list[Driver]:
     t = ev.tests
-    if not t.ok:
+    if not t.has_data:  # failures read from an incomplete part are a lower bound: they still add risk
         return []
     out = []
     bad = t.failed + t.errored
@@ -69,7 +69,7 @@ def _coverage(ev: Evidence) -> list[Driver]:
 
 def _security(ev: Evidence) -> list[Driver]:
     s = ev.security
-    if not s.ok:
+    if not s.has_data:  # findings read from an incomplete part are a lower bound: they still add risk
         return []
     out = []
     if s.count("critical"):

@@ -252,3 +252,19 @@ def test_app_never_approves_when_an_artifact_cannot_be_downloaded(database_url: 
         assert [(r.path, r.kind) for r in part.refused] == [("nightly-results", "unknown")]
         assert "could not be downloaded" in part.refused[0].reason
     assert any("nightly-results" in r for r in decision["reasons"])
+
+
+def test_failures_read_beside_a_refused_file_still_raise_the_risk() -> None:
+    from datetime import UTC, datetime
+
+    from rules.pipeline import evidence_from_artifacts
+    from scorer.heuristic import estimate_risk
+
+    failing = (CORPUS / "junit/enricomi/junit-xml/pytest/junit.fail.xml").read_bytes()
+    results = parse_artifacts([ArtifactFile.from_bytes("TEST-fail.xml", failing),
+                               ArtifactFile.from_bytes("TEST-cut.xml", failing[:200])])  # fmt: skip
+    ev = evidence_from_artifacts(results, environment="production", repository="o/r", sha="0" * 40,
+                                 created_at=datetime(2025, 6, 4, tzinfo=UTC))  # fmt: skip
+    assert ev.tests.availability is Availability.INCOMPLETE
+    assert "tests_failed" in {d.feature for d in estimate_risk(ev).drivers}
+    assert ev.to_history_row()["tests_failed"] is None  # a lower bound is not a count to learn from
