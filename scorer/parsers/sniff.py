@@ -73,6 +73,7 @@ class ArtifactGlobs:
 _XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.DOTALL)
 _XML_ROOT = re.compile(rb"\s*<([A-Za-z_][\w:.-]*)([^>]*)")
 _JSON_KEY = re.compile(rb'"([^"\\]{1,64})"\s*:')
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 _JUNIT_ROOTS = {b"testsuites", b"testsuite", b"test-results", b"test-run", b"assemblies", b"assembly", b"test-suite"}
 
@@ -185,6 +186,9 @@ def classify(name: str, head: bytes, globs: ArtifactGlobs | None = None) -> str 
     unknown format (say, dotCover XML named coverage.xml) is left alone.
     """
     data = _strip_bom(head).lstrip()
+    if _CONTROL_BYTES.search(data):
+        # no XML, JSON or CSV document holds raw control bytes: whatever its first tag or key, this is garbled
+        return (globs or ArtifactGlobs()).hint(name)
     if data.startswith(b"<"):
         kind = _sniff_xml(data)
         if kind is not None or _xml_root(data) is not None:
