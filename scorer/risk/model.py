@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -327,17 +328,20 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         if nested:
             edges = np.linspace(inner, cut, folds + 1).round().astype(int)
             parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-            for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            for lo, hi in pairwise(edges.tolist()):
                 linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:lo], yb[:lo])
                 trees = _TreeModel(self._tree_params(seed)).fit(X[:lo], yb[:lo])
-                for name, m in zip(names, (linear, trees, _EnsembleModel(linear, trees)), strict=True):
+                forms: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                    "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
+                for name, m in forms.items():
                     parts[name].append(m.raw(X[lo:hi]))
             raw_pick = {name: np.concatenate(parts[name]) for name in names}
         else:  # too few of a class to choose on an inner split: choose on the outer one
             y_pick = y_va
             linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:cut], y_tr)
             trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
-            outer_candidates = dict(zip(names, (linear, trees, _EnsembleModel(linear, trees)), strict=True))
+            outer_candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
             raw_pick = {name: m.raw(X[cut:]) for name, m in outer_candidates.items()}
         aucs = {name: float(roc_auc_score(y_pick, r)) for name, r in raw_pick.items()}
         simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form
