@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ from scorer.risk.trees import PackedTrees
 log = logging.getLogger(__name__)
 
 _EPS = 1e-3  # probabilities are kept in [0.001, 0.999]: no deployment is certain to pass or fail
+SMALL_ROWS = 5000  # below this many earlier rows, the form is chosen on forward-chained blocks
+INNER_FOLDS = 4
 
 
 class _Standardiser:
@@ -197,7 +200,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        min_samples_boosting: int = 200,
+        min_samples_boosting: int = 600,
         min_minority_boosting: int = 20,
         validation_fraction: float = 0.2,
         max_iter: int = 300,
@@ -311,23 +314,35 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         # Nested time splits: the model form and the calibration are chosen on an inner split of the
         # earlier rows ([0, inner) fits, [inner, cut) chooses); the latest rows [cut, n) are only
         # ever used to report and gate, so the reported figures are not flattered by the choice.
-        inner = round(cut * (1.0 - self.validation_fraction))
-        y_fit, y_pick = yb[:inner], yb[inner:cut]
+        # Few rows make one inner split a noisy judge, so below ``SMALL_ROWS`` the choice is made on the
+        # later half of the earlier rows, in consecutive blocks, each predicted by candidates fitted
+        # on every row before it (forward chaining): more out-of-time predictions to choose from.
+        folds = 1 if cut >= SMALL_ROWS else INNER_FOLDS
+        inner = round(cut * (1.0 - (self.validation_fraction if folds == 1 else 0.5)))
+        y_pick = yb[inner:cut]
         nested = (
             min(int(y_pick.sum()), len(y_pick) - int(y_pick.sum())) >= 5
-            and 0 < y_fit.sum() < len(y_fit)
+            and 0 < yb[:inner].sum() < inner
         )
-        if not nested:  # too few of a class to choose on an inner split: choose on the outer one
-            inner, y_fit, y_pick = cut, y_tr, y_va
-        X_fit, X_pick = X[:inner], X[inner:cut] if nested else X[cut:]
-        linear = _LinearModel(self.C, self.class_weight, seed).fit(X_fit, y_fit)
-        trees = _TreeModel(self._tree_params(seed)).fit(X_fit, y_fit)
-        candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
-            "logistic": linear,
-            "boosting": trees,
-            "ensemble": _EnsembleModel(linear, trees),
-        }
-        raw_pick = {name: m.raw(X_pick) for name, m in candidates.items()}
+        names = ("logistic", "boosting", "ensemble")
+        if nested:
+            edges = np.linspace(inner, cut, folds + 1).round().astype(int)
+            parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+            for lo, hi in pairwise(edges.tolist()):
+                linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:lo], yb[:lo])
+                trees = _TreeModel(self._tree_params(seed)).fit(X[:lo], yb[:lo])
+                forms: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                    "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
+                for name, m in forms.items():
+                    parts[name].append(m.raw(X[lo:hi]))
+            raw_pick = {name: np.concatenate(parts[name]) for name in names}
+        else:  # too few of a class to choose on an inner split: choose on the outer one
+            y_pick = y_va
+            linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:cut], y_tr)
+            trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
+            outer_candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
+            raw_pick = {name: m.raw(X[cut:]) for name, m in outer_candidates.items()}
         aucs = {name: float(roc_auc_score(y_pick, r)) for name, r in raw_pick.items()}
         simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form
         kind = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k]))
@@ -338,15 +353,15 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         n_iter = int(trees.est.n_iter_)  # trees found by early stopping, kept so the calibration still fits
         X_va = X[cut:]
         if nested:
-            # Outer figures: the chosen form fitted on [0, inner), calibrated on [inner, cut), scored on
-            # rows neither the fit nor the choice saw.
-            outer_cal = _Calibrator(method).fit(raw_pick[kind], y_pick)
-            self.validation_metrics_ = evaluate(y_va, expit(outer_cal(candidates[kind].raw(X_va))))
             # The serving calibration is fitted on the latest rows, predicted by a model that did not see them.
             before = self._fit_kind(kind, X[:cut], y_tr, seed, n_iter)
             raw_va = before.raw(X_va)
+            # Outer figures: that model with the calibration fitted where the choice was made, scored on
+            # rows neither the fit nor the choice saw.
+            outer_cal = _Calibrator(method).fit(raw_pick[kind], y_pick)
+            self.validation_metrics_ = evaluate(y_va, expit(outer_cal(raw_va)))
         else:
-            before = candidates[kind]
+            before = outer_candidates[kind]
             raw_va = raw_pick[kind]
             self.validation_metrics_ = evaluate(y_va, expit(oof))
         self.validation_metrics_["rows_train"] = int(cut)
