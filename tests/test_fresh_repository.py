@@ -50,7 +50,8 @@ def test_a_missing_change_with_history_still_lowers_confidence() -> None:
     with_history = _fresh(operational=clean_evidence().operational)
     fresh = _decide(_fresh())
     d = _decide(with_history)
-    assert d.confidence < fresh.confidence and d.verdict == "escalate"
+    assert d.confidence < fresh.confidence and d.evidence_read["change"] == 0.0
+    assert all(f.status == "unknown" for f in d.findings if f.dimension == "change")
     assert not any("no history yet" in r for r in d.reasons)
 
 
