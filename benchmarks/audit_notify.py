@@ -95,8 +95,8 @@ def bench_outbox(engine: Engine, messages: int) -> float:
         with engine.begin() as conn:
             for i in range(messages):
                 notify.enqueue(conn, key=f"bench-{i}", channel="webhook", url=f"{srv.url}/hook",
-                               body={"event": "escalated", "i": i}, secret_env="BENCH_SECRET")  # fmt: skip
-        dispatcher = notify.OutboxDispatcher(engine, batch_size=50, environ={"BENCH_SECRET": "s"})
+                               body={"event": "escalated", "i": i}, secret_env="GONOGO_NOTIFY_BENCH")  # fmt: skip
+        dispatcher = notify.OutboxDispatcher(engine, batch_size=50, environ={"GONOGO_NOTIFY_BENCH": "s"})
         sent = asyncio.run(dispatcher.run_until_idle(timeout=600))
         elapsed = time.perf_counter() - start
     assert sent == messages

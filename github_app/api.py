@@ -152,7 +152,7 @@ async def escalations(request: Request) -> ApiResponse:
 
 async def _report(request: Request) -> dict[str, Any]:
     window = _window(request)
-    report = await asyncio.to_thread(insights.report, request.state.engine, window)
+    report: insights.Report = await asyncio.to_thread(request.state.insights.get, window)
     return report.to_json()
 
 

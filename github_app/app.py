@@ -15,10 +15,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from github_app import api, db, inbox
+from github_app import api, dashboard, db, inbox, insights
 from github_app import metrics as gauges
 from github_app.background import Background
-from github_app.dashboard import dashboard
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
@@ -75,9 +74,11 @@ def create_app(
             writer = InboxWriter(eng)
             writer.start()
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes,
-                                       previous_secret=settings.webhook_secret_previous)  # fmt: skip
+                                       previous_secret=settings.webhook_secret_previous,
+                                       body_timeout=settings.body_timeout_seconds)  # fmt: skip
             alert_endpoint = AlertmanagerEndpoint(
-                settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected
+                settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected,
+                body_timeout=settings.body_timeout_seconds,
             )
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)
@@ -94,7 +95,8 @@ def create_app(
                 )  # fmt: skip
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
-                           "ctx": ctx, "writer": writer}  # fmt: skip
+                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng),
+                           "redelivery": background.redelivery}  # fmt: skip
                 finally:
                     await background.stop()
                     await writer.stop()
@@ -119,7 +121,7 @@ def create_app(
         endpoint = request.state.endpoint
         snapshot = await asyncio.to_thread(
             gauges.take, request.state.engine, endpoint.rejected, request.state.pool.processed,
-            endpoint.previous_secret_used,
+            endpoint.previous_secret_used, redelivery=request.state.redelivery.counts,
         )  # fmt: skip
         if gauges.wants_prometheus(request.headers.get("accept", ""), request.query_params.get("format")):
             return Response(gauges.as_prometheus(snapshot), media_type=gauges.PROMETHEUS_CONTENT_TYPE)
@@ -132,7 +134,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Route("/dashboard", dashboard),
+            *dashboard.routes(),
             *api.routes(),
         ],
         lifespan=lifespan,

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import IO, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, insert, select, text
@@ -43,6 +44,21 @@ Problem = Literal["altered", "missing", "chain_broken", "reordered", "head_misma
 
 class AuditError(Exception):
     """An entry cannot be written; the message says what to change."""
+
+
+def redact_url(url: str) -> str:
+    """Keep only scheme and host: chat webhook URLs carry their secret in the path (or the query)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/\u2026" if parts.netloc else "<invalid url>"
+
+
+def redact_urls(value: Any) -> Any:
+    """A copy of plain JSON data with every ``url`` field cut down to scheme and host."""
+    if isinstance(value, Mapping):
+        return {k: redact_url(v) if k == "url" and isinstance(v, str) else redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_urls(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -161,11 +177,19 @@ def append_decision(
         data={
             "verdict": decision.verdict, "action": decision.action, "mode": decision.mode,
             "policy_sha": policy_sha, "policy_source": decision.policy_source,
-            "effective_policy": dict(effective_policy) if effective_policy is not None else None,
+            # the policy as evaluated, minus the secrets some of its URLs are (a Slack webhook's path)
+            "effective_policy": redact_urls(effective_policy) if effective_policy is not None else None,
             "model_version": decision.risk.model_version, "risk_source": decision.risk.source,
             "decision": decision,
         },
     )  # fmt: skip
+
+
+def head(engine: Engine) -> tuple[int, str] | None:
+    """The newest entry's seq and hash (as stored, not verified); None while the log is empty."""
+    with engine.connect() as conn:
+        row = conn.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    return (int(row.seq), str(row.hash)) if row is not None else None
 
 
 # --- verification ---------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from github_app import inbox, notify
+from github_app import inbox, notify, redelivery
 from github_app.features.escalation import sweep, sweep_forever
 from github_app.features.gate import recover_stuck
+from github_app.github import GitHubClients
 from github_app.routing import Context, Router
 from github_app.worker import WorkerPool
 
@@ -38,6 +39,7 @@ class Background:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.redelivery = redelivery.RedeliveryStats()
 
     @property
     def retention(self) -> timedelta | None:
@@ -59,19 +61,42 @@ class Background:
                     name="inbox-pruner",
                 )
             )
+        clients = self.ctx.services.get("github")
+        if self.ctx.settings.redelivery_seconds > 0 and isinstance(clients, GitHubClients):
+            self._tasks.append(
+                loop.create_task(
+                    redelivery.redeliver_forever(self.ctx.engine, clients, self.ctx.settings.redelivery_seconds,
+                                                 self._stop, self.redelivery),
+                    name="redelivery",
+                )
+            )
         self.started = True
 
     async def stop(self) -> None:
-        """Stop the periodic jobs, let running jobs finish (within the pool's grace), then the outbox."""
+        """Stop everything within the shutdown grace: running work may finish until then, the rest is cancelled.
+
+        A job cancelled half-way (a sweeper waiting on an unreachable GitHub, an evaluation) leaves its
+        leases to run out, so another process takes the work over; nothing is lost by cancelling it.
+        """
+        grace = self.ctx.settings.shutdown_grace_seconds
         self._stop.set()
+        stops = [self._periodic_stopped(grace), self.pool.stop(grace)]
+        if self.started:
+            stops.append(self.outbox.stop(grace))
+        await asyncio.gather(*stops)
+        self._tasks = []
+        self.started = False
+
+    async def _periodic_stopped(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            log.warning("background.cancelled", extra={"task": task.get_name(), "grace_s": grace})
+            task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
-        await self.pool.stop()
-        if self.started:
-            await self.outbox.stop()
-        self.started = False
 
     async def run_until_idle(self, timeout: float) -> None:
         """Batch mode: process every due delivery, run one sweep of escalations, send the notifications

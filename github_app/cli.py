@@ -280,11 +280,22 @@ def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -
 
 def _register_commands() -> None:
     """Attach the command groups that live in their own modules, listed here in one place."""
-    from github_app.commands import assess, audit, demo, deployments, history, model, policy, sandbox, waivers
+    from github_app.commands import (
+        assess,
+        audit,
+        demo,
+        deployments,
+        history,
+        model,
+        policy,
+        sandbox,
+        setup,
+        waivers,
+    )
 
     for command in (
         demo.demo, sandbox.sandbox, policy.policy, assess.assess, model.model, history.history, history.backfill,
-        audit.audit, waivers.waivers, deployments.deployments,
+        audit.audit, waivers.waivers, deployments.deployments, setup.setup,
     ):
         cli.add_command(command)
     cli.add_command(__import__("github_app.commands.report", fromlist=["report"]).report)

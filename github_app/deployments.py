@@ -243,7 +243,8 @@ def accept_human_answer(
     sources = [ESCALATED, EVALUATING, DECIDED] if override else [ESCALATED]
 
     def audited(session: Session, row: Deployment) -> None:
-        audit.append(session, "override" if override else "answer", repository=row.repository,
+        # the attempt itself is audited by escalation (kind "override" for break-glass); this is the answer
+        audit.append(session, "answer", repository=row.repository,
                      deployment_key=row.key, actor=actor,
                      data={"state": answer, "comment": comment, "by": "override" if override else "human",
                            "stage": "stored"})  # fmt: skip

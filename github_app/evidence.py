@@ -24,7 +24,18 @@ from sqlalchemy import Engine, and_, case, func, select
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, EvidenceRecord, Outcome
-from github_app.github import Forbidden, GitHubError, NotFound, call, paginate, parsed, translate_errors
+from github_app.github import (
+    FeatureDisabled,
+    GitHubError,
+    Invalid,
+    MissingPermission,
+    NotFound,
+    RateLimited,
+    call,
+    paginate,
+    parsed,
+    translate_errors,
+)
 from scorer.evidence import (
     FAILED_OUTCOMES,
     Availability,
@@ -41,7 +52,9 @@ from scorer.evidence import (
     SecurityFinding,
     SecurityPart,
     TestsPart,
+    change_directories,
     change_entropy,
+    is_fix_message,
 )
 from scorer.parsers import ArtifactRejected, ArtifactResults, parse_artifacts
 from scorer.parsers.limits import ArtifactLimits
@@ -300,7 +313,7 @@ async def collect_artifacts(
     artifacts: list[Any] = []
     for rid in sorted(listed):
         listing_or_error = listed[rid]
-        if isinstance(listing_or_error, NotFound):
+        if isinstance(listing_or_error, NotFound) and rid == t.run_id:
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
         if isinstance(listing_or_error, BaseException):
             raise listing_or_error
@@ -320,13 +333,16 @@ async def collect_artifacts(
         limit = opts.limits.max_archive_bytes
         for a in wanted:
             if a.size_in_bytes > limit:
-                refused.append((a.name, (f"{a.size_in_bytes} bytes is above the {limit}-byte archive limit; "
-                                         "raise ArtifactLimits.max_archive_bytes if it is genuine")))  # fmt: skip
+                refused.append((a.name, (f"{a.size_in_bytes} bytes is above the {limit}-byte archive limit; if it holds "
+                                         "no reports, leave it out with the policy's `artifacts` globs, else raise "
+                                         "ArtifactLimits.max_archive_bytes")))  # fmt: skip
         ok = [a for a in wanted if a.size_in_bytes <= limit]
         downloads = await asyncio.gather(
             *(_download_artifact(gh, t, a.id, limit) for a in ok), return_exceptions=True
         )
         for a, result in zip(ok, downloads):
+            if isinstance(result, RateLimited):
+                raise result
             if isinstance(result, ArtifactTooLarge | GitHubError | httpx.HTTPError):
                 refused.append((a.name, f"could not be downloaded: {result}"))
             elif isinstance(result, BaseException):
@@ -417,14 +433,33 @@ async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
     ]  # fmt: skip
 
 
+# the installation permission each alert source needs: (permission key in app.yml, its name in the app settings)
+ALERT_PERMISSIONS = {
+    "code_scanning": ("security_events", "Code scanning alerts"),
+    "dependabot": ("vulnerability_alerts", "Dependabot alerts"),
+    "secret_scanning": ("secret_scanning_alerts", "Secret scanning alerts"),
+}
+
+
 async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> tuple[str, Availability, list[SecurityFinding], str]:
+    label = name.replace("_", " ")
     try:
         return name, Availability.OK, await fetch, "read"
-    except (Forbidden, NotFound) as exc:
-        # GitHub answers 403/404 when the feature is off for the repository (or the app lacks the permission)
-        return name, Availability.NOT_CONFIGURED, [], f"{name.replace('_', ' ')} is not enabled or not readable: {exc}"
+    except FeatureDisabled as exc:
+        # one of GitHub's documented "this feature is off for the repository" answers
+        return name, Availability.NOT_CONFIGURED, [], f"{label} is not enabled for this repository ({exc.github_message})"
+    except MissingPermission:
+        key, title = ALERT_PERMISSIONS[name]
+        return name, Availability.UNAVAILABLE, [], (
+            f"{label} could not be read: the gonogo app lacks the \"{title}\" permission ({key}: read). An "
+            f"organisation or repository admin must grant it in the GitHub App's settings and accept it on the "
+            f"installation"
+        )  # fmt: skip
+    except RateLimited:
+        raise  # not an answer about the repository: the whole evaluation waits
     except GitHubError as exc:
-        return name, Availability.UNAVAILABLE, [], f"{name.replace('_', ' ')} could not be read: {exc}"
+        # any other 403 or 404 (or error) says nothing about whether the feature is on: unreadable, never "off"
+        return name, Availability.UNAVAILABLE, [], f"{label} could not be read: {exc}"
 
 
 def build_security(
@@ -502,27 +537,52 @@ def _is_migration(path: str, globs: list[str]) -> bool:
     return any(p.match(g) or fnmatch.fnmatchcase(path, g) for g in globs)
 
 
+COMPARE_FILE_LIMIT = 300  # GitHub's compare lists at most this many files
+PULL_FILE_LIMIT = 3000  # and a pull request's file listing at most this many
+STORED_FILES = 300  # changed files kept in the evidence (the counts cover them all)
+
+
+@dataclass
+class ChangeBase:
+    """What a change is measured from, and the comparison GitHub gave for it (when already fetched)."""
+
+    sha: str
+    source: str  # last_deployment / merge_base / release_tag / parent_commit
+    label: str  # in words, for the report
+    comparison: Any = None
+
+
 async def collect_change(
     gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | asyncio.Future[CollectOptions],
-    base_sha: str | None,
+    base: ChangeBase | str | None,
 ) -> ChangePart:
-    """Compare the last successfully deployed sha with this one."""
-    if base_sha is None:
+    """Compare the base (the last successfully deployed sha, or a first deployment's stand-in) with this sha."""
+    if isinstance(base, str):
+        base = ChangeBase(base, "last_deployment", f"the last successful deployment ({base[:7]})")
+    if base is None:
         part: ChangePart = _unavailable(
             ChangePart, f"first deployment to {t.environment}: no earlier successful deployment to compare with",
             "gonogo.history",
         )  # fmt: skip
         return part
+    base_sha = base.sha
     if base_sha == t.sha:
         return ChangePart(
             availability=Availability.OK, reason="redeploy of the sha already deployed", base_sha=base_sha, commits=0,
             files_changed=0, additions=0, deletions=0, subsystems=0, entropy=0.0, authors=0, has_migration=False,
+            base_source=base.source, base_label=base.label, directories=0, fix_commits=0,
             provenance=[Provenance(source="gonogo.history")],
         )  # fmt: skip
-    # unpaginated, GitHub lists up to 250 commits and 300 files; with per_page it would cut commits at 100
-    resp = await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}"))
-    cmp = parsed(resp)
-    files = list(cmp.files or [])
+    cmp = base.comparison
+    if cmp is None:
+        # unpaginated, GitHub lists up to 250 commits and 300 files; with per_page it would cut commits at 100
+        cmp = parsed(await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{base_sha}...{t.sha}")))
+    files: list[Any] = list(cmp.files or [])
+    provenance = [Provenance(source="github.compare", detail=f"from {base.label}", url=cmp.html_url)]
+    truncated = len(files) >= COMPARE_FILE_LIMIT
+    if truncated:
+        files, truncated, pr_note = await _full_file_list(gh, t, files)
+        provenance.append(Provenance(source="github.pulls.files", detail=pr_note))
     additions = sum(f.additions for f in files)
     deletions = sum(f.deletions for f in files)
     paths = [f.filename for f in files]
@@ -541,21 +601,89 @@ async def collect_change(
                 limit=1000,
             )  # fmt: skip
             experience = len(earlier)
+        except RateLimited:
+            raise
         except GitHubError:
             experience = None
     hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
     migration_globs = (await _ready(opts)).migration_globs
+    count = f"≥ {len(files)}" if truncated else str(len(files))
+    reason = f"compared {base_sha[:7]}...{t.sha[:7]}, from {base.label}: {count} files changed"
+    if truncated:
+        reason += (" (GitHub lists only the first files of a large change and no pull request gave the full list: "
+                   "the counts are lower bounds)")  # fmt: skip
     return ChangePart(
-        availability=Availability.OK, reason=f"compared {base_sha[:7]}...{t.sha[:7]}", base_sha=base_sha,
+        availability=Availability.OK, reason=reason, base_sha=base_sha, base_source=base.source,
+        base_label=base.label, files_truncated=truncated,
         commits=cmp.total_commits, files_changed=len(files), additions=additions, deletions=deletions,
         subsystems=subsystems, entropy=round(change_entropy([f.additions + f.deletions for f in files]), 4),
         authors=len(authors), author_experience=experience,
+        # both from the compare answer already read: no extra API call
+        directories=change_directories(paths), fix_commits=sum(is_fix_message(c.commit.message) for c in cmp.commits),
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
         first_commit_at=min(commit_times) if commit_times else None,
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
-               for f in files[:300]],
-        provenance=[Provenance(source="github.compare", url=cmp.html_url)],
+               for f in files[:STORED_FILES]],
+        provenance=provenance,
     )  # fmt: skip
+
+
+async def _full_file_list(gh: GitHub[Any], t: Target, compared: list[Any]) -> tuple[list[Any], bool, str]:
+    """The changed files when the comparison was cut at 300: from the pull request of the sha, if there is one.
+
+    Returns the files, whether the list is still partial (a lower bound), and a note on where it came from.
+    The pull request's list replaces the comparison's when it is at least as long and below GitHub's cap of
+    3,000 files; otherwise the two are merged and stay a lower bound.
+    """
+    pulls: list[Any] = await paginate(
+        gh, gh.rest.repos.async_list_pull_requests_associated_with_commit, owner=t.owner, repo=t.name,
+        commit_sha=t.sha, limit=30,
+    )  # fmt: skip
+    if not pulls:
+        return compared, True, "no pull request for this commit: the file list stays cut at 300"
+    pull = next((p for p in pulls if p.head.sha == t.sha), pulls[0])
+    listed: list[Any] = await paginate(
+        gh, gh.rest.pulls.async_list_files, owner=t.owner, repo=t.name, pull_number=pull.number, limit=PULL_FILE_LIMIT
+    )  # fmt: skip
+    merged = {f.filename: f for f in compared}
+    merged.update((f.filename, f) for f in listed)
+    complete = len(compared) <= len(listed) < PULL_FILE_LIMIT
+    note = f"pull request #{pull.number}: {len(listed)} files" + ("" if complete else " (still a lower bound)")
+    return list(merged.values()), not complete, note
+
+
+async def first_deployment_base(gh: GitHub[Any], t: Target, releases_to_try: int = 5) -> ChangeBase | None:
+    """What to measure a first deployment to an environment from, in order of preference.
+
+    The merge base with the default branch (a deployment from a branch); else the newest earlier release whose
+    tag the sha descends from; else the sha's parent commit. None for a repository's first commit.
+    """
+    try:
+        cmp = parsed(await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{t.default_branch}...{t.sha}")))
+    except (NotFound, Invalid):
+        cmp = None  # no such default branch, or no history in common with it
+    if cmp is not None and cmp.ahead_by > 0 and cmp.merge_base_commit.sha != t.sha:
+        merge_base = cmp.merge_base_commit.sha
+        return ChangeBase(merge_base, "merge_base", f"the merge base with {t.default_branch} ({merge_base[:7]})", cmp)
+    releases: list[Any] = await paginate(
+        gh, gh.rest.repos.async_list_releases, owner=t.owner, repo=t.name, limit=30,
+    )  # fmt: skip
+    tried = 0
+    for release in releases:
+        if release.draft or tried >= releases_to_try:
+            continue
+        tried += 1
+        try:
+            cmp = parsed(await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{release.tag_name}...{t.sha}")))
+        except (NotFound, Invalid):
+            continue
+        if cmp.status == "ahead":  # the release is an ancestor of this sha
+            return ChangeBase(cmp.base_commit.sha, "release_tag", f"the previous release {release.tag_name}", cmp)
+    commit = parsed(await call(gh.rest.repos.async_get_commit(t.owner, t.name, t.sha)))
+    if not commit.parents:
+        return None
+    parent = commit.parents[0].sha
+    return ChangeBase(parent, "parent_commit", f"the parent commit ({parent[:7]})")
 
 
 def _commit_time(c: Any) -> datetime | None:
@@ -625,17 +753,35 @@ async def _change_with_base(
     gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | asyncio.Future[CollectOptions],
     history: asyncio.Future[EnvironmentHistory],
 ) -> ChangePart:
-    base = (await asyncio.shield(history)).last_success_sha
+    base_sha = (await asyncio.shield(history)).last_success_sha
     source = "gonogo.history"
-    if base is None:
+    if base_sha is None:
         try:
-            base = await last_successful_sha(gh, t)
+            base_sha = await last_successful_sha(gh, t)
             source = "github.deployments"
+        except RateLimited:
+            raise
         except GitHubError as exc:
+            # not knowing the last good deployment is not knowing that there was none
             log.info("evidence.deployments_unreadable", extra={"error": str(exc)})
+            part: ChangePart = _unavailable(
+                ChangePart, f"earlier deployments to {t.environment} could not be read: {exc}", "github.deployments"
+            )  # fmt: skip
+            return part
+    if base_sha is not None:
+        part = await collect_change(gh, engine, t, opts, base_sha)
+        if part.ok:
+            part.provenance.append(Provenance(source=source, detail=f"last successful deployment {base_sha[:7]}"))
+        return part
+    base = await first_deployment_base(gh, t)
+    if base is None:
+        part = _not_configured(ChangePart, f"first deployment to {t.environment} of the repository's first commit: "
+                                           "nothing to compare with", "github.commits")  # fmt: skip
+        return part
     part = await collect_change(gh, engine, t, opts, base)
-    if part.ok and base is not None:
-        part.provenance.append(Provenance(source=source, detail=f"last successful deployment {base[:7]}"))
+    if part.ok:
+        part.provenance.append(Provenance(
+            source="github.deployments", detail=f"first deployment to {t.environment}: measured from {base.label}"))
     return part
 
 
@@ -703,6 +849,8 @@ async def _timed(name: str, coro: Awaitable[Any], timeout: float, timings: dict[
             return await coro
     except TimeoutError:
         return TimeoutError(f"{name} did not answer within {timeout:.0f} s")
+    except RateLimited as exc:
+        return exc  # not a verdict on this source: ``collect`` makes the whole evaluation wait
     except (GitHubError, httpx.HTTPError, ValueError, OSError) as exc:
         # one unreadable source (odd response body, network error) marks only its own part
         log.warning("evidence.source_failed", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"})
@@ -747,6 +895,10 @@ async def collect(
             _timed("secret_scanning", _alert_source("secret_scanning", _secret_scanning(gh, t)), to, timings),
             _timed("change", _change_with_base(gh, engine, t, ready, history_task), to, timings),
         )
+        limited = [r for r in (checks_r, artifacts_r, code_r, dep_r, secret_r, change_r) if isinstance(r, RateLimited)]
+        if limited:
+            # GitHub asked for a pause: deciding on the sources read so far would judge on partial evidence
+            raise max(limited, key=lambda r: r.after)
         history = await history_task
         try:
             opts = await ready

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,17 @@ from githubkit.response import Response
 from githubkit.retry import RetryOption
 from pydantic import TypeAdapter
 
+from github_app.routing import RetryLater
 from github_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The REST API version every request names (X-GitHub-Api-Version): the one githubkit's response models describe
+# and the tests run against. A githubkit release that models another version is refused at start-up rather
+# than allowed to change what gonogo sends and reads.
+API_VERSION = "2026-03-10"
 
 
 class GitHubError(Exception):
@@ -43,10 +50,13 @@ class GitHubError(Exception):
 
     retryable = True
 
-    def __init__(self, message: str, status: int | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, url: str | None = None, github_message: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.url = url
+        self.github_message = github_message  # GitHub's own "message", as it answered
 
 
 class GitHubAuthError(GitHubError):
@@ -71,46 +81,129 @@ class Forbidden(GitHubError):
     retryable = False
 
 
+class MissingPermission(Forbidden):
+    """403 "Resource not accessible by integration": the installation lacks a permission the call needs."""
+
+
+class FeatureDisabled(GitHubError):
+    """403 or 404 with one of GitHub's documented "this feature is off for the repository" answers."""
+
+    retryable = False
+
+
 class Invalid(GitHubError):
     """422: GitHub refused the request as invalid (e.g. a deployment already answered)."""
 
     retryable = False
 
 
-class RateLimited(GitHubError):
-    """The retry budget ran out while GitHub kept asking us to slow down."""
+class RateLimited(RetryLater, GitHubError):
+    """GitHub asked us to slow down for longer than a call may wait: try the whole job again ``after`` seconds.
+
+    It is also a ``RetryLater``: the worker parks the delivery until then instead of sleeping, without
+    counting an attempt. It never means that the resource asked for is missing or switched off.
+    """
+
+    def __init__(self, message: str, after: float, status: int | None = None, url: str | None = None) -> None:
+        super().__init__(message, after)  # RetryLater, then GitHubError with the message alone
+        self.status = status
+        self.url = url
 
 
 class Unavailable(GitHubError):
     """5xx, timeouts or dropped connections that outlasted the retry budget."""
 
 
+class UnexpectedAnswer(GitHubError):
+    """GitHub answered with a body that is not what the endpoint describes (a proxy's page, a cut-off body)."""
+
+
 class RetryPolicy:
-    """The single retry policy for GitHub calls: honour ``retry-after``, back off on 5xx and network errors.
+    """The single retry policy for GitHub calls: honour rate limits, back off on 5xx and network errors.
 
     A call gives up once ``max_retries`` retries are spent or the next wait would exceed the remaining
-    ``budget_seconds``; the delivery then goes back to the inbox for a later attempt.
+    ``budget_seconds``; the delivery then goes back to the inbox for a later attempt (a rate limit parks it
+    until GitHub's wait is over, see ``RateLimited``).
+
+    Rate limits follow GitHub's rules for them: wait ``retry-after`` seconds when given; else, when
+    ``x-ratelimit-remaining`` is 0, until ``x-ratelimit-reset``; else at least a minute, doubling while
+    secondary limits keep coming (``SecondaryBackoff``).
     """
 
-    def __init__(self, max_retries: int = 4, budget_seconds: float = 30.0, base_seconds: float = 0.5) -> None:
+    def __init__(
+        self, max_retries: int = 4, budget_seconds: float = 30.0, base_seconds: float = 0.5,
+        backoff: SecondaryBackoff | None = None,
+    ) -> None:  # fmt: skip
         self.max_retries = max_retries
         self.budget_seconds = budget_seconds
         self.base_seconds = base_seconds
+        self.backoff = backoff or SecondaryBackoff()
 
     def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
         if isinstance(exc, RequestError) and isinstance(exc.exc, GitHubException):
             exc = exc.exc  # a failure inside the auth flow (token request) arrives wrapped
-        if retry_count >= self.max_retries:
-            return RetryOption(False)
         wait: float | None = None
-        if isinstance(exc, RateLimitExceeded):
-            wait = max(exc.retry_after.total_seconds(), 0.0) if exc.retry_after else 60.0
+        limited = rate_limit_wait(exc, self.backoff)
+        if limited is not None:
+            wait = limited
+            setattr(exc, RATE_LIMIT_WAIT, wait)  # what map_error reports as the time to park the delivery
         elif _server_error(exc) or _network_error(exc):
             wait = self.base_seconds * (2**retry_count)
-        if wait is None or wait > self.budget_seconds:
+        if retry_count >= self.max_retries or wait is None or wait > self.budget_seconds:
             return RetryOption(False)
         log.info("github.retry", extra={"error": type(exc).__name__, "wait_s": wait, "retry": retry_count + 1})
         return RetryOption(True, timedelta(seconds=wait))
+
+
+RATE_LIMIT_WAIT = "gonogo_rate_limit_wait"
+SECONDARY_MINIMUM_SECONDS = 60.0  # GitHub: without other hints, wait at least one minute
+SECONDARY_MAXIMUM_SECONDS = 3600.0
+
+
+class SecondaryBackoff:
+    """How long to wait for a secondary rate limit that names no time: a minute, doubling while they keep coming.
+
+    A limit that comes more than ``calm_seconds`` after the previous wait was over starts again at a minute.
+    """
+
+    def __init__(self, calm_seconds: float = 600.0) -> None:
+        self.calm_seconds = calm_seconds
+        self.strikes = 0
+        self.quiet_after = 0.0  # monotonic time from which a new limit counts as a fresh start
+
+    def next_wait(self) -> float:
+        now = time.monotonic()
+        self.strikes = self.strikes + 1 if now < self.quiet_after else 0
+        wait = min(SECONDARY_MINIMUM_SECONDS * float(2**self.strikes), SECONDARY_MAXIMUM_SECONDS)
+        self.quiet_after = now + wait + self.calm_seconds
+        return wait
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
+
+
+def rate_limit_wait(exc: BaseException, backoff: SecondaryBackoff | None = None) -> float | None:
+    """Seconds to wait before asking again when ``exc`` is a rate-limit answer (403 or 429); None otherwise."""
+    if not isinstance(exc, RequestFailed):
+        return None
+    response = exc.response.raw_response
+    if response.status_code not in (403, 429):
+        return None
+    headers = response.headers
+    secondary = "secondary rate limit" in _error_message(response).lower()
+    if not (isinstance(exc, RateLimitExceeded) or secondary or response.status_code == 429):
+        return None  # a 403 about permissions or a disabled feature
+    retry_after = headers.get("retry-after", "")
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
+        return max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+    return backoff.next_wait() if backoff is not None else SECONDARY_MINIMUM_SECONDS
 
 
 def _server_error(exc: GitHubException) -> bool:
@@ -146,16 +239,39 @@ def _from_response(exc: RequestFailed) -> GitHubError:
                 status, url,
             )  # fmt: skip
     if status == 401:
-        return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url)
+        return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url, message)
+    if status in (403, 404) and feature_disabled_message(message):
+        return FeatureDisabled(f"GitHub said {status} for {url}: {message}", status, url, message)
+    if status == 403 and message.lower().startswith(MISSING_PERMISSION):
+        return MissingPermission(f"GitHub said 403 Forbidden for {url}: {message}", status, url, message)
     if status == 403:
-        return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url)
+        return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url, message)
     if status == 404:
-        return NotFound(f"GitHub said 404 Not Found for {url}: {message}", status, url)
+        return NotFound(f"GitHub said 404 Not Found for {url}: {message}", status, url, message)
     if status == 422:
-        return Invalid(f"GitHub refused the request (422) for {url}: {message}", status, url)
+        return Invalid(f"GitHub refused the request (422) for {url}: {message}", status, url, message)
     if status >= 500:
-        return Unavailable(f"GitHub answered {status} for {url} after retries.", status, url)
-    return GitHubError(f"GitHub answered {status} for {url}: {message}", status, url)
+        return Unavailable(f"GitHub answered {status} for {url} after retries.", status, url, message)
+    return GitHubError(f"GitHub answered {status} for {url}: {message}", status, url, message)
+
+
+# GitHub's answers when a security feature is switched off for a repository (REST docs of each endpoint and
+# its "troubleshoot" pages). Only these mean "not configured"; every other 403 or 404 means "could not read".
+FEATURE_DISABLED_MESSAGES = (
+    "advanced security must be enabled for this repository to use code scanning",
+    "code scanning is not enabled for this repository",
+    "no analysis found",
+    "dependabot alerts are disabled for this repository",
+    "dependabot alerts are not available for archived repositories",
+    "secret scanning is disabled on this repository",
+)
+MISSING_PERMISSION = "resource not accessible by integration"
+
+
+def feature_disabled_message(message: str) -> bool:
+    """Tell whether GitHub's error message is one of its documented "feature is off" answers."""
+    text = message.strip().lower()
+    return any(text.startswith(known) for known in FEATURE_DISABLED_MESSAGES)
 
 
 def map_error(exc: Exception) -> GitHubError:
@@ -166,10 +282,11 @@ def map_error(exc: Exception) -> GitHubError:
         return map_error(exc.exc)  # the token request inside the auth flow failed
     if isinstance(exc, AuthCredentialError):
         return GitHubAuthError(f"GitHub app credentials are incomplete: {exc}. Check GONOGO_APP_ID and the private key.")
-    if isinstance(exc, RateLimitExceeded):
+    if isinstance(exc, RequestFailed) and (wait := getattr(exc, RATE_LIMIT_WAIT, None) or rate_limit_wait(exc)):
+        status, url = exc.response.status_code, str(exc.request.url)
         return RateLimited(
-            f"GitHub rate limit still exceeded after retries (retry after {exc.retry_after}).",
-            exc.response.status_code, str(exc.request.url),
+            f"GitHub rate limit ({status} for {url}: {_error_message(exc.response.raw_response) or 'no message'}); "
+            f"waiting {wait:.0f} s before trying again", wait, status, url,
         )  # fmt: skip
     if isinstance(exc, RequestFailed):
         return _from_response(exc)
@@ -308,6 +425,8 @@ class SharedTransport(httpx.AsyncBaseTransport):
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # githubkit names the version on REST calls but not on the installation-token request of its auth flow
+        request.headers.setdefault("X-GitHub-Api-Version", API_VERSION)
         if self.given is not None:
             return await self.given.handle_async_request(request)
         pool = self._pool(request.url)
@@ -413,14 +532,15 @@ class GitHubClients:
         settings: Settings,
         *,
         retry: RetryPolicy | None = None,
-        timeout: float = 20.0,
+        timeout: float | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not settings.app_id or settings.private_key is None:
             raise GitHubAuthError("GONOGO_APP_ID and GONOGO_PRIVATE_KEY are needed to talk to GitHub.")
+        check_api_version()
         self.settings = settings
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout
+        self.retry = retry or RetryPolicy(max_retries=settings.github_retries)
+        self.timeout = settings.github_timeout_seconds if timeout is None else timeout
         self.transport = SharedTransport(async_transport)
         # per-process token cache: githubkit's default is shared module-wide, which would mix sandboxes in tests
         self._cache = MemCacheStrategy()
@@ -467,6 +587,17 @@ class GitHubClients:
         await self.transport.close()
 
 
+def check_api_version() -> None:
+    """Refuse to run with a githubkit whose REST models (and version header) are not ``API_VERSION``."""
+    from githubkit.versions import LATEST_VERSION
+
+    if LATEST_VERSION != API_VERSION:
+        raise RuntimeError(
+            f"githubkit models GitHub REST API version {LATEST_VERSION}, but gonogo is tested against {API_VERSION}: "
+            "install the githubkit and githubkit-schemas versions pinned in pyproject.toml (pip install -e .)."
+        )
+
+
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
@@ -488,8 +619,9 @@ def parsed(response: Response[Any]) -> Any:
 
 def _parsed_list(response: Response[Any]) -> list[Any]:
     data = parsed(response)
-    if not isinstance(data, list):
-        raise TypeError(f"Response is not a list, got {type(data)}")
+    if not isinstance(data, list):  # a body of the wrong shape is unreadable, like one that does not parse
+        raise UnexpectedAnswer(f"GitHub's answer is not a list (got {type(data).__name__}) for "
+                               f"{response.raw_request.url}", response.status_code, str(response.raw_request.url))
     return data
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -104,9 +106,20 @@ def parse_moment(text: str, now: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _next_minute(moment: datetime) -> datetime:
+    floor = moment.replace(second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(minutes=1)
+
+
 def window_from(since: str | None, until: str | None, now: datetime, *, repository: str | None = None,
                 environment: str | None = None) -> Window:  # fmt: skip
-    """The window a caller asked for: by default the last 30 days; at most 366 days long."""
+    """The window a caller asked for: by default the last 30 days; at most 366 days long.
+
+    Without ``until`` the window ends at the next whole minute, so everything up to now is in it; ages
+    count back from that minute, so callers within one minute ask for the same window (and share a
+    cached report).
+    """
+    now = _next_minute(now)  # ages ("30d") count back from a whole minute too
     end = parse_moment(until, now) if until else now
     start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
     if start >= end:
@@ -578,8 +591,50 @@ def report(engine: Engine, window: Window, now: datetime | None = None) -> Repor
     return build(load(engine, window), now or datetime.now(UTC))
 
 
+class ReportCache:
+    """Reports computed in the last ``ttl`` seconds, by window, shared by the dashboard and the API.
+
+    A report over a month of a busy organisation reads thousands of rows; figures over weeks do not
+    move in a minute, and the dashboard refreshes itself every 30 s for everyone watching it.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = 60.0, size: int = 64) -> None:
+        self.engine, self.ttl, self.size = engine, ttl, size
+        self._entries: dict[Window, tuple[float, Report]] = {}
+        self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
+        self._lock = threading.Lock()
+
+    def choices(self) -> tuple[list[str], list[str]]:
+        """The repositories and environments for the filter menus (a scan of every deployment, so kept a while)."""
+        from github_app.browse import choices
+
+        clock = time.monotonic()
+        cached = self._choices
+        if cached is not None and clock - cached[0] < self.ttl:
+            return cached[1]
+        fresh = choices(self.engine)
+        self._choices = (clock, fresh)
+        return fresh
+
+    def get(self, window: Window) -> Report:
+        """The window's report, computed now unless one younger than ``ttl`` is at hand."""
+        clock = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(window)
+        if hit is not None and clock - hit[0] < self.ttl:
+            return hit[1]
+        fresh = report(self.engine, window)
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries = {k: v for k, v in self._entries.items() if clock - v[0] < self.ttl}
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+            self._entries[window] = (clock, fresh)
+        return fresh
+
+
 __all__ = [
     "ANSWER_BUCKETS", "CalibrationBin", "DeploymentFact", "Dora", "Facts", "GateQuality", "OutcomeFact", "Report",
-    "Result", "WeekPoint", "Window", "WindowError", "attribute", "build", "calibration", "dora", "frequency_category",
+    "ReportCache", "Result", "WeekPoint", "Window", "WindowError", "attribute", "build", "calibration", "dora", "frequency_category",
     "gate_quality", "load", "parse_moment", "report", "restore_times", "window_from",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
-from github_app import inbox, notify
+from github_app import audit, inbox, notify
 from github_app.db.models import Delivery
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -27,10 +27,13 @@ class Snapshot:
     rejected: dict[str, int] = field(default_factory=dict)  # this process's refusals by reason
     processed: int = 0  # deliveries this process's workers finished
     previous_secret: int = 0  # deliveries accepted with GONOGO_WEBHOOK_SECRET_PREVIOUS
+    audit_head: tuple[int, str] | None = None  # newest audit entry (seq, hash): a drop in seq means truncation
+    redelivery: dict[str, int] = field(default_factory=dict)  # this process's redelivery passes and requests
 
 
 def take(
-    engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None
+    engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None,
+    *, redelivery: Mapping[str, int] | None = None,
 ) -> Snapshot:
     """Read the figures from the database (three small queries; the due one uses the claim index)."""
     now = now or inbox.utcnow()
@@ -43,7 +46,8 @@ def take(
     deliveries = dict.fromkeys(inbox.STATES, 0) | inbox.count_by_state(engine)
     notifications = dict.fromkeys(OUTBOX_STATES, 0) | notify.counts(engine)
     waited = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret)
+    return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret, audit.head(engine),
+                    dict(redelivery or {}))
 
 
 def as_json(s: Snapshot) -> dict[str, object]:
@@ -54,6 +58,8 @@ def as_json(s: Snapshot) -> dict[str, object]:
         "rejected": s.rejected,
         "processed": s.processed,
         "previous_secret": s.previous_secret,
+        "audit_head": {"seq": s.audit_head[0], "hash": s.audit_head[1]} if s.audit_head else None,
+        "redelivery": s.redelivery,
     }
 
 
@@ -92,4 +98,12 @@ def as_prometheus(s: Snapshot) -> str:
     family("gonogo_webhooks_previous_secret_total", "counter",
            "Deliveries accepted with the previous webhook secret (GONOGO_WEBHOOK_SECRET_PREVIOUS).",
            [("", s.previous_secret)])  # fmt: skip
+    # The seq only, not the hash as a label: a label that changes with every entry would make a new series each time.
+    family("gonogo_audit_head_seq", "gauge",
+           "Seq of the newest audit log entry; it only grows, so a drop means entries were cut from the end.",
+           [("", s.audit_head[0] if s.audit_head else 0)])  # fmt: skip
+    family("gonogo_redelivery_total", "counter",
+           "Missed-webhook recovery in this process: passes run, passes left to another process (passes_skipped), "
+           "redeliveries requested, requests GitHub refused (request_errors), passes that failed (pass_errors).",
+           [(f'{{what="{_label(k)}"}}', v) for k, v in sorted(s.redelivery.items())])  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -16,20 +16,22 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app import audit, db
+from github_app.audit import redact_url
 from github_app.db.models import OutboxMessage
 from github_app.inbox import jittered, retry_delay
+from rules.policy import NOTIFY_SECRET_PREFIX
 from rules.types import Decision
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,10 @@ Channel = Literal["slack", "teams", "webhook"]
 NotifyEvent = Literal["escalated", "reminded", "approved", "rejected", "overridden", "expired"]
 CHANNELS: tuple[Channel, ...] = ("slack", "teams", "webhook")
 EVENTS: tuple[NotifyEvent, ...] = ("escalated", "reminded", "approved", "rejected", "overridden", "expired")
-SIGNATURE_HEADER = "X-Gonogo-Signature-256"
+SIGNATURE_HEADER = "X-Gonogo-Signature"  # "t=<unix time>,v1=<hex>": not GitHub's header, nor its format
+TIMESTAMP_HEADER = "X-Gonogo-Timestamp"
+SIGNATURE_VERSION = "v1"
+SIGNATURE_TOLERANCE_SECONDS = 300
 DELIVERY_HEADER = "X-Gonogo-Delivery"
 EVENT_HEADER = "X-Gonogo-Event"
 BODY_SCHEMA = "gonogo.notification/v1"
@@ -297,15 +302,30 @@ def enqueue_event(
     return new
 
 
-def redact_url(url: str) -> str:
-    """Keep only scheme and host: chat webhook URLs carry their secret in the path."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/\u2026" if parts.netloc else "<invalid url>"
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    # The signed bytes start with the time, so they are never a whole webhook body: a notification's
+    # signature can never pass as GitHub's X-Hub-Signature-256, even under the same secret.
+    return hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes) -> str:
-    """Return the ``sha256=<hex>`` HMAC-SHA256 signature of ``body``."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """Return the ``t=<timestamp>,v1=<hex>`` signature: HMAC-SHA256 over ``"<timestamp>." + body``."""
+    return f"t={timestamp},{SIGNATURE_VERSION}={_mac(secret, timestamp, body)}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, *, now: float,
+                     tolerance: float = SIGNATURE_TOLERANCE_SECONDS) -> bool:  # fmt: skip
+    """Check a notification signature as a receiver should: the MAC in constant time, and a fresh timestamp."""
+    if not header:
+        return False
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(fields.get("t", ""))
+    except ValueError:
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(_mac(secret, timestamp, body), fields.get(SIGNATURE_VERSION, ""))
 
 
 def delivery_id(key: str) -> str:
@@ -380,7 +400,8 @@ def mark_sent(engine: Engine, msg: ClaimedMessage, status_code: int) -> bool:
             update(OutboxMessage)
             .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
                    OutboxMessage.state == "sending")
-            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None)
+            .values(state="sent", sent_at=datetime.now(UTC), lease_owner=None, lease_until=None, last_error=None,
+                    url=redact_url(msg.url))  # a finished message no longer needs the URL's secret part
         )  # fmt: skip
         if result.rowcount != 1:
             return False
@@ -396,13 +417,14 @@ def mark_failed(
     dead = permanent or msg.attempts >= max_attempts
     delay = 0.0 if dead else max(retry_delay(msg.attempts, base, maximum), min(not_before, maximum))
     state = "dead" if dead else "pending"
+    final = {"url": redact_url(msg.url)} if dead else {}  # a dead message is never sent again
     with engine.begin() as conn:
         result = conn.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == msg.id, OutboxMessage.lease_owner == msg.lease_token,
                    OutboxMessage.state == "sending")
             .values(state=state, last_error=error[:2000], lease_owner=None, lease_until=None,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay), **final)
         )  # fmt: skip
         if result.rowcount != 1:
             return None
@@ -565,11 +587,16 @@ class OutboxDispatcher:
         if isinstance(event, str):
             headers[EVENT_HEADER] = event
         if msg.secret_env:
+            if not msg.secret_env.startswith(NOTIFY_SECRET_PREFIX):  # queued under an older, laxer policy check
+                raise NotifyError(f"secret_env {msg.secret_env} does not start with {NOTIFY_SECRET_PREFIX}: gonogo signs "
+                                  f"notifications only with secrets meant for them; rename the variable in the policy")  # fmt: skip
             secret = self.environ.get(msg.secret_env, "")
             if not secret:
                 raise NotifyError(f"environment variable {msg.secret_env} is not set: set it to the secret shared "
                                   f"with the receiver, or remove secret_env from the policy's notification entry")  # fmt: skip
-            headers[SIGNATURE_HEADER] = sign(secret, body)
+            timestamp = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign(secret, body, timestamp)
         return body, headers
 
     async def _post(self, client: httpx.AsyncClient, msg: ClaimedMessage) -> _Result:
@@ -587,8 +614,9 @@ class OutboxDispatcher:
         status = response.status_code
         if 200 <= status < 300:
             return _Result(True, status, "")
-        snippet = response.text[:200].replace(msg.url, redact_url(msg.url))
-        error = f"HTTP {status} from {redact_url(msg.url)}: {snippet}"
+        # the receiver's body is not kept: it may echo the request, URL and all (and is the receiver's to log)
+        phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+        error = f"HTTP {status}{phrase} from {redact_url(msg.url)}"
         if status in _RETRYABLE_STATUS or status >= 500:
             return _Result(False, status, error, retry_after=_retry_after(response.headers.get("retry-after")))
         if 300 <= status < 400:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from githubkit import GitHub
 
 from github_app.evidence import CHECK_RUN_NAME, Target
-from github_app.github import Invalid, call, parsed
+from github_app.github import GitHubError, Invalid, call, parsed
 from rules import report
 from rules.types import Decision
 
@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMMENT_LIMIT = 1024
+COMMENT_LIMIT = report.COMMENT_LIMIT  # every limit here counts UTF-8 bytes, as GitHub does
 STATUS_REPORT_LIMIT = 10
-SUMMARY_LIMIT = 65_535
+SUMMARY_LIMIT = report.CHECK_RUN_LIMIT
 ESCALATION_ACTIONS = [
     {"label": "Approve", "description": "Approve this deployment (reviewers only)", "identifier": "approve"},
     {"label": "Reject", "description": "Reject this deployment (reviewers only)", "identifier": "reject"},
@@ -29,7 +29,8 @@ ESCALATION_ACTIONS = [
 
 
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Cut ``text`` to ``limit`` UTF-8 bytes (GitHub's limits count bytes, not characters)."""
+    return report.clip_bytes(text, limit)
 
 
 async def status_report(gh: GitHub[Any], t: Target, comment: str) -> None:
@@ -85,7 +86,22 @@ async def complete_check_run(
     gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None = None,
     extra_summary: str = "",
 ) -> None:
-    """Complete the check run with the report, annotations in batches of 50, and buttons when escalated."""
+    """Complete the check run with the report, annotations in batches of 50, and buttons when escalated.
+
+    The check run is completed after the deployment was answered or escalated: if GitHub refuses it, it is
+    completed with the verdict alone (``publish_fallback``) and nothing is raised, because a retry would
+    evaluate the deployment again.
+    """
+    try:
+        await _complete_check_run(gh, t, check_run_id, decision, details_url=details_url, extra_summary=extra_summary)
+    except GitHubError as exc:
+        await publish_fallback(gh, t, check_run_id, decision, exc)
+
+
+async def _complete_check_run(
+    gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None,
+    extra_summary: str,
+) -> None:
     text = report.check_run_markdown(decision)
     if extra_summary:
         text = clip(extra_summary + "\n\n" + text, SUMMARY_LIMIT)
@@ -115,5 +131,29 @@ async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, t
 
 async def comment_on_issue(gh: GitHub[Any], repository: str, number: int, body: str) -> int:
     owner, name = repository.split("/", 1)
-    resp = await call(gh.rest.issues.async_create_comment(owner, name, number, data={"body": clip(body, 65_000)}))
+    resp = await call(gh.rest.issues.async_create_comment(owner, name, number, data={"body": clip(body, report.ISSUE_COMMENT_LIMIT)}))
     return int(parsed(resp).id)
+
+
+async def publish_fallback(gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, error: Exception) -> None:
+    """Complete the check run with the verdict alone after the full report was refused; never raise.
+
+    The deployment was answered (or escalated) before the check run is completed, so a failure here is logged,
+    not retried: retrying would evaluate the deployment again.
+    """
+    log.warning("decision.check_run_unpublished",
+                extra={"deployment": t.deployment_key, "check_run": check_run_id, "error": str(error)})  # fmt: skip
+    data: dict[str, Any] = {
+        "status": "completed", "conclusion": conclusion_for(decision),
+        "output": {"title": clip(report.headline(decision), 200), "summary": clip(
+            f"{report.headline(decision)}\n\nThe full report could not be published ({error}). Run "
+            f"`gonogo deployments show {t.deployment_key}` or see the dashboard for the evidence and findings.",
+            SUMMARY_LIMIT)},
+    }  # fmt: skip
+    if decision.action == "escalate":
+        data["actions"] = ESCALATION_ACTIONS
+    try:
+        await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=cast("CheckRunUpdate", data)))
+    except GitHubError as exc:  # the answer is out; nothing more can be done but say so
+        log.error("decision.check_run_fallback_failed",
+                  extra={"deployment": t.deployment_key, "check_run": check_run_id, "error": str(exc)})  # fmt: skip

@@ -44,7 +44,7 @@ from scorer.risk.model import RiskModel
 
 log = logging.getLogger(__name__)
 
-CORE_COLUMNS = ("deployment_id", "repository", "environment", "sha", "created_at", "outcome")
+CORE_COLUMNS = ("deployment_id", "repository", "environment", "sha", "created_at", "outcome", "outcome_at")
 VALIDATION_FRACTION = 0.2  # RiskModel validates on its latest 20 % of rows; compare on the same rows
 # Earlier deployments loaded to compute a new deployment's history features: the environment's
 # last 30 days (capped) and latest rows (the last 20 labelled ones), the repository's latest rows
@@ -76,13 +76,18 @@ def history_features(row: dict[str, Any]) -> dict[str, Any]:
     return {c: _json_value(row.get(c)) for c in HISTORY_COLUMNS if c not in CORE_COLUMNS}
 
 
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.astimezone(UTC).isoformat()
+
+
 def rows_to_frame(rows: list[HistoryRow]) -> pd.DataFrame:
     """Turn stored history rows into a typed DESIGN.md section 3 frame (exact columns, time order)."""
     records = []
     for r in rows:
         rec: dict[str, Any] = {c: (r.features or {}).get(c) for c in HISTORY_COLUMNS}
         rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment, sha=r.sha,
-                   created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
+                   created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome,
+                   outcome_at=_iso(r.outcome_at))
         records.append(rec)
     frame = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
     return coerce_history(frame)[list(HISTORY_COLUMNS)]
@@ -331,7 +336,7 @@ class RiskProvider:
         """Earlier history rows that the new deployment's history features depend on (raw records)."""
         t, repo, env = evidence.created_at, evidence.repository, evidence.environment
         cols = (HistoryRow.id, HistoryRow.deployment_id, HistoryRow.repository, HistoryRow.environment,
-                HistoryRow.sha, HistoryRow.created_at, HistoryRow.outcome, HistoryRow.features)
+                HistoryRow.sha, HistoryRow.created_at, HistoryRow.outcome, HistoryRow.outcome_at, HistoryRow.features)
         earlier = (HistoryRow.repository == repo, HistoryRow.created_at < t,
                    HistoryRow.deployment_id != str(evidence.deployment_id))
         in_env = HistoryRow.environment == env
@@ -349,21 +354,26 @@ class RiskProvider:
                     continue
                 rec: dict[str, Any] = dict(r.features or {})
                 rec.update(deployment_id=r.deployment_id, repository=r.repository, environment=r.environment,
-                           sha=r.sha, created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome)
+                           sha=r.sha, created_at=r.created_at.astimezone(UTC).isoformat(), outcome=r.outcome,
+                           outcome_at=_iso(r.outcome_at))
                 seen[r.id] = rec
         return [seen[k] for k in sorted(seen)]
 
     def _exact_env_counts(self, conn: Connection, evidence: Evidence) -> tuple[int, datetime | None]:
-        """All earlier deployments to the environment, and the latest earlier failed one's time."""
-        where = (HistoryRow.repository == evidence.repository, HistoryRow.environment == evidence.environment,
-                 HistoryRow.created_at < evidence.created_at)
-        past = conn.execute(select(func.count()).select_from(HistoryRow).where(*where)).scalar() or 0
+        """Deployments to the environment in the 30 days before, and when its latest failure became known."""
+        t = evidence.created_at
+        where = (HistoryRow.repository == evidence.repository, HistoryRow.environment == evidence.environment)
+        recent = conn.execute(
+            select(func.count()).select_from(HistoryRow)
+            .where(*where, HistoryRow.created_at < t, HistoryRow.created_at >= t - timedelta(days=30))
+        ).scalar() or 0  # fmt: skip
         last_fail = conn.execute(
-            select(func.max(HistoryRow.created_at)).where(*where, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
+            select(func.max(HistoryRow.outcome_at))
+            .where(*where, HistoryRow.outcome_at < t, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
         ).scalar()  # fmt: skip
         if last_fail is not None and last_fail.tzinfo is None:
             last_fail = last_fail.replace(tzinfo=UTC)
-        return int(past), last_fail
+        return int(recent), last_fail
 
     def feature_row(self, evidence: Evidence, conn: Connection | None = None) -> pd.Series:
         """The model features of one deployment, with history features from earlier stored deployments."""
@@ -372,14 +382,15 @@ class RiskProvider:
                 return self.feature_row(evidence, own)
         row = evidence.to_history_row()
         row["outcome"] = None
+        row["outcome_at"] = None
         records = [*self._context(conn, evidence), row]
         combined = coerce_history(pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS)))
         features = build_features(combined)
         pos = int(np.flatnonzero(combined["deployment_id"].to_numpy() == str(evidence.deployment_id))[-1])
         out = features.iloc[pos].copy()
-        past, last_fail = self._exact_env_counts(conn, evidence)
-        if "env_past_deploys_log" in out.index:
-            out["env_past_deploys_log"] = math.log1p(past)
+        recent, last_fail = self._exact_env_counts(conn, evidence)
+        if "env_deploys_30d_log" in out.index:
+            out["env_deploys_30d_log"] = math.log1p(recent)
         if "hours_since_env_failure_log" in out.index:
             hours = (evidence.created_at - last_fail).total_seconds() / 3600 if last_fail else None
             out["hours_since_env_failure_log"] = math.log1p(max(hours, 0.0)) if hours is not None else np.nan

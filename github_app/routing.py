@@ -61,7 +61,11 @@ class Event:
     def from_delivery(
         cls, name: str, action: str | None, delivery_id: str, installation_id: int | None, raw: str, attempt: int = 1
     ) -> Event:
-        return cls(name, action, delivery_id, installation_id, json.loads(raw), attempt)
+        try:
+            payload = json.loads(raw)
+        except RecursionError:  # the intake refuses such bodies; one stored before it did can never be parsed
+            raise PermanentError("the payload is JSON nested too deeply to parse; no retry can change that") from None
+        return cls(name, action, delivery_id, installation_id, payload, attempt)
 
 
 @dataclass

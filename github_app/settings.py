@@ -57,17 +57,19 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_WEBHOOK_SECRET_PREVIOUS",
     "GONOGO_DATABASE_URL", "GONOGO_WORKERS", "GONOGO_DEMO", "GONOGO_DRY_RUN", "GONOGO_MAX_ATTEMPTS",
     "GONOGO_RETRY_BASE_SECONDS", "GONOGO_RETRY_MAX_SECONDS", "GONOGO_LEASE_SECONDS", "GONOGO_POLL_SECONDS",
-    "GONOGO_MAX_BODY_BYTES", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
+    "GONOGO_MAX_BODY_BYTES", "GONOGO_BODY_TIMEOUT_SECONDS", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
-    "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN",
+    "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
+    "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
+    "GONOGO_REDELIVERY_SECONDS", "GONOGO_CLIENT_ID", "GONOGO_CLIENT_SECRET",  # the last two written by `gonogo setup`
 })  # fmt: skip
 
 
 def misspelt_variables(env: Mapping[str, str]) -> dict[str, str]:
     """``{name: the known name it most likely meant}`` for GONOGO_ variables gonogo does not read.
 
-    Only near misses are reported: a policy's notification secrets (``secret_env``) may carry the
-    same prefix, and those are not mistakes.
+    Only near misses are reported: a policy's notification secrets (``secret_env``, named with
+    ``rules.policy.NOTIFY_SECRET_PREFIX``) carry the same prefix, and those are not mistakes.
     """
     found = {}
     for name in env:
@@ -142,12 +144,17 @@ class Settings:
     lease_seconds: float = 120.0  # a claimed delivery becomes claimable again after this
     poll_seconds: float = 0.5
     max_body_bytes: int = 25 * 1024 * 1024
+    body_timeout_seconds: float = 10.0  # a request body must arrive whole within this (GitHub itself waits 10 s)
     dry_run: bool = False  # decide and report, but never approve or reject
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
     inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
     alertmanager_token: Secret | None = None  # bearer token Alertmanager sends; None: the alert intake is off
     alert_window_hours: float = 24.0  # an alert this long after a release at most is blamed on it
     dashboard_token: Secret | None = None  # password of the read-only /dashboard; None: the page is off
+    shutdown_grace_seconds: float = 10.0  # background work still running this long after SIGTERM is cancelled
+    github_timeout_seconds: float = 20.0  # one GitHub request, before it counts as failed
+    github_retries: int = 4  # retries of one GitHub call (5xx, network, short rate limits) before it fails
+    redelivery_seconds: float = 300.0  # how often GitHub is asked to redeliver missed webhooks; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -202,10 +209,15 @@ class Settings:
             lease_seconds=_float(env, "GONOGO_LEASE_SECONDS", 120.0),
             poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5),
             max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
+            body_timeout_seconds=_float(env, "GONOGO_BODY_TIMEOUT_SECONDS", 10.0),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0),
             inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
             alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
             alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
+            shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),
+            github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),
+            github_retries=_int(env, "GONOGO_GITHUB_RETRIES", 4, minimum=0),
+            redelivery_seconds=_float(env, "GONOGO_REDELIVERY_SECONDS", 300.0),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -30,9 +31,11 @@ ACTIONS: tuple[CommandAction, ...] = ("approve", "reject", "override", "waive")
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _COMMAND_LINE = re.compile(r"^/gonogo(?=\s|$)(?P<rest>.*)$", re.IGNORECASE)
 _FENCE = re.compile(r"^(```|~~~)")
+ENV_WIDE = "--env-wide"
 USAGE = (
-    "Commands: `/gonogo approve <reason>`, `/gonogo reject <reason>`, `/gonogo override <reason>`, "
-    "`/gonogo waive GNG-SEC-001 [for <full commit sha>] until 2026-12-31 <reason>`."
+    "Commands: `/gonogo approve [environment] <reason>`, `/gonogo reject [environment] <reason>`, "
+    "`/gonogo override [environment] <reason>`, "
+    "`/gonogo waive [environment] GNG-SEC-001 [--env-wide | for <full commit sha>] until 2026-12-31 <reason>`."
 )
 
 
@@ -54,6 +57,8 @@ class Command:
     until: datetime | None = None  # waive only: the waiver expires at this moment (UTC)
     sha: str | None = None  # waive only, optional: the one commit it covers
     line: str = ""  # the command line as written
+    environment: str | None = None  # the deployment it answers, as named: "production" or "production@1a2b3c4"
+    env_wide: bool = False  # waive only: cover every commit of the environment, not just the waiting one
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -82,16 +87,25 @@ def parse_until(text: str, now: datetime | None = None) -> datetime:
             day = date.fromisoformat(value)
         except ValueError:
             raise CommandError(f"`{value}` is not a valid date: write YYYY-MM-DD, e.g. 2026-12-31") from None
-        until = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        try:
+            until = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        except OverflowError:
+            raise CommandError(f"`{value}` is too far away: a waiver must end within the policy's "
+                               "waivers.max_lifetime (30 days unless the policy says otherwise)") from None
     else:
         try:
             until = datetime.fromisoformat(value)
         except ValueError:
             raise CommandError(f"`{value}` is not a date: write YYYY-MM-DD, e.g. 2026-12-31") from None
         until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    try:
+        until = until.astimezone(UTC)
+    except OverflowError:
+        raise CommandError(f"`{value}` is too far away: a waiver must end within the policy's "
+                           "waivers.max_lifetime (30 days unless the policy says otherwise)") from None
     if now is not None and until <= now:
         raise CommandError(f"`{value}` is already past: a waiver must end in the future")
-    return until.astimezone(UTC)
+    return until
 
 
 def _rule_id(token: str) -> str:
@@ -108,11 +122,23 @@ def _parse_waive(rest: str, now: datetime | None) -> Command:
     if not tokens:
         raise CommandError("`/gonogo waive` needs a rule id, an end date and a reason, e.g. "
                            "`/gonogo waive GNG-SEC-001 until 2026-12-31 fix scheduled in JIRA-12`")  # fmt: skip
+    env_wide = False
+    if tokens[0].lower() == ENV_WIDE:  # the scope word may come before the rule id as well as after it
+        env_wide = True
+        tokens = tokens[1].split(None, 1) if len(tokens) > 1 else []
+        if not tokens:
+            raise CommandError(f"`{ENV_WIDE}` must be followed by the rule id to waive")
     rule_id = _rule_id(tokens[0])
     rest = tokens[1] if len(tokens) > 1 else ""
     sha = None
     words = rest.split(None, 2)
+    if words and words[0].lower() == ENV_WIDE:
+        env_wide = True
+        rest = rest.split(None, 1)[1] if len(words) > 1 else ""
+        words = rest.split(None, 2)
     if words and words[0].lower() == "for":
+        if env_wide:
+            raise CommandError(f"write either `{ENV_WIDE}` (every commit) or `for <sha>` (one commit), not both")
         if len(words) < 2:
             raise CommandError("`for` must be followed by the full commit sha the waiver covers")
         sha = words[1].lower()
@@ -129,11 +155,25 @@ def _parse_waive(rest: str, now: datetime | None) -> Command:
     reason = words[2].strip() if len(words) > 2 else ""
     if not reason:
         raise CommandError(f"say why {rule_id} may be waived: put the reason after the date")
-    return Command("waive", reason, rule_id=rule_id, until=until, sha=sha)
+    return Command("waive", reason, rule_id=rule_id, until=until, sha=sha, env_wide=env_wide)
 
 
-def parse_command(body: str, *, now: datetime | None = None) -> Command | None:
-    """Find and parse the `/gonogo` command in a comment; None if there is none, CommandError if malformed."""
+def _environment_word(tail: str, environments: Collection[str]) -> tuple[str | None, str]:
+    """Split a leading environment name (optionally ``@<sha prefix>``) off the command's arguments."""
+    words = tail.split(None, 1)
+    if not words:
+        return None, tail
+    name = words[0].split("@", 1)[0].lower()
+    if name and name in {e.lower() for e in environments}:
+        return words[0], words[1] if len(words) > 1 else ""
+    return None, tail
+
+
+def parse_command(body: str, *, now: datetime | None = None, environments: Collection[str] = ()) -> Command | None:
+    """Find and parse the `/gonogo` command in a comment; None if there is none, CommandError if malformed.
+
+    ``environments`` are the names a command may start with to say which deployment it answers.
+    """
     line = _command_line(body)
     if line is None:
         return None
@@ -147,6 +187,7 @@ def parse_command(body: str, *, now: datetime | None = None) -> Command | None:
     action = next((a for a in ACTIONS if a == verb.lower()), None)
     if action is None:
         raise CommandError(f"`{verb}` is not a gonogo command. {USAGE}")
+    environment, tail = _environment_word(tail.strip(), environments)
     if action == "waive":
         cmd = _parse_waive(tail.strip(), now)
     else:
@@ -155,7 +196,7 @@ def parse_command(body: str, *, now: datetime | None = None) -> Command | None:
             raise CommandError(f"`/gonogo {action}` needs a reason after it, e.g. `/gonogo {action} checked the "
                                "failing test with the owning team`; it is recorded in the audit log")  # fmt: skip
         cmd = Command(action, reason)
-    return Command(cmd.action, cmd.reason, cmd.rule_id, cmd.until, cmd.sha, line)
+    return Command(cmd.action, cmd.reason, cmd.rule_id, cmd.until, cmd.sha, line, environment, cmd.env_wide)
 
 
 # --- storage --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -118,6 +119,7 @@ class _Endpoint:
 
     writer: InboxWriter
     max_body: int
+    body_timeout: float  # seconds for the whole body: a trickled body must not hold the connection
     rejected: Counter[str]
     log_event = "webhook.rejected"
     reason_prefix = ""
@@ -153,7 +155,12 @@ class _Endpoint:
         too_big = _declared_too_big(headers, self.max_body)
         if too_big is None:
             self._refuse(400, "bad_length", "Content-Length is not a number.", scope, headers)
-        body = None if too_big else await _read_body(receive, self.max_body)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = None if too_big else await _read_body(receive, self.max_body)
+        except TimeoutError:
+            self._refuse(408, "slow_body", f"The body did not arrive within {self.body_timeout:g} s; send it whole "
+                         "(GONOGO_BODY_TIMEOUT_SECONDS sets the limit).", scope, headers)  # fmt: skip
         if body is None:
             self._refuse(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
         return body
@@ -185,9 +192,10 @@ class WebhookEndpoint(_Endpoint):
 
     def __init__(
         self, secret: Secret | None, writer: InboxWriter, allowed_events: frozenset[str], max_body: int,
-        previous_secret: Secret | None = None,
+        previous_secret: Secret | None = None, body_timeout: float = 10.0,
     ) -> None:  # fmt: skip
         self.secret = secret
+        self.body_timeout = body_timeout
         self.previous_secret = previous_secret  # accepted too, while the secret is rotated
         self.previous_secret_used = 0  # deliveries signed with it (on /metrics): drop it once this stays put
         self.writer = writer
@@ -229,6 +237,9 @@ class WebhookEndpoint(_Endpoint):
             self._refuse(400, "bad_json", "Body is JSON but not an object.", scope, headers)
         except msgspec.DecodeError as exc:
             self._refuse(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
+        except RecursionError:  # the decoder's own depth limit, inside an object (about 1,000 levels)
+            self._refuse(400, "too_deep", "Body is JSON nested too deeply; GitHub's payloads nest far less.", scope,
+                         headers)  # fmt: skip
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         headers = _headers(scope)
@@ -279,8 +290,10 @@ class AlertmanagerEndpoint(_Endpoint):
     log_event = "alertmanager.rejected"
     reason_prefix = "alertmanager_"
 
-    def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str]):
+    def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str], *,
+                 body_timeout: float = 10.0):  # fmt: skip
         self.token = token
+        self.body_timeout = body_timeout
         self.writer = writer
         self.max_body = max_body
         self.rejected = rejected  # shared with the GitHub intake: /metrics shows both
@@ -305,6 +318,8 @@ class AlertmanagerEndpoint(_Endpoint):
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             self._refuse(400, "bad_json", f"Body is not valid JSON: {exc}.", scope, headers)
+        except RecursionError:
+            self._refuse(400, "too_deep", "Body is JSON nested too deeply.", scope, headers)
         if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
             self._refuse(400, "not_alertmanager", "Body is not an Alertmanager webhook notification "
                          "(an object with an 'alerts' list).", scope, headers)  # fmt: skip

@@ -256,11 +256,13 @@ def _judge(
     return verdict, reasons, changes
 
 
-def _refuse_go_on_refused_files(ev: Evidence, reasons: list[str], changes: list[OutcomeChange]) -> None:
-    """Explain that report files gonogo refused stand between this deployment and a go."""
+def _refuse_go_on_refused_files(
+    ev: Evidence, verdict: Verdict, reasons: list[str], changes: list[OutcomeChange]
+) -> Verdict:
+    """Turn a go into an escalation when report files were refused, and say which files to fix."""
     refused = ev.refused
     if not refused:
-        return
+        return verdict
     names = ", ".join(r.path for r in refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
     changes.append(OutcomeChange(
         kind="evidence",
@@ -268,6 +270,7 @@ def _refuse_go_on_refused_files(ev: Evidence, reasons: list[str], changes: list[
              "a report that cannot be read counts as missing evidence.",
     ))  # fmt: skip
     reasons.append(f"{len(refused)} report file(s) could not be read ({names}): missing evidence never approves")
+    return "escalate" if verdict == "go" else verdict
 
 
 def decide(
@@ -287,9 +290,7 @@ def decide(
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
-    _refuse_go_on_refused_files(ev, reasons, changes)
-    if verdict == "go" and ev.refused:
-        verdict = "escalate"
+    verdict = _refuse_go_on_refused_files(ev, verdict, reasons, changes)
     if first_deployment(ev):
         reasons.append(
             f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "

@@ -101,6 +101,9 @@ class Reviewers(_Strict):
     break_glass: list[str] = Field(
         default_factory=list, description="GitHub logins allowed to override a no-go with /gonogo override."
     )
+    break_glass_self: bool = Field(
+        default=False, description="Whether a break-glass login may override a deployment it triggered itself."
+    )
 
 
 class RuleOverride(_Strict):
@@ -156,19 +159,45 @@ class FreezeWindow(_Strict):
         return self
 
 
+NOTIFY_SECRET_PREFIX = "GONOGO_NOTIFY_"
+_NOTIFY_SECRET_NAME = re.compile(rf"^{NOTIFY_SECRET_PREFIX}[A-Z0-9_]+$")
+
+
 class Notification(_Strict):
     """A channel notified of escalations and their outcome."""
 
     type: Literal["slack", "teams", "webhook"]
     url: str = Field(description="Incoming-webhook URL.")
-    secret_env: str | None = Field(default=None, description="Environment variable holding the HMAC secret (webhook).")
+    secret_env: str | None = Field(
+        default=None, pattern=_NOTIFY_SECRET_NAME.pattern,
+        description=f"Environment variable holding the HMAC secret (webhook); its name starts with {NOTIFY_SECRET_PREFIX}.",
+    )  # fmt: skip
+
+    @field_validator("secret_env", mode="before")
+    @classmethod
+    def _notify_secret_only(cls, name: object) -> object:
+        # A policy file is written by repository members; it must not make gonogo sign with its own credentials.
+        if isinstance(name, str) and not _NOTIFY_SECRET_NAME.match(name):
+            raise ValueError(f"{name!r} cannot hold a notification secret: name a server variable that starts with "
+                             f"{NOTIFY_SECRET_PREFIX} (e.g. {NOTIFY_SECRET_PREFIX}DEPLOYS) and set the secret there")  # fmt: skip
+        return name
 
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
         if not url.startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+            # the URL itself is not repeated: errors reach check runs and the audit log, and its path may be a secret
+            scheme = url.split(":", 1)[0][:10] if ":" in url else ""
+            raise ValueError(f"the url must be http(s): start it with https:// or http://{f' (it starts with {scheme}:)' if scheme else ''}")
         return url
+
+
+class Waivers(_Strict):
+    """Limits on the waivers reviewers grant with `/gonogo waive`."""
+
+    max_lifetime: Duration = Field(
+        default=timedelta(days=30), description="Longest a waiver may last from the moment it is granted (\"30d\")."
+    )
 
 
 StrategyChoice = Literal["auto", "direct", "canary", "blue-green", "feature-flag"]
@@ -198,6 +227,7 @@ class EnvironmentPolicy(_Strict):
     required_checks: list[str] = Field(default_factory=list, description="Check names that must pass.")
     tests: TestsSettings = Field(default_factory=lambda: TestsSettings())
     notifications: list[Notification] = Field(default_factory=list)
+    waivers: Waivers = Field(default_factory=lambda: Waivers())
 
     def override(self, rule_id: str) -> RuleOverride | None:
         """Return this environment's override of a rule, if any."""

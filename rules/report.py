@@ -6,8 +6,12 @@ from typing import Any, TypeVar
 
 from rules.types import Decision, Finding
 
-CHECK_RUN_LIMIT = 65_535  # GitHub's limit on a check run's summary and text
-COMMENT_LIMIT = 1_024  # GitHub's limit on a protection-rule review comment
+# GitHub's limits, all counted in bytes of UTF-8 here: GitHub says "characters" but counts bytes, so a report
+# of emoji rows under 65,535 characters can still be refused
+CHECK_RUN_LIMIT = 65_535  # a check run's output.summary and output.text
+COMMENT_LIMIT = 1_024  # a protection-rule review comment
+ISSUE_COMMENT_LIMIT = 65_536  # an issue or pull-request comment
+ANNOTATION_MESSAGE_LIMIT = 65_535  # an annotation's message and raw_details (64 KB)
 ANNOTATIONS_PER_REQUEST = 50
 _MAX_CELL = 300
 _MAX_TITLE = 255
@@ -27,6 +31,20 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
+def size(text: str) -> int:
+    """Return the length of ``text`` in UTF-8 bytes, the way GitHub measures its limits."""
+    return len(text.encode("utf-8"))
+
+
+def clip_bytes(text: str, limit: int, marker: str = "…") -> str:
+    """Cut ``text`` to at most ``limit`` UTF-8 bytes, ending in ``marker`` when cut, never inside a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    room = max(0, limit - size(marker))
+    return data[:room].decode("utf-8", errors="ignore") + (marker if size(marker) <= limit else "")
+
+
 def _cell(value: object) -> str:
     text = "" if value is None else str(value)
     return _clip(text.replace("\n", " ").replace("|", "\\|"), _MAX_CELL)
@@ -34,6 +52,17 @@ def _cell(value: object) -> str:
 
 def _pct(x: float) -> str:
     return f"{x:.0%}" if x >= 0.1 or x == 0 else f"{x:.1%}"
+
+
+def _model_quality(d: Decision) -> str:
+    """How good the model behind the number was on later deployments it had not learnt from."""
+    q = d.risk.quality
+    if q is None:
+        return ""
+    caught = "n/a" if q.catch_rate_10 is None else _pct(q.catch_rate_10)
+    ece = "n/a" if q.ece is None else f"{q.ece:.3f}"
+    return (f" On its {q.deployments} latest held-out deployments, gating the riskiest 10 % caught {caught} of "
+            f"failures; calibration error (ECE) {ece}.")
 
 
 def _score(value: float | None) -> str:
@@ -195,7 +224,8 @@ def _evidence_read_line(d: Decision) -> str:
 
 def _risk_section(d: Decision) -> Section:
     lead = (f"Risk {_pct(d.risk.probability)} from the {_risk_label(d)}"
-            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + ".")  # fmt: skip
+            + (f", base rate {_pct(d.risk.base_rate)}" if d.risk.base_rate is not None else "") + "."
+            + _model_quality(d))  # fmt: skip
     drivers = [dr.text for dr in d.risk.drivers[:5]] or ["no driver moved the risk away from the base rate"]
     return Section("Top risk drivers", _items(drivers), lead=lead)
 
@@ -330,14 +360,16 @@ def _check_rows(d: Decision) -> list[str]:
 
 
 def _details(summary: str, header: list[str], rows: list[str], budget: int) -> tuple[str, int]:
-    """Render a collapsible table within ``budget`` characters; return it and the rows left out."""
+    """Render a collapsible table within ``budget`` bytes; return it and the rows left out."""
     opening = f"<details><summary>{summary}</summary>\n\n" + "\n".join(header) + "\n"
     closing = "\n</details>\n"
-    text, kept = opening, 0
+    text, kept, used = opening, 0, size(opening)
     for row in rows:
-        if len(text) + len(row) + 1 + len(closing) + 80 > budget:
+        row_size = size(row) + 1
+        if used + row_size + size(closing) + 80 > budget:
             break
         text += row + "\n"
+        used += row_size
         kept += 1
     left = len(rows) - kept
     if left:
@@ -348,13 +380,14 @@ def _details(summary: str, header: list[str], rows: list[str], budget: int) -> t
 
 
 def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
-    """Render the check-run report, staying under ``limit`` characters by dropping the least important parts."""
+    """Render the check-run report, staying under ``limit`` UTF-8 bytes by dropping the least important parts."""
     note_room = 200
     head = "\n".join(_head(d)) + "\n"
-    if len(head) > limit - note_room:
+    if size(head) > limit - note_room:
         cut = limit - note_room
-        return head[:cut] + "\n\n_Report truncated to fit GitHub's size limit; see `gonogo assess --format json` for all._\n"
-    budget = limit - len(head) - note_room
+        return clip_bytes(head, cut, "") + (
+            "\n\n_Report truncated to fit GitHub's size limit; see `gonogo assess --format json` for all._\n")
+    budget = limit - size(head) - note_room
     sections: list[str] = []
     omitted: list[str] = []
     not_passed = [f for f in d.findings if f.status in ("failed", "unknown", "waived")]
@@ -379,11 +412,11 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
         if left:
             omitted.append(f"{left} rows of {label}" if text else label)
         sections.append(text)
-        budget -= len(text)
+        budget -= size(text)
     out = head + "\n".join(s for s in sections if s)
     if omitted:
         out += "\n_Report truncated to fit GitHub's size limit: omitted " + ", ".join(omitted) + "._\n"
-    return out[:limit]
+    return clip_bytes(out, limit, "")
 
 
 def render_text(d: Decision) -> str:
@@ -408,8 +441,8 @@ def annotations(d: Decision) -> list[dict[str, Any]]:
             name = f"{case.classname}.{case.name}" if case.classname else case.name
             out.append({
                 "path": case.file, "start_line": case.line, "end_line": case.line, "annotation_level": "failure",
-                "title": _clip(f"Test {case.outcome}: {name}", _MAX_TITLE),
-                "message": _clip(case.message or f"{name} {case.outcome}", 60_000),
+                "title": clip_bytes(f"Test {case.outcome}: {name}", _MAX_TITLE),
+                "message": clip_bytes(case.message or f"{name} {case.outcome}", ANNOTATION_MESSAGE_LIMIT),
             })  # fmt: skip
     if ev.security.has_data:
         rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "note": 4}
@@ -418,8 +451,9 @@ def annotations(d: Decision) -> list[dict[str, Any]]:
                 continue
             out.append({
                 "path": f.path, "start_line": f.line, "end_line": f.line, "annotation_level": _LEVEL[f.severity],
-                "title": _clip(f"{f.severity.capitalize()} {f.source}: {f.rule_id}", _MAX_TITLE),
-                "message": _clip(f.title or f.rule_id, 60_000) + (f"\n{f.url}" if f.url else ""),
+                "title": clip_bytes(f"{f.severity.capitalize()} {f.source}: {f.rule_id}", _MAX_TITLE),
+                "message": clip_bytes((f.title or f.rule_id) + (f"\n{f.url}" if f.url else ""),
+                                      ANNOTATION_MESSAGE_LIMIT),
             })  # fmt: skip
     return out
 
@@ -432,15 +466,13 @@ def batches(items: Sequence[T], size: int = ANNOTATIONS_PER_REQUEST) -> list[lis
 
 
 def protection_comment(d: Decision, check_run_url: str) -> str:
-    """Return the protection-rule review comment: the verdict in one line plus the link, at most 1,024 chars."""
+    """Return the protection-rule review comment: the verdict in one line plus the link, at most 1,024 bytes."""
     if d.mode == "dry-run":
         verdict = f"gonogo dry-run: would be {d.verdict.upper()}, approved because the policy is in dry-run mode"
     else:
         verdict = f"gonogo: {d.verdict.upper()}"
     facts = f" for {d.environment} (readiness {_score(d.readiness_score)}, risk {_pct(d.risk.probability)}, confidence {_pct(d.confidence)})"
     reason = f": {d.reasons[0]}" if d.reasons else ""
-    link = f"\nDetails: {check_run_url}"
-    if len(link) > COMMENT_LIMIT // 2:
-        link = _clip(link, COMMENT_LIMIT // 2)
+    link = clip_bytes(f"\nDetails: {check_run_url}", COMMENT_LIMIT // 2)
     line = " ".join((verdict + facts + reason).split())
-    return _clip(line, COMMENT_LIMIT - len(link)) + link
+    return clip_bytes(line, COMMENT_LIMIT - size(link)) + link

@@ -20,6 +20,17 @@ class Driver(BaseModel):
     text: str  # plain words: "4,120 lines changed, 9x this repository's median: +0.11"
 
 
+class ModelQuality(BaseModel):
+    """How good the model behind a risk estimate was on held-out later deployments (its outer validation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deployments: int  # held-out deployments the figures come from
+    roc_auc: float | None = None
+    catch_rate_10: float | None = None  # share of failures among the riskiest 10 % gated
+    ece: float | None = None  # expected calibration error, 10 bins
+
+
 class RiskEstimate(BaseModel):
     """Probability that the deployment fails, and why."""
 
@@ -30,6 +41,7 @@ class RiskEstimate(BaseModel):
     model_version: str | None = None
     base_rate: float | None = None
     drivers: list[Driver] = Field(default_factory=list)
+    quality: ModelQuality | None = None  # None: not measured on this repository's deployments
 
 
 class Assessment(BaseModel):

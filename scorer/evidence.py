@@ -2,13 +2,15 @@
 
 Every part carries its availability (``ok``, ``incomplete``, ``not_configured``, ``unavailable``)
 and the reason, so a missing source is never mistaken for a clean one. A part fed by report files
-also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself. ``Evidence`` round-trips through JSON
-losslessly and flattens to the deployment-history columns of DESIGN.md section 3.
+also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself.
+``Evidence`` round-trips through JSON losslessly and flattens to the deployment-history columns of
+DESIGN.md section 3.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -41,7 +43,7 @@ class Provenance(_Model):
 class RefusedFile(_Model):
     """A file that looked like a report (by content or name) but could not be read completely."""
 
-    path: str  # artifact-relative path, e.g. "test-results.zip/junit/TEST-api.xml"
+    path: str  # "artifact:member" for a workflow artifact ("test-results:junit/TEST-api.xml"), else the file's path
     kind: str  # the report kind it was taken for (junit, sarif, ...), or "unknown" when it could not be opened to tell
     reason: str  # one line: why it was refused and what to do
 
@@ -236,6 +238,11 @@ class ChangedFile(_Model):
 
 class ChangePart(Part):
     base_sha: str | None = None
+    # what the change is measured from: last_deployment (the last successful one), or for a first deployment
+    # merge_base (with the default branch), release_tag (the previous release) or parent_commit
+    base_source: str | None = None
+    base_label: str | None = None  # the base in words, e.g. "the previous release v1.4.0"
+    files_truncated: bool = False  # GitHub listed only part of the files: counts taken from them are lower bounds
     commits: int | None = None
     files_changed: int | None = None
     additions: int | None = None
@@ -244,6 +251,8 @@ class ChangePart(Part):
     entropy: float | None = None
     authors: int | None = None
     author_experience: int | None = None
+    directories: int | None = None  # distinct directories holding the changed files
+    fix_commits: int | None = None  # commits whose message says they fix something
     has_migration: bool | None = None
     # the oldest commit of the change (committer date): where DORA's lead time for changes starts
     first_commit_at: datetime | None = None
@@ -335,6 +344,8 @@ class Evidence(_Model):
             "entropy": ch.entropy if ch.ok else None,
             "authors": ch.authors if ch.ok else None,
             "author_experience": ch.author_experience if ch.ok else None,
+            "directories": ch.directories if ch.ok else None,
+            "fix_commits": ch.fix_commits if ch.ok else None,
             "hours_since_last_deploy": op.hours_since_last_deploy if op.ok else None,
             "checks_total": len(self.checks.checks) if checks_ok else None,
             "checks_failed": len(self.checks.failed) if checks_ok else None,
@@ -371,10 +382,24 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "coverage", "coverage_delta", "vulns_critical", "vulns_high", "vulns_medium", "vulns_low",
     "secrets_open", "p95_latency_ms", "p95_regression_pct", "error_rate",
     "env_failure_rate_30d", "deploys_last_24h", "hour_utc", "weekday", "has_migration", "outcome",
+    "outcome_at", "directories", "fix_commits",
 )  # fmt: skip
 
 OUTCOMES = ("success", "failure", "rollback", "incident")
 FAILED_OUTCOMES = frozenset({"failure", "rollback", "incident"})
+
+
+_FIX_WORDS = re.compile(r"\b(fix(es|ed|ing)?|bug(s|fix)?|hotfix|defect|patch(es|ed)?|regression)\b", re.IGNORECASE)
+
+
+def is_fix_message(message: str | None) -> bool:
+    """Whether a commit message says the commit fixes something (a defect-fixing change is riskier)."""
+    return bool(message and _FIX_WORDS.search(message))
+
+
+def change_directories(paths: list[str]) -> int:
+    """Distinct directories holding the changed files (the repository root counts as one)."""
+    return len({p.rsplit("/", 1)[0] if "/" in p else "." for p in paths})
 
 
 def change_entropy(line_counts: list[int]) -> float:

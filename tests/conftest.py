@@ -62,6 +62,5 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"shared corpus not found at {CORPUS}; it sits beside the project checkout in CI")
+    assert CORPUS.is_dir(), f"the vendored fixtures are missing at {CORPUS}"
     return CORPUS

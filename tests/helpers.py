@@ -14,7 +14,11 @@ from github_app.settings import Secret, Settings
 from github_app.webhooks import signature_for
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+# Small real fixtures, in the repository (tests/fixtures/corpus/README.md says where each comes from)
+CORPUS = ROOT / "tests" / "fixtures" / "corpus"
+# The complete sample collections, beside the checkout when available: only the large-corpus checks need them
+LARGE_CORPUS = ROOT.parent / "shared" / "corpus"
+LARGE_CORPUS_MISSING = f"needs the large shared corpus at {LARGE_CORPUS} (tests/fixtures/corpus/README.md)"
 SECRET = "test-webhook-secret-\u00e9"  # non-ASCII on purpose
 POSTGRES_URL = os.environ.get("GONOGO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -56,6 +60,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "retry_max_seconds": 0.2,
         "poll_seconds": 0.05,
         "lease_seconds": 30.0,
+        "redelivery_seconds": 0.0,  # off unless a test is about it: its start-up pass adds GitHub calls
     }
     values.update(overrides)
     return Settings(**values)

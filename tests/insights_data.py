@@ -46,9 +46,13 @@ def _sha(rng: random.Random) -> str:
 
 def seed(
     engine: Engine, *, deployments: int, now: datetime | None = None, days: int = 120, seed_value: int = 7,
-    batch: int = 5000, with_audit: bool = True,
+    batch: int = 5000, with_audit: bool = True, full_decision_every: int = 1,
 ) -> Seeded:
-    """Insert ``deployments`` deployments spread over ``days`` days before ``now``, with what followed each."""
+    """Insert ``deployments`` deployments spread over ``days`` days before ``now``, with what followed each.
+
+    Every ``full_decision_every``-th deployment stores the whole decision (about 30 kB of JSON with its
+    evidence); the others only its headline fields, which is all the lists read.
+    """
     rng = random.Random(seed_value)
     now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
@@ -71,7 +75,7 @@ def seed(
         risk = min(0.99, max(0.01, rng.betavariate(2, 6)))
         verdict = "go" if risk < 0.3 else ("escalate" if risk < 0.55 else "no-go")
         action = {"go": "approve", "escalate": "escalate", "no-go": "reject"}[verdict]
-        key = f"{repo}/{1000 + i}/{env}/1"
+        key = f"{repo}/{1000 + dep_id}/{env}/1"
         first_key = first_key or key
         decided = created + timedelta(seconds=rng.uniform(2, 40))
         answer: str | None
@@ -92,9 +96,11 @@ def seed(
         state = "escalated" if answer is None else "answered"
         data = dict(templates[verdict], sha=sha, repository=repo, environment=env, deployment_id=key,
                     risk={**templates[verdict]["risk"], "probability": risk})  # fmt: skip
+        if i % full_decision_every:
+            data = {k: data[k] for k in ("verdict", "action", "reviewers", "strategy", "risk")}
         rows["deployments"].append({
             "id": dep_id, "key": key, "repository": repo, "environment": env, "sha": sha, "ref": "refs/heads/main",
-            "run_id": 1000 + i, "creator": "octocat", "pull_requests": [], "created_at": created, "state": state,
+            "run_id": 1000 + dep_id, "creator": "octocat", "pull_requests": [], "created_at": created, "state": state,
             "answer": answer, "answered_at": answered_at, "decision_id": dep_id, "status_reports": 0,
         })  # fmt: skip
         rows["decisions"].append({"id": dep_id, "deployment_id": dep_id, "created_at": decided, "verdict": verdict,

@@ -3,7 +3,8 @@
 The true log-odds mix non-linear effects (saturating change size, a threshold on failed tests),
 interactions (a migration shipped out of hours, a large change with low coverage), missing
 evidence that carries risk of its own (no test report), and a persistent per-environment
-propensity that the model can only learn from earlier outcomes.
+propensity that the model can only learn from earlier outcomes, each known some time after its
+deployment (``outcome_at``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def simulate_history(
     failed = rng.random(n) < p
     kinds = rng.choice(np.array(["failure", "rollback", "incident"]), size=n, p=[0.6, 0.3, 0.1])
     outcome = np.where(failed, kinds, "success")
+    # When each outcome became known: a deployment status within the hour, a rollback within the day,
+    # an incident after hours to days.
+    delay_h = np.where(outcome == "success", rng.exponential(0.3, n),
+                       np.where(outcome == "incident", rng.exponential(36.0, n), rng.exponential(4.0, n)))
+    outcome_at = pd.to_datetime(created).tz_localize("UTC") + pd.to_timedelta(np.round(delay_h * 3600) + 1, unit="s")
 
     def masked(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
         out = values.astype(float)
@@ -123,6 +129,7 @@ def simulate_history(
             "weekday": weekday.astype(float),
             "has_migration": has_migration,
             "outcome": outcome.astype(object),
+            "outcome_at": outcome_at,
         }
     )
     return history, p

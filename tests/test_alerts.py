@@ -109,6 +109,10 @@ def test_an_alert_after_a_release_labels_that_release_an_incident(app_url, engin
     assert _history(engine) == {"a" * 40: "success", "b" * 40: "incident"}
     with engine.connect() as conn:
         detail = conn.execute(select(Outcome.detail).where(Outcome.outcome == "incident")).scalar_one()
+        known = conn.execute(select(HistoryRow.outcome_at).where(HistoryRow.sha == "b" * 40)).scalar_one()
+    # the incident became known when the alert started, not when the release was deployed
+    known = known if known.tzinfo is not None else known.replace(tzinfo=UTC)
+    assert abs(known - (T0 + timedelta(hours=4))) < timedelta(seconds=1)
     assert detail["alertname"] == "HighErrorRate" and detail["severity"] == "critical"
     assert detail["summary"] == "5xx above 5% for 10 minutes"
 

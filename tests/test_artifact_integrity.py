@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from github_app.commands.assess import assess
 from scorer.evidence import Availability
 from scorer.parsers import ArtifactFile, parse_artifacts
+from tests.helpers import CORPUS as VENDORED
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "artifacts"
+CORPUS = VENDORED / "artifacts"
 NOW = "2025-06-04T10:00:00+00:00"
 GREEN_JUNIT = CORPUS / "junit" / "enricomi" / "junit-xml" / "pytest" / "junit.gloo.standalone.xml"
 GREEN_SARIF = CORPUS / "sarif" / "tool-goldens" / "trivy_alpine-310.sarif.golden"
@@ -25,8 +26,6 @@ GREEN_SARIF = CORPUS / "sarif" / "tool-goldens" / "trivy_alpine-310.sarif.golden
 
 @pytest.fixture(autouse=True)
 def _corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"shared corpus not found at {CORPUS}; CI provides it")
     monkeypatch.chdir(tmp_path)  # no .github/gonogo.yml is picked up from the checkout
 
 
@@ -67,27 +66,37 @@ CASES = {
 }  # fmt: skip
 
 
-def _case_folder(tmp_path: Path, fmt: str, with_truncated: bool) -> Path:
+def _corrupt(src: Path, dest: Path) -> None:
+    """Write ``src`` with a run of garbage bytes in its middle, as a bad disk or transfer leaves it."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: len(data) // 3] + b'\x00\xff\xfe"<}]' + data[len(data) // 3 :])
+
+
+def _case_folder(tmp_path: Path, fmt: str, with_truncated: bool, damage: str = "truncated") -> Path:
     _, good, bad, after, bad_name = CASES[fmt]
-    folder = tmp_path / f"{fmt}-{'cut' if with_truncated else 'good'}"
+    folder = tmp_path / f"{fmt}-{damage if with_truncated else 'good'}"
     folder.mkdir()
     for f in {GREEN_JUNIT, GREEN_SARIF, good}:
         shutil.copy(f, folder / f.name)
     if with_truncated:
         sub = folder / "job-2"  # a second job's upload, as actions/download-artifact lays it out
         sub.mkdir()
-        _truncate(bad, sub / bad_name, after)
+        if damage == "truncated":
+            _truncate(bad, sub / bad_name, after)
+        else:
+            _corrupt(bad, sub / bad_name)
     return folder
 
 
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 @pytest.mark.parametrize("fmt", sorted(CASES))
-def test_a_truncated_report_beside_a_good_one_never_goes(fmt: str, tmp_path: Path) -> None:
+def test_a_truncated_report_beside_a_good_one_never_goes(fmt: str, damage: str, tmp_path: Path) -> None:
     part, *_ , bad_name = CASES[fmt]
     code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=False))
     good = json.loads(out)
     assert code == 0 and good["decision"] == "go", good["reasons"]
 
-    code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=True))
+    code, out, _ = _run(_case_folder(tmp_path, fmt, with_truncated=True, damage=damage))
     data = json.loads(out)
     assert data["decision"] != "go" and code in (1, 3)
     assert data["evidence"][part]["availability"] == "incomplete"
@@ -221,3 +230,25 @@ def test_app_never_approves_with_a_truncated_report_in_a_workflow_artifact(datab
     test001 = next(f for f in decision["findings"] if f["rule_id"] == "GNG-TEST-001")
     assert test001["status"] == "unknown" and "TEST-integration.xml" in test001["message"]
     assert "nightly-results:TEST-integration.xml" in summary and "nightly-results:scans/codeql.sarif" in summary
+    assert "Files not understood (1)" in summary and "nightly-results:report.html" in summary
+
+
+def test_app_never_approves_when_an_artifact_cannot_be_downloaded(database_url: str) -> None:
+    from tests.scenarios import decide, junit, perf_state, stored, zipped
+    from tests.world import running_world
+
+    state = perf_state()  # v1.1 alone is approved with its clean artifacts (see test_policy_e2e)
+    _, v11 = state.deployment("v1.1")
+    nightly = state.add_workflow_run("acme/api", v11.sha, name="Nightly", status="completed", conclusion="success")
+    art = state.add_artifact("acme/api", nightly.id, "nightly-results", zipped({"TEST-nightly.xml": junit(5)}))
+    with running_world(database_url, state) as world:
+        world.state.inject("GET", f"/repos/acme/api/actions/artifacts/{art.id}/zip", "status", status=500, times=None)
+        gate = decide(world, "v1.1")
+        ev, decision, _ = stored(world, "v1.1")
+    assert gate.answer != "approved" and decision["verdict"] != "go"
+    # the clean artifacts were read; the one that could not be fetched might have held any kind of report
+    for part in (ev.tests, ev.coverage, ev.performance):
+        assert part.availability is Availability.INCOMPLETE, (part.availability, part.reason)
+        assert [(r.path, r.kind) for r in part.refused] == [("nightly-results", "unknown")]
+        assert "could not be downloaded" in part.refused[0].reason
+    assert any("nightly-results" in r for r in decision["reasons"])

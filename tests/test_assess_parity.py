@@ -5,7 +5,7 @@ security reports and load-test results; checks, change and operational history a
 and their rules are skipped. The app also reads those from GitHub and its database, so the two can
 only be compared where they see the same thing:
 
-* the same files: each case folder is built from ../shared/corpus/artifacts and the very same files
+* the same files: each case folder is built from tests/fixtures/corpus/artifacts and the very same files
   are uploaded as one workflow artifact of the deployed commit;
 * the same policy: one file, passed to ``assess --policy`` and committed as .github/gonogo.yml on the
   default branch. It turns off the weekday rule (GNG-OPS-003) only, because the app decides at the
@@ -142,7 +142,5 @@ def test_offline_assess_and_the_app_agree(case: str, corpus: Path, tmp_path: Pat
 
 
 def test_the_corpus_is_where_the_tests_expect_it() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"shared corpus not found at {CORPUS}; it sits beside the project checkout in CI")
     missing = [rel for files, _ in CASES.values() for rel in files if not (CORPUS / "artifacts" / rel).is_file()]
     assert missing == []

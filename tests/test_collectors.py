@@ -121,6 +121,7 @@ def test_every_source_populated_gives_the_expected_evidence(database_url: str) -
     assert ch.base_sha == c1.sha and ch.commits == 3 and ch.files_changed == 3
     assert (ch.additions, ch.deletions, ch.subsystems, ch.authors) == (8 + 40 + 6 + 35, 3 + 12, 3, 2)
     assert ch.author_experience == 3  # bob's earlier commits in the repository
+    assert (ch.directories, ch.fix_commits) == (3, 0)  # api, db/migrations, tests; no message says "fix"
     assert ch.has_migration is True and ch.hotspots == ["api/orders.py"]
     assert 0 < (ch.entropy or 0) < 1
     assert any(pr.source == "gonogo.history" for pr in ch.provenance)

@@ -77,6 +77,26 @@ def test_import_reports_each_bad_row_and_keeps_good_ones(database_url: str, samp
     assert _count(database_url) == 3
 
 
+def test_import_says_how_many_outcomes_have_no_time(database_url: str, sample: Path, tmp_path: Path) -> None:
+    """Outcomes without outcome_at are imported as labels, counted, and stored without a made-up time."""
+    frame = pd.read_csv(sample, dtype=str, keep_default_na=False).head(10)
+    frame.loc[:3, "outcome_at"] = ""
+    untimed = tmp_path / "untimed.csv"
+    frame.to_csv(untimed, index=False)
+    result = _run("history", "import", str(untimed), "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    assert "10 new" in result.output
+    assert "4 rows have an outcome but no outcome_at" in result.output
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(HistoryRow.deployment_id, HistoryRow.outcome_at)).all())
+    finally:
+        engine.dispose()
+    assert [stored[f"d{i}"] for i in range(4)] == [None] * 4
+    assert all(stored[f"d{i}"] is not None for i in range(4, 10))
+
+
 def test_import_fails_when_nothing_is_valid(database_url: str, tmp_path: Path) -> None:
     nothing = tmp_path / "nothing.csv"
     nothing.write_text("deployment_id,repository,environment,created_at\nd1,acme/api,production,never\n")

@@ -194,3 +194,37 @@ def test_the_figures_come_from_the_database(database_url: str) -> None:
     assert r.gate.answer_seconds_human_median == pytest.approx(7200)
     assert r.dora.successful_deployments == 2 and r.dora.change_failure_rate == pytest.approx(0.5)
     assert r.dora.lead_time_seconds_median == pytest.approx((3 * 3600 + 5 * 60 + (3 * 3600 + 3 * 3600)) / 2)
+
+
+def test_the_insights_indexes_are_migrated_and_match_the_models(database_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from github_app.db.models import Base
+
+    engine = db.make_engine(database_url)
+    try:
+        for table in ("deployments", "outcomes", "audit_log"):
+            migrated = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes(table)}
+            modelled = {ix.name: [c.name for c in ix.columns] for ix in Base.metadata.tables[table].indexes}
+            assert {k: v for k, v in migrated.items() if k in modelled} == modelled
+        db.downgrade(engine, "0004")
+        assert "ix_outcomes_release" not in {ix["name"] for ix in inspect(engine).get_indexes("outcomes")}
+    finally:
+        engine.dispose()
+
+
+def test_reports_are_shared_for_a_minute_and_then_recomputed(database_url: str) -> None:
+    from tests.insights_data import seed
+
+    engine = db.make_engine(database_url)
+    now = datetime.now(UTC)
+    seed(engine, deployments=12, days=5, now=now)
+    window = insights.window_from("7d", None, now)
+    assert window.until.second == 0 and window.until >= now  # whole minutes: callers share the window
+    assert insights.window_from("7d", None, now + timedelta(seconds=1)) == window or now.second == 59
+    cache = insights.ReportCache(engine, ttl=60)
+    first = cache.get(window)
+    seed(engine, deployments=3, days=1, now=now, seed_value=8)
+    assert cache.get(window) is first and first.gate.deployments == 12
+    assert insights.ReportCache(engine, ttl=0).get(window).gate.deployments == 15
+    engine.dispose()

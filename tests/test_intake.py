@@ -19,7 +19,7 @@ from github_app.serving import ServerThread
 from github_app.settings import Secret
 from tests.helpers import SECRET, make_settings, post_webhook, sign, webhook_headers
 
-CORPUS_HOOKS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "github" / "webhooks"
+CORPUS_HOOKS = Path(__file__).resolve().parent / "fixtures" / "corpus" / "github" / "webhooks"
 
 
 def corpus_payloads() -> list[tuple[str, Path]]:
@@ -70,7 +70,6 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(not corpus_payloads(), reason="shared corpus missing: it sits beside the checkout in CI")
 def test_every_corpus_payload_is_accepted_and_tampering_is_refused(app_url: str, database_url: str, recorder: Recorder):
     payloads = corpus_payloads()
     assert len(payloads) > 20
@@ -264,3 +263,65 @@ def test_the_previous_secret_is_accepted_while_rotating_and_counted(database_url
         metrics = httpx.get(f"{srv.url}/metrics").json()
     assert metrics["previous_secret"] == 1 and metrics["rejected"] == {"bad_signature": 1}
     assert {row.delivery_id for row in stored(database_url)} == {"new", "old"}
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000, 100_000])
+def test_signed_json_nested_too_deeply_is_400_not_500(app_url: str, database_url: str, depth: int):
+    body = ('{"action": "created", "a": ' + "[" * depth + "]" * depth + "}").encode()
+    response = post_webhook(app_url, "ping", body, delivery_id=f"deep-{depth}")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    assert stored(database_url) == []
+    assert httpx.get(f"{app_url}/metrics").json()["rejected"] == {"too_deep": 1}
+    # the app is still serving, and a sane body still gets in
+    assert post_webhook(app_url, "ping", {"zen": "ok"}, delivery_id="after").status_code == 202
+
+
+def test_a_body_trickled_slowly_is_cut_off_with_408(database_url: str, recorder: Recorder):
+    import socket
+
+    settings = make_settings(database_url, body_timeout_seconds=0.5)
+    with ServerThread(create_app(settings, router=recorder.router)) as srv:
+        body = json.dumps({"zen": "slow"}).encode()
+        head = (f"POST /webhooks/github HTTP/1.1\r\nHost: {srv.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: slow\r\n"
+                f"X-Hub-Signature-256: {sign(body)}\r\n\r\n").encode()  # fmt: skip
+        started = time.monotonic()
+        with socket.create_connection((srv.host, srv.port), timeout=10) as conn:
+            conn.sendall(head)
+            answer = b""
+            for byte in body:  # one byte every 100 ms: the whole body would take over a second
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the server hung up on us: that is the point
+                    break
+                conn.settimeout(0.1)
+                try:
+                    answer += conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if answer:
+                    break
+            conn.settimeout(5)
+            while b"GONOGO_BODY_TIMEOUT_SECONDS" not in answer:  # the whole refusal, then the server closes
+                try:
+                    more = conn.recv(4096)
+                except OSError:
+                    break
+                if not more:
+                    break
+                answer += more
+        elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 0.5 s" in answer
+        assert elapsed < len(body) * 0.1  # cut off before the body was complete
+        assert httpx.get(f"{srv.url}/metrics").json()["rejected"] == {"slow_body": 1}
+    assert stored(database_url) == []
+    assert make_settings(database_url).body_timeout_seconds == 10.0
+
+
+def test_a_stored_payload_too_deep_to_parse_fails_for_good_not_for_retry():
+    from github_app.routing import PermanentError
+
+    raw = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(PermanentError, match="nested too deeply"):
+        Event.from_delivery("ping", None, "d", None, raw)

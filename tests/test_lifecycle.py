@@ -8,7 +8,11 @@ from sqlalchemy import func, select
 
 from github_app import db
 from github_app.db.models import AuditEntry, DecisionRecord, Deployment
-from github_app.sandbox.webhooks import check_run_payload, deployment_protection_rule_payload, issue_comment_payload
+from github_app.sandbox.webhooks import (
+    check_run_payload,
+    deployment_protection_rule_payload,
+    issue_comment_payload,
+)
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -96,7 +100,9 @@ def test_a_break_glass_override_during_evaluation_wins_and_is_audited_as_an_over
         assert "override" in answers(world)[0].comment
         assert [r for r in world.state.reviews(REPO) if not r.accepted] == []
     overrides = audit_entries(database_url, "override")
-    assert [(e.actor, e.data["state"]) for e in overrides] == [("boss", "approved")]
+    assert [(e.actor, e.data["allowed"]) for e in overrides] == [("boss", True)]
+    stored = [e for e in audit_entries(database_url, "answer") if e.data.get("by") == "override"]
+    assert [(e.actor, e.data["state"]) for e in stored] == [("boss", "approved")]
     sent = [e for e in audit_entries(database_url, "answer") if e.data.get("stage") == "sent"]
     assert [(e.data["state"], e.data["github_status"]) for e in sent] == [("approved", 200)]
 
@@ -110,7 +116,9 @@ def test_an_override_by_someone_without_break_glass_rights_changes_nothing(datab
         world.wait_decided(LABEL, timeout=60)
         settle(world)
         assert [r.state for r in answers(world)] == ["rejected"]
-    assert audit_entries(database_url, "override") == []
+    # the refused attempt is on record as an override attempt; nothing was answered
+    assert [(e.actor, e.data["allowed"]) for e in audit_entries(database_url, "override")] == [("rita", False)]
+    assert [e for e in audit_entries(database_url, "answer") if e.data.get("by") == "override"] == []
 
 
 ESCALATING = """

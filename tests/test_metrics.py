@@ -61,6 +61,7 @@ def test_metrics_as_json_and_as_prometheus_text(served):
     assert as_json["notifications"] == {"pending": 1, "sending": 0, "sent": 0, "dead": 0}
     assert 3590 < as_json["oldest_due_delivery_seconds"] < 3700
     assert as_json["processed"] == 0 and as_json["previous_secret"] == 0
+    assert as_json["audit_head"] is None  # nothing audited yet
 
     scraped = httpx.get(f"{url}/metrics", headers={"Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
     assert scraped.headers["content-type"] == metrics.PROMETHEUS_CONTENT_TYPE
@@ -68,7 +69,8 @@ def test_metrics_as_json_and_as_prometheus_text(served):
     assert types == {
         "gonogo_deliveries": "gauge", "gonogo_oldest_due_delivery_seconds": "gauge", "gonogo_notifications": "gauge",
         "gonogo_webhooks_rejected_total": "counter", "gonogo_deliveries_processed_total": "counter",
-        "gonogo_webhooks_previous_secret_total": "counter",
+        "gonogo_webhooks_previous_secret_total": "counter", "gonogo_audit_head_seq": "gauge",
+        "gonogo_redelivery_total": "counter",
     }  # fmt: skip
     assert samples[("gonogo_deliveries", 'state="pending"')] == 2
     assert samples[("gonogo_deliveries", 'state="dead"')] == 0
@@ -78,6 +80,27 @@ def test_metrics_as_json_and_as_prometheus_text(served):
     assert _parse(httpx.get(f"{url}/metrics?format=prometheus").text)[1] == samples | {
         ("gonogo_oldest_due_delivery_seconds", ""): pytest.approx(samples[("gonogo_oldest_due_delivery_seconds", "")], abs=5)
     }
+
+
+def test_metrics_show_the_audit_head_that_verify_prints(served):
+    from click.testing import CliRunner
+    from sqlalchemy.orm import Session
+
+    from github_app import audit
+    from github_app.cli import cli
+
+    url, engine = served
+    for n in range(3):
+        with Session(engine) as session, session.begin():
+            audit.append(session, "reminder", repository="acme/api", data={"n": n})
+    verified = audit.verify(engine)
+    head = httpx.get(f"{url}/metrics").json()["audit_head"]
+    assert (head["seq"], head["hash"]) == (verified.head_seq, verified.head_hash) == (3, audit.head(engine)[1])
+    _, samples = _parse(httpx.get(f"{url}/metrics?format=prometheus").text)
+    assert samples[("gonogo_audit_head_seq", "")] == 3
+    printed = CliRunner().invoke(cli, ["audit", "verify", "--database-url", str(engine.url.render_as_string(False))])
+    assert printed.exit_code == 0, printed.output
+    assert f"--expect-head 3:{head['hash']}" in printed.output
 
 
 def test_an_empty_inbox_reports_zeros(served):

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -55,8 +56,11 @@ class Receiver:
         channel = request.path_params["channel"]
         delivery = request.headers.get(notify.DELIVERY_HEADER, "")
         if channel == "webhook":
-            expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, request.headers.get(notify.SIGNATURE_HEADER, "")):
+            # the documented scheme, recomputed by hand: HMAC-SHA256 over "<timestamp>." + body, timestamp fresh
+            stamp = request.headers.get(notify.TIMESTAMP_HEADER, "0")
+            expected = f"t={stamp},v1=" + hmac.new(SECRET.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
+            fresh = abs(time.time() - int(stamp)) <= notify.SIGNATURE_TOLERANCE_SECONDS
+            if not (fresh and hmac.compare_digest(expected, request.headers.get(notify.SIGNATURE_HEADER, ""))):
                 with self.lock:
                     self.bad_signatures += 1
                 return PlainTextResponse("bad signature", 401)
@@ -72,13 +76,13 @@ def _channels(base: str) -> list[Notification]:
     return [
         Notification(type="slack", url=f"{base}/slack"),
         Notification(type="teams", url=f"{base}/teams"),
-        Notification(type="webhook", url=f"{base}/webhook", secret_env="GONOGO_TEST_HOOK_SECRET"),
+        Notification(type="webhook", url=f"{base}/webhook", secret_env="GONOGO_NOTIFY_TEST_HOOK"),
     ]
 
 
 def _dispatcher(engine: Engine, **kw: Any) -> notify.OutboxDispatcher:
     options: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "poll_seconds": 0.05,
-                               "environ": {"GONOGO_TEST_HOOK_SECRET": SECRET}, "timeout": 5.0, "lease_seconds": 30.0}  # fmt: skip
+                               "environ": {"GONOGO_NOTIFY_TEST_HOOK": SECRET}, "timeout": 5.0, "lease_seconds": 30.0}  # fmt: skip
     options.update(kw)
     return notify.OutboxDispatcher(engine, **options)
 
@@ -147,7 +151,7 @@ def test_every_event_builds_valid_slack_teams_and_webhook_bodies(event: str) -> 
     _check_teams(teams)
     assert hook["schema"] == notify.BODY_SCHEMA and hook["event"] == event
     assert hook["links"] == {"check_run": LINKS["check_run"], "workflow_run": LINKS["workflow_run"]}
-    assert msgs[2].secret_env == "GONOGO_TEST_HOOK_SECRET" and msgs[0].secret_env is None
+    assert msgs[2].secret_env == "GONOGO_NOTIFY_TEST_HOOK" and msgs[0].secret_env is None
     if summary["actor"]:
         assert "@bob" in slack["blocks"][0]["text"]["text"]
     json.dumps([m.body for m in msgs])  # plain JSON all the way down
@@ -261,11 +265,11 @@ def test_missing_secret_is_never_sent_unsigned(engine: Engine) -> None:
     with ServerThread(receiver.app) as srv:
         with engine.begin() as conn:
             notify.enqueue(conn, key="s", channel="webhook", url=f"{srv.url}/webhook", body={"event": "approved"},
-                           secret_env="GONOGO_UNSET_SECRET")  # fmt: skip
+                           secret_env="GONOGO_NOTIFY_UNSET")  # fmt: skip
         asyncio.run(_dispatcher(engine, max_attempts=2, environ={}).run_until_idle(timeout=10))
     with Session(engine) as session:
         row = session.scalars(select(OutboxMessage)).one()
-    assert row.state == "dead" and "GONOGO_UNSET_SECRET is not set" in (row.last_error or "")
+    assert row.state == "dead" and "GONOGO_NOTIFY_UNSET is not set" in (row.last_error or "")
     assert sum(receiver.attempts.values()) == 0 and receiver.bad_signatures == 0
 
 
@@ -333,5 +337,56 @@ def test_message_key_is_stable_and_bounded() -> None:
     assert notify.delivery_id(k) == notify.delivery_id(k)
     assert notify.redact_url("https://user:pw@hooks.slack.com/services/T/B/SECRET") == "https://hooks.slack.com/\u2026"
     body = notify.encode_body({"b": 1, "a": "\u00e9"})
-    assert notify.sign(SECRET, body) == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    mac = hmac.new(SECRET.encode(), b"1765000000." + body, hashlib.sha256).hexdigest()
+    assert notify.sign(SECRET, body, 1765000000) == f"t=1765000000,v1={mac}"
+    header = notify.sign(SECRET, body, 1765000000)
+    assert notify.verify_signature(SECRET, body, header, now=1765000100)
+    assert not notify.verify_signature(SECRET, body, header, now=1765000000 + 301)  # stale: a replay
+    assert not notify.verify_signature(SECRET, body + b" ", header, now=1765000000)
+    assert not notify.verify_signature(SECRET, body, f"t=1765000001,v1={mac}", now=1765000000)  # time is signed
     assert httpx.Headers({notify.DELIVERY_HEADER: notify.delivery_id(k)})  # ASCII header value
+
+
+def test_a_captured_notification_cannot_be_replayed_as_a_github_webhook(database_url: str, engine: Engine) -> None:
+    """Even when an operator reuses the webhook secret for a notification channel, its signature is not GitHub's."""
+    from github_app.app import create_app
+    from tests.helpers import SECRET as WEBHOOK_SECRET
+    from tests.helpers import make_settings
+
+    captured: list[tuple[bytes, dict[str, str]]] = []
+
+    async def capture(request: Request) -> Any:
+        captured.append((await request.body(), dict(request.headers)))
+        return JSONResponse({"ok": True})
+
+    body = {"event": "approved", "action": "requested", "installation": {"id": 1}, "schema": notify.BODY_SCHEMA}
+    with ServerThread(Starlette(routes=[Route("/hook", capture, methods=["POST"])])) as receiver:
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="r", channel="webhook", url=f"{receiver.url}/hook", body=body,
+                           secret_env="GONOGO_NOTIFY_REUSED")  # fmt: skip
+        asyncio.run(_dispatcher(engine, environ={"GONOGO_NOTIFY_REUSED": WEBHOOK_SECRET}).run_until_idle(timeout=10))
+    [(raw, headers)] = captured
+    signature = headers[notify.SIGNATURE_HEADER.lower()]
+    fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
+    forgeries = [signature] + ([f"sha256={fields['v1']}"] if "v1" in fields else [])
+    with ServerThread(create_app(make_settings(database_url), workers=0, engine=engine)) as app:
+        for forged in forgeries:
+            response = httpx.post(f"{app.url}/webhooks/github", content=raw, headers={
+                "X-GitHub-Event": "deployment_protection_rule", "X-GitHub-Delivery": f"replay-{len(forged)}",
+                "X-Hub-Signature-256": forged, "Content-Type": "application/json",
+            })  # fmt: skip
+            assert response.status_code == 401, response.text
+
+
+def test_a_message_naming_a_gonogo_credential_is_never_signed_with_it(engine: Engine) -> None:
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        with engine.begin() as conn:  # queued before the policy check existed, or written by hand
+            notify.enqueue(conn, key="cred", channel="webhook", url=f"{srv.url}/webhook", body={"event": "approved"},
+                           secret_env="GONOGO_WEBHOOK_SECRET")  # fmt: skip
+        environ = {"GONOGO_WEBHOOK_SECRET": SECRET}
+        asyncio.run(_dispatcher(engine, max_attempts=2, environ=environ).run_until_idle(timeout=10))
+    with Session(engine) as session:
+        row = session.scalars(select(OutboxMessage)).one()
+    assert row.state == "dead" and "GONOGO_NOTIFY_" in (row.last_error or "")
+    assert sum(receiver.attempts.values()) == 0 and receiver.bad_signatures == 0

@@ -1,4 +1,4 @@
-"""Every real report in the shared corpus either parses to totals that match an independent count,
+"""Every real report in the corpus (the vendored fixtures, or the complete shared collection when present) either parses to totals that match an independent count,
 or, when it is deliberately broken, is rejected with a clear reason."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import defusedxml.ElementTree as DET
 import pytest
@@ -19,10 +20,11 @@ from scorer.parsers.limits import ArtifactRejected
 from scorer.parsers.performance import parse_jmeter_stats, parse_jtl
 from scorer.parsers.security import parse_sarif, parse_trivy
 from scorer.parsers.sniff import classify
-from tests.helpers import CORPUS
+from tests.helpers import CORPUS, LARGE_CORPUS, LARGE_CORPUS_MISSING
 
-ART = CORPUS / "artifacts"
-MISSING = "shared corpus not found at ../shared/corpus (CI always has it); corpus tests cannot run"
+LARGE_ART = LARGE_CORPUS / "artifacts"
+ART = LARGE_ART if LARGE_ART.is_dir() else CORPUS / "artifacts"
+MISSING = f"no report files found under {ART}"
 
 
 def _files(sub: str, *patterns: str) -> list[Path]:
@@ -263,22 +265,32 @@ def test_jtl_matches_csv_count(path: Path | None) -> None:
     assert len(run.overall.points_ms) <= 1000 and run.overall.points_ms == sorted(run.overall.points_ms)
 
 
-def test_corpus_folder_end_to_end() -> None:
-    if not ART.is_dir():
-        pytest.skip(MISSING)
+def test_vendored_corpus_folder_end_to_end() -> None:
     from scorer.parsers import iter_dir_files, parse_artifacts
 
-    results = parse_artifacts(iter_dir_files(ART))
-    # the corpus holds deliberately malformed reports beside good ones: every part read something,
+    _check_whole_folder(parse_artifacts(iter_dir_files(CORPUS / "artifacts")))
+
+
+def _check_whole_folder(results: Any) -> None:
+    # corpora hold deliberately malformed reports beside good ones: every part read something,
     # and each part that met a malformed file says so and names it
     parts = (results.tests, results.coverage, results.security, results.performance)
     assert all(p.has_data for p in parts)
     for p in parts:
         assert p.ok or (p.availability is Availability.INCOMPLETE and p.refused)
-    assert any(r.path.endswith("corrupt-xml.xml") for r in results.tests.refused)
     assert {r.path for r in results.refused} == {r.path for p in parts for r in p.refused}
+    assert all(re.match(r"^\S", p) and "\n" not in p for p in results.problems)
+    assert results.perf_samples is not None and results.perf_samples.overall is not None
+
+
+def test_large_corpus_folder_end_to_end() -> None:
+    if not LARGE_ART.is_dir():
+        pytest.skip(LARGE_CORPUS_MISSING)
+    from scorer.parsers import iter_dir_files, parse_artifacts
+
+    results = parse_artifacts(iter_dir_files(LARGE_ART))
+    _check_whole_folder(results)
+    assert any(r.path.endswith("corrupt-xml.xml") for r in results.tests.refused)
     assert results.not_understood_total >= len(results.not_understood) > 0
     assert results.tests.total > 1000 and results.tests.files > 100
     assert any("sec1752" in p and "entity" in p for p in results.problems)
-    assert all(re.match(r"^\S", p) and "\n" not in p for p in results.problems)
-    assert results.perf_samples is not None and results.perf_samples.overall is not None

@@ -94,11 +94,11 @@ def test_flaky_across_jobs_and_merged_totals() -> None:
 def test_availability_rules() -> None:
     nothing = parse_artifacts([ArtifactFile.from_bytes("README.md", b"# hello")])
     assert nothing.tests.availability is Availability.NOT_CONFIGURED
-    assert nothing.tests.reason == "no JUnit / xUnit / TRX test reports found in artifacts"
+    assert nothing.tests.reason == "no test reports (JUnit / xUnit / TRX, mocha, Jest, go test, RSpec, dart, TAP, pytest-json-report) found in artifacts"
     assert nothing.security.availability is Availability.NOT_CONFIGURED and nothing.problems == []
     broken = parse_artifacts([ArtifactFile.from_bytes("TEST-a.xml", b"<testsuite><testcase name='t'>")])
     assert broken.tests.availability is Availability.UNAVAILABLE
-    assert broken.tests.reason.startswith("all 1 JUnit / xUnit / TRX test reports were rejected: TEST-a.xml is not")
+    assert broken.tests.reason.startswith("all 1 test reports (JUnit / xUnit / TRX, mocha, Jest, go test, RSpec, dart, TAP, pytest-json-report) were rejected: TEST-a.xml is not")
     assert broken.coverage.availability is Availability.NOT_CONFIGURED
     mixed = parse_artifacts([ArtifactFile.from_bytes("TEST-a.xml", b"<testsuite><testcase name='t'>"),
                              ArtifactFile.from_bytes("TEST-b.xml", b"<testsuite><testcase name='t'/></testsuite>")])

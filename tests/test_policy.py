@@ -195,7 +195,7 @@ environments:
       break_glass: [carol]
     notifications:
       - {type: slack, url: "https://hooks.slack.example/T1"}
-      - {type: webhook, url: "https://example.org/hook", secret_env: GONOGO_HOOK_SECRET}
+      - {type: webhook, url: "https://example.org/hook", secret_env: GONOGO_NOTIFY_HOOK}
     strategy: canary
 """
     prod = effective(load_policy_text(text), "production")
@@ -252,3 +252,15 @@ def test_docs_example_is_valid_and_every_key_is_documented() -> None:
     keys = set(Policy.model_fields) | {k for d in schema["$defs"].values() for k in d.get("properties", {})}
     keys -= {"enabled"}  # internal form of `off`
     assert [k for k in sorted(keys) if f"`{k}`" not in doc] == []
+
+
+def test_a_notification_secret_must_be_a_notification_variable() -> None:
+    for name in ("GONOGO_WEBHOOK_SECRET", "GONOGO_PRIVATE_KEY", "AWS_SECRET_ACCESS_KEY", "GONOGO_NOTIFY_", "gonogo_notify_x"):
+        text = f"environments:\n  production:\n    notifications:\n      - {{type: webhook, url: https://x.example, secret_env: {name}}}\n"
+        with pytest.raises(PolicyError) as err:
+            load_policy_text(text)
+        [issue] = err.value.errors
+        assert issue.line == 4 and "GONOGO_NOTIFY_" in issue.message, str(issue)
+    ok = load_policy_text("environments:\n  production:\n    notifications:\n"
+                          "      - {type: webhook, url: https://x.example, secret_env: GONOGO_NOTIFY_DEPLOYS}\n")  # fmt: skip
+    assert effective(ok, "production").notifications[0].secret_env == "GONOGO_NOTIFY_DEPLOYS"

@@ -40,3 +40,21 @@ def test_readme_command_table_lists_every_command() -> None:
             listed |= {f"gonogo {group} {sub}" for sub in subcommands} or {f"gonogo {group}"}
     missing = [name for name in _commands(cli) if name not in listed]
     assert not missing, f"README's command table lacks {missing}"
+
+
+def _help_texts(group: click.Group) -> list[str]:
+    texts = [group.help or ""]
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            texts += _help_texts(command)
+        else:
+            texts.append(command.help or "")
+        texts += [getattr(p, "help", None) or "" for p in command.params]
+    return texts
+
+
+def test_help_names_only_files_in_the_repository() -> None:
+    root = README.parent
+    named = {m for text in _help_texts(cli) for m in re.findall(r"[\w./-]+\.md\b", text)}
+    assert all((root / name).is_file() for name in named), f"help refers to files not in the repository: {named}"
+    assert "TEAM.md" not in " ".join(_help_texts(cli))

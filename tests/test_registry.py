@@ -51,7 +51,8 @@ def _store(engine: Any, frame: pd.DataFrame) -> None:
             session.add(HistoryRow(
                 deployment_id=str(rec["deployment_id"]), repository=rec["repository"],
                 environment=rec["environment"], sha=rec["sha"], created_at=created, outcome=rec["outcome"],
-                outcome_at=created + timedelta(hours=1) if rec["outcome"] else None, features=history_features(rec),
+                outcome_at=pd.Timestamp(rec["outcome_at"]).to_pydatetime() if rec["outcome"] else None,
+                features=history_features(rec),
             ))  # fmt: skip
 
 
@@ -109,10 +110,10 @@ def test_champion_rescored_on_challenger_validation_rows(engine: Any, history: p
     rng = np.random.default_rng(0)
     noise["outcome"] = rng.permutation(noise["outcome"].to_numpy())
     challenger = train_model(noise, random_state=1)
-    rec = register(engine, challenger, REPO, history=noise)
+    rec = register(engine, challenger, REPO, history=history)
     assert rec.meta["champion"]["version"] == champion.version
-    assert rec.meta["champion"]["metrics"]["n"] == len(noise.dropna(subset=["outcome"])) - round(
-        len(noise.dropna(subset=["outcome"])) * 0.8)
+    assert rec.meta["champion"]["metrics"]["n"] == len(history.dropna(subset=["outcome"])) - round(
+        len(history.dropna(subset=["outcome"])) * 0.8)
     assert not rec.active
 
 
@@ -126,10 +127,13 @@ def test_provider_model_estimate_with_version(engine: Any, history: pd.DataFrame
     assert estimate is not None
     assert estimate.source == "model" and estimate.model_version == rec.version
     assert 0.0 < estimate.probability < 1.0 and estimate.drivers
+    # the check run can say how good the model is: its held-out catch rate at 10 % and calibration error
+    assert estimate.quality is not None and estimate.quality.deployments == rec.meta["metrics"]["n"]
+    assert estimate.quality.catch_rate_10 == rec.meta["metrics"]["catch_rate"]["0.1"]
     # environment history features come from the stored rows, not from nothing
     row = provider.feature_row(_evidence(created))
-    production = int((history["environment"] == "production").sum())  # beyond the loaded context: exact from SQL
-    assert row["env_past_deploys_log"] == pytest.approx(np.log1p(production))
+    window = (history["environment"] == "production") & (history["created_at"] >= created - timedelta(days=30))
+    assert row["env_deploys_30d_log"] == pytest.approx(np.log1p(int(window.sum())))  # exact from SQL
     assert 0.0 <= row["env_recent_failure_rate"] <= 1.0
     # a newer active model is picked up without restarting the provider
     newer = register(engine, train_model(history, random_state=5), REPO)

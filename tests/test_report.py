@@ -18,7 +18,7 @@ from rules.report import (
 )
 from rules.samples import clean_evidence
 from rules.types import Decision
-from scorer.assessment import RiskEstimate
+from scorer.assessment import ModelQuality, RiskEstimate
 
 NOW = datetime(2025, 6, 4, 10, 0, tzinfo=UTC)
 URL = "https://github.com/octo/shop/runs/123456789"
@@ -57,6 +57,19 @@ def test_model_version_is_named_when_a_model_gave_the_risk() -> None:
     d = evaluate(clean_evidence(), default_policy(), "production", NOW,
                  risk=RiskEstimate(probability=0.05, source="model", model_version="gbm-2025-06-01"))  # fmt: skip
     assert "model gbm-2025-06-01" in headline(d)
+
+
+def test_risk_section_says_how_good_the_model_is() -> None:
+    """A reviewer sees the model's held-out catch rate at 10 % gated and its calibration error beside the number."""
+    quality = ModelQuality(deployments=412, roc_auc=0.74, catch_rate_10=0.31, ece=0.021)
+    d = evaluate(clean_evidence(), default_policy(), "production", NOW,
+                 risk=RiskEstimate(probability=0.05, source="model", model_version="m-1", quality=quality))  # fmt: skip
+    text = check_run_markdown(d)
+    assert ("On its 412 latest held-out deployments, gating the riskiest 10 % caught 31% of failures; "
+            "calibration error (ECE) 0.021.") in text
+    unmeasured = evaluate(clean_evidence(), default_policy(), "production", NOW,
+                          risk=RiskEstimate(probability=0.05, source="prior", model_version="p-1"))  # fmt: skip
+    assert "held-out" not in check_run_markdown(unmeasured)
 
 
 def test_dry_run_report_says_what_it_would_have_done() -> None:

@@ -38,6 +38,7 @@ def test_rows_at_the_same_instant_do_not_see_each_other() -> None:
         "deployment_id": list("abcd"), "repository": "r", "environment": "prod", "created_at": ts,
         "additions": [10, 20, 30, 40], "deletions": 0, "files_changed": 1,
         "outcome": ["failure", "failure", "success", "success"],
+        "outcome_at": ["2024-01-01T10:30:00Z", "2024-01-01T11:00:00Z", "2024-01-01T11:00:00Z", "2024-01-01T12:00:00Z"],
     })
     f = build_features(h)
     assert f["env_recent_failure_rate"].tolist()[1:3] == [1.0, 1.0]  # only row a is before b and c
@@ -51,10 +52,68 @@ def test_failure_rate_is_per_repository_and_environment() -> None:
         "deployment_id": list("abc"), "repository": "r", "environment": ["staging", "staging", "prod"],
         "created_at": ["2024-01-01T10:00:00Z", "2024-01-01T11:00:00Z", "2024-01-01T12:00:00Z"],
         "outcome": ["failure", "failure", "success"],
+        "outcome_at": ["2024-01-01T10:05:00Z", "2024-01-01T11:05:00Z", "2024-01-01T12:05:00Z"],
     })
     f = build_features(h)
     assert np.isnan(f["env_recent_failure_rate"].iloc[2])
-    assert f["env_past_deploys_log"].iloc[2] == 0.0
+    assert f["env_deploys_30d_log"].iloc[2] == 0.0
+    assert f["env_recent_failure_rate"].iloc[1] == 1.0
+
+
+def test_an_outcome_counts_only_once_it_was_known() -> None:
+    """An incident found after later deployments is invisible to them; an outcome without outcome_at never counts."""
+    h = pd.DataFrame({
+        "deployment_id": list("abcde"), "repository": "r", "environment": "prod",
+        "created_at": ["2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z", "2024-01-03T10:00:00Z",
+                       "2024-01-10T10:00:00Z", "2024-01-11T10:00:00Z"],
+        "outcome": ["incident", "success", "success", "failure", None],
+        # a's incident was opened a week later; d's failure has no known time
+        "outcome_at": ["2024-01-08T09:00:00Z", "2024-01-02T10:10:00Z", "2024-01-03T10:10:00Z", None, None],
+    })
+    f = build_features(h)
+    assert np.isnan(f["env_recent_failure_rate"].iloc[1])  # a's outcome is not known yet
+    assert f["env_recent_failure_rate"].iloc[2] == 0.0  # only b's success is known
+    assert np.isnan(f["hours_since_env_failure_log"].iloc[2])
+    assert f["env_recent_failure_rate"].iloc[3] == pytest.approx(1 / 3)  # a's incident is known by now
+    assert f["hours_since_env_failure_log"].iloc[3] == pytest.approx(np.log1p(49.0))  # since it became known
+    assert f["env_recent_failure_rate"].iloc[4] == pytest.approx(1 / 3)  # d's failure has no outcome_at
+    assert f["env_deploys_30d_log"].iloc[4] == pytest.approx(np.log1p(4))
+
+
+def test_history_features_do_not_grow_with_the_age_of_the_history() -> None:
+    """The same deployment pattern two years later gets the same history features: no feature is a clock."""
+    n = 4 * 730  # every 6 hours for two years, every fifth one failing, each outcome known an hour later
+    created = pd.date_range("2023-01-01", periods=n, freq="6h", tz="UTC")
+    h = pd.DataFrame({
+        "deployment_id": [f"d{i}" for i in range(n)], "repository": "r", "environment": "prod",
+        "created_at": created, "additions": 10, "deletions": 2, "files_changed": 1,
+        "outcome": ["failure" if i % 5 == 0 else "success" for i in range(n)],
+        "outcome_at": created + pd.Timedelta(hours=1),
+    })
+    f = build_features(h)
+    history_columns = [c for c in FEATURES if c.startswith(("env_", "hours_since_env", "churn_vs"))]
+    month_3, month_21 = 4 * 90, 4 * 630  # same position in the five-deployment cycle
+    pd.testing.assert_series_equal(f[history_columns].iloc[month_3], f[history_columns].iloc[month_21],
+                                   check_names=False)
+
+
+def test_outcome_at_is_validated(tmp_path: Path) -> None:
+    """A malformed outcome_at, one without an outcome, or one before created_at is reported with its row."""
+    csv = tmp_path / "h.csv"
+    csv.write_text(
+        "deployment_id,repository,environment,created_at,outcome,outcome_at\n"
+        "a,r,prod,2024-01-01T10:00:00Z,success,2024-01-01T10:05:00Z\n"
+        "b,r,prod,2024-01-01T11:00:00Z,failure,soon\n"
+        "c,r,prod,2024-01-01T12:00:00Z,,2024-01-01T12:05:00Z\n"
+        "d,r,prod,2024-01-01T13:00:00Z,failure,2024-01-01T12:00:00Z\n"
+    )
+    with pytest.raises(HistoryError) as err:
+        load_history(csv)
+    text = "\n".join(err.value.errors)
+    assert "row 3 (deployment_id=b): outcome_at 'soon' is not an ISO 8601 timestamp" in text
+    assert "row 4 (deployment_id=c): outcome_at is set but outcome is empty" in text
+    assert "row 5 (deployment_id=d): outcome_at '2024-01-01T12:00:00Z' is before created_at" in text
+    assert "row 2" not in text
 
 
 def test_features_are_logs_ratios_indicators_and_cyclic_time() -> None:
@@ -96,7 +155,7 @@ def test_validate_history_reports_each_bad_row(tmp_path: Path) -> None:
     assert "row 4 (deployment_id=a): deployment_id 'a' repeats row 2" in text
     assert "row 4 (deployment_id=a): additions '-3' must not be negative" in text
     assert validate_history(pd.DataFrame({"deployment_id": ["x"]})) == [
-        "missing required column(s): repository, environment, created_at; see DESIGN.md section 3"
+        "missing required column(s): repository, environment, created_at; see docs/history.md"
     ]
 
 

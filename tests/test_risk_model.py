@@ -175,3 +175,18 @@ def test_challenger_must_be_at_least_as_good() -> None:
     assert not is_at_least_as_good({"roc_auc": 0.78, "brier": 0.10, "ece": 0.02}, champion)
     assert not is_at_least_as_good({"roc_auc": 0.81, "brier": 0.12, "ece": 0.02}, champion)
     assert is_at_least_as_good({"roc_auc": 0.6}, {"roc_auc": None})
+
+
+def test_form_and_calibration_are_chosen_without_the_rows_that_are_reported() -> None:
+    """Nested time splits: relabelling the latest rows changes the reported figures, never the choice."""
+    history, _ = simulate_history(3000, seed=8)
+    X, y, _ = labelled_training_set(history)
+    cut = round(len(y) * 0.8)
+    flipped = y.copy()
+    flipped[cut:] = 1 - flipped[cut:]  # the outer rows now say the opposite
+    a = RiskModel(random_state=0).fit(X, y)
+    b = RiskModel(random_state=0).fit(X, flipped)
+    assert a.validation_metrics_["selection"] == "nested"
+    assert (a.kind_, a.calibration_, a.candidate_auc_) == (b.kind_, b.calibration_, b.candidate_auc_)
+    assert a.validation_metrics_["roc_auc"] > 0.6 > b.validation_metrics_["roc_auc"]
+    assert a.validation_metrics_["n"] == len(y) - cut

@@ -1,4 +1,4 @@
-"""`gonogo assess` on folders built from the shared corpus: exit codes, formats, same decision as the pipeline."""
+"""`gonogo assess` on folders built from the vendored corpus: exit codes, formats, same decision as the pipeline."""
 
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ from rules.pipeline import OFFLINE_SCOPE, evaluate, evidence_from_artifacts
 from rules.policy import default_policy
 from scorer.parsers import iter_dir_files, parse_artifacts
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "artifacts"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus" / "artifacts"
 PYTEST_JUNIT = CORPUS / "junit" / "enricomi" / "junit-xml" / "pytest"
 NOW = "2025-06-04T10:00:00+00:00"
 
 
 @pytest.fixture(autouse=True)
 def _corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"shared corpus not found at {CORPUS}; CI provides it (see TEAM.md)")
+    assert CORPUS.is_dir(), f"the vendored fixtures are missing at {CORPUS}"
     monkeypatch.chdir(tmp_path)  # no .github/gonogo.yml is picked up from the checkout
 
 

@@ -200,3 +200,25 @@ def test_cli_add_list_and_revoke(engine: Engine, database_url: str) -> None:
     bad = runner.invoke(cli, ["waivers", "add", *base, "--repo", "o/r", "-e", "p", "--rule", "GNG-SEC-001",
                               "--until", "someday", "--reason", "x"])  # fmt: skip
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_a_waiver_end_beyond_the_calendar_is_a_command_error_not_an_overflow() -> None:
+    for end in ("9999-12-31", "9999-12-31T23:59:59-05:00"):
+        with pytest.raises(CommandError, match="too far away"):
+            parse_command(f"/gonogo waive GNG-SEC-001 until {end} forever", now=NOW)
+
+
+def test_commands_name_an_environment_and_a_waiver_its_scope() -> None:
+    envs = {"production", "staging"}
+    cmd = parse_command("/GONOGO APPROVE Production checked by hand", now=NOW, environments=envs)
+    assert cmd is not None and (cmd.action, cmd.environment, cmd.reason) == ("approve", "Production", "checked by hand")
+    cmd = parse_command("/gonogo approve production@1a2b3c4 ok", now=NOW, environments=envs)
+    assert cmd is not None and (cmd.environment, cmd.reason) == ("production@1a2b3c4", "ok")
+    cmd = parse_command("/gonogo approve productive talk", now=NOW, environments=envs)
+    assert cmd is not None and (cmd.environment, cmd.reason) == (None, "productive talk")
+    cmd = parse_command("/gonogo waive staging GNG-SEC-001 --env-wide until 2026-06-10 known", now=NOW, environments=envs)
+    assert cmd is not None and (cmd.environment, cmd.rule_id, cmd.env_wide, cmd.sha) == ("staging", "GNG-SEC-001", True, None)
+    cmd = parse_command("/gonogo waive --env-wide GNG-SEC-001 until 2026-06-10 known", now=NOW)
+    assert cmd is not None and cmd.env_wide
+    with pytest.raises(CommandError, match="not both"):
+        parse_command(f"/gonogo waive GNG-SEC-001 --env-wide for {SHA} until 2026-06-10 known", now=NOW)

@@ -22,8 +22,15 @@ from github_app import db
 from github_app.commands.audit import open_engine, parse_when
 from github_app.db.models import Deployment, HistoryRow
 from github_app.features.outcomes import STATE_TO_OUTCOME
-from scorer.evidence import HISTORY_COLUMNS, change_entropy
-from scorer.risk.history import INT_COLUMNS, HistoryError, coerce_history, read_history_file, validate_history
+from scorer.evidence import HISTORY_COLUMNS, change_directories, change_entropy, is_fix_message
+from scorer.risk.history import (
+    INT_COLUMNS,
+    HistoryError,
+    coerce_history,
+    missing_outcome_times,
+    read_history_file,
+    validate_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +47,13 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
     created = pd.Timestamp(row["created_at"]).to_pydatetime()
     outcome = row.get("outcome") or None
+    known = row.get("outcome_at")
+    # Without the time an outcome became known it stays a training label but feeds no history feature.
+    outcome_at = pd.Timestamp(known).to_pydatetime() if outcome and known is not None and not pd.isna(known) else None
     return {
         "deployment_id": str(row["deployment_id"]), "repository": str(row["repository"]),
         "environment": str(row["environment"]), "sha": str(row.get("sha") or ""), "created_at": created,
-        "outcome": outcome, "outcome_at": created if outcome else None, "features": history_features(row),
+        "outcome": outcome, "outcome_at": outcome_at, "features": history_features(row),
     }  # fmt: skip
 
 
@@ -91,7 +101,7 @@ def history() -> None:
 @click.option("--repo", "repository", default=None, help="Only this repository (owner/name).")
 @DATABASE_OPTION
 def export_command(output: Path, repository: str | None, database_url: str | None) -> None:
-    """Write the history table with exactly the DESIGN.md section 3 columns (outcome included)."""
+    """Write the history table with exactly the columns of docs/history.md (outcome included)."""
     suffix = output.suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
         raise click.BadParameter(f"{output.name}: use a .csv or .parquet file name", param_hint="--output")
@@ -103,7 +113,8 @@ def export_command(output: Path, repository: str | None, database_url: str | Non
     output.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         out = frame.copy()
-        out["created_at"] = out["created_at"].map(lambda t: t.isoformat().replace("+00:00", "Z"))
+        for col in ("created_at", "outcome_at"):
+            out[col] = out[col].map(lambda t: "" if pd.isna(t) else t.isoformat().replace("+00:00", "Z"))
         out.to_csv(output, index=False)
     else:
         frame.to_parquet(output, index=False)
@@ -130,13 +141,19 @@ def import_command(file: Path, database_url: str | None) -> None:
     if not keep:
         raise click.ClickException(f"nothing imported from {file}: every row has an error")
     good = coerce_history(raw.iloc[keep].reset_index(drop=True))
+    untimed = missing_outcome_times(good)
     engine = open_engine(database_url)
     try:
         new, updated = upsert_history(engine, good)
     finally:
         engine.dispose()
-    log.info("history.imported", extra={"file": str(file), "new": new, "updated": updated, "rejected": len(bad_rows)})
+    log.info("history.imported", extra={"file": str(file), "new": new, "updated": updated, "rejected": len(bad_rows),
+                                        "outcomes_without_time": untimed})  # fmt: skip
     click.echo(f"imported {len(good)} rows from {file}: {new} new, {updated} updated, {len(bad_rows)} rejected")
+    if untimed:
+        click.echo(f"{untimed} rows have an outcome but no outcome_at: they are training labels, but no later "
+                   "deployment's history features use them; fill outcome_at (when the outcome became known) "
+                   "to let them count")
 
 
 # ------------------------------------------------------------------------------------------ backfill
@@ -199,7 +216,7 @@ async def _change(gh: Any, owner: str, name: str, base: str, head: str) -> dict[
 
     if base == head:
         return {"commits": 0, "files_changed": 0, "additions": 0, "deletions": 0, "subsystems": 0, "entropy": 0.0,
-                "authors": 0, "has_migration": False}  # fmt: skip
+                "authors": 0, "has_migration": False, "directories": 0, "fix_commits": 0}  # fmt: skip
     try:
         resp = await call(gh.rest.repos.async_compare_commits(owner, name, f"{base}...{head}", per_page=100))
     except GitHubError as exc:  # force-pushed or unrelated history: leave the change unknown
@@ -218,6 +235,8 @@ async def _change(gh: Any, owner: str, name: str, base: str, head: str) -> dict[
         "deletions": sum(f.deletions for f in files),
         "subsystems": len({p.split("/", 1)[0] if "/" in p else "." for p in paths}),
         "entropy": round(change_entropy([f.additions + f.deletions for f in files]), 4), "authors": len(authors),
+        "directories": change_directories(paths),
+        "fix_commits": sum(is_fix_message(c.commit.message) for c in cmp.commits),
         "has_migration": any(PurePosixPath(p).match(g) or fnmatch.fnmatchcase(p, g)
                              for p in paths for g in DEFAULT_MIGRATIONS),
     }  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
@@ -69,20 +70,24 @@ def model() -> None:
 
 @model.command()
 @click.option("--history", "history_path", required=True, type=click.Path(path_type=Path),
-              help="Deployment history, CSV or Parquet (DESIGN.md section 3).")
+              help="Deployment history, CSV or Parquet (columns: docs/history.md).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write the model here; without it the model is registered in the database.")
 @click.option("--prior/--no-prior", default=True, show_default=True,
               help="Blend with the packaged cold-start prior while outcomes are few.")
+@click.option("--prior-model", "prior_path", type=click.Path(path_type=Path), default=None,
+              help="Blend with this prior (a file written by `python -m scorer.risk.build_prior`) instead of the "
+                   "packaged one.")
 @click.option("--random-state", type=int, default=0, show_default=True)
 @click.option("--repo", "repository", default=None,
               help="Register as this repository's model (owner/name); default: a global model.")
 @click.option("--database-url", envvar="GONOGO_DATABASE_URL", default=None,
               help="Registry database (default: GONOGO_DATABASE_URL, else the local SQLite file).")
-def train(history_path: Path, output: Path | None, prior: bool, random_state: int, repository: str | None,
-          database_url: str | None) -> None:
+def train(history_path: Path, output: Path | None, prior: bool, prior_path: Path | None, random_state: int,
+          repository: str | None, database_url: str | None) -> None:
     """Train a risk model on a history file."""
     history = _history(history_path)
+    prior_model = (_model(prior_path) if prior_path is not None else load_prior()) if prior else None
     with tqdm(total=len(TRAIN_STEPS), desc="training", unit="step", file=sys.stderr) as bar:
 
         def step(name: str) -> None:
@@ -90,8 +95,7 @@ def train(history_path: Path, output: Path | None, prior: bool, random_state: in
             bar.update(1)
 
         try:
-            trained = train_model(history, prior=load_prior() if prior else None, random_state=random_state,
-                                  on_step=step)
+            trained = train_model(history, prior=prior_model, random_state=random_state, on_step=step)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if output is None:
@@ -122,24 +126,49 @@ def train(history_path: Path, output: Path | None, prior: bool, random_state: in
 @model.command()
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
 @click.option("--history", "history_path", required=True, type=click.Path(path_type=Path))
+@click.option("--since", default=None,
+              help="Score only rows created at or after this time (ISO 8601, UTC); earlier rows are context: they "
+                   "feed the history features of the scored rows and are not scored themselves.")
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write a reliability diagram and ROC to this PNG.")
-def evaluate(model_path: Path, history_path: Path, fmt: str, plot: Path | None) -> None:
-    """Score a model on the labelled rows of a history file."""
+def evaluate(model_path: Path, history_path: Path, since: str | None, fmt: str, plot: Path | None) -> None:
+    """Score a model on the labelled rows of a history file (optionally only those since a time)."""
+    from github_app.commands.audit import parse_when
+
     trained = _model(model_path)
-    X, y, _ = labelled_training_set(_history(history_path))
+    start = parse_when(since) if since is not None else None
+    X, y, h = labelled_training_set(_history(history_path))
+    context = 0
+    if start is not None:
+        scored = (h["created_at"] >= pd.Timestamp(start)).to_numpy()
+        context = int((~scored).sum())
+        X, y = X[scored], y[scored]
     if len(y) == 0:
-        raise click.ClickException("the history has no labelled outcomes to evaluate against; fill the outcome column")
+        where = f" created since {since}" if since else ""
+        raise click.ClickException(f"the history has no labelled outcomes{where} to evaluate against; fill the "
+                                   "outcome column or pick an earlier --since")
     p = trained.predict_risk(X)
     metrics = evaluate_predictions(y, p)
     metrics["model_version"] = trained.version
+    metrics["since"] = start.isoformat() if start is not None else None
+    metrics["context_rows"] = context
+    trained_until = (trained.metadata.get("training_window") or {}).get("max_created_at")
+    if start is not None and trained_until and pd.Timestamp(trained_until) >= pd.Timestamp(start):
+        metrics["warning"] = (f"the model was trained on rows up to {trained_until}, after --since: "
+                              "the figures include rows it learnt from")
     if plot is not None:
         plot_evaluation(y, p, plot, title=f"gonogo risk model {trained.version}")
         metrics["plot"] = str(plot)
     if fmt == "json":
         click.echo(json.dumps(metrics, indent=2))
         return
-    click.echo(f"model {trained.version} on {metrics['n']} deployments ({metrics['positive_rate']:.1%} failed)")
+    scope = f" since {metrics['since']} ({context} earlier rows as context)" if start is not None else ""
+    click.echo(f"model {trained.version} on {metrics['n']} deployments{scope} ({metrics['positive_rate']:.1%} failed)")
+    if "warning" in metrics:
+        click.echo(f"  warning: {metrics['warning']}")
+    caught = metrics["catch_rate"].get("0.1")
+    click.echo(f"  gating the riskiest 10% catches {'n/a' if caught is None else f'{caught:.0%}'} of failures; "
+               f"calibration error (ECE) {metrics['ece']:.3f}")
     for key in ("roc_auc", "pr_auc", "brier", "ece"):
         value = metrics[key]
         click.echo(f"  {key:8s} {'n/a' if value is None else f'{value:.3f}'}")
@@ -161,8 +190,13 @@ def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: st
     matches = np.flatnonzero(history["deployment_id"].astype(str).to_numpy() == row_id)
     if len(matches) == 0:
         raise click.ClickException(f"no row with deployment_id {row_id!r} in {history_path}")
-    features = build_features(history)
-    row = features.iloc[int(matches[0])]
+    target = history.iloc[int(matches[0])]
+    # Only the repository's rows up to this one can move its features (they look strictly back in time),
+    # so features are built for those alone rather than for the whole file.
+    context = history[(history["repository"] == target["repository"])
+                      & (history["created_at"] <= target["created_at"])]  # fmt: skip
+    features = build_features(context)
+    row = features.loc[target.name]
     estimate = risk_estimate(trained, row, top=top)
     if fmt == "json":
         click.echo(estimate.model_dump_json(indent=2))

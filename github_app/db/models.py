@@ -169,6 +169,10 @@ class Deployment(Base):
     __table_args__ = (
         Index("ix_deployments_env", "repository", "environment", "created_at"),
         Index("ix_deployments_state", "state", "lease_until"),
+        Index("ix_deployments_created", "created_at", "id"),  # migration 0009: pages and windows
+        Index("ix_deployments_env_only", "environment", "created_at"),
+        Index("ix_deployments_release", "repository", "environment", "sha", "created_at"),
+        Index("ix_deployments_answer", "answer", "created_at"),
     )
 
 
@@ -227,6 +231,11 @@ class Outcome(Base):
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
+    __table_args__ = (
+        Index("ix_outcomes_release", "repository", "environment", "sha", "observed_at"),  # migration 0009
+        Index("ix_outcomes_observed", "observed_at"),
+    )
+
 
 class HistoryRow(Base):
     """The deployment history table of DESIGN.md section 3, one row per decided deployment."""
@@ -279,6 +288,17 @@ class Waiver(Base):
     __table_args__ = (Index("ix_waivers_lookup", "repository", "environment", "expires_at"),)
 
 
+class CommentCommand(Base):
+    """A PR comment that issued a `/gonogo` command: each comment acts at most once, whatever its deliveries."""
+
+    __tablename__ = "comment_commands"
+
+    comment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    repository: Mapped[str] = mapped_column(String(200))
+    delivery_id: Mapped[str] = mapped_column(String(100))  # the delivery that acted; its own retries may go on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AuditEntry(Base):
     """Append-only, hash-chained record of everything gonogo decided or did."""
 
@@ -295,7 +315,10 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_deployment", "deployment_key", "seq"),  # migration 0009
+    )
 
 
 class OutboxMessage(Base):
@@ -325,3 +348,12 @@ __all__ = [
     "AuditEntry", "Base", "DecisionRecord", "Delivery", "Deployment", "EvidenceRecord", "HistoryRow",
     "Installation", "OutboxMessage", "Outcome", "Review", "RiskModelRecord", "UniqueConstraint", "Waiver",
 ]  # fmt: skip
+
+
+class Lease(Base):
+    """A named job that one process at a time may run (the webhook redelivery pass), held until ``until``."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())

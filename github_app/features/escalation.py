@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from githubkit import GitHub
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from github_app import audit, deployments, waivers
-from github_app.db.models import Deployment, Review
+from github_app.db.models import CommentCommand, DecisionRecord, Deployment, Review
 from github_app.deployments import DeploymentBusy
 from github_app.features.announcements import notify_state_change, reply
 from github_app.features.gate import (
@@ -28,7 +29,7 @@ from github_app.features.gate import (
 from github_app.github import GitHubError, NotFound, call
 from github_app.publish import comment_on_issue, update_check_run_text
 from github_app.routing import Context, Event, RetryLater, Router
-from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, load_policy_text
+from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, format_duration, load_policy_text
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,24 @@ def who_may_decide(r: Reviewers) -> str:
 async def authorise(
     gh: GitHub[Any], repository: str, reviewers: Reviewers, actor: str, deployer: str | None, action: str
 ) -> Verdict:
-    """Decide whether ``actor`` may take ``action`` now, asking GitHub about teams and permissions."""
+    """Decide whether ``actor`` may take ``action`` now, asking GitHub about teams and permissions.
+
+    Every action that can lead to approving a deployment (approve, waive, override) is refused to
+    the person who triggered it when the policy asks for four eyes; break-glass on one's own
+    deployment needs ``reviewers.break_glass_self`` on top.
+    """
     owner, name = repository.split("/", 1)
+    own = bool(deployer) and actor.lower() == (deployer or "").lower()
     if action == "override":
-        if actor.lower() in {u.lower() for u in reviewers.break_glass}:
-            return Verdict(True, "listed for break-glass overrides")
-        return Verdict(False, f"only {', '.join('@' + u for u in reviewers.break_glass) or 'nobody'} may override")
-    if reviewers.four_eyes and action == "approve" and deployer and actor.lower() == deployer.lower():
-        return Verdict(False, "four eyes: the person who triggered the deployment cannot approve it")
+        if actor.lower() not in {u.lower() for u in reviewers.break_glass}:
+            return Verdict(False, f"only {', '.join('@' + u for u in reviewers.break_glass) or 'nobody'} may override")
+        if own and not reviewers.break_glass_self:
+            return Verdict(False, "break-glass on a deployment you triggered yourself is off "
+                                  "(reviewers.break_glass_self: false); ask another break-glass login")  # fmt: skip
+        return Verdict(True, "listed for break-glass overrides" + (" (own deployment)" if own else ""))
+    if reviewers.four_eyes and own and action in ("approve", "waive"):
+        verb = "approve it" if action == "approve" else "waive its rules"
+        return Verdict(False, f"four eyes: the person who triggered the deployment cannot {verb}")
     listed = actor.lower() in {u.lower() for u in reviewers.users}
     member_of = None
     if not listed:
@@ -95,17 +106,24 @@ async def authorise(
 
 def _record_review(
     engine: Engine, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
-    refusal: str | None,
+    refusal: str | None, origin: dict[str, Any] | None = None,
 ) -> None:
+    """Store a human's attempt and audit it with what it was about, where it came from and how it ended."""
+    data = {
+        "action": action, "allowed": allowed, "reason": reason, "refusal": refusal, "delivery_id": delivery_id,
+        "environment": row.environment, "sha": row.sha, "deployer": row.creator,
+        "own_deployment": bool(row.creator) and actor.lower() == (row.creator or "").lower(), **(origin or {}),
+    }  # fmt: skip
     with Session(engine) as session, session.begin():
         session.add(Review(
             deployment_id=row.id, delivery_id=delivery_id, actor=actor, action=action, allowed=allowed,
             reason=reason, refusal=refusal, created_at=datetime.now(UTC),
         ))  # fmt: skip
-        audit.append(
-            session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
-            data={"action": action, "allowed": allowed, "reason": reason, "refusal": refusal, "delivery_id": delivery_id},
-        )  # fmt: skip
+        audit.append(session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
+                     data=data)  # fmt: skip
+        if action == "override":  # break-glass is loud in the log too, allowed or not
+            audit.append(session, "override", repository=row.repository, deployment_key=row.key, actor=actor,
+                         data=data)  # fmt: skip
 
 
 async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[str, Any]) -> EnvironmentPolicy:
@@ -122,13 +140,14 @@ _reply = reply
 
 async def decide_by_human(
     ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, action: str, reason: str, delivery_id: str,
-    payload: dict[str, Any],
+    payload: dict[str, Any], origin: dict[str, Any] | None = None,
 ) -> str:
     """Apply a reviewer's approve / reject / override; return what happened, in words."""
     env_policy = await _environment_policy(gh, row, payload)
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, row.creator, action)
     refusal = None if verdict.allowed else verdict.why
-    await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal)
+    await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal,
+                            origin)  # fmt: skip
     if not verdict.allowed:
         await _reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
@@ -197,15 +216,21 @@ async def on_button(ctx: Context, ev: Event) -> None:
     if row is None or ev.installation_id is None:
         return
     gh = ctx.github_clients().installation(ev.installation_id)
-    outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload)
+    outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload,
+                                    origin={"source": "check_run_button", "check_run_id": run.get("id")})  # fmt: skip
     log.info("escalation.button", extra={"deployment": row.key, "actor": actor, "outcome": outcome})
 
 
 @router.on("issue_comment", "created")
 async def on_comment(ctx: Context, ev: Event) -> None:
-    """`/gonogo approve|reject|override|waive` commands on a pull request of the deployment."""
-    body = (ev.payload.get("comment") or {}).get("body") or ""
-    if "/gonogo" not in body or ev.installation_id is None:
+    """`/gonogo approve|reject|override|waive` commands on a pull request of the deployment.
+
+    A comment acts at most once (whatever its deliveries), answers only deployments escalated before
+    it was written, and must name the environment when several deployments of the PR wait.
+    """
+    comment = ev.payload.get("comment") or {}
+    body = comment.get("body") or ""
+    if "/gonogo" not in body.lower() or ev.installation_id is None:
         return
     issue = ev.payload.get("issue") or {}
     repository = (ev.payload.get("repository") or {}).get("full_name")
@@ -214,37 +239,152 @@ async def on_comment(ctx: Context, ev: Event) -> None:
     actor = (ev.payload.get("sender") or {}).get("login") or "unknown"
     if (ev.payload.get("sender") or {}).get("type") == "Bot":
         return
+    number = int(issue["number"])
+    comment_id = comment.get("id")
+    if not isinstance(comment_id, int) or isinstance(comment_id, bool):
+        log.warning("escalation.comment_without_id", extra={"repository": repository, "delivery_id": ev.delivery_id})
+        return
+    if not await asyncio.to_thread(_claim_comment, ctx.engine, comment_id, repository, ev.delivery_id):
+        log.info("escalation.comment_repeated", extra={"repository": repository, "comment_id": comment_id,
+                                                        "delivery_id": ev.delivery_id})  # fmt: skip
+        return
     gh = ctx.github_clients().installation(ev.installation_id)
+    origin = {"source": "comment", "comment_id": comment_id, "pull_request": number}
+    rows = await asyncio.to_thread(_deployments_for_pr, ctx.engine, repository, number)
+
+    async def refuse(action: str, text: str, why: str) -> None:
+        await asyncio.to_thread(_record_refused_command, ctx.engine, repository, actor, action, why,
+                                ev.delivery_id, origin)  # fmt: skip
+        await comment_on_issue(gh, repository, number, f"@{actor} {text}")
+
+    now = datetime.now(UTC)
     try:
-        command = waivers.parse_command(body, now=datetime.now(UTC))
+        command = waivers.parse_command(body, now=now, environments={r.environment for r in rows})
     except waivers.CommandError as exc:
-        await comment_on_issue(gh, repository, int(issue["number"]), f"@{actor} {exc}")
+        await refuse("unknown", str(exc), f"malformed command: {exc}")
         return
     if command is None:
         return
-    rows = await asyncio.to_thread(_deployments_for_pr, ctx.engine, repository, int(issue["number"]))
     pending = [r for r in rows if r.answered_at is None]
+    written = _comment_time(comment)
+    escalated = await asyncio.to_thread(_escalated_at, ctx.engine, [r.id for r in pending])
+    answerable = [r for r in pending if r.id in escalated and written is not None
+                  and escalated[r.id].replace(microsecond=0) <= written]  # GitHub's times have whole seconds
+    if command.action == "override":
+        # break-glass may also stop gonogo's own no-go while it evaluates, but never reaches a deployment
+        # requested after the comment was written
+        answerable = [r for r in pending if written is not None and r.created_at.replace(microsecond=0) <= written]
+    if command.action == "waive" and not pending:
+        answerable = rows[:1]  # nothing waits: the waiver is for the next deployment of this PR's commit
+    if not answerable:
+        if not rows:
+            text = why = "no gonogo deployment is linked to this pull request."
+        elif pending:
+            text = why = ("no deployment of this pull request was waiting for a decision when this comment was "
+                          "written; comment again now that gonogo asks.")  # fmt: skip
+        else:
+            text = why = "no deployment of this pull request is waiting for a decision."
+        await refuse(command.action, text, why)
+        return
+    chosen, choices = _choose(answerable, command.environment)
+    if chosen is None:
+        example = f"`/gonogo {command.action} {choices[0] if choices else '<environment>'} …`"
+        if choices:
+            text = (f"several deployments of this pull request are waiting: {', '.join(f'`{c}`' for c in choices)}. "
+                    f"Name the one you mean, e.g. {example}.")  # fmt: skip
+        else:
+            text = f"no deployment of this pull request to `{command.environment}` is waiting for a decision."
+        await refuse(command.action, text, text)
+        return
     if command.action == "waive":
-        candidates = pending or rows
-        if not candidates:
-            await comment_on_issue(gh, repository, int(issue["number"]),
-                                   f"@{actor} no gonogo deployment is linked to this pull request.")  # fmt: skip
-            return
-        await _waive(ctx, gh, candidates[0], actor, command, ev)
+        await _waive(ctx, gh, chosen, actor, command, ev, origin=origin)
         return
-    if not pending:
-        await comment_on_issue(gh, repository, int(issue["number"]),
-                               f"@{actor} no deployment of this pull request is waiting for a decision.")  # fmt: skip
-        return
-    for row in pending:
-        await decide_by_human(ctx, gh, row, actor, command.action, command.reason, ev.delivery_id, ev.payload)
+    await decide_by_human(ctx, gh, chosen, actor, command.action, command.reason, ev.delivery_id, ev.payload,
+                          origin=origin)  # fmt: skip
 
 
-async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event) -> None:
+def _claim_comment(engine: Engine, comment_id: int, repository: str, delivery_id: str) -> bool:
+    """Record that this comment acts now; False if another delivery of the same comment already did."""
+    with engine.begin() as conn:
+        stored = conn.execute(
+            select(CommentCommand.delivery_id).where(CommentCommand.comment_id == comment_id)
+        ).scalar()  # fmt: skip
+        if stored is not None:
+            return bool(stored == delivery_id)  # a retry of the acting delivery may go on
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(CommentCommand).values(comment_id=comment_id, repository=repository,
+                                                       delivery_id=delivery_id, created_at=datetime.now(UTC)))  # fmt: skip
+    except IntegrityError:  # a concurrent delivery of the same comment got there first
+        return False
+    return True
+
+
+def _comment_time(comment: dict[str, Any]) -> datetime | None:
+    raw = comment.get("created_at")
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _escalated_at(engine: Engine, deployment_ids: list[int]) -> dict[int, datetime]:
+    """When each deployment was first escalated (its first decision to ask a human)."""
+    if not deployment_ids:
+        return {}
+    with Session(engine) as session:
+        rows = session.execute(
+            select(DecisionRecord.deployment_id, func.min(DecisionRecord.created_at))
+            .where(DecisionRecord.deployment_id.in_(deployment_ids), DecisionRecord.action == "escalate")
+            .group_by(DecisionRecord.deployment_id)
+        ).all()  # fmt: skip
+    return {int(dep): moment for dep, moment in rows if moment is not None}
+
+
+def _label_of(row: Deployment, with_sha: bool) -> str:
+    return f"{row.environment}@{row.sha[:7]}" if with_sha else row.environment
+
+
+def _choose(rows: list[Deployment], named: str | None) -> tuple[Deployment | None, list[str]]:
+    """The one deployment a command answers, or None and the names to choose from."""
+    if named:
+        env, _, sha = named.partition("@")
+        rows = [r for r in rows if r.environment.lower() == env.lower() and r.sha.startswith(sha.lower())]
+    distinct: dict[tuple[str, str], Deployment] = {}
+    for row in rows:  # newest first: a second run of the same commit to the same environment answers the newest
+        distinct.setdefault((row.environment.lower(), row.sha), row)
+    if len(distinct) == 1:
+        return next(iter(distinct.values())), []
+    envs = [r.environment.lower() for r in distinct.values()]
+    with_sha = len(set(envs)) < len(envs)
+    return None, sorted(_label_of(r, with_sha) for r in distinct.values())
+
+
+def _record_refused_command(engine: Engine, repository: str, actor: str, action: str, refusal: str,
+                            delivery_id: str, origin: dict[str, Any]) -> None:  # fmt: skip
+    """Audit a command refused before it reached a deployment (malformed, stale, ambiguous)."""
+    with Session(engine) as session, session.begin():
+        audit.append(session, "review_attempt", repository=repository, actor=actor, data={
+            "action": action, "allowed": False, "reason": "", "refusal": refusal, "delivery_id": delivery_id, **origin,
+        })  # fmt: skip
+
+
+async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event,
+                 origin: dict[str, Any] | None = None) -> None:  # fmt: skip
     env_policy = await _environment_policy(gh, row, ev.payload)
-    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, None, "waive")
+    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, row.creator, "waive")
+    limit = env_policy.waivers.max_lifetime
+    if verdict.allowed and command.until - datetime.now(UTC) > limit:
+        verdict = Verdict(False, f"a waiver may last at most {format_duration(limit)} (waivers.max_lifetime); "
+                                 f"choose an end before {datetime.now(UTC) + limit:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+    sha = None if command.env_wide else (command.sha or row.sha)
+    scope = {"rule_id": command.rule_id, "sha": sha, "until": command.until.isoformat(), "env_wide": command.env_wide}
     await asyncio.to_thread(_record_review, ctx.engine, row, ev.delivery_id, actor, "waive", verdict.allowed,
-                            command.reason, None if verdict.allowed else verdict.why)  # fmt: skip
+                            command.reason, None if verdict.allowed else verdict.why,
+                            {**(origin or {}), "waiver": scope})  # fmt: skip
     if not verdict.allowed:
         await _reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
                               f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
@@ -252,14 +392,28 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
 
     def store() -> None:
         with Session(ctx.engine) as session, session.begin():
-            waivers.add_waiver(session, row.repository, row.environment, command.rule_id, command.sha, command.until,
+            waivers.add_waiver(session, row.repository, row.environment, command.rule_id, sha, command.until,
                                command.reason, actor, deployment_key=row.key)  # fmt: skip
 
     await asyncio.to_thread(store)
-    await _reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {row.environment} until "
+    where = f"every commit to {row.environment}" if sha is None else f"`{sha[:7]}` on {row.environment}"
+    await _reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {where} until "
                           f"{command.until:%Y-%m-%d %H:%M} UTC ({command.reason}).")  # fmt: skip
     if row.answered_at is None:  # still waiting: decide again with the waiver applied
         await run_gate(ctx, request_from_row(row), ev.delivery_id, reevaluate=True)
+
+
+@router.on("workflow_run", "completed")
+async def on_run_completed(ctx: Context, ev: Event) -> None:
+    """A workflow run that ended (cancelled, timed out, failed elsewhere) no longer waits: stop its escalations."""
+    run = ev.payload.get("workflow_run") or {}
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    if not isinstance(run, dict) or not isinstance(run.get("id"), int) or not isinstance(repository, str):
+        return
+    why = f"workflow run {run['id']} completed ({run.get('conclusion') or 'no conclusion'})"
+    for row in await asyncio.to_thread(deployments.for_run, ctx.engine, repository, int(run["id"])):
+        if row.state == deployments.ESCALATED and await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, why):
+            log.info("escalation.abandoned", extra={"deployment": row.key, "why": why})
 
 
 async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:

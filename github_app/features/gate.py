@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import functools
 import logging
@@ -30,6 +31,7 @@ from github_app.github import (
     GitHubError,
     InstallationNotFound,
     NotFound,
+    RateLimited,
     call,
     parse_time,
     parsed,
@@ -106,18 +108,42 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
 # --- policy ---------------------------------------------------------------------------------
 
 
+# (owner, repo, path, ref) -> (etag, text, blob sha) of files read, to ask GitHub "changed since?" next time
+_FILE_CACHE: collections.OrderedDict[tuple[str, str, str, str | None], tuple[str, str, str]] = collections.OrderedDict()
+FILE_CACHE_SIZE = 512
+
+
 async def read_file(gh: GitHub[Any], owner: str, repo: str, path: str, ref: str | None) -> tuple[str, str] | None:
-    """A file's text and blob sha at ``ref``, or None when it does not exist."""
+    """A file's text and blob sha at ``ref``, or None when it does not exist.
+
+    A file read before is asked for with its ETag: GitHub answers 304 when it did not change, which
+    costs no rate limit, and the text read then is used again.
+    """
+    key = (owner.lower(), repo.lower(), path, ref)
+    cached = _FILE_CACHE.get(key)
     try:
         kwargs: dict[str, Any] = {"ref": ref} if ref else {}
+        if cached is not None:
+            kwargs["headers"] = {"If-None-Match": cached[0]}
         resp = await call(gh.rest.repos.async_get_content(owner, repo, path, **kwargs))
     except NotFound:
+        _FILE_CACHE.pop(key, None)
         return None
+    if resp.status_code == 304 and cached is not None:
+        _FILE_CACHE.move_to_end(key)
+        return cached[1], cached[2]
     data = parsed(resp)
     content = getattr(data, "content", None)
     if not isinstance(content, str):
         return None
-    return base64.b64decode(content).decode("utf-8", errors="replace"), str(getattr(data, "sha", ""))
+    text, sha = base64.b64decode(content).decode("utf-8", errors="replace"), str(getattr(data, "sha", ""))
+    etag = resp.headers.get("etag")
+    if etag:
+        _FILE_CACHE[key] = (etag, text, sha)
+        _FILE_CACHE.move_to_end(key)
+        while len(_FILE_CACHE) > FILE_CACHE_SIZE:
+            _FILE_CACHE.popitem(last=False)
+    return text, sha
 
 
 async def load_policy(gh: GitHub[Any], t: Target) -> tuple[Policy | PolicyError, str | None]:
@@ -149,6 +175,8 @@ def parsed_policy(text: str | None, source: str, org_text: str | None, org_sourc
 async def _org_defaults(gh: GitHub[Any], owner: str) -> tuple[str, str] | None:
     try:
         return await read_file(gh, owner, ".github", POLICY_PATH, None)
+    except RateLimited:
+        raise  # a pause, not an absent defaults file: the policy must not be read without them
     except GitHubError:
         return None  # no org defaults repository, or not readable by this installation
 
@@ -225,7 +253,8 @@ async def _keep_lease(engine: Engine, key: str, owner: str, lease: float) -> Non
     while True:
         await asyncio.sleep(lease / 3)
         if not await asyncio.to_thread(deployments.renew, engine, key, owner, lease):
-            log.warning("gate.lease_lost", extra={"deployment": key})
+            # the deployment left the worker's hands (escalated, answered) or the lease was taken over
+            log.info("gate.lease_ended", extra={"deployment": key})
             return
 
 

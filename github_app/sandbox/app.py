@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from github_app.sandbox.state import (
     Deployment,
     GateReview,
     IssueComment,
+    Release,
     Repo,
     SandboxState,
     iso,
@@ -43,6 +45,8 @@ from github_app.sandbox.state import (
 log = logging.getLogger(__name__)
 
 MAX_REVIEW_COMMENT = 1024
+MAX_COMPARE_FILES = 300
+MAX_PULL_FILES = 3000
 MAX_STATUS_REPORTS = 10
 MAX_ANNOTATIONS_PER_REQUEST = 50
 MAX_ACTIONS = 3
@@ -126,10 +130,13 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
 
     def run(request: Request, raw: bytes) -> Response:
         state: SandboxState = request.scope["app"].sandbox_state
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return ApiError(400, "Problems parsing JSON").response()
+        if (header(request.scope, b"content-type") or "").startswith("application/x-www-form-urlencoded"):
+            body: Any = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))  # a web page's form
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                return ApiError(400, "Problems parsing JSON").response()
         render = Renderer(state, _base_url(request))
         ctx = Ctx(request=request, state=state, render=render, body=body, query=query_of(request.scope))
         with state.lock:
@@ -139,6 +146,7 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
                 elif auth == "installation":
                     ctx.caller = authenticate(state, header(request.scope, b"authorization"))
                     request.scope.get("sandbox", {})["installation_id"] = ctx.caller.installation_id
+                    need_permission(ctx.caller, handler)
                 if with_repo:
                     owner, name = request.path_params["owner"], request.path_params["repo"]
                     repo = state.repos.get(f"{owner}/{name}".lower())
@@ -155,6 +163,31 @@ def endpoint(handler: Handler, *, auth: str = "installation", with_repo: bool = 
         return response
 
     return run
+
+
+# --------------------------------------------------------------------------- installation permissions
+
+# What an installation token needs per route; without it GitHub answers 403 "Resource not accessible by
+# integration" (routes not listed here are not checked).
+ROUTE_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "code_scanning_alerts": ("security_events", "read"),
+    "dependabot_alerts": ("vulnerability_alerts", "read"),
+    "secret_scanning_alerts": ("secret_scanning_alerts", "read"),
+    "list_pull_files": ("pull_requests", "read"),
+    "list_releases": ("contents", "read"),
+}
+NOT_ACCESSIBLE = "Resource not accessible by integration"
+
+
+def need_permission(caller: Caller, handler: Handler) -> None:
+    """Refuse a call whose installation token lacks the permission its route needs, as GitHub does."""
+    needed = ROUTE_PERMISSIONS.get(handler.__name__)
+    if needed is None:
+        return
+    name, level = needed
+    granted = caller.token.permissions.get(name)
+    if granted != "write" and granted != level:
+        raise ApiError(403, NOT_ACCESSIBLE)
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -336,6 +369,12 @@ def get_content(ctx: Ctx) -> Response:
         raise ApiError(404, f"No commit found for the ref {ref}")
     path = ctx.params["path"].strip("/")
     if path in files:
+        # GitHub tags each answer with an ETag and answers a matching If-None-Match with an empty 304
+        # (which costs no rate limit)
+        etag = 'W/"' + hashlib.sha256(repo.full_name.encode() + b"\0" + path.encode() + b"\0" + files[path]).hexdigest() + '"'
+        ctx.headers["etag"] = etag
+        if etag in [t.strip() for t in (ctx.request.headers.get("if-none-match") or "").split(",")]:
+            return Response(status_code=304, headers={"etag": etag})
         return ok(ctx.render.content_file(repo, path, files[path], ref))
     prefix = path + "/"
     children = sorted({p[len(prefix):].split("/", 1)[0] for p in files if p.startswith(prefix)})
@@ -406,16 +445,8 @@ def compare(ctx: Ctx) -> Response:
         ahead.sort(key=lambda sha: repo.commits[sha].date)
     status = ("identical" if not ahead and not behind else "ahead" if not behind
               else "behind" if not ahead else "diverged")
-    totals: dict[str, list[Any]] = {}
-    for sha in ahead:
-        for change in repo.commits[sha].files:
-            entry = totals.setdefault(change.filename, [change.status, 0, 0, change.previous_filename])
-            entry[1] += change.additions
-            entry[2] += change.deletions
-            if entry[0] == "added" and change.status == "removed":
-                entry[0] = "removed"
-    files = [ctx.render.diff_entry(repo, head_sha, name, st, adds, dels, prev)
-             for name, (st, adds, dels, prev) in totals.items()][:300]
+    # GitHub lists at most 300 files of a comparison, whatever the page asked for
+    files = changed_files(ctx, repo, ahead, head_sha)[:MAX_COMPARE_FILES]
     url = f"{ctx.render.api}/repos/{repo.full_name}/compare/{base_ref}...{head_ref}"
     html = f"{ctx.render.html}/{repo.full_name}/compare/{base_ref}...{head_ref}"
     page = paginate(ctx, ahead) if ("page" in ctx.query or "per_page" in ctx.query) \
@@ -428,6 +459,20 @@ def compare(ctx: Ctx) -> Response:
         "status": status, "ahead_by": len(ahead), "behind_by": len(behind), "total_commits": len(ahead),
         "commits": [ctx.render.commit(repo, repo.commits[sha]) for sha in page], "files": files,
     })
+
+
+def changed_files(ctx: Ctx, repo: Repo, shas: list[str], head_sha: str) -> list[dict[str, Any]]:
+    """Render the files changed by ``shas`` (oldest first), each file once with its summed line counts."""
+    totals: dict[str, list[Any]] = {}
+    for sha in shas:
+        for change in repo.commits[sha].files:
+            entry = totals.setdefault(change.filename, [change.status, 0, 0, change.previous_filename])
+            entry[1] += change.additions
+            entry[2] += change.deletions
+            if entry[0] == "added" and change.status == "removed":
+                entry[0] = "removed"
+    return [ctx.render.diff_entry(repo, head_sha, name, st, adds, dels, prev)
+            for name, (st, adds, dels, prev) in totals.items()]
 
 
 def list_commits(ctx: Ctx) -> Response:
@@ -508,12 +553,17 @@ def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict[str, Any]) -> None:
     if output is not None:
         if not isinstance(output, dict) or not output.get("title") or not output.get("summary"):
             raise invalid("output needs a title and a summary", "output", "CheckRun")
-        if len(output["summary"]) > 65535 or len(output.get("text") or "") > 65535:
-            raise invalid("output.summary and output.text are limited to 65535 characters", "output", "CheckRun")
+        for key in ("summary", "text"):
+            supplied = utf8_size(output.get(key) or "")
+            if supplied > MAX_OUTPUT_BYTES:
+                # GitHub says "characters" but counts UTF-8 bytes
+                raise ApiError(422, f"Invalid request.\n\nOnly {MAX_OUTPUT_BYTES} characters are allowed; "
+                                    f"{supplied} were supplied.")
         annotations = output.get("annotations") or []
         if len(annotations) > MAX_ANNOTATIONS_PER_REQUEST:
             raise invalid("at most 50 annotations per request", "output.annotations", "CheckRun")
         for a in annotations:
+            _check_annotation_sizes(a)
             try:
                 run.annotations.append(Annotation(
                     path=a["path"], start_line=int(a["start_line"]), end_line=int(a["end_line"]),
@@ -534,6 +584,29 @@ def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict[str, Any]) -> None:
                 raise invalid("action label and identifier must be 1-20 characters, description 1-40",
                               "actions", "CheckRun")
         run.actions = [dict(a) for a in actions]
+
+
+# --------------------------------------------------------------------------- size limits in bytes
+
+MAX_OUTPUT_BYTES = 65535  # a check run's output.summary and output.text
+MAX_ANNOTATION_BYTES = 65535  # an annotation's message and raw_details (64 KB)
+MAX_ANNOTATION_TITLE = 255
+MAX_COMMENT_BYTES = 65536  # an issue comment's body
+
+
+def utf8_size(value: Any) -> int:
+    """Return the size GitHub measures a text field by: its UTF-8 bytes."""
+    return len(value.encode("utf-8")) if isinstance(value, str) else 0
+
+
+def _check_annotation_sizes(a: Any) -> None:
+    if not isinstance(a, dict):
+        return
+    for key, limit in (("message", MAX_ANNOTATION_BYTES), ("raw_details", MAX_ANNOTATION_BYTES),
+                       ("title", MAX_ANNOTATION_TITLE)):
+        if utf8_size(a.get(key)) > limit:
+            raise invalid(f"{key} is too long (maximum is {limit} characters)", f"output.annotations.{key}",
+                          "CheckRun")
 
 
 def _parse_when(value: Any, default: float) -> float:
@@ -710,7 +783,9 @@ def download_artifact(ctx: Ctx) -> Response:
         raise ApiError(404, NOT_FOUND)
     if art.expired:
         raise ApiError(410, "Artifact has expired")
-    location = f"{ctx.render.api}/_sandbox/blobs/{art.blob_key}/{art.id}.zip"
+    # another host when the storage listener runs (as GitHub's storage is), else this one
+    storage = ctx.state.storage_url or f"{ctx.render.api}/_sandbox"
+    location = f"{storage}/blobs/{art.blob_key}/{art.id}.zip"
     return Response(status_code=302, headers={"location": location})
 
 
@@ -751,7 +826,7 @@ def review_custom_gate(ctx: Ctx) -> Response:
     if gate is None:
         raise refuse(invalid(f"No pending deployment protection rule for environment '{env}' on run {run_id}",
                              "environment_name"))
-    if not isinstance(comment, str) or len(comment) > MAX_REVIEW_COMMENT:
+    if not isinstance(comment, str) or utf8_size(comment) > MAX_REVIEW_COMMENT:
         raise refuse(invalid("comment is too long (maximum is 1024 characters)", "comment"))
     if state_value is not None and state_value not in ("approved", "rejected"):
         raise refuse(invalid("state must be approved or rejected", "state"))
@@ -792,6 +867,8 @@ def code_scanning_alerts(ctx: Ctx) -> Response:
                             "the repository settings.")
     if repo.code_scanning == "no_analysis":
         raise ApiError(404, "no analysis found")
+    if repo.code_scanning == "advanced_security_off":  # a private repository without GitHub Advanced Security
+        raise ApiError(403, "Advanced Security must be enabled for this repository to use code scanning.")
     ref = ctx.q("ref")
     if ctx.q("pr"):
         ref = f"refs/pull/{ctx.q('pr')}/merge"
@@ -934,8 +1011,8 @@ def _comment_body(ctx: Ctx) -> str:
     text = ctx.json_body().get("body")
     if not isinstance(text, str) or not text.strip():
         raise invalid("body cannot be blank", "body", "IssueComment")
-    if len(text) > 65536:
-        raise invalid("body is too long (maximum is 65536 characters)", "body", "IssueComment")
+    if utf8_size(text) > MAX_COMMENT_BYTES:
+        raise invalid(f"body is too long (maximum is {MAX_COMMENT_BYTES} characters)", "body", "IssueComment")
     return text
 
 
@@ -1000,6 +1077,43 @@ def collaborator_permission(ctx: Ctx) -> Response:
     return ok({"permission": legacy, "role_name": permission, "user": user})
 
 
+# --------------------------------------------------------------------------- pull request files, releases
+
+def list_pull_files(ctx: Ctx) -> Response:
+    """GET /repos/{owner}/{repo}/pulls/{pull_number}/files: at most 3,000 files, 30 a page by default."""
+    repo = ctx.need_repo()
+    pr = by_id(ctx, repo.pulls, "pull_number")
+    head, base = repo.resolve(pr.head_sha), repo.resolve(pr.base_sha)
+    if head is None:
+        raise ApiError(404, NOT_FOUND)
+    base_line = set(ancestry(repo, base)) if base else set()
+    shas = [sha for sha in ancestry(repo, head) if sha not in base_line and sha in repo.commits]
+    shas.sort(key=lambda sha: repo.commits[sha].date)
+    files = changed_files(ctx, repo, shas, head)[:MAX_PULL_FILES]
+    return ok(paginate(ctx, files))
+
+
+def _release_json(ctx: Ctx, repo: Repo, rel: Release) -> dict[str, Any]:
+    api = f"{ctx.render.api}/repos/{repo.full_name}/releases/{rel.id}"
+    return {
+        "url": api, "html_url": f"{ctx.render.html}/{repo.full_name}/releases/tag/{rel.tag_name}",
+        "assets_url": api + "/assets", "upload_url": api.replace("://", "://uploads.", 1) + "/assets{?name,label}",
+        "tarball_url": f"{ctx.render.api}/repos/{repo.full_name}/tarball/{rel.tag_name}",
+        "zipball_url": f"{ctx.render.api}/repos/{repo.full_name}/zipball/{rel.tag_name}",
+        "id": rel.id, "node_id": f"RE_{rel.id}", "tag_name": rel.tag_name, "target_commitish": rel.target,
+        "name": rel.name, "body": None, "draft": rel.draft, "prerelease": rel.prerelease,
+        "created_at": iso(rel.created_at), "published_at": None if rel.draft else iso(rel.created_at),
+        "author": ctx.render.user(rel.author), "assets": [],
+    }
+
+
+def list_releases(ctx: Ctx) -> Response:
+    """GET /repos/{owner}/{repo}/releases: newest first."""
+    repo = ctx.need_repo()
+    releases = sorted(repo.releases, key=lambda r: (r.created_at, r.id), reverse=True)
+    return ok([_release_json(ctx, repo, r) for r in paginate(ctx, releases)])
+
+
 # --------------------------------------------------------------------------- the application
 
 R = "/repos/{owner}/{repo}"
@@ -1045,14 +1159,18 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
     ("PATCH", R + "/issues/comments/{comment_id}", update_comment, "installation", True),
     ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}", team_membership, "installation", False),
     ("GET", R + "/collaborators/{username}/permission", collaborator_permission, "installation", True),
+    # pull request files and releases (the change of a big or first deployment)
+    ("GET", R + "/pulls/{pull_number}/files", list_pull_files, "installation", True),
+    ("GET", R + "/releases", list_releases, "installation", True),
 ]
 
 
 def extra_routes() -> list[tuple[str, str, Handler, str, bool]]:
     """Return the routes kept in their own modules (they import this one, hence the late import)."""
     from github_app.sandbox.app_hooks import HOOK_ROUTES
+    from github_app.sandbox.app_manifest import MANIFEST_ROUTES
 
-    return HOOK_ROUTES
+    return [*HOOK_ROUTES, *MANIFEST_ROUTES]
 
 
 class SandboxApp:

@@ -24,6 +24,9 @@ SECONDARY_RATE_LIMIT_MESSAGE = ("You have exceeded a secondary rate limit. Pleas
                                 "try again. If you reach out to GitHub Support for help, please include the "
                                 "request ID SANDBOX.")
 DROP_SENTINEL = "sandbox-dropped-connection"
+# REST API versions GitHub serves; a request naming another one is refused with 400, as GitHub does. A request
+# naming none gets GitHub's default, 2022-11-28 (recorded as None in the call log).
+API_VERSIONS = ("2022-11-28", "2026-03-10")
 
 
 def _error_body(status: int, message: str) -> bytes:
@@ -39,6 +42,16 @@ def _fault_response(fault: Fault, now: float) -> tuple[int, list[tuple[bytes, by
     if fault.kind == "rate_limit_429":
         headers.append((b"retry-after", str(fault.retry_after).encode()))
         return 429, headers, _error_body(429, "Too many requests. " + SECONDARY_RATE_LIMIT_MESSAGE)
+    if fault.kind in ("secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after"):
+        # GitHub may name no time at all: the primary-limit headers still come, with requests to spare
+        headers += [(b"x-ratelimit-limit", b"5000"), (b"x-ratelimit-remaining", b"4987"),
+                    (b"x-ratelimit-used", b"13"), (b"x-ratelimit-resource", b"core"),
+                    (b"x-ratelimit-reset", str(int(now) + 3600).encode())]
+        status = 403 if fault.kind == "secondary_rate_limit_no_retry_after" else 429
+        return status, headers, _error_body(status, SECONDARY_RATE_LIMIT_MESSAGE)
+    if fault.kind == "corrupt":
+        # a 200 whose JSON is not what the route describes (a proxy's page, a half-migrated endpoint)
+        return 200, headers, json.dumps({"sandbox": "corrupt body", "items": "not what was asked for"}).encode()
     if fault.kind == "primary_rate_limit":
         headers += [(b"x-ratelimit-limit", b"5000"), (b"x-ratelimit-remaining", b"0"),
                     (b"x-ratelimit-used", b"5000"),
@@ -47,7 +60,7 @@ def _fault_response(fault: Fault, now: float) -> tuple[int, list[tuple[bytes, by
                                               "reach out to GitHub Support for help, please include the request "
                                               "ID SANDBOX.")
     status = fault.status
-    message = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
+    message = {403: "Forbidden", 404: "Not Found", 500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
                504: "We couldn't respond to your request in time."}.get(status, "Server Error")
     return status, headers, _error_body(status, message)
 
@@ -71,6 +84,18 @@ class FaultAndLogLayer:
         # the routes read the parsed query from here rather than parse it again; handlers never change it
         info: dict[str, Any] = {"installation_id": None, "query": query}
         scope["sandbox"] = info
+        api_version = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-github-api-version"), None)
+        if api_version is not None and api_version not in API_VERSIONS and not path.startswith("/_sandbox/"):
+            payload = _error_body(400, f"Unsupported 'X-GitHub-Api-Version' header value: {api_version}. "
+                                       f"Supported versions are {', '.join(API_VERSIONS)}.")
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json; charset=utf-8"),
+                                    (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            state.record(Call(method=method, path=path, query=query, status=400, body=None, at=at,
+                              duration=time.perf_counter() - started, fault=None, installation_id=None,
+                              api_version=api_version))
+            return None
         fired = state.take_faults(method, path)
         delay = state.latency + sum(f.seconds for f in fired if f.kind == "latency")
         if delay > 0:
@@ -95,7 +120,8 @@ class FaultAndLogLayer:
                               duration=time.perf_counter() - started, fault=fault_name,
                               installation_id=info["installation_id"],
                               response=_decode(b"".join(response_chunks)) if keep else None,
-                              response_headers=dict(response_headers) if keep else None))
+                              response_headers=dict(response_headers) if keep else None,
+                              api_version=api_version))
 
         if terminal is not None and terminal.kind == "drop":
             log(0)

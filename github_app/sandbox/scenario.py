@@ -155,8 +155,9 @@ def _load_repo(state: SandboxState, data: dict[str, Any], base: Path, corpus: Pa
     for run in data.get("workflow_runs") or []:
         _load_run(state, full_name, run, sha_of, base, corpus)
     repo.code_scanning = str(data.get("code_scanning", "enabled"))
-    if repo.code_scanning not in ("enabled", "disabled", "no_analysis"):
-        raise ScenarioError(f"{full_name}: code_scanning must be enabled, disabled or no_analysis")
+    if repo.code_scanning not in ("enabled", "disabled", "no_analysis", "advanced_security_off"):
+        raise ScenarioError(f"{full_name}: code_scanning must be enabled, disabled, no_analysis or "
+                            "advanced_security_off")
     repo.dependabot = bool(data.get("dependabot", True))
     repo.secret_scanning = bool(data.get("secret_scanning", True))
     for key in ("code_scanning_alerts", "dependabot_alerts", "secret_scanning_alerts"):

@@ -16,6 +16,7 @@ import uvicorn
 from github_app.sandbox.app import create_sandbox_app
 from github_app.sandbox.faults import DROP_SENTINEL
 from github_app.sandbox.state import SandboxState
+from github_app.sandbox.storage import STORAGE_HOST, StorageApp
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class RunningSandbox:
     state: SandboxState
     url: str
     server: uvicorn.Server
+    storage: uvicorn.Server | None = None  # the blob storage host artifact downloads redirect to
 
     @property
     def port(self) -> int:
@@ -64,49 +66,93 @@ def _server(state: SandboxState, log_level: str) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def _storage_server(state: SandboxState, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(StorageApp(state), log_level=log_level, access_log=False, lifespan="off",
+                            proxy_headers=False, ws="none")
+    return uvicorn.Server(config)
+
+
+def _storage_socket(host: str) -> socket.socket | None:
+    """A socket for the storage host: another loopback address when the API is on loopback."""
+    if not host.startswith("127."):
+        return None  # served elsewhere: downloads stay on the API host
+    try:
+        return _bind(STORAGE_HOST, 0)
+    except OSError:  # no 127.0.0.2 on this system
+        return None
+
+
 @contextlib.contextmanager
 def running_sandbox(state: SandboxState, *, host: str = "127.0.0.1", port: int = 0,
                     log_level: str = "warning") -> Iterator[RunningSandbox]:
-    """Serve the sandbox in a background thread on a free loopback port; stop it on exit."""
+    """Serve the sandbox (and its blob storage host) in background threads on free loopback ports; stop on exit."""
     sock = _bind(host, port)
     server = _server(state, log_level)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gonogo-sandbox", daemon=True)
-    thread.start()
+    servers = [(server, sock, "gonogo-sandbox")]
+    storage_sock = _storage_socket(host)
+    storage = _storage_server(state, log_level) if storage_sock else None
+    if storage is not None and storage_sock is not None:
+        servers.append((storage, storage_sock, "gonogo-sandbox-storage"))
+    threads = []
+    for srv, srv_sock, name in servers:
+        thread = threading.Thread(target=srv.run, kwargs={"sockets": [srv_sock]}, name=name, daemon=True)
+        thread.start()
+        threads.append(thread)
     deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
+    while not all(srv.started for srv, _, _ in servers):
+        if not all(t.is_alive() for t in threads) or time.monotonic() > deadline:
+            for _, srv_sock, _ in servers:
+                srv_sock.close()
             raise RuntimeError("The GitHub sandbox did not start within 10 s; see the uvicorn log above")
         time.sleep(0.01)
     url = f"http://{host}:{sock.getsockname()[1]}"
     state.api_url = url
-    log.info("sandbox.started", extra={"url": url})
+    if storage_sock is not None:
+        state.storage_url = f"http://{STORAGE_HOST}:{storage_sock.getsockname()[1]}"
+    log.info("sandbox.started", extra={"url": url, "storage_url": state.storage_url})
     try:
-        yield RunningSandbox(state=state, url=url, server=server)
+        yield RunningSandbox(state=state, url=url, server=server, storage=storage)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        for srv, _, _ in servers:
+            srv.should_exit = True
+        for thread in threads:
+            thread.join(timeout=10)
+        for _, srv_sock, _ in servers:
+            srv_sock.close()
+        state.storage_url = None
 
 
 @contextlib.asynccontextmanager
 async def async_running_sandbox(state: SandboxState, *, host: str = "127.0.0.1", port: int = 0,
                                 log_level: str = "warning") -> AsyncIterator[RunningSandbox]:
-    """Serve the sandbox as a task of the running event loop; stop it on exit."""
+    """Serve the sandbox (and its blob storage host) as tasks of the running event loop; stop them on exit."""
     sock = _bind(host, port)
     server = _server(state, log_level)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            sock.close()
-            await task  # re-raise the start-up error
+    servers = [(server, sock)]
+    storage_sock = _storage_socket(host)
+    storage = _storage_server(state, log_level) if storage_sock else None
+    if storage is not None and storage_sock is not None:
+        servers.append((storage, storage_sock))
+    tasks = [asyncio.create_task(srv.serve(sockets=[srv_sock])) for srv, srv_sock in servers]
+    while not all(srv.started for srv, _ in servers):
+        failed = next((task for task in tasks if task.done()), None)
+        if failed is not None:
+            for _, srv_sock in servers:
+                srv_sock.close()
+            await failed  # re-raise the start-up error
             raise RuntimeError("The GitHub sandbox stopped during start-up")
         await asyncio.sleep(0.01)
     url = f"http://{host}:{sock.getsockname()[1]}"
     state.api_url = url
+    if storage_sock is not None:
+        state.storage_url = f"http://{STORAGE_HOST}:{storage_sock.getsockname()[1]}"
     try:
-        yield RunningSandbox(state=state, url=url, server=server)
+        yield RunningSandbox(state=state, url=url, server=server, storage=storage)
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        for srv, _ in servers:
+            srv.should_exit = True
+        for task in tasks:
+            await task
+        for _, srv_sock in servers:
+            srv_sock.close()
+        state.storage_url = None

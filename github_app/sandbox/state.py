@@ -20,9 +20,11 @@ from typing import Any, Literal
 from github_app.sandbox.hook_log import HookLog
 
 FaultKind = Literal["status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
-                    "latency", "truncate", "drop"]
+                    "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
+                    "latency", "truncate", "drop", "corrupt"]
 FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
-                                "latency", "truncate", "drop")
+                                "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
+                                "latency", "truncate", "drop", "corrupt")
 
 
 @functools.lru_cache(maxsize=65536)  # the same few times are rendered over and over
@@ -290,6 +292,20 @@ class PullRequest:
 
 
 @dataclass
+class Release:
+    """A published (or draft) release of a tag."""
+
+    id: int
+    tag_name: str
+    target: str  # the branch or sha the tag was made from
+    name: str
+    author: str
+    created_at: float
+    draft: bool = False
+    prerelease: bool = False
+
+
+@dataclass
 class Repo:
     owner: str
     name: str
@@ -305,7 +321,7 @@ class Repo:
     statuses: list[CommitStatus] = field(default_factory=list)
     workflow_runs: dict[int, WorkflowRun] = field(default_factory=dict)
     artifacts: dict[int, Artifact] = field(default_factory=dict)
-    code_scanning: str = "enabled"  # enabled / disabled / no_analysis
+    code_scanning: str = "enabled"  # enabled / disabled / no_analysis / advanced_security_off
     code_scanning_alerts: list[dict[str, Any]] = field(default_factory=list)
     dependabot: bool = True
     dependabot_alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -318,6 +334,8 @@ class Repo:
     comments: dict[int, IssueComment] = field(default_factory=dict)
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> admin/maintain/write/triage/read
     created_at: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)  # tag name -> sha
+    releases: list[Release] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -326,6 +344,8 @@ class Repo:
 
     def resolve(self, ref: str) -> str | None:
         """Resolve a branch name, refs/heads/ name or (abbreviated) sha to a full sha."""
+        if ref.startswith("refs/tags/") or ref in self.tags:
+            return self.tags.get(ref.removeprefix("refs/tags/"))
         ref = ref.removeprefix("refs/heads/")
         if ref in self.branches:
             return self.branches[ref]
@@ -373,6 +393,7 @@ class Call:
     installation_id: int | None
     response: Any = None  # the parsed response body, only when state.record_responses is on
     response_headers: dict[str, str] | None = None
+    api_version: str | None = None  # the X-GitHub-Api-Version the request named (None: GitHub's default)
 
 
 # --------------------------------------------------------------------------- the state
@@ -391,6 +412,8 @@ class SandboxState:
         self.token_ttl = token_ttl
         self.html_url = html_url.rstrip("/")
         self.api_url: str | None = None  # set by running_sandbox; used by payload builders
+        self.storage_url: str | None = None  # the blob storage host artifact downloads redirect to (running_sandbox)
+        self.leaked_tokens = 0  # requests that reached the storage host with an Authorization header
         self.latency: float = 0.0
         self.record_responses = False  # keep response bodies in the call log (contract tests; costs memory)
         self.clock_offset: float = 0.0
@@ -398,6 +421,8 @@ class SandboxState:
         self._calls: list[Call] = []
         self.named_deployments: dict[str, tuple[str, int]] = {}  # label -> (owner/name, deployment id)
         self.hook = HookLog()  # the app's webhook URL and secret, and every delivery the sandbox made
+        self.signed_in_user = "octocat"  # who the browser is signed in as on the web pages (app creation)
+        self.manifest_codes: dict[str, dict[str, Any]] = {}  # one-time codes of apps created from a manifest
         self._ids = itertools.count(1000)
 
     # ----------------------------------------------------------------- time, ids
@@ -446,8 +471,9 @@ class SandboxState:
 
         kinds: status (answer `status`, e.g. 502), secondary_rate_limit (403 + retry-after),
         rate_limit_429 (429 + retry-after), primary_rate_limit (403, x-ratelimit-remaining 0),
+        secondary_rate_limit_no_retry_after / rate_limit_429_no_retry_after (403 / 429 naming no time to wait),
         latency (sleep `seconds`, then answer normally), truncate (answer with the body cut in half),
-        drop (close the connection without any response).
+        drop (close the connection without any response), corrupt (200 with JSON of the wrong shape).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
@@ -656,6 +682,20 @@ class SandboxState:
         repo.issue_numbers.add(number)
         self.user(user)
         return pr
+
+    def add_release(self, full_name: str, tag: str, sha: str, *, name: str | None = None, author: str = "octocat",
+                    created_at: float | str | None = None, draft: bool = False,
+                    prerelease: bool = False) -> Release:
+        """Tag a commit and publish a release of the tag."""
+        repo = self.repo(full_name)
+        if sha not in repo.commits:
+            raise ValueError(f"sha {sha} is not a commit of {full_name}; add it with add_commit first")
+        repo.tags[tag] = sha
+        release = Release(id=self.next_id(), tag_name=tag, target=sha, name=name or tag, author=author,
+                          created_at=parse_time(created_at, self.now()), draft=draft, prerelease=prerelease)
+        repo.releases.append(release)
+        self.user(author)
+        return release
 
     def add_team_member(self, org: str, team_slug: str, login: str, *, role: str = "member",
                         state: str = "active") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from rules.rule import Check, Rule, at_least, at_most, failed, passed, skipped
+from rules.rule import Check, Rule, at_least, at_most, failed, passed, skipped, unknown
 from rules.types import RuleResult, RuleSeverity
 from scorer.assessment import Assessment
 
@@ -13,25 +13,44 @@ _TEST_PATH = re.compile(r"(^|/)(tests?|spec|__tests__|testing)(/|$)|(^|/)test_[^
 _SOURCE_GLOBS = ("*.py", "*.go", "*.java", "*.kt", "*.js", "*.ts", "*.tsx", "*.jsx", "*.rb", "*.rs", "*.cs", "*.php", "*.scala", "*.c", "*.cc", "*.cpp", "*.swift")  # fmt: skip
 
 
+def _at_most_seen(a: Assessment, value: float | None, limit: float | None, what: str) -> RuleResult:
+    """``at_most`` for a count taken from the changed files, which may be only the first of them.
+
+    When GitHub listed only part of the files, the count is a lower bound: above the limit it fails, below
+    it nothing is known (it never passes on the part GitHub showed).
+    """
+    ch = a.evidence.change
+    if not ch.files_truncated or value is None or limit is None:
+        return at_most(value, limit, what)
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if value > limit:
+        return failed(f"at least {shown} {what} (GitHub listed only part of the change), above the limit of "
+                      f"{limit:g}", value=value, threshold=limit)  # fmt: skip
+    return unknown(f"at least {shown} {what}: GitHub listed only part of the change ({ch.files_changed} of "
+                   f"≥ {ch.files_changed} files), so the real figure may be above the limit of {limit:g}", limit)
+
+
 def _lines(a: Assessment, limit: float | None) -> RuleResult:
     ch = a.evidence.change
     if ch.additions is None and ch.deletions is None:
         return skipped("change size not reported", limit)
-    return at_most((ch.additions or 0) + (ch.deletions or 0), limit, "lines changed")
+    return _at_most_seen(a, (ch.additions or 0) + (ch.deletions or 0), limit, "lines changed")
 
 
 def _files(a: Assessment, limit: float | None) -> RuleResult:
-    return at_most(a.evidence.change.files_changed, limit, "files changed")
+    return _at_most_seen(a, a.evidence.change.files_changed, limit, "files changed")
 
 
 def _subsystems(a: Assessment, limit: float | None) -> RuleResult:
-    return at_most(a.evidence.change.subsystems, limit, "top-level directories touched")
+    return _at_most_seen(a, a.evidence.change.subsystems, limit, "top-level directories touched")
 
 
 def _focused(a: Assessment, limit: float | None) -> RuleResult:
     ch = a.evidence.change
     if ch.files_changed is not None and ch.files_changed < 5:
         return skipped("too few files for spread to matter", limit)
+    if ch.files_truncated:
+        return unknown("the spread of the change is unknown: GitHub listed only part of its files", limit)
     return at_most(None if ch.entropy is None else round(ch.entropy, 3), limit, "change entropy")
 
 

@@ -61,7 +61,7 @@ P = TypeVar("P", bound=Part)
 _READ_ERRORS = (ArtifactRejected, zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeError, RecursionError)
 
 _GROUP_NOUN = {
-    "tests": "JUnit / xUnit / TRX test reports",
+    "tests": "test reports (JUnit / xUnit / TRX, mocha, Jest, go test, RSpec, dart, TAP, pytest-json-report)",
     "coverage": "coverage reports (Cobertura, JaCoCo, Clover, OpenCover, lcov, coverage.py)",
     "security": "SARIF or Trivy reports",
     "performance": "load-test results (JMeter, k6, Locust)",
@@ -173,7 +173,9 @@ def parse_artifacts(files: Iterable[ArtifactFile], limits: ArtifactLimits | None
         if kind is None:
             not_understood_total += 1
             if len(not_understood) < lim.max_listed_files:
-                not_understood.append(NotUnderstoodFile(path=label, detail=describe(head)))
+                hinted = glb.hint(file.name)
+                detail = describe(head) + (f"; named like a {hinted} report but not one" if hinted else "")
+                not_understood.append(NotUnderstoodFile(path=label, detail=detail))
             continue
         kinds[label] = kind
         group = _group(kind)

@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass, field
 
 KINDS = (
-    "junit", "trx", "cobertura", "jacoco", "clover", "opencover", "lcov", "coveragepy",
+    "junit", "trx", "mocha", "jest", "gotest", "rspec", "dart", "tap", "pytest_json", "cobertura", "jacoco", "clover", "opencover", "lcov", "coveragepy",
     "sarif", "trivy", "jtl", "jmeter_stats", "k6", "locust",
 )  # fmt: skip
 
-TEST_KINDS = frozenset({"junit", "trx"})
+TEST_KINDS = frozenset({"junit", "trx", "mocha", "jest", "gotest", "rspec", "dart", "tap", "pytest_json"})
 COVERAGE_KINDS = frozenset({"cobertura", "jacoco", "clover", "opencover", "lcov", "coveragepy"})
 SECURITY_KINDS = frozenset({"sarif", "trivy"})
 PERFORMANCE_KINDS = frozenset({"jtl", "jmeter_stats", "k6", "locust"})
@@ -22,6 +22,13 @@ def _default_globs() -> dict[str, tuple[str, ...]]:
         "junit": ("*TEST-*.xml", "*junit*.xml", "*test-results*.xml", "*test-report*.xml",
                   "*nunit*.xml", "*xunit*.xml", "*/test-results/*.xml", "*/surefire-reports/*.xml"),
         "trx": ("*.trx",),
+        "mocha": ("*mocha*.json",),
+        "jest": ("*jest*.json",),
+        "gotest": ("*go-test*.json", "*gotest*.json", "*go_test*.json", "*.gojson*"),
+        "rspec": ("*rspec*.json",),
+        "dart": ("*dart*test*.json", "*flutter*test*.json"),
+        "tap": ("*.tap",),
+        "pytest_json": ("*/.report.json", "*pytest*.json"),
         "cobertura": ("*cobertura*.xml", "*coverage.xml"),
         "jacoco": ("*jacoco*.xml",),
         "clover": ("*clover*.xml",),
@@ -117,8 +124,27 @@ def _sniff_xml(head: bytes) -> str | None:
     return None
 
 
+def _sniff_test_json(keys: set[bytes]) -> str | None:
+    if b"numTotalTests" in keys and b"testResults" in keys:
+        return "jest"
+    if b"stats" in keys and (b"passes" in keys or b"pending" in keys or b"failures" in keys or b"fullTitle" in keys):
+        return "mocha"
+    if b"Action" in keys and (b"Package" in keys or b"ImportPath" in keys):
+        return "gotest"
+    if b"protocolVersion" in keys and b"runnerVersion" in keys or b"testID" in keys and b"hidden" in keys:
+        return "dart"
+    if b"examples" in keys and (b"full_description" in keys or b"summary_line" in keys):
+        return "rspec"
+    if b"exitcode" in keys and b"root" in keys and (b"summary" in keys or b"nodeid" in keys):
+        return "pytest_json"
+    return None
+
+
 def _sniff_json(head: bytes) -> str | None:
     keys = set(_JSON_KEY.findall(head[:16384]))
+    test_kind = _sniff_test_json(keys)
+    if test_kind is not None:
+        return test_kind
     if b"$schema" in keys and b"sarif" in head[:2048].lower() or (b"runs" in keys and b'"2.1.0"' in head[:4096]):
         return "sarif"
     if b"SchemaVersion" in keys and (b"ArtifactName" in keys or b"Results" in keys or b"ArtifactType" in keys):
@@ -133,8 +159,14 @@ def _sniff_json(head: bytes) -> str | None:
     return None
 
 
+# "ok 1 - name", "not ok 2", "ok - name": not go test's "ok  <TAB>package" summary lines
+_TAP_START = re.compile(rb"(?:TAP version \d+$|1\.\.\d+(?:\s*#.*)?$|(?:not )?ok(?: \d+| -)(?:\s|$))")
+
+
 def _sniff_text(head: bytes) -> str | None:
     first = head.split(b"\n", 1)[0].strip().lstrip(b"\xef\xbb\xbf")
+    if _TAP_START.match(first):
+        return "tap"
     cols = [c.strip(b'" ').lower() for c in first.split(b",")]
     if b"timestamp" in cols and b"elapsed" in cols and b"label" in cols:
         return "jtl"

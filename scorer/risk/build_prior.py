@@ -33,23 +33,31 @@ SOURCE = {
 PRIOR_PARAMS: dict[str, Any] = {"max_iter": 150, "max_leaf_nodes": 8, "min_samples_leaf": 200}
 
 
-def build(corpus: Path, random_state: int = 0) -> TrainedRiskModel:
-    """Train the prior on every project's commits, in chronological order."""
-    history = read_history(corpus)
-    features = build_features(history)[list(CHANGE_FEATURES)]
+def build(corpus: Path, random_state: int = 0, projects: tuple[str, ...] = PROJECTS,
+          max_rows: int | None = None, features: tuple[str, ...] = CHANGE_FEATURES) -> TrainedRiskModel:
+    """Train the prior on the given projects' commits (the latest ``max_rows`` of them), in chronological order.
+
+    A benchmark that scores a project builds its prior without that project (leave-one-project-out),
+    so the prior has never seen the rows being scored.
+    """
+    history = read_history(corpus, projects)
+    frame = build_features(history)[list(features)]
+    if max_rows is not None and len(history) > max_rows:
+        history, frame = history.iloc[-max_rows:], frame.iloc[-max_rows:]
     y = failure_labels(history).to_numpy().astype(int)
-    model = RiskModel(random_state=random_state, **PRIOR_PARAMS).fit(features, y)
+    model = RiskModel(random_state=random_state, **PRIOR_PARAMS).fit(frame, y)
     created = history["created_at"]
     meta = {
         "format": 1,
-        "version": "prior-issta21-1",
+        "version": "prior-issta21-" + ("all" if projects == PROJECTS else "without-" + "-".join(
+            p for p in PROJECTS if p not in projects)),
         "kind": model.kind_,
         "calibration": model.calibration_,
         "training_window": {"min_created_at": created.min().isoformat(), "max_created_at": created.max().isoformat()},
         "rows": len(y),
         "failures": int(y.sum()),
-        "projects": list(PROJECTS),
-        "features": list(CHANGE_FEATURES),
+        "projects": list(projects),
+        "features": list(features),
         "libraries": library_versions(),
         "metrics": model.validation_metrics_,
         "params": PRIOR_PARAMS,
@@ -65,9 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="folder with the *_k_feature.csv files")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--without", action="append", default=[], choices=PROJECTS,
+                        help="leave this project out (repeatable), e.g. to benchmark on it")
+    parser.add_argument("--max-rows", type=int, default=None, help="train on the latest N commits only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    prior = build(args.corpus, args.random_state)
+    projects = tuple(p for p in PROJECTS if p not in args.without)
+    prior = build(args.corpus, args.random_state, projects, args.max_rows)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(prior.to_bytes())
     m = prior.metadata["metrics"]

@@ -3,7 +3,7 @@
 Source: ZZR0/ISSTA21-JIT-DP (MIT), ``*_k_feature.csv``: one row per commit with the Kamei et al.
 change metrics and a ``bug`` label (the commit later turned out to introduce a defect).
 Mapping (one commit = one change): la -> additions, ld -> deletions, nf -> files_changed,
-ns -> subsystems (top-level directories), entrophy -> entropy (normalised by log2 of the files
+ns -> subsystems (top-level directories), nd -> directories, fix -> fix_commits, entrophy -> entropy (normalised by log2 of the files
 touched, as ours is), exp -> author_experience, commits = authors = 1, date -> created_at,
 bug -> outcome failure/success. ``ndev`` (developers who earlier touched the files) and the other
 history metrics have no column in our schema; they are kept as extra columns (``KAMEI_EXTRA``)
@@ -50,6 +50,8 @@ def to_history(raw: pd.DataFrame, project: str) -> pd.DataFrame:
             "entropy": np.clip(entropy, 0.0, 1.0),
             "authors": 1.0,
             "author_experience": raw["exp"].astype(float),
+            "directories": raw["nd"].astype(float),
+            "fix_commits": raw["fix"].astype(float),
             "hour_utc": created.dt.hour.astype(float),
             "weekday": created.dt.day_of_week.astype(float),
             "outcome": np.where(raw["bug"].astype(int) == 1, "failure", "success").astype(object),

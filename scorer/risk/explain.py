@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from scorer.assessment import Driver, RiskEstimate
+from scorer.assessment import Driver, ModelQuality, RiskEstimate
 from scorer.risk.blend import BlendedRiskModel, model_frame
 from scorer.risk.model import RiskModel
 
@@ -83,8 +83,8 @@ def _weekday(row: pd.Series, name: str) -> str:
 def _since_failure(row: pd.Series, name: str) -> str:
     v = _num(row.get(name))
     if v is None:
-        return "no earlier failure in this environment"
-    return f"{math.expm1(v):,.0f} h since the last failure in this environment"
+        return "no earlier failure known in this environment"
+    return f"{math.expm1(v):,.0f} h since the last failure in this environment became known"
 
 
 def _hours_since_deploy(row: pd.Series, name: str) -> str:
@@ -116,6 +116,8 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "deletions_log": _counted("{n:,} lines deleted"),
     "subsystems_log": _counted("{n:,} top-level directories touched"),
     "authors_log": _counted("{n:,} authors in the change"),
+    "directories_log": _counted("{n:,} directories touched"),
+    "fix_share": _ratio("{p} of the commits fix something", "whether the change fixes something unknown"),
     "author_experience_log": _counted("main author has {n:,} earlier commits in this repository"),
     "hours_since_last_deploy_log": _hours_since_deploy,
     "checks_total_log": _counted("{n:,} checks on the commit"),
@@ -160,7 +162,7 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "weekday_cos": _weekday,
     "weekend": _flag("deployed at the weekend", "deployed on a working day"),
     "off_hours": _flag("deployed outside 07:00-19:00 UTC", "deployed within 07:00-19:00 UTC"),
-    "env_past_deploys_log": _counted("{n:,} earlier deployments to this environment"),
+    "env_deploys_30d_log": _counted("{n:,} deployments to this environment in the 30 days before"),
     "env_recent_failure_rate": _ratio("{p} of the last 20 deployments to this environment failed",
                                       "no earlier outcomes in this environment"),
     "env_failures_30d": _valued("{v:.0f} failed deployments to this environment in 30 days",
@@ -242,4 +244,15 @@ def risk_estimate(model: Any, row: pd.Series | pd.DataFrame, *, top: int = 5, ve
         model_version=version or meta.get("version"),
         base_rate=float(expit(base)),
         drivers=_drivers(frame, credits, base, z, names, top=top),
+        # the prior's figures describe public commit data, not this repository's deployments
+        quality=model_quality(meta.get("metrics")) if source != "prior" else None,
     )
+
+
+def model_quality(metrics: dict[str, Any] | None) -> ModelQuality | None:
+    """The held-out figures a reviewer needs beside a risk number (None without validation metrics)."""
+    if not metrics or not metrics.get("n"):
+        return None
+    caught = (metrics.get("catch_rate") or {}).get("0.1")
+    return ModelQuality(deployments=int(metrics["n"]), roc_auc=metrics.get("roc_auc"),
+                        catch_rate_10=None if caught is None else float(caught), ece=metrics.get("ece"))

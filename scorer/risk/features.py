@@ -3,8 +3,10 @@
 Row-local features (size, tests, coverage, security, performance, time) come from the row itself,
 which is all known when the decision is requested. History features (the environment's recent
 failure rate, how unusual the change size is for the repository) use only rows of the same
-repository (and environment) whose ``created_at`` is *strictly earlier*, and only their outcomes;
-rows at the same instant or later never influence a row's features.
+repository (and environment) whose ``created_at`` is *strictly earlier*, and only the outcomes that
+were known (``outcome_at``) strictly before the row's ``created_at``; rows at the same instant or
+later, and outcomes learnt later, never influence a row's features. History features are rates and
+counts over fixed windows, never totals since the beginning, so none of them acts as a clock.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ LOG_COLUMNS: dict[str, str] = {
     "additions_log": "additions",
     "deletions_log": "deletions",
     "subsystems_log": "subsystems",
+    "directories_log": "directories",
     "authors_log": "authors",
     "author_experience_log": "author_experience",
     "hours_since_last_deploy_log": "hours_since_last_deploy",
@@ -51,21 +54,21 @@ PASS_THROUGH: tuple[str, ...] = (
 
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
-    "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log", "fix_share",
     *PASS_THROUGH,
     "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
     "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
     *MISSING_GROUPS,
     "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
-    "env_past_deploys_log", "env_recent_failure_rate", "env_failures_30d", "env_failure_rate_30d_history",
+    "env_deploys_30d_log", "env_recent_failure_rate", "env_failures_30d", "env_failure_rate_30d_history",
     "hours_since_env_failure_log",
 )  # fmt: skip
 
 # Features that describe only the change itself: the ones the cold-start prior can learn from
 # public commit-level data (ISSTA21 change-risk), where no deployment evidence exists.
 CHANGE_FEATURES: tuple[str, ...] = (
-    "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "authors_log",
-    "author_experience_log", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "directories_log",
+    "authors_log", "author_experience_log", "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
     "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
 )  # fmt: skip
 
@@ -78,24 +81,35 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 
 
 def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
-    """Per repository+environment, features from strictly earlier rows (h sorted by created_at)."""
+    """Per repository+environment, features from outcomes known strictly before each row (h sorted by created_at).
+
+    An outcome counts for a row only once it was known: its ``outcome_at`` is earlier than the row's
+    ``created_at``. Outcomes without ``outcome_at`` never count. Everything is a rate or a count over a
+    fixed window, never a total since the beginning, so a feature cannot stand in for the date.
+    """
     n = len(h)
-    past = np.zeros(n)
+    deploys_30d = np.zeros(n)
     rate_recent = np.full(n, np.nan)
     fails_30d = np.zeros(n)
     rate_30d = np.full(n, np.nan)
     since_fail = np.full(n, np.nan)
     times_all = h["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    known_all = h["outcome_at"].to_numpy(dtype="datetime64[ns]")
+    has_known = ~np.isnat(known_all)
+    known_ns = np.where(has_known, known_all.astype(np.int64), 0)
     keys = h["repository"].astype(str) + "\x1f" + h["environment"].astype(str)
     yv = y.to_numpy()
     for pos in keys.groupby(keys, sort=False).indices.values():
         t = times_all[pos]  # already sorted ascending within the group
-        lab = ~np.isnan(yv[pos])
-        lt = t[lab]
-        lf = np.concatenate([[0.0], np.cumsum(yv[pos][lab])])
-        ft = lt[yv[pos][lab] == 1.0]
+        lab = ~np.isnan(yv[pos]) & has_known[pos]
+        order = np.argsort(known_ns[pos][lab], kind="stable")
+        lt = known_ns[pos][lab][order]  # when each usable outcome became known, ascending
+        ly = yv[pos][lab][order]
+        lf = np.concatenate([[0.0], np.cumsum(ly)])
+        ft = lt[ly == 1.0]
         before = np.searchsorted(t, t, side="left")  # rows strictly earlier (ties excluded)
-        m = np.searchsorted(lt, t, side="left")  # labelled rows strictly earlier
+        deploys_30d[pos] = before - np.searchsorted(t, t - 30 * _DAY_NS, side="left")
+        m = np.searchsorted(lt, t, side="left")  # outcomes known strictly earlier
         lo = np.maximum(m - RECENT_WINDOW, 0)
         k = m - lo
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -108,10 +122,9 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
         kf = np.searchsorted(ft, t, side="left")
         last = ft[np.maximum(kf - 1, 0)] if len(ft) else np.zeros_like(t)
         since_fail[pos] = np.where(kf > 0, (t - last) / _HOUR_NS, np.nan)
-        past[pos] = before
     return pd.DataFrame(
         {
-            "env_past_deploys_log": np.log1p(past),
+            "env_deploys_30d_log": np.log1p(deploys_30d),
             "env_recent_failure_rate": rate_recent,
             "env_failures_30d": fails_30d,
             "env_failure_rate_30d_history": rate_30d,
@@ -135,7 +148,7 @@ def _repo_median_churn(h: pd.DataFrame, churn: pd.Series) -> pd.Series:
 def build_features(history: pd.DataFrame) -> pd.DataFrame:
     """Return the model features (columns ``FEATURES``) of every row, index aligned with ``history``."""
     h = history if pd.api.types.is_datetime64_any_dtype(history.get("created_at")) else coerce_history(history)
-    if "outcome" not in h.columns or any(c not in h.columns for c in LOG_COLUMNS.values()):
+    if any(c not in h.columns for c in ("outcome", "outcome_at", *LOG_COLUMNS.values())):
         h = coerce_history(h)
     original_index = h.index
     h = h.reset_index(drop=True)
@@ -152,6 +165,7 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
     f["churn_vs_repo_median_log"] = np.log2((churn + 1.0) / (median + 1.0))
     f["deleted_share"] = _ratio(h["deletions"], churn)
     f["churn_per_file_log"] = np.log1p(_ratio(churn, h["files_changed"]))
+    f["fix_share"] = _ratio(h["fix_commits"], h["commits"]).clip(upper=1.0)
     for col in PASS_THROUGH:
         f[col] = h[col].astype(float)
     f["checks_failed"] = h["checks_failed"].astype(float)

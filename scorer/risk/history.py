@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 IDENTITY_COLUMNS: tuple[str, ...] = ("deployment_id", "repository", "environment", "sha")
 INT_COLUMNS: tuple[str, ...] = (
     "commits", "files_changed", "additions", "deletions", "subsystems", "authors", "author_experience",
+    "directories", "fix_commits",
     "checks_total", "checks_failed", "tests_total", "tests_failed", "tests_skipped", "flaky_tests",
     "vulns_critical", "vulns_high", "vulns_medium", "vulns_low", "secrets_open", "deploys_last_24h",
     "hour_utc", "weekday",
@@ -51,7 +52,7 @@ def read_history_file(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet history file as strings/objects, without interpreting values."""
     p = Path(path)
     if not p.is_file():
-        raise HistoryError([f"{p}: file not found; pass a CSV or Parquet file in the DESIGN.md schema"])
+        raise HistoryError([f"{p}: file not found; pass a CSV or Parquet file with the columns of docs/history.md"])
     suffix = p.suffix.lower()
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(p)
@@ -82,7 +83,7 @@ def validate_history(df: pd.DataFrame) -> list[str]:
     """Return one human-readable error per bad cell or missing column (empty list when valid)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        return [f"missing required column(s): {', '.join(missing)}; see DESIGN.md section 3"]
+        return [f"missing required column(s): {', '.join(missing)}; see docs/history.md"]
     if len(df) == 0:
         return ["the history has no rows"]
     raw = df.reset_index(drop=True)
@@ -128,6 +129,16 @@ def validate_history(df: pd.DataFrame) -> list[str]:
         out = raw["outcome"]
         report(~blank["outcome"] & ~out.map(lambda v: str(v).strip() in OUTCOMES),
                lambda i: f"outcome {out[i]!r} must be one of {', '.join(OUTCOMES)} or empty")
+    if "outcome_at" in raw.columns:
+        known = pd.to_datetime(raw["outcome_at"].where(~blank["outcome_at"], None), utc=True, errors="coerce",
+                               format="ISO8601")
+        report(known.isna() & ~blank["outcome_at"], lambda i: (
+            f"outcome_at {raw['outcome_at'][i]!r} is not an ISO 8601 timestamp (e.g. 2024-05-03T09:30:00Z)"))
+        no_outcome = blank["outcome"] if "outcome" in raw.columns else pd.Series(True, index=raw.index)
+        report(known.notna() & no_outcome, "outcome_at is set but outcome is empty; give both or neither")
+        report(known.notna() & ts.notna() & (known < ts), lambda i: (
+            f"outcome_at {raw['outcome_at'][i]!r} is before created_at {raw['created_at'][i]!r}; an outcome "
+            "cannot be known before the deployment was requested"))
     found.sort(key=lambda t: t[0])
     return [f"{_row_label(raw, i)}: {msg}" for i, msg in found]
 
@@ -153,7 +164,18 @@ def coerce_history(df: pd.DataFrame) -> pd.DataFrame:
     )
     out["has_migration"] = mig.astype(float)
     out["outcome"] = out["outcome"].map(lambda v: None if _blank(v) else str(v).strip()).astype("object")
+    known = out["outcome_at"]
+    if not pd.api.types.is_datetime64_any_dtype(known):
+        known = known.where(~_blank_mask(known), None)
+    out["outcome_at"] = pd.to_datetime(known, utc=True, errors="coerce", format="ISO8601")
     return out
+
+
+def missing_outcome_times(history: pd.DataFrame) -> int:
+    """Count labelled rows without ``outcome_at``: their outcomes feed no history feature."""
+    labelled = history["outcome"].map(lambda v: not _blank(v))
+    return int((labelled & history["outcome_at"].isna()).sum()) if "outcome_at" in history.columns else int(
+        labelled.sum())
 
 
 def load_history(path: str | Path) -> pd.DataFrame:

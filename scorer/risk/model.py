@@ -5,10 +5,13 @@
 
 * fewer than ``min_samples_boosting`` rows (or too few of the rarer class): a strongly
   regularised logistic model on standardised, median-imputed features plus missing indicators;
-* otherwise gradient-boosted trees and the logistic model are both fitted on the earliest
-  ``1 - validation_fraction`` of the rows, and whichever of trees, logistic or their log-odds
-  average has the best ROC AUC on the latest rows wins; the calibration map (none, Platt/sigmoid or isotonic) is chosen by cross-validated log
-  loss on those latest rows, and its out-of-fold predictions give honest validation metrics;
+* otherwise nested time splits: the latest ``validation_fraction`` of the rows (the outer split)
+  is held out; on the rows before it, gradient-boosted trees and the logistic model are fitted on
+  the earliest part and whichever of trees, logistic or their log-odds average ranks best on the
+  inner split's latest part wins, with the calibration map (none, Platt/sigmoid or isotonic)
+  chosen there by cross-validated log loss. That pipeline is then scored on the outer rows, which
+  no choice saw: those are the validation metrics the registry gates on. The chosen form is refit
+  on everything, and calibrated on the outer rows as predicted by a fit that did not see them;
 * one class only: no model can be learnt, so the probability is the smoothed base rate
   (``fallback_reason_`` says why).
 
@@ -305,42 +308,69 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             self.n_iter_ = self.model_.n_iter
             return self
 
-        X_tr, X_va = X[:cut], X[cut:]
-        linear = _LinearModel(self.C, self.class_weight, seed).fit(X_tr, y_tr)
-        trees = _TreeModel(self._tree_params(seed)).fit(X_tr, y_tr)
+        # Nested time splits: the model form and the calibration are chosen on an inner split of the
+        # earlier rows ([0, inner) fits, [inner, cut) chooses); the latest rows [cut, n) are only
+        # ever used to report and gate, so the reported figures are not flattered by the choice.
+        inner = round(cut * (1.0 - self.validation_fraction))
+        y_fit, y_pick = yb[:inner], yb[inner:cut]
+        nested = (
+            min(int(y_pick.sum()), len(y_pick) - int(y_pick.sum())) >= 5
+            and 0 < y_fit.sum() < len(y_fit)
+        )
+        if not nested:  # too few of a class to choose on an inner split: choose on the outer one
+            inner, y_fit, y_pick = cut, y_tr, y_va
+        X_fit, X_pick = X[:inner], X[inner:cut] if nested else X[cut:]
+        linear = _LinearModel(self.C, self.class_weight, seed).fit(X_fit, y_fit)
+        trees = _TreeModel(self._tree_params(seed)).fit(X_fit, y_fit)
         candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
             "logistic": linear,
             "boosting": trees,
             "ensemble": _EnsembleModel(linear, trees),
         }
-        raw_va = {name: m.raw(X_va) for name, m in candidates.items()}
-        aucs = {name: float(roc_auc_score(y_va, r)) for name, r in raw_va.items()}
+        raw_pick = {name: m.raw(X_pick) for name, m in candidates.items()}
+        aucs = {name: float(roc_auc_score(y_pick, r)) for name, r in raw_pick.items()}
         simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form
         kind = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k]))
         self.kind_ = kind
         self.candidate_auc_ = aucs
-
-        method, oof = self._choose_calibration(raw_va[kind], y_va, seed)
+        method, oof = self._choose_calibration(raw_pick[kind], y_pick, seed)
         self.calibration_ = method
-        self.validation_metrics_ = evaluate(y_va, expit(oof))
+        n_iter = int(trees.est.n_iter_)  # trees found by early stopping, kept so the calibration still fits
+        X_va = X[cut:]
+        if nested:
+            # Outer figures: the chosen form fitted on [0, inner), calibrated on [inner, cut), scored on
+            # rows neither the fit nor the choice saw.
+            outer_cal = _Calibrator(method).fit(raw_pick[kind], y_pick)
+            self.validation_metrics_ = evaluate(y_va, expit(outer_cal(candidates[kind].raw(X_va))))
+            # The serving calibration is fitted on the latest rows, predicted by a model that did not see them.
+            before = self._fit_kind(kind, X[:cut], y_tr, seed, n_iter)
+            raw_va = before.raw(X_va)
+        else:
+            before = candidates[kind]
+            raw_va = raw_pick[kind]
+            self.validation_metrics_ = evaluate(y_va, expit(oof))
         self.validation_metrics_["rows_train"] = int(cut)
-        chosen = candidates[kind]
-        if self.refit:
-            # Keep the number of trees found by early stopping so the calibration still fits.
-            n_iter = int(trees.est.n_iter_)
-            if kind != "logistic":
-                trees = _TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, yb)
-            if kind != "boosting":
-                linear = _LinearModel(self.C, self.class_weight, seed).fit(X, yb)
-            choices: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
-                "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees),
-            }  # fmt: skip
-            chosen = choices[kind]
-        self.model_ = chosen
-        self.n_iter_ = chosen.n_iter
-        self.calibrator_ = _Calibrator(method).fit(raw_va[kind], y_va)
+        self.validation_metrics_["selection"] = "nested" if nested else "outer"
+        self.model_ = self._fit_kind(kind, X, yb, seed, n_iter) if self.refit else before
+        self.n_iter_ = self.model_.n_iter
+        self.calibrator_ = _Calibrator(method).fit(raw_va, y_va)
         log.info("risk_model.fitted", extra={"kind": kind, "calibration": method, "rows": n})
         return self
+
+    def _fit_kind(self, kind: str, X: np.ndarray, y: np.ndarray, seed: int,
+                  n_iter: int) -> _LinearModel | _TreeModel | _EnsembleModel:
+        """Fit the chosen model form on ``X`` with the number of trees found on the inner split."""
+        linear = _LinearModel(self.C, self.class_weight, seed).fit(X, y) if kind != "boosting" else None
+        trees = (_TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, y)
+                 if kind != "logistic" else None)
+        if kind == "logistic":
+            assert linear is not None
+            return linear
+        if kind == "boosting":
+            assert trees is not None
+            return trees
+        assert linear is not None and trees is not None
+        return _EnsembleModel(linear, trees)
 
     def _choose_calibration(self, raw: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, np.ndarray]:
         """Pick the calibration with the best out-of-fold log loss; return it and its predictions."""

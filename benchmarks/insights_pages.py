@@ -1,0 +1,141 @@
+"""Dashboard and API latency with a large history: p50/p95 per page on PostgreSQL.
+
+Seeds a fresh schema on the local PostgreSQL with N deployments spread over a year (decisions,
+reviews, outcomes, history rows and audit entries; the whole ~30 kB decision for 1 in 100, the
+headline fields for the rest), runs the app in this process over real HTTP and times R sequential
+requests to each page after a warm-up. Target: p95 under 200 ms with 100,000 deployments.
+
+Insights pages share a report per window for a minute; rows marked "cold" give each request its own
+window end (``until``), so every one of them computes its report from the database.
+
+    python benchmarks/insights_pages.py [--deployments 100000] [--requests 40]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from github_app import db
+from github_app.app import create_app
+from github_app.db.models import Deployment
+from github_app.serving import ServerThread
+from github_app.settings import Secret
+from tests.helpers import make_settings
+from tests.insights_data import seed
+
+TOKEN = "benchmark-token-0123456789"
+
+
+def pages(row_id: int, cursor: str) -> list[str]:
+    return [
+        "/dashboard",
+        "/dashboard/insights",
+        "/dashboard/insights?window=90d",
+        "/dashboard/insights?repository=acme/shop&environment=production",
+        "/dashboard/deployments",
+        f"/dashboard/deployments?window=365d&cursor={cursor}",
+        "/dashboard/deployments?repository=acme/payments&environment=staging&window=365d",
+        f"/dashboard/deployments/{row_id}",
+        "/api/v1/deployments?limit=100",
+        f"/api/v1/deployments?cursor={cursor}",
+        f"/api/v1/deployments/{row_id}",
+        "/api/v1/escalations",
+        "/api/v1/gate-quality",
+        "/api/v1/dora?environment=production",
+        "/api/v1/insights",
+    ]
+
+
+COLD = ["/dashboard/insights", "/dashboard/insights?repository=acme/shop&environment=production",
+        "/api/v1/gate-quality", "/api/v1/dora?repository=acme/shop&environment=production", "/api/v1/insights"]  # fmt: skip
+
+
+def _timed(client: httpx.Client, paths: list[str]) -> list[float]:
+    times = []
+    for path in paths:
+        t0 = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, (path, response.status_code, response.text[:200])
+    return sorted(times)
+
+
+def _row(label: str, times: list[float]) -> float:
+    p95 = times[max(0, -(-len(times) * 95 // 100) - 1)]
+    shown = label if len(label) <= 78 else label[:75] + "..."
+    print(f"{shown:78} {statistics.median(times):7.1f} {p95:7.1f} {times[-1]:7.1f}")
+    return p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deployments", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--cold", type=int, default=10, help="requests per insights page with no shared report")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded schema (printed) for a later look")
+    parser.add_argument("--schema", default=None, help="time an already seeded schema (kept by --keep) instead")
+    args = parser.parse_args()
+
+    schema = args.schema or f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    if not args.schema:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in args.postgres else "?"
+    url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(engine)
+        if not args.schema:
+            started = time.perf_counter()
+            seeded = seed(engine, deployments=args.deployments, days=365, full_decision_every=100)
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+            print(f"seeded {seeded.deployments} deployments in {time.perf_counter() - started:.1f} s (schema {schema})")
+        with engine.connect() as conn:
+            # a deployment with the whole decision, near the newest end
+            row_id = conn.execute(select(Deployment.id).where(Deployment.id % 100 == 1)
+                                  .order_by(Deployment.id.desc()).limit(1)).scalar_one()  # fmt: skip
+        settings = make_settings(url, dashboard_token=Secret(TOKEN))
+        with ServerThread(create_app(settings, workers=0, engine=engine)) as srv, \
+                httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:  # fmt: skip
+            cursor = client.get("/api/v1/deployments", params={"limit": 200}).json()["next_cursor"]
+            print(f"{'page':78} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+            worst = 0.0
+            for path in pages(row_id, cursor):
+                _timed(client, [path] * 3)
+                worst = max(worst, _row(path, _timed(client, [path] * args.requests)))
+            print(f"worst p95: {worst:.1f} ms (target < 200 ms)")
+            cold_worst = 0.0
+            for path in COLD:
+                sep = "&" if "?" in path else "?"
+                # a distinct window end per request: no report is shared
+                now = datetime.now(UTC)
+                uniques = [f"{path}{sep}until={(now - timedelta(seconds=n + 1)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                           for n in range(args.cold)]  # fmt: skip
+                cold_worst = max(cold_worst, _row(f"{path} (cold)", _timed(client, uniques)))
+            print(f"worst cold p95: {cold_worst:.1f} ms")
+    finally:
+        engine.dispose()
+        if not args.keep and not args.schema:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
