@@ -17,7 +17,12 @@ Severities: a failed **blocker** makes the decision no-go; a failed **major** se
 reviewer (escalate); a failed **minor** lowers the readiness score (half credit). A rule whose
 evidence could not be read is **unknown**: it is left out of the score and lowers the confidence;
 an unknown blocker prevents automatic approval. A rule that does not apply (for example no
-performance tests configured) is **skipped**.
+performance tests configured) is **skipped**; when it is skipped because its source is missing,
+that source still counts as not read in the confidence. GNG-TEST-002 and GNG-SEC-008 only say
+whether a source exists: they never count in a dimension's score, so a dimension without evidence
+shows `n/a`. Without test reports, GNG-TEST-001 judges by the checks that run the tests ("tests
+passed, counts unknown") and GNG-TEST-002 becomes minor unless the policy sets
+`tests.require_reports: true` (see [policy.md](policy.md)).
 """
 
 

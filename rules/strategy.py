@@ -5,6 +5,7 @@ from __future__ import annotations
 from rules.policy import EnvironmentPolicy
 from rules.types import Finding, Strategy, StrategyName
 from scorer.assessment import Assessment, RiskEstimate
+from scorer.completeness import first_deployment
 
 LARGE_CHANGE_LINES = 1000
 LARGE_CHANGE_SUBSYSTEMS = 5
@@ -31,6 +32,11 @@ _STEPS: dict[StrategyName, list[str]] = {
     ],
 }
 _BASE_WATCH = ["error rate compared with the previous version", "p95 latency"]
+_FIRST_WATCH = ["error rate", "p95 latency"]
+_FIRST_STEPS = [
+    "Deploy to all instances; this is the first release in this environment, so there is no previous version.",
+    "Keep a way to take it out of service (remove the route or scale to zero) if it misbehaves.",
+]
 
 
 def _signals(assessment: Assessment, findings: list[Finding]) -> tuple[bool, list[str], bool, str]:
@@ -66,7 +72,9 @@ def choose_strategy(
 ) -> Strategy:
     """Suggest how to roll out: the policy's choice if set, else from risk and evidence."""
     migration, regressed, large, size = _signals(assessment, findings)
-    watch = list(_BASE_WATCH) + [f"latency of {r}" for r in regressed]
+    first = first_deployment(assessment.evidence)
+    # With no earlier release there is no previous version to compare with or to go back to.
+    watch = (_FIRST_WATCH if first else list(_BASE_WATCH)) + [f"latency of {r}" for r in regressed]
     if env.strategy != "auto":
         return Strategy(
             name=env.strategy, reason=f"set by the policy for this environment (strategy: {env.strategy})",
@@ -97,7 +105,7 @@ def choose_strategy(
         )  # fmt: skip
     return Strategy(
         name="direct", reason=f"low risk ({risk.probability:.0%}); " + "; ".join(_known_facts(assessment)),
-        steps=_STEPS["direct"], watch=watch,
+        steps=_FIRST_STEPS if first else _STEPS["direct"], watch=watch,
     )  # fmt: skip
 
 

@@ -40,6 +40,14 @@ def test_first_deployment_to_an_environment_is_not_escalated_for_missing_history
     assert "no history yet" in render_text(d)
 
 
+def test_the_strategy_does_not_speak_of_a_previous_version_that_does_not_exist() -> None:
+    s = _decide(_fresh()).strategy
+    assert s.name == "direct" and "first release" in s.steps[0]
+    assert not any("previous version ready" in x or "compared with the previous version" in x for x in [*s.steps, *s.watch])
+    with_history = _decide(clean_evidence()).strategy
+    assert any("previous version ready" in x for x in with_history.steps)
+
+
 def test_history_rules_say_no_history_yet() -> None:
     d = _decide(_fresh())
     ops = {f.rule_id: f for f in d.findings if f.rule_id in ("GNG-OPS-001", "GNG-OPS-004", "GNG-OPS-005")}
@@ -50,7 +58,8 @@ def test_a_missing_change_with_history_still_lowers_confidence() -> None:
     with_history = _fresh(operational=clean_evidence().operational)
     fresh = _decide(_fresh())
     d = _decide(with_history)
-    assert d.confidence < fresh.confidence and d.verdict == "escalate"
+    assert d.confidence < fresh.confidence and d.evidence_read["change"] == 0.0
+    assert all(f.status == "unknown" for f in d.findings if f.dimension == "change")
     assert not any("no history yet" in r for r in d.reasons)
 
 

@@ -72,7 +72,7 @@ def test_no_scanning_and_many_criticals_no_longer_score_alike() -> None:
 
 def test_corpus_vulnerabilities_score_low_and_an_empty_scan_scores_full(corpus: Path, tmp_path: Path) -> None:
     trivy = _offline(corpus / "artifacts" / "vulnerabilities")
-    assert trivy.evidence.security.count("critical") > 10
+    assert trivy.evidence.security.count("critical") >= 4
     assert (trivy.dimensions["security"].score or 0) < 10
     clean = tmp_path / "clean"
     clean.mkdir()
