@@ -134,7 +134,7 @@ def test_deployment_pages_are_linked_paginated_and_filtered(database_url):
     for section in ("Decision", "Findings", "Risk drivers", "Reviews", "Outcomes", "Audit entries"):
         assert f"<h2>{section}</h2>" in detail.text
     assert "Verdict" in detail.text or "verdict" in detail.text.lower()
-    assert "readiness" in detail.text.lower() and "Strategy:" in detail.text
+    assert "readiness" in detail.text.lower() and "Rollout strategy" in detail.text
     assert re.search(r'href="/dashboard/deployments/\d+"', overview.text.split("<h2>Recent deployments</h2>")[1])
     assert missing.status_code == 404
 

@@ -138,7 +138,7 @@ def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin
     page.wait_for_url("**/dashboard/deployments/*")
     for section in ("Decision", "Findings", "Risk drivers", "Reviews", "Outcomes", "Audit entries"):
         assert page.get_by_role("heading", name=section, exact=True).is_visible()
-    assert "Strategy:" in page.locator("pre").inner_text()
+    assert "Rollout strategy" in page.locator("pre").inner_text()
     _shot(page, "deployment")
 
     # and from the overview's lists too
