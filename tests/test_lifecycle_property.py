@@ -203,5 +203,8 @@ def check(engine: Engine, state: SandboxState, deps: list[Any]) -> None:
             sent = [e for e in entries if e.kind == "answer" and e.data.get("stage") == "sent"]
             assert any(e.data["state"] == answer.state for e in sent), entries  # gonogo's act is in the log
         reviews = conn.execute(select(func.count()).select_from(Review)).scalar_one()
-        attempts = conn.execute(select(func.count()).where(AuditEntry.kind == "review_attempt")).scalar_one()
-        assert reviews == attempts  # every human attempt, allowed or refused, is audited
+        attempts = conn.execute(select(func.count()).where(AuditEntry.kind == "review_attempt",
+                                                           AuditEntry.deployment_key.is_not(None))).scalar_one()
+        # every human attempt that reached a deployment, allowed or refused, is audited (commands refused before
+        # reaching one, as stale or ambiguous, are audited too, without a deployment)
+        assert reviews == attempts
