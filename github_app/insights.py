@@ -518,19 +518,30 @@ def dora(
     window: Window, *, repository: str | None = None, environment: str | None = None,
 ) -> Dora:
     """The four keys for ``deployments`` requested in ``window``."""
-    out = [d for d in deployments if results[d.id].known]
-    succeeded = [d for d in out if results[d.id].deployed_at is not None]
-    deploy_times = sorted(t for d in succeeded if (t := results[d.id].deployed_at) is not None)
-    lead = [s for d in succeeded if (s := _seconds(results[d.id].deployed_at, d.first_commit_at)) is not None]
-    failed = [d for d in out if results[d.id].failed]
+    out = failed = 0  # deployments that went out, and those of them that failed
+    deploy_times: list[datetime] = []
+    lead: list[float] = []
+    for d in deployments:
+        r = results[d.id]
+        deployed_at = r.deployed_at
+        if r.failures:
+            failed += 1
+        elif deployed_at is None:
+            continue
+        out += 1
+        if deployed_at is not None:
+            deploy_times.append(deployed_at)
+            if (s := _seconds(deployed_at, d.first_commit_at)) is not None:
+                lead.append(s)
+    deploy_times.sort()
     restored, unrestored = restore_times(outcomes, window.since)
     return Dora(
         repository=repository, environment=environment, days=round(window.days, 3),
         successful_deployments=len(deploy_times), deployments_per_day=len(deploy_times) / window.days,
         deployments_per_week=len(deploy_times) / window.days * 7, deployment_days=len({t.date() for t in deploy_times}),
         frequency_category=frequency_category(deploy_times, window), lead_time_seconds_median=_median(lead),
-        lead_time_seconds_p90=_percentile(lead, 90), lead_time_samples=len(lead), deployments_with_outcome=len(out),
-        failed_deployments=len(failed), change_failure_rate=_share(len(failed), len(out)), restores=len(restored),
+        lead_time_seconds_p90=_percentile(lead, 90), lead_time_samples=len(lead), deployments_with_outcome=out,
+        failed_deployments=failed, change_failure_rate=_share(failed, out), restores=len(restored),
         time_to_restore_seconds_median=_median(restored), unrestored_failures=unrestored,
     )  # fmt: skip
 
@@ -574,8 +585,11 @@ class Report:
         }  # fmt: skip
 
 
+_BUCKET_LIMITS = [limit for _, limit in ANSWER_BUCKETS]
+
+
 def _bucket(seconds: float) -> int:
-    return next(i for i, (_, limit) in enumerate(ANSWER_BUCKETS) if seconds < limit)
+    return bisect.bisect_right(_BUCKET_LIMITS, seconds)  # the first bucket whose limit is above ``seconds``
 
 
 def weekly(deployments: Sequence[DeploymentFact], results: dict[int, Result], window: Window) -> list[WeekPoint]:
