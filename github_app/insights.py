@@ -20,7 +20,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, String, exists, select, type_coerce
+from sqlalchemy import DateTime, Engine, String, exists, select, true, type_coerce
 
 from github_app.db import read_only
 from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
@@ -176,17 +176,29 @@ def load(engine: Engine, window: Window) -> Facts:
     human = exists().where(
         Review.deployment_id == Deployment.id, Review.allowed.is_(True), Review.action.in_(HUMAN_ACTIONS)
     )
-    stmt = (
-        select(
-            Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
-            t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at), DecisionRecord.verdict,
-            DecisionRecord.action, DecisionRecord.risk, t(DecisionRecord.created_at),
-            human, HistoryRow.features["first_commit_at"].as_string(),
+    first_commit = HistoryRow.features["first_commit_at"].as_string().label("first_commit")
+    decision_columns = (DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
+                        t(DecisionRecord.created_at).label("decided_at"))  # fmt: skip
+    head = (Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+            t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at))  # fmt: skip
+    if dialect == "postgresql":
+        # one index probe per deployment of the window: a join hashes every decision and history row ever
+        # written, so its cost would grow with the whole history instead of the window
+        decision = (select(*decision_columns).where(DecisionRecord.id == Deployment.decision_id).limit(1)
+                    .lateral("decision"))  # fmt: skip
+        history = select(first_commit).where(HistoryRow.deployment_id == Deployment.key).limit(1).lateral("first")
+        stmt = (
+            select(*head, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.decided_at, human,
+                   history.c.first_commit)
+            .select_from(Deployment).outerjoin(decision, true()).outerjoin(history, true())
+        )  # fmt: skip
+    else:  # SQLite joins by probing the primary key and the unique key anyway
+        stmt = (
+            select(*head, *decision_columns, human, first_commit)
+            .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
+            .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
         )
-        .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
-        .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
-        .where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
-    )  # fmt: skip
+    stmt = stmt.where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
     outcome_stmt = select(
         Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, t(Outcome.observed_at)
     ).where(Outcome.observed_at >= window.since)
