@@ -14,7 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from operator import attrgetter
@@ -657,12 +657,19 @@ def build(facts: Facts, now: datetime) -> Report:
         outcomes = outcomes_of.get((repo, env), [])
         per_group.append((gate_quality(ds, results, now, repository=repo, environment=env),
                           dora(ds, results, outcomes, w, repository=repo, environment=env)))  # fmt: skip
+    only = next(iter(groups)) if len(groups) == 1 else None
+    if only is not None and len(outcomes_of.get(only, ())) == len(facts.outcomes):
+        # one repository and environment: the overall figures are that group's, computed from the same facts
+        group_gate, group_dora = per_group[0]
+        gate = replace(group_gate, repository=w.repository, environment=w.environment)
+        overall = replace(group_dora, repository=w.repository, environment=w.environment)
+    else:
+        gate = gate_quality(facts.deployments, results, now, repository=w.repository, environment=w.environment)
+        overall = dora(facts.deployments, results, facts.outcomes, w, repository=w.repository, environment=w.environment)
     return Report(
-        window=w, generated_at=now,
-        gate=gate_quality(facts.deployments, results, now, repository=w.repository, environment=w.environment),
-        dora=dora(facts.deployments, results, facts.outcomes, w, repository=w.repository, environment=w.environment),
-        groups=per_group, weeks=weekly(facts.deployments, results, w), answer_times=answer_times(facts.deployments),
-    )  # fmt: skip
+        window=w, generated_at=now, gate=gate, dora=overall, groups=per_group,
+        weeks=weekly(facts.deployments, results, w), answer_times=answer_times(facts.deployments),
+    )
 
 
 def report(engine: Engine, window: Window, now: datetime | None = None) -> Report:

@@ -266,3 +266,18 @@ def test_the_lean_read_gives_the_same_facts_as_the_mapped_tables(database_url: s
     assert facts.deployments == expected
     assert facts.outcomes == outcomes and outcomes
     assert all(d.created_at.utcoffset() == timedelta(0) for d in facts.deployments)
+
+
+def test_one_group_overall_figures_equal_a_computation_from_scratch() -> None:
+    window = Window(since=T0, until=T0 + timedelta(days=14), repository="o/r", environment="production")
+    ds = [fact(1), fact(2, action="escalate", human=True, answer_after=2 * H), fact(3, action="reject", answer="rejected")]
+    outcomes = [out(ds[0], "success"), out(ds[1], "failure")]
+    now = T0 + timedelta(days=14)
+    report = insights.build(insights.Facts(window, ds, outcomes), now)
+    results = insights.attribute(ds, outcomes)
+    assert report.gate == insights.gate_quality(ds, results, now, repository="o/r", environment="production")
+    assert report.dora == insights.dora(ds, results, outcomes, window, repository="o/r", environment="production")
+    # an outcome of another environment counts overall, so the overall figures are computed apart
+    elsewhere = OutcomeFact("o/r", "staging", "f" * 40, "failure", T0 + H)
+    apart = insights.build(insights.Facts(window, ds, [*outcomes, elsewhere]), now)
+    assert apart.dora.unrestored_failures == apart.groups[0][1].unrestored_failures + 1
