@@ -13,12 +13,14 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import DateTime, Engine, String, exists, select, true, type_coerce
 
 from github_app.db import read_only
 from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
@@ -144,24 +146,61 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
+def _raw_time(column: Any, dialect: str) -> Any:
+    """``column`` without its per-value conversion: ``_time_reader`` turns it into an aware UTC datetime faster."""
+    return type_coerce(column, String if dialect == "sqlite" else DateTime(timezone=True))
+
+
+def _time_reader(dialect: str) -> Callable[[Any], datetime | None]:
+    """How a raw time column reads: SQLite stores UTC text, PostgreSQL (session zone UTC) gives aware values."""
+    if dialect == "sqlite":
+        def from_text(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):  # a time written in another form: the slow, general path
+                return _parse_time(value) if isinstance(value, str) else _aware(value)
+        return from_text
+    return _aware
+
+
 def load(engine: Engine, window: Window) -> Facts:
-    """Read the deployments requested in ``window`` and the outcomes observed since it began."""
+    """Read the deployments requested in ``window`` and the outcomes observed since it began.
+
+    Only the columns the figures need, and times without SQLAlchemy's per-value conversion: a month of
+    a busy organisation is thousands of rows, and the conversion cost more than the query.
+    """
+    dialect = engine.dialect.name
+    t = partial(_raw_time, dialect=dialect)
     human = exists().where(
         Review.deployment_id == Deployment.id, Review.allowed.is_(True), Review.action.in_(HUMAN_ACTIONS)
     )
-    stmt = (
-        select(
-            Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
-            Deployment.created_at, Deployment.answer, Deployment.answered_at, DecisionRecord.verdict,
-            DecisionRecord.action, DecisionRecord.risk, DecisionRecord.created_at.label("decided_at"),
-            human.label("answered_by_human"), HistoryRow.features["first_commit_at"].as_string().label("first_commit"),
+    first_commit = HistoryRow.features["first_commit_at"].as_string().label("first_commit")
+    decision_columns = (DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
+                        t(DecisionRecord.created_at).label("decided_at"))  # fmt: skip
+    head = (Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+            t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at))  # fmt: skip
+    if dialect == "postgresql":
+        # one index probe per deployment of the window: a join hashes every decision and history row ever
+        # written, so its cost would grow with the whole history instead of the window
+        decision = (select(*decision_columns).where(DecisionRecord.id == Deployment.decision_id).limit(1)
+                    .lateral("decision"))  # fmt: skip
+        history = select(first_commit).where(HistoryRow.deployment_id == Deployment.key).limit(1).lateral("first")
+        stmt = (
+            select(*head, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.decided_at, human,
+                   history.c.first_commit)
+            .select_from(Deployment).outerjoin(decision, true()).outerjoin(history, true())
+        )  # fmt: skip
+    else:  # SQLite joins by probing the primary key and the unique key anyway
+        stmt = (
+            select(*head, *decision_columns, human, first_commit)
+            .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
+            .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
         )
-        .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
-        .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
-        .where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
-    )  # fmt: skip
+    stmt = stmt.where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
     outcome_stmt = select(
-        Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, Outcome.observed_at
+        Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, t(Outcome.observed_at)
     ).where(Outcome.observed_at >= window.since)
     for column, value in ((Deployment.repository, window.repository), (Deployment.environment, window.environment)):
         if value:
@@ -170,29 +209,26 @@ def load(engine: Engine, window: Window) -> Facts:
         if value:
             outcome_stmt = outcome_stmt.where(column == value)
     with read_only(engine) as conn:
+        if dialect == "postgresql":  # times then arrive in UTC, the zone the figures use, with no conversion
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         rows = conn.execute(stmt.order_by(Deployment.created_at, Deployment.id)).all()
         outcome_rows = conn.execute(outcome_stmt.order_by(Outcome.observed_at, Outcome.id)).all()
+    when = _time_reader(dialect)
     deployments = [
-        DeploymentFact(
-            id=r.id, key=r.key, repository=r.repository, environment=r.environment, sha=r.sha,
-            created_at=_aware(r.created_at) or window.since, answer=r.answer, answered_at=_aware(r.answered_at),
-            verdict=r.verdict, action=r.action, risk=r.risk, decided_at=_aware(r.decided_at),
-            answered_by_human=bool(r.answered_by_human), first_commit_at=_parse_time(r.first_commit),
-        )
-        for r in rows
+        DeploymentFact(i, key, repo, env, sha, when(created) or window.since, answer, when(answered), verdict,
+                       action, risk, when(decided), bool(human_answer), _parse_time(first_commit))
+        for i, key, repo, env, sha, created, answer, answered, verdict, action, risk, decided, human_answer, first_commit
+        in rows
     ]  # fmt: skip
-    outcomes = [
-        OutcomeFact(repository=o.repository, environment=o.environment, sha=o.sha, outcome=o.outcome,
-                    observed_at=_aware(o.observed_at) or window.since)
-        for o in outcome_rows
-    ]  # fmt: skip
+    outcomes = [OutcomeFact(repo, env, sha, outcome, when(observed) or window.since)
+                for repo, env, sha, outcome, observed in outcome_rows]  # fmt: skip
     return Facts(window=window, deployments=deployments, outcomes=outcomes)
 
 
 # --- attribution: which deployment an outcome belongs to ---------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)  # one per deployment of the window
 class Result:
     """What happened to one deployment: its first success and its failures, if any were observed."""
 
@@ -214,17 +250,22 @@ class Result:
 
 def attribute(deployments: Sequence[DeploymentFact], outcomes: Iterable[OutcomeFact]) -> dict[int, Result]:
     """Give each outcome to the newest deployment of its sha to its environment requested before it."""
-    by_target: dict[tuple[str, str, str], list[DeploymentFact]] = defaultdict(list)
-    for d in sorted(deployments, key=lambda d: (d.created_at, d.id)):
-        by_target[(d.repository, d.environment, d.sha)].append(d)
-    starts = {k: [d.created_at for d in v] for k, v in by_target.items()}
+    by_target: dict[tuple[str, str, str], tuple[list[DeploymentFact], list[datetime]]] = {}
+    for d in sorted(deployments, key=attrgetter("created_at", "id")):
+        target = (d.repository, d.environment, d.sha)
+        entry = by_target.get(target)
+        if entry is None:
+            by_target[target] = ([d], [d.created_at])
+        else:
+            entry[0].append(d)
+            entry[1].append(d.created_at)
     results: dict[int, Result] = {d.id: Result() for d in deployments}
     for o in outcomes:
-        key = (o.repository, o.environment, o.sha)
-        candidates = by_target.get(key)
-        if not candidates:
+        found = by_target.get((o.repository, o.environment, o.sha))
+        if found is None:
             continue
-        i = bisect.bisect_right(starts[key], o.observed_at) - 1
+        candidates, starts = found
+        i = bisect.bisect_right(starts, o.observed_at) - 1
         if i < 0:
             continue
         result = results[candidates[i].id]
@@ -316,55 +357,76 @@ def gate_quality(
     repository: str | None = None, environment: str | None = None,
 ) -> GateQuality:
     """The gate's figures for ``deployments`` (outcomes already attributed in ``results``)."""
-    decided = [d for d in deployments if d.action is not None]
-    auto_go = [d for d in decided if d.action == "approve"]
-    escalated = [d for d in decided if d.action == "escalate"]
-    auto_no = [d for d in decided if d.action == "reject"]
-    approved = [d for d in deployments if d.answer == "approved"]
-    escaped = [d for d in approved if results[d.id].failed]
+    paired = [(d, results[d.id]) for d in deployments]
     # a block was needless when the same sha went out to the same environment later and only succeeded
     succeeded_at: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
     failed_shas: set[tuple[str, str, str]] = set()
-    for d in deployments:
-        r = results[d.id]
-        target = (d.repository, d.environment, d.sha)
-        if r.failed:
-            failed_shas.add(target)
+    for d, r in paired:
+        if r.failures:
+            failed_shas.add((d.repository, d.environment, d.sha))
         elif r.deployed_at is not None:
-            succeeded_at[target].append(r.deployed_at)
+            succeeded_at[(d.repository, d.environment, d.sha)].append(r.deployed_at)
 
     def later_success(d: DeploymentFact) -> bool:
         target = (d.repository, d.environment, d.sha)
-        return target not in failed_shas and any(t >= d.created_at for t in succeeded_at.get(target, []))
+        return target not in failed_shas and any(t >= d.created_at for t in succeeded_at.get(target, ()))
 
-    false_rejections = [d for d in decided if d.answer == "rejected" and d.action in ("reject", "escalate")
-                        and later_success(d)]  # fmt: skip
-    needless = [d for d in escalated if d.answer == "approved" and later_success(d)]
-    automatic_answers = [s for d in decided if _automatic(d) and (s := _seconds(d.answered_at, d.created_at)) is not None]
-    human = [d for d in escalated if d.answered_by_human]
-    human_answers = [s for d in human if (s := _seconds(d.answered_at, d.created_at)) is not None]
-    waits = [s for d in human if (s := _seconds(d.answered_at, d.decided_at or d.created_at)) is not None]
-    waiting = [d for d in escalated if d.answer is None]
-    oldest = max((_seconds(now, d.decided_at or d.created_at) or 0.0 for d in waiting), default=None)
-    known = [d for d in decided if results[d.id].known]
-    failures = [d for d in known if results[d.id].failed]
-    caught = [d for d in failures if d.action != "approve"]
-    bins = calibration([(d.risk, results[d.id].failed) for d in known if d.risk is not None])
-    scored = [(d.risk, results[d.id].failed) for d in known if d.risk is not None]
+    # one pass, counting what the definitions in docs/insights.md ask for
+    n = auto_go = escalated = auto_no = approved = escaped = false_rejections = needless = 0
+    waiting = failures = caught = 0
+    oldest: float | None = None
+    automatic_answers: list[float] = []
+    human_answers: list[float] = []
+    waits: list[float] = []
+    scored: list[tuple[float, bool]] = []
+    for d, r in paired:
+        failed = bool(r.failures)
+        if d.answer == "approved":
+            approved += 1
+            escaped += failed
+        action = d.action
+        if action is None:
+            continue
+        n += 1
+        if action == "approve":
+            auto_go += 1
+        elif action == "reject":
+            auto_no += 1
+        elif action == "escalate":
+            escalated += 1
+            if d.answer == "approved" and later_success(d):
+                needless += 1
+            if d.answered_by_human:
+                if (s := _seconds(d.answered_at, d.created_at)) is not None:
+                    human_answers.append(s)
+                if (s := _seconds(d.answered_at, d.decided_at or d.created_at)) is not None:
+                    waits.append(s)
+            if d.answer is None:
+                waiting += 1
+                oldest = max(oldest if oldest is not None else 0.0, _seconds(now, d.decided_at or d.created_at) or 0.0)
+        if d.answer == "rejected" and action in ("reject", "escalate") and later_success(d):
+            false_rejections += 1
+        if _automatic(d) and (s := _seconds(d.answered_at, d.created_at)) is not None:
+            automatic_answers.append(s)
+        if failed or r.deployed_at is not None:  # went out: its outcome is known
+            if failed:
+                failures += 1
+                caught += action != "approve"
+            if d.risk is not None:
+                scored.append((d.risk, failed))
+    bins = calibration(scored)
     brier = sum((r - float(f)) ** 2 for r, f in scored) / len(scored) if scored else None
-    n = len(decided)
     return GateQuality(
         repository=repository, environment=environment, deployments=len(deployments), decided=n,
-        approved_automatically=len(auto_go), escalated=len(escalated), rejected_automatically=len(auto_no),
-        share_approved_automatically=_share(len(auto_go), n), share_escalated=_share(len(escalated), n),
-        share_rejected_automatically=_share(len(auto_no), n), approved=len(approved),
-        escaped_failures=len(escaped), escaped_failure_rate=_share(len(escaped), len(approved)),
-        false_rejections=len(false_rejections), needless_escalations=len(needless),
-        false_blocks=len(false_rejections) + len(needless),
+        approved_automatically=auto_go, escalated=escalated, rejected_automatically=auto_no,
+        share_approved_automatically=_share(auto_go, n), share_escalated=_share(escalated, n),
+        share_rejected_automatically=_share(auto_no, n), approved=approved,
+        escaped_failures=escaped, escaped_failure_rate=_share(escaped, approved),
+        false_rejections=false_rejections, needless_escalations=needless, false_blocks=false_rejections + needless,
         answer_seconds_automatic_median=_median(automatic_answers), answer_seconds_human_median=_median(human_answers),
         reviewer_wait_seconds_median=_median(waits), reviewer_wait_seconds_p90=_percentile(waits, 90),
-        waiting_now=len(waiting), oldest_waiting_seconds=oldest, failures_observed=len(failures), caught=len(caught),
-        catch_rate=_share(len(caught), len(failures)), calibration=bins, brier_score=brier,
+        waiting_now=waiting, oldest_waiting_seconds=oldest, failures_observed=failures, caught=caught,
+        catch_rate=_share(caught, failures), calibration=bins, brier_score=brier,
     )  # fmt: skip
 
 
@@ -468,19 +530,30 @@ def dora(
     window: Window, *, repository: str | None = None, environment: str | None = None,
 ) -> Dora:
     """The four keys for ``deployments`` requested in ``window``."""
-    out = [d for d in deployments if results[d.id].known]
-    succeeded = [d for d in out if results[d.id].deployed_at is not None]
-    deploy_times = sorted(t for d in succeeded if (t := results[d.id].deployed_at) is not None)
-    lead = [s for d in succeeded if (s := _seconds(results[d.id].deployed_at, d.first_commit_at)) is not None]
-    failed = [d for d in out if results[d.id].failed]
+    out = failed = 0  # deployments that went out, and those of them that failed
+    deploy_times: list[datetime] = []
+    lead: list[float] = []
+    for d in deployments:
+        r = results[d.id]
+        deployed_at = r.deployed_at
+        if r.failures:
+            failed += 1
+        elif deployed_at is None:
+            continue
+        out += 1
+        if deployed_at is not None:
+            deploy_times.append(deployed_at)
+            if (s := _seconds(deployed_at, d.first_commit_at)) is not None:
+                lead.append(s)
+    deploy_times.sort()
     restored, unrestored = restore_times(outcomes, window.since)
     return Dora(
         repository=repository, environment=environment, days=round(window.days, 3),
         successful_deployments=len(deploy_times), deployments_per_day=len(deploy_times) / window.days,
         deployments_per_week=len(deploy_times) / window.days * 7, deployment_days=len({t.date() for t in deploy_times}),
         frequency_category=frequency_category(deploy_times, window), lead_time_seconds_median=_median(lead),
-        lead_time_seconds_p90=_percentile(lead, 90), lead_time_samples=len(lead), deployments_with_outcome=len(out),
-        failed_deployments=len(failed), change_failure_rate=_share(len(failed), len(out)), restores=len(restored),
+        lead_time_seconds_p90=_percentile(lead, 90), lead_time_samples=len(lead), deployments_with_outcome=out,
+        failed_deployments=failed, change_failure_rate=_share(failed, out), restores=len(restored),
         time_to_restore_seconds_median=_median(restored), unrestored_failures=unrestored,
     )  # fmt: skip
 
@@ -524,8 +597,11 @@ class Report:
         }  # fmt: skip
 
 
+_BUCKET_LIMITS = [limit for _, limit in ANSWER_BUCKETS]
+
+
 def _bucket(seconds: float) -> int:
-    return next(i for i, (_, limit) in enumerate(ANSWER_BUCKETS) if seconds < limit)
+    return bisect.bisect_right(_BUCKET_LIMITS, seconds)  # the first bucket whose limit is above ``seconds``
 
 
 def weekly(deployments: Sequence[DeploymentFact], results: dict[int, Result], window: Window) -> list[WeekPoint]:
@@ -574,16 +650,26 @@ def build(facts: Facts, now: datetime) -> Report:
     for d in facts.deployments:
         groups[(d.repository, d.environment)].append(d)
     per_group = []
+    outcomes_of: dict[tuple[str, str], list[OutcomeFact]] = defaultdict(list)
+    for o in facts.outcomes:
+        outcomes_of[(o.repository, o.environment)].append(o)
     for (repo, env), ds in sorted(groups.items()):
-        outcomes = [o for o in facts.outcomes if o.repository == repo and o.environment == env]
+        outcomes = outcomes_of.get((repo, env), [])
         per_group.append((gate_quality(ds, results, now, repository=repo, environment=env),
                           dora(ds, results, outcomes, w, repository=repo, environment=env)))  # fmt: skip
+    only = next(iter(groups)) if len(groups) == 1 else None
+    if only is not None and len(outcomes_of.get(only, ())) == len(facts.outcomes):
+        # one repository and environment: the overall figures are that group's, computed from the same facts
+        group_gate, group_dora = per_group[0]
+        gate = replace(group_gate, repository=w.repository, environment=w.environment)
+        overall = replace(group_dora, repository=w.repository, environment=w.environment)
+    else:
+        gate = gate_quality(facts.deployments, results, now, repository=w.repository, environment=w.environment)
+        overall = dora(facts.deployments, results, facts.outcomes, w, repository=w.repository, environment=w.environment)
     return Report(
-        window=w, generated_at=now,
-        gate=gate_quality(facts.deployments, results, now, repository=w.repository, environment=w.environment),
-        dora=dora(facts.deployments, results, facts.outcomes, w, repository=w.repository, environment=w.environment),
-        groups=per_group, weeks=weekly(facts.deployments, results, w), answer_times=answer_times(facts.deployments),
-    )  # fmt: skip
+        window=w, generated_at=now, gate=gate, dora=overall, groups=per_group,
+        weeks=weekly(facts.deployments, results, w), answer_times=answer_times(facts.deployments),
+    )
 
 
 def report(engine: Engine, window: Window, now: datetime | None = None) -> Report:

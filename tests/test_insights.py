@@ -228,3 +228,56 @@ def test_reports_are_shared_for_a_minute_and_then_recomputed(database_url: str) 
     assert cache.get(window) is first and first.gate.deployments == 12
     assert insights.ReportCache(engine, ttl=0).get(window).gate.deployments == 15
     engine.dispose()
+
+
+def test_the_lean_read_gives_the_same_facts_as_the_mapped_tables(database_url: str) -> None:
+    """``load`` reads times raw and joins by lateral lookups on PostgreSQL: every fact must match the ORM's."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from github_app.db.models import Outcome
+    from tests.insights_data import seed
+
+    engine = db.make_engine(database_url)
+    now = datetime.now(UTC)
+    seed(engine, deployments=120, days=10, now=now)
+    window = Window(since=now - timedelta(days=6), until=now + H)
+    facts = insights.load(engine, window)
+    with Session(engine) as session:
+        expected = []
+        for d in session.scalars(select(Deployment).where(Deployment.created_at >= window.since)
+                                 .order_by(Deployment.created_at, Deployment.id)):  # fmt: skip
+            decision = session.get(DecisionRecord, d.decision_id) if d.decision_id else None
+            history = session.scalars(select(HistoryRow).where(HistoryRow.deployment_id == d.key)).first()
+            human = session.scalars(select(Review).where(Review.deployment_id == d.id, Review.allowed.is_(True),
+                                                         Review.action.in_(insights.HUMAN_ACTIONS))).first()  # fmt: skip
+            first = history.features.get("first_commit_at") if history else None
+            expected.append(DeploymentFact(
+                d.id, d.key, d.repository, d.environment, d.sha, d.created_at, d.answer, d.answered_at,
+                decision.verdict if decision else None, decision.action if decision else None,
+                decision.risk if decision else None, decision.created_at if decision else None, human is not None,
+                datetime.fromisoformat(first) if first else None,
+            ))  # fmt: skip
+        outcomes = [OutcomeFact(o.repository, o.environment, o.sha, o.outcome, o.observed_at)
+                    for o in session.scalars(select(Outcome).where(Outcome.observed_at >= window.since)
+                                             .order_by(Outcome.observed_at, Outcome.id))]  # fmt: skip
+    engine.dispose()
+    assert len(expected) > 50 and any(e.answered_by_human for e in expected)
+    assert facts.deployments == expected
+    assert facts.outcomes == outcomes and outcomes
+    assert all(d.created_at.utcoffset() == timedelta(0) for d in facts.deployments)
+
+
+def test_one_group_overall_figures_equal_a_computation_from_scratch() -> None:
+    window = Window(since=T0, until=T0 + timedelta(days=14), repository="o/r", environment="production")
+    ds = [fact(1), fact(2, action="escalate", human=True, answer_after=2 * H), fact(3, action="reject", answer="rejected")]
+    outcomes = [out(ds[0], "success"), out(ds[1], "failure")]
+    now = T0 + timedelta(days=14)
+    report = insights.build(insights.Facts(window, ds, outcomes), now)
+    results = insights.attribute(ds, outcomes)
+    assert report.gate == insights.gate_quality(ds, results, now, repository="o/r", environment="production")
+    assert report.dora == insights.dora(ds, results, outcomes, window, repository="o/r", environment="production")
+    # an outcome of another environment counts overall, so the overall figures are computed apart
+    elsewhere = OutcomeFact("o/r", "staging", "f" * 40, "failure", T0 + H)
+    apart = insights.build(insights.Facts(window, ds, [*outcomes, elsewhere]), now)
+    assert apart.dora.unrestored_failures == apart.groups[0][1].unrestored_failures + 1
