@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 DEPLOYMENTS = 30
 KILLS = 22
+# a log line of a worker at work: it claimed a delivery, decided, or answered (start-up logs none of these)
+BUSY = re.compile(r"delivery\.|decision\.|gate\.")
 # a freeze over the whole week: every staging deployment escalates to a reviewer
 ESCALATING = """
 environments:
@@ -53,6 +56,7 @@ def _states(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+@pytest.mark.timeout(600)  # 22 start-ups of a worker process, on a busy CI machine
 def test_sigkilled_workers_leave_every_deployment_with_exactly_one_answer(database_url, tmp_path):
     rng = random.Random(20261207)
     state = release_state(policy=ESCALATING)
@@ -80,9 +84,16 @@ def test_sigkilled_workers_leave_every_deployment_with_exactly_one_answer(databa
             for dep in deps:
                 payload = deployment_protection_rule_payload(state, dep.id, full_name=REPO)
                 assert send_webhook(web.url, SECRET, "deployment_protection_rule", payload).status_code == 202
+            mid_work = 0
             try:
                 for n in range(1, KILLS + 1):
-                    time.sleep(rng.uniform(0.8, 2.5))  # start-up included: some kills land before any work
+                    # kill at a random moment once the worker is at work, not during its start-up
+                    log = tmp_path / f"worker-{n - 1:02d}.log"
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline and not BUSY.search(log.read_text()):
+                        time.sleep(0.05)
+                    mid_work += bool(BUSY.search(log.read_text()))
+                    time.sleep(rng.uniform(0.0, 0.4))
                     worker.send_signal(signal.SIGKILL)
                     worker.wait(timeout=10)
                     if n % 7 == 0:  # now and then, GitHub redelivers a request while gonogo is down
@@ -98,6 +109,7 @@ def test_sigkilled_workers_leave_every_deployment_with_exactly_one_answer(databa
             finally:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=30)
+        assert mid_work >= 20, mid_work  # kills that landed while the worker was deciding or answering
         logs = "\n".join(p.read_text()[-2000:] for p in sorted(tmp_path.glob("worker-*.log"))[-2:])
         states = _states(database_url)
         assert states == {"answered": DEPLOYMENTS - DEPLOYMENTS // 5, "escalated": DEPLOYMENTS // 5}, (states, logs)
