@@ -291,21 +291,26 @@ async def send_answer(ctx: Context, gh: GitHub[Any], t: Target, row: Deployment,
 async def publish_escalation(
     ctx: Context, gh: GitHub[Any], t: Target, row: Deployment, decision: Decision, owner: str, comment: str = ""
 ) -> None:
-    """Publish a stored escalation: status report, state escalated, PR comment, check run with buttons."""
+    """Publish a stored escalation: status report, PR comment, check run with buttons, then state escalated.
+
+    The state changes last: a worker that dies half-way leaves the deployment ``decided``, and whoever
+    takes it next publishes again (the PR comment is recorded and never posted twice; completing the
+    check run again is harmless), so an escalation never waits without its buttons.
+    """
     engine = ctx.engine
     comment = comment or report.protection_comment(decision, "")
     if row.status_reports < STATUS_REPORT_LIMIT:
         await status_report(gh, t, comment)
         await asyncio.to_thread(deployments.note_status_report, engine, t.deployment_key, owner,
                                 row.status_reports + 1, 200, comment)  # fmt: skip
-    escalated = await asyncio.to_thread(deployments.escalate, engine, t.deployment_key, owner)
     # reviewers hear about it before the check run shows the buttons
-    await announce_escalation(engine, gh, escalated, decision)
+    await announce_escalation(engine, gh, row, decision)
     check_run_id = row.check_run_id
     if check_run_id is None:
         check_run_id, _ = await create_check_run(gh, t, external_id=t.deployment_key)
         await asyncio.to_thread(deployments.note_check_run, engine, t.deployment_key, owner, check_run_id)
     await complete_check_run(gh, t, check_run_id, decision)
+    await asyncio.to_thread(deployments.escalate, engine, t.deployment_key, owner)
     log.info("decision.published", extra={"deployment": t.deployment_key, "action": decision.action})
 
 
