@@ -57,7 +57,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "model": ("github_app.commands.model", "model", "Train, evaluate and explain the deployment risk model."),
     "policy": ("github_app.commands.policy", "policy", "Work with the .github/gonogo.yml policy file."),
     "report": ("github_app.commands.report", "report",
-               "Print gate quality and DORA figures for a repository, environment and window."),
+               "Print how good the gate was and the DORA figures over a window (docs/insights.md defines them)."),
     "sandbox": ("github_app.commands.sandbox", "sandbox",
                 "Serve a stand-in for GitHub's REST API, seeded from SCENARIO, until interrupted."),
     "setup": ("github_app.commands.setup", "setup",

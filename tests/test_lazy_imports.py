@@ -18,6 +18,14 @@ from github_app.cli import LAZY_COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("pandas", "sklearn", "scipy", "matplotlib")
+# What each light command must not load either: numpy (a small report is counted without it), the
+# GitHub client, the database layer and the web stack; --help not even pydantic or the YAML reader.
+SERVER_SIDE = ("numpy", "githubkit", "httpx", "sqlalchemy", "alembic", "starlette", "uvicorn", "cryptography", "jwt")
+NOT_LOADED = {
+    "help": (*HEAVY, *SERVER_SIDE, "pydantic", "yaml", "rules", "scorer"),
+    "policy": (*HEAVY, *SERVER_SIDE, "ijson", "orjson"),
+    "assess": (*HEAVY, *SERVER_SIDE),
+}
 
 
 def _loaded(args: list[str], cwd: Path) -> set[str]:
@@ -40,6 +48,9 @@ def test_light_commands_import_no_heavy_library(command: str, tmp_path: Path) ->
     loaded = _loaded(args, tmp_path)
     assert "click" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert not loaded & set(NOT_LOADED[command]), sorted(loaded & set(NOT_LOADED[command]))
+    if command != "help":  # the command really ran its code, so the check covers what it imports
+        assert {"rules", "scorer", "pydantic"} <= loaded
 
 
 def test_a_web_only_process_loads_no_risk_model(tmp_path: Path) -> None:
