@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rules.types import Dimension, RuleResult, RuleSeverity, RuleStatus
+from rules.severity import RuleSeverity
+from rules.types import Dimension, RuleResult, RuleStatus
 from scorer.assessment import Assessment
 from scorer.evidence import Availability
 

@@ -8,13 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rules.severity import RuleSeverity
 from scorer.assessment import RiskEstimate
 from scorer.evidence import Evidence
 
 Dimension = Literal["quality", "security", "performance", "operational", "change"]
 DIMENSIONS: tuple[Dimension, ...] = ("quality", "security", "performance", "operational", "change")
-RuleSeverity = Literal["blocker", "major", "minor"]
-SEVERITIES: tuple[RuleSeverity, ...] = ("blocker", "major", "minor")
 Verdict = Literal["go", "escalate", "no-go"]
 Action = Literal["approve", "reject", "escalate"]
 StrategyName = Literal["direct", "canary", "blue-green", "feature-flag"]
@@ -30,7 +29,7 @@ class RuleStatus(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class RuleResult(_Model):

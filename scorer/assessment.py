@@ -12,7 +12,7 @@ from scorer.evidence import Evidence
 class Driver(BaseModel):
     """One feature's contribution to a risk prediction, in log-odds against the base rate."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     feature: str
     value: float | str | bool | None
@@ -23,7 +23,7 @@ class Driver(BaseModel):
 class ModelQuality(BaseModel):
     """How good the model behind a risk estimate was on held-out later deployments (its outer validation)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     deployments: int  # held-out deployments the figures come from
     roc_auc: float | None = None
@@ -34,7 +34,7 @@ class ModelQuality(BaseModel):
 class RiskEstimate(BaseModel):
     """Probability that the deployment fails, and why."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     probability: float  # 0..1
     source: Literal["model", "prior", "rules"]  # trained model, cold-start prior, or rule-based estimate
@@ -47,7 +47,7 @@ class RiskEstimate(BaseModel):
 class Assessment(BaseModel):
     """Evidence and risk for one deployment: the input of ``rules.decide``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     evidence: Evidence
     risk: RiskEstimate | None = None

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from scorer.parsers import ArtifactFile, ArtifactLimits, parse_artifacts
-from scorer.parsers.junit import FOLD_BATCH, PassCounts, parse_test_report
+from scorer.parsers.junit import FOLD_BATCH, SMALL_IDS, PassCounts, parse_test_report
 
 
 class _OneByOne:
@@ -39,12 +39,13 @@ def _feed(rng: random.Random, counts: PassCounts, reference: _OneByOne, universe
             counts.fold_pending()
 
 
+@pytest.mark.parametrize("small_ids", [SMALL_IDS, 16])  # the dict alone, and the move to numpy arrays midway
 @pytest.mark.parametrize("cap", [0, 1, 7, 50, 10_000])
 @pytest.mark.parametrize("seed", range(5))
-def test_batched_counts_equal_one_by_one_counts(cap: int, seed: int) -> None:
+def test_batched_counts_equal_one_by_one_counts(cap: int, seed: int, small_ids: int) -> None:
     rng = random.Random(seed)
     universe = [rng.randrange(-(2**63), 2**63) for _ in range(120)]
-    mine, theirs = PassCounts(cap), PassCounts(cap)
+    mine, theirs = PassCounts(cap, small_ids), PassCounts(cap, small_ids)
     mine_ref, theirs_ref = _OneByOne(cap), _OneByOne(cap)
     _feed(rng, mine, mine_ref, universe[:30], 200)
     _feed(rng, theirs, theirs_ref, universe[20:], 600)
@@ -56,7 +57,7 @@ def test_batched_counts_equal_one_by_one_counts(cap: int, seed: int) -> None:
     assert len(mine) == len(mine_ref.counts)
     assert mine.counts_of(universe) == [mine_ref.counts.get(k, 0) for k in universe]
     # and the merged counts remember that order for the next merge
-    half, half_ref = PassCounts(cap // 2), _OneByOne(cap // 2)
+    half, half_ref = PassCounts(cap // 2, small_ids), _OneByOne(cap // 2)
     half.merge(mine)
     half_ref.merge(mine_ref)
     assert half.counts_of(universe) == [half_ref.counts.get(k, 0) for k in universe]

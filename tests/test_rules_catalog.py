@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from rules.catalog import CATALOG, RULES_BY_ID
+from rules.policy import RULE_TAKES_THRESHOLD
 from rules.samples import bare_evidence
 from rules.types import DIMENSIONS, RuleStatus
 from scorer.assessment import Assessment
@@ -102,3 +103,10 @@ def test_pending_required_check_is_unknown_not_failed() -> None:
 def test_insignificant_regression_passes() -> None:
     parts = {"performance": {"overall": {"name": "all", "regression_pct": 30, "significant": False}}}
     assert RULES_BY_ID["GNG-PERF-002"].evaluate(_assess(parts)).status is RuleStatus.PASSED
+
+
+def test_policy_rule_table_matches_the_catalog() -> None:
+    # the policy validates rule ids against its own table so that `policy validate` loads no rules
+    assert RULE_TAKES_THRESHOLD == {r.id: r.threshold is not None for r in CATALOG}, (
+        "update RULE_TAKES_THRESHOLD in rules/policy.py to the catalog's ids and thresholds"
+    )

@@ -6,7 +6,8 @@ import fnmatch
 import re
 
 from rules.rule import Check, Rule, at_least, at_most, failed, passed, skipped, unknown
-from rules.types import RuleResult, RuleSeverity
+from rules.severity import RuleSeverity
+from rules.types import RuleResult
 from scorer.assessment import Assessment
 
 _TEST_PATH = re.compile(r"(^|/)(tests?|spec|__tests__|testing)(/|$)|(^|/)test_[^/]*$|_test\.[a-z]+$|\.(spec|test)\.[a-z]+$")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rules.rule import Check, Rule, at_most, failed, passed, skipped, unknown
-from rules.types import RuleResult, RuleSeverity
+from rules.severity import RuleSeverity
+from rules.types import RuleResult
 from scorer.assessment import Assessment
 from scorer.evidence import Availability
 

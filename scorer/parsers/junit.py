@@ -10,18 +10,20 @@ from __future__ import annotations
 import itertools
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from scorer.evidence import Availability, Provenance, TestCase, TestsPart
 from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, CappedReader, Deadline
 from scorer.parsers.xmlsafe import feed, new_parser
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
 MESSAGE_CHARS = 500
 MAX_REPORT_SECONDS = 7 * 24 * 3600
 FOLD_BATCH = 1 << 15  # passing-test ids buffered (8 bytes each) before they are folded into PassCounts
+SMALL_IDS = 4096  # distinct passing ids counted in a dict before PassCounts moves to numpy arrays
 _NAMELESS = itertools.count()  # identities for failing cases without a name
 
 # outcome codes kept small: they are stored per failing case
@@ -71,19 +73,23 @@ class PassCounts:
     by id cost 24 bytes an id. The parser appends each passing id to ``pending`` (one C call per
     test) and the buffer is folded in batches, with the same result as counting the ids one by one:
     ids already kept gain their attempts, new ids join in the order they were first seen until
-    ``cap`` ids are kept, and later ones are not remembered.
+    ``cap`` ids are kept, and later ones are not remembered. Up to ``small_ids`` ids live in a plain
+    dict (insertion order is first-seen order), so a small report never imports numpy.
     """
 
-    def __init__(self, cap: int) -> None:
+    _ids: npt.NDArray[np.int64]  # kept ids, sorted (once the counts outgrow the dict)
+    _counts: npt.NDArray[np.int64]  # passing attempts of each kept id
+    _rank: npt.NDArray[np.int64]  # when each kept id was first seen (0 = first)
+
+    def __init__(self, cap: int, small_ids: int = SMALL_IDS) -> None:
         self.cap = cap
+        self.small_ids = small_ids
         self.pending = array("q")  # ids of passing attempts not folded yet, in attempt order
-        self._ids = np.empty(0, np.int64)  # kept ids, sorted
-        self._counts = np.empty(0, np.int64)  # passing attempts of each kept id
-        self._rank = np.empty(0, np.int64)  # when each kept id was first seen (0 = first)
+        self._small: dict[int, int] | None = {}  # id -> passing attempts, until it would pass small_ids
 
     def __len__(self) -> int:
         self.fold_pending()
-        return len(self._ids)
+        return len(self._small) if self._small is not None else len(self._ids)
 
     def fold_if_batch_full(self) -> None:
         """Fold the buffer once it holds FOLD_BATCH ids, so it stays small however long the report."""
@@ -94,8 +100,22 @@ class PassCounts:
         """Count the buffered attempts and empty the buffer."""
         if not self.pending:
             return
+        small = self._small
+        if small is not None and len(small) + len(self.pending) <= self.small_ids:
+            room = self.cap - len(small)
+            for key in self.pending:
+                if key in small:
+                    small[key] += 1
+                elif room > 0:
+                    small[key] = 1
+                    room -= 1
+            del self.pending[:]  # emptied in place: the parser holds its append method
+            return
+        import numpy as np  # here: small reports never pay for importing numpy
+
+        self._to_arrays()
         attempts = np.array(self.pending, dtype=np.int64)
-        del self.pending[:]  # emptied in place: the parser holds its append method
+        del self.pending[:]
         kept = len(self._ids)
         if kept >= self.cap:
             # full: only attempts of kept ids count, so their order no longer matters; sorted needles
@@ -113,8 +133,31 @@ class PassCounts:
         first_seen = np.argsort(by_id[starts])
         self.add_counts(ordered[starts][first_seen], counts[first_seen])
 
+    def _to_arrays(self) -> None:
+        """Move the dict's counts into the sorted arrays (once; later folds use the arrays)."""
+        if self._small is None:
+            return
+        import numpy as np
+
+        ids, counts = self._first_seen()
+        by_id = np.argsort(ids)
+        self._ids, self._counts, self._rank = ids[by_id], counts[by_id], by_id.astype(np.int64)
+        self._small = None
+
+    def _first_seen(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Return the kept ids and their counts as arrays, in the order the ids were first seen."""
+        import numpy as np
+
+        if self._small is not None:
+            size = len(self._small)
+            return np.fromiter(self._small, np.int64, size), np.fromiter(self._small.values(), np.int64, size)
+        first_seen = np.argsort(self._rank)
+        return self._ids[first_seen], self._counts[first_seen]
+
     def _slots(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
         """Return the index in the kept arrays of each id, or -1 where it is not kept."""
+        import numpy as np
+
         kept = len(self._ids)
         if not kept:
             return np.full(len(ids), -1, np.intp)
@@ -124,6 +167,9 @@ class PassCounts:
 
     def add_counts(self, ids: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
         """Add ``counts`` passing attempts to each of ``ids`` (distinct, first seen first)."""
+        import numpy as np
+
+        self._to_arrays()
         slot = self._slots(ids)
         hit = slot >= 0
         self._counts[slot[hit]] += counts[hit]  # no slot twice: the ids are distinct
@@ -143,8 +189,12 @@ class PassCounts:
     def counts_of(self, ids: list[int]) -> list[int]:
         """Return the passing attempts of each id (0 when it never passed or was not kept)."""
         self.fold_pending()
+        if self._small is not None:
+            return [self._small.get(key, 0) for key in ids]
         if not len(self._ids):
             return [0] * len(ids)
+        import numpy as np
+
         slot = self._slots(np.array(ids, dtype=np.int64))
         return np.where(slot >= 0, self._counts[slot], 0).tolist()  # type: ignore[no-any-return]
 
@@ -152,8 +202,17 @@ class PassCounts:
         """Fold another tally's counts into these, its ids in the order it first saw them."""
         self.fold_pending()
         other.fold_pending()
-        first_seen = np.argsort(other._rank)
-        self.add_counts(other._ids[first_seen], other._counts[first_seen])
+        mine, theirs = self._small, other._small
+        if mine is not None and theirs is not None and len(mine) + len(theirs) <= self.small_ids:
+            room = self.cap - len(mine)
+            for key, n in theirs.items():
+                if key in mine:
+                    mine[key] += n
+                elif room > 0:
+                    mine[key] = n
+                    room -= 1
+            return
+        self.add_counts(*other._first_seen())
 
 
 @dataclass

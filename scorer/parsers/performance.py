@@ -12,14 +12,16 @@ import csv
 import math
 from array import array
 from collections.abc import Iterable
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import ijson
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from scorer.evidence import Availability, PerformancePart, Provenance, Transaction
 from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, CappedReader, Deadline, read_lines
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Stream = BinaryIO | CappedReader
 MIN_POINTS_FOR_TEST = 20  # below this, a rank test says little: fall back to the relative threshold
@@ -85,6 +87,8 @@ def _float(value: Any) -> float | None:
 
 
 def _sketch(values: np.ndarray, points: int) -> list[float]:
+    import numpy as np  # here, not at the top: only load-test results need numpy
+
     if values.size == 0:
         return []
     ordered = np.sort(values)
@@ -96,6 +100,8 @@ def _sketch(values: np.ndarray, points: int) -> list[float]:
 
 def _from_samples(name: str, elapsed: np.ndarray, errors: int, first_ms: float, last_ms: float,
                   points: int) -> TransactionBaseline:
+    import numpy as np
+
     n = int(elapsed.size)
     p50, p95, p99 = (float(x) for x in np.percentile(elapsed, [50, 95, 99])) if n else (None, None, None)
     span_s = (last_ms - first_ms) / 1000.0
@@ -114,6 +120,8 @@ def _from_samples(name: str, elapsed: np.ndarray, errors: int, first_ms: float, 
 def parse_jtl(stream: Stream, what: str, limits: ArtifactLimits | None = None,
               deadline: Deadline | None = None) -> PerfBaseline:
     """Parse a JMeter CSV results file (raw samples) into per-label and overall statistics."""
+    import numpy as np
+
     lim = limits or ArtifactLimits()
     dl = deadline or Deadline(lim.max_seconds_per_file, what)
     csv.field_size_limit(lim.max_line_bytes)
