@@ -560,9 +560,11 @@ async def collect_change(
     if isinstance(base, str):
         base = ChangeBase(base, "last_deployment", f"the last successful deployment ({base[:7]})")
     if base is None:
-        part: ChangePart = _unavailable(
-            ChangePart, f"first deployment to {t.environment}: no earlier successful deployment to compare with",
-            "gonogo.history",
+        # nothing earlier exists to compare with (the repository's first commit): missing history, not an
+        # unread source; a compare that fails is unavailable instead and never lets a deployment through
+        part: ChangePart = _not_configured(
+            ChangePart, f"first deployment to {t.environment}: no earlier successful deployment, merge base, "
+            "release or parent commit to compare with", "gonogo.history",
         )  # fmt: skip
         return part
     base_sha = base.sha

@@ -34,7 +34,7 @@ from rules.types import (
 )
 from scorer.assessment import Assessment, RiskEstimate
 from scorer.completeness import first_deployment, part_read_share
-from scorer.evidence import Evidence
+from scorer.evidence import Availability, Evidence
 from scorer.heuristic import estimate_risk
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ def evaluate_rules(
     applied: list[Waiver] = []
     # On the first deployment to an environment there may be no earlier release to measure the change
     # against; that is missing history, not missing evidence, so it neither escalates nor lowers confidence.
-    no_base = first_deployment(ev) and not ev.change.ok
+    # Only a change with nothing to compare against counts as missing history: a compare that failed (an
+    # error, a refusal, a timeout) is unread evidence like any other and never lets a deployment through.
+    no_base = first_deployment(ev) and ev.change.availability is Availability.NOT_CONFIGURED
     for rule in CATALOG:
         ov = env.override(rule.id)
         severity = ov.severity if ov and ov.severity else rule.severity
@@ -273,6 +275,27 @@ def _refuse_go_on_refused_files(
     return "escalate" if verdict == "go" else verdict
 
 
+def _refuse_go_on_unread_sources(
+    ev: Evidence, verdict: Verdict, reasons: list[str], changes: list[OutcomeChange], scope: Collection[str] | None
+) -> Verdict:
+    """Turn a go into an escalation when a source exists but could not be read (an error, a refusal, a timeout).
+
+    A source that is not set up lowers the confidence; one that failed to answer is unread evidence, which
+    never approves, whatever the confidence left by the others.
+    """
+    unread = [(name, part) for name, part in ev.parts().items()
+              if part.availability is Availability.UNAVAILABLE and (scope is None or name in scope)]  # fmt: skip
+    if not unread:
+        return verdict
+    for name, part in unread:
+        reasons.append(f"{name} evidence could not be read ({part.reason}): unread evidence never approves")
+    names = ", ".join(name for name, _ in unread)
+    changes.append(OutcomeChange(
+        kind="evidence", text=f"Make the {names} evidence readable again (see the reasons above) and re-run the job.",
+    ))  # fmt: skip
+    return "escalate" if verdict == "go" else verdict
+
+
 def decide(
     policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = (),
     scope: Collection[str] | None = None,
@@ -291,6 +314,7 @@ def decide(
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
     verdict = _refuse_go_on_refused_files(ev, verdict, reasons, changes)
+    verdict = _refuse_go_on_unread_sources(ev, verdict, reasons, changes, scope)
     if first_deployment(ev):
         reasons.append(
             f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "

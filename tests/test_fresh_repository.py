@@ -15,7 +15,7 @@ from tests.scenarios import APP_ID, INSTALLATION, LABEL, REPO, junit, zipped
 from tests.world import running_world
 
 NOW = datetime(2025, 6, 4, 10, 0, tzinfo=UTC)
-NO_BASE = ChangePart(availability="unavailable",
+NO_BASE = ChangePart(availability="not_configured",
                      reason="first deployment to production: no earlier successful deployment to compare with")  # fmt: skip
 NEW_ENV = OperationalPart(availability="ok", reason="no earlier deployments recorded", deploys_last_24h=0,
                           hour_utc=10, weekday=2)  # fmt: skip
@@ -55,12 +55,21 @@ def test_history_rules_say_no_history_yet() -> None:
 
 
 def test_a_missing_change_with_history_still_lowers_confidence() -> None:
-    with_history = _fresh(operational=clean_evidence().operational)
+    unread = ChangePart(availability="unavailable", reason="compare failed: 502 from GitHub")
+    with_history = _fresh(operational=clean_evidence().operational, change=unread)
     fresh = _decide(_fresh())
     d = _decide(with_history)
     assert d.confidence < fresh.confidence and d.evidence_read["change"] == 0.0
     assert all(f.status == "unknown" for f in d.findings if f.dimension == "change")
     assert not any("no history yet" in r for r in d.reasons)
+    assert d.verdict != "go" and any("change evidence could not be read" in r for r in d.reasons)
+
+
+def test_an_unread_change_on_a_first_deployment_never_approves() -> None:
+    # a compare that failed is unread evidence even when the environment has no history yet
+    d = _decide(_fresh(change=ChangePart(availability="unavailable", reason="compare refused: 403")))
+    assert d.verdict == "escalate" and any("change evidence could not be read" in r for r in d.reasons)
+    assert all(f.status == "unknown" for f in d.findings if f.dimension == "change")
 
 
 def test_missing_history_hides_no_evidence() -> None:
