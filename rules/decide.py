@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from rules.catalog import CATALOG, RULES_BY_ID
 from rules.freeze import window_end
@@ -258,42 +259,50 @@ def _judge(
     return verdict, reasons, changes
 
 
-def _refuse_go_on_refused_files(
-    ev: Evidence, verdict: Verdict, reasons: list[str], changes: list[OutcomeChange]
-) -> Verdict:
-    """Turn a go into an escalation when report files were refused, and say which files to fix."""
-    refused = ev.refused
-    if not refused:
-        return verdict
-    names = ", ".join(r.path for r in refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-    changes.append(OutcomeChange(
-        kind="evidence",
-        text=f"Fix or remove the report file(s) gonogo could not read ({names}) and re-run: "
-             "a report that cannot be read counts as missing evidence.",
-    ))  # fmt: skip
-    reasons.append(f"{len(refused)} report file(s) could not be read ({names}): missing evidence never approves")
-    return "escalate" if verdict == "go" else verdict
+class _NotFullyRead(NamedTuple):
+    reasons: list[str]  # why the verdict cannot be go
+    fix: str  # the "evidence" change that would make it readable
 
 
-def _refuse_go_on_unread_sources(
-    ev: Evidence, verdict: Verdict, reasons: list[str], changes: list[OutcomeChange], scope: Collection[str] | None
-) -> Verdict:
-    """Turn a go into an escalation when a source exists but could not be read (an error, a refusal, a timeout).
+def _parts_not_fully_read(ev: Evidence, scope: Collection[str] | None) -> list[_NotFullyRead]:
+    """List each kind of evidence gonogo could not fully read, with its reasons and the change that fixes it.
 
-    A source that is not set up lowers the confidence; one that failed to answer is unread evidence, which
-    never approves, whatever the confidence left by the others.
+    Two kinds: report files that were refused, and in-scope sources that exist but failed to answer (an
+    error, a refusal, a timeout). A source that is not set up is not here: it lowers the confidence instead.
     """
+    parts: list[_NotFullyRead] = []
+    refused = ev.refused
+    if refused:
+        names = ", ".join(r.path for r in refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        parts.append(_NotFullyRead(
+            [f"{len(refused)} report file(s) could not be read ({names}): missing evidence never approves"],
+            f"Fix or remove the report file(s) gonogo could not read ({names}) and re-run: "
+            "a report that cannot be read counts as missing evidence.",
+        ))  # fmt: skip
     unread = [(name, part) for name, part in ev.parts().items()
               if part.availability is Availability.UNAVAILABLE and (scope is None or name in scope)]  # fmt: skip
-    if not unread:
-        return verdict
-    for name, part in unread:
-        reasons.append(f"{name} evidence could not be read ({part.reason}): unread evidence never approves")
-    names = ", ".join(name for name, _ in unread)
-    changes.append(OutcomeChange(
-        kind="evidence", text=f"Make the {names} evidence readable again (see the reasons above) and re-run the job.",
-    ))  # fmt: skip
-    return "escalate" if verdict == "go" else verdict
+    if unread:
+        parts.append(_NotFullyRead(
+            [f"{name} evidence could not be read ({part.reason}): unread evidence never approves"
+             for name, part in unread],
+            f"Make the {', '.join(name for name, _ in unread)} evidence readable again (see the reasons above) "
+            "and re-run the job.",
+        ))  # fmt: skip
+    return parts
+
+
+def _refuse_go_on_unread_evidence(
+    ev: Evidence, verdict: Verdict, reasons: list[str], changes: list[OutcomeChange], scope: Collection[str] | None
+) -> Verdict:
+    """Turn a go into an escalation when any evidence was not fully read, and say what to fix.
+
+    Unread evidence never approves, whatever the confidence the rest of the evidence leaves.
+    """
+    parts = _parts_not_fully_read(ev, scope)
+    for part in parts:
+        reasons.extend(part.reasons)
+        changes.append(OutcomeChange(kind="evidence", text=part.fix))
+    return "escalate" if parts and verdict == "go" else verdict
 
 
 def decide(
@@ -313,8 +322,7 @@ def decide(
     risk = assessment.risk or estimate_risk(ev)
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
-    verdict = _refuse_go_on_refused_files(ev, verdict, reasons, changes)
-    verdict = _refuse_go_on_unread_sources(ev, verdict, reasons, changes, scope)
+    verdict = _refuse_go_on_unread_evidence(ev, verdict, reasons, changes, scope)
     if first_deployment(ev):
         reasons.append(
             f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "
