@@ -134,10 +134,6 @@ async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[st
     return effective(policy, row.environment)
 
 
-_deployments_for_pr = deployments.for_pull_request
-_reply = reply
-
-
 async def decide_by_human(
     ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, action: str, reason: str, delivery_id: str,
     payload: dict[str, Any], origin: dict[str, Any] | None = None,
@@ -149,7 +145,7 @@ async def decide_by_human(
     await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal,
                             origin)  # fmt: skip
     if not verdict.allowed:
-        await _reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
+        await reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return f"refused: {verdict.why}"
     state: deployments.Answer = "rejected" if action == "reject" else "approved"
@@ -170,7 +166,7 @@ async def decide_by_human(
     if not accepted.stored:
         if current.state in (deployments.EVALUATING, deployments.DECIDED) and current.answer is None:
             # a human answers what gonogo escalated, never what it is still deciding (a no-go would lose)
-            await _reply(gh, row, f"@{actor} gonogo is still evaluating the deployment to **{row.environment}**; "
+            await reply(gh, row, f"@{actor} gonogo is still evaluating the deployment to **{row.environment}**; "
                                   "comment again when it asks for a decision.")  # fmt: skip
             return "refused: still evaluating"
         if current.state == deployments.ANSWERING:
@@ -250,7 +246,7 @@ async def on_comment(ctx: Context, ev: Event) -> None:
         return
     gh = ctx.github_clients().installation(ev.installation_id)
     origin = {"source": "comment", "comment_id": comment_id, "pull_request": number}
-    rows = await asyncio.to_thread(_deployments_for_pr, ctx.engine, repository, number)
+    rows = await asyncio.to_thread(deployments.for_pull_request, ctx.engine, repository, number)
 
     async def refuse(action: str, text: str, why: str) -> None:
         await asyncio.to_thread(_record_refused_command, ctx.engine, repository, actor, action, why,
@@ -386,7 +382,7 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
                             command.reason, None if verdict.allowed else verdict.why,
                             {**(origin or {}), "waiver": scope})  # fmt: skip
     if not verdict.allowed:
-        await _reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
+        await reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
                               f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return
 
@@ -397,7 +393,7 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
 
     await asyncio.to_thread(store)
     where = f"every commit to {row.environment}" if sha is None else f"`{sha[:7]}` on {row.environment}"
-    await _reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {where} until "
+    await reply(gh, row, f"Waiver recorded: **{command.rule_id}** for {where} until "
                           f"{command.until:%Y-%m-%d %H:%M} UTC ({command.reason}).")  # fmt: skip
     if row.answered_at is None:  # still waiting: decide again with the waiver applied
         await run_gate(ctx, request_from_row(row), ev.delivery_id, reevaluate=True)
@@ -458,7 +454,7 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
 
             if await asyncio.to_thread(deployments.mark_reminded, ctx.engine, row.key, now, reminded) is None:
                 continue  # another sweeper reminded them
-            await _reply(gh, row, f"⏰ Reminder: the deployment of `{row.sha[:7]}` to **{row.environment}** is still "
+            await reply(gh, row, f"⏰ Reminder: the deployment of `{row.sha[:7]}` to **{row.environment}** is still "
                                   f"waiting for a decision. Who may decide: {who_may_decide(r)}.")  # fmt: skip
             done["reminded"] += 1
     return done
@@ -484,7 +480,7 @@ async def _expire(ctx: Context, gh: GitHub[Any], row: Deployment, after: timedel
     if row.check_run_id:
         await update_check_run_text(gh, req.target, row.check_run_id, "Expired without a decision", comment,
                                     conclusion="failure")  # fmt: skip
-    await _reply(gh, row, f"⌛ {comment}")
+    await reply(gh, row, f"⌛ {comment}")
     return True
 
 
