@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from sqlalchemy import Engine, delete, or_, select, update
 
 from github_app.db.models import Delivery
 from github_app.db.sqlite_writes import QueuedWriteConnection
-from github_app.jobs import JobTable, utcnow
+from github_app.jobs import JobTable, jittered, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -532,8 +531,3 @@ async def prune_forever(engine: Engine, older_than: timedelta, interval: float, 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(jittered(interval)):
                 await stop.wait()
-
-
-def jittered(seconds: float) -> float:
-    """``seconds`` give or take 20%, so idle workers don't poll in lockstep."""
-    return seconds * random.uniform(0.8, 1.2)

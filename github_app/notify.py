@@ -9,7 +9,6 @@ each one sent exactly once. A message is keyed: enqueueing the same key again do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -30,8 +29,7 @@ from sqlalchemy.orm import Session
 from github_app import audit, db
 from github_app.audit import redact_url
 from github_app.db.models import OutboxMessage
-from github_app.inbox import jittered
-from github_app.jobs import JobTable
+from github_app.jobs import ConsumerLoop, Doorbell, JobTable
 from rules.policy import NOTIFY_SECRET_PREFIX
 from rules.types import Decision
 
@@ -461,7 +459,7 @@ class OutboxDispatcher:
         self.poll_seconds = poll_seconds
         self.environ = os.environ if environ is None else environ
         self.sent = 0
-        self._wake = asyncio.Event()
+        self._doorbell: Doorbell[None] = Doorbell()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -469,17 +467,18 @@ class OutboxDispatcher:
 
     def wake(self) -> None:
         """Deliver newly queued messages now instead of at the next poll."""
-        self._wake.set()
+        self._doorbell.ring()
 
     def start(self) -> None:
         """Run ``run_forever`` as a background task of the running event loop."""
         self._stop = asyncio.Event()
+        self._doorbell = Doorbell()
         self._task = asyncio.get_running_loop().create_task(self.run_forever(self._stop), name="outbox-dispatcher")
 
     async def stop(self, grace: float = 15.0) -> None:
         """Stop the background task, letting an in-flight batch finish within ``grace`` seconds."""
         self._stop.set()
-        self._wake.set()
+        self._doorbell.close()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, grace)
@@ -490,24 +489,19 @@ class OutboxDispatcher:
     async def run_forever(self, stop_event: asyncio.Event) -> None:
         """Deliver due messages until ``stop_event`` is set; never raises on a delivery or database error."""
         async with self.http_client_factory() as client:
-            while not stop_event.is_set():
-                try:
-                    worked = await self._step(client)
-                    wait = self.poll_seconds if worked == 0 else 0.0
-                    if worked == 0:
-                        nxt = await asyncio.to_thread(MESSAGES.seconds_until_due, self.engine)
-                        if nxt is not None:
-                            # a due row another replica holds right now must not make us spin
-                            wait = max(min(wait, nxt), 0.05)
-                except Exception:  # the loop boundary: a database blip must not kill notifications
-                    log.exception("outbox.loop_error")
-                    wait = max(self.poll_seconds, 1.0)
-                if wait <= 0:
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(jittered(wait)):
-                        await _first(self._wake, stop_event)
+
+            async def step() -> bool:
+                return await self._step(client) > 0
+
+            await ConsumerLoop(
+                name="outbox", step=step, doorbell=self._doorbell, stop=stop_event, poll_seconds=self.poll_seconds,
+                idle_wait=self._idle_wait,
+            ).run()  # fmt: skip
+
+    async def _idle_wait(self) -> float:
+        nxt = await asyncio.to_thread(MESSAGES.seconds_until_due, self.engine)
+        # a due row another replica holds right now must not make us spin
+        return self.poll_seconds if nxt is None else max(min(self.poll_seconds, nxt), 0.05)
 
     async def run_until_idle(self, timeout: float = 60.0) -> int:
         """Deliver until no message is pending or being sent (waiting out retry delays); return how many were sent."""
@@ -594,14 +588,3 @@ class OutboxDispatcher:
         )  # fmt: skip
         level = logging.ERROR if state == "dead" else logging.WARNING
         log.log(level, "notification.failed", extra={**fields, "state": state, "error": result.error})
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Return as soon as any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

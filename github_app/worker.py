@@ -8,9 +8,9 @@ import logging
 import os
 import socket
 import traceback
-from collections import deque
 
 from github_app import inbox
+from github_app.jobs import ConsumerLoop, Doorbell, jittered
 from github_app.routing import Context, Event, PermanentError, RetryLater, Router
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ class WorkerPool:
         self.count = count
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_seconds = ctx.settings.lease_seconds
-        self._idle: deque[asyncio.Future[inbox.ClaimedDelivery | None]] = deque()
-        self._missed_wake = False
+        self._doorbell: Doorbell[inbox.ClaimedDelivery] = Doorbell()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._completer = inbox.Completer(ctx.engine)
@@ -42,48 +41,28 @@ class WorkerPool:
 
     def wake(self) -> None:
         """Tell one idle worker there may be new work (called by the inbox writer)."""
-        while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        # no worker is waiting (all busy, or one is between an empty claim and its rest): the next to rest
-        # looks again first, so a delivery stored during a claim that missed it is not left for the timer
-        self._missed_wake = True
+        self._doorbell.ring()
 
     @property
     def idle(self) -> int:
         """How many workers are resting, waiting for work."""
-        return sum(1 for waiter in self._idle if not waiter.done())
+        return self._doorbell.resting
 
     def reserve(self, n: int) -> list[asyncio.Future[inbox.ClaimedDelivery | None]]:
         """Take up to ``n`` idle workers out of line for the intake, which resolves each one's future
         with a delivery it stored leased to that worker, or with None (then the worker looks itself)."""
-        taken: list[asyncio.Future[inbox.ClaimedDelivery | None]] = []
-        if self._stop.is_set():
-            return taken
-        while self._idle and len(taken) < n:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                taken.append(waiter)
-        return taken
-
-    async def _rest(self) -> inbox.ClaimedDelivery | None:
-        """Wait until woken; return the delivery handed over by the intake, if any."""
-        if self._missed_wake:
-            self._missed_wake = False
-            return None
-        waiter: asyncio.Future[inbox.ClaimedDelivery | None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        return await waiter  # a waiter cancelled with its worker stays in line until wake() skips it
+        return self._doorbell.reserve(0 if self._stop.is_set() else n)
 
     async def _poll(self) -> None:
         poll = self.ctx.settings.poll_seconds
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(inbox.jittered(poll)):
+                async with asyncio.timeout(jittered(poll)):
                     await self._stop.wait()
             self.wake()
+
+    async def _until_rung(self) -> None:
+        return None  # idle workers rest until woken: by new work, or by the one poll timer of the pool
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,10 +72,7 @@ class WorkerPool:
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stop.set()
-        for waiter in self._idle:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._idle.clear()
+        self._doorbell.close()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
@@ -124,22 +100,11 @@ class WorkerPool:
         return True
 
     async def _loop(self, index: int) -> None:
-        poll = self.ctx.settings.poll_seconds
-        while not self._stop.is_set():
-            try:
-                worked = await self.step()
-            except Exception:  # the database blipped: log it and keep the worker alive
-                log.exception("worker.loop_error", extra={"worker": index})
-                worked = False
-                await asyncio.sleep(inbox.jittered(max(poll, 1.0)))
-            while not worked and not self._stop.is_set():
-                handed = await self._rest()
-                if handed is None:
-                    break
-                try:
-                    await self._process(handed)
-                except Exception:  # the database blipped while recording the outcome; the lease will expire
-                    log.exception("worker.loop_error", extra={"worker": index})
+        await ConsumerLoop(
+            name="worker", step=self.step, doorbell=self._doorbell, stop=self._stop,
+            poll_seconds=self.ctx.settings.poll_seconds, idle_wait=self._until_rung, handle=self._process,
+            log_fields={"worker": index},
+        ).run()  # fmt: skip
 
     async def _heartbeat(self, job: inbox.ClaimedDelivery) -> None:
         lease = self.ctx.settings.lease_seconds
