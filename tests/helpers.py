@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from github_app import db
+from github_app.db.models import AuditEntry, Deployment
 from github_app.settings import Secret, Settings
 from github_app.webhooks import signature_for
 
@@ -64,6 +67,37 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def query(database_url: str, stmt: Any) -> list[Any]:
+    """The rows of ``stmt``, read through an engine of the test's own (as another process would read them)."""
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(stmt).all())
+    finally:
+        engine.dispose()
+
+
+def execute(database_url: str, stmt: Any) -> None:
+    """Change the app's database behind its back, in one transaction (to stage what a crash leaves behind)."""
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    finally:
+        engine.dispose()
+
+
+def audit_entries(database_url: str, kind: str) -> list[Any]:
+    """The audit entries of one kind, oldest first."""
+    return query(database_url, select(AuditEntry).where(AuditEntry.kind == kind).order_by(AuditEntry.seq))
+
+
+def deployment_row(database_url: str) -> Any:
+    """The first deployment row (for tests with one deployment), or None before there is one."""
+    rows = query(database_url, select(Deployment).order_by(Deployment.id).limit(1))
+    return rows[0] if rows else None
 
 
 def subprocess_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 
 from github_app import audit, db
-from github_app.db.models import AuditEntry, Deployment, Review, Waiver
+from github_app.db.models import Deployment, Review, Waiver
 from github_app.sandbox.webhooks import issue_comment_payload
+from tests.helpers import audit_entries
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -30,26 +31,13 @@ def escalated_world(database_url: str, policy: str = POLICY, **kwargs: Any):
     return running_world(database_url, state)
 
 
-def query(world: World, stmt: Any) -> list[Any]:
-    engine = db.make_engine(world.database_url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(stmt).all())
-    finally:
-        engine.dispose()
-
-
-def settle(world: World) -> None:
-    world.wait(lambda: all(d.state in ("done", "dead", "ignored") for d in world.deliveries()), what="the inbox to drain")
-
-
 def comment(world: World, login: str, body: str, *, delivery_id: str | None = None,
             written: datetime | None = None) -> dict[str, Any]:  # fmt: skip
     payload = issue_comment_payload(world.state, REPO, 7, body, login)
     if written is not None:
         payload["comment"]["created_at"] = written.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert world.send("issue_comment", payload, delivery_id).status_code == 202
-    settle(world)
+    world.settle()
     return payload
 
 
@@ -57,12 +45,8 @@ def replies(world: World) -> list[str]:
     return [c.body for c in world.state.comments(REPO, 7)]
 
 
-def accepted_answers(world: World) -> list[Any]:
-    return [r for r in world.state.reviews(REPO) if r.state is not None and r.accepted]
-
-
 def deployments(world: World) -> list[Any]:
-    return query(world, select(Deployment).order_by(Deployment.id))
+    return world.query(select(Deployment).order_by(Deployment.id))
 
 
 def wait_escalated(world: World, count: int) -> None:
@@ -74,54 +58,47 @@ def in_days(days: int) -> str:
     return f"{(datetime.now(UTC) + timedelta(days=days)):%Y-%m-%d}"
 
 
-def audit_entries(world: World, kind: str) -> list[Any]:
-    return query(world, select(AuditEntry).where(AuditEntry.kind == kind).order_by(AuditEntry.seq))
-
-
 # --- four eyes on waivers, waiver scope and lifetime --------------------------------------------
 
 
 def test_the_deployer_cannot_waive_the_rule_that_holds_their_own_deployment(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "dora", f"/gonogo waive {IN_PROGRESS_RULE} until {in_days(5)} e2e is advisory")
-        assert query(world, select(Waiver)) == []
+        assert world.query(select(Waiver)) == []
         assert world.gate(LABEL).answer is None
         assert any("@dora" in b and "four eyes" in b for b in replies(world))
-        [review] = query(world, select(Review))
+        [review] = world.query(select(Review))
         assert (review.actor, review.action, review.allowed) == ("dora", "waive", False)
-        [attempt] = audit_entries(world, "review_attempt")
+        [attempt] = audit_entries(world.database_url, "review_attempt")
         assert attempt.data["own_deployment"] is True and attempt.data["allowed"] is False
         assert attempt.data["waiver"]["rule_id"] == IN_PROGRESS_RULE
 
 
 def test_a_waiver_given_on_a_waiting_deployment_covers_its_commit_unless_env_wide(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         sha = world.state.deployment(LABEL)[1].sha
         comment(world, "rita", f"/gonogo waive {IN_PROGRESS_RULE} until {in_days(5)} e2e is advisory")
-        [waiver] = query(world, select(Waiver))
+        [waiver] = world.query(select(Waiver))
         assert waiver.sha == sha and waiver.author == "rita"
         world.wait(lambda: world.gate(LABEL).answer, what="the re-evaluation")
         assert world.gate(LABEL).answer == "approved"
         # a wider scope needs the explicit word, and the same authority
         comment(world, "dora", f"/gonogo waive --env-wide {IN_PROGRESS_RULE} until {in_days(5)} for every release")
         comment(world, "rita", f"/gonogo waive {IN_PROGRESS_RULE} --ENV-WIDE until {in_days(5)} for every release")
-        assert [(w.author, w.sha) for w in query(world, select(Waiver).order_by(Waiver.id))] == [
+        assert [(w.author, w.sha) for w in world.query(select(Waiver).order_by(Waiver.id))] == [
             ("rita", sha), ("rita", None)]  # fmt: skip
         assert any("every commit to production" in b for b in replies(world))
 
 
 def test_a_waiver_too_long_or_beyond_the_calendar_is_a_refusal_in_words(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "rita", f"/gonogo waive {IN_PROGRESS_RULE} until 9999-12-31 forever")
         comment(world, "rita", f"/gonogo waive {IN_PROGRESS_RULE} until {in_days(45)} long enough")
         assert [d.state for d in world.deliveries() if d.event == "issue_comment"] == ["done", "done"]
-        assert query(world, select(Waiver)) == []
+        assert world.query(select(Waiver)) == []
         texts = replies(world)
         assert any("9999-12-31" in b and "too far away" in b for b in texts)
         assert any("at most 30d" in b and "waivers.max_lifetime" in b for b in texts)
@@ -131,10 +108,9 @@ def test_a_waiver_too_long_or_beyond_the_calendar_is_a_refusal_in_words(database
 def test_the_policy_sets_the_longest_waiver(database_url):
     longer = POLICY + "    waivers: {max_lifetime: 8w}\n"
     with escalated_world(database_url, policy=longer) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "rita", f"/gonogo waive {IN_PROGRESS_RULE} until {in_days(45)} release train is late")
-        assert len(query(world, select(Waiver))) == 1
+        assert len(world.query(select(Waiver))) == 1
 
 
 # --- break-glass on one's own deployment ---------------------------------------------------------
@@ -142,27 +118,25 @@ def test_the_policy_sets_the_longest_waiver(database_url):
 
 def test_break_glass_on_ones_own_deployment_is_refused_by_default_and_audited(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "dora", "/gonogo override hotfix, customers are down")
         assert world.gate(LABEL).answer is None
         assert any("break_glass_self" in b for b in replies(world))
-        [entry] = audit_entries(world, "override")
+        [entry] = audit_entries(world.database_url, "override")
         assert (entry.actor, entry.data["allowed"], entry.data["own_deployment"]) == ("dora", False, True)
         comment(world, "rita", "/gonogo override hotfix, customers are down")
-        assert [r.state for r in accepted_answers(world)] == ["approved"]
-        assert [(e.actor, e.data["allowed"]) for e in audit_entries(world, "override")] == [
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+        assert [(e.actor, e.data["allowed"]) for e in audit_entries(world.database_url, "override")] == [
             ("dora", False), ("rita", True)]  # fmt: skip
 
 
 def test_break_glass_on_ones_own_deployment_when_the_policy_allows_it(database_url):
     own = POLICY + "      break_glass_self: true\n"
     with escalated_world(database_url, policy=own) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "dora", "/gonogo override hotfix, customers are down")
-        assert [r.state for r in accepted_answers(world)] == ["approved"]
-        [entry] = audit_entries(world, "override")
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+        [entry] = audit_entries(world.database_url, "override")
         assert (entry.actor, entry.data["allowed"], entry.data["own_deployment"]) == ("dora", True, True)
     engine = db.make_engine(database_url)
     assert audit.verify(engine).ok
@@ -180,8 +154,7 @@ def add_second_deployment(world: World, label: str, environment: str = "producti
 
 def test_a_redelivered_approval_does_not_answer_a_later_deployment(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         approval = comment(world, "rita", "/gonogo approve checked the e2e run by hand", delivery_id="c-1")
         assert world.gate(LABEL).answer == "approved"
         add_second_deployment(world, "second")
@@ -189,37 +162,34 @@ def test_a_redelivered_approval_does_not_answer_a_later_deployment(database_url)
         wait_escalated(world, 1)
         # the same comment again, under a new delivery id (a redelivery, or a replay)
         assert world.send("issue_comment", approval, "c-2").status_code == 202
-        settle(world)
+        world.settle()
         assert world.gate("second").answer is None
-        assert len(query(world, select(Review))) == 1
+        assert len(world.query(select(Review))) == 1
 
 
 def test_a_comment_written_before_the_escalation_does_not_answer_it(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         comment(world, "rita", "/gonogo approve looks fine", written=datetime.now(UTC) - timedelta(minutes=5))
         assert world.gate(LABEL).answer is None
         assert any("when this comment was written" in b for b in replies(world))
-        [attempt] = audit_entries(world, "review_attempt")
+        [attempt] = audit_entries(world.database_url, "review_attempt")
         assert attempt.actor == "rita" and attempt.data["allowed"] is False and attempt.data["comment_id"]
 
 
 def test_each_comment_acts_once_even_when_refused(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         payload = comment(world, "eve", "/gonogo approve I think it is fine", delivery_id="e-1")
         assert world.send("issue_comment", payload, "e-2").status_code == 202
-        settle(world)
-        assert [(r.actor, r.allowed) for r in query(world, select(Review))] == [("eve", False)]
+        world.settle()
+        assert [(r.actor, r.allowed) for r in world.query(select(Review))] == [("eve", False)]
         assert sum("@eve" in b for b in replies(world)) == 1
 
 
 def test_several_waiting_deployments_need_the_environment_named(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         add_second_deployment(world, "staging", environment="staging")
         world.request_gate("staging")
         wait_escalated(world, 2)
@@ -230,7 +200,7 @@ def test_several_waiting_deployments_need_the_environment_named(database_url):
         assert world.gate(LABEL).answer == "approved" and world.gate("staging").answer is None
         comment(world, "rita", "/GONOGO APPROVE Staging checked by hand too")
         assert world.gate("staging").answer == "approved"
-        comments = [r.comment for r in accepted_answers(world)]
+        comments = [r.comment for r in world.accepted_answers(REPO)]
         assert comments == ["Approved by @rita: checked by hand", "Approved by @rita: checked by hand too"]
 
 
@@ -250,20 +220,15 @@ def test_one_environment_with_two_waiting_commits_is_told_apart_by_sha():
 
 
 def test_every_button_attempt_is_audited_with_where_it_came_from(database_url):
-    from github_app.sandbox.webhooks import check_run_payload
-
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         run = world.check_run(LABEL)
         for login in ("eve", "dora", "rita"):
-            payload = check_run_payload(world.state, REPO, run.id, "requested_action", identifier="approve")
-            payload["sender"]["login"] = login
-            assert world.send("check_run", payload).status_code == 202
-            settle(world)
+            assert world.click(LABEL, login).status_code == 202
+            world.settle()
         attempts = [(e.actor, e.data["allowed"], e.data["source"], e.data["check_run_id"], e.data["own_deployment"])
-                    for e in audit_entries(world, "review_attempt")]  # fmt: skip
+                    for e in audit_entries(world.database_url, "review_attempt")]  # fmt: skip
         assert attempts == [("eve", False, "check_run_button", run.id, False), ("dora", False, "check_run_button", run.id, True),
                             ("rita", True, "check_run_button", run.id, False)]  # fmt: skip
-        assert "four eyes" in audit_entries(world, "review_attempt")[1].data["refusal"]
-        assert [r.state for r in accepted_answers(world)] == ["approved"]
+        assert "four eyes" in audit_entries(world.database_url, "review_attempt")[1].data["refusal"]
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from github_app import audit, db
 from github_app.db.models import Review
-from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
+from github_app.sandbox.webhooks import issue_comment_payload
+from tests.helpers import execute, query
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -24,55 +25,31 @@ environments:
 """
 
 
-def answers(world: World) -> list:
-    return [r for r in world.state.reviews(REPO) if r.state is not None and r.accepted]
-
-
 def escalated_world(database_url: str, **kwargs):
     state = release_state(checks_running=True, policy=POLICY, team_members=("rita", "dora"), **kwargs)
     return running_world(database_url, state)
 
 
-def click(world: World, login: str, identifier: str = "approve", delivery_id: str | None = None):
-    run = world.check_run(LABEL)
-    payload = check_run_payload(world.state, REPO, run.id, "requested_action", identifier=identifier)
-    payload["sender"]["login"] = login
-    return world.send("check_run", payload, delivery_id)
-
-
-def reviews_in_db(database_url: str) -> list:
-    engine = db.make_engine(database_url)
-    with engine.connect() as conn:
-        rows = conn.execute(select(Review).order_by(Review.id)).all()
-    engine.dispose()
-    return rows
-
-
-def settle(world: World) -> None:
-    world.wait(lambda: all(d.state in ("done", "dead", "ignored") for d in world.deliveries()), what="the inbox to drain")
-
-
 def test_buttons_refusals_and_a_single_approval(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         run = world.check_run(LABEL)
         assert run.conclusion == "action_required" and [a["label"] for a in run.actions] == ["Approve", "Reject"]
         pr_comments = world.state.comments(REPO, 7)
         assert pr_comments and "@acme/sre" in pr_comments[0].body
 
-        click(world, "eve")  # not a reviewer
-        settle(world)
-        click(world, "dora")  # the deployer: four eyes
-        settle(world)
+        world.click(LABEL, "eve")  # not a reviewer
+        world.settle()
+        world.click(LABEL, "dora")  # the deployer: four eyes
+        world.settle()
         assert world.gate(LABEL).answer is None
-        click(world, "rita", delivery_id="click-1")
-        click(world, "rita", delivery_id="click-1")  # delivered twice
-        click(world, "rita", delivery_id="click-2")  # clicked twice
-        settle(world)
-        assert [r.state for r in answers(world)] == ["approved"]
-        assert "rita" in answers(world)[0].comment
-        rows = reviews_in_db(database_url)
+        world.click(LABEL, "rita", delivery_id="click-1")
+        world.click(LABEL, "rita", delivery_id="click-1")  # delivered twice
+        world.click(LABEL, "rita", delivery_id="click-2")  # clicked twice
+        world.settle()
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+        assert "rita" in world.accepted_answers(REPO)[0].comment
+        rows = query(database_url, select(Review).order_by(Review.id))
         assert [(r.actor, r.allowed) for r in rows][:3] == [("eve", False), ("dora", False), ("rita", True)]
         assert "four eyes" in rows[1].refusal
         replies = [c.body for c in world.state.comments(REPO, 7)]
@@ -85,32 +62,29 @@ def test_buttons_refusals_and_a_single_approval(database_url):
 
 def test_reviewer_removed_from_team_before_clicking_is_refused(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         world.state.remove_team_member("acme", "sre", "rita")
-        click(world, "rita")
-        settle(world)
+        world.click(LABEL, "rita")
+        world.settle()
         assert world.gate(LABEL).answer is None
-        assert reviews_in_db(database_url)[-1].allowed is False
+        assert query(database_url, select(Review).order_by(Review.id))[-1].allowed is False
 
 
 def test_reject_command_in_a_pr_comment(database_url):
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         payload = issue_comment_payload(world.state, REPO, 7, "/gonogo reject the e2e suite is still red", "rita")
         assert world.send("issue_comment", payload).status_code == 202
         world.wait(lambda: world.gate(LABEL).answer, what="the rejection")
         assert world.gate(LABEL).answer == "rejected"
-        assert "the e2e suite is still red" in answers(world)[0].comment
+        assert "the e2e suite is still red" in world.accepted_answers(REPO)[0].comment
 
 
 def test_reminder_then_expiry_with_a_shortened_clock(database_url):
     from github_app.features.escalation import sweep
 
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
+        world.escalate(LABEL)
         app_ctx = world.app_context()
         now = datetime.now(UTC)
 
@@ -134,7 +108,7 @@ def test_reminder_then_expiry_with_a_shortened_clock(database_url):
 
         assert asyncio.run(expire()) == {"reminded": 0, "expired": 1}
         assert world.gate(LABEL).answer == "rejected"
-        assert "Expired" in answers(world)[0].comment
+        assert "Expired" in world.accepted_answers(REPO)[0].comment
         app_ctx.engine.dispose()  # close its pooled connections now, not at garbage collection
 
 
@@ -183,16 +157,12 @@ def test_a_stored_but_unsent_answer_wins_over_a_later_click(database_url):
     from github_app.db.models import Deployment
 
     with escalated_world(database_url) as world:
-        world.request_gate(LABEL)
-        world.wait_decided(LABEL)
-        engine = db.make_engine(database_url)
-        with engine.begin() as conn:
-            # what a worker that died between storing a reviewer's answer and telling GitHub leaves behind
-            conn.execute(update(Deployment).values(
-                state="answering", answer="rejected", answer_comment="Rejected by @rita: broken",
-                lease_owner="dead-worker", lease_until=datetime.now(UTC) - timedelta(seconds=1),
-            ))  # fmt: skip
-        engine.dispose()
-        click(world, "rita", "approve")
-        settle(world)
-        assert [(r.state, r.comment) for r in answers(world)] == [("rejected", "Rejected by @rita: broken")]
+        world.escalate(LABEL)
+        # what a worker that died between storing a reviewer's answer and telling GitHub leaves behind
+        execute(database_url, update(Deployment).values(
+            state="answering", answer="rejected", answer_comment="Rejected by @rita: broken",
+            lease_owner="dead-worker", lease_until=datetime.now(UTC) - timedelta(seconds=1),
+        ))  # fmt: skip
+        world.click(LABEL, "rita", "approve")
+        world.settle()
+        assert [(r.state, r.comment) for r in world.accepted_answers(REPO)] == [("rejected", "Rejected by @rita: broken")]

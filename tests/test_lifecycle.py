@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
 from github_app import db
-from github_app.db.models import AuditEntry, DecisionRecord, Deployment
+from github_app.db.models import DecisionRecord, Deployment
 from github_app.sandbox.webhooks import (
     check_run_payload,
     deployment_protection_rule_payload,
     issue_comment_payload,
 )
+from tests.helpers import audit_entries, deployment_row
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -26,32 +25,6 @@ environments:
 """
 # evidence that takes a while to read keeps the deployment in `evaluating` long enough to answer into it
 SLOW_EVIDENCE = "/repos/acme/api/commits/*/check-runs"
-
-
-def answers(world: World) -> list[Any]:
-    return [r for r in world.state.reviews(REPO) if r.state is not None and r.accepted]
-
-
-def settle(world: World) -> None:
-    world.wait(lambda: all(d.state in ("done", "dead", "ignored") for d in world.deliveries()), what="the inbox to drain")
-
-
-def deployment_row(url: str) -> Any:
-    engine = db.make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(Deployment)).first()
-    finally:
-        engine.dispose()
-
-
-def audit_entries(url: str, kind: str) -> list[Any]:
-    engine = db.make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(AuditEntry).where(AuditEntry.kind == kind).order_by(AuditEntry.seq)).all())
-    finally:
-        engine.dispose()
 
 
 def no_go_world(database_url: str):
@@ -77,9 +50,10 @@ def test_an_authorised_approval_during_evaluation_does_not_beat_the_no_go(databa
         click = check_run_payload(world.state, REPO, run.id, "requested_action", identifier="approve", sender="rita")
         assert world.send("check_run", click).status_code == 202
         world.wait_decided(LABEL, timeout=60)
-        settle(world)
-        assert [r.state for r in answers(world)] == ["rejected"]  # gonogo's own no-go is what GitHub got
-        assert "gonogo" in answers(world)[0].comment.lower() or "no-go" in answers(world)[0].comment.lower()
+        world.settle()
+        answers = world.accepted_answers(REPO)
+        assert [r.state for r in answers] == ["rejected"]  # gonogo's own no-go is what GitHub got
+        assert "gonogo" in answers[0].comment.lower() or "no-go" in answers[0].comment.lower()
         refused = [r for r in world.state.reviews(REPO) if not r.accepted]
         assert refused == []  # nothing was refused by GitHub: no second answer was even tried
         replies = [c.body for c in world.state.comments(REPO, 7) if "still evaluating" in c.body]
@@ -94,10 +68,11 @@ def test_a_break_glass_override_during_evaluation_wins_and_is_audited_as_an_over
         wait_evaluating(world)
         comment = issue_comment_payload(world.state, REPO, 7, "/gonogo override customer outage fix", "boss")
         assert world.send("issue_comment", comment).status_code == 202
-        world.wait(lambda: answers(world), timeout=60, what="an answer")
-        settle(world)
-        assert [r.state for r in answers(world)] == ["approved"]
-        assert "override" in answers(world)[0].comment
+        world.wait(lambda: world.accepted_answers(REPO), timeout=60, what="an answer")
+        world.settle()
+        answers = world.accepted_answers(REPO)
+        assert [r.state for r in answers] == ["approved"]
+        assert "override" in answers[0].comment
         assert [r for r in world.state.reviews(REPO) if not r.accepted] == []
     overrides = audit_entries(database_url, "override")
     assert [(e.actor, e.data["allowed"]) for e in overrides] == [("boss", True)]
@@ -114,8 +89,8 @@ def test_an_override_by_someone_without_break_glass_rights_changes_nothing(datab
         comment = issue_comment_payload(world.state, REPO, 7, "/gonogo override trust me", "rita")
         assert world.send("issue_comment", comment).status_code == 202
         world.wait_decided(LABEL, timeout=60)
-        settle(world)
-        assert [r.state for r in answers(world)] == ["rejected"]
+        world.settle()
+        assert [r.state for r in world.accepted_answers(REPO)] == ["rejected"]
     # the refused attempt is on record as an override attempt; nothing was answered
     assert [(e.actor, e.data["allowed"]) for e in audit_entries(database_url, "override")] == [("rita", False)]
     assert [e for e in audit_entries(database_url, "answer") if e.data.get("by") == "override"] == []
@@ -135,16 +110,16 @@ def test_a_redelivered_protection_rule_for_an_escalated_deployment_reposts_nothi
         payload = deployment_protection_rule_payload(world.state, LABEL)
         assert world.send("deployment_protection_rule", payload, "first").status_code == 202
         world.wait_decided(LABEL)
-        settle(world)
+        world.settle()
         assert world.check_run(LABEL).conclusion == "action_required"
         reports, comments = len(world.gate(LABEL).reports), len(world.state.comments(REPO, 7))
         for i in range(3):  # GitHub (or an operator) redelivers it under new delivery ids
             assert world.send("deployment_protection_rule", payload, f"again-{i}").status_code == 202
-        settle(world)
+        world.settle()
         assert len(world.gate(LABEL).reports) == reports == 2  # "evaluating ..." and the escalation
         assert len(world.state.comments(REPO, 7)) == comments == 1
         assert len(world.state.check_runs(REPO, name="gonogo")) == 1
-        assert answers(world) == []
+        assert world.accepted_answers(REPO) == []
     engine = db.make_engine(database_url)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 1
@@ -171,13 +146,13 @@ def test_a_delivery_waiting_on_another_workers_lease_is_parked_not_failed(databa
         gate = world.gate(LABEL)  # and GitHub never got its answer
         gate.answer, gate.history[:] = None, []
         world.request_gate(LABEL, delivery_id="redelivered")
-        world.wait(lambda: answers(world), timeout=30, what="the answer after the lease ran out")
-        settle(world)
+        world.wait(lambda: world.accepted_answers(REPO), timeout=30, what="the answer after the lease ran out")
+        world.settle()
         with engine.connect() as conn:
             row = conn.execute(select(Delivery).where(Delivery.delivery_id == "redelivered")).one()
         engine.dispose()
         assert row.state == "done" and row.attempts <= 2  # waiting was never a failed attempt
-        assert [r.state for r in answers(world)] == ["approved"]
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
 
 
 def test_a_decided_but_unanswered_deployment_is_answered_without_deciding_again(database_url):
@@ -196,10 +171,10 @@ def test_a_decided_but_unanswered_deployment_is_answered_without_deciding_again(
         gate = world.gate(LABEL)
         gate.answer, gate.history[:] = None, []
         world.request_gate(LABEL, delivery_id="redelivered")
-        world.wait(lambda: answers(world), timeout=30, what="the stored answer to be sent")
-        settle(world)
+        world.wait(lambda: world.accepted_answers(REPO), timeout=30, what="the stored answer to be sent")
+        world.settle()
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 1
             assert conn.execute(select(Deployment.state)).scalar_one() == "answered"
         engine.dispose()
-        assert [r.state for r in answers(world)] == ["approved"]
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]

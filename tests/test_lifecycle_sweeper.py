@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 
-from github_app import db
 from github_app.db.models import AuditEntry, Deployment
 from github_app.features.escalation import sweep
 from github_app.sandbox.webhooks import workflow_run_payload
+from tests.helpers import deployment_row, execute, query
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -59,32 +58,17 @@ def sweeps(world: World, *moments: timedelta, contexts: int = 1) -> list[dict[st
             c.engine.dispose()
 
 
-def escalate(world: World) -> None:
-    world.request_gate(LABEL)
-    world.wait_decided(LABEL)
-    assert world.check_run(LABEL).conclusion == "action_required"
-
-
-def row(database_url: str) -> Any:
-    engine = db.make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(Deployment)).first()
-    finally:
-        engine.dispose()
-
-
 def test_the_sweeper_reads_the_policy_of_the_real_default_branch(database_url):
     with master_world(database_url) as world:
-        escalate(world)
-        assert row(database_url).default_branch == "master"
+        world.escalate(LABEL)
+        assert deployment_row(database_url).default_branch == "master"
         assert sweeps(world, timedelta(hours=6)) == [{"reminded": 0, "expired": 1}]  # master's expire_after: 5h
         assert world.gate(LABEL).answer == "rejected"
 
 
 def test_an_unchanged_policy_is_read_with_a_304_and_a_changed_one_is_used(database_url):
     with master_world(database_url) as world:
-        escalate(world)
+        world.escalate(LABEL)
         world.state.clear_calls()
         assert sweeps(world, timedelta(minutes=10), timedelta(minutes=20)) == [{"reminded": 0, "expired": 0}] * 2
         reads = world.state.calls("GET", CONTENTS)
@@ -97,27 +81,24 @@ def test_an_unchanged_policy_is_read_with_a_304_and_a_changed_one_is_used(databa
 
 def test_two_sweepers_at_once_remind_once(database_url):
     with master_world(database_url) as world:
-        escalate(world)
+        world.escalate(LABEL)
         assert sweeps(world, timedelta(hours=2), timedelta(hours=3), contexts=3) == [
             {"reminded": 1, "expired": 0}, {"reminded": 0, "expired": 0},
         ]  # fmt: skip
         reminders = [c for c in world.state.comments(REPO, 7) if "Reminder" in c.body]
         assert len(reminders) == 1
-    engine = db.make_engine(database_url)
-    with engine.connect() as conn:
-        kinds = [k for (k,) in conn.execute(select(AuditEntry.kind))]
-    engine.dispose()
+    kinds = [k for (k,) in query(database_url, select(AuditEntry.kind))]
     assert kinds.count("reminder") == 1
 
 
 def test_a_completed_workflow_run_ends_its_escalation(database_url):
     with master_world(database_url) as world:
-        escalate(world)
+        world.escalate(LABEL)
         repo, dep = world.state.deployment(LABEL)
         repo.workflow_runs[dep.run_id].status = "completed"
         repo.workflow_runs[dep.run_id].conclusion = "cancelled"
         assert world.send("workflow_run", workflow_run_payload(world.state, REPO, dep.run_id)).status_code == 202
-        world.wait(lambda: row(database_url).state == "abandoned", what="the escalation to be abandoned")
+        world.wait(lambda: deployment_row(database_url).state == "abandoned", what="the escalation to be abandoned")
         world.state.clear_calls()
         assert sweeps(world, timedelta(hours=6)) == [{"reminded": 0, "expired": 0}]
         assert world.state.calls() == []  # nothing polled for it any more
@@ -126,12 +107,9 @@ def test_a_completed_workflow_run_ends_its_escalation(database_url):
 
 def test_an_escalation_past_githubs_30_days_is_abandoned_not_polled(database_url):
     with master_world(database_url) as world:
-        escalate(world)
-        engine = db.make_engine(database_url)
-        with engine.begin() as conn:
-            conn.execute(update(Deployment).values(created_at=datetime.now(UTC) - timedelta(days=31)))
-        engine.dispose()
+        world.escalate(LABEL)
+        execute(database_url, update(Deployment).values(created_at=datetime.now(UTC) - timedelta(days=31)))
         world.state.clear_calls()
         assert sweeps(world, timedelta(0)) == [{"reminded": 0, "expired": 0}]
         assert world.state.calls() == []
-        assert row(database_url).state == "abandoned"
+        assert deployment_row(database_url).state == "abandoned"

@@ -97,19 +97,24 @@ def test_history_features_do_not_grow_with_the_age_of_the_history() -> None:
                                    check_names=False)
 
 
+def history_errors(tmp_path: Path, csv_text: str) -> str:
+    """The errors load_history refuses this CSV with, one a line."""
+    csv = tmp_path / "h.csv"
+    csv.write_text(csv_text)
+    with pytest.raises(HistoryError) as err:
+        load_history(csv)
+    return "\n".join(err.value.errors)
+
+
 def test_outcome_at_is_validated(tmp_path: Path) -> None:
     """A malformed outcome_at, one without an outcome, or one before created_at is reported with its row."""
-    csv = tmp_path / "h.csv"
-    csv.write_text(
+    text = history_errors(tmp_path, (
         "deployment_id,repository,environment,created_at,outcome,outcome_at\n"
         "a,r,prod,2024-01-01T10:00:00Z,success,2024-01-01T10:05:00Z\n"
         "b,r,prod,2024-01-01T11:00:00Z,failure,soon\n"
         "c,r,prod,2024-01-01T12:00:00Z,,2024-01-01T12:05:00Z\n"
         "d,r,prod,2024-01-01T13:00:00Z,failure,2024-01-01T12:00:00Z\n"
-    )
-    with pytest.raises(HistoryError) as err:
-        load_history(csv)
-    text = "\n".join(err.value.errors)
+    ))  # fmt: skip
     assert "row 3 (deployment_id=b): outcome_at 'soon' is not an ISO 8601 timestamp" in text
     assert "row 4 (deployment_id=c): outcome_at is set but outcome is empty" in text
     assert "row 5 (deployment_id=d): outcome_at '2024-01-01T12:00:00Z' is before created_at" in text
@@ -137,16 +142,12 @@ def test_features_are_logs_ratios_indicators_and_cyclic_time() -> None:
 
 def test_validate_history_reports_each_bad_row(tmp_path: Path) -> None:
     """Every bad cell is reported with its row number and deployment id; nothing is guessed."""
-    csv = tmp_path / "h.csv"
-    csv.write_text(
+    text = history_errors(tmp_path, (
         "deployment_id,repository,environment,created_at,additions,coverage,outcome,has_migration\n"
         "a,r,prod,2024-01-01T10:00:00Z,10,0.8,success,false\n"
         "b,r,prod,yesterday,ten,1.5,exploded,maybe\n"
         "a,r,prod,2024-01-01T12:00:00Z,-3,,,\n"
-    )
-    with pytest.raises(HistoryError) as err:
-        load_history(csv)
-    text = "\n".join(err.value.errors)
+    ))  # fmt: skip
     assert "row 3 (deployment_id=b): created_at 'yesterday' is not an ISO 8601 timestamp" in text
     assert "row 3 (deployment_id=b): additions 'ten' is not a number" in text
     assert "coverage '1.5' is outside 0.0..1.0" in text

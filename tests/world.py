@@ -14,10 +14,10 @@ import httpx
 from github_app import db
 from github_app.app import create_app
 from github_app.sandbox import SandboxState, running_sandbox
-from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook
+from github_app.sandbox.webhooks import check_run_payload, deployment_protection_rule_payload, send_webhook
 from github_app.serving import ServerThread
 from github_app.settings import Secret
-from tests.helpers import SECRET, make_settings
+from tests.helpers import SECRET, make_settings, query
 
 DEMO_SCENARIO = Path(__file__).resolve().parents[1] / "github_app" / "sandbox" / "scenarios" / "demo.yml"
 
@@ -66,6 +66,13 @@ class World:
 
         return self.wait(done, timeout, f"a decision on {label}")
 
+    def escalate(self, label: str) -> Any:
+        """Request the gate and wait for gonogo to escalate it (the set-up of every reviewer test); the gate."""
+        self.request_gate(label)
+        gate = self.wait_decided(label)
+        assert self.check_run(label).conclusion == "action_required", f"{label} was not escalated"
+        return gate
+
     def check_run(self, label: str) -> Any:
         repo, dep = self.state.deployment(label)
         runs = self.state.check_runs(repo.full_name, name="gonogo", head_sha=dep.sha)
@@ -79,17 +86,35 @@ class World:
 
         return Context(self.settings, db.make_engine(self.database_url), {"github": GitHubClients(self.settings)})
 
+    def query(self, stmt: Any) -> list[Any]:
+        """The rows of ``stmt`` in the app's database."""
+        return query(self.database_url, stmt)
+
     def deliveries(self) -> list[Any]:
         from sqlalchemy import select
 
         from github_app.db.models import Delivery
 
-        engine = db.make_engine(self.database_url)
-        try:
-            with engine.connect() as conn:
-                return list(conn.execute(select(Delivery).order_by(Delivery.id)).all())
-        finally:
-            engine.dispose()
+        return self.query(select(Delivery).order_by(Delivery.id))
+
+    def settle(self) -> None:
+        """Wait until the inbox is drained: every stored delivery done, dead or ignored."""
+        self.wait(lambda: all(d.state in ("done", "dead", "ignored") for d in self.deliveries()),
+                  what="the inbox to drain")  # fmt: skip
+
+    def accepted_answers(self, repository: str) -> list[Any]:
+        """The protection-rule answers (approved / rejected) GitHub accepted for ``repository``, in order."""
+        return [r for r in self.state.reviews(repository) if r.state is not None and r.accepted]
+
+    def click(
+        self, label: str, login: str, identifier: str = "approve", delivery_id: str | None = None
+    ) -> httpx.Response:
+        """Press a button (``identifier``) of the label's gonogo check run as ``login``."""
+        repo, _ = self.state.deployment(label)
+        payload = check_run_payload(self.state, repo.full_name, self.check_run(label).id, "requested_action",
+                                    identifier=identifier)  # fmt: skip
+        payload["sender"]["login"] = login
+        return self.send("check_run", payload, delivery_id)
 
 
 @contextlib.contextmanager
