@@ -54,8 +54,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rules.learning import PastDeployment, tally
 from rules.pipeline import evaluate
-from rules.policy import default_policy
+from rules.policy import default_policy, effective
 from scorer.assessment import RiskEstimate
 from scorer.evidence import HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, load_prior, train_model
@@ -89,6 +90,7 @@ class Repo:
     coverage_mean: float
     propensity: float  # hidden log-odds
     deployed: list[tuple[datetime, bool]] = field(default_factory=list)  # (when, failed) of deployed releases
+    past: list[tuple[datetime, PastDeployment]] = field(default_factory=list)  # what the history table records
 
 
 def make_fleet(n: int, rng: np.random.Generator) -> list[Repo]:
@@ -222,6 +224,7 @@ class Month:
     failures: int = 0
     naive_escaped: int = 0
     naive_false_blocks: int = 0
+    learned: int = 0  # decisions where a rule was relaxed by the repository's own outcomes
     verdicts: dict[str, int] = field(default_factory=lambda: {"go": 0, "escalate": 0, "no-go": 0})
     escalated_by: dict[str, int] = field(default_factory=dict)  # what stood between an escalation and a go
 
@@ -231,7 +234,7 @@ class Month:
             "deployments": self.n, "failures": self.failures, "verdicts": dict(self.verdicts),
             "auto_share": round(self.auto / n, 4), "escaped": self.escaped, "false_blocks": self.false_blocks,
             "false_block_rate": round(self.false_blocks / n, 4), "naive_escaped": self.naive_escaped,
-            "naive_false_blocks": self.naive_false_blocks, "naive_false_block_rate": round(self.naive_false_blocks / n, 4),
+            "naive_false_blocks": self.naive_false_blocks, "learned": self.learned, "naive_false_block_rate": round(self.naive_false_blocks / n, 4),
             "escalated_by": dict(sorted(self.escalated_by.items(), key=lambda kv: -kv[1])),
         }  # fmt: skip
 
@@ -277,10 +280,13 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
 def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate], history: list[dict[str, Any]],
             stats: Month, timings: dict[str, float]) -> None:  # fmt: skip
     """Decide each deployment in time order and record what the app would learn from it."""
+    learning = effective(policy, ENV).learning
     for d in rows:
         ev = evidence_of(d)
         t0 = time.perf_counter()
-        decision = evaluate(ev, policy, ENV, d.created_at, risk=risks.get(id(d)))
+        since = d.created_at - learning.window
+        track = tally((p for when, p in d.repo.past if when >= since), learning.rules)  # as github_app.learning reads it
+        decision = evaluate(ev, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
         timings["decide_s"] += time.perf_counter() - t0
         verdict = decision.verdict
         green = all(c.passed for c in ev.checks.checks)
@@ -297,12 +303,16 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
         stats.false_blocks += verdict != "go" and not d.would_fail
         stats.naive_escaped += green and d.would_fail
         stats.naive_false_blocks += (not green) and not d.would_fail
+        stats.learned += any(f.learned for f in decision.findings)
         deployed = verdict == "go" or (verdict == "escalate" and _reviewer_approves(d))
         row = ev.to_history_row()
+        outcome = ("failure" if d.would_fail else "success") if deployed else None
         if deployed:
-            row["outcome"] = "failure" if d.would_fail else "success"
+            row["outcome"] = outcome
             d.repo.deployed.append((d.created_at, d.would_fail))
         history.append(row)
+        answer = "approved" if deployed else "rejected"
+        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict, answer, outcome)))
 
 
 def _reviewer_approves(d: Deployment) -> bool:

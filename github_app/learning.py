@@ -1,0 +1,47 @@
+"""Read a repository's outcome record per learnable rule from the history table (see rules/learning.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+
+from github_app.db import read_only
+from github_app.db.models import Deployment, HistoryRow
+from rules.learning import PastDeployment, TrackRecord, tally
+from rules.policy import Learning
+
+MAX_ROWS = 1000  # the newest deployments in the window are plenty to bound a failure rate
+
+
+def track_record(
+    engine: Engine, repository: str, environment: str, deployment_key: str, now: datetime, settings: Learning
+) -> dict[str, TrackRecord] | None:
+    """The outcome record of each learnable rule over the window before ``now``; None when learning is off.
+
+    Each history row carries the majors its decision found (``major_findings``) and its verdict; the
+    deployment row carries the answer (a reviewer's, when it escalated) and the history row the outcome.
+    """
+    if not settings.enabled or not settings.rules:
+        return None
+    query = (
+        select(HistoryRow.features, HistoryRow.outcome, Deployment.answer)
+        .join(Deployment, Deployment.key == HistoryRow.deployment_id, isouter=True)
+        .where(HistoryRow.repository == repository, HistoryRow.environment == environment,
+               HistoryRow.created_at >= now - settings.window, HistoryRow.created_at < now,
+               HistoryRow.deployment_id != deployment_key)
+        .order_by(HistoryRow.created_at.desc(), HistoryRow.id.desc())
+        .limit(MAX_ROWS)
+    )  # fmt: skip
+    with read_only(engine) as conn:
+        rows = conn.execute(query).all()
+    past = []
+    for features, outcome, answer in rows:
+        features = features or {}
+        majors = features.get("major_findings")
+        if not isinstance(majors, list):  # imported or older rows: their findings are not known
+            continue
+        verdict = features.get("verdict")
+        past.append(PastDeployment(tuple(str(m) for m in majors), verdict if isinstance(verdict, str) else None,
+                                   answer, outcome))  # fmt: skip
+    return tally(past, settings.rules)
