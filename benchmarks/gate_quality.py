@@ -117,6 +117,8 @@ class Deployment:
     facts: dict[str, Any]
     p_fail: float
     would_fail: bool
+    evidence: Evidence | None = None  # as collected when it was decided (the learning curve decides it again)
+    risk_row: dict[str, Any] | None = None  # its history row as the week's model features saw it
 
 
 def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator) -> Deployment:
@@ -144,7 +146,7 @@ def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator
 
 
 def schedule(fleet: list[Repo], months: int, rng: np.random.Generator) -> list[Deployment]:
-    end = datetime(START.year + (START.month - 1 + months) // 12, (START.month - 1 + months) % 12 + 1, 1, tzinfo=UTC)
+    end = _month_start(months)
     out = []
     for repo in fleet:
         t, i = START, 0
@@ -254,6 +256,8 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
     stats: dict[int, Month] = {}
     timings = {"decide_s": 0.0, "train_s": 0.0, "features_s": 0.0}
     trained_for = -1
+    models: list[TrainedRiskModel | None] = []  # the model in use during each month
+    weeks: list[tuple[int, list[Deployment], int]] = []  # (month, its deployments, history rows before it)
     i = 0
     while i < len(deployments):
         month = _month_of(deployments[i].created_at)
@@ -264,17 +268,61 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
                 frame = coerce_history(pd.DataFrame.from_records(history, columns=list(HISTORY_COLUMNS)))
                 model = train_model(frame, prior=prior, random_state=seed, params=model_params)
                 timings["train_s"] += time.perf_counter() - t0
+            models.append(model)
         week_end = deployments[i].created_at + timedelta(days=7)
         week: list[Deployment] = []
         while (i < len(deployments) and deployments[i].created_at < week_end
                and _month_of(deployments[i].created_at) == month):  # fmt: skip
             week.append(deployments[i])
             i += 1
+        weeks.append((month, week, len(history)))
         risks = _model_risks(model, history, week, timings) if model is not None else {}
         _replay(week, policy, risks, history, stats.setdefault(month, Month()), timings)
     per_month = [stats[m].as_dict() | {"month": m + 1} for m in sorted(stats)]
+    last = max(stats)
+    curve = learning_curve([(w, mark) for m, w, mark in weeks if m == last], models, history, policy, timings)
     return {"repos": repos, "months": months, "deployments": len(deployments), "per_month": per_month,
-            "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+            "learning_curve": curve, "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+
+
+def _month_start(month: int) -> datetime:
+    return datetime(START.year + (START.month - 1 + month) // 12, (START.month - 1 + month) % 12 + 1, 1, tzinfo=UTC)
+
+
+def learning_curve(probe: list[tuple[list[Deployment], int]], models: list[TrainedRiskModel | None],
+                   history: list[dict[str, Any]], policy: Any, timings: dict[str, float]) -> list[dict[str, Any]]:  # fmt: skip
+    """Decide the last month's deployments again with what gonogo knew at the start of each month.
+
+    The traffic is fixed (the same deployments, with the evidence they had), only the knowledge changes:
+    the risk model in use that month and the outcome record up to its first day. So the curve shows what
+    learning alone does, without the month-to-month changes in what is deployed. Every model and record
+    predates the probe month, whose outcomes none of them has seen.
+    """
+    learning = effective(policy, ENV).learning
+    out = []
+    for k, model in enumerate(models):
+        cutoff = _month_start(k)
+        since = cutoff - learning.window  # the outcome record as it stood on the first day of month k + 1
+        m = Month()
+        for week, mark in probe:
+            risks = _model_risks(model, history[:mark], week, timings) if model is not None else {}
+            for d in week:
+                assert d.evidence is not None
+                track = tally((p for when, p in d.repo.past if since <= when < cutoff), learning.rules)
+                decision = evaluate(d.evidence, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
+                verdict = decision.verdict
+                m.n += 1
+                m.failures += d.would_fail
+                m.verdicts[verdict] += 1
+                m.auto += verdict != "escalate"
+                m.escaped += verdict == "go" and d.would_fail
+                m.false_blocks += verdict != "go" and not d.would_fail
+                m.learned += any(f.learned for f in decision.findings)
+        row = m.as_dict()
+        out.append({"knowledge_of_month": k + 1, "deployments": row["deployments"], "auto_share": row["auto_share"],
+                    "escaped": row["escaped"], "false_blocks": row["false_blocks"],
+                    "false_block_rate": row["false_block_rate"], "learned": row["learned"]})  # fmt: skip
+    return out
 
 
 def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate], history: list[dict[str, Any]],
@@ -282,7 +330,7 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
     """Decide each deployment in time order and record what the app would learn from it."""
     learning = effective(policy, ENV).learning
     for d in rows:
-        ev = evidence_of(d)
+        ev = d.evidence = evidence_of(d)
         t0 = time.perf_counter()
         since = d.created_at - learning.window
         track = tally((p for when, p in d.repo.past if when >= since), learning.rules)  # as github_app.learning reads it
@@ -336,7 +384,10 @@ def _model_risks(model: TrainedRiskModel, history: list[dict[str, Any]], week: l
         if r["repository"] in names and len(rows) < 60:
             rows.append(r)
     earlier = [r for name in names for r in reversed(context.get(name, []))]
-    new = [evidence_of(d).to_history_row() for d in week]
+    for d in week:
+        if d.risk_row is None:
+            d.risk_row = evidence_of(d).to_history_row()
+    new = [d.risk_row for d in week]
     frame = coerce_history(pd.DataFrame.from_records([*earlier, *new], columns=list(HISTORY_COLUMNS)))
     features = build_features(frame).iloc[len(earlier):]
     probabilities = model.predict_risk(features)
@@ -424,17 +475,23 @@ def main() -> None:
           f"{result['seconds']} s (decisions {result['timings']['decide_s']} s, training {result['timings']['train_s']} s, "
           f"model features {result['timings']['features_s']} s)")  # fmt: skip
     print(f"{'month':>5} {'deploys':>7} {'fail':>5} {'auto':>6} {'go':>5} {'esc':>5} {'no-go':>5} "
-          f"{'escaped':>7} {'naive':>5} {'false-block':>11} {'naive':>6}")  # fmt: skip
+          f"{'escaped':>7} {'naive':>5} {'false-block':>11} {'naive':>6} {'learned':>7}")  # fmt: skip
     for m in result["per_month"]:
         v = m["verdicts"]
         print(f"{m['month']:>5} {m['deployments']:>7} {m['failures']:>5} {m['auto_share']:>6.1%} {v['go']:>5} "
               f"{v['escalate']:>5} {v['no-go']:>5} {m['escaped']:>7} {m['naive_escaped']:>5} "
-              f"{m['false_block_rate']:>11.1%} {m['naive_false_block_rate']:>6.1%}")  # fmt: skip
+              f"{m['false_block_rate']:>11.1%} {m['naive_false_block_rate']:>6.1%} {m['learned']:>7}")  # fmt: skip
     causes: dict[str, int] = {}
     for m in result["per_month"]:
         for key, count in m["escalated_by"].items():
             causes[key] = causes.get(key, 0) + count
     print("what stood between escalations and a go:", ", ".join(f"{k} {v}" for k, v in sorted(causes.items(), key=lambda kv: -kv[1])))
+    print(f"learning curve: month {result['months']}'s {result['learning_curve'][0]['deployments']} deployments "
+          "decided again with what gonogo knew at the start of each month")
+    print(f"{'knowledge':>9} {'auto':>6} {'escaped':>7} {'false-block':>11} {'learned':>7}")
+    for c in result["learning_curve"]:
+        print(f"{c['knowledge_of_month']:>9} {c['auto_share']:>6.1%} {c['escaped']:>7} {c['false_block_rate']:>11.1%} "
+              f"{c['learned']:>7}")  # fmt: skip
     print(json.dumps(result["summary"], indent=2))
     if args.svg:
         args.svg.parent.mkdir(parents=True, exist_ok=True)
