@@ -27,13 +27,21 @@ every outcome recorded so far (``scorer.risk.artifact.train_model`` with the pac
 path of ``gonogo model retrain``), its features built with ``scorer.risk.features.build_features``
 from the same history table the app keeps. Outcomes come back as the app receives them: a
 deployment gonogo approves is deployed and its outcome recorded; an escalated one is deployed when
-the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome.
+the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome. Each
+decision's major findings, verdict, answer and outcome form the repository's outcome record, which
+the next decisions read through ``rules.learning.tally`` as the app does (github_app/learning.py):
+the policy's ``learning`` section relaxes a large change or a missing test report into a
+recommendation for a repository once that record vouches for it (docs/policy.md).
 
 Per month it reports, for gonogo and for the naive gate "approve when every check is green":
 decided automatically (go or no-go without a human), escaped failures (approved, then failed) and
 false blocks (rejected or escalated, though it would have succeeded). Targets: at least 80 %
 decided automatically after the first month, escaped failures at most half the naive gate's, and
-a false-block rate that falls as the model learns. ``--quick`` runs 50 repositories for 4 months.
+a false-block rate that falls as the model learns. Month by month, the rate mixes what gonogo learnt
+with what happened to be deployed that month; the learning curve separates the two: the last month's
+deployments are decided again (with the evidence they had) with the model and outcome record of the
+start of each month, so only the knowledge changes, and none of it has seen the last month's outcomes.
+``--quick`` runs 50 repositories for 4 months.
 """
 
 from __future__ import annotations
@@ -407,14 +415,20 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     naive = sum(m["naive_escaped"] for m in result["per_month"])
     rates = [m["false_block_rate"] for m in result["per_month"]]
     falling = sum(b <= a for a, b in itertools.pairwise(rates))
+    curve = [c["false_block_rate"] for c in result["learning_curve"]]
+    curve_falling = sum(b <= a for a, b in itertools.pairwise(curve))
     return {
         "auto_share_after_month_1": round(auto, 4), "escaped": escaped, "naive_escaped": naive,
         "escaped_ratio": round(escaped / naive, 3) if naive else None,
         "false_block_rate_first": rates[0], "false_block_rate_last": rates[-1],
         "months_false_blocks_fell_or_held": f"{falling} of {len(rates) - 1}",
+        "learning_curve_false_block_rate": [curve[0], curve[-1]],
+        "learning_curve_steps_fell_or_held": f"{curve_falling} of {len(curve) - 1}",
         "targets": {"auto_share_after_month_1 >= 0.8": auto >= 0.8,
                     "escaped <= half of naive": naive > 0 and escaped <= naive / 2,
-                    "false-block rate lower at the end than in month 1": rates[-1] < rates[0]},
+                    "false-block rate lower at the end than in month 1": rates[-1] < rates[0],
+                    "fixed traffic: false-block rate never rises as knowledge grows":
+                        len(curve) > 1 and curve_falling == len(curve) - 1},
     }  # fmt: skip
 
 
@@ -427,6 +441,8 @@ def svg(result: dict[str, Any]) -> str:
         ("naive gate: false blocks per 100", [100 * m["naive_false_block_rate"] for m in result["per_month"]], "#d62728", "6 4"),
         ("gonogo: escaped failures per 100", [100 * m["escaped"] / max(m["deployments"], 1) for m in result["per_month"]], "#2ca02c", ""),
         ("naive gate: escaped failures per 100", [100 * m["naive_escaped"] / max(m["deployments"], 1) for m in result["per_month"]], "#2ca02c", "6 4"),
+        (f"false blocks per 100, month {months[-1]} decided", [100 * c["false_block_rate"] for c in result["learning_curve"]], "#9467bd", "2 3"),
+        ("  with what was known at month x", None, "", ""),
     ]  # fmt: skip
     w, h, left, right, top, bottom = 760, 420, 60, 250, 40, 50
     pw, ph = w - left - right, h - top - bottom
@@ -443,10 +459,13 @@ def svg(result: dict[str, Any]) -> str:
         out.append(f'<text x="{x(i):.1f}" y="{top + ph + 18}" text-anchor="middle">{i}</text>')
     out.append(f'<text x="{left + pw / 2:.1f}" y="{h - 10}" text-anchor="middle">month</text>')
     for k, (label, values, colour, dash) in enumerate(series):
+        ly = top + 10 + 22 * k
+        if values is None:  # the second line of the label above
+            out.append(f'<text x="{left + pw + 45}" y="{ly - 6}">{label.strip()}</text>')
+            continue
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in zip(months, values, strict=True))
         style = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{style}/>')
-        ly = top + 10 + 22 * k
         out.append(f'<line x1="{left + pw + 15}" y1="{ly}" x2="{left + pw + 40}" y2="{ly}" stroke="{colour}" '
                    f'stroke-width="2"{style}/>')  # fmt: skip
         out.append(f'<text x="{left + pw + 45}" y="{ly + 4}">{label}</text>')
