@@ -368,7 +368,7 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
             d.repo.deployed.append((d.created_at, d.would_fail))
         history.append(row)
         answer = "approved" if deployed else "rejected"
-        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict, answer, outcome)))
+        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict == "escalate", answer, outcome)))
 
 
 def _reviewer_approves(d: Deployment) -> bool:

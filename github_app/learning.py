@@ -19,8 +19,8 @@ def track_record(
 ) -> dict[str, TrackRecord] | None:
     """The outcome record of each learnable rule over the window before ``now``; None when learning is off.
 
-    Each history row carries the majors its decision found (``major_findings``) and its verdict; the
-    deployment row carries the answer (a reviewer's, when it escalated) and the history row the outcome.
+    Each history row carries the majors its decision found (``major_findings``) and its action (``escalate``
+    when reviewers were asked); the deployment row carries the answer and the history row the outcome.
     """
     if not settings.enabled or not settings.rules:
         return None
@@ -41,7 +41,6 @@ def track_record(
         majors = features.get("major_findings")
         if not isinstance(majors, list):  # imported or older rows: their findings are not known
             continue
-        verdict = features.get("verdict")
-        past.append(PastDeployment(tuple(str(m) for m in majors), verdict if isinstance(verdict, str) else None,
-                                   answer, outcome))  # fmt: skip
+        asked = features.get("action") == "escalate"  # a dry run approves what it would have escalated
+        past.append(PastDeployment(tuple(str(m) for m in majors), asked, answer, outcome))
     return tally(past, settings.rules)

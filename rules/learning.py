@@ -28,11 +28,11 @@ Z_95 = 1.645  # one-sided 95 %
 
 @dataclass(frozen=True)
 class PastDeployment:
-    """What the history says about one earlier deployment: its major findings, verdict, answer, outcome."""
+    """What the history says about one earlier deployment: its major findings, who answered, the outcome."""
 
     majors: tuple[str, ...]  # rules that failed at major severity (before any learned relaxation)
-    verdict: str | None  # go | escalate | no-go
-    answer: str | None  # approved | rejected (a reviewer's answer when the verdict was escalate)
+    asked: bool  # it was handed to reviewers (an enforced escalation, not a dry run), so the answer is theirs
+    answer: str | None  # approved | rejected
     outcome: str | None  # success | failure | rollback | incident, once known
 
 
@@ -69,7 +69,7 @@ def tally(rows: Iterable[PastDeployment], rule_ids: Iterable[str]) -> dict[str, 
         for rid in set(row.majors) & records.keys():
             rec = records[rid]
             rec.flagged += 1
-            if row.verdict == "escalate" and row.answer in ("approved", "rejected"):
+            if row.asked and row.answer in ("approved", "rejected"):
                 rec.reviewed += 1
                 rec.approved += row.answer == "approved"
             if row.outcome is not None:

@@ -42,7 +42,7 @@ def _seed(database_url: str, outcomes: list[str], *, answer: str = "approved", r
             conn.execute(insert(HistoryRow).values(
                 deployment_id=key, repository=REPO, environment="production", sha=sha, created_at=when,
                 outcome=outcome if answer == "approved" else None, outcome_at=when + timedelta(hours=1),
-                features={"additions": 1100, "major_findings": [rule], "verdict": "escalate"},
+                features={"additions": 1100, "major_findings": [rule], "verdict": "escalate", "action": "escalate"},
             ))  # fmt: skip
     engine.dispose()
 
@@ -67,7 +67,7 @@ def test_a_large_change_escalates_without_a_record(database_url):
         assert "GNG-CHG-001" in summary and "Learned from this repository" not in summary
     decision, features = _stored(database_url)
     # what the next decision will count: the major that escalated, and the verdict
-    assert features["major_findings"] == ["GNG-CHG-001"] and features["verdict"] == "escalate"
+    assert features["major_findings"] == ["GNG-CHG-001"] and features["verdict"] == features["action"] == "escalate"
     assert decision["verdict"] == "escalate"
 
 
@@ -90,6 +90,7 @@ def test_a_large_change_is_approved_where_large_changes_were_approved_and_succee
     assert any("GNG-CHG-001" in r and "not a reason to escalate" in r for r in decision["reasons"])
     # still counted as a large change, so that failures can withdraw the relaxation
     assert features["major_findings"] == ["GNG-CHG-001"] and features["verdict"] == "go"
+    assert features["action"] == "approve"
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,7 @@ def test_the_policy_bounds_what_can_be_learned():
     with pytest.raises(PolicyError, match="min_deployments"):
         load_policy_text("environments:\n  production:\n    learning: {min_deployments: 2}\n")
     off = effective(load_policy_text("environments:\n  production:\n    learning: {enabled: false}\n"), "production")
-    records = tally([PastDeployment(("GNG-CHG-001",), "escalate", "approved", "success")] * 40, off.learning.rules)
+    records = tally([PastDeployment(("GNG-CHG-001",), True, "approved", "success")] * 40, off.learning.rules)
     assert not judge(off, records)["GNG-CHG-001"].relaxed
     assert judge(env, records)["GNG-CHG-001"].relaxed
     assert not judge(env, {"GNG-CHG-001": TrackRecord(rule_id="GNG-CHG-001")})["GNG-CHG-001"].relaxed
@@ -137,3 +138,15 @@ def test_the_failure_bound_is_a_one_sided_95_percent_wilson_bound():
     assert wilson_upper(0, 0) == 1.0
     assert 0.11 < wilson_upper(0, 20) < 0.12  # 20 successes in a row: the rate may still be up to 12 %
     assert wilson_upper(3, 20) > 0.3 > wilson_upper(3, 200)
+
+
+def test_only_reviewers_answers_count_as_approvals():
+    """A dry run approves what it would have escalated: its deployments count as outcomes, not as approvals."""
+    env = effective(default_policy(), "production")
+    dry_run = [PastDeployment(("GNG-CHG-001",), False, "approved", "success")] * 20
+    refused = [PastDeployment(("GNG-CHG-001",), True, "rejected", None)] * 5
+    record = judge(env, tally(dry_run + refused, ["GNG-CHG-001"]))["GNG-CHG-001"]
+    assert (record.deployed, record.reviewed, record.approved) == (20, 5, 0)
+    assert not record.relaxed and "reviewers approved 0 of 5" in record.why
+    record = judge(env, tally(dry_run, ["GNG-CHG-001"]))["GNG-CHG-001"]
+    assert record.relaxed  # twenty large changes shipped and none failed: the outcomes alone vouch

@@ -454,6 +454,7 @@ def _record_history(
     # not model features: what rules.learning counts per rule (with the answer and the outcome, later)
     features["major_findings"] = decision.major_findings
     features["verdict"] = decision.verdict
+    features["action"] = decision.action
     # one statement whether or not an earlier decision (a re-evaluation) already added the row
     upsert = insert_for(session.get_bind())(HistoryRow).values(
         deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
