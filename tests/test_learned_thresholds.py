@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from github_app import audit, db
-from github_app.db.models import DecisionRecord, Deployment, HistoryRow
+from github_app.db.models import AuditEntry, DecisionRecord, Deployment, HistoryRow
 from rules.learning import PastDeployment, TrackRecord, judge, tally, wilson_upper
 from rules.policy import PolicyError, default_policy, effective, load_policy_text
 from tests.scenarios import LABEL, REPO, release_state
@@ -48,13 +48,18 @@ def _seed(database_url: str, outcomes: list[str], *, answer: str = "approved", r
 
 
 def _stored(database_url: str) -> tuple[dict, dict]:
+    """The decision as stored, checked against its audit entry, and the history row it added."""
     engine = db.make_engine(database_url)
     with engine.connect() as conn:
         key = conn.execute(select(Deployment.key).where(Deployment.run_id < 9000)).scalar_one()
         decision = conn.execute(select(DecisionRecord.data).order_by(DecisionRecord.id.desc()).limit(1)).scalar_one()
         features = conn.execute(select(HistoryRow.features).where(HistoryRow.deployment_id == key)).scalar_one()
+        audited = conn.execute(select(AuditEntry.data).where(AuditEntry.kind == "decision",
+                                                             AuditEntry.deployment_key == key)).scalar_one()  # fmt: skip
     assert audit.verify(engine).ok
     engine.dispose()
+    assert audited["decision"]["learning"] == decision["learning"]  # the audit trail shows what was learned
+    assert audited["decision"]["findings"] == decision["findings"]
     return decision, features
 
 
