@@ -24,8 +24,10 @@ def track_record(
     """
     if not settings.enabled or not settings.rules:
         return None
+    # only the two keys learning reads, not the whole features document of up to MAX_ROWS rows
+    majors_of, action_of = HistoryRow.features["major_findings"], HistoryRow.features["action"].as_string()
     query = (
-        select(HistoryRow.features, HistoryRow.outcome, Deployment.answer)
+        select(majors_of, action_of, HistoryRow.outcome, Deployment.answer)
         .join(Deployment, Deployment.key == HistoryRow.deployment_id, isouter=True)
         .where(HistoryRow.repository == repository, HistoryRow.environment == environment,
                HistoryRow.created_at >= now - settings.window, HistoryRow.created_at < now,
@@ -36,11 +38,9 @@ def track_record(
     with read_only(engine) as conn:
         rows = conn.execute(query).all()
     past = []
-    for features, outcome, answer in rows:
-        features = features or {}
-        majors = features.get("major_findings")
+    for majors, action, outcome, answer in rows:
         if not isinstance(majors, list):  # imported or older rows: their findings are not known
             continue
-        asked = features.get("action") == "escalate"  # a dry run approves what it would have escalated
+        asked = action == "escalate"  # a dry run approves what it would have escalated
         past.append(PastDeployment(tuple(str(m) for m in majors), asked, answer, outcome))
     return tally(past, settings.rules)
