@@ -8,7 +8,8 @@ upper bound of the failure rate among those deployments must not exceed ``approv
 relaxation is read afresh for every decision, so failures withdraw it as soon as the bound is broken.
 
 What it never does: relax a blocker, a security or performance rule (only ``LEARNABLE_RULES``), a
-finding the policy's own override set, or anything about evidence that is missing or unread; the
+finding whose severity the policy sets (or GNG-TEST-002 under ``tests.require_reports``), or anything
+about evidence that is missing or unread; the
 risk, score and confidence limits apply to the relaxed deployment as to any other.
 """
 
@@ -89,6 +90,8 @@ def judge(env: EnvironmentPolicy, records: Mapping[str, TrackRecord]) -> dict[st
         limit = env.approve.max_risk
         if not settings.enabled:
             rec.why = "learning is turned off"
+        elif rid == "GNG-TEST-002" and env.tests.require_reports:
+            rec.why = "tests.require_reports insists on test reports"
         elif approval is not None and approval < settings.min_approval:
             rec.why = f"reviewers approved {rec.approved} of {rec.reviewed}, under {settings.min_approval:.0%}"
         elif rec.deployed < settings.min_deployments:

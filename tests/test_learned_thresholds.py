@@ -137,6 +137,14 @@ def test_the_policy_bounds_what_can_be_learned():
     assert not judge(off, records)["GNG-CHG-001"].relaxed
     assert judge(env, records)["GNG-CHG-001"].relaxed
     assert not judge(env, {"GNG-CHG-001": TrackRecord(rule_id="GNG-CHG-001")})["GNG-CHG-001"].relaxed
+    untested = tally([PastDeployment(("GNG-TEST-002",), True, "approved", "success")] * 40, env.learning.rules)
+    assert judge(env, untested)["GNG-TEST-002"].relaxed
+    insists = effective(load_policy_text("environments:\n  production:\n    tests: {require_reports: true}\n"),
+                        "production")  # fmt: skip
+    assert "require_reports" in judge(insists, untested)["GNG-TEST-002"].why
+    assert not judge(insists, untested)["GNG-TEST-002"].relaxed
+    strict = effective(load_policy_text("extends: strict\n"), "production")
+    assert not strict.learning.enabled and not judge(strict, records)["GNG-CHG-001"].relaxed
 
 
 def test_the_failure_bound_is_a_one_sided_95_percent_wilson_bound():
