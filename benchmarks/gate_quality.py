@@ -27,13 +27,21 @@ every outcome recorded so far (``scorer.risk.artifact.train_model`` with the pac
 path of ``gonogo model retrain``), its features built with ``scorer.risk.features.build_features``
 from the same history table the app keeps. Outcomes come back as the app receives them: a
 deployment gonogo approves is deployed and its outcome recorded; an escalated one is deployed when
-the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome.
+the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome. Each
+decision's major findings, verdict, answer and outcome form the repository's outcome record, which
+the next decisions read through ``rules.learning.tally`` as the app does (github_app/learning.py):
+the policy's ``learning`` section relaxes a large change or a missing test report into a
+recommendation for a repository once that record vouches for it (docs/policy.md).
 
 Per month it reports, for gonogo and for the naive gate "approve when every check is green":
 decided automatically (go or no-go without a human), escaped failures (approved, then failed) and
 false blocks (rejected or escalated, though it would have succeeded). Targets: at least 80 %
 decided automatically after the first month, escaped failures at most half the naive gate's, and
-a false-block rate that falls as the model learns. ``--quick`` runs 50 repositories for 4 months.
+a false-block rate that falls as the model learns. Month by month, the rate mixes what gonogo learnt
+with what happened to be deployed that month; the learning curve separates the two: the last month's
+deployments are decided again (with the evidence they had) with the model and outcome record of the
+start of each month, so only the knowledge changes, and none of it has seen the last month's outcomes.
+``--quick`` runs 50 repositories for 4 months.
 """
 
 from __future__ import annotations
@@ -54,8 +62,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rules.learning import PastDeployment, tally
 from rules.pipeline import evaluate
-from rules.policy import default_policy
+from rules.policy import default_policy, effective
 from scorer.assessment import RiskEstimate
 from scorer.evidence import HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, load_prior, train_model
@@ -89,6 +98,7 @@ class Repo:
     coverage_mean: float
     propensity: float  # hidden log-odds
     deployed: list[tuple[datetime, bool]] = field(default_factory=list)  # (when, failed) of deployed releases
+    past: list[tuple[datetime, PastDeployment]] = field(default_factory=list)  # what the history table records
 
 
 def make_fleet(n: int, rng: np.random.Generator) -> list[Repo]:
@@ -115,6 +125,8 @@ class Deployment:
     facts: dict[str, Any]
     p_fail: float
     would_fail: bool
+    evidence: Evidence | None = None  # as collected when it was decided (the learning curve decides it again)
+    risk_row: dict[str, Any] | None = None  # its history row as the week's model features saw it
 
 
 def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator) -> Deployment:
@@ -142,7 +154,7 @@ def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator
 
 
 def schedule(fleet: list[Repo], months: int, rng: np.random.Generator) -> list[Deployment]:
-    end = datetime(START.year + (START.month - 1 + months) // 12, (START.month - 1 + months) % 12 + 1, 1, tzinfo=UTC)
+    end = _month_start(months)
     out = []
     for repo in fleet:
         t, i = START, 0
@@ -222,6 +234,7 @@ class Month:
     failures: int = 0
     naive_escaped: int = 0
     naive_false_blocks: int = 0
+    learned: int = 0  # decisions where a rule was relaxed by the repository's own outcomes
     verdicts: dict[str, int] = field(default_factory=lambda: {"go": 0, "escalate": 0, "no-go": 0})
     escalated_by: dict[str, int] = field(default_factory=dict)  # what stood between an escalation and a go
 
@@ -231,7 +244,7 @@ class Month:
             "deployments": self.n, "failures": self.failures, "verdicts": dict(self.verdicts),
             "auto_share": round(self.auto / n, 4), "escaped": self.escaped, "false_blocks": self.false_blocks,
             "false_block_rate": round(self.false_blocks / n, 4), "naive_escaped": self.naive_escaped,
-            "naive_false_blocks": self.naive_false_blocks, "naive_false_block_rate": round(self.naive_false_blocks / n, 4),
+            "naive_false_blocks": self.naive_false_blocks, "learned": self.learned, "naive_false_block_rate": round(self.naive_false_blocks / n, 4),
             "escalated_by": dict(sorted(self.escalated_by.items(), key=lambda kv: -kv[1])),
         }  # fmt: skip
 
@@ -251,6 +264,8 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
     stats: dict[int, Month] = {}
     timings = {"decide_s": 0.0, "train_s": 0.0, "features_s": 0.0}
     trained_for = -1
+    models: list[TrainedRiskModel | None] = []  # the model in use during each month
+    weeks: list[tuple[int, list[Deployment], int]] = []  # (month, its deployments, history rows before it)
     i = 0
     while i < len(deployments):
         month = _month_of(deployments[i].created_at)
@@ -261,26 +276,73 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
                 frame = coerce_history(pd.DataFrame.from_records(history, columns=list(HISTORY_COLUMNS)))
                 model = train_model(frame, prior=prior, random_state=seed, params=model_params)
                 timings["train_s"] += time.perf_counter() - t0
+            models.append(model)
         week_end = deployments[i].created_at + timedelta(days=7)
         week: list[Deployment] = []
         while (i < len(deployments) and deployments[i].created_at < week_end
                and _month_of(deployments[i].created_at) == month):  # fmt: skip
             week.append(deployments[i])
             i += 1
+        weeks.append((month, week, len(history)))
         risks = _model_risks(model, history, week, timings) if model is not None else {}
         _replay(week, policy, risks, history, stats.setdefault(month, Month()), timings)
     per_month = [stats[m].as_dict() | {"month": m + 1} for m in sorted(stats)]
+    last = max(stats)
+    curve = learning_curve([(w, mark) for m, w, mark in weeks if m == last], models, history, policy, timings)
     return {"repos": repos, "months": months, "deployments": len(deployments), "per_month": per_month,
-            "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+            "learning_curve": curve, "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+
+
+def _month_start(month: int) -> datetime:
+    return datetime(START.year + (START.month - 1 + month) // 12, (START.month - 1 + month) % 12 + 1, 1, tzinfo=UTC)
+
+
+def learning_curve(probe: list[tuple[list[Deployment], int]], models: list[TrainedRiskModel | None],
+                   history: list[dict[str, Any]], policy: Any, timings: dict[str, float]) -> list[dict[str, Any]]:  # fmt: skip
+    """Decide the last month's deployments again with what gonogo knew at the start of each month.
+
+    The traffic is fixed (the same deployments, with the evidence they had), only the knowledge changes:
+    the risk model in use that month and the outcome record up to its first day. So the curve shows what
+    learning alone does, without the month-to-month changes in what is deployed. Every model and record
+    predates the probe month, whose outcomes none of them has seen.
+    """
+    learning = effective(policy, ENV).learning
+    out = []
+    for k, model in enumerate(models):
+        cutoff = _month_start(k)
+        since = cutoff - learning.window  # the outcome record as it stood on the first day of month k + 1
+        m = Month()
+        for week, mark in probe:
+            risks = _model_risks(model, history[:mark], week, timings) if model is not None else {}
+            for d in week:
+                assert d.evidence is not None
+                track = tally((p for when, p in d.repo.past if since <= when < cutoff), learning.rules)
+                decision = evaluate(d.evidence, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
+                verdict = decision.verdict
+                m.n += 1
+                m.failures += d.would_fail
+                m.verdicts[verdict] += 1
+                m.auto += verdict != "escalate"
+                m.escaped += verdict == "go" and d.would_fail
+                m.false_blocks += verdict != "go" and not d.would_fail
+                m.learned += any(f.learned for f in decision.findings)
+        row = m.as_dict()
+        out.append({"knowledge_of_month": k + 1, "deployments": row["deployments"], "auto_share": row["auto_share"],
+                    "escaped": row["escaped"], "false_blocks": row["false_blocks"],
+                    "false_block_rate": row["false_block_rate"], "learned": row["learned"]})  # fmt: skip
+    return out
 
 
 def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate], history: list[dict[str, Any]],
             stats: Month, timings: dict[str, float]) -> None:  # fmt: skip
     """Decide each deployment in time order and record what the app would learn from it."""
+    learning = effective(policy, ENV).learning
     for d in rows:
-        ev = evidence_of(d)
+        ev = d.evidence = evidence_of(d)
         t0 = time.perf_counter()
-        decision = evaluate(ev, policy, ENV, d.created_at, risk=risks.get(id(d)))
+        since = d.created_at - learning.window
+        track = tally((p for when, p in d.repo.past if when >= since), learning.rules)  # as github_app.learning reads it
+        decision = evaluate(ev, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
         timings["decide_s"] += time.perf_counter() - t0
         verdict = decision.verdict
         green = all(c.passed for c in ev.checks.checks)
@@ -297,12 +359,16 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
         stats.false_blocks += verdict != "go" and not d.would_fail
         stats.naive_escaped += green and d.would_fail
         stats.naive_false_blocks += (not green) and not d.would_fail
+        stats.learned += any(f.learned for f in decision.findings)
         deployed = verdict == "go" or (verdict == "escalate" and _reviewer_approves(d))
         row = ev.to_history_row()
+        outcome = ("failure" if d.would_fail else "success") if deployed else None
         if deployed:
-            row["outcome"] = "failure" if d.would_fail else "success"
+            row["outcome"] = outcome
             d.repo.deployed.append((d.created_at, d.would_fail))
         history.append(row)
+        answer = "approved" if deployed else "rejected"
+        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict == "escalate", answer, outcome)))
 
 
 def _reviewer_approves(d: Deployment) -> bool:
@@ -326,7 +392,10 @@ def _model_risks(model: TrainedRiskModel, history: list[dict[str, Any]], week: l
         if r["repository"] in names and len(rows) < 60:
             rows.append(r)
     earlier = [r for name in names for r in reversed(context.get(name, []))]
-    new = [evidence_of(d).to_history_row() for d in week]
+    for d in week:
+        if d.risk_row is None:
+            d.risk_row = evidence_of(d).to_history_row()
+    new = [d.risk_row for d in week]
     frame = coerce_history(pd.DataFrame.from_records([*earlier, *new], columns=list(HISTORY_COLUMNS)))
     features = build_features(frame).iloc[len(earlier):]
     probabilities = model.predict_risk(features)
@@ -346,14 +415,20 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     naive = sum(m["naive_escaped"] for m in result["per_month"])
     rates = [m["false_block_rate"] for m in result["per_month"]]
     falling = sum(b <= a for a, b in itertools.pairwise(rates))
+    curve = [c["false_block_rate"] for c in result["learning_curve"]]
+    curve_falling = sum(b <= a for a, b in itertools.pairwise(curve))
     return {
         "auto_share_after_month_1": round(auto, 4), "escaped": escaped, "naive_escaped": naive,
         "escaped_ratio": round(escaped / naive, 3) if naive else None,
         "false_block_rate_first": rates[0], "false_block_rate_last": rates[-1],
         "months_false_blocks_fell_or_held": f"{falling} of {len(rates) - 1}",
+        "learning_curve_false_block_rate": [curve[0], curve[-1]],
+        "learning_curve_steps_fell_or_held": f"{curve_falling} of {len(curve) - 1}",
         "targets": {"auto_share_after_month_1 >= 0.8": auto >= 0.8,
                     "escaped <= half of naive": naive > 0 and escaped <= naive / 2,
-                    "false-block rate lower at the end than in month 1": rates[-1] < rates[0]},
+                    "false-block rate lower at the end than in month 1": rates[-1] < rates[0],
+                    "fixed traffic: false-block rate never rises as knowledge grows":
+                        len(curve) > 1 and curve_falling == len(curve) - 1},
     }  # fmt: skip
 
 
@@ -366,6 +441,8 @@ def svg(result: dict[str, Any]) -> str:
         ("naive gate: false blocks per 100", [100 * m["naive_false_block_rate"] for m in result["per_month"]], "#d62728", "6 4"),
         ("gonogo: escaped failures per 100", [100 * m["escaped"] / max(m["deployments"], 1) for m in result["per_month"]], "#2ca02c", ""),
         ("naive gate: escaped failures per 100", [100 * m["naive_escaped"] / max(m["deployments"], 1) for m in result["per_month"]], "#2ca02c", "6 4"),
+        (f"false blocks per 100, month {months[-1]} decided", [100 * c["false_block_rate"] for c in result["learning_curve"]], "#9467bd", "2 3"),
+        ("  with what was known at month x", None, "", ""),
     ]  # fmt: skip
     w, h, left, right, top, bottom = 760, 420, 60, 250, 40, 50
     pw, ph = w - left - right, h - top - bottom
@@ -382,10 +459,13 @@ def svg(result: dict[str, Any]) -> str:
         out.append(f'<text x="{x(i):.1f}" y="{top + ph + 18}" text-anchor="middle">{i}</text>')
     out.append(f'<text x="{left + pw / 2:.1f}" y="{h - 10}" text-anchor="middle">month</text>')
     for k, (label, values, colour, dash) in enumerate(series):
+        ly = top + 10 + 22 * k
+        if values is None:  # the second line of the label above
+            out.append(f'<text x="{left + pw + 45}" y="{ly - 6}">{label.strip()}</text>')
+            continue
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in zip(months, values, strict=True))
         style = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{style}/>')
-        ly = top + 10 + 22 * k
         out.append(f'<line x1="{left + pw + 15}" y1="{ly}" x2="{left + pw + 40}" y2="{ly}" stroke="{colour}" '
                    f'stroke-width="2"{style}/>')  # fmt: skip
         out.append(f'<text x="{left + pw + 45}" y="{ly + 4}">{label}</text>')
@@ -414,17 +494,23 @@ def main() -> None:
           f"{result['seconds']} s (decisions {result['timings']['decide_s']} s, training {result['timings']['train_s']} s, "
           f"model features {result['timings']['features_s']} s)")  # fmt: skip
     print(f"{'month':>5} {'deploys':>7} {'fail':>5} {'auto':>6} {'go':>5} {'esc':>5} {'no-go':>5} "
-          f"{'escaped':>7} {'naive':>5} {'false-block':>11} {'naive':>6}")  # fmt: skip
+          f"{'escaped':>7} {'naive':>5} {'false-block':>11} {'naive':>6} {'learned':>7}")  # fmt: skip
     for m in result["per_month"]:
         v = m["verdicts"]
         print(f"{m['month']:>5} {m['deployments']:>7} {m['failures']:>5} {m['auto_share']:>6.1%} {v['go']:>5} "
               f"{v['escalate']:>5} {v['no-go']:>5} {m['escaped']:>7} {m['naive_escaped']:>5} "
-              f"{m['false_block_rate']:>11.1%} {m['naive_false_block_rate']:>6.1%}")  # fmt: skip
+              f"{m['false_block_rate']:>11.1%} {m['naive_false_block_rate']:>6.1%} {m['learned']:>7}")  # fmt: skip
     causes: dict[str, int] = {}
     for m in result["per_month"]:
         for key, count in m["escalated_by"].items():
             causes[key] = causes.get(key, 0) + count
     print("what stood between escalations and a go:", ", ".join(f"{k} {v}" for k, v in sorted(causes.items(), key=lambda kv: -kv[1])))
+    print(f"learning curve: month {result['months']}'s {result['learning_curve'][0]['deployments']} deployments "
+          "decided again with what gonogo knew at the start of each month")
+    print(f"{'knowledge':>9} {'auto':>6} {'escaped':>7} {'false-block':>11} {'learned':>7}")
+    for c in result["learning_curve"]:
+        print(f"{c['knowledge_of_month']:>9} {c['auto_share']:>6.1%} {c['escaped']:>7} {c['false_block_rate']:>11.1%} "
+              f"{c['learned']:>7}")  # fmt: skip
     print(json.dumps(result["summary"], indent=2))
     if args.svg:
         args.svg.parent.mkdir(parents=True, exist_ok=True)

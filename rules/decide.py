@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from rules.catalog import CATALOG, RULES_BY_ID
 from rules.freeze import window_end
+from rules.learning import TrackRecord, judge
 from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, default_policy, effective
 from rules.scoring import (
     SEVERITY_WEIGHT,
@@ -51,12 +52,13 @@ def _aware(now: datetime) -> datetime:
 
 def evaluate_rules(
     env: EnvironmentPolicy, assessment: Assessment, environment: str, now: datetime, waivers: Iterable[Waiver] = (),
-    scope: Collection[str] | None = None,
+    scope: Collection[str] | None = None, learned: Mapping[str, TrackRecord] | None = None,
 ) -> tuple[list[Finding], list[Waiver]]:
     """Evaluate every catalog rule with the environment's overrides and apply active waivers.
 
     ``scope`` names the evidence parts this kind of assessment can read at all (offline: the artifact
-    parts); rules about other parts do not count in the confidence.
+    parts); rules about other parts do not count in the confidence. ``learned`` holds the judged
+    outcome records (rules.learning.judge): a failed major whose record earned it becomes minor.
     """
     ev = assessment.evidence
     sha = ev.sha
@@ -89,6 +91,13 @@ def evaluate_rules(
         if result.relaxed_to is not None and not (ov and ov.severity) and not env.tests.require_reports:
             # Weaker evidence stands in (test checks for reports): a recommendation, unless the policy insists.
             severity = max(severity, result.relaxed_to, key=_SEVERITY_RANK.__getitem__)
+        record = (learned or {}).get(rule.id)
+        relaxed = (status == "failed" and severity == "major" and record is not None and record.relaxed
+                   and not (ov and ov.severity))  # fmt: skip
+        details = result.details
+        if relaxed and record is not None:  # a recommendation in this repository: its own outcomes vouch for it
+            severity = "minor"
+            details = [*details, f"Relaxed to a recommendation: {record.why}."]
         waiver = None
         if status == "failed":
             waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
@@ -97,7 +106,7 @@ def evaluate_rules(
                 applied.append(waiver)
         findings.append(base.model_copy(update={
             "status": status, "severity": severity, "value": result.value, "threshold": result.threshold, "message": result.message,
-            "details": result.details, "waiver": waiver, "sources": sources,
+            "details": details, "waiver": waiver, "sources": sources, "learned": relaxed,
         }))  # fmt: skip
     return findings, applied
 
@@ -307,15 +316,20 @@ def _refuse_go_on_unread_evidence(
 
 def decide(
     policy: Policy, assessment: Assessment, environment: str, now: datetime, waivers: Sequence[Waiver] = (),
-    scope: Collection[str] | None = None,
+    scope: Collection[str] | None = None, track: Mapping[str, TrackRecord] | None = None,
 ) -> Decision:
-    """Decide go / escalate / no-go for one deployment under the policy (``scope``: see evaluate_rules)."""
+    """Decide go / escalate / no-go for one deployment under the policy (``scope``: see evaluate_rules).
+
+    ``track`` is the repository's outcome record per learnable rule in this environment (rules.learning.tally);
+    without it nothing is learned.
+    """
     env = effective(policy, environment)
     ev = assessment.evidence
     if env.required_checks and not ev.checks.required:
         ev = ev.model_copy(update={"checks": ev.checks.model_copy(update={"required": list(env.required_checks)})})
         assessment = assessment.model_copy(update={"evidence": ev})
-    findings, applied = evaluate_rules(env, assessment, environment, now, waivers, scope)
+    learned = judge(env, track) if track is not None else {}
+    findings, applied = evaluate_rules(env, assessment, environment, now, waivers, scope, learned)
     dims = dimension_scores(findings)
     part_read = {name: part_read_share(ev, name) for name in ev.parts()}
     score, conf = readiness(dims), confidence(findings, part_read)
@@ -323,6 +337,10 @@ def decide(
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
     verdict = _refuse_go_on_unread_evidence(ev, verdict, reasons, changes, scope)
+    for f in findings:
+        if f.learned:
+            reasons.append(f"{f.rule_id} ({f.title}) is a recommendation in this repository and environment, "
+                           f"not a reason to escalate: {learned[f.rule_id].why}")  # fmt: skip
     if first_deployment(ev):
         reasons.append(
             f"{NO_HISTORY}: first deployment to {environment}, so there is no failure rate, pace or earlier release "
@@ -340,7 +358,8 @@ def decide(
         reasons=reasons, recommendations=_recommendations(findings), what_would_change=changes if verdict != "go" else [],
         strategy=choose_strategy(assessment, findings, risk, env),
         reviewers=ReviewerSet(users=env.reviewers.users, teams=env.reviewers.teams, four_eyes=env.reviewers.four_eyes),
-        waivers=applied, freeze=freeze, policy_source=" <- ".join(policy.sources), evidence=ev,
+        waivers=applied, freeze=freeze, policy_source=" <- ".join(policy.sources), learning=list(learned.values()),
+        evidence=ev,
     )  # fmt: skip
     log.info(
         "decision.made",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from rules.decide import decide, decide_invalid_policy
+from rules.learning import TrackRecord
 from rules.policy import Policy, PolicyError
 from rules.types import Decision, Waiver
 from scorer.assessment import Assessment, RiskEstimate
@@ -22,18 +23,20 @@ def evaluate(
     risk: RiskEstimate | None = None,
     waivers: Sequence[Waiver] = (),
     scope: Collection[str] | None = None,
+    track: Mapping[str, TrackRecord] | None = None,
 ) -> Decision:
     """Turn evidence into a decision: risk (model or rule-based), rules, scores, verdict, strategy.
 
     Pass the PolicyError itself when the policy file is invalid: the result escalates with its errors.
     ``scope`` limits the parts the confidence expects (``OFFLINE_SCOPE`` for a folder of artifacts).
+    ``track`` is the repository's outcome record per learnable rule (rules.learning), when it has one.
     """
     env = environment or evidence.environment
     when = now or evidence.created_at
     assessment = Assessment(evidence=evidence, risk=risk or estimate_risk(evidence))
     if isinstance(policy, PolicyError):
         return decide_invalid_policy(policy, assessment, env, when, waivers, scope)
-    return decide(policy, assessment, env, when, waivers, scope)
+    return decide(policy, assessment, env, when, waivers, scope, track)
 
 
 # What an offline assessment can read at all: checks, the change and the deployment history come

@@ -231,6 +231,40 @@ class TestsSettings(_Strict):
     )
 
 
+# Major rules whose cost is a failed deployment, so that deployment outcomes can vouch for them: a large
+# change, a repository without test reports, coverage under the minimum. Security, performance and
+# running-check rules are never learned away: an outcome says nothing of a breach or of slower pages.
+LEARNABLE_RULES = ("GNG-CHG-001", "GNG-TEST-002", "GNG-TEST-005")
+
+
+def _learnable(rule_id: str) -> str:
+    rule_id = _known_rule(rule_id)
+    if rule_id not in LEARNABLE_RULES:
+        raise ValueError(f"{rule_id} cannot be learned from outcomes; only {', '.join(LEARNABLE_RULES)} can")
+    return rule_id
+
+
+LearnableRuleId = Annotated[str, BeforeValidator(_learnable), WithJsonSchema({"type": "string", "enum": list(LEARNABLE_RULES)})]
+
+
+class Learning(_Strict):
+    """Relax a major rule for one repository and environment once its own outcomes vouch for it."""
+
+    enabled: bool = Field(default=True, description="Learn from this environment's recorded outcomes.")
+    rules: list[LearnableRuleId] = Field(
+        default_factory=lambda: ["GNG-CHG-001", "GNG-TEST-002"],
+        description=f"Major rules that may become recommendations (one of {', '.join(LEARNABLE_RULES)}).",
+    )
+    min_deployments: int = Field(
+        default=20, ge=5, le=1000,
+        description="Earlier deployments with the finding whose outcome is known, before it may be relaxed.",
+    )  # fmt: skip
+    min_approval: float = Field(
+        default=0.8, ge=0.5, le=1, description="Lowest share of its escalations that reviewers approved."
+    )
+    window: Duration = Field(default=timedelta(days=180), description="How far back outcomes count (\"180d\").")
+
+
 class EnvironmentPolicy(_Strict):
     """Settings for one environment (or ``"*"``, the fallback)."""
 
@@ -244,6 +278,7 @@ class EnvironmentPolicy(_Strict):
     tests: TestsSettings = Field(default_factory=lambda: TestsSettings())
     notifications: list[Notification] = Field(default_factory=list)
     waivers: Waivers = Field(default_factory=lambda: Waivers())
+    learning: Learning = Field(default_factory=lambda: Learning())
 
     def override(self, rule_id: str) -> RuleOverride | None:
         """Return this environment's override of a rule, if any."""

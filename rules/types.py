@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rules.learning import TrackRecord
 from rules.severity import RuleSeverity
 from scorer.assessment import RiskEstimate
 from scorer.evidence import Evidence
@@ -92,6 +93,7 @@ class Finding(_Model):
     waiver: Waiver | None = None
     scored: bool = True  # counts in its dimension's score (rules that only report a missing source do not)
     sources: list[str] = Field(default_factory=list)  # evidence parts it judges, for the confidence (none when off)
+    learned: bool = False  # a major relaxed to minor for this repository by its outcomes (rules/learning.py)
 
 
 class DimensionScore(_Model):
@@ -180,7 +182,13 @@ class Decision(_Model):
     freeze: FreezeStatus | None = None
     policy_errors: list[str] = Field(default_factory=list)
     policy_source: str = ""
+    learning: list[TrackRecord] = Field(default_factory=list)  # the outcome record of each learnable rule
     evidence: Evidence
+
+    @property
+    def major_findings(self) -> list[str]:
+        """Rule ids that failed as majors, counting those relaxed by learning (what the history records)."""
+        return [f.rule_id for f in self.findings if f.status == "failed" and (f.severity == "major" or f.learned)]
 
     @property
     def blocking_findings(self) -> list[Finding]:

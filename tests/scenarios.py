@@ -108,8 +108,9 @@ def release_state(
     pull_request: int | None = 7,
     artifacts_ok: bool = True,
     environment: str = "production",
+    extra_files: list[dict[str, Any]] | None = None,
 ) -> SandboxState:
-    """A repository with one good deployment behind it and a release waiting on gonogo."""
+    """A repository with one good deployment behind it and a release waiting on gonogo (``extra_files``: more change)."""
     state = SandboxState()
     private_pem, public_pem = generate_key_pair()
     state.set_app(APP_ID, public_pem, private_key_pem=private_pem)
@@ -121,7 +122,7 @@ def release_state(
     head = state.add_commit(
         REPO, message="Paginate the orders endpoint", author="bob", branch="main", parents=[base.sha],
         files=[{"filename": "api/orders.py", "additions": 40, "deletions": 12},
-               {"filename": "tests/test_orders.py", "additions": 35, "deletions": 0}],
+               {"filename": "tests/test_orders.py", "additions": 35, "deletions": 0}, *(extra_files or [])],
     )  # fmt: skip
     if policy is not None:
         state.set_file(REPO, "main", ".github/gonogo.yml", policy)

@@ -26,8 +26,32 @@ def test_a_small_fleet_replays_through_the_decision_and_retrains() -> None:
         assert round(m["auto_share"] * m["deployments"]) == v["go"] + v["no-go"]
         assert m["escaped"] <= v["go"] and m["escaped"] <= m["failures"]
         assert m["false_blocks"] <= v["escalate"] + v["no-go"]
+        assert m["learned"] <= v["go"] + v["escalate"] + v["no-go"]
     assert result["timings"]["train_s"] > 0  # a model was trained on month 1's outcomes for month 2
+    # the learning curve decides the last month's deployments again, once per month of knowledge
+    curve = result["learning_curve"]
+    assert [c["knowledge_of_month"] for c in curve] == [1, 2]
+    assert all(c["deployments"] == months[-1]["deployments"] for c in curve)
+    # with the last month's own knowledge it decides as it did live (the record then grows within the month only)
+    assert months[-1]["learned"] == curve[-1]["learned"] == 0
+    assert curve[-1]["escaped"] == months[-1]["escaped"] and curve[-1]["false_blocks"] == months[-1]["false_blocks"]
     svg = gate_quality.svg(result)
-    assert svg.startswith("<svg") and svg.count("<polyline") == 5
+    assert svg.startswith("<svg") and svg.count("<polyline") == 6
     assert set(gate_quality.summary(result)["targets"]) == {
-        "auto_share_after_month_1 >= 0.8", "escaped <= half of naive", "false-block rate lower at the end than in month 1"}
+        "auto_share_after_month_1 >= 0.8", "escaped <= half of naive", "false-block rate lower at the end than in month 1",
+        "fixed traffic: false-block rate never rises as knowledge grows"}
+
+
+def test_the_replay_keeps_the_outcome_record_the_app_keeps() -> None:
+    """Every decided deployment joins its repository's record: its majors, verdict, answer and outcome."""
+    rng = gate_quality.np.random.default_rng(5)
+    fleet = gate_quality.make_fleet(3, rng)
+    week = gate_quality.schedule(fleet, 1, rng)[:40]
+    stats, history = gate_quality.Month(), []
+    gate_quality._replay(week, gate_quality.default_policy(), {}, history, stats, {"decide_s": 0.0})
+    past = [p for repo in fleet for _, p in repo.past]
+    assert len(past) == len(week) == len(history)
+    for p in past:
+        assert (p.outcome is None) == (p.answer == "rejected")  # only what ships reports an outcome
+        assert p.asked or p.answer == "rejected" or p.outcome is not None  # gonogo approved what it did not ask about
+    assert any(p.majors for p in past)

@@ -20,7 +20,7 @@ from githubkit import GitHub
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from github_app import audit, deployments, waivers
+from github_app import audit, deployments, learning, waivers
 from github_app.db import insert_for, read_only
 from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, HistoryRow
 from github_app.deployments import Answer, DeploymentBusy, LeaseLost
@@ -377,14 +377,19 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
         # a failure of one leaves the others cancelled and settled before the error goes up
         await asyncio.gather(*side_tasks, return_exceptions=True)
     risk = await risk_for(ctx, collected.evidence)
-    decision = evaluate(collected.evidence, policy, t.environment, now=datetime.now(UTC), risk=risk,
-                        waivers=found_waivers)  # fmt: skip
+    now = datetime.now(UTC)
+    env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
+    track = None
+    if env_policy is not None:  # what this repository's own outcomes say of its learnable rules
+        track = await asyncio.to_thread(learning.track_record, engine, t.repository, t.environment,
+                                        t.deployment_key, now, env_policy.learning)  # fmt: skip
+    decision = evaluate(collected.evidence, policy, t.environment, now=now, risk=risk, waivers=found_waivers,
+                        track=track)  # fmt: skip
     if ctx.settings.dry_run and decision.mode != "dry-run":
         decision = decision.model_copy(update={"mode": "dry-run", "action": "approve"})
 
     state_answer: Answer | None = {"approve": "approved", "reject": "rejected"}.get(decision.action)  # type: ignore[assignment]
     comment = report.protection_comment(decision, check_url or "")
-    env_policy = effective(policy, t.environment) if isinstance(policy, Policy) else None
     stored, queued = await asyncio.to_thread(
         _store_decision, engine, t, owner, decision, collected.evidence.model_dump(mode="json"), collected.baseline,
         policy_sha, state_answer, comment, env_policy,
@@ -446,6 +451,10 @@ def _record_history(
     features = decision.evidence.to_history_row()
     for key in ("deployment_id", "repository", "environment", "sha", "created_at", "outcome"):
         features.pop(key, None)
+    # not model features: what rules.learning counts per rule (with the answer and the outcome, later)
+    features["major_findings"] = decision.major_findings
+    features["verdict"] = decision.verdict
+    features["action"] = decision.action
     # one statement whether or not an earlier decision (a re-evaluation) already added the row
     upsert = insert_for(session.get_bind())(HistoryRow).values(
         deployment_id=row.key, repository=row.repository, environment=row.environment, sha=row.sha,
