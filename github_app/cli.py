@@ -6,17 +6,20 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from github_app.settings import Settings, SettingsError
+if TYPE_CHECKING:  # imported where used: `--help` and `policy validate` read no settings
+    from github_app.settings import Settings
 
 T = TypeVar("T")
 
 
 def load_settings(require_github: bool = True) -> Settings:
     """Read settings or exit with the message that says what to set."""
+    from github_app.settings import Settings, SettingsError
+
     try:
         return Settings.from_env(require_github=require_github)
     except SettingsError as exc:
@@ -112,6 +115,7 @@ def serve(host: str, port: int, workers: int | None) -> None:
     import uvicorn
 
     from github_app.app import create_app
+    from github_app.settings import SettingsError
 
     settings = load_settings()
     try:

@@ -50,6 +50,8 @@ def test_light_commands_import_no_heavy_library(command: str, tmp_path: Path) ->
     assert "click" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     assert not loaded & set(NOT_LOADED[command]), sorted(loaded & set(NOT_LOADED[command]))
+    # none of them reads the settings: `load_settings` imports them for the commands that do
+    assert "github_app.settings" not in modules
     if command == "policy":  # validating a policy needs neither the rules nor the evidence models
         assert "rules.policy" in modules
         assert not modules & {"rules.catalog", "rules.types", "scorer.evidence", "scorer.assessment"}, sorted(
