@@ -24,6 +24,7 @@ import summary; exits 0 whatever the figures (this is a report, not a test).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -107,6 +108,63 @@ def _imports(args: list[str], cwd: Path) -> dict[str, object]:
             "top": [f"{name} {us / 1000:.0f} ms" for us, _, name in top]}  # fmt: skip
 
 
+# `policy validate`, one stage after another in one fresh interpreter: what each costs in CPU.
+VALIDATE_STAGES = (
+    ("interpreter start-up (site, to the first line)", ""),
+    ("click", "import click"),
+    ("github_app.cli and its logging set-up", "import github_app.cli, github_app.logs"),
+    ("PyYAML", "import yaml"),
+    ("pydantic", "import pydantic"),
+    ("pydantic's model machinery, loaded on first use",
+     "import pydantic.main, pydantic._internal._generate_schema, pydantic.types"),
+    ("pydantic's plugin lookup (importlib.metadata)", "from pydantic.plugin._loader import get_plugins\nget_plugins()"),
+    ("rules.policy: freeze windows, building its models", "import rules.policy"),
+    ("reading and validating a file over its pack",
+     "from rules.policy import load_policy_text\nload_policy_text('extends: default\\n', source='gonogo.yml')"),
+)  # fmt: skip
+
+
+def _explain_stages(args: list[str]) -> tuple[tuple[str, str], ...]:
+    """The stages of `model explain` with the given arguments, each step as the command takes it."""
+    option = dict(zip(args[2::2], args[3::2], strict=True))
+    model, history, row = option["--model"], option["--history"], option["--row"]
+    context = ("history[(history['repository'] == target['repository'])"
+               " & (history['created_at'] <= target['created_at'])]")  # fmt: skip
+    return (
+        ("interpreter start-up (site, to the first line)", ""),
+        ("click and github_app.cli", "import click, github_app.cli, github_app.logs"),
+        ("numpy", "import numpy"),
+        ("pandas", "import pandas"),
+        ("scikit-learn's package (it imports scipy.stats)", "import sklearn"),
+        ("the command's module: scorer.risk, its estimators", "import github_app.commands.model"),
+        ("reading the model file", ("from scorer.risk.artifact import TrainedRiskModel; "
+                                   f"trained = TrainedRiskModel.from_bytes(open({model!r}, 'rb').read())")),
+        ("reading and checking the whole history file",
+         f"from scorer.risk.history import load_history; history = load_history({history!r})"),
+        ("features of the row's repository up to the row",
+         (f"from scorer.risk.features import build_features; target = history[history['deployment_id'] == {row!r}]"
+         f".iloc[0]; features = build_features({context}); features_row = features.loc[target.name]")),
+        ("prediction and explanation", ("from scorer.risk.explain import explain, risk_estimate; "
+                                       "risk_estimate(trained, features_row, top=10); explain(trained, features_row, top=10)")),
+    )  # fmt: skip
+
+
+def _stages(stages: tuple[tuple[str, str], ...], rounds: int, cwd: Path) -> list[tuple[str, float, float]]:
+    """(stage, min, median) CPU seconds of each stage, run in turn in each of ``rounds`` fresh interpreters."""
+    code = "import time\nT = [time.process_time()]\n"
+    for _, statement in stages[1:]:
+        code += f"{statement}\nT.append(time.process_time())\n"
+    code += "print(*T)"
+    per_stage: list[list[float]] = [[] for _ in stages]
+    for _ in range(rounds):
+        run = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(), capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        marks = [float(t) for t in run.stdout.split()]
+        for i, spent in enumerate([marks[0], *(b - a for a, b in itertools.pairwise(marks))]):
+            per_stage[i].append(spent)
+    return [(name, min(c), statistics.median(c)) for (name, _), c in zip(stages, per_stage, strict=True)]
+
+
 def _rss_at_rest(workers: int, folder: Path) -> float:
     from github_app.sandbox import generate_key_pair
     from github_app.serving import free_port
@@ -158,6 +216,12 @@ def main() -> None:
             results[name] = {"median_s": round(statistics.median(wall), 3), "min_s": round(min(wall), 3),
                              "cpu_median_s": round(statistics.median(cpu), 3), "cpu_min_s": round(min(cpu), 3),
                              "target_s": TARGETS[name], **_imports(args, folder)}  # fmt: skip
+        stages = {"policy validate": _stages(VALIDATE_STAGES, max(options.repeat, 3) * 3, folder)}
+        if "model explain" in commands:
+            stages["model explain"] = _stages(_explain_stages(commands["model explain"]), 3, folder)
+        for name, rows in stages.items():
+            results[f"{name} CPU by stage"] = {stage: {"min_s": round(low, 4), "median_s": round(mid, 4)}
+                                               for stage, low, mid in rows}  # fmt: skip
         for workers in (0, 2):
             results[f"serve --workers {workers} RSS"] = {"mib": round(_rss_at_rest(workers, folder), 1),
                                                          "target_mib": 120 if workers == 0 else None}  # fmt: skip
@@ -176,6 +240,11 @@ def main() -> None:
             assert isinstance(r, dict)
             target = f"(target {r['target_mib']} MiB)" if r["target_mib"] else ""
             print(f"{name:28} {r['mib']:7.1f} MiB {target}")
+    for command, rows in stages.items():
+        print(f"\n{command}, CPU by stage (stages in turn in one fresh interpreter per round; min, median):")
+        for name, low, mid in rows:
+            print(f"  {name:50} {low * 1000:7.1f} ms {mid * 1000:7.1f} ms")
+        print(f"  {'all stages':50} {sum(r[1] for r in rows) * 1000:7.1f} ms {sum(r[2] for r in rows) * 1000:7.1f} ms")
     print("\npython -X importtime, largest cumulative imports per command:")
     for name, r in results.items():
         if isinstance(r, dict) and "top" in r:
