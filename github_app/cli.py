@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -344,4 +345,12 @@ def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -
 
 
 def main() -> None:
-    cli(prog_name="gonogo")
+    """Run the command line as the `gonogo` program, then let the interpreter exit without a final sweep."""
+    try:
+        cli(prog_name="gonogo")
+    finally:
+        # At exit the interpreter runs full garbage collections over every object still alive: 0.3-0.5 s
+        # of CPU after `model explain` (pandas, scikit-learn), 0.03 s after `policy validate`. Frozen
+        # objects are left to the operating system instead. Commands close their files and database
+        # connections themselves; atexit handlers (logging's flush) and the final flush of stdout still run.
+        gc.freeze()

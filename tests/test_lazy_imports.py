@@ -6,6 +6,7 @@ machine: which modules a fresh interpreter loaded.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +69,18 @@ def test_light_commands_import_no_heavy_library(command: str, tmp_path: Path) ->
             modules & {"rules.catalog", "rules.types", "scorer.evidence", "scorer.assessment"})
     if command == "assess":  # the command really ran its code, so the check covers what it imports
         assert {"rules.pipeline", "scorer.parsers.junit", "pydantic"} <= modules
+
+
+def test_the_program_still_flushes_its_output_at_exit(tmp_path: Path) -> None:
+    # `main` freezes the objects left at exit so the interpreter skips its final sweeps; a piped,
+    # block-buffered output larger than the buffer must still arrive whole.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-m", "github_app", "policy", "schema"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(run.stdout) > 8192
+    schema = json.loads(run.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/") and "EnvironmentPolicy" in schema["$defs"]
 
 
 def test_a_web_only_process_loads_no_risk_model(tmp_path: Path) -> None:
