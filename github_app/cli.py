@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from github_app.settings import Settings, SettingsError
+if TYPE_CHECKING:  # imported where used: `--help` and `policy validate` read no settings
+    from github_app.settings import Settings
 
 T = TypeVar("T")
 
 
 def load_settings(require_github: bool = True) -> Settings:
     """Read settings or exit with the message that says what to set."""
+    from github_app.settings import Settings, SettingsError
+
     try:
         return Settings.from_env(require_github=require_github)
     except SettingsError as exc:
@@ -112,6 +116,7 @@ def serve(host: str, port: int, workers: int | None) -> None:
     import uvicorn
 
     from github_app.app import create_app
+    from github_app.settings import SettingsError
 
     settings = load_settings()
     try:
@@ -340,4 +345,12 @@ def receive(event: str, payload_file: Path, url: str, delivery_id: str | None) -
 
 
 def main() -> None:
-    cli(prog_name="gonogo")
+    """Run the command line as the `gonogo` program, then let the interpreter exit without a final sweep."""
+    try:
+        cli(prog_name="gonogo")
+    finally:
+        # At exit the interpreter runs full garbage collections over every object still alive: 0.3-0.5 s
+        # of CPU after `model explain` (pandas, scikit-learn), 0.03 s after `policy validate`. Frozen
+        # objects are left to the operating system instead. Commands close their files and database
+        # connections themselves; atexit handlers (logging's flush) and the final flush of stdout still run.
+        gc.freeze()
