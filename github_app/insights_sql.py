@@ -1,0 +1,460 @@
+"""The insights report counted by the database: one statement per report, a few dozen rows back.
+
+``insights.load`` + ``insights.build`` read every deployment and outcome of the window and compute the
+figures in Python; they stay the reference definitions (docs/insights.md) and tests/test_insights_sql.py
+checks that this module gives the same report. Here one SQL statement (SQLAlchemy Core, the same on
+SQLite and PostgreSQL) does the attribution, the counting, the medians and the percentiles, and returns
+only what the figures need: counts per repository, environment and risk bin, counts per week, answer-time
+buckets, deployment days, and the middle values of each distribution. A 30-day report over 8,000
+deployments then moves some hundred rows instead of 17,000.
+
+Times are compared and subtracted as integer microseconds since the epoch, so durations are exactly
+the ``timedelta.total_seconds()`` of the Python definitions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    extract,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)  # fmt: skip
+
+from github_app import insights as ins
+from github_app.db import read_only
+from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+
+US = 1_000_000  # microseconds per second
+DAY_US = 86400 * US
+MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
+INTS = 20  # integer value columns of the combined result
+FLOATS = 3  # floating-point value columns
+# an ISO-8601 time Python's datetime.fromisoformat reads; anything else has no lead time (PostgreSQL
+# would refuse to cast it and fail the whole report)
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+
+
+def _us(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A stored time as integer microseconds since the epoch (SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text)."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", column) * US, BigInteger)
+    raw = type_coerce(column, String)
+    return cast(func.strftime("%s", raw), Integer) * US + cast(func.substr(raw, 21, 6), Integer)
+
+
+def _iso_us(text: Any, dialect: str) -> ColumnElement[Any]:
+    """An ISO-8601 text (a JSON field) as microseconds since the epoch, or NULL when it is not one."""
+    if dialect == "postgresql":
+        moment = cast(text, DateTime(timezone=True))
+        return case((text.regexp_match(_ISO), cast(extract("epoch", moment) * US, BigInteger)))
+    whole = cast(func.strftime("%s", text), Integer)
+    fraction = case((func.substr(text, 20, 1) == ".", cast(func.substr(text, 21, 6), Integer)), else_=0)
+    return case((whole.is_not(None), whole * US + fraction))
+
+
+def _nonneg(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((value < 0, 0), else_=value)
+
+
+def _int(value: Any) -> ColumnElement[Any]:
+    return cast(value, BigInteger)
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return _int(func.sum(case((condition, 1), else_=0)))
+
+
+def _ladder(value: ColumnElement[Any], limits: Sequence[Any]) -> ColumnElement[Any]:
+    """The index of the first limit above ``value`` (what ``bisect.bisect_right`` gives)."""
+    return case(*[(value < limit, i) for i, limit in enumerate(limits)], else_=len(limits))
+
+
+def _part(name: str | ColumnElement[Any], repo: Any = None, env: Any = None, key: Any = None, ints: Sequence[Any] = (),
+          floats: Sequence[Any] = ()) -> list[Any]:  # fmt: skip
+    """The columns of one part of the combined result, padded with typed NULLs to the common layout."""
+    return [
+        (literal(name, String) if isinstance(name, str) else name).label("part"), cast(repo if repo is not None else null(), String).label("repo"),
+        cast(env if env is not None else null(), String).label("env"), _int(key if key is not None else null()).label("k"),
+        *[_int(ints[i] if i < len(ints) else null()).label(f"i{i}") for i in range(INTS)],
+        *[cast(floats[i] if i < len(floats) else null(), Float).label(f"f{i}") for i in range(FLOATS)],
+    ]  # fmt: skip
+
+
+def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[str] = ()) -> Select[Any]:
+    """The one statement of a report: a union of parts, each a handful of rows (see ``report``)."""
+    us = lambda column: _us(column, dialect)
+    target = (Deployment.repository, Deployment.environment, Deployment.sha)
+    # the window's requests alone first (narrow rows to sort for the next request of the same target) ...
+    base_select = select(
+        Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+        Deployment.created_at, Deployment.answer, Deployment.answered_at, Deployment.decision_id,
+        func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
+        .label("next_at"),
+    ).where(Deployment.created_at >= window.since, Deployment.created_at < window.until)  # fmt: skip
+    outcomes_where = [Outcome.observed_at >= window.since]
+    for column, o_column, value in ((Deployment.repository, Outcome.repository, window.repository),
+                                    (Deployment.environment, Outcome.environment, window.environment)):  # fmt: skip
+        if value:
+            base_select = base_select.where(column == value)
+            outcomes_where.append(o_column == value)
+    b = base_select.subquery("base").c
+    # ... then their decision, whether a human answered, and the first commit of the change
+    human = exists().where(Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
+    first_commit = _iso_us(HistoryRow.features["first_commit_at"].as_string(), dialect).label("f_us")
+    head = [b.id, b.repository, b.environment, b.sha, b.created_at, b.next_at, us(b.created_at).label("c_us"), b.answer,
+            us(b.answered_at).label("a_us"), case((human, 1), else_=0).label("human")]  # fmt: skip
+    decision_columns = [DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
+                        us(DecisionRecord.created_at).label("d_us")]  # fmt: skip
+    if dialect == "postgresql":  # one index probe per deployment of the window, as in insights.load
+        decision = select(*decision_columns).where(DecisionRecord.id == b.decision_id).limit(1).lateral("decision")
+        history = select(first_commit).where(HistoryRow.deployment_id == b.key).limit(1).lateral("first")
+        wd_select = (select(*head, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us,
+                            history.c.f_us)
+                     .select_from(b.id.table).outerjoin(decision, true()).outerjoin(history, true()))  # fmt: skip
+    else:
+        wd_select = (select(*head, *decision_columns, first_commit).select_from(b.id.table)
+                     .outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id)
+                     .outerjoin(HistoryRow, HistoryRow.deployment_id == b.key))  # fmt: skip
+    wd = wd_select.cte("wd")
+
+    # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
+    # that is to the deployment whose interval [created_at, next request of the same target) holds it
+    failed_outcome = Outcome.outcome.in_(sorted(ins.FAILED))
+    att = (
+        select(wd.c.id, func.min(case((Outcome.outcome == "success", us(Outcome.observed_at)))).label("dep_us"),
+               _count(failed_outcome).label("fails"))
+        .select_from(wd)
+        .join(Outcome, and_(Outcome.repository == wd.c.repository, Outcome.environment == wd.c.environment,
+                            Outcome.sha == wd.c.sha, Outcome.observed_at >= wd.c.created_at,
+                            or_(wd.c.next_at.is_(None), Outcome.observed_at < wd.c.next_at), *outcomes_where))
+        .group_by(wd.c.id)
+        .cte("att")
+    )  # fmt: skip
+    failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
+    w_target = (wd.c.repository, wd.c.environment, wd.c.sha)
+    joined = (
+        select(*[c for c in wd.c if c.name not in ("next_at", "created_at", "sha")], att.c.dep_us,
+               failed.label("failed"),
+               func.max(failed).over(partition_by=w_target).label("t_failed"),
+               func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
+               .over(partition_by=w_target).label("t_success"))
+        .select_from(wd).outerjoin(att, att.c.id == wd.c.id)
+        .cte("facts")
+    )  # fmt: skip
+    joined = joined.prefix_with("MATERIALIZED")  # read by every part below: computed once
+    f = joined.c
+    known = or_(f.failed == 1, f.dep_us.is_not(None))
+    later_success = and_(f.t_failed == 0, f.t_success >= f.c_us)
+    escalate = f.action == "escalate"
+    by_human = and_(escalate, f.human == 1, f.a_us.is_not(None))
+    automatic = and_(f.action.in_(("approve", "reject")), f.human == 0)
+    scored = and_(f.action.is_not(None), known, f.risk.is_not(None))
+    risk_bin = case((scored, _ladder(f.risk * ins.CALIBRATION_BINS, range(1, ins.CALIBRATION_BINS))))
+    waiting = and_(escalate, f.answer.is_(None))
+    decided_failure = and_(f.action.is_not(None), f.failed == 1)
+    counts = (
+        select(*_part("group", f.repository, f.environment, risk_bin, ints=[
+            func.count(), func.count(f.action), _count(f.action == "approve"), _count(escalate),
+            _count(f.action == "reject"), _count(f.answer == "approved"), _count(and_(f.answer == "approved", f.failed == 1)),
+            _count(and_(f.answer == "rejected", f.action.in_(("reject", "escalate")), later_success)),
+            _count(and_(escalate, f.answer == "approved", later_success)), _count(waiting),
+            func.min(case((waiting, func.coalesce(f.d_us, f.c_us)))), _count(decided_failure),
+            _count(and_(decided_failure, f.action != "approve")), func.count(f.dep_us), _count(known),
+            _count(f.failed == 1),
+        ], floats=[func.sum(f.risk), func.sum(case((f.failed == 1, 1.0), else_=0.0)),
+                   func.sum((f.risk - f.failed) * (f.risk - f.failed))]))
+        .group_by(f.repository, f.environment, risk_bin)
+    )  # fmt: skip
+    week = f.c_us // DAY_US - (f.c_us // DAY_US + 3) % 7  # the Monday (days since the epoch, a Thursday)
+    verdict = case((f.verdict.in_(ins.VERDICTS[:3]), f.verdict), else_="none")
+    weeks = select(*_part("week", key=week, ints=[
+        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)])).group_by(week)  # fmt: skip
+    answer_us = _nonneg(f.a_us - f.c_us)
+    answered = and_(f.a_us.is_not(None), f.action.is_not(None))
+    who = case((f.human == 1, "human"), (f.action.in_(("approve", "reject")), "automatic"))
+    bucket = _ladder(answer_us, [literal(int(limit * US), BigInteger) for _, limit in ins.ANSWER_BUCKETS[:-1]])
+    answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
+               .group_by(who, bucket))  # fmt: skip
+    deployed = f.dep_us.is_not(None)
+    day, month = f.dep_us // DAY_US, (f.dep_us - _epoch_us(window.since)) // MONTH_US
+    days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
+            .group_by(f.repository, f.environment, day, month))  # fmt: skip
+
+    # time to restore: per repository and environment, the first failure of each run of failures and
+    # the next success after it (outcomes from the start of the window on, failures and successes only)
+    o_order = (Outcome.observed_at, Outcome.id)
+    o_env = (Outcome.repository, Outcome.environment)
+    is_fail = case((failed_outcome, 1), else_=0)
+    events = (
+        select(Outcome.repository, Outcome.environment, us(Outcome.observed_at).label("o_us"), is_fail.label("fail"),
+               func.lag(is_fail).over(partition_by=o_env, order_by=o_order).label("prev_fail"),
+               # a running minimum from the newest back: a frame from the current row to the end would be
+               # aggregated again for every row on PostgreSQL
+               func.min(case((Outcome.outcome == "success", us(Outcome.observed_at))))
+               .over(partition_by=o_env, order_by=[c.desc() for c in o_order], rows=(None, 0)).label("next_ok"))
+        .where(*outcomes_where, or_(failed_outcome, Outcome.outcome == "success"))
+        .cte("events")
+    )  # fmt: skip
+    e = events.c
+    run_start = and_(e.fail == 1, or_(e.prev_fail.is_(None), e.prev_fail == 0))
+    unrestored = (select(*_part("unrestored", e.repository, e.environment, ints=[func.count()]))
+                  .where(run_start, e.next_ok.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
+
+    # distributions: each value with its group key, ranked within its group and within the whole window
+    values: list[Select[Any]] = []
+    for kind, value, where in (
+        ("automatic", answer_us, and_(automatic, f.a_us.is_not(None))),
+        ("human", f.a_us - f.c_us, by_human),
+        ("wait", f.a_us - func.coalesce(f.d_us, f.c_us), by_human),
+        ("lead", f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))),
+    ):
+        values.append(select(literal(kind).label("kind"), f.repository.label("repo"), f.environment.label("env"),
+                             _int(null()).label("k"), _nonneg(value).label("v")).where(where))  # fmt: skip
+    values.append(select(literal("lead_week"), null(), null(), week, _nonneg(f.dep_us - f.f_us))
+                  .where(deployed, f.f_us.is_not(None)))  # fmt: skip
+    values.append(select(literal("restore"), e.repository, e.environment, _int(null()), e.next_ok - e.o_us)
+                  .where(run_start, e.next_ok.is_not(None)))  # fmt: skip
+    if dialect == "postgresql":  # ordered-set aggregates: one sort per group, no ranks carried per row
+        pool = union_all(*values).cte("pool")
+        p = pool.c
+        # nearest ranks ceil(f * n): the lower and the upper middle value, and the 90th percentile
+        # (the three share one sort of each group)
+        picked = [func.percentile_disc(literal(f, Float)).within_group(p.v) for f in (0.5, 0.5 + 1e-9, 0.9)]
+        middles = union_all(*[
+            select(*_part(p.kind, repo, env, p.k, ints=[func.count(), *picked]))
+            .group_by(*keys)
+            for repo, env, keys in ((p.repo, p.env, (p.kind, p.repo, p.env, p.k)), (None, None, (p.kind, p.k)))
+        ])  # fmt: skip
+    else:  # SQLite has no percentiles: rank the values within their group and within the whole window
+        pool_sq = union_all(*values).subquery("pool")
+        group, whole = (pool_sq.c.kind, pool_sq.c.repo, pool_sq.c.env, pool_sq.c.k), (pool_sq.c.kind, pool_sq.c.k)
+        ranked = select(
+            *pool_sq.c, func.row_number().over(partition_by=group, order_by=pool_sq.c.v).label("rn"),
+            func.count().over(partition_by=group).label("n"),
+            func.row_number().over(partition_by=whole, order_by=pool_sq.c.v).label("rn_all"),
+            func.count().over(partition_by=whole).label("n_all"),
+        ).subquery("ranked")  # fmt: skip
+        r = ranked.c
+
+        def wanted(rn: Any, n: Any) -> ColumnElement[bool]:
+            return or_(rn == (n + 1) // 2, rn == (n + 2) // 2, rn == (n * 90 + 99) // 100)
+
+        middles = (select(*_part(r.kind, r.repo, r.env, r.k, ints=[r.v, r.rn, r.n, r.rn_all, r.n_all]))
+                   .select_from(ranked).where(or_(wanted(r.rn, r.n), wanted(r.rn_all, r.n_all))))  # fmt: skip
+    parts = {"counts": counts, "weeks": weeks, "answers": answers, "days": days, "unrestored": unrestored,
+             "middles": middles}
+    return union_all(*[v for k, v in parts.items() if not only or k in only])  # type: ignore[return-value]
+
+
+def _epoch_us(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+@dataclass
+class _Counts:
+    """The counts of one repository and environment, or of the whole window."""
+
+    ints: list[int]
+    risk: float = 0.0
+    failed: float = 0.0
+    brier: float = 0.0
+    oldest_start: int | None = None
+    bins: list[tuple[int, float, int]] | None = None  # per risk bin: deployments, sum of risk, failures
+
+
+_FIELDS = ("deployments", "decided", "auto_go", "escalated", "auto_no", "approved", "escaped", "false_rejections",
+           "needless", "waiting", "oldest_start", "failures", "caught", "successful", "out", "failed")  # fmt: skip
+_I = {name: i for i, name in enumerate(_FIELDS)}
+
+
+def _add(into: dict[Any, _Counts], key: Any, row: Any) -> None:
+    c = into.get(key)
+    if c is None:
+        c = into[key] = _Counts(ints=[0] * len(_FIELDS), bins=[(0, 0.0, 0)] * ins.CALIBRATION_BINS)
+    for name, i in _I.items():
+        value = getattr(row, f"i{i}")
+        if name == "oldest_start":
+            if value is not None:
+                c.oldest_start = value if c.oldest_start is None else min(c.oldest_start, value)
+        elif value:
+            c.ints[i] += int(value)
+    if row.k is not None:  # a risk bin: the deployments of it that went out and had a risk
+        n, risk, failed = row.i0, row.f0, row.f1
+        assert c.bins is not None
+        old = c.bins[row.k]
+        c.bins[row.k] = (old[0] + n, old[1] + risk, old[2] + round(failed))
+        c.risk += risk
+        c.failed += failed
+        c.brier += row.f2
+
+
+def _wanted(n: int) -> tuple[int, int, int]:
+    return (n + 1) // 2, (n + 2) // 2, (n * 90 + 99) // 100
+
+
+def _seconds(us: int | None) -> float | None:
+    return None if us is None else us / US
+
+
+def _median(middle: dict[int, int], n: int) -> float | None:
+    """``statistics.median`` of n values from the middle ranks (1-based) the statement returned."""
+    if not n:
+        return None
+    if n % 2:
+        return middle[(n + 1) // 2] / US
+    return (middle[n // 2] / US + middle[n // 2 + 1] / US) / 2
+
+
+def _p90(middle: dict[int, int], n: int) -> float | None:
+    return middle[max(1, (n * 90 + 99) // 100)] / US if n else None
+
+
+def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | None,
+          dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]]) -> ins.GateQuality:  # fmt: skip
+    v = dict(zip(_FIELDS, c.ints, strict=True))
+    n, approved, failures = v["decided"], v["approved"], v["failures"]
+    scored = sum(b[0] for b in c.bins or ())
+
+    def stat(kind: str, fn: Any) -> float | None:
+        return fn(*dist.get((kind, repository, environment, None), ({}, 0)))
+
+    bins = ins.CALIBRATION_BINS
+    calibration = [
+        ins.CalibrationBin(low=i / bins, high=(i + 1) / bins, deployments=b[0],
+                           predicted=b[1] / b[0] if b[0] else None, observed=b[2] / b[0] if b[0] else None)
+        for i, b in enumerate(c.bins or [(0, 0.0, 0)] * bins)
+    ]  # fmt: skip
+    oldest = max(0.0, (now_us - c.oldest_start) / US) if c.oldest_start is not None else None
+    return ins.GateQuality(
+        repository=repository, environment=environment, deployments=v["deployments"], decided=n,
+        approved_automatically=v["auto_go"], escalated=v["escalated"], rejected_automatically=v["auto_no"],
+        share_approved_automatically=ins._share(v["auto_go"], n), share_escalated=ins._share(v["escalated"], n),
+        share_rejected_automatically=ins._share(v["auto_no"], n), approved=approved, escaped_failures=v["escaped"],
+        escaped_failure_rate=ins._share(v["escaped"], approved), false_rejections=v["false_rejections"],
+        needless_escalations=v["needless"], false_blocks=v["false_rejections"] + v["needless"],
+        answer_seconds_automatic_median=stat("automatic", _median), answer_seconds_human_median=stat("human", _median),
+        reviewer_wait_seconds_median=stat("wait", _median), reviewer_wait_seconds_p90=stat("wait", _p90),
+        waiting_now=v["waiting"], oldest_waiting_seconds=oldest, failures_observed=failures, caught=v["caught"],
+        catch_rate=ins._share(v["caught"], failures), calibration=calibration,
+        brier_score=c.brier / scored if scored else None,
+    )  # fmt: skip
+
+
+def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: str | None,
+          dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]],
+          days: list[tuple[int, int, int]], restore_open: int) -> ins.Dora:  # fmt: skip
+    v = dict(zip(_FIELDS, c.ints, strict=True))
+    successful, out, failed = v["successful"], v["out"], v["failed"]
+    lead = dist.get(("lead", repository, environment, None), ({}, 0))
+    restore = dist.get(("restore", repository, environment, None), ({}, 0))
+    per_week: dict[date, int] = defaultdict(int)
+    per_month: dict[int, int] = defaultdict(int)
+    distinct_days = set()
+    for day, month, count in days:
+        if day not in distinct_days:
+            distinct_days.add(day)
+            per_week[ins._week_of_day(_EPOCH + timedelta(days=day))] += 1
+        per_month[month] += count
+    return ins.Dora(
+        repository=repository, environment=environment, days=round(window.days, 3), successful_deployments=successful,
+        deployments_per_day=successful / window.days, deployments_per_week=successful / window.days * 7,
+        deployment_days=len(distinct_days),
+        frequency_category=ins.frequency_bucket(per_week, per_month, window) if successful else "none",
+        lead_time_seconds_median=_median(*lead), lead_time_seconds_p90=_p90(*lead), lead_time_samples=lead[1],
+        deployments_with_outcome=out, failed_deployments=failed, change_failure_rate=ins._share(failed, out),
+        restores=restore[1], time_to_restore_seconds_median=_median(*restore), unrestored_failures=restore_open,
+    )  # fmt: skip
+
+
+_EPOCH = date(1970, 1, 1)
+_DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
+
+
+def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> ins.Report:
+    """The window's report (the same as ``insights.build(insights.load(...))``), counted by the database."""
+    now = now or datetime.now(UTC)
+    dialect = engine.dialect.name
+    with read_only(engine) as conn:
+        if dialect == "postgresql":
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # naive first-commit times read as UTC, as in Python
+            # the planner prices the per-deployment lookups high enough to compile the statement to machine
+            # code, which takes longer (about 250 ms) than running it
+            conn.exec_driver_sql("SET LOCAL jit = off")
+            # a few tens of thousands of values are ranked: in memory, not in files
+            conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
+        rows = conn.execute(statement(window, dialect, now)).all()
+    groups: dict[tuple[str, str], _Counts] = {}
+    overall: dict[None, _Counts] = {}
+    weeks: dict[int, Any] = {}
+    answers = {"automatic": [0] * len(ins.ANSWER_BUCKETS), "human": [0] * len(ins.ANSWER_BUCKETS)}
+    days: dict[tuple[str | None, str | None], list[tuple[int, int, int]]] = defaultdict(list)
+    unrestored: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]] = {}
+    for row in rows:
+        part = row.part
+        if part == "group":
+            _add(groups, (row.repo, row.env), row)
+            _add(overall, None, row)
+        elif part == "week":
+            weeks[row.k] = row
+        elif part == "answers":
+            answers[row.repo][row.k] += row.i0
+        elif part == "days":
+            days[(row.repo, row.env)].append((row.k, row.i0, row.i1))
+            days[(None, None)].append((row.k, row.i0, row.i1))
+        elif part == "unrestored":
+            unrestored[(row.repo, row.env)] += row.i0
+            unrestored[(None, None)] += row.i0
+        elif dialect == "postgresql":  # the count, then the values at the wanted ranks
+            n = row.i0
+            dist[(part, row.repo, row.env, row.k)] = (dict(zip(_wanted(n), (row.i1, row.i2, row.i3), strict=True)), n)
+        else:  # a value at a wanted rank of its group, of the whole window, or both
+            for key, rank, n in (((part, row.repo, row.env, row.k), row.i1, row.i2),
+                                 ((part, None, None, row.k), row.i3, row.i4)):  # fmt: skip
+                if rank in _wanted(n):
+                    dist.setdefault(key, ({}, n))[0][rank] = row.i0
+    now_us = _epoch_us(now)
+    per_group = [
+        (_gate(c, now_us, repo, env, dist), _dora(c, window, repo, env, dist, days[(repo, env)], unrestored[(repo, env)]))
+        for (repo, env), c in sorted(groups.items())
+    ]  # fmt: skip
+    total = overall.get(None) or _Counts(ints=[0] * len(_FIELDS))
+    gate = _gate(total, now_us, None, None, dist)
+    dora = _dora(total, window, None, None, dist, days[(None, None)], unrestored[(None, None)])
+    gate.repository, gate.environment = window.repository, window.environment
+    dora.repository, dora.environment = window.repository, window.environment
+    points = []
+    for w in ins.window_weeks(window):
+        row = weeks.get((w - _EPOCH).days)
+        verdicts = {v: (getattr(row, f"i{i}") if row is not None else 0) for i, v in enumerate(ins.VERDICTS)}
+        known, failed = (row.i4, row.i5) if row is not None else (0, 0)
+        points.append(ins.WeekPoint(week=w, verdicts=verdicts, change_failure_rate=ins._share(failed, known),
+                                    lead_time_seconds_median=_median(*dist.get(
+                                        ("lead_week", None, None, (w - _EPOCH).days), ({}, 0)))))  # fmt: skip
+    return ins.Report(window=window, generated_at=now, gate=gate, dora=dora, groups=per_group, weeks=points,
+                      answer_times=answers)  # fmt: skip
