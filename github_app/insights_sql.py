@@ -14,6 +14,7 @@ the ``timedelta.total_seconds()`` of the Python definitions.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,19 +44,23 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )  # fmt: skip
+from sqlalchemy.exc import DataError
 
 from github_app import insights as ins
 from github_app.db import read_only
 from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
 
+log = logging.getLogger(__name__)
 US = 1_000_000  # microseconds per second
 DAY_US = 86400 * US
 MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
 INTS = 20  # integer value columns of the combined result
 FLOATS = 3  # floating-point value columns
-# an ISO-8601 time Python's datetime.fromisoformat reads; anything else has no lead time (PostgreSQL
-# would refuse to cast it and fail the whole report)
-_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+# what a first-commit time must start with to be read as one; anything else (never written by gonogo)
+# has no lead time, as in Python. A text that starts so but is not a time PostgreSQL reads makes the
+# statement fail, and ``report`` computes that window in Python instead (a full regular expression per
+# row would cost more than the rest of the statement).
+_ISO_START = r"^\d{4}-\d\d-\d\d"
 
 
 def _us(column: Any, dialect: str) -> ColumnElement[Any]:
@@ -70,8 +75,10 @@ def _iso_us(text: Any, dialect: str) -> ColumnElement[Any]:
     """An ISO-8601 text (a JSON field) as microseconds since the epoch, or NULL when it is not one."""
     if dialect == "postgresql":
         moment = cast(text, DateTime(timezone=True))
-        return case((text.regexp_match(_ISO), cast(extract("epoch", moment) * US, BigInteger)))
-    whole = cast(func.strftime("%s", text), Integer)
+        return case((text.regexp_match(_ISO_START), cast(extract("epoch", moment) * US, BigInteger)))
+    # SQLite reads 2026-02-30 as March 2nd; Python reads no time at all: a date must read back unchanged
+    day = func.substr(text, 1, 10)
+    whole = case((func.date(day, "+0 days") == day, cast(func.strftime("%s", text), Integer)))
     fraction = case((func.substr(text, 20, 1) == ".", cast(func.substr(text, 21, 6), Integer)), else_=0)
     return case((whole.is_not(None), whole * US + fraction))
 
@@ -107,7 +114,8 @@ def _part(name: str | ColumnElement[Any], repo: Any = None, env: Any = None, key
 def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[str] = ()) -> Select[Any]:
     """The one statement of a report: a union of parts, each a handful of rows (see ``report``)."""
     us = lambda column: _us(column, dialect)
-    target = (Deployment.repository, Deployment.environment, Deployment.sha)
+    # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
+    target = (Deployment.sha, Deployment.repository, Deployment.environment)
     # the window's requests alone first (narrow rows to sort for the next request of the same target) ...
     base_select = select(
         Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
@@ -124,21 +132,18 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
     b = base_select.subquery("base").c
     # ... then their decision, whether a human answered, and the first commit of the change
     human = exists().where(Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
-    first_commit = _iso_us(HistoryRow.features["first_commit_at"].as_string(), dialect).label("f_us")
+    first_commit_text = HistoryRow.features["first_commit_at"].as_string()
     head = [b.id, b.repository, b.environment, b.sha, b.created_at, b.next_at, us(b.created_at).label("c_us"), b.answer,
             us(b.answered_at).label("a_us"), case((human, 1), else_=0).label("human")]  # fmt: skip
     decision_columns = [DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
                         us(DecisionRecord.created_at).label("d_us")]  # fmt: skip
     if dialect == "postgresql":  # one index probe per deployment of the window, as in insights.load
         decision = select(*decision_columns).where(DecisionRecord.id == b.decision_id).limit(1).lateral("decision")
-        history = select(first_commit).where(HistoryRow.deployment_id == b.key).limit(1).lateral("first")
-        wd_select = (select(*head, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us,
-                            history.c.f_us)
-                     .select_from(b.id.table).outerjoin(decision, true()).outerjoin(history, true()))  # fmt: skip
+        wd_select = (select(*head, b.key, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us)
+                     .select_from(b.id.table).outerjoin(decision, true()))  # fmt: skip
     else:
-        wd_select = (select(*head, *decision_columns, first_commit).select_from(b.id.table)
-                     .outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id)
-                     .outerjoin(HistoryRow, HistoryRow.deployment_id == b.key))  # fmt: skip
+        wd_select = (select(*head, b.key, *decision_columns).select_from(b.id.table)
+                     .outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
     wd = wd_select.cte("wd")
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
@@ -155,16 +160,23 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
         .cte("att")
     )  # fmt: skip
     failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
-    w_target = (wd.c.repository, wd.c.environment, wd.c.sha)
+    w_target = (wd.c.sha, wd.c.repository, wd.c.environment)
+    # the first commit of the change only counts for a deployment that went out (lead time): looked up for those
+    history_of = and_(HistoryRow.deployment_id == wd.c.key, att.c.dep_us.is_not(None))
     joined = (
-        select(*[c for c in wd.c if c.name not in ("next_at", "created_at", "sha")], att.c.dep_us,
+        select(*[c for c in wd.c if c.name not in ("next_at", "created_at", "sha", "key")], att.c.dep_us,
                failed.label("failed"),
                func.max(failed).over(partition_by=w_target).label("t_failed"),
                func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
                .over(partition_by=w_target).label("t_success"))
         .select_from(wd).outerjoin(att, att.c.id == wd.c.id)
-        .cte("facts")
     )  # fmt: skip
+    if dialect == "postgresql":  # the JSON read once per row, in the lookup; the text converted outside it
+        history = select(first_commit_text.label("text")).where(history_of).limit(1).lateral("first")
+        joined = joined.add_columns(_iso_us(history.c.text, dialect).label("f_us")).outerjoin(history, true())
+    else:
+        joined = joined.add_columns(_iso_us(first_commit_text, dialect).label("f_us")).outerjoin(HistoryRow, history_of)
+    joined = joined.cte("facts")
     joined = joined.prefix_with("MATERIALIZED")  # read by every part below: computed once
     f = joined.c
     known = or_(f.failed == 1, f.dep_us.is_not(None))
@@ -206,50 +218,67 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
 
     # time to restore: per repository and environment, the first failure of each run of failures and
     # the next success after it (outcomes from the start of the window on, failures and successes only)
+    # Numbering the successes in order cuts the outcomes into segments that each open with a success;
+    # the failures of one segment are one run, restored by the success opening the next segment.
     o_order = (Outcome.observed_at, Outcome.id)
     o_env = (Outcome.repository, Outcome.environment)
-    is_fail = case((failed_outcome, 1), else_=0)
+    is_success = Outcome.outcome == "success"
     events = (
-        select(Outcome.repository, Outcome.environment, us(Outcome.observed_at).label("o_us"), is_fail.label("fail"),
-               func.lag(is_fail).over(partition_by=o_env, order_by=o_order).label("prev_fail"),
-               # a running minimum from the newest back: a frame from the current row to the end would be
-               # aggregated again for every row on PostgreSQL
-               func.min(case((Outcome.outcome == "success", us(Outcome.observed_at))))
-               .over(partition_by=o_env, order_by=[c.desc() for c in o_order], rows=(None, 0)).label("next_ok"))
-        .where(*outcomes_where, or_(failed_outcome, Outcome.outcome == "success"))
-        .cte("events")
+        select(Outcome.repository, Outcome.environment, us(Outcome.observed_at).label("o_us"),
+               case((is_success, 0), else_=1).label("fail"),
+               func.sum(case((is_success, 1), else_=0)).over(partition_by=o_env, order_by=o_order, rows=(None, 0))
+               .label("seg"))
+        .where(*outcomes_where, or_(failed_outcome, is_success))
+        .subquery("events")
     )  # fmt: skip
     e = events.c
-    run_start = and_(e.fail == 1, or_(e.prev_fail.is_(None), e.prev_fail == 0))
+    segments = (select(e.repository, e.environment, e.seg, func.min(case((e.fail == 1, e.o_us))).label("down"),
+                       func.min(case((e.fail == 0, e.o_us))).label("up"))
+                .group_by(e.repository, e.environment, e.seg).subquery("segments"))  # fmt: skip
+    s_ = segments.c
+    runs = (
+        select(s_.repository, s_.environment, s_.down,
+               func.lead(s_.up).over(partition_by=(s_.repository, s_.environment), order_by=s_.seg).label("restored"))
+        .cte("runs")
+    )  # fmt: skip
+    e = runs.c
     unrestored = (select(*_part("unrestored", e.repository, e.environment, ints=[func.count()]))
-                  .where(run_start, e.next_ok.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
+                  .where(e.down.is_not(None), e.restored.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
 
-    # distributions: each value with its group key, ranked within its group and within the whole window
-    values: list[Select[Any]] = []
-    for kind, value, where in (
+    # distributions: the values of each kind, per repository and environment and over the whole window
+    kinds = (
         ("automatic", answer_us, and_(automatic, f.a_us.is_not(None))),
         ("human", f.a_us - f.c_us, by_human),
         ("wait", f.a_us - func.coalesce(f.d_us, f.c_us), by_human),
         ("lead", f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))),
-    ):
-        values.append(select(literal(kind).label("kind"), f.repository.label("repo"), f.environment.label("env"),
-                             _int(null()).label("k"), _nonneg(value).label("v")).where(where))  # fmt: skip
-    values.append(select(literal("lead_week"), null(), null(), week, _nonneg(f.dep_us - f.f_us))
-                  .where(deployed, f.f_us.is_not(None)))  # fmt: skip
-    values.append(select(literal("restore"), e.repository, e.environment, _int(null()), e.next_ok - e.o_us)
-                  .where(run_start, e.next_ok.is_not(None)))  # fmt: skip
-    if dialect == "postgresql":  # ordered-set aggregates: one sort per group, no ranks carried per row
-        pool = union_all(*values).cte("pool")
-        p = pool.c
-        # nearest ranks ceil(f * n): the lower and the upper middle value, and the 90th percentile
-        # (the three share one sort of each group)
-        picked = [func.percentile_disc(literal(f, Float)).within_group(p.v) for f in (0.5, 0.5 + 1e-9, 0.9)]
-        middles = union_all(*[
-            select(*_part(p.kind, repo, env, p.k, ints=[func.count(), *picked]))
-            .group_by(*keys)
-            for repo, env, keys in ((p.repo, p.env, (p.kind, p.repo, p.env, p.k)), (None, None, (p.kind, p.k)))
-        ])  # fmt: skip
+    )
+    lead = kinds[-1]
+    restored = and_(e.down.is_not(None), e.restored.is_not(None))
+    if dialect == "postgresql":  # ordered-set aggregates over each group's values, no value leaves the server
+        def picked(value: Any, where: Any) -> list[Any]:
+            """How many values, then the ones at ranks ceil(f * n): the lower and upper middle, the 90th percentile.
+
+            NULLs (rows of another kind) are left out; the three share one sort of the group's values.
+            """
+            v = case((where, _nonneg(value)))
+            return [func.count(v), *[func.percentile_disc(literal(p, Float)).within_group(v) for p in _FRACTIONS]]
+
+        every = [x for _, value, where in kinds for x in picked(value, where)]
+        per_restore = picked(e.restored - e.down, restored)
+        middles = union_all(
+            select(*_part("dist", f.repository, f.environment, ints=every)).group_by(f.repository, f.environment),
+            select(*_part("dist", ints=every)),
+            select(*_part("lead_week", key=week, ints=picked(lead[1], lead[2]))).where(lead[2]).group_by(week),
+            select(*_part("restore", e.repository, e.environment, ints=per_restore)).where(restored)
+            .group_by(e.repository, e.environment),
+            select(*_part("restore", ints=per_restore)).where(restored),
+        )  # fmt: skip
     else:  # SQLite has no percentiles: rank the values within their group and within the whole window
+        values = [select(literal(kind).label("kind"), f.repository.label("repo"), f.environment.label("env"),
+                         _int(null()).label("k"), _nonneg(value).label("v")).where(where) for kind, value, where in kinds]
+        values.append(select(literal("lead_week"), null(), null(), week, _nonneg(lead[1])).where(lead[2]))
+        values.append(select(literal("restore"), e.repository, e.environment, _int(null()), e.restored - e.down)
+                      .where(restored))  # fmt: skip
         pool_sq = union_all(*values).subquery("pool")
         group, whole = (pool_sq.c.kind, pool_sq.c.repo, pool_sq.c.env, pool_sq.c.k), (pool_sq.c.kind, pool_sq.c.k)
         ranked = select(
@@ -392,6 +421,8 @@ def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: s
 
 
 _EPOCH = date(1970, 1, 1)
+_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "dist" row, in order
+_FRACTIONS = (0.5, 0.5 + 1e-9, 0.9)
 _DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
 
 
@@ -407,7 +438,16 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
             conn.exec_driver_sql("SET LOCAL jit = off")
             # a few tens of thousands of values are ranked: in memory, not in files
             conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
-        rows = conn.execute(statement(window, dialect, now)).all()
+            # thousands of rows: starting parallel workers costs more CPU than it saves
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        rows: list[Any] | None
+        try:
+            rows = list(conn.execute(statement(window, dialect, now)).all())
+        except DataError:  # a first-commit time PostgreSQL cannot read (see _ISO_START): Python reads it
+            log.warning("insights.sql_fallback", extra={"since": window.since.isoformat()}, exc_info=True)
+            rows = None
+    if rows is None:
+        return ins.build(ins.load(engine, window), now)
     groups: dict[tuple[str, str], _Counts] = {}
     overall: dict[None, _Counts] = {}
     weeks: dict[int, Any] = {}
@@ -430,9 +470,11 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
         elif part == "unrestored":
             unrestored[(row.repo, row.env)] += row.i0
             unrestored[(None, None)] += row.i0
-        elif dialect == "postgresql":  # the count, then the values at the wanted ranks
-            n = row.i0
-            dist[(part, row.repo, row.env, row.k)] = (dict(zip(_wanted(n), (row.i1, row.i2, row.i3), strict=True)), n)
+        elif dialect == "postgresql":  # per kind: the count, then the values at the wanted ranks
+            kinds = _KINDS if part == "dist" else (part,)
+            for i, kind in enumerate(kinds):
+                n, *values = (getattr(row, f"i{4 * i + j}") for j in range(4))
+                dist[(kind, row.repo, row.env, row.k)] = (dict(zip(_wanted(n), values, strict=True)), n)
         else:  # a value at a wanted rank of its group, of the whole window, or both
             for key, rank, n in (((part, row.repo, row.env, row.k), row.i1, row.i2),
                                  ((part, None, None, row.k), row.i3, row.i4)):  # fmt: skip

@@ -169,3 +169,17 @@ def test_edge_cases_count_the_same_in_the_database(database_url: str) -> None:
     assert [w["verdicts"]["none"] for w in r["weeks"]] == [1]
     assert one["dora"]["unrestored_failures"] == 1 and one["gate_quality"]["deployments"] == 12
     assert empty["gate_quality"]["deployments"] == 0 and empty["dora"]["unrestored_failures"] == 1
+
+
+def test_a_first_commit_time_that_is_no_time_has_no_lead_time(database_url: str) -> None:
+    """Python reads none from it; SQLite would roll Feb 30th over, PostgreSQL refuses it (and Python counts)."""
+    rows = [
+        {"at": T0, "sha": "a" * 40, "action": "approve", "answer": "approved", "first": "2026-02-30T10:00:00+00:00"},
+        {"at": T0 + H, "sha": "b" * 40, "action": "approve", "answer": "approved", "first": (T0 - 2 * H).isoformat()},
+    ]
+    outcomes = [("production", "a" * 40, "success", T0 + 0.5 * H), ("production", "b" * 40, "success", T0 + 2 * H)]
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    r = _both(engine, Window(since=T0, until=T0 + 24 * H), T0 + 24 * H)
+    engine.dispose()
+    assert r["dora"]["lead_time_samples"] == 1 and r["dora"]["lead_time_seconds_median"] == 4 * 3600
