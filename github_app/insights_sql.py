@@ -56,6 +56,7 @@ DAY_US = 86400 * US
 MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
 INTS = 20  # integer value columns of the combined result
 FLOATS = 3  # floating-point value columns
+TEXTS = 4  # text columns: lists of values
 # what a first-commit time must start with to be read as one; anything else (never written by gonogo)
 # has no lead time, as in Python. A text that starts so but is not a time PostgreSQL reads makes the
 # statement fail, and ``report`` computes that window in Python instead (a full regular expression per
@@ -101,13 +102,14 @@ def _ladder(value: ColumnElement[Any], limits: Sequence[Any]) -> ColumnElement[A
 
 
 def _part(name: str | ColumnElement[Any], repo: Any = None, env: Any = None, key: Any = None, ints: Sequence[Any] = (),
-          floats: Sequence[Any] = ()) -> list[Any]:  # fmt: skip
+          floats: Sequence[Any] = (), texts: Sequence[Any] = ()) -> list[Any]:  # fmt: skip
     """The columns of one part of the combined result, padded with typed NULLs to the common layout."""
     return [
         (literal(name, String) if isinstance(name, str) else name).label("part"), cast(repo if repo is not None else null(), String).label("repo"),
         cast(env if env is not None else null(), String).label("env"), _int(key if key is not None else null()).label("k"),
         *[_int(ints[i] if i < len(ints) else null()).label(f"i{i}") for i in range(INTS)],
         *[cast(floats[i] if i < len(floats) else null(), Float).label(f"f{i}") for i in range(FLOATS)],
+        *[cast(texts[i] if i < len(texts) else null(), String).label(f"t{i}") for i in range(TEXTS)],
     ]  # fmt: skip
 
 
@@ -245,58 +247,25 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
     unrestored = (select(*_part("unrestored", e.repository, e.environment, ints=[func.count()]))
                   .where(e.down.is_not(None), e.restored.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
 
-    # distributions: the values of each kind, per repository and environment and over the whole window
-    kinds = (
-        ("automatic", answer_us, and_(automatic, f.a_us.is_not(None))),
-        ("human", f.a_us - f.c_us, by_human),
-        ("wait", f.a_us - func.coalesce(f.d_us, f.c_us), by_human),
-        ("lead", f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))),
-    )
-    lead = kinds[-1]
+    # distributions: the values of each kind gathered per repository and environment (unsorted: no sort on
+    # the server), from which ``report`` takes medians and percentiles exactly as the Python definitions do
+    def gathered(value: Any, where: Any) -> Any:
+        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
+
+    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
+    dists = (
+        select(*_part("dist", f.repository, f.environment, texts=[
+            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
+            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
+        ])).group_by(f.repository, f.environment)
+    )  # fmt: skip
+    lead_weeks = select(*_part("lead_week", key=week, texts=[gathered(lead_value, lead_where)])).group_by(week)
     restored = and_(e.down.is_not(None), e.restored.is_not(None))
-    if dialect == "postgresql":  # ordered-set aggregates over each group's values, no value leaves the server
-        def picked(value: Any, where: Any) -> list[Any]:
-            """How many values, then the ones at ranks ceil(f * n): the lower and upper middle, the 90th percentile.
-
-            NULLs (rows of another kind) are left out; the three share one sort of the group's values.
-            """
-            v = case((where, _nonneg(value)))
-            return [func.count(v), *[func.percentile_disc(literal(p, Float)).within_group(v) for p in _FRACTIONS]]
-
-        every = [x for _, value, where in kinds for x in picked(value, where)]
-        per_restore = picked(e.restored - e.down, restored)
-        middles = union_all(
-            select(*_part("dist", f.repository, f.environment, ints=every)).group_by(f.repository, f.environment),
-            select(*_part("dist", ints=every)),
-            select(*_part("lead_week", key=week, ints=picked(lead[1], lead[2]))).where(lead[2]).group_by(week),
-            select(*_part("restore", e.repository, e.environment, ints=per_restore)).where(restored)
-            .group_by(e.repository, e.environment),
-            select(*_part("restore", ints=per_restore)).where(restored),
-        )  # fmt: skip
-    else:  # SQLite has no percentiles: rank the values within their group and within the whole window
-        values = [select(literal(kind).label("kind"), f.repository.label("repo"), f.environment.label("env"),
-                         _int(null()).label("k"), _nonneg(value).label("v")).where(where) for kind, value, where in kinds]
-        values.append(select(literal("lead_week"), null(), null(), week, _nonneg(lead[1])).where(lead[2]))
-        values.append(select(literal("restore"), e.repository, e.environment, _int(null()), e.restored - e.down)
-                      .where(restored))  # fmt: skip
-        pool_sq = union_all(*values).subquery("pool")
-        group, whole = (pool_sq.c.kind, pool_sq.c.repo, pool_sq.c.env, pool_sq.c.k), (pool_sq.c.kind, pool_sq.c.k)
-        ranked = select(
-            *pool_sq.c, func.row_number().over(partition_by=group, order_by=pool_sq.c.v).label("rn"),
-            func.count().over(partition_by=group).label("n"),
-            func.row_number().over(partition_by=whole, order_by=pool_sq.c.v).label("rn_all"),
-            func.count().over(partition_by=whole).label("n_all"),
-        ).subquery("ranked")  # fmt: skip
-        r = ranked.c
-
-        def wanted(rn: Any, n: Any) -> ColumnElement[bool]:
-            return or_(rn == (n + 1) // 2, rn == (n + 2) // 2, rn == (n * 90 + 99) // 100)
-
-        middles = (select(*_part(r.kind, r.repo, r.env, r.k, ints=[r.v, r.rn, r.n, r.rn_all, r.n_all]))
-                   .select_from(ranked).where(or_(wanted(r.rn, r.n), wanted(r.rn_all, r.n_all))))  # fmt: skip
-    parts = {"counts": counts, "weeks": weeks, "answers": answers, "days": days, "unrestored": unrestored,
-             "middles": middles}
-    return union_all(*[v for k, v in parts.items() if not only or k in only])  # type: ignore[return-value]
+    restores = (select(*_part("restore", e.repository, e.environment, texts=[gathered(e.restored - e.down, restored)]))
+                .group_by(e.repository, e.environment))  # fmt: skip
+    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [unrestored],
+             "middles": [dists, lead_weeks, restores]}
+    return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
 
 
 def _epoch_us(moment: datetime) -> int:
@@ -342,35 +311,22 @@ def _add(into: dict[Any, _Counts], key: Any, row: Any) -> None:
         c.brier += row.f2
 
 
-def _wanted(n: int) -> tuple[int, int, int]:
-    return (n + 1) // 2, (n + 2) // 2, (n * 90 + 99) // 100
+Values = dict[tuple[str, str | None, str | None, int | None], list[float]]
 
 
-def _seconds(us: int | None) -> float | None:
-    return None if us is None else us / US
-
-
-def _median(middle: dict[int, int], n: int) -> float | None:
-    """``statistics.median`` of n values from the middle ranks (1-based) the statement returned."""
-    if not n:
-        return None
-    if n % 2:
-        return middle[(n + 1) // 2] / US
-    return (middle[n // 2] / US + middle[n // 2 + 1] / US) / 2
-
-
-def _p90(middle: dict[int, int], n: int) -> float | None:
-    return middle[max(1, (n * 90 + 99) // 100)] / US if n else None
+def _values(text: str | None) -> list[float]:
+    """A gathered list of microseconds, in seconds (``timedelta.total_seconds()`` of the same durations)."""
+    return [int(v) / US for v in text.split(",")] if text else []
 
 
 def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | None,
-          dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]]) -> ins.GateQuality:  # fmt: skip
+          dist: Values) -> ins.GateQuality:  # fmt: skip
     v = dict(zip(_FIELDS, c.ints, strict=True))
     n, approved, failures = v["decided"], v["approved"], v["failures"]
     scored = sum(b[0] for b in c.bins or ())
 
     def stat(kind: str, fn: Any) -> float | None:
-        return fn(*dist.get((kind, repository, environment, None), ({}, 0)))
+        return fn(dist.get((kind, repository, environment, None), []))
 
     bins = ins.CALIBRATION_BINS
     calibration = [
@@ -386,8 +342,9 @@ def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | No
         share_rejected_automatically=ins._share(v["auto_no"], n), approved=approved, escaped_failures=v["escaped"],
         escaped_failure_rate=ins._share(v["escaped"], approved), false_rejections=v["false_rejections"],
         needless_escalations=v["needless"], false_blocks=v["false_rejections"] + v["needless"],
-        answer_seconds_automatic_median=stat("automatic", _median), answer_seconds_human_median=stat("human", _median),
-        reviewer_wait_seconds_median=stat("wait", _median), reviewer_wait_seconds_p90=stat("wait", _p90),
+        answer_seconds_automatic_median=stat("automatic", ins._median),
+        answer_seconds_human_median=stat("human", ins._median), reviewer_wait_seconds_median=stat("wait", ins._median),
+        reviewer_wait_seconds_p90=stat("wait", lambda v: ins._percentile(v, 90)),
         waiting_now=v["waiting"], oldest_waiting_seconds=oldest, failures_observed=failures, caught=v["caught"],
         catch_rate=ins._share(v["caught"], failures), calibration=calibration,
         brier_score=c.brier / scored if scored else None,
@@ -395,12 +352,12 @@ def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | No
 
 
 def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: str | None,
-          dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]],
+          dist: Values,
           days: list[tuple[int, int, int]], restore_open: int) -> ins.Dora:  # fmt: skip
     v = dict(zip(_FIELDS, c.ints, strict=True))
     successful, out, failed = v["successful"], v["out"], v["failed"]
-    lead = dist.get(("lead", repository, environment, None), ({}, 0))
-    restore = dist.get(("restore", repository, environment, None), ({}, 0))
+    lead = dist.get(("lead", repository, environment, None), [])
+    restore = dist.get(("restore", repository, environment, None), [])
     per_week: dict[date, int] = defaultdict(int)
     per_month: dict[int, int] = defaultdict(int)
     distinct_days = set()
@@ -414,15 +371,15 @@ def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: s
         deployments_per_day=successful / window.days, deployments_per_week=successful / window.days * 7,
         deployment_days=len(distinct_days),
         frequency_category=ins.frequency_bucket(per_week, per_month, window) if successful else "none",
-        lead_time_seconds_median=_median(*lead), lead_time_seconds_p90=_p90(*lead), lead_time_samples=lead[1],
+        lead_time_seconds_median=ins._median(lead), lead_time_seconds_p90=ins._percentile(lead, 90),
+        lead_time_samples=len(lead),
         deployments_with_outcome=out, failed_deployments=failed, change_failure_rate=ins._share(failed, out),
-        restores=restore[1], time_to_restore_seconds_median=_median(*restore), unrestored_failures=restore_open,
+        restores=len(restore), time_to_restore_seconds_median=ins._median(restore), unrestored_failures=restore_open,
     )  # fmt: skip
 
 
 _EPOCH = date(1970, 1, 1)
 _KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "dist" row, in order
-_FRACTIONS = (0.5, 0.5 + 1e-9, 0.9)
 _DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
 
 
@@ -436,7 +393,7 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
             # the planner prices the per-deployment lookups high enough to compile the statement to machine
             # code, which takes longer (about 250 ms) than running it
             conn.exec_driver_sql("SET LOCAL jit = off")
-            # a few tens of thousands of values are ranked: in memory, not in files
+            # sorts and groupings of the window's rows in memory, not in files
             conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
             # thousands of rows: starting parallel workers costs more CPU than it saves
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
@@ -454,7 +411,7 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     answers = {"automatic": [0] * len(ins.ANSWER_BUCKETS), "human": [0] * len(ins.ANSWER_BUCKETS)}
     days: dict[tuple[str | None, str | None], list[tuple[int, int, int]]] = defaultdict(list)
     unrestored: dict[tuple[str | None, str | None], int] = defaultdict(int)
-    dist: dict[tuple[str, str | None, str | None, int | None], tuple[dict[int, int], int]] = {}
+    dist: Values = defaultdict(list)
     for row in rows:
         part = row.part
         if part == "group":
@@ -470,16 +427,17 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
         elif part == "unrestored":
             unrestored[(row.repo, row.env)] += row.i0
             unrestored[(None, None)] += row.i0
-        elif dialect == "postgresql":  # per kind: the count, then the values at the wanted ranks
-            kinds = _KINDS if part == "dist" else (part,)
-            for i, kind in enumerate(kinds):
-                n, *values = (getattr(row, f"i{4 * i + j}") for j in range(4))
-                dist[(kind, row.repo, row.env, row.k)] = (dict(zip(_wanted(n), values, strict=True)), n)
-        else:  # a value at a wanted rank of its group, of the whole window, or both
-            for key, rank, n in (((part, row.repo, row.env, row.k), row.i1, row.i2),
-                                 ((part, None, None, row.k), row.i3, row.i4)):  # fmt: skip
-                if rank in _wanted(n):
-                    dist.setdefault(key, ({}, n))[0][rank] = row.i0
+        elif part == "dist":  # per repository and environment, and all of them together
+            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
+                values = _values(text)
+                dist[(kind, row.repo, row.env, None)] = values
+                dist[(kind, None, None, None)] += values
+        elif part == "restore":
+            values = _values(row.t0)
+            dist[("restore", row.repo, row.env, None)] = values
+            dist[("restore", None, None, None)] += values
+        else:  # lead times per week
+            dist[("lead_week", None, None, row.k)] = _values(row.t0)
     now_us = _epoch_us(now)
     per_group = [
         (_gate(c, now_us, repo, env, dist), _dora(c, window, repo, env, dist, days[(repo, env)], unrestored[(repo, env)]))
@@ -496,7 +454,7 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
         verdicts = {v: (getattr(row, f"i{i}") if row is not None else 0) for i, v in enumerate(ins.VERDICTS)}
         known, failed = (row.i4, row.i5) if row is not None else (0, 0)
         points.append(ins.WeekPoint(week=w, verdicts=verdicts, change_failure_rate=ins._share(failed, known),
-                                    lead_time_seconds_median=_median(*dist.get(
-                                        ("lead_week", None, None, (w - _EPOCH).days), ({}, 0)))))  # fmt: skip
+                                    lead_time_seconds_median=ins._median(dist.get(
+                                        ("lead_week", None, None, (w - _EPOCH).days), []))))  # fmt: skip
     return ins.Report(window=window, generated_at=now, gate=gate, dora=dora, groups=per_group, weeks=points,
                       answer_times=answers)  # fmt: skip
