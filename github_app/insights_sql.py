@@ -146,32 +146,33 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
     else:
         wd_select = (select(*head, b.key, *decision_columns).select_from(b.id.table)
                      .outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
-    wd = wd_select.cte("wd")
+    wd = wd_select.subquery("wd")
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
     # that is to the deployment whose interval [created_at, next request of the same target) holds it
     failed_outcome = Outcome.outcome.in_(sorted(ins.FAILED))
+    # (each request with everything read about it, grouped with its outcomes: no second join back)
     att = (
-        select(wd.c.id, func.min(case((Outcome.outcome == "success", us(Outcome.observed_at)))).label("dep_us"),
+        select(*wd.c, func.min(case((Outcome.outcome == "success", us(Outcome.observed_at)))).label("dep_us"),
                _count(failed_outcome).label("fails"))
         .select_from(wd)
-        .join(Outcome, and_(Outcome.repository == wd.c.repository, Outcome.environment == wd.c.environment,
-                            Outcome.sha == wd.c.sha, Outcome.observed_at >= wd.c.created_at,
-                            or_(wd.c.next_at.is_(None), Outcome.observed_at < wd.c.next_at), *outcomes_where))
-        .group_by(wd.c.id)
-        .cte("att")
+        .outerjoin(Outcome, and_(Outcome.repository == wd.c.repository, Outcome.environment == wd.c.environment,
+                                 Outcome.sha == wd.c.sha, Outcome.observed_at >= wd.c.created_at,
+                                 or_(wd.c.next_at.is_(None), Outcome.observed_at < wd.c.next_at), *outcomes_where))
+        .group_by(*wd.c)
+        .subquery("att")
     )  # fmt: skip
     failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
-    w_target = (wd.c.sha, wd.c.repository, wd.c.environment)
+    w_target = (att.c.sha, att.c.repository, att.c.environment)
     # the first commit of the change only counts for a deployment that went out (lead time): looked up for those
-    history_of = and_(HistoryRow.deployment_id == wd.c.key, att.c.dep_us.is_not(None))
+    history_of = and_(HistoryRow.deployment_id == att.c.key, att.c.dep_us.is_not(None))
     joined = (
-        select(*[c for c in wd.c if c.name not in ("next_at", "created_at", "sha", "key")], att.c.dep_us,
+        select(*[c for c in att.c if c.name not in ("next_at", "created_at", "sha", "key", "fails")],
                failed.label("failed"),
                func.max(failed).over(partition_by=w_target).label("t_failed"),
                func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
                .over(partition_by=w_target).label("t_success"))
-        .select_from(wd).outerjoin(att, att.c.id == wd.c.id)
+        .select_from(att)
     )  # fmt: skip
     if dialect == "postgresql":  # the JSON read once per row, in the lookup; the text converted outside it
         history = select(first_commit_text.label("text")).where(history_of).limit(1).lateral("first")
