@@ -14,6 +14,7 @@ the ``timedelta.total_seconds()`` of the Python definitions.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -113,9 +115,23 @@ def _part(name: str | ColumnElement[Any], repo: Any = None, env: Any = None, key
     ]  # fmt: skip
 
 
-def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[str] = ()) -> Select[Any]:
-    """The one statement of a report: a union of parts, each a handful of rows (see ``report``)."""
+def statement(window: ins.Window, dialect: str, only: Sequence[str] = ()) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of ``window``'s report and its parameters (``only``: some parts, to study their cost)."""
+    params = {"since": window.since, "until": window.until, "since_us": _epoch_us(window.since)}
+    params |= {name: value for name, value in (("repository", window.repository), ("environment", window.environment))
+               if value}  # fmt: skip
+    return _statement(dialect, bool(window.repository), bool(window.environment), tuple(only)), params
+
+
+@functools.lru_cache(maxsize=16)
+def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tuple[str, ...]) -> Select[Any]:
+    """The one statement of a report: a union of parts, each a handful of rows (see ``report``).
+
+    Built once per dialect and filter (the window comes as parameters): building and keying a statement
+    this size costs more than 10 ms a time.
+    """
     us = lambda column: _us(column, dialect)
+    since, until = bindparam("since"), bindparam("until")
     # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
     target = (Deployment.sha, Deployment.repository, Deployment.environment)
     # the window's requests alone first (narrow rows to sort for the next request of the same target) ...
@@ -124,13 +140,13 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
         Deployment.created_at, Deployment.answer, Deployment.answered_at, Deployment.decision_id,
         func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
         .label("next_at"),
-    ).where(Deployment.created_at >= window.since, Deployment.created_at < window.until)  # fmt: skip
-    outcomes_where = [Outcome.observed_at >= window.since]
-    for column, o_column, value in ((Deployment.repository, Outcome.repository, window.repository),
-                                    (Deployment.environment, Outcome.environment, window.environment)):  # fmt: skip
-        if value:
-            base_select = base_select.where(column == value)
-            outcomes_where.append(o_column == value)
+    ).where(Deployment.created_at >= since, Deployment.created_at < until)  # fmt: skip
+    outcomes_where = [Outcome.observed_at >= since]
+    for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
+                                           (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
+        if wanted:
+            base_select = base_select.where(column == bindparam(name))
+            outcomes_where.append(o_column == bindparam(name))
     b = base_select.subquery("base").c
     # ... then their decision, whether a human answered, and the first commit of the change
     human = exists().where(Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
@@ -215,7 +231,7 @@ def statement(window: ins.Window, dialect: str, now: datetime, only: Sequence[st
     answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
                .group_by(who, bucket))  # fmt: skip
     deployed = f.dep_us.is_not(None)
-    day, month = f.dep_us // DAY_US, (f.dep_us - _epoch_us(window.since)) // MONTH_US
+    day, month = f.dep_us // DAY_US, (f.dep_us - bindparam("since_us", type_=BigInteger)) // MONTH_US
     days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
             .group_by(f.repository, f.environment, day, month))  # fmt: skip
 
@@ -400,7 +416,7 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         rows: list[Any] | None
         try:
-            rows = list(conn.execute(statement(window, dialect, now)).all())
+            rows = list(conn.execute(*statement(window, dialect)).all())
         except DataError:  # a first-commit time PostgreSQL cannot read (see _ISO_START): Python reads it
             log.warning("insights.sql_fallback", extra={"since": window.since.isoformat()}, exc_info=True)
             rows = None
