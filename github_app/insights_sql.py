@@ -248,16 +248,18 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
                func.sum(case((is_success, 1), else_=0)).over(partition_by=o_env, order_by=o_order, rows=(None, 0))
                .label("seg"))
         .where(*outcomes_where, or_(failed_outcome, is_success))
-        .subquery("events")
+        .cte("events")
     )  # fmt: skip
     e = events.c
-    segments = (select(e.repository, e.environment, e.seg, func.min(case((e.fail == 1, e.o_us))).label("down"),
-                       func.min(case((e.fail == 0, e.o_us))).label("up"))
-                .group_by(e.repository, e.environment, e.seg).subquery("segments"))  # fmt: skip
-    s_ = segments.c
+    # success k opens segment k; the failures of segment k are one run, restored by success k + 1
+    runs_of = (select(e.repository, e.environment, e.seg, func.min(e.o_us).label("down")).where(e.fail == 1)
+               .group_by(e.repository, e.environment, e.seg).subquery("down"))  # fmt: skip
+    successes = select(e.repository, e.environment, e.seg, e.o_us).where(e.fail == 0).subquery("up")
+    d, u = runs_of.c, successes.c
     runs = (
-        select(s_.repository, s_.environment, s_.down,
-               func.lead(s_.up).over(partition_by=(s_.repository, s_.environment), order_by=s_.seg).label("restored"))
+        select(d.repository, d.environment, d.down, u.o_us.label("restored"))
+        .select_from(runs_of.outerjoin(successes, and_(u.repository == d.repository, u.environment == d.environment,
+                                                       u.seg == d.seg + 1)))
         .cte("runs")
     )  # fmt: skip
     e = runs.c
