@@ -108,8 +108,9 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
 def choices(engine: Engine) -> tuple[list[str], list[str]]:
     """The repositories and environments gonogo has seen, for filter menus (the first 500 of each, sorted)."""
     with read_only(engine) as conn:
-        return [list(conn.execute(_distinct(column)).scalars()) for column in (Deployment.repository,
-                                                                               Deployment.environment)]  # type: ignore[return-value]
+        repos, envs = (list(conn.execute(_distinct(column)).scalars())
+                       for column in (Deployment.repository, Deployment.environment))  # fmt: skip
+        return repos, envs
 
 
 def _distinct(column: Any, limit: int = 500) -> Any:

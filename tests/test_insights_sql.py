@@ -183,3 +183,24 @@ def test_a_first_commit_time_that_is_no_time_has_no_lead_time(database_url: str)
     r = _both(engine, Window(since=T0, until=T0 + 24 * H), T0 + 24 * H)
     engine.dispose()
     assert r["dora"]["lead_time_samples"] == 1 and r["dora"]["lead_time_seconds_median"] == 4 * 3600
+
+
+def test_the_filter_menus_step_through_the_index_to_the_same_lists(database_url: str) -> None:
+    """``browse.choices`` walks the indexes value to value; it must list what SELECT DISTINCT lists."""
+    from sqlalchemy import select
+
+    from github_app import browse
+
+    engine = db.make_engine(database_url)
+    assert list(browse.choices(engine)) == [[], []]
+    names = [("o/r", "production"), ("o/r-2", "prod"), ("a/b", "production"), ("o/r", "staging"), ("A/b", "Prod")]
+    with engine.begin() as conn:
+        for n, (repo, env) in enumerate(names * 2):
+            conn.execute(insert(Deployment).values(key=f"k{n}", repository=repo, environment=env, sha="a" * 40, run_id=n,
+                                                   created_at=T0 + n * H, state="evaluating"))  # fmt: skip
+        ordered = [list(conn.execute(select(column).distinct().order_by(column)).scalars())
+                   for column in (Deployment.repository, Deployment.environment)]  # fmt: skip
+    menus = list(browse.choices(engine))
+    engine.dispose()
+    assert menus == ordered
+    assert [len(m) for m in menus] == [4, 4] and menus[0][-1] == "o/r-2"
