@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 US = 1_000_000  # microseconds per second
 DAY_US = 86400 * US
 MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
-INTS = 20  # integer value columns of the combined result
+INTS = 16  # integer value columns of the combined result
 FLOATS = 3  # floating-point value columns
 TEXTS = 4  # text columns: lists of values
 # what a first-commit time must start with to be read as one; anything else (never written by gonogo)
@@ -103,11 +103,15 @@ def _ladder(value: ColumnElement[Any], limits: Sequence[Any]) -> ColumnElement[A
     return case(*[(value < limit, i) for i, limit in enumerate(limits)], else_=len(limits))
 
 
-def _part(name: str | ColumnElement[Any], repo: Any = None, env: Any = None, key: Any = None, ints: Sequence[Any] = (),
+def _part(name: str, repo: Any = None, env: Any = None, key: Any = None, ints: Sequence[Any] = (),
           floats: Sequence[Any] = (), texts: Sequence[Any] = ()) -> list[Any]:  # fmt: skip
-    """The columns of one part of the combined result, padded with typed NULLs to the common layout."""
+    """The columns of one part of the combined result, padded with typed NULLs to the common layout.
+
+    ``part`` names the part; ``repo``, ``env`` and ``k`` (a risk bin, a week, a day or an answer bucket)
+    key its rows; ``i*``, ``f*`` and ``t*`` carry its counts, sums and gathered values.
+    """
     return [
-        (literal(name, String) if isinstance(name, str) else name).label("part"), cast(repo if repo is not None else null(), String).label("repo"),
+        literal(name, String).label("part"), cast(repo if repo is not None else null(), String).label("repo"),
         cast(env if env is not None else null(), String).label("env"), _int(key if key is not None else null()).label("k"),
         *[_int(ints[i] if i < len(ints) else null()).label(f"i{i}") for i in range(INTS)],
         *[cast(floats[i] if i < len(floats) else null(), Float).label(f"f{i}") for i in range(FLOATS)],
@@ -236,9 +240,8 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
             .group_by(f.repository, f.environment, day, month))  # fmt: skip
 
     # time to restore: per repository and environment, the first failure of each run of failures and
-    # the next success after it (outcomes from the start of the window on, failures and successes only)
-    # Numbering the successes in order cuts the outcomes into segments that each open with a success;
-    # the failures of one segment are one run, restored by the success opening the next segment.
+    # the next success after it (outcomes from the start of the window on, failures and successes only).
+    # Numbering the successes in order cuts the outcomes into segments, segment k opening with success k.
     o_order = (Outcome.observed_at, Outcome.id)
     o_env = (Outcome.repository, Outcome.environment)
     is_success = Outcome.outcome == "success"
@@ -251,7 +254,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         .cte("events")
     )  # fmt: skip
     e = events.c
-    # success k opens segment k; the failures of segment k are one run, restored by success k + 1
+    # the failures of segment k are one run, restored by success k + 1
     runs_of = (select(e.repository, e.environment, e.seg, func.min(e.o_us).label("down")).where(e.fail == 1)
                .group_by(e.repository, e.environment, e.seg).subquery("down"))  # fmt: skip
     successes = select(e.repository, e.environment, e.seg, e.o_us).where(e.fail == 0).subquery("up")
@@ -283,7 +286,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     restores = (select(*_part("restore", e.repository, e.environment, texts=[gathered(e.restored - e.down, restored)]))
                 .group_by(e.repository, e.environment))  # fmt: skip
     parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [unrestored],
-             "middles": [dists, lead_weeks, restores]}
+             "distributions": [dists, lead_weeks, restores]}
     return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
 
 
