@@ -2,8 +2,9 @@
 
 ``load`` reads the facts of one window through SQLAlchemy (deployments with their decision, whether a
 human answered, the first commit of the change, and the outcomes); everything else is pure and works
-on those facts, so the API, the dashboard and ``gonogo report`` compute the same figures from the same
-code. docs/insights.md defines each figure.
+on those facts: ``build(load(...))`` is the reference computation of every figure docs/insights.md
+defines. ``report``, what the API, the dashboard and ``gonogo report`` show, gets the same figures from
+one SQL statement instead (github_app/insights_sql.py; tests/test_insights_sql.py holds them equal).
 """
 
 from __future__ import annotations
