@@ -153,19 +153,23 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
             outcomes_where.append(o_column == bindparam(name))
     b = base_select.subquery("base").c
     # ... then their decision, whether a human answered, and the first commit of the change
-    human = exists().where(Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
+    by_a_human = (Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
+    human = exists().where(*by_a_human)
     first_commit_text = HistoryRow.features["first_commit_at"].as_string()
     head = [b.id, b.repository, b.environment, b.sha, b.created_at, b.next_at, us(b.created_at).label("c_us"), b.answer,
-            us(b.answered_at).label("a_us"), case((human, 1), else_=0).label("human")]  # fmt: skip
+            us(b.answered_at).label("a_us")]  # fmt: skip
     decision_columns = [DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
                         us(DecisionRecord.created_at).label("d_us")]  # fmt: skip
     if dialect == "postgresql":  # one index probe per deployment of the window, as in insights.load
         decision = select(*decision_columns).where(DecisionRecord.id == b.decision_id).limit(1).lateral("decision")
-        wd_select = (select(*head, b.key, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us)
-                     .select_from(b.id.table).outerjoin(decision, true()))  # fmt: skip
+        # a probe per deployment, not a hash of every review ever written
+        review = select(literal(1).label("one")).where(*by_a_human).limit(1).lateral("review")
+        wd_select = (select(*head, case((review.c.one.is_not(None), 1), else_=0).label("human"), b.key,
+                            decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us)
+                     .select_from(b.id.table).outerjoin(decision, true()).outerjoin(review, true()))  # fmt: skip
     else:
-        wd_select = (select(*head, b.key, *decision_columns).select_from(b.id.table)
-                     .outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
+        wd_select = (select(*head, case((human, 1), else_=0).label("human"), b.key, *decision_columns)
+                     .select_from(b.id.table).outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
     wd = wd_select.subquery("wd")
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
