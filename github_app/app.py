@@ -38,8 +38,13 @@ def create_app(
     workers: int | None = None,
     services: ServiceFactory | None = None,
     engine: Engine | None = None,
+    report_ttl: float = 60.0,
 ) -> Starlette:
-    """Build the gonogo web app; resources are created in the lifespan, not here."""
+    """Build the gonogo web app; resources are created in the lifespan, not here.
+
+    ``report_ttl``: how long an insights report (and the filter menus) is shared, in seconds; 0 computes
+    every one afresh (benchmarks/insights_pages.py --no-cache).
+    """
     if settings is None:
         settings = Settings.from_env()
     if settings.webhook_secret is None and not settings.demo_mode:
@@ -97,7 +102,7 @@ def create_app(
                 )  # fmt: skip
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
-                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng),
+                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng, ttl=report_ttl),
                            "redelivery": background.redelivery}  # fmt: skip
                 finally:
                     await background.stop()

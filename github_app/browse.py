@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from github_app import views
 from github_app.db import read_only
@@ -106,11 +106,25 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
 
 
 def choices(engine: Engine) -> tuple[list[str], list[str]]:
-    """The repositories and environments gonogo has seen, for filter menus."""
+    """The repositories and environments gonogo has seen, for filter menus (the first 500 of each, sorted)."""
     with read_only(engine) as conn:
-        repos = conn.execute(select(Deployment.repository).distinct().order_by(Deployment.repository).limit(500)).scalars()
-        envs = conn.execute(select(Deployment.environment).distinct().order_by(Deployment.environment).limit(500)).scalars()
-        return list(repos), list(envs)
+        repos, envs = (list(conn.execute(_distinct(column)).scalars())
+                       for column in (Deployment.repository, Deployment.environment))  # fmt: skip
+        return repos, envs
+
+
+def _distinct(column: Any, limit: int = 500) -> Any:
+    """The distinct values of an indexed column, one index probe per value (a loose index scan).
+
+    ``SELECT DISTINCT`` reads every deployment ever recorded (0.1 s at 100,000); stepping from one
+    value to the next through the index (ix_deployments_env, ix_deployments_env_only) reads a few
+    entries per value, whatever the history's size.
+    """
+    first = select(func.min(column).label("v"))
+    steps = first.cte("steps", recursive=True)
+    following = select(select(func.min(column)).where(column > steps.c.v).scalar_subquery()).where(steps.c.v.is_not(None))
+    steps = steps.union_all(following)
+    return select(steps.c.v).where(steps.c.v.is_not(None)).order_by(steps.c.v).limit(limit)
 
 
 def detail(engine: Engine, row_id: int) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 ``load`` reads the facts of one window through SQLAlchemy (deployments with their decision, whether a
 human answered, the first commit of the change, and the outcomes); everything else is pure and works
-on those facts, so the API, the dashboard and ``gonogo report`` compute the same figures from the same
-code. docs/insights.md defines each figure.
+on those facts: ``build(load(...))`` is the reference computation of every figure docs/insights.md
+defines. ``report``, what the API, the dashboard and ``gonogo report`` show, gets the same figures from
+one SQL statement instead (github_app/insights_sql.py; tests/test_insights_sql.py holds them equal).
 """
 
 from __future__ import annotations
@@ -471,7 +472,11 @@ class Dora:
 
 
 def _week(moment: datetime) -> date:
-    day = moment.date()
+    return _week_of_day(moment.date())
+
+
+def _week_of_day(day: date) -> date:
+    """The Monday of ``day``'s week."""
     return day - timedelta(days=day.weekday())
 
 
@@ -486,17 +491,22 @@ def frequency_category(deploy_times: Sequence[datetime], window: Window) -> str:
     days_per_week: dict[date, set[date]] = defaultdict(set)
     for t in deploy_times:
         days_per_week[_week(t)].add(t.date())
+    per_month: dict[int, int] = defaultdict(int)
+    for t in deploy_times:
+        per_month[int((t - window.since).total_seconds() // (30 * 86400))] += 1
+    return frequency_bucket({week: len(days) for week, days in days_per_week.items()}, per_month, window)
+
+
+def frequency_bucket(days_per_week: dict[date, int], per_month: dict[int, int], window: Window) -> str:
+    """``frequency_category`` from its counts: distinct deployment days per week, deployments per 30-day period."""
     weeks = max(1, round(window.days / 7))
-    counts = sorted([len(v) for v in days_per_week.values()] + [0] * max(0, weeks - len(days_per_week)))
+    counts = sorted([*days_per_week.values()] + [0] * max(0, weeks - len(days_per_week)))
     median_days = statistics.median(counts)
     if median_days >= 3:
         return "daily"
     if median_days >= 1:
         return "weekly"
     months = max(1, round(window.days / 30))
-    per_month: dict[int, int] = defaultdict(int)
-    for t in deploy_times:
-        per_month[int((t - window.since).total_seconds() // (30 * 86400))] += 1
     month_counts = sorted([*per_month.values()] + [0] * max(0, months - len(per_month)))
     return "monthly" if statistics.median(month_counts) >= 1 else "yearly"
 
@@ -604,13 +614,19 @@ def _bucket(seconds: float) -> int:
     return bisect.bisect_right(_BUCKET_LIMITS, seconds)  # the first bucket whose limit is above ``seconds``
 
 
-def weekly(deployments: Sequence[DeploymentFact], results: dict[int, Result], window: Window) -> list[WeekPoint]:
-    """Per week of the window (Monday to Sunday, UTC): verdicts, change failure rate, median lead time."""
+def window_weeks(window: Window) -> list[date]:
+    """The Mondays of the weeks the window touches."""
     weeks: list[date] = []
     week = _week(window.since)
     while week <= _week(window.until - timedelta(microseconds=1)):
         weeks.append(week)
         week += timedelta(days=7)
+    return weeks
+
+
+def weekly(deployments: Sequence[DeploymentFact], results: dict[int, Result], window: Window) -> list[WeekPoint]:
+    """Per week of the window (Monday to Sunday, UTC): verdicts, change failure rate, median lead time."""
+    weeks = window_weeks(window)
     grouped: dict[date, list[DeploymentFact]] = defaultdict(list)
     for d in deployments:
         grouped[_week(d.created_at)].append(d)
@@ -673,8 +689,14 @@ def build(facts: Facts, now: datetime) -> Report:
 
 
 def report(engine: Engine, window: Window, now: datetime | None = None) -> Report:
-    """Load the window's facts and compute the report (what the API, dashboard and CLI show)."""
-    return build(load(engine, window), now or datetime.now(UTC))
+    """The window's report (what the API, dashboard and CLI show), counted by the database.
+
+    ``github_app.insights_sql`` computes in one statement what ``build(load(engine, window), now)``
+    computes in Python from every row of the window; tests/test_insights_sql.py holds them equal.
+    """
+    from github_app import insights_sql
+
+    return insights_sql.report(engine, window, now or datetime.now(UTC))
 
 
 class ReportCache:

@@ -1,0 +1,486 @@
+"""The insights report counted by the database: one statement per report, a few dozen rows back.
+
+``insights.load`` + ``insights.build`` read every deployment and outcome of the window and compute the
+figures in Python; they stay the reference definitions (docs/insights.md) and tests/test_insights_sql.py
+checks that this module gives the same report. Here one SQL statement (SQLAlchemy Core, the same on
+SQLite and PostgreSQL) does the attribution, the counting, the medians and the percentiles, and returns
+only what the figures need: counts per repository, environment and risk bin, counts per week, answer-time
+buckets, deployment days, and the middle values of each distribution. A 30-day report over 8,000
+deployments then moves some hundred rows instead of 17,000.
+
+Times are compared and subtracted as integer microseconds since the epoch, so durations are exactly
+the ``timedelta.total_seconds()`` of the Python definitions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    extract,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)  # fmt: skip
+from sqlalchemy.exc import DataError
+
+from github_app import insights as ins
+from github_app.db import read_only
+from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+
+log = logging.getLogger(__name__)
+US = 1_000_000  # microseconds per second
+DAY_US = 86400 * US
+MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
+INTS = 16  # integer value columns of the combined result
+FLOATS = 3  # floating-point value columns
+TEXTS = 4  # text columns: lists of values
+# what a first-commit time must start with to be read as one; anything else (never written by gonogo)
+# has no lead time, as in Python. A text that starts so but is not a time PostgreSQL reads makes the
+# statement fail, and ``report`` computes that window in Python instead (a full regular expression per
+# row would cost more than the rest of the statement).
+_ISO_START = r"^\d{4}-\d\d-\d\d"
+
+
+def _us(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A stored time as integer microseconds since the epoch (SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text)."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", column) * US, BigInteger)
+    raw = type_coerce(column, String)
+    return cast(func.strftime("%s", raw), Integer) * US + cast(func.substr(raw, 21, 6), Integer)
+
+
+def _iso_us(text: Any, dialect: str) -> ColumnElement[Any]:
+    """An ISO-8601 text (a JSON field) as microseconds since the epoch, or NULL when it is not one."""
+    if dialect == "postgresql":
+        moment = cast(text, DateTime(timezone=True))
+        return case((text.regexp_match(_ISO_START), cast(extract("epoch", moment) * US, BigInteger)))
+    # SQLite reads 2026-02-30 as March 2nd; Python reads no time at all: a date must read back unchanged
+    day = func.substr(text, 1, 10)
+    whole = case((func.date(day, "+0 days") == day, cast(func.strftime("%s", text), Integer)))
+    fraction = case((func.substr(text, 20, 1) == ".", cast(func.substr(text, 21, 6), Integer)), else_=0)
+    return case((whole.is_not(None), whole * US + fraction))
+
+
+def _nonneg(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((value < 0, 0), else_=value)
+
+
+def _int(value: Any) -> ColumnElement[Any]:
+    return cast(value, BigInteger)
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return _int(func.sum(case((condition, 1), else_=0)))
+
+
+def _ladder(value: ColumnElement[Any], limits: Sequence[Any]) -> ColumnElement[Any]:
+    """The index of the first limit above ``value`` (what ``bisect.bisect_right`` gives)."""
+    return case(*[(value < limit, i) for i, limit in enumerate(limits)], else_=len(limits))
+
+
+def _part(name: str, repo: Any = None, env: Any = None, key: Any = None, ints: Sequence[Any] = (),
+          floats: Sequence[Any] = (), texts: Sequence[Any] = ()) -> list[Any]:  # fmt: skip
+    """The columns of one part of the combined result, padded with typed NULLs to the common layout.
+
+    ``part`` names the part; ``repo``, ``env`` and ``k`` (a risk bin, a week, a day or an answer bucket)
+    key its rows; ``i*``, ``f*`` and ``t*`` carry its counts, sums and gathered values.
+    """
+    return [
+        literal(name, String).label("part"), cast(repo if repo is not None else null(), String).label("repo"),
+        cast(env if env is not None else null(), String).label("env"), _int(key if key is not None else null()).label("k"),
+        *[_int(ints[i] if i < len(ints) else null()).label(f"i{i}") for i in range(INTS)],
+        *[cast(floats[i] if i < len(floats) else null(), Float).label(f"f{i}") for i in range(FLOATS)],
+        *[cast(texts[i] if i < len(texts) else null(), String).label(f"t{i}") for i in range(TEXTS)],
+    ]  # fmt: skip
+
+
+def statement(window: ins.Window, dialect: str, only: Sequence[str] = ()) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of ``window``'s report and its parameters (``only``: some parts, to study their cost)."""
+    params = {"since": window.since, "until": window.until, "since_us": _epoch_us(window.since)}
+    params |= {name: value for name, value in (("repository", window.repository), ("environment", window.environment))
+               if value}  # fmt: skip
+    return _statement(dialect, bool(window.repository), bool(window.environment), tuple(only)), params
+
+
+@functools.lru_cache(maxsize=16)
+def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tuple[str, ...]) -> Select[Any]:
+    """The one statement of a report: a union of parts, each a handful of rows (see ``report``).
+
+    Built once per dialect and filter (the window comes as parameters): building and keying a statement
+    this size costs more than 10 ms a time.
+    """
+    us = lambda column: _us(column, dialect)
+    since, until = bindparam("since"), bindparam("until")
+    # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
+    target = (Deployment.sha, Deployment.repository, Deployment.environment)
+    # the window's requests alone first (narrow rows to sort for the next request of the same target) ...
+    base_select = select(
+        Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+        Deployment.created_at, Deployment.answer, Deployment.answered_at, Deployment.decision_id,
+        func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
+        .label("next_at"),
+    ).where(Deployment.created_at >= since, Deployment.created_at < until)  # fmt: skip
+    outcomes_where = [Outcome.observed_at >= since]
+    for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
+                                           (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
+        if wanted:
+            base_select = base_select.where(column == bindparam(name))
+            outcomes_where.append(o_column == bindparam(name))
+    b = base_select.subquery("base").c
+    # ... then their decision, whether a human answered, and the first commit of the change
+    by_a_human = (Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
+    human = exists().where(*by_a_human)
+    first_commit_text = HistoryRow.features["first_commit_at"].as_string()
+    head = [b.id, b.repository, b.environment, b.sha, b.created_at, b.next_at, us(b.created_at).label("c_us"), b.answer,
+            us(b.answered_at).label("a_us")]  # fmt: skip
+    decision_columns = [DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
+                        us(DecisionRecord.created_at).label("d_us")]  # fmt: skip
+    if dialect == "postgresql":  # one index probe per deployment of the window, as in insights.load
+        decision = select(*decision_columns).where(DecisionRecord.id == b.decision_id).limit(1).lateral("decision")
+        # a probe per deployment, not a hash of every review ever written
+        review = select(literal(1).label("one")).where(*by_a_human).limit(1).lateral("review")
+        wd_select = (select(*head, case((review.c.one.is_not(None), 1), else_=0).label("human"), b.key,
+                            decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us)
+                     .select_from(b.id.table).outerjoin(decision, true()).outerjoin(review, true()))  # fmt: skip
+    else:
+        wd_select = (select(*head, case((human, 1), else_=0).label("human"), b.key, *decision_columns)
+                     .select_from(b.id.table).outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
+    wd = wd_select.subquery("wd")
+
+    # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
+    # that is to the deployment whose interval [created_at, next request of the same target) holds it
+    failed_outcome = Outcome.outcome.in_(sorted(ins.FAILED))
+    # (each request with everything read about it, grouped with its outcomes: no second join back)
+    att = (
+        select(*wd.c, func.min(case((Outcome.outcome == "success", us(Outcome.observed_at)))).label("dep_us"),
+               _count(failed_outcome).label("fails"))
+        .select_from(wd)
+        .outerjoin(Outcome, and_(Outcome.repository == wd.c.repository, Outcome.environment == wd.c.environment,
+                                 Outcome.sha == wd.c.sha, Outcome.observed_at >= wd.c.created_at,
+                                 or_(wd.c.next_at.is_(None), Outcome.observed_at < wd.c.next_at), *outcomes_where))
+        .group_by(*wd.c)
+        .subquery("att")
+    )  # fmt: skip
+    failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
+    w_target = (att.c.sha, att.c.repository, att.c.environment)
+    # the first commit of the change only counts for a deployment that went out (lead time): looked up for those
+    history_of = and_(HistoryRow.deployment_id == att.c.key, att.c.dep_us.is_not(None))
+    joined = (
+        select(*[c for c in att.c if c.name not in ("next_at", "created_at", "sha", "key", "fails")],
+               failed.label("failed"),
+               func.max(failed).over(partition_by=w_target).label("t_failed"),
+               func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
+               .over(partition_by=w_target).label("t_success"))
+        .select_from(att)
+    )  # fmt: skip
+    if dialect == "postgresql":  # the JSON read once per row, in the lookup; the text converted outside it
+        history = select(first_commit_text.label("text")).where(history_of).limit(1).lateral("first")
+        joined = joined.add_columns(_iso_us(history.c.text, dialect).label("f_us")).outerjoin(history, true())
+    else:
+        joined = joined.add_columns(_iso_us(first_commit_text, dialect).label("f_us")).outerjoin(HistoryRow, history_of)
+    joined = joined.cte("facts")
+    joined = joined.prefix_with("MATERIALIZED")  # read by every part below: computed once
+    f = joined.c
+    known = or_(f.failed == 1, f.dep_us.is_not(None))
+    later_success = and_(f.t_failed == 0, f.t_success >= f.c_us)
+    escalate = f.action == "escalate"
+    by_human = and_(escalate, f.human == 1, f.a_us.is_not(None))
+    automatic = and_(f.action.in_(("approve", "reject")), f.human == 0)
+    scored = and_(f.action.is_not(None), known, f.risk.is_not(None))
+    risk_bin = case((scored, _ladder(f.risk * ins.CALIBRATION_BINS, range(1, ins.CALIBRATION_BINS))))
+    waiting = and_(escalate, f.answer.is_(None))
+    decided_failure = and_(f.action.is_not(None), f.failed == 1)
+    counts = (
+        select(*_part("group", f.repository, f.environment, risk_bin, ints=[
+            func.count(), func.count(f.action), _count(f.action == "approve"), _count(escalate),
+            _count(f.action == "reject"), _count(f.answer == "approved"), _count(and_(f.answer == "approved", f.failed == 1)),
+            _count(and_(f.answer == "rejected", f.action.in_(("reject", "escalate")), later_success)),
+            _count(and_(escalate, f.answer == "approved", later_success)), _count(waiting),
+            func.min(case((waiting, func.coalesce(f.d_us, f.c_us)))), _count(decided_failure),
+            _count(and_(decided_failure, f.action != "approve")), func.count(f.dep_us), _count(known),
+            _count(f.failed == 1),
+        ], floats=[func.sum(f.risk), func.sum(case((f.failed == 1, 1.0), else_=0.0)),
+                   func.sum((f.risk - f.failed) * (f.risk - f.failed))]))
+        .group_by(f.repository, f.environment, risk_bin)
+    )  # fmt: skip
+    week = f.c_us // DAY_US - (f.c_us // DAY_US + 3) % 7  # the Monday (days since the epoch, a Thursday)
+    verdict = case((f.verdict.in_(ins.VERDICTS[:3]), f.verdict), else_="none")
+    weeks = select(*_part("week", key=week, ints=[
+        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)])).group_by(week)  # fmt: skip
+    answer_us = _nonneg(f.a_us - f.c_us)
+    answered = and_(f.a_us.is_not(None), f.action.is_not(None))
+    who = case((f.human == 1, "human"), (f.action.in_(("approve", "reject")), "automatic"))
+    bucket = _ladder(answer_us, [literal(int(limit * US), BigInteger) for _, limit in ins.ANSWER_BUCKETS[:-1]])
+    answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
+               .group_by(who, bucket))  # fmt: skip
+    deployed = f.dep_us.is_not(None)
+    day, month = f.dep_us // DAY_US, (f.dep_us - bindparam("since_us", type_=BigInteger)) // MONTH_US
+    days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
+            .group_by(f.repository, f.environment, day, month))  # fmt: skip
+
+    # time to restore: per repository and environment, the first failure of each run of failures and
+    # the next success after it (outcomes from the start of the window on, failures and successes only).
+    # Numbering the successes in order cuts the outcomes into segments, segment k opening with success k.
+    o_order = (Outcome.observed_at, Outcome.id)
+    o_env = (Outcome.repository, Outcome.environment)
+    is_success = Outcome.outcome == "success"
+    events = (
+        select(Outcome.repository, Outcome.environment, us(Outcome.observed_at).label("o_us"),
+               case((is_success, 0), else_=1).label("fail"),
+               func.sum(case((is_success, 1), else_=0)).over(partition_by=o_env, order_by=o_order, rows=(None, 0))
+               .label("seg"))
+        .where(*outcomes_where, or_(failed_outcome, is_success))
+        .cte("events")
+    )  # fmt: skip
+    e = events.c
+    # the failures of segment k are one run, restored by success k + 1
+    runs_of = (select(e.repository, e.environment, e.seg, func.min(e.o_us).label("down")).where(e.fail == 1)
+               .group_by(e.repository, e.environment, e.seg).subquery("down"))  # fmt: skip
+    successes = select(e.repository, e.environment, e.seg, e.o_us).where(e.fail == 0).subquery("up")
+    d, u = runs_of.c, successes.c
+    runs = (
+        select(d.repository, d.environment, d.down, u.o_us.label("restored"))
+        .select_from(runs_of.outerjoin(successes, and_(u.repository == d.repository, u.environment == d.environment,
+                                                       u.seg == d.seg + 1)))
+        .cte("runs")
+    )  # fmt: skip
+    e = runs.c
+    unrestored = (select(*_part("unrestored", e.repository, e.environment, ints=[func.count()]))
+                  .where(e.down.is_not(None), e.restored.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
+
+    # distributions: the values of each kind gathered per repository and environment (unsorted: no sort on
+    # the server), from which ``report`` takes medians and percentiles exactly as the Python definitions do
+    def gathered(value: Any, where: Any) -> Any:
+        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
+
+    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
+    dists = (
+        select(*_part("dist", f.repository, f.environment, texts=[
+            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
+            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
+        ])).group_by(f.repository, f.environment)
+    )  # fmt: skip
+    lead_weeks = select(*_part("lead_week", key=week, texts=[gathered(lead_value, lead_where)])).group_by(week)
+    restored = and_(e.down.is_not(None), e.restored.is_not(None))
+    restores = (select(*_part("restore", e.repository, e.environment, texts=[gathered(e.restored - e.down, restored)]))
+                .group_by(e.repository, e.environment))  # fmt: skip
+    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [unrestored],
+             "distributions": [dists, lead_weeks, restores]}
+    return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
+
+
+def _epoch_us(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+@dataclass
+class _Counts:
+    """The counts of one repository and environment, or of the whole window."""
+
+    ints: list[int]
+    risk: float = 0.0
+    failed: float = 0.0
+    brier: float = 0.0
+    oldest_start: int | None = None
+    bins: list[tuple[int, float, int]] | None = None  # per risk bin: deployments, sum of risk, failures
+
+
+_FIELDS = ("deployments", "decided", "auto_go", "escalated", "auto_no", "approved", "escaped", "false_rejections",
+           "needless", "waiting", "oldest_start", "failures", "caught", "successful", "out", "failed")  # fmt: skip
+_I = {name: i for i, name in enumerate(_FIELDS)}
+
+
+def _add(into: dict[Any, _Counts], key: Any, row: Any) -> None:
+    c = into.get(key)
+    if c is None:
+        c = into[key] = _Counts(ints=[0] * len(_FIELDS), bins=[(0, 0.0, 0)] * ins.CALIBRATION_BINS)
+    for name, i in _I.items():
+        value = getattr(row, f"i{i}")
+        if name == "oldest_start":
+            if value is not None:
+                c.oldest_start = value if c.oldest_start is None else min(c.oldest_start, value)
+        elif value:
+            c.ints[i] += int(value)
+    if row.k is not None:  # a risk bin: the deployments of it that went out and had a risk
+        n, risk, failed = row.i0, row.f0, row.f1
+        assert c.bins is not None
+        old = c.bins[row.k]
+        c.bins[row.k] = (old[0] + n, old[1] + risk, old[2] + round(failed))
+        c.risk += risk
+        c.failed += failed
+        c.brier += row.f2
+
+
+Values = dict[tuple[str, str | None, str | None, int | None], list[float]]
+
+
+def _values(text: str | None) -> list[float]:
+    """A gathered list of microseconds, in seconds (``timedelta.total_seconds()`` of the same durations)."""
+    return [int(v) / US for v in text.split(",")] if text else []
+
+
+def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | None,
+          dist: Values) -> ins.GateQuality:  # fmt: skip
+    v = dict(zip(_FIELDS, c.ints, strict=True))
+    n, approved, failures = v["decided"], v["approved"], v["failures"]
+    scored = sum(b[0] for b in c.bins or ())
+
+    def stat(kind: str, fn: Any) -> float | None:
+        return fn(dist.get((kind, repository, environment, None), []))
+
+    bins = ins.CALIBRATION_BINS
+    calibration = [
+        ins.CalibrationBin(low=i / bins, high=(i + 1) / bins, deployments=b[0],
+                           predicted=b[1] / b[0] if b[0] else None, observed=b[2] / b[0] if b[0] else None)
+        for i, b in enumerate(c.bins or [(0, 0.0, 0)] * bins)
+    ]  # fmt: skip
+    oldest = max(0.0, (now_us - c.oldest_start) / US) if c.oldest_start is not None else None
+    return ins.GateQuality(
+        repository=repository, environment=environment, deployments=v["deployments"], decided=n,
+        approved_automatically=v["auto_go"], escalated=v["escalated"], rejected_automatically=v["auto_no"],
+        share_approved_automatically=ins._share(v["auto_go"], n), share_escalated=ins._share(v["escalated"], n),
+        share_rejected_automatically=ins._share(v["auto_no"], n), approved=approved, escaped_failures=v["escaped"],
+        escaped_failure_rate=ins._share(v["escaped"], approved), false_rejections=v["false_rejections"],
+        needless_escalations=v["needless"], false_blocks=v["false_rejections"] + v["needless"],
+        answer_seconds_automatic_median=stat("automatic", ins._median),
+        answer_seconds_human_median=stat("human", ins._median), reviewer_wait_seconds_median=stat("wait", ins._median),
+        reviewer_wait_seconds_p90=stat("wait", lambda v: ins._percentile(v, 90)),
+        waiting_now=v["waiting"], oldest_waiting_seconds=oldest, failures_observed=failures, caught=v["caught"],
+        catch_rate=ins._share(v["caught"], failures), calibration=calibration,
+        brier_score=c.brier / scored if scored else None,
+    )  # fmt: skip
+
+
+def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: str | None,
+          dist: Values,
+          days: list[tuple[int, int, int]], restore_open: int) -> ins.Dora:  # fmt: skip
+    v = dict(zip(_FIELDS, c.ints, strict=True))
+    successful, out, failed = v["successful"], v["out"], v["failed"]
+    lead = dist.get(("lead", repository, environment, None), [])
+    restore = dist.get(("restore", repository, environment, None), [])
+    per_week: dict[date, int] = defaultdict(int)
+    per_month: dict[int, int] = defaultdict(int)
+    distinct_days = set()
+    for day, month, count in days:
+        if day not in distinct_days:
+            distinct_days.add(day)
+            per_week[ins._week_of_day(_EPOCH + timedelta(days=day))] += 1
+        per_month[month] += count
+    return ins.Dora(
+        repository=repository, environment=environment, days=round(window.days, 3), successful_deployments=successful,
+        deployments_per_day=successful / window.days, deployments_per_week=successful / window.days * 7,
+        deployment_days=len(distinct_days),
+        frequency_category=ins.frequency_bucket(per_week, per_month, window) if successful else "none",
+        lead_time_seconds_median=ins._median(lead), lead_time_seconds_p90=ins._percentile(lead, 90),
+        lead_time_samples=len(lead),
+        deployments_with_outcome=out, failed_deployments=failed, change_failure_rate=ins._share(failed, out),
+        restores=len(restore), time_to_restore_seconds_median=ins._median(restore), unrestored_failures=restore_open,
+    )  # fmt: skip
+
+
+_EPOCH = date(1970, 1, 1)
+_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "dist" row, in order
+_DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
+
+
+def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> ins.Report:
+    """The window's report (the same as ``insights.build(insights.load(...))``), counted by the database."""
+    now = now or datetime.now(UTC)
+    dialect = engine.dialect.name
+    with read_only(engine) as conn:
+        if dialect == "postgresql":
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # naive first-commit times read as UTC, as in Python
+            # the planner prices the per-deployment lookups high enough to compile the statement to machine
+            # code, which takes longer (about 250 ms) than running it
+            conn.exec_driver_sql("SET LOCAL jit = off")
+            # sorts and groupings of the window's rows in memory, not in files
+            conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
+            # thousands of rows: starting parallel workers costs more CPU than it saves
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        rows: list[Any] | None
+        try:
+            rows = list(conn.execute(*statement(window, dialect)).all())
+        except DataError:  # a first-commit time PostgreSQL cannot read (see _ISO_START): Python reads it
+            log.warning("insights.sql_fallback", extra={"since": window.since.isoformat()}, exc_info=True)
+            rows = None
+    if rows is None:
+        return ins.build(ins.load(engine, window), now)
+    groups: dict[tuple[str, str], _Counts] = {}
+    overall: dict[None, _Counts] = {}
+    weeks: dict[int, Any] = {}
+    answers = {"automatic": [0] * len(ins.ANSWER_BUCKETS), "human": [0] * len(ins.ANSWER_BUCKETS)}
+    days: dict[tuple[str | None, str | None], list[tuple[int, int, int]]] = defaultdict(list)
+    unrestored: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    dist: Values = defaultdict(list)
+    for row in rows:
+        part = row.part
+        if part == "group":
+            _add(groups, (row.repo, row.env), row)
+            _add(overall, None, row)
+        elif part == "week":
+            weeks[row.k] = row
+        elif part == "answers":
+            answers[row.repo][row.k] += row.i0
+        elif part == "days":
+            days[(row.repo, row.env)].append((row.k, row.i0, row.i1))
+            days[(None, None)].append((row.k, row.i0, row.i1))
+        elif part == "unrestored":
+            unrestored[(row.repo, row.env)] += row.i0
+            unrestored[(None, None)] += row.i0
+        elif part == "dist":  # per repository and environment, and all of them together
+            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
+                values = _values(text)
+                dist[(kind, row.repo, row.env, None)] = values
+                dist[(kind, None, None, None)] += values
+        elif part == "restore":
+            values = _values(row.t0)
+            dist[("restore", row.repo, row.env, None)] = values
+            dist[("restore", None, None, None)] += values
+        else:  # lead times per week
+            dist[("lead_week", None, None, row.k)] = _values(row.t0)
+    now_us = _epoch_us(now)
+    per_group = [
+        (_gate(c, now_us, repo, env, dist), _dora(c, window, repo, env, dist, days[(repo, env)], unrestored[(repo, env)]))
+        for (repo, env), c in sorted(groups.items())
+    ]  # fmt: skip
+    total = overall.get(None) or _Counts(ints=[0] * len(_FIELDS))
+    gate = _gate(total, now_us, None, None, dist)
+    dora = _dora(total, window, None, None, dist, days[(None, None)], unrestored[(None, None)])
+    gate.repository, gate.environment = window.repository, window.environment
+    dora.repository, dora.environment = window.repository, window.environment
+    points = []
+    for w in ins.window_weeks(window):
+        row = weeks.get((w - _EPOCH).days)
+        verdicts = {v: (getattr(row, f"i{i}") if row is not None else 0) for i, v in enumerate(ins.VERDICTS)}
+        known, failed = (row.i4, row.i5) if row is not None else (0, 0)
+        points.append(ins.WeekPoint(week=w, verdicts=verdicts, change_failure_rate=ins._share(failed, known),
+                                    lead_time_seconds_median=ins._median(dist.get(
+                                        ("lead_week", None, None, (w - _EPOCH).days), []))))  # fmt: skip
+    return ins.Report(window=window, generated_at=now, gate=gate, dora=dora, groups=per_group, weeks=points,
+                      answer_times=answers)  # fmt: skip

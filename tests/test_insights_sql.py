@@ -1,0 +1,206 @@
+"""The report counted by the database equals the Python definitions (``insights.build`` over ``insights.load``).
+
+``insights.report`` (what the API, the dashboard and ``gonogo report`` show) runs one SQL statement
+(github_app/insights_sql.py); ``build(load(...))`` computes the same figures in Python from every row of
+the window and follows docs/insights.md line by line. Both run here on the same database, on the seeded
+data and on hand-made edge cases, on SQLite and on PostgreSQL (GONOGO_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, update
+
+from github_app import db, insights
+from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+from github_app.insights import Window
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+H = timedelta(hours=1)
+
+
+def _same(python: Any, sql: Any, path: str = "report") -> None:
+    """Equal, except sums of floats, which the database adds in another order (last-digit differences)."""
+    if isinstance(python, dict):
+        assert isinstance(sql, dict) and python.keys() == sql.keys(), path
+        for key in python:
+            _same(python[key], sql[key], f"{path}.{key}")
+    elif isinstance(python, list):
+        assert isinstance(sql, list) and len(python) == len(sql), path
+        for i, (a, b) in enumerate(zip(python, sql, strict=True)):
+            _same(a, b, f"{path}[{i}]")
+    elif isinstance(python, float) and path.endswith((".predicted", ".brier_score")):
+        assert sql == pytest.approx(python, rel=1e-12, abs=1e-15), path
+    else:
+        assert python == sql and type(python) is type(sql), (path, python, sql)
+
+
+def _both(engine: Engine, window: Window, now: datetime) -> dict[str, Any]:
+    python = insights.build(insights.load(engine, window), now).to_json()
+    sql = insights.report(engine, window, now).to_json()
+    _same(python, sql)
+    return sql
+
+
+def test_the_database_counts_the_seeded_history_like_the_python_definitions(database_url: str) -> None:
+    from tests.insights_data import seed
+
+    engine = db.make_engine(database_url)
+    now = datetime(2026, 6, 10, 14, 23, 17, 250000, tzinfo=UTC)
+    seeded = seed(engine, deployments=900, days=60, now=now, with_audit=False)
+    windows = [
+        insights.window_from("30d", None, now),
+        insights.window_from("60d", None, now, repository="acme/shop", environment="production"),
+        insights.window_from("7d", None, now, environment="staging"),
+        insights.window_from("45d", "20d", now, repository="acme/payments"),  # ends in the past: later outcomes count
+        insights.window_from("2026-01-01", "2026-02-01", now),  # before the first deployment: an empty window
+    ]
+    reports = [_both(engine, w, now) for w in windows]
+    engine.dispose()
+
+    month = reports[0]
+    assert month["gate_quality"]["deployments"] > 400 and len(month["groups"]) == 6
+    assert month["gate_quality"]["escaped_failures"] > 0 and month["gate_quality"]["false_blocks"] > 0
+    assert month["dora"]["restores"] > 0 and month["dora"]["lead_time_samples"] > 0
+    assert month["gate_quality"]["waiting_now"] == seeded.escalated_waiting
+    assert sum(month["answer_times"]["human"]) > 0 and sum(month["answer_times"]["automatic"]) > 0
+    empty = reports[-1]
+    assert empty["gate_quality"]["deployments"] == 0 and empty["dora"]["frequency_category"] == "none"
+    assert empty["groups"] == [] and empty["gate_quality"]["share_escalated"] is None
+
+
+def _store(engine: Engine, rows: list[dict[str, Any]], outcomes: list[tuple[str, str, str, datetime]]) -> None:
+    """Deployments with their decision, reviews and first commit, and outcomes (repository o/r)."""
+    with engine.begin() as conn:
+        for n, r in enumerate(rows):
+            created = r["at"]
+            answered = created + r.get("after", timedelta(seconds=20)) if r.get("answer") else None
+            dep_id = conn.execute(insert(Deployment).values(
+                key=f"o/r/{n}/{r.get('env', 'production')}/1", repository="o/r", environment=r.get("env", "production"),
+                sha=r["sha"], run_id=n, created_at=created, state="answered" if r.get("answer") else "escalated",
+                answer=r.get("answer"), answered_at=answered,
+            ).returning(Deployment.id)).scalar_one()  # fmt: skip
+            if r.get("action"):
+                verdict = {"approve": "go", "escalate": "escalate", "reject": "no-go"}[r["action"]]
+                decision = conn.execute(insert(DecisionRecord).values(
+                    deployment_id=dep_id, created_at=created + timedelta(seconds=7, microseconds=123457),
+                    verdict=verdict, action=r["action"], risk=r.get("risk", 0.2), data={},
+                ).returning(DecisionRecord.id)).scalar_one()  # fmt: skip
+                conn.execute(update(Deployment).where(Deployment.id == dep_id).values(decision_id=decision))
+            for actor, allowed in r.get("reviews", ()):
+                conn.execute(insert(Review).values(deployment_id=dep_id, actor=actor, action="approve", allowed=allowed,
+                                                   refusal=None if allowed else "not a reviewer",
+                                                   created_at=answered or created))  # fmt: skip
+            if "first" in r:
+                conn.execute(insert(HistoryRow).values(deployment_id=f"o/r/{n}/{r.get('env', 'production')}/1",
+                                                       repository="o/r", environment=r.get("env", "production"),
+                                                       sha=r["sha"], created_at=created,
+                                                       features={"first_commit_at": r["first"]}))  # fmt: skip
+        for i, (env, sha, outcome, at) in enumerate(outcomes):
+            conn.execute(insert(Outcome).values(repository="o/r", environment=env, sha=sha, outcome=outcome,
+                                                source="deployment_status", source_key=f"edge:{i}", observed_at=at,
+                                                detail={}))  # fmt: skip
+
+
+def test_edge_cases_count_the_same_in_the_database(database_url: str) -> None:
+    a, b, c, d, e, f, g, x = (ch * 40 for ch in "abcdef0e")
+    iso = (T0 - 5 * H).isoformat()
+    rows = [
+        # approved by the gate, then an incident: an escaped failure (and caught = 0 for it)
+        {"at": T0, "sha": a, "action": "approve", "answer": "approved", "risk": 0.15, "first": iso},
+        # rejected, then the unchanged sha went out and only succeeded: a false rejection
+        {"at": T0 + H, "sha": b, "action": "reject", "answer": "rejected", "risk": 0.7, "first": iso},
+        {"at": T0 + 3 * H, "sha": b, "action": "approve", "answer": "approved", "risk": 0.25},
+        # rejected, redeployed, and that failed: not a false block
+        {"at": T0 + 2 * H, "sha": c, "action": "reject", "answer": "rejected", "risk": 0.9},
+        {"at": T0 + 4 * H, "sha": c, "action": "approve", "answer": "approved", "risk": 0.29},
+        # escalated, a reviewer approved (a refused review first), only succeeded: a needless escalation
+        {"at": T0 + 5 * H, "sha": d, "action": "escalate", "answer": "approved", "after": 2 * H, "risk": 0.4,
+         "reviews": [("mallory", False), ("rita", True)], "first": "2026-03-01T10:00:00Z"},
+        # escalated and waiting; another escalation only a refused reviewer touched, expired as rejected
+        {"at": T0 + 6 * H, "sha": e, "action": "escalate", "risk": 0.5},
+        {"at": T0 + 7 * H, "sha": f, "action": "escalate", "answer": "rejected", "after": 30 * H, "risk": 0.45,
+         "reviews": [("mallory", False)]},
+        # no decision yet; a first commit time that is not a time
+        {"at": T0 + 8 * H, "sha": g, "first": "not a time"},
+        # two requests of one sha at the same instant, and one a microsecond later (ties go to the newest)
+        {"at": T0 + 9 * H, "sha": x, "action": "approve", "answer": "approved", "risk": 0.05,
+         "first": (T0 + 8 * H + timedelta(microseconds=1)).isoformat()},
+        {"at": T0 + 9 * H, "sha": x, "action": "approve", "answer": "approved", "risk": 0.05},
+        {"at": T0 + 9 * H + timedelta(microseconds=1), "sha": x, "action": "approve", "answer": "approved", "risk": 0.95},
+        # staging: a failure never restored
+        {"at": T0 + 2 * H, "sha": a, "env": "staging", "action": "approve", "answer": "approved", "risk": 0.1},
+    ]
+    outcomes = [
+        ("production", a, "success", T0 + timedelta(minutes=10)),
+        ("production", a, "incident", T0 + timedelta(minutes=50)),  # down from here ...
+        ("production", a, "failure", T0 + timedelta(minutes=55)),  # ... still down (the same run)
+        ("production", b, "success", T0 + 1.5 * H),  # before the second request: the rejected one's
+        ("production", b, "success", T0 + 3.2 * H),  # ... restored here (any sha)
+        ("production", c, "rollback", T0 + 4.5 * H),
+        ("production", d, "success", T0 + 7.5 * H),
+        ("production", x, "success", T0 + 9 * H),  # at the very instant of the tied requests
+        ("production", x, "success", T0 + 9 * H + timedelta(microseconds=1)),
+        ("production", x, "incident", T0 + 30 * H),
+        ("staging", a, "failure", T0 + 3 * H),
+        ("staging", "9" * 40, "failure", T0 + 4 * H),  # an outcome of no deployment of the window
+        ("production", a, "success", T0 - 2 * H),  # before the window: ignored
+    ]
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    now = T0 + 48 * H + timedelta(microseconds=500)
+    window = Window(since=T0, until=T0 + 24 * H)
+    r = _both(engine, window, now)
+    one = _both(engine, Window(since=T0, until=T0 + 24 * H, repository="o/r", environment="production"), now)
+    empty = _both(engine, Window(since=T0 + 30 * H, until=T0 + 40 * H), now)  # outcomes but no deployment
+    engine.dispose()
+
+    gate, dora = r["gate_quality"], r["dora"]
+    assert gate["deployments"] == 13 and gate["decided"] == 12
+    assert gate["escaped_failures"] == 4  # a; c's redeploy (rollback); the newest x (incident); a in staging
+    assert gate["false_rejections"] == 1 and gate["needless_escalations"] == 1 and gate["false_blocks"] == 2
+    assert gate["waiting_now"] == 1 and gate["answer_seconds_human_median"] == 7200
+    assert dora["restores"] == 2 and dora["unrestored_failures"] == 2  # x's incident; staging's run of two
+    # production: down from a's incident (0:50) to b's success (1:30), from c's rollback (4:30) to d's (7:30)
+    assert dora["time_to_restore_seconds_median"] == (40 * 60 + 3 * 3600) / 2
+    assert [w["verdicts"]["none"] for w in r["weeks"]] == [1]
+    assert one["dora"]["unrestored_failures"] == 1 and one["gate_quality"]["deployments"] == 12
+    assert empty["gate_quality"]["deployments"] == 0 and empty["dora"]["unrestored_failures"] == 1
+
+
+def test_a_first_commit_time_that_is_no_time_has_no_lead_time(database_url: str) -> None:
+    """Python reads none from it; SQLite would roll Feb 30th over, PostgreSQL refuses it (and Python counts)."""
+    rows = [
+        {"at": T0, "sha": "a" * 40, "action": "approve", "answer": "approved", "first": "2026-02-30T10:00:00+00:00"},
+        {"at": T0 + H, "sha": "b" * 40, "action": "approve", "answer": "approved", "first": (T0 - 2 * H).isoformat()},
+    ]
+    outcomes = [("production", "a" * 40, "success", T0 + 0.5 * H), ("production", "b" * 40, "success", T0 + 2 * H)]
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    r = _both(engine, Window(since=T0, until=T0 + 24 * H), T0 + 24 * H)
+    engine.dispose()
+    assert r["dora"]["lead_time_samples"] == 1 and r["dora"]["lead_time_seconds_median"] == 4 * 3600
+
+
+def test_the_filter_menus_step_through_the_index_to_the_same_lists(database_url: str) -> None:
+    """``browse.choices`` walks the indexes value to value; it must list what SELECT DISTINCT lists."""
+    from sqlalchemy import select
+
+    from github_app import browse
+
+    engine = db.make_engine(database_url)
+    assert list(browse.choices(engine)) == [[], []]
+    names = [("o/r", "production"), ("o/r-2", "prod"), ("a/b", "production"), ("o/r", "staging"), ("A/b", "Prod")]
+    with engine.begin() as conn:
+        for n, (repo, env) in enumerate(names * 2):
+            conn.execute(insert(Deployment).values(key=f"k{n}", repository=repo, environment=env, sha="a" * 40, run_id=n,
+                                                   created_at=T0 + n * H, state="evaluating"))  # fmt: skip
+        ordered = [list(conn.execute(select(column).distinct().order_by(column)).scalars())
+                   for column in (Deployment.repository, Deployment.environment)]  # fmt: skip
+    menus = list(browse.choices(engine))
+    engine.dispose()
+    assert menus == ordered
+    assert [len(m) for m in menus] == [4, 4] and menus[0][-1] == "o/r-2"
