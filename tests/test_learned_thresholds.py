@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from github_app import audit, db
-from github_app.db.models import AuditEntry, DecisionRecord, Deployment, HistoryRow
+from github_app.db.models import AuditEntry, DecisionRecord, Deployment, HistoryRow, Review
 from rules.learning import PastDeployment, TrackRecord, judge, tally, wilson_upper
 from rules.policy import PolicyError, default_policy, effective, load_policy_text
 from tests.scenarios import LABEL, REPO, release_state
@@ -29,22 +29,37 @@ def big_release():
     return release_state(extra_files=BIG_CHANGE, policy=POLICY)
 
 
-def _seed(database_url: str, outcomes: list[str], *, answer: str = "approved", rule: str = "GNG-CHG-001") -> None:
-    """Earlier escalated production deployments of the repository: ``rule`` failed as a major in each."""
+def _seed(
+    database_url: str, outcomes: list[str | None], *, answer: str | None = "approved", rule: str = "GNG-CHG-001",
+    repository: str = REPO, environment: str = "production", shas: list[str] | None = None,
+    approver: str | None = "rita", step: timedelta = timedelta(days=1),
+) -> list[str]:
+    """Earlier escalated deployments of the repository (``rule`` failed as a major in each); their shas.
+
+    An approval is stored as the app stores a reviewer's: the answer on the deployment row and an allowed
+    ``approve`` review by ``approver`` (the deployer is dora).
+    """
     engine = db.make_engine(database_url)
     start = datetime.now(UTC) - timedelta(days=31)
+    shas = shas or [f"{i:040x}" for i in range(len(outcomes))]
     with engine.begin() as conn:
-        for i, outcome in enumerate(outcomes):
-            key, sha, when = f"{REPO}#{9000 + i}/production/{90000 + i}", f"{i:040x}", start + timedelta(days=i)
-            conn.execute(insert(Deployment).values(key=key, repository=REPO, environment="production", sha=sha,
-                                                   run_id=9000 + i, created_at=when, state="done", answer=answer,
-                                                   answered_at=when))  # fmt: skip
+        for i, (outcome, sha) in enumerate(zip(outcomes, shas, strict=True)):
+            key, when = f"{repository}#{9000 + i}/{environment}/{90000 + i}", start + step * i
+            dep_id = conn.execute(insert(Deployment).values(
+                key=key, repository=repository, environment=environment, sha=sha, run_id=9000 + i, created_at=when,
+                creator="dora", state="done" if answer else "escalated", answer=answer,
+                answered_at=when if answer else None,
+            ).returning(Deployment.id)).scalar_one()  # fmt: skip
+            if answer == "approved" and approver:
+                conn.execute(insert(Review).values(deployment_id=dep_id, delivery_id=f"seed-{i}", actor=approver,
+                                                   action="approve", allowed=True, reason="", created_at=when))  # fmt: skip
             conn.execute(insert(HistoryRow).values(
-                deployment_id=key, repository=REPO, environment="production", sha=sha, created_at=when,
+                deployment_id=key, repository=repository, environment=environment, sha=sha, created_at=when,
                 outcome=outcome if answer == "approved" else None, outcome_at=when + timedelta(hours=1),
                 features={"additions": 1100, "major_findings": [rule], "verdict": "escalate", "action": "escalate"},
             ))  # fmt: skip
     engine.dispose()
+    return shas
 
 
 def _stored(database_url: str) -> tuple[dict, dict]:
