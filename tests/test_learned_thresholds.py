@@ -147,6 +147,8 @@ def test_the_policy_bounds_what_can_be_learned():
         load_policy_text("environments:\n  production:\n    learning: {rules: [GNG-SEC-002]}\n")
     with pytest.raises(PolicyError, match="min_deployments"):
         load_policy_text("environments:\n  production:\n    learning: {min_deployments: 2}\n")
+    with pytest.raises(PolicyError, match="at most 365d"):  # a record from years ago says little of today's code
+        load_policy_text("environments:\n  production:\n    learning: {window: 3650d}\n")
     off = effective(load_policy_text("environments:\n  production:\n    learning: {enabled: false}\n"), "production")
     records = tally([PastDeployment(("GNG-CHG-001",), True, "approved", "success")] * 40, off.learning.rules)
     assert not judge(off, records)["GNG-CHG-001"].relaxed
