@@ -18,7 +18,7 @@ MAX_ROWS = 1000  # the newest deployments in the window are plenty to bound a fa
 
 
 def track_record(
-    engine: Engine, repository: str, environment: str, deployment_key: str, sha: str, now: datetime, settings: Learning
+    engine: Engine, repository: str, environment: str, deployment_key: str, now: datetime, settings: Learning
 ) -> dict[str, TrackRecord] | None:
     """The outcome record of each learnable rule over the window before ``now``; None when learning is off.
 
@@ -30,14 +30,15 @@ def track_record(
       posted on an escalation nobody approved, or on a rejected one, is not an outcome of a release;
     - an approval counts only when a reviewer other than the deployer approved (an allowed ``approve``
       review); the deployer's own approval (``four_eyes: false``) or a break-glass override counts against;
-    - the commit being deployed, and every earlier deployment of one commit or of one day, count once.
+    - every earlier deployment of one commit (the one being deployed too: its failure counts against a
+      re-run) or of one day counts once.
 
     A record that cannot be read relaxes nothing: each rule's record then carries the error.
     """
     if not settings.enabled or not settings.rules:
         return None
     try:
-        return _read(engine, repository, environment, deployment_key, sha, now, settings)
+        return _read(engine, repository, environment, deployment_key, now, settings)
     except Exception as exc:  # noqa: BLE001 - an unreadable record is no record: nothing relaxed, the reason shown
         log.warning("learning.record_unreadable", extra={"repository": repository, "environment": environment,
                                                          "error": f"{type(exc).__name__}: {exc}"[:300]})  # fmt: skip
@@ -46,7 +47,7 @@ def track_record(
 
 
 def _read(
-    engine: Engine, repository: str, environment: str, deployment_key: str, sha: str, now: datetime, settings: Learning
+    engine: Engine, repository: str, environment: str, deployment_key: str, now: datetime, settings: Learning
 ) -> dict[str, TrackRecord]:
     # only the two keys learning reads, not the whole features document of up to MAX_ROWS rows
     majors_of, action_of = HistoryRow.features["major_findings"], HistoryRow.features["action"].as_string()
@@ -60,7 +61,7 @@ def _read(
         .join(Deployment, Deployment.key == HistoryRow.deployment_id, isouter=True)
         .where(HistoryRow.repository == repository, HistoryRow.environment == environment,
                HistoryRow.created_at >= now - settings.window, HistoryRow.created_at < now,
-               HistoryRow.deployment_id != deployment_key, HistoryRow.sha != sha)
+               HistoryRow.deployment_id != deployment_key)
         .order_by(HistoryRow.created_at.desc(), HistoryRow.id.desc())
         .limit(MAX_ROWS)
     )  # fmt: skip

@@ -382,7 +382,7 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     track = None
     if env_policy is not None:  # what this repository's own outcomes say of its learnable rules
         track = await asyncio.to_thread(learning.track_record, engine, t.repository, t.environment,
-                                        t.deployment_key, t.sha, now, env_policy.learning)  # fmt: skip
+                                        t.deployment_key, now, env_policy.learning)  # fmt: skip
     decision = evaluate(collected.evidence, policy, t.environment, now=now, risk=risk, waivers=found_waivers,
                         track=track)  # fmt: skip
     if ctx.settings.dry_run and decision.mode != "dry-run":
