@@ -16,15 +16,20 @@ from sqlalchemy import func, select, text
 
 from github_app import db
 from github_app.db.models import DecisionRecord, HistoryRow, Outcome, Review
-from github_app.sandbox.webhooks import deployment_status_payload
+from github_app.sandbox.webhooks import check_run_payload, deployment_status_payload
 from tests.scenarios import LABEL, REPO, release_state
 from tests.test_learned_thresholds import BIG_CHANGE, POLICY, _seed, big_release
 from tests.world import World, running_world
 
 
 def _commits(state, n: int) -> list[str]:
-    """``n`` earlier commits of the repository (on a branch of their own), so statuses can name them."""
-    return [state.add_commit(REPO, message=f"Large change {i}", author="dora", branch="history").sha for i in range(n)]
+    """``n`` earlier commits of the repository (on a branch off the last release), so statuses can name them."""
+    repo = state.repo(REPO)
+    base = repo.commits[repo.branches["main"]].parents[0]
+    shas = [state.add_commit(REPO, message="Large change 0", author="dora", parents=[base], branch="history").sha]
+    shas += [state.add_commit(REPO, message=f"Large change {i}", author="dora", branch="history").sha
+             for i in range(1, n)]  # fmt: skip
+    return shas
 
 
 def _post_status(world: World, sha: str, state: str, *, replays: int = 0) -> int:
@@ -149,6 +154,26 @@ def test_a_rerun_keeps_the_relaxation_and_failures_withdraw_it(database_url):
     assert {o: n for o, n in outcomes} == {"failure": 5, "success": 1}
     assert last.answer is None and last.waiting, summary[:3000]
     assert "GNG-CHG-001: still escalates" in summary and "5 of 21 failed" in summary  # the release's two attempts: one
+
+
+def test_a_re_evaluation_reads_the_record_afresh(database_url):
+    """Escalated one outcome short; the missing outcome arrives and the check run is re-run: relaxed now."""
+    state = big_release()
+    shas = _commits(state, 20)
+    _seed(database_url, ["success"] * 19 + [None], shas=shas)
+    with running_world(database_url, state) as world:
+        gate, summary = _decide(world)
+        assert gate.answer is None and gate.waiting and "19 of the 20 outcomes needed" in summary, summary[:3000]
+        _post_status(world, shas[-1], "success")
+        world.settle()
+        run = world.check_run(LABEL)
+        response = world.send("check_run", check_run_payload(world.state, REPO, run.id, "rerequested", sender="rita"))
+        assert response.status_code in (200, 202), response.text
+        world.settle()
+        gate = world.wait(lambda: world.gate(LABEL) if world.gate(LABEL).answer else None, what="the re-evaluation")
+        summary = world.check_run(LABEL).output["summary"]
+    assert gate.answer == "approved", summary[:3000]
+    assert "20 of 20 earlier deployments" in summary
 
 
 @pytest.mark.parametrize(
