@@ -9,6 +9,7 @@ other than the deployer, once per commit and per day, in this repository and env
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -229,3 +230,20 @@ def test_the_deployed_branch_cannot_turn_learning_on(database_url):
     assert reads and set(reads) == {"main"}
     assert decision["learning"] == [] and not any(f.get("learned") for f in decision["findings"])
     assert gate.answer != "approved" and "Learned from this repository" not in summary
+
+
+def test_a_success_the_deployer_posts_for_the_release_itself_does_not_shrink_the_change(database_url):
+    """The deployer creates an ungated deployment of the release and marks it deployed fine: the change is still
+    measured from the last release gonogo let through, so the large change is still found (and escalated)."""
+    state = big_release()
+    head = state.deployment(LABEL)[1].sha
+    with running_world(database_url, state) as world:
+        _post_status(world, head, "success")
+        world.settle()
+        time.sleep(1.1)  # the workflow that GitHub gates starts after the forged status (timestamps in seconds)
+        world.state.named_deployments["late"] = (REPO, world.state.add_deployment(REPO, head, "production",
+                                                                                  creator="dora").id)  # fmt: skip
+        gate, summary = _decide(world, "late")
+    assert gate.answer is None and gate.waiting, summary[:3000]
+    [finding] = [f for f in _last_decision(database_url)["findings"] if f["rule_id"] == "GNG-CHG-001"]
+    assert finding["status"] == "failed" and finding["value"] > 1000
