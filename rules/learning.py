@@ -10,7 +10,9 @@ relaxation is read afresh for every decision, so failures withdraw it as soon as
 What it never does: relax a blocker, a security or performance rule (only ``LEARNABLE_RULES``), a
 finding whose severity the policy sets (or GNG-TEST-002 under ``tests.require_reports``), or anything
 about evidence that is missing or unread; the
-risk, score and confidence limits apply to the relaxed deployment as to any other.
+risk, score and confidence limits apply to the relaxed deployment as to any other. Nor does it count what a
+deployer can bring about alone (github_app/learning.py): outcomes of releases the gate did not let through,
+their own approvals, or the same commit or day many times over.
 """
 
 from __future__ import annotations
