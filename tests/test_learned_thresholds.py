@@ -180,3 +180,16 @@ def test_only_reviewers_answers_count_as_approvals():
     assert not record.relaxed and "reviewers approved 0 of 5" in record.why
     record = judge(env, tally(dry_run, ["GNG-CHG-001"]))["GNG-CHG-001"]
     assert record.relaxed  # twenty large changes shipped and none failed: the outcomes alone vouch
+
+
+def test_one_commit_or_one_day_is_one_observation():
+    """Deployments that share a commit or a day are one group: any failure fails it, any rejection counts against."""
+    from datetime import date
+
+    def row(sha: str, day: int, answer: str = "approved", outcome: str | None = "success") -> PastDeployment:
+        return PastDeployment(("GNG-CHG-001",), True, answer, outcome, sha, date(2026, 3, day))
+
+    rec = tally([row("a", 1), row("a", 2), row("b", 2), row("c", 3, outcome="failure"), row("c", 4),
+                 row("d", 5, "unvouched"), row("e", 6), row("f", 6, "rejected", None)], ["GNG-CHG-001"])["GNG-CHG-001"]
+    # groups: {a@1, a@2, b@2}, {c@3, c@4}, {d@5}, {e@6, f@6}
+    assert (rec.flagged, rec.reviewed, rec.approved, rec.deployed, rec.failed) == (4, 4, 2, 4, 1)
