@@ -29,7 +29,8 @@ from the same history table the app keeps. Outcomes come back as the app receive
 deployment gonogo approves is deployed and its outcome recorded; an escalated one is deployed when
 the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome. Each
 decision's major findings, verdict, answer and outcome form the repository's outcome record, which
-the next decisions read through ``rules.learning.tally`` as the app does (github_app/learning.py):
+the next decisions read through ``rules.learning.tally`` as the app does (github_app/learning.py,
+one count per commit and per day):
 the policy's ``learning`` section relaxes a large change or a missing test report into a
 recommendation for a repository once that record vouches for it (docs/policy.md).
 
@@ -368,7 +369,9 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
             d.repo.deployed.append((d.created_at, d.would_fail))
         history.append(row)
         answer = "approved" if deployed else "rejected"
-        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict == "escalate", answer, outcome)))
+        # each deployment is its own commit; the app counts one per commit and per day (github_app/learning.py)
+        d.repo.past.append((d.created_at, PastDeployment(tuple(decision.major_findings), verdict == "escalate", answer,
+                                                         outcome, f"{d.repo.name}#{d.index}", d.created_at.date())))
 
 
 def _reviewer_approves(d: Deployment) -> bool:

@@ -801,10 +801,18 @@ def read_history(engine: Engine, t: Target) -> EnvironmentHistory:
     """What gonogo remembers of this environment: last good deployment, recent pace and failures."""
     now = t.created_at
     with read_only(engine) as conn:
+        # The change is measured from the last release gonogo let through that then deployed fine (this very
+        # commit, when it was let through before). A success status alone is the deployer's word (their workflow
+        # posts it, on any deployment of any commit, even this one): counted as the base, it would shrink the
+        # change being gated.
+        let_through = select(Deployment.id).where(
+            Deployment.repository == Outcome.repository, Deployment.environment == Outcome.environment,
+            Deployment.sha == Outcome.sha, Deployment.answer == "approved",
+        ).exists()  # fmt: skip
         last_ok = conn.execute(
             select(Outcome.sha, Outcome.observed_at)
             .where(Outcome.repository == t.repository, Outcome.environment == t.environment, Outcome.outcome == "success",
-                   Outcome.observed_at <= now)
+                   Outcome.observed_at <= now, let_through)
             .order_by(Outcome.observed_at.desc()).limit(1)
         ).first()  # fmt: skip
         baseline = None

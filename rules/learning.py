@@ -10,7 +10,9 @@ relaxation is read afresh for every decision, so failures withdraw it as soon as
 What it never does: relax a blocker, a security or performance rule (only ``LEARNABLE_RULES``), a
 finding whose severity the policy sets (or GNG-TEST-002 under ``tests.require_reports``), or anything
 about evidence that is missing or unread; the
-risk, score and confidence limits apply to the relaxed deployment as to any other.
+risk, score and confidence limits apply to the relaxed deployment as to any other. Nor does it count what a
+deployer can bring about alone (github_app/learning.py): outcomes of releases the gate did not let through,
+their own approvals, or the same commit or day many times over.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,8 +36,10 @@ class PastDeployment:
 
     majors: tuple[str, ...]  # rules that failed at major severity (before any learned relaxation)
     asked: bool  # it was handed to reviewers (an enforced escalation, not a dry run), so the answer is theirs
-    answer: str | None  # approved | rejected
-    outcome: str | None  # success | failure | rollback | incident, once known
+    answer: str | None  # approved (by a reviewer other than the deployer) | unvouched (approved otherwise) | rejected
+    outcome: str | None  # success | failure | rollback | incident, once known (None unless the gate let it through)
+    sha: str | None = None  # the commit: every deployment of one commit counts once
+    day: date | None = None  # the day it was deployed: every deployment of one day counts once
 
 
 class TrackRecord(BaseModel):
@@ -49,6 +54,7 @@ class TrackRecord(BaseModel):
     deployed: int = 0  # with an outcome recorded
     failed: int = 0  # of those deployed, failed
     failure_bound: float | None = None  # one-sided 95 % upper bound of failed / deployed
+    error: str | None = None  # the record could not be read: nothing is relaxed
     relaxed: bool = False
     why: str = ""
 
@@ -63,19 +69,52 @@ def wilson_upper(failures: int, n: int, z: float = Z_95) -> float:
     return min(1.0, (centre + spread) / (1 + z * z / n))
 
 
+def _units(rows: list[PastDeployment]) -> list[list[PastDeployment]]:
+    """Group deployments that share a commit or a day: each group is one observation.
+
+    Re-running one commit, or a burst of escalations approved in one sitting, is one piece of evidence,
+    not many: a record of ``min_deployments`` needs as many different commits on as many different days.
+    """
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, object], int] = {}
+    for i, row in enumerate(rows):
+        for key in (("sha", row.sha), ("day", row.day)):
+            if key[1] is None:
+                continue
+            j = first.setdefault(key, i)
+            parent[root(i)] = root(j)
+    groups: dict[int, list[PastDeployment]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(root(i), []).append(row)
+    return list(groups.values())
+
+
 def tally(rows: Iterable[PastDeployment], rule_ids: Iterable[str]) -> dict[str, TrackRecord]:
-    """Count, per rule, what happened to the earlier deployments it flagged."""
+    """Count, per rule, what happened to the earlier deployments it flagged (one count per commit and day).
+
+    In a group, any rejection (or approval not by an independent reviewer) counts against the approval
+    share, and any failure makes the group's outcome a failure.
+    """
+    rows = list(rows)
     records = {rid: TrackRecord(rule_id=rid) for rid in rule_ids}
-    for row in rows:
-        for rid in set(row.majors) & records.keys():
-            rec = records[rid]
+    for rid, rec in records.items():
+        for unit in _units([row for row in rows if rid in row.majors]):
             rec.flagged += 1
-            if row.asked and row.answer in ("approved", "rejected"):
+            answers = [row.answer for row in unit if row.asked and row.answer in ("approved", "unvouched", "rejected")]
+            if answers:
                 rec.reviewed += 1
-                rec.approved += row.answer == "approved"
-            if row.outcome is not None:
+                rec.approved += all(a == "approved" for a in answers)
+            outcomes = [row.outcome for row in unit if row.outcome is not None]
+            if outcomes:
                 rec.deployed += 1
-                rec.failed += row.outcome in FAILED_OUTCOMES
+                rec.failed += any(o in FAILED_OUTCOMES for o in outcomes)
     return records
 
 
@@ -90,6 +129,8 @@ def judge(env: EnvironmentPolicy, records: Mapping[str, TrackRecord]) -> dict[st
         limit = env.approve.max_risk
         if not settings.enabled:
             rec.why = "learning is turned off"
+        elif rec.error is not None:
+            rec.why = f"the outcome record could not be read ({rec.error}), so nothing is relaxed"
         elif rid == "GNG-TEST-002" and env.tests.require_reports:
             rec.why = "tests.require_reports insists on test reports"
         elif approval is not None and approval < settings.min_approval:

@@ -262,7 +262,16 @@ class Learning(_Strict):
     min_approval: float = Field(
         default=0.8, ge=0.5, le=1, description="Lowest share of its escalations that reviewers approved."
     )
-    window: Duration = Field(default=timedelta(days=180), description="How far back outcomes count (\"180d\").")
+    window: Duration = Field(
+        default=timedelta(days=180), description="How far back outcomes count (\"180d\", at most 365d)."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=365):
+            raise ValueError("learning.window is at most 365d: older outcomes say little of today's code")
+        return value
 
 
 class EnvironmentPolicy(_Strict):

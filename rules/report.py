@@ -285,7 +285,7 @@ def report_sections(d: Decision) -> list[Section]:
         out.append(Section("Active waivers", _items([f"{w.rule_id} waived by @{w.author} until {w.expires_at:%Y-%m-%d}: "
                                                      f"{w.reason}" for w in d.waivers])))  # fmt: skip
     learned = [f"{r.rule_id}: {'a recommendation here' if r.relaxed else 'still escalates'} ({r.why})"
-               for r in d.learning if r.flagged]  # fmt: skip
+               for r in d.learning if r.flagged or r.error]  # fmt: skip
     if learned:
         out.append(Section("Learned from this repository's outcomes", _items(learned)))
     return [x for x in out if x.items or x.table or x.lead]  # never an empty heading

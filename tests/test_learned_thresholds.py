@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from github_app import audit, db
-from github_app.db.models import AuditEntry, DecisionRecord, Deployment, HistoryRow
+from github_app.db.models import AuditEntry, DecisionRecord, Deployment, HistoryRow, Review
 from rules.learning import PastDeployment, TrackRecord, judge, tally, wilson_upper
 from rules.policy import PolicyError, default_policy, effective, load_policy_text
 from tests.scenarios import LABEL, REPO, release_state
@@ -29,22 +29,37 @@ def big_release():
     return release_state(extra_files=BIG_CHANGE, policy=POLICY)
 
 
-def _seed(database_url: str, outcomes: list[str], *, answer: str = "approved", rule: str = "GNG-CHG-001") -> None:
-    """Earlier escalated production deployments of the repository: ``rule`` failed as a major in each."""
+def _seed(
+    database_url: str, outcomes: list[str | None], *, answer: str | None = "approved", rule: str = "GNG-CHG-001",
+    repository: str = REPO, environment: str = "production", shas: list[str] | None = None,
+    approver: str | None = "rita", step: timedelta = timedelta(days=1),
+) -> list[str]:
+    """Earlier escalated deployments of the repository (``rule`` failed as a major in each); their shas.
+
+    An approval is stored as the app stores a reviewer's: the answer on the deployment row and an allowed
+    ``approve`` review by ``approver`` (the deployer is dora).
+    """
     engine = db.make_engine(database_url)
     start = datetime.now(UTC) - timedelta(days=31)
+    shas = shas or [f"{i:040x}" for i in range(len(outcomes))]
     with engine.begin() as conn:
-        for i, outcome in enumerate(outcomes):
-            key, sha, when = f"{REPO}#{9000 + i}/production/{90000 + i}", f"{i:040x}", start + timedelta(days=i)
-            conn.execute(insert(Deployment).values(key=key, repository=REPO, environment="production", sha=sha,
-                                                   run_id=9000 + i, created_at=when, state="done", answer=answer,
-                                                   answered_at=when))  # fmt: skip
+        for i, (outcome, sha) in enumerate(zip(outcomes, shas, strict=True)):
+            key, when = f"{repository}#{9000 + i}/{environment}/{90000 + i}", start + step * i
+            dep_id = conn.execute(insert(Deployment).values(
+                key=key, repository=repository, environment=environment, sha=sha, run_id=9000 + i, created_at=when,
+                creator="dora", state="done" if answer else "escalated", answer=answer,
+                answered_at=when if answer else None,
+            ).returning(Deployment.id)).scalar_one()  # fmt: skip
+            if answer == "approved" and approver:
+                conn.execute(insert(Review).values(deployment_id=dep_id, delivery_id=f"seed-{i}", actor=approver,
+                                                   action="approve", allowed=True, reason="", created_at=when))  # fmt: skip
             conn.execute(insert(HistoryRow).values(
-                deployment_id=key, repository=REPO, environment="production", sha=sha, created_at=when,
+                deployment_id=key, repository=repository, environment=environment, sha=sha, created_at=when,
                 outcome=outcome if answer == "approved" else None, outcome_at=when + timedelta(hours=1),
                 features={"additions": 1100, "major_findings": [rule], "verdict": "escalate", "action": "escalate"},
             ))  # fmt: skip
     engine.dispose()
+    return shas
 
 
 def _stored(database_url: str) -> tuple[dict, dict]:
@@ -132,6 +147,8 @@ def test_the_policy_bounds_what_can_be_learned():
         load_policy_text("environments:\n  production:\n    learning: {rules: [GNG-SEC-002]}\n")
     with pytest.raises(PolicyError, match="min_deployments"):
         load_policy_text("environments:\n  production:\n    learning: {min_deployments: 2}\n")
+    with pytest.raises(PolicyError, match="at most 365d"):  # a record from years ago says little of today's code
+        load_policy_text("environments:\n  production:\n    learning: {window: 3650d}\n")
     off = effective(load_policy_text("environments:\n  production:\n    learning: {enabled: false}\n"), "production")
     records = tally([PastDeployment(("GNG-CHG-001",), True, "approved", "success")] * 40, off.learning.rules)
     assert not judge(off, records)["GNG-CHG-001"].relaxed
@@ -163,3 +180,16 @@ def test_only_reviewers_answers_count_as_approvals():
     assert not record.relaxed and "reviewers approved 0 of 5" in record.why
     record = judge(env, tally(dry_run, ["GNG-CHG-001"]))["GNG-CHG-001"]
     assert record.relaxed  # twenty large changes shipped and none failed: the outcomes alone vouch
+
+
+def test_one_commit_or_one_day_is_one_observation():
+    """Deployments that share a commit or a day are one group: any failure fails it, any rejection counts against."""
+    from datetime import date
+
+    def row(sha: str, day: int, answer: str = "approved", outcome: str | None = "success") -> PastDeployment:
+        return PastDeployment(("GNG-CHG-001",), True, answer, outcome, sha, date(2026, 3, day))
+
+    rec = tally([row("a", 1), row("a", 2), row("b", 2), row("c", 3, outcome="failure"), row("c", 4),
+                 row("d", 5, "unvouched"), row("e", 6), row("f", 6, "rejected", None)], ["GNG-CHG-001"])["GNG-CHG-001"]
+    # groups: {a@1, a@2, b@2}, {c@3, c@4}, {d@5}, {e@6, f@6}
+    assert (rec.flagged, rec.reviewed, rec.approved, rec.deployed, rec.failed) == (4, 4, 2, 4, 1)
