@@ -1,6 +1,7 @@
 """The dashboard in real headless Chromium (Debian's, driven by Playwright): sign-in, every page with
 data from a seeded database, filters and links, no console error, nothing fetched from elsewhere, the
-CSP enforced by the browser; a screenshot of each page goes to docs/images/."""
+CSP enforced by the browser; a screenshot of each page is written (to a temporary folder, or to
+docs/images/ with ``GONOGO_UPDATE_SCREENSHOTS=1``, so a plain test run leaves the checkout clean)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ CHROMIUM = Path(os.environ.get("GONOGO_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 TOKEN = "browser-token-0123456789abcdef"
+UPDATE_SCREENSHOTS = os.environ.get("GONOGO_UPDATE_SCREENSHOTS") == "1"
 IMAGES = ROOT / "docs" / "images"
 
 sync_api = pytest.importorskip(
@@ -64,9 +66,17 @@ def _signed_in(browser: Any) -> tuple[Any, Any, Watch]:
     return context, page, Watch(page)
 
 
-def _shot(page: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"), full_page=True)
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/images/ when updating them, else a folder of the test's own."""
+    return IMAGES if UPDATE_SCREENSHOTS else tmp_path
+
+
+def _shot(page: Any, name: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dashboard-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
 
 
 def test_sign_in_is_required(site: tuple[str, Any]) -> None:
@@ -91,7 +101,7 @@ def test_sign_in_is_required(site: tuple[str, Any]) -> None:
     context.close()
 
 
-def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin(site: tuple[str, Any]) -> None:
+def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin(site: tuple[str, Any], shots: Path) -> None:
     url, browser = site
     context, page, watch = _signed_in(browser)
 
@@ -100,7 +110,7 @@ def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert page.locator("h2", has_text="Recent deployments").is_visible()
     assert page.locator("main table").first.locator("tbody tr").count() > 0
-    _shot(page, "overview")
+    _shot(page, "overview", shots)
 
     page.get_by_role("link", name="Insights").click()
     page.wait_for_url("**/dashboard/insights")
@@ -109,7 +119,7 @@ def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin
     for i in range(5):
         assert charts.nth(i).bounding_box()["height"] > 100  # drawn, not collapsed
     assert page.get_by_text("change failure rate", exact=True).first.is_visible()
-    _shot(page, "insights")
+    _shot(page, "insights", shots)
 
     # filters: one repository and environment; the figures table narrows to it
     page.select_option("#f-repository", "acme/shop")
@@ -127,7 +137,7 @@ def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin
     assert rows.count() == 50
     assert all(t.startswith("acme/shop#") and t.endswith("production") for t in rows.locator("td:first-child").all_inner_texts())
     first_page = rows.locator("td:first-child").all_inner_texts()
-    _shot(page, "deployments")
+    _shot(page, "deployments", shots)
     page.get_by_role("link", name="Older →").click()
     page.wait_for_load_state()
     second_page = page.locator("main table tbody tr td:first-child").all_inner_texts()
@@ -139,7 +149,7 @@ def test_every_page_renders_links_and_filters_work_and_nothing_leaves_the_origin
     for section in ("Decision", "Findings", "Risk drivers", "Reviews", "Outcomes", "Audit entries"):
         assert page.get_by_role("heading", name=section, exact=True).is_visible()
     assert "Rollout strategy" in page.locator("pre").inner_text()
-    _shot(page, "deployment")
+    _shot(page, "deployment", shots)
 
     # and from the overview's lists too
     page.goto(f"{url}/dashboard")
