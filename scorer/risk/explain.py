@@ -58,6 +58,14 @@ def _valued(template: str, unknown: str) -> Callable[[pd.Series, str], str]:
     return text
 
 
+def _valued_log(template: str, unknown: str) -> Callable[[pd.Series, str], str]:
+    """A log1p-scaled feature in words, its value back on its own scale."""
+    def text(row: pd.Series, name: str) -> str:
+        v = _num(row.get(name))
+        return template.format(v=math.expm1(v)) if v is not None else unknown
+    return text
+
+
 def _churn(row: pd.Series, name: str) -> str:
     churn = _count(row, "churn_log")
     if churn is None:
@@ -119,6 +127,18 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "directories_log": _counted("{n:,} directories touched"),
     "fix_share": _ratio("{p} of the commits fix something", "whether the change fixes something unknown"),
     "author_experience_log": _counted("main author has {n:,} earlier commits in this repository"),
+    "author_recent_experience_log": _valued_log("main author's recent experience {v:,.1f} (earlier commits, "
+                                                "each weighted 1/(1 + years ago))", "recent experience unknown"),
+    "author_subsystem_experience_log": _counted("main author has {n:,} earlier commits in the touched subsystems"),
+    "file_developers_log": _counted("{n:,} developers changed these files before"),
+    "file_age_days_log": _valued_log("the files were last changed {v:,.0f} days before, on average",
+                                     "history of the changed files unknown"),
+    "file_prior_changes_log": _counted("{n:,} earlier commits changed these files"),
+    "lines_before_log": _counted("the changed files had {n:,} lines before"),
+    "relative_additions_log": _valued_log("{v:.2f} lines added per line the files had before",
+                                          "lines of the files before the change unknown"),
+    "relative_deletions_log": _valued_log("{v:.2f} lines deleted per line the files had before",
+                                          "lines of the files before the change unknown"),
     "hours_since_last_deploy_log": _hours_since_deploy,
     "checks_total_log": _counted("{n:,} checks on the commit"),
     "tests_total_log": _counted("{n:,} tests ran"),

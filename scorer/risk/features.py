@@ -41,6 +41,12 @@ LOG_COLUMNS: dict[str, str] = {
     "directories_log": "directories",
     "authors_log": "authors",
     "author_experience_log": "author_experience",
+    "author_recent_experience_log": "author_recent_experience",
+    "author_subsystem_experience_log": "author_subsystem_experience",
+    "file_developers_log": "file_developers",
+    "file_age_days_log": "file_age_days",
+    "file_prior_changes_log": "file_prior_changes",
+    "lines_before_log": "lines_before",
     "hours_since_last_deploy_log": "hours_since_last_deploy",
     "checks_total_log": "checks_total",
     "tests_total_log": "tests_total",
@@ -55,6 +61,7 @@ PASS_THROUGH: tuple[str, ...] = (
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
     "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log", "fix_share",
+    "relative_additions_log", "relative_deletions_log",
     *PASS_THROUGH,
     "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
     "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
@@ -68,7 +75,9 @@ FEATURES: tuple[str, ...] = (
 # public commit-level data (ISSTA21 change-risk), where no deployment evidence exists.
 CHANGE_FEATURES: tuple[str, ...] = (
     "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "directories_log",
-    "authors_log", "author_experience_log", "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "authors_log", "author_experience_log", "author_recent_experience_log", "author_subsystem_experience_log",
+    "file_developers_log", "file_age_days_log", "file_prior_changes_log", "lines_before_log",
+    "relative_additions_log", "relative_deletions_log", "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
     "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
 )  # fmt: skip
 
@@ -166,6 +175,10 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
     f["deleted_share"] = _ratio(h["deletions"], churn)
     f["churn_per_file_log"] = np.log1p(_ratio(churn, h["files_changed"]))
     f["fix_share"] = _ratio(h["fix_commits"], h["commits"]).clip(upper=1.0)
+    # Kamei's relative churn: lines added and deleted per line the files had before the change
+    before = h["lines_before"].astype(float).clip(lower=0) + 1.0
+    f["relative_additions_log"] = np.log1p(h["additions"].astype(float).clip(lower=0) / before)
+    f["relative_deletions_log"] = np.log1p(h["deletions"].astype(float).clip(lower=0) / before)
     for col in PASS_THROUGH:
         f[col] = h[col].astype(float)
     f["checks_failed"] = h["checks_failed"].astype(float)
