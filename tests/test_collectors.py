@@ -13,9 +13,9 @@ import pytest
 from github_app.sandbox.app import ancestry
 from scorer.evidence import Availability, Evidence
 from tests.scenarios import (
-    _gated_release,
     LABEL,
     REPO,
+    _gated_release,
     decide,
     history_state,
     record_outcome,
