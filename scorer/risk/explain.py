@@ -8,11 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from scorer.assessment import Driver, ModelQuality, RiskEstimate
-from scorer.risk.blend import BlendedRiskModel, model_frame
-from scorer.risk.model import RiskModel
+from scorer.risk.lean import LeanBlend, LeanRiskModel, expit
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -212,6 +210,12 @@ def _as_frame(row: pd.Series | pd.DataFrame) -> pd.DataFrame:
 
 def _scorer_names(model: Any) -> tuple[Any, list[str]]:
     inner = getattr(model, "estimator", model)  # a TrainedRiskModel wraps the estimator
+    if isinstance(inner, LeanRiskModel | LeanBlend):
+        return inner, list(inner.feature_names)
+    # imported here: a lean model (what `gonogo model explain` loads) is scored without scikit-learn
+    from scorer.risk.blend import BlendedRiskModel
+    from scorer.risk.model import RiskModel
+
     if isinstance(inner, BlendedRiskModel):
         return inner, inner.feature_names
     if isinstance(inner, RiskModel):
@@ -222,7 +226,11 @@ def _scorer_names(model: Any) -> tuple[Any, list[str]]:
 def contributions_for(model: Any, features: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
     """Return (credits, base log-odds, log-odds, feature names) for feature rows under ``model``."""
     inner, names = _scorer_names(model)
-    if isinstance(inner, RiskModel):
+    if isinstance(inner, LeanRiskModel | LeanBlend):
+        credits, base, z = inner.frame_contributions(features)
+    elif hasattr(inner, "contributions_array"):  # a RiskModel
+        from scorer.risk.blend import model_frame
+
         credits, base, z = inner.contributions_array(model_frame(inner, features).to_numpy(dtype=float))
     else:
         credits, base, z = inner.contributions(features)
