@@ -64,6 +64,14 @@ def _valued_log(template: str, unknown: str) -> Callable[[pd.Series, str], str]:
     return text
 
 
+def _vs_median(what: str) -> Callable[[pd.Series, str], str]:
+    """A count against the median of the repository's earlier deployments (a log2 ratio)."""
+    def text(row: pd.Series, name: str) -> str:
+        v = _num(row.get(name))
+        return f"{what}: {2.0**v:.1f}x this repository's median" if v is not None else f"{what} unknown"
+    return text
+
+
 def _churn(row: pd.Series, name: str) -> str:
     churn = _count(row, "churn_log")
     if churn is None:
@@ -133,6 +141,11 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
                                      "history of the changed files unknown"),
     "file_prior_changes_log": _counted("{n:,} earlier commits changed these files"),
     "lines_before_log": _counted("the changed files had {n:,} lines before"),
+    "author_experience_vs_repo_median_log": _vs_median("main author's earlier commits"),
+    "file_prior_changes_vs_repo_median_log": _vs_median("earlier commits to the changed files"),
+    "file_developers_vs_repo_median_log": _vs_median("developers of the changed files"),
+    "lines_before_vs_repo_median_log": _vs_median("lines the changed files had"),
+    "file_age_days_vs_repo_median_log": _vs_median("days since the changed files were last changed"),
     "relative_additions_log": _valued_log("{v:.2f} lines added per line the files had before",
                                           "lines of the files before the change unknown"),
     "relative_deletions_log": _valued_log("{v:.2f} lines deleted per line the files had before",
@@ -180,7 +193,6 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "weekday_cos": _weekday,
     "weekend": _flag("deployed at the weekend", "deployed on a working day"),
     "off_hours": _flag("deployed outside 07:00-19:00 UTC", "deployed within 07:00-19:00 UTC"),
-    "env_deploys_30d_log": _counted("{n:,} deployments to this environment in the 30 days before"),
     "env_recent_failure_rate": _ratio("{p} of the last 20 deployments to this environment failed",
                                       "no earlier outcomes in this environment"),
     "env_failures_30d": _valued("{v:.0f} failed deployments to this environment in 30 days",
