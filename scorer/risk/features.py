@@ -153,14 +153,17 @@ def _repo_median_churn(h: pd.DataFrame, churn: pd.Series, window: int | None = N
 
     With ``window``, over the latest ``window`` of them only.
     """
-    out = pd.Series(np.nan, index=h.index)
-    for idx in h.groupby("repository", sort=False).groups.values():
-        c = churn.loc[idx]
+    out = np.full(len(h), np.nan)
+    times = h["created_at"].to_numpy(dtype="datetime64[ns]")
+    values = churn.to_numpy(dtype=float)
+    for pos in h.groupby("repository", sort=False).indices.values():  # positions, in time order
+        c = pd.Series(values[pos])
         rolling = c.expanding(min_periods=1) if window is None else c.rolling(window, min_periods=1)
-        prior = rolling.median().shift(1)
+        prior = rolling.median().shift(1).to_numpy()
         # Rows sharing a timestamp must not see each other: use the value before the first of them.
-        out.loc[idx] = prior.groupby(h.loc[idx, "created_at"].to_numpy()).transform("first").to_numpy()
-    return out
+        t = times[pos]
+        out[pos] = prior[np.searchsorted(t, t, side="left")]
+    return pd.Series(out, index=h.index)
 
 
 def build_features(history: pd.DataFrame) -> pd.DataFrame:
