@@ -166,6 +166,7 @@ def train_model(
         "libraries": library_versions(),
         "kind": local.kind_ if local is not None else "prior_only",
         "calibration": local.calibration_ if local is not None else None,
+        "recency_half_life": getattr(local, "recency_", None) if local is not None else None,
         "fallback_reason": local.fallback_reason_ if local is not None else None,
         "metrics": local.validation_metrics_ if local is not None else {},
         "params": params or {},
