@@ -57,8 +57,10 @@ QUICK_PROJECTS = ("jdt", "platform", "gerrit")
 HISTORY_ADDED = ("file_developers", "file_age_days", "file_prior_changes", "lines_before",
                  "author_recent_experience", "author_subsystem_experience")  # fmt: skip
 HISTORY_FEATURES = ("file_developers_log", "file_age_days_log", "file_prior_changes_log", "lines_before_log",
-                    "relative_additions_log", "relative_deletions_log", "author_recent_experience_log",
-                    "author_subsystem_experience_log")  # fmt: skip
+                    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log",
+                    "prior_changes_per_file_log", "author_recent_experience_log", "author_subsystem_experience_log",
+                    "file_prior_changes_vs_repo_median_log", "file_developers_vs_repo_median_log",
+                    "lines_before_vs_repo_median_log", "file_age_days_vs_repo_median_log")  # fmt: skip
 # The numeric schema columns a commit-level history fills: what the plain baseline sees.
 BASELINE_COLUMNS = ("commits", "files_changed", "additions", "deletions", "subsystems", "entropy", "authors",
                     "author_experience", "directories", "fix_commits", *HISTORY_ADDED, "hour_utc", "weekday")  # fmt: skip

@@ -69,7 +69,8 @@ VS_REPO_MEDIAN: tuple[str, ...] = (
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
     "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log", "fix_share",
-    "relative_additions_log", "relative_deletions_log", *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN),
+    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log", "prior_changes_per_file_log",
+    *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN),
     *PASS_THROUGH,
     "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
     "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
@@ -85,8 +86,8 @@ CHANGE_FEATURES: tuple[str, ...] = (
     "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "directories_log",
     "authors_log", "author_experience_log", "author_recent_experience_log", "author_subsystem_experience_log",
     "file_developers_log", "file_age_days_log", "file_prior_changes_log", "lines_before_log",
-    "relative_additions_log", "relative_deletions_log", *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN),
-    "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log", "prior_changes_per_file_log",
+    *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN), "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
     "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
 )  # fmt: skip
 
@@ -191,6 +192,9 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
     before = h["lines_before"].astype(float).clip(lower=0) + 1.0
     f["relative_additions_log"] = np.log1p(h["additions"].astype(float).clip(lower=0) / before)
     f["relative_deletions_log"] = np.log1p(h["deletions"].astype(float).clip(lower=0) / before)
+    # Kamei's normalisation by the number of files: how large and how often changed the touched files are
+    f["lines_before_per_file_log"] = np.log1p(_ratio(h["lines_before"].clip(lower=0), h["files_changed"]))
+    f["prior_changes_per_file_log"] = np.log1p(_ratio(h["file_prior_changes"].clip(lower=0), h["files_changed"]))
     for col in VS_REPO_MEDIAN:
         v = h[col].astype(float).clip(lower=0)
         f[f"{col}_vs_repo_median_log"] = np.log2((v + 1.0) / (_repo_median_churn(h, v, MEDIAN_WINDOW) + 1.0))
