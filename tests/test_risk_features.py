@@ -186,7 +186,7 @@ def test_history_counts_are_also_given_against_the_latest_deployments_median() -
     assert f["file_developers_vs_repo_median_log"].iloc[200] == 0.0  # the usual number of developers
     assert f["relative_additions_log"].iloc[0] == pytest.approx(np.log1p(10 / 101))
     changed = h.copy()
-    changed.loc[:150, ["file_prior_changes", "lines_before", "author_experience"]] = 10_000.0
+    changed.loc[:150, ["file_prior_changes", "lines_before", "file_age_days"]] = 10_000.0
     g = build_features(changed)
     cols = [c for c in FEATURES if c.endswith("_vs_repo_median_log") and c != "churn_vs_repo_median_log"]
     pd.testing.assert_frame_equal(g[cols].iloc[252:], f[cols].iloc[252:])  # rows 0..150 are out of their window

@@ -145,7 +145,6 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
                                              "lines of the files before the change unknown"),
     "prior_changes_per_file_log": _valued_log("{v:,.1f} earlier commits per changed file",
                                               "history of the changed files unknown"),
-    "author_experience_vs_repo_median_log": _vs_median("main author's earlier commits"),
     "file_prior_changes_vs_repo_median_log": _vs_median("earlier commits to the changed files"),
     "file_developers_vs_repo_median_log": _vs_median("developers of the changed files"),
     "lines_before_vs_repo_median_log": _vs_median("lines the changed files had"),

@@ -58,13 +58,11 @@ PASS_THROUGH: tuple[str, ...] = (
     "has_migration",
 )  # fmt: skip
 
-# History counts that grow as a repository ages (earlier commits, developers, lines): beside their log, each
+# The changed files' history counts grow as a repository ages (earlier commits, developers, lines): beside their log, each
 # is also given against the median of the repository's latest ``MEDIAN_WINDOW`` earlier deployments, which
 # does not drift with age (and is what the live scorer's context of the repository's latest 100 rows holds).
 MEDIAN_WINDOW = 100
-VS_REPO_MEDIAN: tuple[str, ...] = (
-    "author_experience", "file_prior_changes", "file_developers", "lines_before", "file_age_days",
-)  # fmt: skip
+VS_REPO_MEDIAN: tuple[str, ...] = ("file_prior_changes", "file_developers", "lines_before", "file_age_days")
 
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
