@@ -338,3 +338,19 @@ def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(dat
     assert (w.file_developers, w.file_prior_changes, w.file_age_days, w.lines_before) == (None,) * 4
     assert any("more than the 20" in p.detail for p in w.provenance)
     assert w.author_recent_experience is not None  # from the author's commit listing, which has no such bound
+
+
+def test_unreadable_file_history_is_unknown_never_zero(database_url: str) -> None:
+    """When GitHub fails the commits listings, the files' history and the author's experience are unknown."""
+    with running_world(database_url, history_state()) as world:
+        run_history(world)
+        world.state.inject("GET", "/repos/acme/api/commit[s]", "status", status=500, times=None)
+        decide(world, LABEL)
+        ev, _, _ = stored(world, LABEL)
+    ch = ev.change
+    assert ch.ok and ch.files_changed == 3  # the compare answer was read
+    assert (ch.file_developers, ch.file_prior_changes, ch.file_age_days, ch.lines_before) == (None,) * 4
+    assert (ch.author_experience, ch.author_recent_experience, ch.author_subsystem_experience) == (None,) * 3
+    assert any("unreadable" in p.detail for p in ch.provenance)
+    row = ev.to_history_row()
+    assert row["file_prior_changes"] is None and row["author_subsystem_experience"] is None
