@@ -2,9 +2,11 @@
 
 Protocol, per project: commits sorted by date; the first 80 % are the training period, the rest the
 test period (``--since`` = the first test commit's time). The history file holds only the columns
-of gonogo's history schema (DESIGN.md section 3), mapped from the commit metrics by
-``scorer.risk.changerisk``; the headline leaves the two columns added for this purpose
-(``directories``, ``fix_commits``) empty, and the figure with them is printed beside it. The model is trained with ``gonogo model train`` on the training period,
+of gonogo's history schema (DESIGN.md section 3, docs/history.md), mapped from the commit metrics by
+``scorer.risk.changerisk``: the headline uses every schema column a commit fills, including the
+history of the changed files and the author's experience gonogo collects from GitHub
+(``HISTORY_ADDED`` below); the figure with those left empty (the schema before they were added) is
+printed beside it. The model is trained with ``gonogo model train`` on the training period,
 blended with a cold-start prior built *without the project being scored* (leave-one-project-out),
 and scored with ``gonogo model evaluate --since`` on the whole file, so the training rows are
 context for the test period's history features and are not scored.
@@ -12,9 +14,10 @@ context for the test period's history features and are not scored.
 Beside it, on the same rows and columns, in the same run: ``log1p -> StandardScaler ->
 LogisticRegression`` (the plain baseline the default pipeline must not rank worse than), ranking
 by lines added (LApredict), and the published deep-learning baselines. ``--extra`` adds a second
-gonogo figure with the columns the schema does not carry (the Kamei history metrics), for reference.
+gonogo figure fitted in process with every Kamei metric added again as raw log columns, for reference.
+``--quick`` scores three projects (jdt, platform, gerrit) with a smaller prior, for iterating.
 
-    .venv/bin/python benchmarks/change_risk_auc.py [--projects go,jdt] [--prior-rows 30000] [--extra]
+    .venv/bin/python benchmarks/change_risk_auc.py [--projects go,jdt] [--prior-rows 30000] [--extra] [--quick]
 """
 
 from __future__ import annotations
@@ -48,13 +51,19 @@ from scorer.risk.metrics import evaluate
 from scorer.risk.model import RiskModel
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "change-risk" / "issta21"
-# Columns added to the schema for this benchmark's second figure (computed from the compare answer
-# gonogo already reads), and the features built from them. The headline leaves them empty.
-ADDED_COLUMNS = ("directories", "fix_commits")
-ADDED_FEATURES = ("directories_log", "fix_share")
+QUICK_PROJECTS = ("jdt", "platform", "gerrit")
+# The history columns gonogo collects from the commits of the changed files and of the main author
+# (Kamei's ndev, age, nuc, lt, rexp, sexp): the figure beside the headline leaves them empty.
+HISTORY_ADDED = ("file_developers", "file_age_days", "file_prior_changes", "lines_before",
+                 "author_recent_experience", "author_subsystem_experience")  # fmt: skip
+HISTORY_FEATURES = ("file_developers_log", "file_age_days_log", "file_prior_changes_log", "lines_before_log",
+                    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log",
+                    "prior_changes_per_file_log", "author_recent_experience_log", "author_subsystem_experience_log",
+                    "file_prior_changes_vs_repo_median_log", "file_developers_vs_repo_median_log",
+                    "lines_before_vs_repo_median_log", "file_age_days_vs_repo_median_log")  # fmt: skip
 # The numeric schema columns a commit-level history fills: what the plain baseline sees.
 BASELINE_COLUMNS = ("commits", "files_changed", "additions", "deletions", "subsystems", "entropy", "authors",
-                    "author_experience", "hour_utc", "weekday")  # fmt: skip
+                    "author_experience", "directories", "fix_commits", *HISTORY_ADDED, "hour_utc", "weekday")  # fmt: skip
 
 
 def published_baselines(corpus: Path) -> pd.DataFrame:
@@ -91,15 +100,15 @@ def project_figures(corpus: Path, project: str, workdir: Path, prior_rows: int |
     since = h["created_at"].iloc[int(len(h) * 0.8)]
     train = (h["created_at"] < since).to_numpy()
     test = ~train
-    prior_path = workdir / f"prior-without-{project}.bin"
     others = tuple(p for p in PROJECTS if p != project)
-    # The prior knows only the columns of the headline (it never sees the added ones) and not this project.
-    prior_features = tuple(f for f in CHANGE_FEATURES if f not in ADDED_FEATURES)
-    prior_path.write_bytes(build_prior(corpus, projects=others, max_rows=prior_rows,
-                                       features=prior_features).to_bytes())
     stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
     figures: dict[str, dict[str, Any]] = {}
-    for variant, blank in (("schema", ADDED_COLUMNS), ("added", ())):
+    for variant, blank in (("schema", ()), ("before", HISTORY_ADDED)):
+        # The prior never sees this project, and knows only the columns the variant fills.
+        prior_path = workdir / f"prior-without-{project}-{variant}.bin"
+        prior_features = tuple(f for f in CHANGE_FEATURES if not blank or f not in HISTORY_FEATURES)
+        prior_path.write_bytes(build_prior(corpus, projects=others, max_rows=prior_rows,
+                                           features=prior_features).to_bytes())
         schema = h.reindex(columns=list(HISTORY_COLUMNS))  # columns the commit data cannot fill stay empty
         schema.loc[:, list(blank)] = np.nan
         full_path, train_path = workdir / f"{project}-{variant}.parquet", workdir / f"{project}-{variant}-train.parquet"
@@ -123,7 +132,7 @@ def project_figures(corpus: Path, project: str, workdir: Path, prior_rows: int |
         "gonogo": ours["roc_auc"], "gonogo_ece": ours["ece"], "gonogo_catch_10": ours["catch_rate"]["0.1"],
         "gonogo_kind": summary["kind"], "gonogo_calibration": summary["calibration"],
         "gonogo_validation_auc": (summary.get("validation") or {}).get("roc_auc"),
-        "gonogo_added": figures["added"]["evaluated"]["roc_auc"], "gonogo_added_ece": figures["added"]["evaluated"]["ece"],
+        "gonogo_before": figures["before"]["evaluated"]["roc_auc"], "gonogo_before_ece": figures["before"]["evaluated"]["ece"],
         "plain_lr": plain_metrics["roc_auc"], "plain_lr_ece": plain_metrics["ece"],
         "plain_lr_catch_10": plain_metrics["catch_rate"]["0.1"],
         "la_only": float(roc_auc_score(y[test], h["additions"].to_numpy()[test])),
@@ -154,10 +163,14 @@ def main() -> None:
     parser.add_argument("--projects", default=",".join(PROJECTS), help="comma-separated subset (prototyping)")
     parser.add_argument("--prior-rows", type=int, default=30_000,
                         help="the leave-one-project-out prior learns from the latest N commits of the other projects")
-    parser.add_argument("--extra", action="store_true", help="also fit with the Kamei metrics the schema lacks")
+    parser.add_argument("--extra", action="store_true", help="also fit in process with every raw Kamei metric")
+    parser.add_argument("--quick", action="store_true",
+                        help="iterate: jdt, platform and gerrit only, priors from the latest 10,000 other commits")
     args = parser.parse_args()
     t0 = time.perf_counter()
     projects = tuple(p.strip() for p in args.projects.split(",") if p.strip())
+    if args.quick:
+        projects, args.prior_rows = QUICK_PROJECTS, min(args.prior_rows, 10_000)
     table = run(args.corpus, projects, args.prior_rows, args.extra)
     pd.set_option("display.width", 250)
     print(table.drop(columns=["since"]).to_string(float_format=lambda v: f"{v:.3f}"))
@@ -165,8 +178,8 @@ def main() -> None:
     print(f"\nmean ROC AUC, schema columns only, through `gonogo model`: gonogo {m['gonogo']:.3f} "
           f"(ECE {m['gonogo_ece']:.3f}, catches {m['gonogo_catch_10']:.0%} of failures gating 10 %); "
           f"log1p+StandardScaler+LogisticRegression {m['plain_lr']:.3f} (ECE {m['plain_lr_ece']:.3f}); "
-          f"lines added alone {m['la_only']:.3f}; with the added columns (directories, fix_commits) "
-          f"{m['gonogo_added']:.3f} (ECE {m['gonogo_added_ece']:.3f})"
+          f"lines added alone {m['la_only']:.3f}; without the files' history and the author's recent and "
+          f"subsystem experience {m['gonogo_before']:.3f} (ECE {m['gonogo_before_ece']:.3f})"
           + (f"; with the Kamei columns {m['gonogo_plus_kamei']:.3f}" if "gonogo_plus_kamei" in m else "")
           + f"; {time.perf_counter() - t0:.0f} s")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import logging
 import os
@@ -595,18 +596,24 @@ async def collect_change(
     )
     main_author = authors.most_common(1)[0][0] if authors else None
     commit_times = [when for c in cmp.commits if (when := _commit_time(c)) is not None]
-    experience = None
-    if main_author and main_author != "unknown":
+    experience = recent_experience = None
+    author_known = bool(main_author and main_author != "unknown")
+    reference = min(commit_times) if commit_times else datetime.now(UTC)  # when the change began
+    if author_known:
         try:
             earlier: list[Any] = await paginate(
                 gh, gh.rest.repos.async_list_commits, owner=t.owner, repo=t.name, sha=base_sha, author=main_author,
                 limit=1000,
             )  # fmt: skip
             experience = len(earlier)
+            # the same listing gives the dates: no extra call for the recent experience
+            recent_experience = round(recent_weight(
+                [when for c in earlier if (when := _commit_time(c)) is not None], reference), 3)
         except RateLimited:
             raise
         except GitHubError:
             experience = None
+    history = await _file_history(gh, t, base_sha, files, main_author if author_known else None, reference)
     hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
     migration_globs = (await _ready(opts)).migration_globs
     count = f"≥ {len(files)}" if truncated else str(len(files))
@@ -622,12 +629,119 @@ async def collect_change(
         authors=len(authors), author_experience=experience,
         # both from the compare answer already read: no extra API call
         directories=change_directories(paths), fix_commits=sum(is_fix_message(c.commit.message) for c in cmp.commits),
+        author_recent_experience=recent_experience, file_developers=history.developers,
+        file_age_days=history.age_days, file_prior_changes=history.prior_changes,
+        author_subsystem_experience=history.subsystem_experience, lines_before=history.lines_before,
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
         first_commit_at=min(commit_times) if commit_times else None,
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:STORED_FILES]],
-        provenance=provenance,
+        provenance=[*provenance, *history.provenance],
     )  # fmt: skip
+
+
+FILE_HISTORY_LIMIT = 20  # changed files whose earlier commits are read (one call each); more: unknown
+SUBSYSTEM_HISTORY_LIMIT = 3  # touched subsystems whose earlier commits by the main author are read (one call each)
+HISTORY_PAGE = 100  # one page per call: the latest 100 earlier commits of a file or subsystem
+
+
+@dataclass
+class FileHistory:
+    """Kamei's history metrics of a change, from the earlier commits of its files; None where unknown."""
+
+    developers: int | None = None
+    age_days: float | None = None
+    prior_changes: int | None = None
+    subsystem_experience: int | None = None
+    lines_before: int | None = None
+    provenance: list[Provenance] = field(default_factory=list)
+
+
+def recent_weight(dates: list[datetime], reference: datetime) -> float:
+    """Earlier commits weighted by how recent they are: each counts 1 / (1 + years before ``reference``)."""
+    year_s = 365.25 * 86_400
+    return float(sum(1.0 / (1.0 + max((reference - d).total_seconds(), 0.0) / year_s) for d in dates))
+
+
+async def _file_history(gh: GitHub[Any], t: Target, base_sha: str, files: list[Any], author: str | None,
+                        reference: datetime) -> FileHistory:
+    """Developers, age and earlier changes of the changed files, and the author's experience in their subsystems.
+
+    Bounded API cost: one commits listing (a single page of ``HISTORY_PAGE``) and one contents read (its
+    lines before the change) per changed file that existed before (at most ``FILE_HISTORY_LIMIT`` files),
+    plus one listing per touched top-level directory for the main author (at most
+    ``SUBSYSTEM_HISTORY_LIMIT``): at most 43 calls per deployment. Only commits reachable
+    from the base, i.e. before the change, are read. A change over the limits, or a failed read, leaves the
+    metrics unknown (None), never zero.
+    """
+    out = FileHistory()
+    existing = [f.filename for f in files if str(f.status) != "added"]
+    subsystems = sorted({p.split("/", 1)[0] for p in (f.filename for f in files) if "/" in p})
+
+    async def listing(**query: Any) -> list[Any]:
+        resp = await call(gh.rest.repos.async_list_commits(t.owner, t.name, sha=base_sha, per_page=HISTORY_PAGE,
+                                                           **query))
+        return list(resp.parsed_data)
+
+    per_file: list[list[Any]] = []
+    if len(existing) > FILE_HISTORY_LIMIT:
+        out.provenance.append(Provenance(source="github.commits", detail=(
+            f"{len(existing)} changed files existed before, more than the {FILE_HISTORY_LIMIT} whose history "
+            "gonogo reads: their developers, age, earlier changes and lines are unknown")))
+    else:
+        try:
+            per_file = await asyncio.gather(*(listing(path=p) for p in existing))
+            lines = await asyncio.gather(*(_lines_at(gh, t, p, base_sha) for p in existing))
+        except RateLimited:
+            raise
+        except GitHubError as exc:
+            out.provenance.append(Provenance(source="github.commits", detail=f"file history unreadable: {exc}"))
+        else:
+            commits = {c.sha: c for found in per_file for c in found}
+            out.prior_changes = len(commits)
+            out.developers = len({_commit_author(c) for c in commits.values()} - {None})
+            last = [max(times) for found in per_file if (times := [w for c in found if (w := _commit_time(c))])]
+            if last:  # files without earlier commits have no age
+                out.age_days = round(sum(max((reference - w).total_seconds(), 0.0) for w in last) / len(last)
+                                     / 86_400, 3)
+            # files added by the change had no lines before it; one too large to be sent inline leaves it unknown
+            out.lines_before = None if any(n is None for n in lines) else sum(n for n in lines if n is not None)
+            out.provenance.append(Provenance(source="github.commits", detail=(
+                f"earlier commits (the latest {HISTORY_PAGE}) and lines of {len(existing)} changed files")))
+    root_files = [p for p in existing if "/" not in p]
+    if author is None or len(subsystems) > SUBSYSTEM_HISTORY_LIMIT or (root_files and not per_file):
+        return out  # no main author, too many subsystems, or the root files' histories were not read
+    try:
+        per_dir = await asyncio.gather(*(listing(path=d, author=author) for d in subsystems))
+    except RateLimited:
+        raise
+    except GitHubError as exc:
+        out.provenance.append(Provenance(source="github.commits", detail=f"subsystem history unreadable: {exc}"))
+        return out
+    mine = {c.sha for found in per_dir for c in found}
+    # files at the repository's root form one subsystem: their histories are already read
+    mine |= {c.sha for p, found in zip(existing, per_file, strict=False) if "/" not in p for c in found
+             if _commit_author(c) == author}
+    out.subsystem_experience = len(mine)
+    return out
+
+
+async def _lines_at(gh: GitHub[Any], t: Target, path: str, ref: str) -> int | None:
+    """Lines of a file at ``ref`` (0 when it did not exist there; None when GitHub does not send it inline)."""
+    try:
+        data = parsed(await call(gh.rest.repos.async_get_content(t.owner, t.name, path, ref=ref)))
+    except NotFound:
+        return 0
+    content = getattr(data, "content", None)
+    if not isinstance(content, str) or getattr(data, "encoding", "base64") != "base64":
+        return None  # a directory or a file over 1 MB: its size in lines is not known
+    raw = base64.b64decode(content)
+    return raw.count(b"\n") + (1 if raw and not raw.endswith(b"\n") else 0)
+
+
+def _commit_author(c: Any) -> str | None:
+    """The login of a listed commit's author, else the name in the commit."""
+    return getattr(c.author, "login", None) or (c.commit.author.name if c.commit.author else None)
 
 
 async def _full_file_list(gh: GitHub[Any], t: Target, compared: list[Any]) -> tuple[list[Any], bool, str]:

@@ -359,21 +359,16 @@ class RiskProvider:
                 seen[r.id] = rec
         return [seen[k] for k in sorted(seen)]
 
-    def _exact_env_counts(self, conn: Connection, evidence: Evidence) -> tuple[int, datetime | None]:
-        """Deployments to the environment in the 30 days before, and when its latest failure became known."""
-        t = evidence.created_at
+    def _last_env_failure(self, conn: Connection, evidence: Evidence) -> datetime | None:
+        """When the environment's latest failure became known before the deployment (exact, from SQL)."""
         where = (HistoryRow.repository == evidence.repository, HistoryRow.environment == evidence.environment)
-        recent = conn.execute(
-            select(func.count()).select_from(HistoryRow)
-            .where(*where, HistoryRow.created_at < t, HistoryRow.created_at >= t - timedelta(days=30))
-        ).scalar() or 0  # fmt: skip
         last_fail = conn.execute(
             select(func.max(HistoryRow.outcome_at))
-            .where(*where, HistoryRow.outcome_at < t, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
+            .where(*where, HistoryRow.outcome_at < evidence.created_at, HistoryRow.outcome.in_(sorted(FAILED_OUTCOMES)))
         ).scalar()  # fmt: skip
         if last_fail is not None and last_fail.tzinfo is None:
             last_fail = last_fail.replace(tzinfo=UTC)
-        return int(recent), last_fail
+        return last_fail
 
     def feature_row(self, evidence: Evidence, conn: Connection | None = None) -> pd.Series:
         """The model features of one deployment, with history features from earlier stored deployments."""
@@ -388,9 +383,7 @@ class RiskProvider:
         features = build_features(combined)
         pos = int(np.flatnonzero(combined["deployment_id"].to_numpy() == str(evidence.deployment_id))[-1])
         out = features.iloc[pos].copy()
-        recent, last_fail = self._exact_env_counts(conn, evidence)
-        if "env_deploys_30d_log" in out.index:
-            out["env_deploys_30d_log"] = math.log1p(recent)
+        last_fail = self._last_env_failure(conn, evidence)
         if "hours_since_env_failure_log" in out.index:
             hours = (evidence.created_at - last_fail).total_seconds() / 3600 if last_fail else None
             out["hours_since_env_failure_log"] = math.log1p(max(hours, 0.0)) if hours is not None else np.nan

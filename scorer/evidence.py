@@ -253,6 +253,15 @@ class ChangePart(Part):
     author_experience: int | None = None
     directories: int | None = None  # distinct directories holding the changed files
     fix_commits: int | None = None  # commits whose message says they fix something
+    # History of the touched files before the base (Kamei's ndev, age, nuc), from the commits of each changed
+    # file: unknown when the change touches more files than gonogo reads the history of, or a read failed.
+    file_developers: int | None = None  # distinct authors of the earlier commits to the changed files
+    file_age_days: float | None = None  # mean days since each changed file was last changed before this change
+    file_prior_changes: int | None = None  # distinct earlier commits that touched the changed files
+    lines_before: int | None = None  # lines of the changed files before the change (Kamei's lt)
+    # The main author's experience (Kamei's rexp, sexp): recent, weighted by age, and in the touched subsystems
+    author_recent_experience: float | None = None  # earlier commits weighted 1/(1 + years ago)
+    author_subsystem_experience: int | None = None  # earlier commits in the subsystems the change touches
     has_migration: bool | None = None
     # the oldest commit of the change (committer date): where DORA's lead time for changes starts
     first_commit_at: datetime | None = None
@@ -346,6 +355,12 @@ class Evidence(_Model):
             "author_experience": ch.author_experience if ch.ok else None,
             "directories": ch.directories if ch.ok else None,
             "fix_commits": ch.fix_commits if ch.ok else None,
+            "file_developers": ch.file_developers if ch.ok else None,
+            "file_age_days": ch.file_age_days if ch.ok else None,
+            "file_prior_changes": ch.file_prior_changes if ch.ok else None,
+            "lines_before": ch.lines_before if ch.ok else None,
+            "author_recent_experience": ch.author_recent_experience if ch.ok else None,
+            "author_subsystem_experience": ch.author_subsystem_experience if ch.ok else None,
             "hours_since_last_deploy": op.hours_since_last_deploy if op.ok else None,
             "checks_total": len(self.checks.checks) if checks_ok else None,
             "checks_failed": len(self.checks.failed) if checks_ok else None,
@@ -383,6 +398,8 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "secrets_open", "p95_latency_ms", "p95_regression_pct", "error_rate",
     "env_failure_rate_30d", "deploys_last_24h", "hour_utc", "weekday", "has_migration", "outcome",
     "outcome_at", "directories", "fix_commits",
+    "file_developers", "file_age_days", "file_prior_changes", "author_recent_experience", "author_subsystem_experience",
+    "lines_before",
 )  # fmt: skip
 
 OUTCOMES = ("success", "failure", "rollback", "incident")

@@ -15,6 +15,7 @@ from scorer.evidence import Availability, Evidence
 from tests.scenarios import (
     LABEL,
     REPO,
+    _gated_release,
     decide,
     history_state,
     record_outcome,
@@ -280,3 +281,76 @@ def test_deploying_a_tag_reads_the_default_branch_alerts(database_url: str) -> N
     assert ev.security.sources["code_scanning"] is OK
     assert {f.rule_id for f in ev.security.findings if f.source == "code_scanning"} == {
         "py/sql-injection", "py/clear-text-logging"}
+
+
+def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(database_url: str) -> None:
+    """Kamei's history metrics of a change, from the commits and contents of its files before the base.
+
+    After v1.1 (c1) succeeded, bob changes api/app.py (alice's, in c0 and c1) and api/models_1.py (his own,
+    6 days ago). The change since c1 also holds carol's api/orders.py and bob's test and migration, none of
+    which existed at c1. A later change over 20 files that existed before leaves the file metrics unknown.
+    """
+    state = history_state()
+    with running_world(database_url, state) as world:
+        run_history(world)
+        repo = world.state.repo(REPO)
+        c1 = repo.commits[state.deployment("v1.1")[1].sha]
+        world.state.set_file(REPO, c1.sha, "api/app.py", "line\n" * 119 + "last line without newline")
+        world.state.set_file(REPO, c1.sha, "api/models_1.py", "x = 1\n" * 20)
+        c4 = world.state.add_commit(REPO, message="Orders on the app", author="bob", branch="main",
+                                    date=world.state.now() - 600,
+                                    files=[{"filename": "api/app.py", "additions": 5},
+                                           {"filename": "api/models_1.py", "additions": 2, "deletions": 1}])
+        _gated_release(world.state, "hist", c4.sha, age_hours=0)
+        world.state.clear_calls()
+        decide(world, "hist")
+        listings = [c for c in world.state.calls("GET", "/repos/acme/api/commits") if "path" in c.query]
+        contents = [c for c in world.state.calls("GET", "/repos/acme/api/contents/*") if c.query.get("ref") != "main"]
+        ev, _, _ = stored(world, "hist")
+        c5 = world.state.add_commit(REPO, message="Rename the helpers", author="bob", branch="main",
+                                    files=[{"filename": f"lib/helper_{i}.py", "additions": 1} for i in range(21)])
+        _gated_release(world.state, "wide", c5.sha, age_hours=0)
+        decide(world, "wide")
+        wide, _, _ = stored(world, "wide")
+
+    ch = ev.change
+    assert ch.base_sha == c1.sha and ch.author_experience == 3
+    # api/app.py: c0 and c1 by alice; api/models_1.py: bob's groundwork; the other files have no earlier commit
+    assert (ch.file_prior_changes, ch.file_developers) == (3, 2)
+    # days from each file's last earlier change to the change's first commit (carol's, 3 h ago), averaged
+    assert ch.file_age_days == pytest.approx((1 / 24 + (6 - 3 / 24)) / 2, abs=1e-3)
+    assert ch.lines_before == 120 + 20  # files absent at c1 had no lines
+    # bob's three earlier commits under api/ (none under db/ or tests/), each weighted by its age
+    assert ch.author_subsystem_experience == 3
+    ages = [7 - 3 / 24, 6 - 3 / 24, 5 - 3 / 24]
+    assert ch.author_recent_experience == pytest.approx(sum(1 / (1 + a / 365.25) for a in ages), abs=1e-3)
+    row = ev.to_history_row()
+    assert (row["file_developers"], row["file_prior_changes"], row["lines_before"]) == (2, 3, 140)
+    # the cost: one listing per changed file that existed before (4) and per subsystem (3), one read per file
+    assert sorted(c.query["path"] for c in listings) == sorted(
+        ["api/orders.py", "tests/test_orders.py", "api/app.py", "api/models_1.py", "api", "db", "tests"])
+    assert all(c.query.get("sha") == c1.sha for c in listings)  # only history before the change
+    assert len(contents) == 4 and all(c.query.get("ref") == c1.sha for c in contents)  # (the policy is read at main)
+
+    w = wide.change
+    assert w.ok and w.files_changed is not None and w.files_changed >= 21
+    # over the bound: unknown, not zero, and said so
+    assert (w.file_developers, w.file_prior_changes, w.file_age_days, w.lines_before) == (None,) * 4
+    assert any("more than the 20" in p.detail for p in w.provenance)
+    assert w.author_recent_experience is not None  # from the author's commit listing, which has no such bound
+
+
+def test_unreadable_file_history_is_unknown_never_zero(database_url: str) -> None:
+    """When GitHub fails the commits listings, the files' history and the author's experience are unknown."""
+    with running_world(database_url, history_state()) as world:
+        run_history(world)
+        world.state.inject("GET", "/repos/acme/api/commit[s]", "status", status=500, times=None)
+        decide(world, LABEL)
+        ev, _, _ = stored(world, LABEL)
+    ch = ev.change
+    assert ch.ok and ch.files_changed == 3  # the compare answer was read
+    assert (ch.file_developers, ch.file_prior_changes, ch.file_age_days, ch.lines_before) == (None,) * 4
+    assert (ch.author_experience, ch.author_recent_experience, ch.author_subsystem_experience) == (None,) * 3
+    assert any("unreadable" in p.detail for p in ch.provenance)
+    row = ev.to_history_row()
+    assert row["file_prior_changes"] is None and row["author_subsystem_experience"] is None

@@ -132,8 +132,12 @@ def test_provider_model_estimate_with_version(engine: Any, history: pd.DataFrame
     assert estimate.quality.catch_rate_10 == rec.meta["metrics"]["catch_rate"]["0.1"]
     # environment history features come from the stored rows, not from nothing
     row = provider.feature_row(_evidence(created))
-    window = (history["environment"] == "production") & (history["created_at"] >= created - timedelta(days=30))
-    assert row["env_deploys_30d_log"] == pytest.approx(np.log1p(int(window.sum())))  # exact from SQL
+    failed = history[(history["environment"] == "production") & history["outcome"].isin(["failure", "rollback",
+                                                                                             "incident"])]
+    known = pd.to_datetime(failed["outcome_at"], utc=True).max()
+    hours = (pd.Timestamp(created) - known).total_seconds() / 3600
+    assert row["hours_since_env_failure_log"] == pytest.approx(np.log1p(hours))  # exact from SQL
+    assert "env_deploys_30d_log" not in row.index  # a count that drifts with activity is no feature
     assert 0.0 <= row["env_recent_failure_rate"] <= 1.0
     # a newer active model is picked up without restarting the provider
     newer = register(engine, train_model(history, random_state=5), REPO)

@@ -56,7 +56,6 @@ def test_failure_rate_is_per_repository_and_environment() -> None:
     })
     f = build_features(h)
     assert np.isnan(f["env_recent_failure_rate"].iloc[2])
-    assert f["env_deploys_30d_log"].iloc[2] == 0.0
     assert f["env_recent_failure_rate"].iloc[1] == 1.0
 
 
@@ -77,7 +76,6 @@ def test_an_outcome_counts_only_once_it_was_known() -> None:
     assert f["env_recent_failure_rate"].iloc[3] == pytest.approx(1 / 3)  # a's incident is known by now
     assert f["hours_since_env_failure_log"].iloc[3] == pytest.approx(np.log1p(49.0))  # since it became known
     assert f["env_recent_failure_rate"].iloc[4] == pytest.approx(1 / 3)  # d's failure has no outcome_at
-    assert f["env_deploys_30d_log"].iloc[4] == pytest.approx(np.log1p(4))
 
 
 def test_history_features_do_not_grow_with_the_age_of_the_history() -> None:
@@ -168,3 +166,28 @@ def test_load_history_reads_csv_and_parquet_alike(tmp_path: Path) -> None:
     history.to_parquet(pq)
     a, b = load_history(csv), load_history(pq)
     pd.testing.assert_frame_equal(build_features(a), build_features(b), check_exact=False, atol=1e-9)
+
+
+def test_history_counts_are_also_given_against_the_latest_deployments_median() -> None:
+    """Earlier commits, developers and lines of the files grow with a repository's age; against the median of the
+    repository's latest 100 earlier deployments they do not, and rows older than those cannot move them."""
+    n = 400
+    created = pd.date_range("2023-01-01", periods=n, freq="6h", tz="UTC")
+    grow = np.arange(n, dtype=float)  # a count that grows with the age of the repository
+    h = pd.DataFrame({
+        "deployment_id": [f"d{i}" for i in range(n)], "repository": "r", "environment": "prod",
+        "created_at": created, "additions": 10, "deletions": 2, "files_changed": 1, "lines_before": 100 + grow,
+        "file_prior_changes": grow, "file_developers": 3, "author_experience": 2 * grow, "file_age_days": 5.0,
+    })
+    f = build_features(h)
+    rel = f["file_prior_changes_vs_repo_median_log"]
+    # row i against the median of rows i-100..i-1, i.e. i - 50.5: the ratio shrinks as counts grow
+    assert rel.iloc[300] == pytest.approx(np.log2((300 + 1) / (249.5 + 1)))
+    assert np.isnan(rel.iloc[0])  # nothing earlier to compare with
+    assert f["file_developers_vs_repo_median_log"].iloc[200] == 0.0  # the usual number of developers
+    assert f["relative_additions_log"].iloc[0] == pytest.approx(np.log1p(10 / 101))
+    changed = h.copy()
+    changed.loc[:150, ["file_prior_changes", "lines_before", "file_age_days"]] = 10_000.0
+    g = build_features(changed)
+    cols = [c for c in FEATURES if c.endswith("_vs_repo_median_log") and c != "churn_vs_repo_median_log"]
+    pd.testing.assert_frame_equal(g[cols].iloc[252:], f[cols].iloc[252:])  # rows 0..150 are out of their window

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import logit
+from sklearn.metrics import roc_auc_score
 
 from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
 from scorer.risk.blend import BlendedRiskModel
@@ -190,3 +191,18 @@ def test_form_and_calibration_are_chosen_without_the_rows_that_are_reported() ->
     assert (a.kind_, a.calibration_, a.candidate_auc_) == (b.kind_, b.calibration_, b.candidate_auc_)
     assert a.validation_metrics_["roc_auc"] > 0.6 > b.validation_metrics_["roc_auc"]
     assert a.validation_metrics_["n"] == len(y) - cut
+
+
+def test_a_drifting_history_is_learnt_mostly_from_its_latest_rows() -> None:
+    """When a risk factor turns around, the inner split picks the fit that weighs recent rows more."""
+    rng = np.random.default_rng(3)
+    n = 12_000
+    x = rng.normal(size=(n, 3))
+    slope = np.where(np.arange(n) < 3000, 1.5, -1.5)  # what made a change risky stopped doing so
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-1.5 + slope * x[:, 0] + 0.5 * x[:, 1])))).astype(int)
+    weighted = RiskModel(random_state=0, recency_half_life=2000).fit(x[:10_000], y[:10_000])
+    flat = RiskModel(random_state=0, recency_half_life=None).fit(x[:10_000], y[:10_000])
+    assert weighted.recency_ == 2000 and flat.recency_ is None
+    assert weighted.candidate_auc_["ensemble+recent"] > weighted.candidate_auc_["ensemble"]
+    later = roc_auc_score(y[10_000:], weighted.predict_risk(x[10_000:]))
+    assert later > roc_auc_score(y[10_000:], flat.predict_risk(x[10_000:])) + 0.01

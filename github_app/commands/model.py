@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
-from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_prior, train_model
-from scorer.risk.explain import explain as explain_row
-from scorer.risk.explain import risk_estimate
-from scorer.risk.features import build_features
-from scorer.risk.history import HistoryError, load_history
-from scorer.risk.metrics import evaluate as evaluate_predictions
-from scorer.risk.metrics import plot_evaluation
+if TYPE_CHECKING:
+    from scorer.risk.artifact import TrainedRiskModel
+    from scorer.risk.lean import LeanTrained
+
+# The heavy modules (pandas, scikit-learn, SciPy) are imported inside each command: `model explain`
+# scores a lean copy of the model and imports neither scikit-learn nor SciPy.
 
 TRAIN_STEPS = ("features", "fit", "metadata", "done")
 
@@ -48,6 +44,8 @@ def register_model(trained: TrainedRiskModel, *, settings: Any = None, database_
 
 
 def _history(path: Path) -> Any:
+    from scorer.risk.history import HistoryError, load_history
+
     try:
         return load_history(path)
     except HistoryError as exc:
@@ -55,6 +53,8 @@ def _history(path: Path) -> Any:
 
 
 def _model(path: Path) -> TrainedRiskModel:
+    from scorer.risk.artifact import TrainedRiskModel
+
     try:
         return TrainedRiskModel.from_bytes(path.read_bytes())
     except OSError as exc:
@@ -86,6 +86,10 @@ def model() -> None:
 def train(history_path: Path, output: Path | None, prior: bool, prior_path: Path | None, random_state: int,
           repository: str | None, database_url: str | None) -> None:
     """Train a risk model on a history file."""
+    from tqdm import tqdm
+
+    from scorer.risk.artifact import load_prior, train_model
+
     history = _history(history_path)
     prior_model = (_model(prior_path) if prior_path is not None else load_prior()) if prior else None
     with tqdm(total=len(TRAIN_STEPS), desc="training", unit="step", file=sys.stderr) as bar:
@@ -133,7 +137,12 @@ def train(history_path: Path, output: Path | None, prior: bool, prior_path: Path
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write a reliability diagram and ROC to this PNG.")
 def evaluate(model_path: Path, history_path: Path, since: str | None, fmt: str, plot: Path | None) -> None:
     """Score a model on the labelled rows of a history file (optionally only those since a time)."""
+    import pandas as pd
+
     from github_app.commands.audit import parse_when
+    from scorer.risk.artifact import labelled_training_set
+    from scorer.risk.metrics import evaluate as evaluate_predictions
+    from scorer.risk.metrics import plot_evaluation
 
     trained = _model(model_path)
     start = parse_when(since) if since is not None else None
@@ -185,18 +194,14 @@ def evaluate(model_path: Path, history_path: Path, since: str | None, fmt: str, 
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
 def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: str) -> None:
     """Explain one deployment's predicted risk (its features use only earlier rows)."""
-    trained = _model(model_path)
-    history = _history(history_path)
-    matches = np.flatnonzero(history["deployment_id"].astype(str).to_numpy() == row_id)
-    if len(matches) == 0:
-        raise click.ClickException(f"no row with deployment_id {row_id!r} in {history_path}")
-    target = history.iloc[int(matches[0])]
-    # Only the repository's rows up to this one can move its features (they look strictly back in time),
-    # so features are built for those alone rather than for the whole file.
-    context = history[(history["repository"] == target["repository"])
-                      & (history["created_at"] <= target["created_at"])]  # fmt: skip
+    from scorer.risk.explain import explain as explain_row
+    from scorer.risk.explain import risk_estimate
+    from scorer.risk.features import build_features
+
+    trained = _scoring_model(model_path)
+    context, target = _explain_context(history_path, row_id)
     features = build_features(context)
-    row = features.loc[target.name]
+    row = features.loc[target]
     estimate = risk_estimate(trained, row, top=top)
     if fmt == "json":
         click.echo(estimate.model_dump_json(indent=2))
@@ -205,6 +210,50 @@ def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: st
                f"(base {estimate.base_rate:.1%}, model {estimate.model_version})")
     for driver in explain_row(trained, row, top=top):
         click.echo(f"  {driver.text}")
+
+
+def _scoring_model(path: Path) -> LeanTrained | TrainedRiskModel:
+    """The model's lean copy (numpy only) when the file has one, else the whole model."""
+    from scorer.risk.lean import read_lean
+
+    try:
+        found = read_lean(path.read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read model {path}: {exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    return found if found is not None else _model(path)
+
+
+def _explain_context(path: Path, row_id: str) -> tuple[Any, Any]:
+    """The rows that can move one row's features, typed, and that row's index label.
+
+    Features look strictly back in time within the row's repository, so only the repository's rows up to
+    the explained one are validated and typed, not the whole file.
+    """
+    import pandas as pd
+
+    from scorer.risk.history import HistoryError, coerce_history, read_history_file, validate_history
+
+    try:
+        raw = read_history_file(path)
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if "deployment_id" not in raw.columns:
+        raise click.ClickException(validate_history(raw)[0])
+    matches = (raw["deployment_id"].astype(str) == row_id).to_numpy().nonzero()[0]
+    if len(matches) == 0:
+        raise click.ClickException(f"no row with deployment_id {row_id!r} in {path}")
+    at = int(matches[0])
+    created = pd.to_datetime(raw["created_at"], utc=True, errors="coerce", format="ISO8601")
+    if pd.isna(created.iloc[at]):
+        raise click.ClickException(str(HistoryError(validate_history(raw.iloc[[at]]))))
+    keep = ((raw["repository"].astype(str) == str(raw["repository"].iloc[at])) & (created <= created.iloc[at])).to_numpy()
+    context = raw[keep]
+    errors = validate_history(context)
+    if errors:
+        raise click.ClickException(str(HistoryError(errors)))
+    return coerce_history(context), raw.index[at]
 
 
 @model.command()
@@ -216,6 +265,8 @@ def explain(model_path: Path, history_path: Path, row_id: str, top: int, fmt: st
               help="Database with the history and the registry (default: GONOGO_DATABASE_URL, else local SQLite).")
 def retrain(repository: str | None, prior: bool, random_state: int, database_url: str | None) -> None:
     """Train a challenger from the database history now and register it (active only if at least as good)."""
+    from tqdm import tqdm
+
     from github_app.commands.audit import open_engine
     from github_app.risk_registry import retrain as retrain_from_db
 

@@ -1,7 +1,8 @@
 """A trained risk model with its metadata: training, serialisation and the packaged prior.
 
-The blob is ``MAGIC``, a 4-byte big-endian length, the metadata as UTF-8 JSON, then the pickled
-estimator. Pickle executes code when loaded, so blobs are only ever loaded from gonogo's own
+The blob is ``MAGIC``, a 4-byte big-endian length, the metadata as UTF-8 JSON, another length and
+the pickled lean copy of the estimator (``scorer.risk.lean``: numpy arrays only, what `gonogo model
+explain` loads), then the pickled estimator. Blobs of the first format (no lean copy) still load. Pickle executes code when loaded, so blobs are only ever loaded from gonogo's own
 model store or its package data (DESIGN.md section 7), never from a user upload.
 """
 
@@ -26,11 +27,12 @@ import pandas as pd
 from scorer.risk.blend import DEFAULT_K, BlendedRiskModel, model_frame
 from scorer.risk.features import FEATURES, build_features, chronological_order
 from scorer.risk.history import coerce_history, failure_labels
+from scorer.risk.lean import MAGIC, lean, split_blob
 from scorer.risk.model import RiskModel
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"GONOGO-RISK-MODEL/1\n"
+MAGIC_V1 = b"GONOGO-RISK-MODEL/1\n"
 FORMAT_VERSION = 1
 PRIOR_RESOURCE = ("scorer.risk.prior", "prior.bin")
 
@@ -68,20 +70,17 @@ class TrainedRiskModel:
         return json.dumps(self.metadata, sort_keys=True, default=_json_default)
 
     def to_bytes(self) -> bytes:
-        """Serialise estimator and metadata into one blob."""
+        """Serialise metadata, the lean copy and the estimator into one blob."""
         meta = self.metadata_json().encode()
-        return MAGIC + struct.pack(">I", len(meta)) + meta + pickle.dumps(self.estimator, protocol=5)
+        slim = pickle.dumps(lean(self.estimator), protocol=5)
+        return (MAGIC + struct.pack(">I", len(meta)) + meta + struct.pack(">I", len(slim)) + slim
+                + pickle.dumps(self.estimator, protocol=5))
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> TrainedRiskModel:
         """Load a blob written by ``to_bytes`` (trusted sources only: it unpickles)."""
-        if not blob.startswith(MAGIC):
-            raise ValueError("not a gonogo risk model: the file does not start with the gonogo model header; "
-                             "train one with `gonogo model train`")
-        start = len(MAGIC)
-        (size,) = struct.unpack(">I", blob[start : start + 4])
-        meta = json.loads(blob[start + 4 : start + 4 + size].decode())
-        estimator = pickle.loads(blob[start + 4 + size :])
+        meta, _, rest = split_blob(blob, legacy=MAGIC_V1)
+        estimator = pickle.loads(rest)
         built = meta.get("libraries", {}).get("scikit-learn")
         if built and built != library_versions()["scikit-learn"]:
             log.warning("risk_model.version_mismatch",
@@ -167,6 +166,7 @@ def train_model(
         "libraries": library_versions(),
         "kind": local.kind_ if local is not None else "prior_only",
         "calibration": local.calibration_ if local is not None else None,
+        "recency_half_life": getattr(local, "recency_", None) if local is not None else None,
         "fallback_reason": local.fallback_reason_ if local is not None else None,
         "metrics": local.validation_metrics_ if local is not None else {},
         "params": params or {},

@@ -4,10 +4,11 @@ Source: ZZR0/ISSTA21-JIT-DP (MIT), ``*_k_feature.csv``: one row per commit with 
 change metrics and a ``bug`` label (the commit later turned out to introduce a defect).
 Mapping (one commit = one change): la -> additions, ld -> deletions, nf -> files_changed,
 ns -> subsystems (top-level directories), nd -> directories, fix -> fix_commits, entrophy -> entropy (normalised by log2 of the files
-touched, as ours is), exp -> author_experience, commits = authors = 1, date -> created_at,
-bug -> outcome failure/success. ``ndev`` (developers who earlier touched the files) and the other
-history metrics have no column in our schema; they are kept as extra columns (``KAMEI_EXTRA``)
-that only the benchmark uses.
+touched, as ours is), exp -> author_experience, rexp -> author_recent_experience, sexp ->
+author_subsystem_experience, ndev -> file_developers, age -> file_age_days, nuc -> file_prior_changes,
+lt -> lines_before, commits = authors = 1, date -> created_at, bug -> outcome failure/success. The raw
+Kamei metrics are also kept as extra columns (``KAMEI_EXTRA``, ``kamei_*``) for the benchmark's
+reference figure.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def to_history(raw: pd.DataFrame, project: str) -> pd.DataFrame:
             "author_experience": raw["exp"].astype(float),
             "directories": raw["nd"].astype(float),
             "fix_commits": raw["fix"].astype(float),
+            "file_developers": raw["ndev"].astype(float),
+            "file_age_days": raw["age"].astype(float),
+            "file_prior_changes": raw["nuc"].astype(float),
+            "author_recent_experience": raw["rexp"].astype(float),
+            "author_subsystem_experience": raw["sexp"].astype(float),
+            "lines_before": raw["lt"].astype(float),
             "hour_utc": created.dt.hour.astype(float),
             "weekday": created.dt.day_of_week.astype(float),
             "outcome": np.where(raw["bug"].astype(int) == 1, "failure", "success").astype(object),

@@ -8,11 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from scorer.assessment import Driver, ModelQuality, RiskEstimate
-from scorer.risk.blend import BlendedRiskModel, model_frame
-from scorer.risk.model import RiskModel
+from scorer.risk.lean import LeanBlend, LeanRiskModel, expit
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -55,6 +53,22 @@ def _valued(template: str, unknown: str) -> Callable[[pd.Series, str], str]:
     def text(row: pd.Series, name: str) -> str:
         v = _num(row.get(name))
         return template.format(v=v) if v is not None else unknown
+    return text
+
+
+def _valued_log(template: str, unknown: str) -> Callable[[pd.Series, str], str]:
+    """A log1p-scaled feature in words, its value back on its own scale."""
+    def text(row: pd.Series, name: str) -> str:
+        v = _num(row.get(name))
+        return template.format(v=math.expm1(v)) if v is not None else unknown
+    return text
+
+
+def _vs_median(what: str) -> Callable[[pd.Series, str], str]:
+    """A count against the median of the repository's earlier deployments (a log2 ratio)."""
+    def text(row: pd.Series, name: str) -> str:
+        v = _num(row.get(name))
+        return f"{what}: {2.0**v:.1f}x this repository's median" if v is not None else f"{what} unknown"
     return text
 
 
@@ -119,6 +133,26 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "directories_log": _counted("{n:,} directories touched"),
     "fix_share": _ratio("{p} of the commits fix something", "whether the change fixes something unknown"),
     "author_experience_log": _counted("main author has {n:,} earlier commits in this repository"),
+    "author_recent_experience_log": _valued_log("main author's recent experience {v:,.1f} (earlier commits, "
+                                                "each weighted 1/(1 + years ago))", "recent experience unknown"),
+    "author_subsystem_experience_log": _counted("main author has {n:,} earlier commits in the touched subsystems"),
+    "file_developers_log": _counted("{n:,} developers changed these files before"),
+    "file_age_days_log": _valued_log("the files were last changed {v:,.0f} days before, on average",
+                                     "history of the changed files unknown"),
+    "file_prior_changes_log": _counted("{n:,} earlier commits changed these files"),
+    "lines_before_log": _counted("the changed files had {n:,} lines before"),
+    "lines_before_per_file_log": _valued_log("the changed files had {v:,.0f} lines each before, on average",
+                                             "lines of the files before the change unknown"),
+    "prior_changes_per_file_log": _valued_log("{v:,.1f} earlier commits per changed file",
+                                              "history of the changed files unknown"),
+    "file_prior_changes_vs_repo_median_log": _vs_median("earlier commits to the changed files"),
+    "file_developers_vs_repo_median_log": _vs_median("developers of the changed files"),
+    "lines_before_vs_repo_median_log": _vs_median("lines the changed files had"),
+    "file_age_days_vs_repo_median_log": _vs_median("days since the changed files were last changed"),
+    "relative_additions_log": _valued_log("{v:.2f} lines added per line the files had before",
+                                          "lines of the files before the change unknown"),
+    "relative_deletions_log": _valued_log("{v:.2f} lines deleted per line the files had before",
+                                          "lines of the files before the change unknown"),
     "hours_since_last_deploy_log": _hours_since_deploy,
     "checks_total_log": _counted("{n:,} checks on the commit"),
     "tests_total_log": _counted("{n:,} tests ran"),
@@ -162,7 +196,6 @@ DESCRIBE: dict[str, Callable[[pd.Series, str], str]] = {
     "weekday_cos": _weekday,
     "weekend": _flag("deployed at the weekend", "deployed on a working day"),
     "off_hours": _flag("deployed outside 07:00-19:00 UTC", "deployed within 07:00-19:00 UTC"),
-    "env_deploys_30d_log": _counted("{n:,} deployments to this environment in the 30 days before"),
     "env_recent_failure_rate": _ratio("{p} of the last 20 deployments to this environment failed",
                                       "no earlier outcomes in this environment"),
     "env_failures_30d": _valued("{v:.0f} failed deployments to this environment in 30 days",
@@ -192,6 +225,12 @@ def _as_frame(row: pd.Series | pd.DataFrame) -> pd.DataFrame:
 
 def _scorer_names(model: Any) -> tuple[Any, list[str]]:
     inner = getattr(model, "estimator", model)  # a TrainedRiskModel wraps the estimator
+    if isinstance(inner, LeanRiskModel | LeanBlend):
+        return inner, list(inner.feature_names)
+    # imported here: a lean model (what `gonogo model explain` loads) is scored without scikit-learn
+    from scorer.risk.blend import BlendedRiskModel
+    from scorer.risk.model import RiskModel
+
     if isinstance(inner, BlendedRiskModel):
         return inner, inner.feature_names
     if isinstance(inner, RiskModel):
@@ -202,7 +241,11 @@ def _scorer_names(model: Any) -> tuple[Any, list[str]]:
 def contributions_for(model: Any, features: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
     """Return (credits, base log-odds, log-odds, feature names) for feature rows under ``model``."""
     inner, names = _scorer_names(model)
-    if isinstance(inner, RiskModel):
+    if isinstance(inner, LeanRiskModel | LeanBlend):
+        credits, base, z = inner.frame_contributions(features)
+    elif hasattr(inner, "contributions_array"):  # a RiskModel
+        from scorer.risk.blend import model_frame
+
         credits, base, z = inner.contributions_array(model_frame(inner, features).to_numpy(dtype=float))
     else:
         credits, base, z = inner.contributions(features)

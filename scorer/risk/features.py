@@ -41,6 +41,12 @@ LOG_COLUMNS: dict[str, str] = {
     "directories_log": "directories",
     "authors_log": "authors",
     "author_experience_log": "author_experience",
+    "author_recent_experience_log": "author_recent_experience",
+    "author_subsystem_experience_log": "author_subsystem_experience",
+    "file_developers_log": "file_developers",
+    "file_age_days_log": "file_age_days",
+    "file_prior_changes_log": "file_prior_changes",
+    "lines_before_log": "lines_before",
     "hours_since_last_deploy_log": "hours_since_last_deploy",
     "checks_total_log": "checks_total",
     "tests_total_log": "tests_total",
@@ -52,15 +58,23 @@ PASS_THROUGH: tuple[str, ...] = (
     "has_migration",
 )  # fmt: skip
 
+# The changed files' history counts grow as a repository ages (earlier commits, developers, lines): beside their log, each
+# is also given against the median of the repository's latest ``MEDIAN_WINDOW`` earlier deployments, which
+# does not drift with age (and is what the live scorer's context of the repository's latest 100 rows holds).
+MEDIAN_WINDOW = 100
+VS_REPO_MEDIAN: tuple[str, ...] = ("file_prior_changes", "file_developers", "lines_before", "file_age_days")
+
 FEATURES: tuple[str, ...] = (
     *LOG_COLUMNS,
     "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log", "fix_share",
+    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log", "prior_changes_per_file_log",
+    *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN),
     *PASS_THROUGH,
     "checks_failed", "checks_failed_ratio", "tests_failed", "tests_failed_ratio", "tests_skipped_ratio",
     "flaky_tests_ratio", "vulns_weighted_log", "secrets_open",
     *MISSING_GROUPS,
     "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
-    "env_deploys_30d_log", "env_recent_failure_rate", "env_failures_30d", "env_failure_rate_30d_history",
+    "env_recent_failure_rate", "env_failures_30d", "env_failure_rate_30d_history",
     "hours_since_env_failure_log",
 )  # fmt: skip
 
@@ -68,7 +82,10 @@ FEATURES: tuple[str, ...] = (
 # public commit-level data (ISSTA21 change-risk), where no deployment evidence exists.
 CHANGE_FEATURES: tuple[str, ...] = (
     "commits_log", "files_changed_log", "additions_log", "deletions_log", "subsystems_log", "directories_log",
-    "authors_log", "author_experience_log", "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
+    "authors_log", "author_experience_log", "author_recent_experience_log", "author_subsystem_experience_log",
+    "file_developers_log", "file_age_days_log", "file_prior_changes_log", "lines_before_log",
+    "relative_additions_log", "relative_deletions_log", "lines_before_per_file_log", "prior_changes_per_file_log",
+    *(f"{c}_vs_repo_median_log" for c in VS_REPO_MEDIAN), "fix_share", "churn_log", "churn_vs_repo_median_log", "deleted_share", "churn_per_file_log",
     "entropy", "hour", "hour_sin", "hour_cos", "weekday", "weekday_sin", "weekday_cos", "weekend", "off_hours",
 )  # fmt: skip
 
@@ -88,7 +105,6 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
     fixed window, never a total since the beginning, so a feature cannot stand in for the date.
     """
     n = len(h)
-    deploys_30d = np.zeros(n)
     rate_recent = np.full(n, np.nan)
     fails_30d = np.zeros(n)
     rate_30d = np.full(n, np.nan)
@@ -107,8 +123,6 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
         ly = yv[pos][lab][order]
         lf = np.concatenate([[0.0], np.cumsum(ly)])
         ft = lt[ly == 1.0]
-        before = np.searchsorted(t, t, side="left")  # rows strictly earlier (ties excluded)
-        deploys_30d[pos] = before - np.searchsorted(t, t - 30 * _DAY_NS, side="left")
         m = np.searchsorted(lt, t, side="left")  # outcomes known strictly earlier
         lo = np.maximum(m - RECENT_WINDOW, 0)
         k = m - lo
@@ -124,7 +138,6 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
         since_fail[pos] = np.where(kf > 0, (t - last) / _HOUR_NS, np.nan)
     return pd.DataFrame(
         {
-            "env_deploys_30d_log": np.log1p(deploys_30d),
             "env_recent_failure_rate": rate_recent,
             "env_failures_30d": fails_30d,
             "env_failure_rate_30d_history": rate_30d,
@@ -134,15 +147,22 @@ def _history_features(h: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
     )
 
 
-def _repo_median_churn(h: pd.DataFrame, churn: pd.Series) -> pd.Series:
-    """Median churn of the repository's strictly earlier deployments (NaN when there are none)."""
-    out = pd.Series(np.nan, index=h.index)
-    for idx in h.groupby("repository", sort=False).groups.values():
-        c = churn.loc[idx]
-        prior = c.expanding(min_periods=1).median().shift(1)
+def _repo_median_churn(h: pd.DataFrame, churn: pd.Series, window: int | None = None) -> pd.Series:
+    """Median of ``churn`` (or any column) over the repository's strictly earlier deployments (NaN when none).
+
+    With ``window``, over the latest ``window`` of them only.
+    """
+    out = np.full(len(h), np.nan)
+    times = h["created_at"].to_numpy(dtype="datetime64[ns]")
+    values = churn.to_numpy(dtype=float)
+    for pos in h.groupby("repository", sort=False).indices.values():  # positions, in time order
+        c = pd.Series(values[pos])
+        rolling = c.expanding(min_periods=1) if window is None else c.rolling(window, min_periods=1)
+        prior = rolling.median().shift(1).to_numpy()
         # Rows sharing a timestamp must not see each other: use the value before the first of them.
-        out.loc[idx] = prior.groupby(h.loc[idx, "created_at"].to_numpy()).transform("first").to_numpy()
-    return out
+        t = times[pos]
+        out[pos] = prior[np.searchsorted(t, t, side="left")]
+    return pd.Series(out, index=h.index)
 
 
 def build_features(history: pd.DataFrame) -> pd.DataFrame:
@@ -166,6 +186,16 @@ def build_features(history: pd.DataFrame) -> pd.DataFrame:
     f["deleted_share"] = _ratio(h["deletions"], churn)
     f["churn_per_file_log"] = np.log1p(_ratio(churn, h["files_changed"]))
     f["fix_share"] = _ratio(h["fix_commits"], h["commits"]).clip(upper=1.0)
+    # Kamei's relative churn: lines added and deleted per line the files had before the change
+    before = h["lines_before"].astype(float).clip(lower=0) + 1.0
+    f["relative_additions_log"] = np.log1p(h["additions"].astype(float).clip(lower=0) / before)
+    f["relative_deletions_log"] = np.log1p(h["deletions"].astype(float).clip(lower=0) / before)
+    # Kamei's normalisation by the number of files: how large and how often changed the touched files are
+    f["lines_before_per_file_log"] = np.log1p(_ratio(h["lines_before"].clip(lower=0), h["files_changed"]))
+    f["prior_changes_per_file_log"] = np.log1p(_ratio(h["file_prior_changes"].clip(lower=0), h["files_changed"]))
+    for col in VS_REPO_MEDIAN:
+        v = h[col].astype(float).clip(lower=0)
+        f[f"{col}_vs_repo_median_log"] = np.log2((v + 1.0) / (_repo_median_churn(h, v, MEDIAN_WINDOW) + 1.0))
     for col in PASS_THROUGH:
         f[col] = h[col].astype(float)
     f["checks_failed"] = h["checks_failed"].astype(float)

@@ -15,14 +15,14 @@ log = logging.getLogger(__name__)
 IDENTITY_COLUMNS: tuple[str, ...] = ("deployment_id", "repository", "environment", "sha")
 INT_COLUMNS: tuple[str, ...] = (
     "commits", "files_changed", "additions", "deletions", "subsystems", "authors", "author_experience",
-    "directories", "fix_commits",
-    "checks_total", "checks_failed", "tests_total", "tests_failed", "tests_skipped", "flaky_tests",
+    "directories", "fix_commits", "file_developers", "file_prior_changes", "author_subsystem_experience",
+    "lines_before", "checks_total", "checks_failed", "tests_total", "tests_failed", "tests_skipped", "flaky_tests",
     "vulns_critical", "vulns_high", "vulns_medium", "vulns_low", "secrets_open", "deploys_last_24h",
     "hour_utc", "weekday",
 )  # fmt: skip
 FLOAT_COLUMNS: tuple[str, ...] = (
     "entropy", "hours_since_last_deploy", "coverage", "coverage_delta", "p95_latency_ms",
-    "p95_regression_pct", "error_rate", "env_failure_rate_30d",
+    "p95_regression_pct", "error_rate", "env_failure_rate_30d", "file_age_days", "author_recent_experience",
 )  # fmt: skip
 REQUIRED_COLUMNS: tuple[str, ...] = ("deployment_id", "repository", "environment", "created_at")
 _RANGES: dict[str, tuple[float, float]] = {

@@ -8,7 +8,9 @@
 * otherwise nested time splits: the latest ``validation_fraction`` of the rows (the outer split)
   is held out; on the rows before it, gradient-boosted trees and the logistic model are fitted on
   the earliest part and whichever of trees, logistic or their log-odds average ranks best on the
-  inner split's latest part wins, with the calibration map (none, Platt/sigmoid or isotonic)
+  inner split's latest part wins (each form fitted twice: all rows weighing the same, and recent
+  rows weighing more, halved every ``recency_half_life`` rows back; the inner split picks), with
+  the calibration map (none, Platt/sigmoid or isotonic)
   chosen there by cross-validated log loss. That pipeline is then scored on the outer rows, which
   no choice saw: those are the validation metrics the registry gates on. The chosen form is refit
   on everything, and calibrated on the outer rows as predicted by a fit that did not see them;
@@ -82,11 +84,11 @@ class _LinearModel:
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> _LinearModel:
+    def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> _LinearModel:
         self.std = _Standardiser().fit(X)
         self.lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000, tol=1e-3,
                                      random_state=self.random_state)
-        self.lr.fit(self.std.transform(X), y)
+        self.lr.fit(self.std.transform(X), y, sample_weight=weight)
         self.n_features = X.shape[1]
         return self
 
@@ -116,11 +118,11 @@ class _TreeModel:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> _TreeModel:
+    def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> _TreeModel:
         # An all-missing column carries nothing to split on (and sklearn's binning fails on it).
         self.used = np.flatnonzero(~np.isnan(X).all(axis=0))
         self.n_features = X.shape[1]
-        self.est = HistGradientBoostingClassifier(**self.params).fit(X[:, self.used], y)
+        self.est = HistGradientBoostingClassifier(**self.params).fit(X[:, self.used], y, sample_weight=weight)
         self.packed = PackedTrees.from_estimator(self.est)
         return self
 
@@ -185,6 +187,14 @@ class _Calibrator:
         return np.asarray(raw, dtype=float)
 
 
+def _recency(n: int, half_life: float | None) -> np.ndarray | None:
+    """Fitting weights of ``n`` rows in time order: halved every ``half_life`` rows back (None: all equal)."""
+    if half_life is None:
+        return None
+    age = np.arange(n - 1, -1, -1, dtype=float)
+    return np.asarray(0.5 ** (age / max(half_life, 1.0)))
+
+
 def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
     p = np.clip(expit(z), _EPS, 1 - _EPS)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -215,6 +225,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         calibration: str = "auto",
         refit: bool = True,
         smoothing: float = 1.0,
+        recency_half_life: float | None = 5000.0,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.min_samples_boosting = min_samples_boosting
@@ -232,6 +243,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.refit = refit
         self.smoothing = smoothing
+        self.recency_half_life = recency_half_life
         self.random_state = random_state
 
     def __sklearn_tags__(self) -> Any:
@@ -270,6 +282,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         classes = np.unique(y)
         self.fallback_reason_: str | None = None
+        self.recency_: float | None = None  # the half-life (rows) the fit weighted recent rows by, if it did
         self.validation_metrics_: dict[str, Any] = {}
         self.n_train_ = len(y)
         if len(classes) == 1:
@@ -325,32 +338,42 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             and 0 < yb[:inner].sum() < inner
         )
         names = ("logistic", "boosting", "ensemble")
+        # Each form is also tried with recent rows weighing more (``recency_half_life``): a history whose
+        # risk factors drift is better learnt from its latest rows; the inner split says whether this one does.
+        half_lives: tuple[float | None, ...] = (None,) if self.recency_half_life is None else (
+            None, float(self.recency_half_life))
+        trees_by: dict[float | None, _TreeModel] = {}
         if nested:
             edges = np.linspace(inner, cut, folds + 1).round().astype(int)
-            parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+            parts: dict[tuple[str, float | None], list[np.ndarray]] = {
+                (name, hl): [] for name in names for hl in half_lives}
             for lo, hi in pairwise(edges.tolist()):
-                linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:lo], yb[:lo])
-                trees = _TreeModel(self._tree_params(seed)).fit(X[:lo], yb[:lo])
-                forms: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
-                    "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
-                for name, m in forms.items():
-                    parts[name].append(m.raw(X[lo:hi]))
-            raw_pick = {name: np.concatenate(parts[name]) for name in names}
-        else:  # too few of a class to choose on an inner split: choose on the outer one
+                for hl in half_lives:
+                    w = _recency(lo, hl)
+                    linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:lo], yb[:lo], w)
+                    trees_by[hl] = trees = _TreeModel(self._tree_params(seed)).fit(X[:lo], yb[:lo], w)
+                    forms: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
+                        "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
+                    for name, m in forms.items():
+                        parts[(name, hl)].append(m.raw(X[lo:hi]))
+            raw_pick = {key: np.concatenate(found) for key, found in parts.items()}
+        else:  # too few of a class to choose on an inner split: choose on the outer one (unweighted)
             y_pick = y_va
             linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:cut], y_tr)
-            trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
+            trees_by[None] = trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
             outer_candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
                 "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
-            raw_pick = {name: m.raw(X[cut:]) for name, m in outer_candidates.items()}
-        aucs = {name: float(roc_auc_score(y_pick, r)) for name, r in raw_pick.items()}
-        simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form
-        kind = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k]))
+            raw_pick = {(name, None): m.raw(X[cut:]) for name, m in outer_candidates.items()}
+        aucs = {key: float(roc_auc_score(y_pick, r)) for key, r in raw_pick.items()}
+        simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form, unweighted
+        best = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k[0]], k[1] is None))
+        kind, self.recency_ = best
         self.kind_ = kind
-        self.candidate_auc_ = aucs
-        method, oof = self._choose_calibration(raw_pick[kind], y_pick, seed)
+        self.candidate_auc_ = {name + ("" if hl is None else "+recent"): auc for (name, hl), auc in aucs.items()}
+        method, oof = self._choose_calibration(raw_pick[best], y_pick, seed)
         self.calibration_ = method
-        n_iter = int(trees.est.n_iter_)  # trees found by early stopping, kept so the calibration still fits
+        # trees found by early stopping, kept so the calibration still fits
+        n_iter = int(trees_by[self.recency_].est.n_iter_)
         X_va = X[cut:]
         if nested:
             # The serving calibration is fitted on the latest rows, predicted by a model that did not see them.
@@ -358,11 +381,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             raw_va = before.raw(X_va)
             # Outer figures: that model with the calibration fitted where the choice was made, scored on
             # rows neither the fit nor the choice saw.
-            outer_cal = _Calibrator(method).fit(raw_pick[kind], y_pick)
+            outer_cal = _Calibrator(method).fit(raw_pick[best], y_pick)
             self.validation_metrics_ = evaluate(y_va, expit(outer_cal(raw_va)))
         else:
             before = outer_candidates[kind]
-            raw_va = raw_pick[kind]
+            raw_va = raw_pick[best]
             self.validation_metrics_ = evaluate(y_va, expit(oof))
         self.validation_metrics_["rows_train"] = int(cut)
         self.validation_metrics_["selection"] = "nested" if nested else "outer"
@@ -375,8 +398,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     def _fit_kind(self, kind: str, X: np.ndarray, y: np.ndarray, seed: int,
                   n_iter: int) -> _LinearModel | _TreeModel | _EnsembleModel:
         """Fit the chosen model form on ``X`` with the number of trees found on the inner split."""
-        linear = _LinearModel(self.C, self.class_weight, seed).fit(X, y) if kind != "boosting" else None
-        trees = (_TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, y)
+        w = _recency(len(y), self.recency_)
+        linear = _LinearModel(self.C, self.class_weight, seed).fit(X, y, w) if kind != "boosting" else None
+        trees = (_TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, y, w)
                  if kind != "logistic" else None)
         if kind == "logistic":
             assert linear is not None

@@ -11,9 +11,12 @@ one row is attributed with a few vectorised steps per depth level.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
+
+if TYPE_CHECKING:  # scoring packed trees needs numpy only (`gonogo model explain` never imports scikit-learn)
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 
 @dataclass(frozen=True)
