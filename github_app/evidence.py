@@ -597,6 +597,7 @@ async def collect_change(
     main_author = authors.most_common(1)[0][0] if authors else None
     commit_times = [when for c in cmp.commits if (when := _commit_time(c)) is not None]
     experience = recent_experience = None
+    unread: list[str] = []
     author_known = bool(main_author and main_author != "unknown")
     reference = min(commit_times) if commit_times else datetime.now(UTC)  # when the change began
     if author_known:
@@ -611,8 +612,9 @@ async def collect_change(
                 [when for c in earlier if (when := _commit_time(c)) is not None], reference), 3)
         except RateLimited:
             raise
-        except GitHubError:
+        except GitHubError as exc:
             experience = None
+            unread.append(f"the main author's earlier commits could not be listed: {exc}")
     history = await _file_history(gh, t, base_sha, files, main_author if author_known else None, reference)
     hotspots = await asyncio.to_thread(_hotspots, engine, t, set(paths))
     migration_globs = (await _ready(opts)).migration_globs
@@ -633,7 +635,7 @@ async def collect_change(
         file_age_days=history.age_days, file_prior_changes=history.prior_changes,
         author_subsystem_experience=history.subsystem_experience, lines_before=history.lines_before,
         has_migration=any(_is_migration(p, migration_globs) for p in paths), hotspots=sorted(hotspots),
-        first_commit_at=min(commit_times) if commit_times else None,
+        first_commit_at=min(commit_times) if commit_times else None, unread=[*unread, *history.unread],
         files=[ChangedFile(path=f.filename, status=str(f.status), additions=f.additions, deletions=f.deletions)
                for f in files[:STORED_FILES]],
         provenance=[*provenance, *history.provenance],
@@ -655,6 +657,7 @@ class FileHistory:
     subsystem_experience: int | None = None
     lines_before: int | None = None
     provenance: list[Provenance] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # reads that failed (not those skipped over the caps)
 
 
 def recent_weight(dates: list[datetime], reference: datetime) -> float:
@@ -672,7 +675,7 @@ async def _file_history(gh: GitHub[Any], t: Target, base_sha: str, files: list[A
     plus one listing per touched top-level directory for the main author (at most
     ``SUBSYSTEM_HISTORY_LIMIT``): at most 43 calls per deployment. Only commits reachable
     from the base, i.e. before the change, are read. A change over the limits, or a failed read, leaves the
-    metrics unknown (None), never zero.
+    metrics unknown (None), never zero; a failed read is also listed in ``unread``, which rules out a go.
     """
     out = FileHistory()
     existing = [f.filename for f in files if str(f.status) != "added"]
@@ -696,6 +699,7 @@ async def _file_history(gh: GitHub[Any], t: Target, base_sha: str, files: list[A
             raise
         except GitHubError as exc:
             out.provenance.append(Provenance(source="github.commits", detail=f"file history unreadable: {exc}"))
+            out.unread.append(f"the changed files' earlier commits could not be read: {exc}")
         else:
             commits = {c.sha: c for found in per_file for c in found}
             out.prior_changes = len(commits)
@@ -717,6 +721,7 @@ async def _file_history(gh: GitHub[Any], t: Target, base_sha: str, files: list[A
         raise
     except GitHubError as exc:
         out.provenance.append(Provenance(source="github.commits", detail=f"subsystem history unreadable: {exc}"))
+        out.unread.append(f"the main author's earlier commits in the touched subsystems could not be read: {exc}")
         return out
     mine = {c.sha for found in per_dir for c in found}
     # files at the repository's root form one subsystem: their histories are already read

@@ -276,8 +276,9 @@ class _NotFullyRead(NamedTuple):
 def _parts_not_fully_read(ev: Evidence, scope: Collection[str] | None) -> list[_NotFullyRead]:
     """List each kind of evidence gonogo could not fully read, with its reasons and the change that fixes it.
 
-    Two kinds: report files that were refused, and in-scope sources that exist but failed to answer (an
-    error, a refusal, a timeout). A source that is not set up is not here: it lowers the confidence instead.
+    Three kinds: report files that were refused, a change whose history reads failed although its
+    comparison was read, and in-scope sources that exist but failed to answer (an error, a refusal, a
+    timeout). A source that is not set up is not here: it lowers the confidence instead.
     """
     parts: list[_NotFullyRead] = []
     refused = ev.refused
@@ -287,6 +288,13 @@ def _parts_not_fully_read(ev: Evidence, scope: Collection[str] | None) -> list[_
             [f"{len(refused)} report file(s) could not be read ({names}): missing evidence never approves"],
             f"Fix or remove the report file(s) gonogo could not read ({names}) and re-run: "
             "a report that cannot be read counts as missing evidence.",
+        ))  # fmt: skip
+    change = ev.change
+    if change.availability is Availability.OK and change.unread and (scope is None or "change" in scope):
+        parts.append(_NotFullyRead(
+            [f"change evidence was read only in part ({why}): unread evidence never approves"
+             for why in change.unread],
+            "Re-run the job once GitHub answers the change's history reads again (see the reasons above).",
         ))  # fmt: skip
     unread = [(name, part) for name, part in ev.parts().items()
               if part.availability is Availability.UNAVAILABLE and (scope is None or name in scope)]  # fmt: skip

@@ -267,6 +267,10 @@ class ChangePart(Part):
     first_commit_at: datetime | None = None
     hotspots: list[str] = Field(default_factory=list)
     files: list[ChangedFile] = Field(default_factory=list)  # capped
+    # reads of the change's history that failed although the comparison itself was read (the author's
+    # experience, the files' earlier commits): the figures they feed are unknown and the deployment cannot be
+    # approved on them; a history left unread on purpose (over gonogo's call caps) is not listed here
+    unread: list[str] = Field(default_factory=list)
 
 
 # --- operational --------------------------------------------------------------------------

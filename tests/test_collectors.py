@@ -341,14 +341,18 @@ def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(dat
 
 
 def test_unreadable_file_history_is_unknown_never_zero(database_url: str) -> None:
-    """When GitHub fails the commits listings, the files' history and the author's experience are unknown."""
+    """When GitHub fails the commits listings, the files' history and the author's experience are unknown,
+    and the deployment is not approved on a change whose history was only read in part."""
     with running_world(database_url, history_state()) as world:
         run_history(world)
         world.state.inject("GET", "/repos/acme/api/commit[s]", "status", status=500, times=None)
-        decide(world, LABEL)
-        ev, _, _ = stored(world, LABEL)
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
     ch = ev.change
     assert ch.ok and ch.files_changed == 3  # the compare answer was read
+    assert ch.unread and all("500" in why for why in ch.unread)
+    assert decision["verdict"] != "go" and gate.answer != "approved"
+    assert any("change evidence was read only in part" in r for r in decision["reasons"])
     assert (ch.file_developers, ch.file_prior_changes, ch.file_age_days, ch.lines_before) == (None,) * 4
     assert (ch.author_experience, ch.author_recent_experience, ch.author_subsystem_experience) == (None,) * 3
     assert any("unreadable" in p.detail for p in ch.provenance)
