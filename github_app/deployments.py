@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from github_app import audit
-from github_app.db.models import Deployment
+from github_app.db.models import DecisionRecord, Deployment
 from github_app.evidence import Target
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ DRIVEN = (EVALUATING, DECIDED, ANSWERING)
 GITHUB_WAIT_LIMIT = timedelta(days=30)
 
 Answer = Literal["approved", "rejected"]
+# what a reviewer may answer with: an allowed one of these marks the deployment as decided by a human
+HUMAN_ACTIONS = ("approve", "reject", "override")
 Next = Literal["evaluate", "publish_decision", "send_answer", "nothing"]
 OnCommit = Callable[[Session, Deployment], None]
 
@@ -190,15 +192,22 @@ def note_status_report(engine: Engine, key: str, owner: str, reports: int, githu
     _update(engine, key, [Deployment.lease_owner == owner], {"status_reports": reports}, audited)
 
 
-def record_decision(session: Session, key: str, owner: str, decision_id: int, answer: Answer | None,
-                    comment: str) -> bool:  # fmt: skip
-    """evaluating -> decided, inside the caller's transaction that stores the decision.
+def record_decision(session: Session, key: str, owner: str, decision: DecisionRecord, answer: Answer | None,
+                    comment: str, first_commit_at: datetime | None = None) -> bool:  # fmt: skip
+    """evaluating -> decided, inside the caller's transaction that stores ``decision`` (flushed: it has an id).
 
     The answer (go / no-go) is stored with it, before GitHub is told, so a crash never decides twice.
+    The decision's headline (verdict, action, risk, time) and the first commit of the change are copied
+    onto the row for the insights, which read them for thousands of deployments at a time.
     False when the caller lost the lease or a break-glass override got there first: then the caller
     rolls its transaction back.
     """
-    values: dict[str, Any] = {"state": DECIDED, "decision_id": decision_id}
+    if first_commit_at is not None and first_commit_at.tzinfo is None:
+        first_commit_at = first_commit_at.replace(tzinfo=UTC)
+    values: dict[str, Any] = {
+        "state": DECIDED, "decision_id": decision.id, "verdict": decision.verdict, "decided_action": decision.action,
+        "risk": decision.risk, "decided_at": decision.created_at, "first_commit_at": first_commit_at,
+    }  # fmt: skip
     if answer is not None:
         values.update(answer=answer, answer_comment=comment)
     done = session.connection().execute(
@@ -206,6 +215,19 @@ def record_decision(session: Session, key: str, owner: str, decision_id: int, an
         .where(Deployment.key == key, Deployment.state == EVALUATING, Deployment.lease_owner == owner,
                Deployment.answer.is_(None))
         .values(**values)
+    ).rowcount  # fmt: skip
+    return bool(done == 1)
+
+
+def note_human_review(session: Session, deployment_id: int) -> bool:
+    """Mark that a reviewer's answer was allowed (approve, reject or override), inside the caller's transaction.
+
+    It stays set: the insights count the deployment as decided by a human from then on, whether or not
+    the answer was the one sent (another reviewer may have been first). False when it was set already.
+    """
+    done = session.connection().execute(
+        update(Deployment).where(Deployment.id == deployment_id, Deployment.human_reviewed.is_(False))
+        .values(human_reviewed=True)
     ).rowcount  # fmt: skip
     return bool(done == 1)
 

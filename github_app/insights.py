@@ -1,7 +1,8 @@
 """How good the gate is and how delivery goes: gate quality and DORA figures from decisions and outcomes.
 
-``load`` reads the facts of one window through SQLAlchemy (deployments with their decision, whether a
-human answered, the first commit of the change, and the outcomes); everything else is pure and works
+``load`` reads the facts of one window through SQLAlchemy (deployments with their decision's headline,
+whether a human answered and the first commit of the change, all kept on the deployment row, and the
+outcomes); everything else is pure and works
 on those facts: ``build(load(...))`` is the reference computation of every figure docs/insights.md
 defines. ``report``, what the API, the dashboard and ``gonogo report`` show, gets the same figures from
 one SQL statement instead (github_app/insights_sql.py; tests/test_insights_sql.py holds them equal).
@@ -21,13 +22,12 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, String, exists, select, true, type_coerce
+from sqlalchemy import DateTime, Engine, String, select, type_coerce
 
 from github_app.db import read_only
-from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+from github_app.db.models import Deployment, Outcome
 
 FAILED = frozenset({"failure", "rollback", "incident"})
-HUMAN_ACTIONS = ("approve", "reject", "override")
 CALIBRATION_BINS = 10
 ANSWER_BUCKETS: tuple[tuple[str, float], ...] = (
     ("< 10 s", 10), ("< 1 min", 60), ("< 10 min", 600), ("< 1 h", 3600), ("< 8 h", 8 * 3600), ("< 1 d", 86400),
@@ -174,31 +174,13 @@ def load(engine: Engine, window: Window) -> Facts:
     """
     dialect = engine.dialect.name
     t = partial(_raw_time, dialect=dialect)
-    human = exists().where(
-        Review.deployment_id == Deployment.id, Review.allowed.is_(True), Review.action.in_(HUMAN_ACTIONS)
-    )
-    first_commit = HistoryRow.features["first_commit_at"].as_string().label("first_commit")
-    decision_columns = (DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
-                        t(DecisionRecord.created_at).label("decided_at"))  # fmt: skip
-    head = (Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
-            t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at))  # fmt: skip
-    if dialect == "postgresql":
-        # one index probe per deployment of the window: a join hashes every decision and history row ever
-        # written, so its cost would grow with the whole history instead of the window
-        decision = (select(*decision_columns).where(DecisionRecord.id == Deployment.decision_id).limit(1)
-                    .lateral("decision"))  # fmt: skip
-        history = select(first_commit).where(HistoryRow.deployment_id == Deployment.key).limit(1).lateral("first")
-        stmt = (
-            select(*head, decision.c.verdict, decision.c.action, decision.c.risk, decision.c.decided_at, human,
-                   history.c.first_commit)
-            .select_from(Deployment).outerjoin(decision, true()).outerjoin(history, true())
-        )  # fmt: skip
-    else:  # SQLite joins by probing the primary key and the unique key anyway
-        stmt = (
-            select(*head, *decision_columns, human, first_commit)
-            .outerjoin(DecisionRecord, DecisionRecord.id == Deployment.decision_id)
-            .outerjoin(HistoryRow, HistoryRow.deployment_id == Deployment.key)
-        )
+    # the decision's headline, the human review and the first commit are the row's own (migration 0011)
+    stmt = select(
+        Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
+        t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at), Deployment.verdict,
+        Deployment.decided_action, Deployment.risk, t(Deployment.decided_at), Deployment.human_reviewed,
+        t(Deployment.first_commit_at),
+    )  # fmt: skip
     stmt = stmt.where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
     outcome_stmt = select(
         Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, t(Outcome.observed_at)
@@ -217,7 +199,7 @@ def load(engine: Engine, window: Window) -> Facts:
     when = _time_reader(dialect)
     deployments = [
         DeploymentFact(i, key, repo, env, sha, when(created) or window.since, answer, when(answered), verdict,
-                       action, risk, when(decided), bool(human_answer), _parse_time(first_commit))
+                       action, risk, when(decided), bool(human_answer), when(first_commit))
         for i, key, repo, env, sha, created, answer, answered, verdict, action, risk, decided, human_answer, first_commit
         in rows
     ]  # fmt: skip

@@ -15,7 +15,6 @@ the ``timedelta.total_seconds()`` of the Python definitions.
 from __future__ import annotations
 
 import functools
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    DateTime,
     Engine,
     Float,
     Integer,
@@ -35,55 +33,32 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    exists,
     extract,
     func,
     literal,
     null,
     or_,
     select,
-    true,
     type_coerce,
     union_all,
 )  # fmt: skip
-from sqlalchemy.exc import DataError
 
 from github_app import insights as ins
 from github_app.db import read_only
-from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
+from github_app.db.models import Deployment, Outcome
 
-log = logging.getLogger(__name__)
 US = 1_000_000  # microseconds per second
 DAY_US = 86400 * US
 MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
 INTS = 16  # integer value columns of the combined result
 FLOATS = 3  # floating-point value columns
 TEXTS = 4  # text columns: lists of values
-# what a first-commit time must start with to be read as one; anything else (never written by gonogo)
-# has no lead time, as in Python. A text that starts so but is not a time PostgreSQL reads makes the
-# statement fail, and ``report`` computes that window in Python instead (a full regular expression per
-# row would cost more than the rest of the statement).
-_ISO_START = r"^\d{4}-\d\d-\d\d"
-
-
 def _us(column: Any, dialect: str) -> ColumnElement[Any]:
     """A stored time as integer microseconds since the epoch (SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text)."""
     if dialect == "postgresql":
         return cast(extract("epoch", column) * US, BigInteger)
     raw = type_coerce(column, String)
     return cast(func.strftime("%s", raw), Integer) * US + cast(func.substr(raw, 21, 6), Integer)
-
-
-def _iso_us(text: Any, dialect: str) -> ColumnElement[Any]:
-    """An ISO-8601 text (a JSON field) as microseconds since the epoch, or NULL when it is not one."""
-    if dialect == "postgresql":
-        moment = cast(text, DateTime(timezone=True))
-        return case((text.regexp_match(_ISO_START), cast(extract("epoch", moment) * US, BigInteger)))
-    # SQLite reads 2026-02-30 as March 2nd; Python reads no time at all: a date must read back unchanged
-    day = func.substr(text, 1, 10)
-    whole = case((func.date(day, "+0 days") == day, cast(func.strftime("%s", text), Integer)))
-    fraction = case((func.substr(text, 20, 1) == ".", cast(func.substr(text, 21, 6), Integer)), else_=0)
-    return case((whole.is_not(None), whole * US + fraction))
 
 
 def _nonneg(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -138,39 +113,25 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     since, until = bindparam("since"), bindparam("until")
     # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
     target = (Deployment.sha, Deployment.repository, Deployment.environment)
-    # the window's requests alone first (narrow rows to sort for the next request of the same target) ...
-    base_select = select(
-        Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
-        Deployment.created_at, Deployment.answer, Deployment.answered_at, Deployment.decision_id,
+    # the window's requests with what the report reads of each (the decision's headline, whether a human
+    # answered, the first commit of the change: the row's own columns, migration 0011) and the next request
+    # of the same target
+    wd = select(
+        Deployment.id, Deployment.repository, Deployment.environment, Deployment.sha, Deployment.created_at,
         func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
         .label("next_at"),
+        us(Deployment.created_at).label("c_us"), Deployment.answer, us(Deployment.answered_at).label("a_us"),
+        case((Deployment.human_reviewed.is_(True), 1), else_=0).label("human"), Deployment.verdict,
+        Deployment.decided_action.label("action"), Deployment.risk, us(Deployment.decided_at).label("d_us"),
+        us(Deployment.first_commit_at).label("f_us"),
     ).where(Deployment.created_at >= since, Deployment.created_at < until)  # fmt: skip
     outcomes_where = [Outcome.observed_at >= since]
     for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
                                            (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
         if wanted:
-            base_select = base_select.where(column == bindparam(name))
+            wd = wd.where(column == bindparam(name))
             outcomes_where.append(o_column == bindparam(name))
-    b = base_select.subquery("base").c
-    # ... then their decision, whether a human answered, and the first commit of the change
-    by_a_human = (Review.deployment_id == b.id, Review.allowed.is_(True), Review.action.in_(ins.HUMAN_ACTIONS))
-    human = exists().where(*by_a_human)
-    first_commit_text = HistoryRow.features["first_commit_at"].as_string()
-    head = [b.id, b.repository, b.environment, b.sha, b.created_at, b.next_at, us(b.created_at).label("c_us"), b.answer,
-            us(b.answered_at).label("a_us")]  # fmt: skip
-    decision_columns = [DecisionRecord.verdict, DecisionRecord.action, DecisionRecord.risk,
-                        us(DecisionRecord.created_at).label("d_us")]  # fmt: skip
-    if dialect == "postgresql":  # one index probe per deployment of the window, as in insights.load
-        decision = select(*decision_columns).where(DecisionRecord.id == b.decision_id).limit(1).lateral("decision")
-        # a probe per deployment, not a hash of every review ever written
-        review = select(literal(1).label("one")).where(*by_a_human).limit(1).lateral("review")
-        wd_select = (select(*head, case((review.c.one.is_not(None), 1), else_=0).label("human"), b.key,
-                            decision.c.verdict, decision.c.action, decision.c.risk, decision.c.d_us)
-                     .select_from(b.id.table).outerjoin(decision, true()).outerjoin(review, true()))  # fmt: skip
-    else:
-        wd_select = (select(*head, case((human, 1), else_=0).label("human"), b.key, *decision_columns)
-                     .select_from(b.id.table).outerjoin(DecisionRecord, DecisionRecord.id == b.decision_id))  # fmt: skip
-    wd = wd_select.subquery("wd")
+    wd = wd.subquery("wd")
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
     # that is to the deployment whose interval [created_at, next request of the same target) holds it
@@ -188,23 +149,16 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     )  # fmt: skip
     failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
     w_target = (att.c.sha, att.c.repository, att.c.environment)
-    # the first commit of the change only counts for a deployment that went out (lead time): looked up for those
-    history_of = and_(HistoryRow.deployment_id == att.c.key, att.c.dep_us.is_not(None))
     joined = (
-        select(*[c for c in att.c if c.name not in ("next_at", "created_at", "sha", "key", "fails")],
+        select(*[c for c in att.c if c.name not in ("next_at", "created_at", "sha", "fails")],
                failed.label("failed"),
                func.max(failed).over(partition_by=w_target).label("t_failed"),
                func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
                .over(partition_by=w_target).label("t_success"))
         .select_from(att)
+        .cte("facts")
+        .prefix_with("MATERIALIZED")  # read by every part below: computed once
     )  # fmt: skip
-    if dialect == "postgresql":  # the JSON read once per row, in the lookup; the text converted outside it
-        history = select(first_commit_text.label("text")).where(history_of).limit(1).lateral("first")
-        joined = joined.add_columns(_iso_us(history.c.text, dialect).label("f_us")).outerjoin(history, true())
-    else:
-        joined = joined.add_columns(_iso_us(first_commit_text, dialect).label("f_us")).outerjoin(HistoryRow, history_of)
-    joined = joined.cte("facts")
-    joined = joined.prefix_with("MATERIALIZED")  # read by every part below: computed once
     f = joined.c
     known = or_(f.failed == 1, f.dep_us.is_not(None))
     later_success = and_(f.t_failed == 0, f.t_success >= f.c_us)
@@ -415,22 +369,15 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     dialect = engine.dialect.name
     with read_only(engine) as conn:
         if dialect == "postgresql":
-            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # naive first-commit times read as UTC, as in Python
-            # the planner prices the per-deployment lookups high enough to compile the statement to machine
-            # code, which takes longer (about 250 ms) than running it
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            # the planner may price the statement high enough to compile it to machine code, which takes
+            # longer (about 250 ms) than running it
             conn.exec_driver_sql("SET LOCAL jit = off")
             # sorts and groupings of the window's rows in memory, not in files
             conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
             # thousands of rows: starting parallel workers costs more CPU than it saves
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-        rows: list[Any] | None
-        try:
-            rows = list(conn.execute(*statement(window, dialect)).all())
-        except DataError:  # a first-commit time PostgreSQL cannot read (see _ISO_START): Python reads it
-            log.warning("insights.sql_fallback", extra={"since": window.since.isoformat()}, exc_info=True)
-            rows = None
-    if rows is None:
-        return ins.build(ins.load(engine, window), now)
+        rows = conn.execute(*statement(window, dialect)).all()
     groups: dict[tuple[str, str], _Counts] = {}
     overall: dict[None, _Counts] = {}
     weeks: dict[int, Any] = {}

@@ -116,3 +116,16 @@ def rsa_private_pem() -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     ).decode()
+
+
+def migration(revision: str) -> Any:
+    """The module of one Alembic migration (their file names start with a digit: not importable by name)."""
+    import importlib.util
+
+    folder = ROOT / "github_app" / "db" / "migrations" / "versions"
+    (path,) = folder.glob(f"{revision}_*.py")
+    spec = importlib.util.spec_from_file_location(f"gonogo_migration_{revision}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -94,6 +94,7 @@ def seed(
                                     "action": "approve" if answer == "approved" else "reject", "allowed": True,
                                     "reason": "looked at the change", "created_at": answered_at})  # fmt: skip
         state = "escalated" if answer is None else "answered"
+        first_commit = created - timedelta(hours=rng.uniform(0.5, 96))
         data = dict(templates[verdict], sha=sha, repository=repo, environment=env, deployment_id=key,
                     risk={**templates[verdict]["risk"], "probability": risk})  # fmt: skip
         if i % full_decision_every:
@@ -102,11 +103,13 @@ def seed(
             "id": dep_id, "key": key, "repository": repo, "environment": env, "sha": sha, "ref": "refs/heads/main",
             "run_id": 1000 + dep_id, "creator": "octocat", "pull_requests": [], "created_at": created, "state": state,
             "answer": answer, "answered_at": answered_at, "decision_id": dep_id, "status_reports": 0,
+            # the decision's headline, the human review and the first commit, as the transitions keep them
+            "verdict": verdict, "decided_action": action, "risk": risk, "decided_at": decided,
+            "human_reviewed": verdict == "escalate" and answer is not None, "first_commit_at": first_commit,
         })  # fmt: skip
         rows["decisions"].append({"id": dep_id, "deployment_id": dep_id, "created_at": decided, "verdict": verdict,
                                   "action": action, "readiness_score": round(100 - risk * 100, 1), "risk": risk,
                                   "confidence": 0.8, "data": data})  # fmt: skip
-        first_commit = created - timedelta(hours=rng.uniform(0.5, 96))
         rows["history"].append({"deployment_id": key, "repository": repo, "environment": env, "sha": sha,
                                 "created_at": created, "features": {"commits": rng.randint(1, 30),
                                                                     "first_commit_at": first_commit.isoformat()}})  # fmt: skip

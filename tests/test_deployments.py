@@ -45,7 +45,7 @@ def decide(engine: Engine, key: str, owner: str, answer: str | None) -> bool:
         rec = DecisionRecord(deployment_id=row.id, created_at=datetime.now(UTC), verdict="x", action="x", data={})
         session.add(rec)
         session.flush()
-        ok = deployments.record_decision(session, key, owner, rec.id, answer, "because")  # type: ignore[arg-type]
+        ok = deployments.record_decision(session, key, owner, rec, answer, "because")  # type: ignore[arg-type]
         if not ok:
             session.rollback()
         return ok

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from github_app import audit, db
-from github_app.db.models import Review
+from github_app.db.models import HistoryRow, Review
 from github_app.sandbox.webhooks import issue_comment_payload
-from tests.helpers import execute, query
+from tests.helpers import deployment_row, execute, query
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -38,16 +38,26 @@ def test_buttons_refusals_and_a_single_approval(database_url):
         pr_comments = world.state.comments(REPO, 7)
         assert pr_comments and "@acme/sre" in pr_comments[0].body
 
+        row = deployment_row(database_url)
+        # the decision's headline and the change's first commit are kept on the row for the insights
+        assert (row.verdict, row.decided_action, row.human_reviewed) == ("escalate", "escalate", False)
+        assert row.risk is not None and row.decided_at is not None and row.decided_at >= row.created_at
+        (history,) = query(database_url, select(HistoryRow))
+        first = history.features.get("first_commit_at")
+        assert first and row.first_commit_at == datetime.fromisoformat(first)
+
         world.click(LABEL, "eve")  # not a reviewer
         world.settle()
         world.click(LABEL, "dora")  # the deployer: four eyes
         world.settle()
         assert world.gate(LABEL).answer is None
+        assert deployment_row(database_url).human_reviewed is False  # refused attempts are no human answer
         world.click(LABEL, "rita", delivery_id="click-1")
         world.click(LABEL, "rita", delivery_id="click-1")  # delivered twice
         world.click(LABEL, "rita", delivery_id="click-2")  # clicked twice
         world.settle()
         assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+        assert deployment_row(database_url).human_reviewed is True
         assert "rita" in world.accepted_answers(REPO)[0].comment
         rows = query(database_url, select(Review).order_by(Review.id))
         assert [(r.actor, r.allowed) for r in rows][:3] == [("eve", False), ("dora", False), ("rita", True)]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, update
 
-from github_app import db, insights
+from github_app import db, deployments, insights
 from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Review
 from github_app.features.outcomes import record_outcome
 from github_app.insights import DeploymentFact, OutcomeFact, Window
@@ -164,7 +164,11 @@ def test_the_figures_come_from_the_database(database_url: str) -> None:
                 deployment_id=dep_id, created_at=created + timedelta(seconds=5), verdict=verdict, action=action,
                 risk=0.3, data={},
             ).returning(DecisionRecord.id)).scalar_one()  # fmt: skip
-            conn.execute(update(Deployment).where(Deployment.id == dep_id).values(decision_id=decision_id))
+            # what deployments.record_decision keeps on the row with the decision
+            conn.execute(update(Deployment).where(Deployment.id == dep_id).values(
+                decision_id=decision_id, verdict=verdict, decided_action=action, risk=0.3,
+                decided_at=created + timedelta(seconds=5), first_commit_at=created - 3 * H,
+            ))  # fmt: skip
             conn.execute(insert(HistoryRow).values(deployment_id=key, repository="o/r", environment=env, sha=sha,
                                                    created_at=created,
                                                    features={"first_commit_at": (created - 3 * H).isoformat()}))  # fmt: skip
@@ -173,6 +177,7 @@ def test_the_figures_come_from_the_database(database_url: str) -> None:
                                                    refusal="not a reviewer", created_at=created + H))  # fmt: skip
                 conn.execute(insert(Review).values(deployment_id=dep_id, actor="rita", action="approve", allowed=True,
                                                    created_at=created + 2 * H))  # fmt: skip
+                conn.execute(update(Deployment).where(Deployment.id == dep_id).values(human_reviewed=True))
     record_outcome(engine, repository="o/r", environment="production", sha="a" * 40, outcome="success",
                    source="deployment_status", source_key="s1", observed_at=t + timedelta(minutes=5))  # fmt: skip
     record_outcome(engine, repository="o/r", environment="production", sha="b" * 40, outcome="success",
@@ -231,7 +236,8 @@ def test_reports_are_shared_for_a_minute_and_then_recomputed(database_url: str) 
 
 
 def test_the_lean_read_gives_the_same_facts_as_the_mapped_tables(database_url: str) -> None:
-    """``load`` reads times raw and joins by lateral lookups on PostgreSQL: every fact must match the ORM's."""
+    """``load`` reads times raw: every fact must match what the ORM reads of the same rows (and the seed keeps the
+    row's decision headline, human review and first commit equal to the decision, review and history rows)."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -250,13 +256,15 @@ def test_the_lean_read_gives_the_same_facts_as_the_mapped_tables(database_url: s
             decision = session.get(DecisionRecord, d.decision_id) if d.decision_id else None
             history = session.scalars(select(HistoryRow).where(HistoryRow.deployment_id == d.key)).first()
             human = session.scalars(select(Review).where(Review.deployment_id == d.id, Review.allowed.is_(True),
-                                                         Review.action.in_(insights.HUMAN_ACTIONS))).first()  # fmt: skip
+                                                         Review.action.in_(deployments.HUMAN_ACTIONS))).first()  # fmt: skip
             first = history.features.get("first_commit_at") if history else None
+            assert decision is not None and (d.verdict, d.decided_action, d.risk, d.decided_at) == (
+                decision.verdict, decision.action, decision.risk, decision.created_at)
+            assert d.human_reviewed is (human is not None)
+            assert d.first_commit_at == (datetime.fromisoformat(first) if first else None)
             expected.append(DeploymentFact(
                 d.id, d.key, d.repository, d.environment, d.sha, d.created_at, d.answer, d.answered_at,
-                decision.verdict if decision else None, decision.action if decision else None,
-                decision.risk if decision else None, decision.created_at if decision else None, human is not None,
-                datetime.fromisoformat(first) if first else None,
+                d.verdict, d.decided_action, d.risk, d.decided_at, d.human_reviewed, d.first_commit_at,
             ))  # fmt: skip
         outcomes = [OutcomeFact(o.repository, o.environment, o.sha, o.outcome, o.observed_at)
                     for o in session.scalars(select(Outcome).where(Outcome.observed_at >= window.since)

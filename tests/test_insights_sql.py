@@ -17,6 +17,9 @@ from sqlalchemy import Engine, insert, update
 from github_app import db, insights
 from github_app.db.models import DecisionRecord, Deployment, HistoryRow, Outcome, Review
 from github_app.insights import Window
+from tests.helpers import migration
+
+first_commit_time = migration("0011").first_commit_time  # how a first-commit text became the row's column
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 H = timedelta(hours=1)
@@ -89,11 +92,18 @@ def _store(engine: Engine, rows: list[dict[str, Any]], outcomes: list[tuple[str,
                     deployment_id=dep_id, created_at=created + timedelta(seconds=7, microseconds=123457),
                     verdict=verdict, action=r["action"], risk=r.get("risk", 0.2), data={},
                 ).returning(DecisionRecord.id)).scalar_one()  # fmt: skip
-                conn.execute(update(Deployment).where(Deployment.id == dep_id).values(decision_id=decision))
+                # what deployments.record_decision copies onto the row
+                conn.execute(update(Deployment).where(Deployment.id == dep_id).values(
+                    decision_id=decision, verdict=verdict, decided_action=r["action"], risk=r.get("risk", 0.2),
+                    decided_at=created + timedelta(seconds=7, microseconds=123457),
+                    first_commit_at=first_commit_time(r.get("first")),
+                ))  # fmt: skip
             for actor, allowed in r.get("reviews", ()):
                 conn.execute(insert(Review).values(deployment_id=dep_id, actor=actor, action="approve", allowed=allowed,
                                                    refusal=None if allowed else "not a reviewer",
                                                    created_at=answered or created))  # fmt: skip
+                if allowed:  # deployments.note_human_review
+                    conn.execute(update(Deployment).where(Deployment.id == dep_id).values(human_reviewed=True))
             if "first" in r:
                 conn.execute(insert(HistoryRow).values(deployment_id=f"o/r/{n}/{r.get('env', 'production')}/1",
                                                        repository="o/r", environment=r.get("env", "production"),
@@ -172,7 +182,7 @@ def test_edge_cases_count_the_same_in_the_database(database_url: str) -> None:
 
 
 def test_a_first_commit_time_that_is_no_time_has_no_lead_time(database_url: str) -> None:
-    """Python reads none from it; SQLite would roll Feb 30th over, PostgreSQL refuses it (and Python counts)."""
+    """Migration 0011 reads no time from it (SQLite would roll Feb 30th over, PostgreSQL would refuse it)."""
     rows = [
         {"at": T0, "sha": "a" * 40, "action": "approve", "answer": "approved", "first": "2026-02-30T10:00:00+00:00"},
         {"at": T0 + H, "sha": "b" * 40, "action": "approve", "answer": "approved", "first": (T0 - 2 * H).isoformat()},

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -165,6 +166,15 @@ class Deployment(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     default_branch: Mapped[str | None] = mapped_column(String(255))  # migration 0005
     announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # migration 0005
+    # what the insights count of each deployment, kept on its row by the transitions that learn it
+    # (migration 0011): the decision's headline (record_decision), whether a human's answer was accepted
+    # for review (note_human_review), and the first commit of the change (lead time)
+    verdict: Mapped[str | None] = mapped_column(String(16))  # go | escalate | no-go
+    decided_action: Mapped[str | None] = mapped_column(String(16))  # approve | reject | escalate
+    risk: Mapped[float | None] = mapped_column(Float)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    human_reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    first_commit_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_deployments_env", "repository", "environment", "created_at"),

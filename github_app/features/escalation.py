@@ -121,6 +121,8 @@ def _record_review(
         ))  # fmt: skip
         audit.append(session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
                      data=data)  # fmt: skip
+        if allowed and action in deployments.HUMAN_ACTIONS:
+            deployments.note_human_review(session, row.id)
         if action == "override":  # break-glass is loud in the log too, allowed or not
             audit.append(session, "override", repository=row.repository, deployment_key=row.key, actor=actor,
                          data=data)  # fmt: skip

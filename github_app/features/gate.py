@@ -433,7 +433,9 @@ def _store_decision(
         )  # fmt: skip
         session.add(rec)
         session.flush()
-        if not deployments.record_decision(session, t.deployment_key, owner, rec.id, state_answer, comment):
+        change = decision.evidence.change
+        first_commit = change.first_commit_at if change.ok else None
+        if not deployments.record_decision(session, t.deployment_key, owner, rec, state_answer, comment, first_commit):
             session.rollback()
             raise LeaseLost(f"deployment {t.deployment_key} is no longer this worker's to decide")
         session.refresh(row)
