@@ -2,7 +2,7 @@
 
 Protocol, per project: commits sorted by date; the first 80 % are the training period, the rest the
 test period (``--since`` = the first test commit's time). The history file holds only the columns
-of gonogo's history schema (DESIGN.md section 3, docs/history.md), mapped from the commit metrics by
+of gonogo's history schema (docs/history.md), mapped from the commit metrics by
 ``scorer.risk.changerisk``: the headline uses every schema column a commit fills, including the
 history of the changed files and the author's experience gonogo collects from GitHub
 (``HISTORY_ADDED`` below); the figure with those left empty (the schema before they were added) is

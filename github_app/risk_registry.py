@@ -72,7 +72,7 @@ def _json_value(v: Any) -> Any:
 
 
 def history_features(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON ``features`` of a history row: every DESIGN.md column except the core ones."""
+    """The JSON ``features`` of a history row: every history column (docs/history.md) except the core ones."""
     return {c: _json_value(row.get(c)) for c in HISTORY_COLUMNS if c not in CORE_COLUMNS}
 
 
@@ -81,7 +81,7 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def rows_to_frame(rows: list[HistoryRow]) -> pd.DataFrame:
-    """Turn stored history rows into a typed DESIGN.md section 3 frame (exact columns, time order)."""
+    """Turn stored history rows into a typed history frame (docs/history.md) (exact columns, time order)."""
     records = []
     for r in rows:
         rec: dict[str, Any] = {c: (r.features or {}).get(c) for c in HISTORY_COLUMNS}

@@ -4,7 +4,7 @@ Every part carries its availability (``ok``, ``incomplete``, ``not_configured``,
 and the reason, so a missing source is never mistaken for a clean one. A part fed by report files
 also lists the files it refused; files no parser understood are listed on the ``Evidence`` itself.
 ``Evidence`` round-trips through JSON losslessly and flattens to the deployment-history columns of
-DESIGN.md section 3.
+docs/history.md.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ class Evidence(_Model):
         return cls.model_validate_json(text)
 
     def to_history_row(self) -> dict[str, Any]:
-        """Flatten to the DESIGN.md section 3 history columns; unknown values are None."""
+        """Flatten to the history columns of docs/history.md; unknown values are None."""
         ch, te, co, se, pe, op = self.change, self.tests, self.coverage, self.security, self.performance, self.operational
         checks_ok = self.checks.ok
         overall = pe.overall if pe.ok else None

@@ -1,4 +1,4 @@
-"""Generate deployment histories (DESIGN.md section 3) whose true failure probabilities are known.
+"""Generate deployment histories (docs/history.md) whose true failure probabilities are known.
 
 The true log-odds mix non-linear effects (saturating change size, a threshold on failed tests),
 interactions (a migration shipped out of hours, a large change with low coverage), missing

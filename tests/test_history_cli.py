@@ -1,4 +1,4 @@
-"""`gonogo history export|import`: exact DESIGN.md columns, a lossless round trip, clear errors per bad row."""
+"""`gonogo history export|import`: exact docs/history.md columns, a lossless round trip, clear errors per bad row."""
 
 from __future__ import annotations
 

@@ -58,3 +58,18 @@ def test_help_names_only_files_in_the_repository() -> None:
     named = {m for text in _help_texts(cli) for m in re.findall(r"[\w./-]+\.md\b", text)}
     assert all((root / name).is_file() for name in named), f"help refers to files not in the repository: {named}"
     assert "TEAM.md" not in " ".join(_help_texts(cli))
+
+
+def test_code_and_docs_name_no_file_outside_the_repository() -> None:
+    """Docstrings, messages and docs refer to the repository's own files (docs/history.md), never to notes
+    kept beside it (DESIGN.md, TEAM.md, STYLE.md)."""
+    root = README.parent
+    sources = [p for folder in ("github_app", "rules", "scorer", "tests", "benchmarks", "docs")
+               for p in (root / folder).rglob("*")
+               if p.suffix in (".py", ".md") and p != Path(__file__)] + [README]  # this test names them  # fmt: skip
+    missing = {}
+    for path in sources:
+        for name in set(re.findall(r"\b[A-Z][A-Z_]+\.md\b", path.read_text(encoding="utf-8"))):
+            if not ((root / name).is_file() or (path.parent / name).is_file()):
+                missing.setdefault(name, []).append(str(path.relative_to(root)))
+    assert not missing, f"files named that the repository does not hold: {missing}"

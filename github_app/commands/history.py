@@ -80,7 +80,7 @@ def upsert_history(engine: Engine, frame: pd.DataFrame) -> tuple[int, int]:
 
 
 def export_frame(engine: Engine, repository: str | None = None) -> pd.DataFrame:
-    """The history table as a DESIGN.md section 3 frame with readable dtypes (whole numbers, booleans)."""
+    """The history table as a docs/history.md frame with readable dtypes (whole numbers, booleans)."""
     from github_app.risk_registry import load_history_frame
 
     frame = load_history_frame(engine, repository)

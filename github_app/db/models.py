@@ -248,7 +248,7 @@ class Outcome(Base):
 
 
 class HistoryRow(Base):
-    """The deployment history table of DESIGN.md section 3, one row per decided deployment."""
+    """The deployment history table (docs/history.md), one row per decided deployment."""
 
     __tablename__ = "history"
 

@@ -3,7 +3,7 @@
 The blob is ``MAGIC``, a 4-byte big-endian length, the metadata as UTF-8 JSON, another length and
 the pickled lean copy of the estimator (``scorer.risk.lean``: numpy arrays only, what `gonogo model
 explain` loads), then the pickled estimator. Blobs of the first format (no lean copy) still load. Pickle executes code when loaded, so blobs are only ever loaded from gonogo's own
-model store or its package data (DESIGN.md section 7), never from a user upload.
+model store or its package data (docs/risk-model.md), never from a user upload.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Load and validate a deployment-history table (DESIGN.md section 3) from CSV or Parquet."""
+"""Load and validate a deployment-history table (docs/history.md) from CSV or Parquet."""
 
 from __future__ import annotations
 
