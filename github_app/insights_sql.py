@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    DateTime,
     Engine,
     Float,
     Integer,
@@ -109,14 +110,16 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     Built once per dialect and filter (the window comes as parameters): building and keying a statement
     this size costs more than 10 ms a time.
     """
-    us = lambda column: _us(column, dialect)
-    since, until = bindparam("since"), bindparam("until")
+    def us(column: Any) -> ColumnElement[Any]:
+        return _us(column, dialect)
+
+    since, until = bindparam("since", type_=DateTime(timezone=True)), bindparam("until", type_=DateTime(timezone=True))
     # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
     target = (Deployment.sha, Deployment.repository, Deployment.environment)
     # the window's requests with what the report reads of each (the decision's headline, whether a human
     # answered, the first commit of the change: the row's own columns, migration 0011) and the next request
     # of the same target
-    wd = select(
+    requests = select(
         Deployment.id, Deployment.repository, Deployment.environment, Deployment.sha, Deployment.created_at,
         func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
         .label("next_at"),
@@ -129,9 +132,9 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
                                            (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
         if wanted:
-            wd = wd.where(column == bindparam(name))
+            requests = requests.where(column == bindparam(name))
             outcomes_where.append(o_column == bindparam(name))
-    wd = wd.subquery("wd")
+    wd = requests.subquery("wd")
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
     # that is to the deployment whose interval [created_at, next request of the same target) holds it
@@ -306,7 +309,8 @@ def _gate(c: _Counts, now_us: int, repository: str | None, environment: str | No
     scored = sum(b[0] for b in c.bins or ())
 
     def stat(kind: str, fn: Any) -> float | None:
-        return fn(dist.get((kind, repository, environment, None), []))
+        value: float | None = fn(dist.get((kind, repository, environment, None), []))
+        return value
 
     bins = ins.CALIBRATION_BINS
     calibration = [
@@ -423,9 +427,9 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     dora.repository, dora.environment = window.repository, window.environment
     points = []
     for w in ins.window_weeks(window):
-        row = weeks.get((w - _EPOCH).days)
-        verdicts = {v: (getattr(row, f"i{i}") if row is not None else 0) for i, v in enumerate(ins.VERDICTS)}
-        known, failed = (row.i4, row.i5) if row is not None else (0, 0)
+        week_row = weeks.get((w - _EPOCH).days)
+        verdicts = {v: (getattr(week_row, f"i{i}") if week_row is not None else 0) for i, v in enumerate(ins.VERDICTS)}
+        known, failed = (week_row.i4, week_row.i5) if week_row is not None else (0, 0)
         points.append(ins.WeekPoint(week=w, verdicts=verdicts, change_failure_rate=ins._share(failed, known),
                                     lead_time_seconds_median=ins._median(dist.get(
                                         ("lead_week", None, None, (w - _EPOCH).days), []))))  # fmt: skip
