@@ -232,6 +232,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self,
         *,
         min_samples_boosting: int = 600,
+        max_samples_additive: int = 1200,
         min_minority_boosting: int = 20,
         validation_fraction: float = 0.2,
         max_iter: int = 300,
@@ -251,6 +252,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.min_samples_boosting = min_samples_boosting
+        self.max_samples_additive = max_samples_additive
         self.min_minority_boosting = min_minority_boosting
         self.validation_fraction = validation_fraction
         self.max_iter = max_iter
@@ -366,11 +368,13 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         # risk factors drift is better learnt from its latest rows; the inner split says whether this one does.
         half_lives: tuple[float | None, ...] = (None,) if self.recency_half_life is None else (
             None, float(self.recency_half_life))
+        # A short history (under ``max_samples_additive`` rows) also tries simpler settings (see ``_inner_candidates``).
+        small = folds > 1 and n < self.max_samples_additive
         # Settings of the chosen form, per half-life: (C, tree leaves, trees' iterations, logistic share).
         settings: dict[float | None, tuple[float, int, int, float]] = {}
         if nested:
             edges = np.linspace(inner, cut, folds + 1).round().astype(int).tolist()
-            raw_pick, settings = self._inner_candidates(X, yb, edges, half_lives, seed, small=folds > 1)
+            raw_pick, settings = self._inner_candidates(X, yb, edges, half_lives, seed, small=small)
         else:  # too few of a class to choose on an inner split: choose on the outer one (unweighted)
             y_pick = y_va
             linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:cut], y_tr)
@@ -382,7 +386,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         aucs = {key: float(roc_auc_score(y_pick, r)) for key, r in raw_pick.items()}
         simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form, unweighted
         best = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k[0]], k[1] is None))
-        if nested and folds > 1 and best[0] != "ensemble":
+        if nested and small and best[0] != "ensemble":
             # A few hundred rows rank the forms noisily: the average of the two stays unless the other
             # form ranks better by more than the noise of that comparison (a bootstrap standard error).
             averaged = max((k for k in aucs if k[0] == "ensemble"), key=lambda k: (round(aucs[k], 4), k[1] is None))
