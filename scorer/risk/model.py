@@ -13,7 +13,10 @@
   the calibration map (none, Platt/sigmoid or isotonic)
   chosen there by cross-validated log loss. That pipeline is then scored on the outer rows, which
   no choice saw: those are the validation metrics the registry gates on. The chosen form is refit
-  on everything, and calibrated on the outer rows as predicted by a fit that did not see them;
+  on everything, and calibrated on the outer rows as predicted by a fit that did not see them.
+  Below ``max_samples_additive`` rows the inner blocks also choose simpler settings (``C_small``,
+  two-leaf trees, the trees' length from staged predictions, the logistic share of the average),
+  and the average is kept unless another form ranks better beyond the noise of the comparison;
 * one class only: no model can be learnt, so the probability is the smoothed base rate
   (``fallback_reason_`` says why).
 
