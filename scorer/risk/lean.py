@@ -128,16 +128,20 @@ class LeanTrees:
 class LeanEnsemble:
     linear: LeanLinear
     trees: LeanTrees
+    linear_share: float = 0.5  # weight of the logistic log-odds (files written before it was chosen: 0.5)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(0.5 * (self.linear.raw(X) + self.trees.raw(X)))
+        w = self.linear_share
+        return np.asarray(w * self.linear.raw(X) + (1.0 - w) * self.trees.raw(X))
 
     @property
     def base(self) -> float:
-        return 0.5 * (self.linear.base + self.trees.base)
+        w = self.linear_share
+        return w * self.linear.base + (1.0 - w) * self.trees.base
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(0.5 * (self.linear.contributions(X) + self.trees.contributions(X)))
+        w = self.linear_share
+        return np.asarray(w * self.linear.contributions(X) + (1.0 - w) * self.trees.contributions(X))
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,7 @@ def _lean_part(m: Any) -> LeanLinear | LeanTrees | LeanEnsemble:
     if name == "_EnsembleModel":
         linear, trees = _lean_part(m.linear), _lean_part(m.trees)
         assert isinstance(linear, LeanLinear) and isinstance(trees, LeanTrees)
-        return LeanEnsemble(linear, trees)
+        return LeanEnsemble(linear, trees, float(getattr(m, "linear_share", 0.5)))
     raise TypeError(f"no lean form for {name}")
 
 

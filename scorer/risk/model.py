@@ -13,7 +13,10 @@
   the calibration map (none, Platt/sigmoid or isotonic)
   chosen there by cross-validated log loss. That pipeline is then scored on the outer rows, which
   no choice saw: those are the validation metrics the registry gates on. The chosen form is refit
-  on everything, and calibrated on the outer rows as predicted by a fit that did not see them;
+  on everything, and calibrated on the outer rows as predicted by a fit that did not see them.
+  Below ``max_samples_additive`` rows the inner blocks also choose simpler settings (``C_small``,
+  two-leaf trees, the trees' length from staged predictions, the logistic share of the average),
+  and the average is kept unless another form ranks better beyond the noise of the comparison;
 * one class only: no model can be learnt, so the probability is the smoothed base rate
   (``fallback_reason_`` says why).
 
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 _EPS = 1e-3  # probabilities are kept in [0.001, 0.999]: no deployment is certain to pass or fail
 SMALL_ROWS = 5000  # below this many earlier rows, the form is chosen on forward-chained blocks
 INNER_FOLDS = 4
+# shares of the logistic model in the averaged form that forward-chained blocks choose between
+LINEAR_SHARES = (0.5, 0.25, 0.75)
+AUC_BOOTSTRAPS = 100
 
 
 class _Standardiser:
@@ -144,25 +150,32 @@ class _TreeModel:
 
 
 class _EnsembleModel:
-    """Mean of the logistic and the tree log-odds; credits are the mean of their credits."""
+    """Weighted mean of the logistic and the tree log-odds; credits are the same weighted mean of their credits."""
 
-    def __init__(self, linear: _LinearModel, trees: _TreeModel) -> None:
+    linear_share = 0.5  # models pickled before the share was chosen averaged the two equally
+
+    def __init__(self, linear: _LinearModel, trees: _TreeModel, linear_share: float = 0.5) -> None:
         self.linear = linear
         self.trees = trees
+        self.linear_share = linear_share
 
     @property
     def n_iter(self) -> int:
         return self.trees.n_iter
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return 0.5 * (self.linear.raw(X) + self.trees.raw(X))
+        return _mix(self.linear.raw(X), self.trees.raw(X), self.linear_share)
 
     @property
     def base(self) -> float:
-        return 0.5 * (self.linear.base + self.trees.base)
+        return float(_mix(self.linear.base, self.trees.base, self.linear_share))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return 0.5 * (self.linear.contributions(X) + self.trees.contributions(X))
+        return _mix(self.linear.contributions(X), self.trees.contributions(X), self.linear_share)
+
+
+def _mix(linear: Any, trees: Any, linear_share: float) -> Any:
+    return linear_share * linear + (1.0 - linear_share) * trees
 
 
 class _Calibrator:
@@ -195,6 +208,17 @@ def _recency(n: int, half_life: float | None) -> np.ndarray | None:
     return np.asarray(0.5 ** (age / max(half_life, 1.0)))
 
 
+def _auc_difference_se(y: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int) -> float:
+    """Bootstrap standard error of ROC AUC(a) - ROC AUC(b) on the same rows (resampled together)."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(AUC_BOOTSTRAPS):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    return float(np.std(diffs)) if len(diffs) > 1 else float("inf")
+
+
 def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
     p = np.clip(expit(z), _EPS, 1 - _EPS)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -211,12 +235,14 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self,
         *,
         min_samples_boosting: int = 600,
+        max_samples_additive: int = 1200,
         min_minority_boosting: int = 20,
         validation_fraction: float = 0.2,
         max_iter: int = 300,
         max_bins: int = 63,
         learning_rate: float = 0.06,
         max_leaf_nodes: int = 15,
+        small_leaf_nodes: int = 2,
         min_samples_leaf: int = 40,
         l2_regularization: float = 1.0,
         C: float = 0.1,
@@ -229,12 +255,14 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.min_samples_boosting = min_samples_boosting
+        self.max_samples_additive = max_samples_additive
         self.min_minority_boosting = min_minority_boosting
         self.validation_fraction = validation_fraction
         self.max_iter = max_iter
         self.max_bins = max_bins
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
+        self.small_leaf_nodes = small_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.C = C
@@ -254,12 +282,13 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
 
-    def _tree_params(self, seed: int, max_iter: int | None = None, early_stopping: bool = True) -> dict[str, Any]:
+    def _tree_params(self, seed: int, max_iter: int | None = None, early_stopping: bool = True,
+                     leaves: int | None = None) -> dict[str, Any]:
         return {
             "max_iter": max_iter or self.max_iter,
             "learning_rate": self.learning_rate,
             "max_bins": self.max_bins,
-            "max_leaf_nodes": self.max_leaf_nodes,
+            "max_leaf_nodes": leaves or self.max_leaf_nodes,
             "min_samples_leaf": self.min_samples_leaf,
             "l2_regularization": self.l2_regularization,
             "class_weight": self.class_weight,
@@ -318,8 +347,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             self.kind_ = "logistic"
             self.calibration_ = "none"
             # Few rows: regularise hard so a handful of outcomes cannot produce confident predictions.
-            C = self.C_small if n < self.min_samples_boosting else self.C
-            self.model_: _LinearModel | _TreeModel | _EnsembleModel = _LinearModel(C, self.class_weight, seed).fit(X, yb)
+            self.C_ = self.C_small if n < self.min_samples_boosting else self.C
+            self.model_: _LinearModel | _TreeModel | _EnsembleModel = _LinearModel(
+                self.C_, self.class_weight, seed).fit(X, yb)
             self.calibrator_ = _Calibrator("none")
             self.n_iter_ = self.model_.n_iter
             return self
@@ -337,43 +367,41 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             min(int(y_pick.sum()), len(y_pick) - int(y_pick.sum())) >= 5
             and 0 < yb[:inner].sum() < inner
         )
-        names = ("logistic", "boosting", "ensemble")
         # Each form is also tried with recent rows weighing more (``recency_half_life``): a history whose
         # risk factors drift is better learnt from its latest rows; the inner split says whether this one does.
         half_lives: tuple[float | None, ...] = (None,) if self.recency_half_life is None else (
             None, float(self.recency_half_life))
-        trees_by: dict[float | None, _TreeModel] = {}
+        # A short history (under ``max_samples_additive`` rows) also tries simpler settings (see ``_inner_candidates``).
+        small = folds > 1 and n < self.max_samples_additive
+        # Settings of the chosen form, per half-life: (C, tree leaves, trees' iterations, logistic share).
+        settings: dict[float | None, tuple[float, int, int, float]] = {}
         if nested:
-            edges = np.linspace(inner, cut, folds + 1).round().astype(int)
-            parts: dict[tuple[str, float | None], list[np.ndarray]] = {
-                (name, hl): [] for name in names for hl in half_lives}
-            for lo, hi in pairwise(edges.tolist()):
-                for hl in half_lives:
-                    w = _recency(lo, hl)
-                    linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:lo], yb[:lo], w)
-                    trees_by[hl] = trees = _TreeModel(self._tree_params(seed)).fit(X[:lo], yb[:lo], w)
-                    forms: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
-                        "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
-                    for name, m in forms.items():
-                        parts[(name, hl)].append(m.raw(X[lo:hi]))
-            raw_pick = {key: np.concatenate(found) for key, found in parts.items()}
+            edges = np.linspace(inner, cut, folds + 1).round().astype(int).tolist()
+            raw_pick, settings = self._inner_candidates(X, yb, edges, half_lives, seed, small=small)
         else:  # too few of a class to choose on an inner split: choose on the outer one (unweighted)
             y_pick = y_va
             linear = _LinearModel(self.C, self.class_weight, seed).fit(X[:cut], y_tr)
-            trees_by[None] = trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
+            trees = _TreeModel(self._tree_params(seed)).fit(X[:cut], y_tr)
+            settings[None] = (self.C, self.max_leaf_nodes, trees.n_iter, 0.5)
             outer_candidates: dict[str, _LinearModel | _TreeModel | _EnsembleModel] = {
                 "logistic": linear, "boosting": trees, "ensemble": _EnsembleModel(linear, trees)}
             raw_pick = {(name, None): m.raw(X[cut:]) for name, m in outer_candidates.items()}
         aucs = {key: float(roc_auc_score(y_pick, r)) for key, r in raw_pick.items()}
         simplicity = {"logistic": 2, "boosting": 1, "ensemble": 0}  # tie-break: the simpler form, unweighted
         best = max(aucs, key=lambda k: (round(aucs[k], 4), simplicity[k[0]], k[1] is None))
+        if nested and small and best[0] != "ensemble":
+            # A few hundred rows rank the forms noisily: the average of the two stays unless the other
+            # form ranks better by more than the noise of that comparison (a bootstrap standard error).
+            averaged = max((k for k in aucs if k[0] == "ensemble"), key=lambda k: (round(aucs[k], 4), k[1] is None))
+            noise = _auc_difference_se(y_pick, raw_pick[best], raw_pick[averaged], seed)
+            if aucs[best] - aucs[averaged] <= noise:
+                best = averaged
         kind, self.recency_ = best
         self.kind_ = kind
         self.candidate_auc_ = {name + ("" if hl is None else "+recent"): auc for (name, hl), auc in aucs.items()}
+        self.C_, self.max_leaf_nodes_, n_iter, self.linear_share_ = settings[self.recency_]
         method, oof = self._choose_calibration(raw_pick[best], y_pick, seed)
         self.calibration_ = method
-        # trees found by early stopping, kept so the calibration still fits
-        n_iter = int(trees_by[self.recency_].est.n_iter_)
         X_va = X[cut:]
         if nested:
             # The serving calibration is fitted on the latest rows, predicted by a model that did not see them.
@@ -397,10 +425,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     def _fit_kind(self, kind: str, X: np.ndarray, y: np.ndarray, seed: int,
                   n_iter: int) -> _LinearModel | _TreeModel | _EnsembleModel:
-        """Fit the chosen model form on ``X`` with the number of trees found on the inner split."""
+        """Fit the chosen model form on ``X`` with the settings and number of trees found on the inner split."""
         w = _recency(len(y), self.recency_)
-        linear = _LinearModel(self.C, self.class_weight, seed).fit(X, y, w) if kind != "boosting" else None
-        trees = (_TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False)).fit(X, y, w)
+        linear = _LinearModel(self.C_, self.class_weight, seed).fit(X, y, w) if kind != "boosting" else None
+        trees = (_TreeModel(self._tree_params(seed, max_iter=n_iter, early_stopping=False,
+                                              leaves=self.max_leaf_nodes_)).fit(X, y, w)
                  if kind != "logistic" else None)
         if kind == "logistic":
             assert linear is not None
@@ -409,7 +438,70 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             assert trees is not None
             return trees
         assert linear is not None and trees is not None
-        return _EnsembleModel(linear, trees)
+        return _EnsembleModel(linear, trees, self.linear_share_)
+
+    def _inner_candidates(
+        self, X: np.ndarray, yb: np.ndarray, edges: list[int], half_lives: tuple[float | None, ...], seed: int,
+        *, small: bool,
+    ) -> tuple[dict[tuple[str, float | None], np.ndarray], dict[float | None, tuple[float, int, int, float]]]:
+        """Predict the inner rows ``[edges[0], edges[-1])`` block by block with candidates fitted on every row before.
+
+        Return each (form, half-life)'s out-of-time log-odds and, per half-life, the settings that made them.
+        With ``small`` (forward-chained blocks of a short history) more settings are tried, each chosen by
+        the log loss of the pooled blocks (smoother than the ranking, which then picks the form): the
+        regularisation of the logistic model (``C`` or ``C_small``), the trees' shape (``max_leaf_nodes``
+        or ``small_leaf_nodes``, two leaves being an additive model) and number of iterations (read off
+        the staged predictions instead of a small early-stopping split), and the logistic model's share
+        of the averaged form. A large history keeps one setting: ``C``, ``max_leaf_nodes``, early stopping
+        and equal shares.
+        """
+        y_pick = yb[edges[0]:edges[-1]]
+        Cs = tuple(dict.fromkeys((self.C, self.C_small) if small else (self.C,)))
+        leaf_counts = tuple(dict.fromkeys((self.max_leaf_nodes, self.small_leaf_nodes) if small
+                                          else (self.max_leaf_nodes,)))
+        linear_parts: dict[tuple[float | None, float], list[np.ndarray]] = {
+            (hl, C): [] for hl in half_lives for C in Cs}
+        # per (half-life, leaves): staged log-odds [iteration, row] of each block (one stage without ``small``)
+        tree_parts: dict[tuple[float | None, int], list[np.ndarray]] = {
+            (hl, leaves): [] for hl in half_lives for leaves in leaf_counts}
+        stopped: dict[tuple[float | None, int], int] = {}
+        for lo, hi in pairwise(edges):
+            for hl in half_lives:
+                w = _recency(lo, hl)
+                for C in Cs:
+                    linear = _LinearModel(C, self.class_weight, seed).fit(X[:lo], yb[:lo], w)
+                    linear_parts[(hl, C)].append(linear.raw(X[lo:hi]))
+                for leaves in leaf_counts:
+                    params = self._tree_params(seed, early_stopping=not small, leaves=leaves)
+                    trees = _TreeModel(params).fit(X[:lo], yb[:lo], w)
+                    if small:
+                        staged = trees.est.staged_decision_function(X[lo:hi][:, trees.used])
+                        tree_parts[(hl, leaves)].append(np.array([np.ravel(z) for z in staged]))
+                    else:
+                        stopped[(hl, leaves)] = trees.n_iter
+                        tree_parts[(hl, leaves)].append(trees.raw(X[lo:hi])[None, :])
+        raw_pick: dict[tuple[str, float | None], np.ndarray] = {}
+        settings: dict[float | None, tuple[float, int, int, float]] = {}
+        for hl in half_lives:
+            linear_raw = {C: np.concatenate(linear_parts[(hl, C)]) for C in Cs}
+            C = min(Cs, key=lambda c: _log_loss(y_pick, linear_raw[c]))  # ties: the first, ``C``
+            trees_raw: dict[int, tuple[int, np.ndarray]] = {}
+            for leaves in leaf_counts:
+                stages = np.concatenate(tree_parts[(hl, leaves)], axis=1)
+                if small:
+                    at = int(np.argmin([_log_loss(y_pick, z) for z in stages]))
+                    trees_raw[leaves] = (at + 1, stages[at])
+                else:
+                    trees_raw[leaves] = (stopped[(hl, leaves)], stages[0])
+            leaves = min(leaf_counts, key=lambda k: _log_loss(y_pick, trees_raw[k][1]))
+            n_iter, tree_raw = trees_raw[leaves]
+            shares = LINEAR_SHARES if small else (0.5,)
+            share = min(shares, key=lambda w: _log_loss(y_pick, _mix(linear_raw[C], tree_raw, w)))
+            raw_pick[("logistic", hl)] = linear_raw[C]
+            raw_pick[("boosting", hl)] = tree_raw
+            raw_pick[("ensemble", hl)] = _mix(linear_raw[C], tree_raw, share)
+            settings[hl] = (C, leaves, n_iter, share)
+        return raw_pick, settings
 
     def _choose_calibration(self, raw: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, np.ndarray]:
         """Pick the calibration with the best out-of-fold log loss; return it and its predictions."""
