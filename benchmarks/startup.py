@@ -128,22 +128,20 @@ def _explain_stages(args: list[str]) -> tuple[tuple[str, str], ...]:
     """The stages of `model explain` with the given arguments, each step as the command takes it."""
     option = dict(zip(args[2::2], args[3::2], strict=True))
     model, history, row = option["--model"], option["--history"], option["--row"]
-    context = ("history[(history['repository'] == target['repository'])"
-               " & (history['created_at'] <= target['created_at'])]")  # fmt: skip
     return (
         ("interpreter start-up (site, to the first line)", ""),
         ("click and github_app.cli", "import click, github_app.cli, github_app.logs"),
         ("numpy", "import numpy"),
         ("pandas", "import pandas"),
-        ("scikit-learn's package (it imports scipy.stats)", "import sklearn"),
-        ("the command's module: scorer.risk, its estimators", "import github_app.commands.model"),
-        ("reading the model file", ("from scorer.risk.artifact import TrainedRiskModel; "
-                                   f"trained = TrainedRiskModel.from_bytes(open({model!r}, 'rb').read())")),
-        ("reading and checking the whole history file",
-         f"from scorer.risk.history import load_history; history = load_history({history!r})"),
-        ("features of the row's repository up to the row",
-         (f"from scorer.risk.features import build_features; target = history[history['deployment_id'] == {row!r}]"
-         f".iloc[0]; features = build_features({context}); features_row = features.loc[target.name]")),
+        ("the command's modules: scorer.risk explain, features, lean",
+         "import github_app.commands.model, scorer.risk.explain, scorer.risk.features, scorer.risk.lean"),
+        ("reading the model's lean copy (no scikit-learn)",
+         (f"from pathlib import Path; from github_app.commands.model import _scoring_model; "
+         f"trained = _scoring_model(Path({model!r}))")),
+        ("reading the history, checking the repository's rows up to the row",
+         f"context, target = github_app.commands.model._explain_context(Path({history!r}), {row!r})"),
+        ("features of those rows",
+         "from scorer.risk.features import build_features; features_row = build_features(context).loc[target]"),
         ("prediction and explanation", ("from scorer.risk.explain import explain, risk_estimate; "
                                        "risk_estimate(trained, features_row, top=10); explain(trained, features_row, top=10)")),
     )  # fmt: skip
