@@ -2,10 +2,10 @@
 
 ``load`` reads the facts of one window through SQLAlchemy (deployments with their decision's headline,
 whether a human answered and the first commit of the change, all kept on the deployment row, and the
-outcomes); everything else is pure and works
-on those facts: ``build(load(...))`` is the reference computation of every figure docs/insights.md
-defines. ``report``, what the API, the dashboard and ``gonogo report`` show, gets the same figures from
-one SQL statement instead (github_app/insights_sql.py; tests/test_insights_sql.py holds them equal).
+outcomes); everything else is pure and works on those facts: ``build(load(...))`` is the reference
+computation of every figure docs/insights.md defines. ``report``, what the API, the dashboard and
+``gonogo report`` show, gets the same figures from one SQL statement instead (github_app/insights_sql.py;
+tests/test_insights_sql.py holds them equal).
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ MONTH_US = 30 * DAY_US  # frequency_category's 30-day periods
 INTS = 16  # integer value columns of the combined result
 FLOATS = 3  # floating-point value columns
 TEXTS = 4  # text columns: lists of values
+
+
 def _us(column: Any, dialect: str) -> ColumnElement[Any]:
     """A stored time as integer microseconds since the epoch (SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text)."""
     if dialect == "postgresql":
@@ -372,8 +374,7 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     now = now or datetime.now(UTC)
     dialect = engine.dialect.name
     with read_only(engine) as conn:
-        if dialect == "postgresql":
-            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        if dialect == "postgresql":  # (times are compared and subtracted as epochs: no session zone needed)
             # the planner may price the statement high enough to compile it to machine code, which takes
             # longer (about 250 ms) than running it
             conn.exec_driver_sql("SET LOCAL jit = off")
