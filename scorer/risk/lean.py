@@ -131,17 +131,22 @@ class LeanEnsemble:
     linear_share: float = 0.5  # weight of the logistic log-odds (files written before it was chosen: 0.5)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        w = self.linear_share
-        return np.asarray(w * self.linear.raw(X) + (1.0 - w) * self.trees.raw(X))
+        return np.asarray(mix(self.linear.raw(X), self.trees.raw(X), self.linear_share))
 
     @property
     def base(self) -> float:
-        w = self.linear_share
-        return w * self.linear.base + (1.0 - w) * self.trees.base
+        return float(mix(self.linear.base, self.trees.base, self.linear_share))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        w = self.linear_share
-        return np.asarray(w * self.linear.contributions(X) + (1.0 - w) * self.trees.contributions(X))
+        return np.asarray(mix(self.linear.contributions(X), self.trees.contributions(X), self.linear_share))
+
+
+def mix(linear: Any, trees: Any, linear_share: float) -> Any:
+    """The averaged form's log-odds (or credits): the logistic part weighted by ``linear_share``, the trees by the rest.
+
+    The estimator (scorer/risk/model.py) mixes with this very function, so the lean copy scores exactly as it.
+    """
+    return linear_share * linear + (1.0 - linear_share) * trees
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from scorer.risk.lean import mix
 from scorer.risk.metrics import evaluate
 from scorer.risk.trees import PackedTrees
 
@@ -164,18 +165,14 @@ class _EnsembleModel:
         return self.trees.n_iter
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return _mix(self.linear.raw(X), self.trees.raw(X), self.linear_share)
+        return mix(self.linear.raw(X), self.trees.raw(X), self.linear_share)
 
     @property
     def base(self) -> float:
-        return float(_mix(self.linear.base, self.trees.base, self.linear_share))
+        return float(mix(self.linear.base, self.trees.base, self.linear_share))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return _mix(self.linear.contributions(X), self.trees.contributions(X), self.linear_share)
-
-
-def _mix(linear: Any, trees: Any, linear_share: float) -> Any:
-    return linear_share * linear + (1.0 - linear_share) * trees
+        return mix(self.linear.contributions(X), self.trees.contributions(X), self.linear_share)
 
 
 class _Calibrator:
@@ -496,10 +493,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             leaves = min(leaf_counts, key=lambda k: _log_loss(y_pick, trees_raw[k][1]))
             n_iter, tree_raw = trees_raw[leaves]
             shares = LINEAR_SHARES if small else (0.5,)
-            share = min(shares, key=lambda w: _log_loss(y_pick, _mix(linear_raw[C], tree_raw, w)))
+            share = min(shares, key=lambda w: _log_loss(y_pick, mix(linear_raw[C], tree_raw, w)))
             raw_pick[("logistic", hl)] = linear_raw[C]
             raw_pick[("boosting", hl)] = tree_raw
-            raw_pick[("ensemble", hl)] = _mix(linear_raw[C], tree_raw, share)
+            raw_pick[("ensemble", hl)] = mix(linear_raw[C], tree_raw, share)
             settings[hl] = (C, leaves, n_iter, share)
         return raw_pick, settings
 
