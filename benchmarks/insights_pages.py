@@ -48,6 +48,8 @@ def pages(row_id: int, cursor: str) -> list[str]:
         "/dashboard",
         "/dashboard/insights",
         "/dashboard/insights?window=90d",
+        "/dashboard/insights?window=180d",
+        "/dashboard/insights?window=365d",
         "/dashboard/insights?repository=acme/shop&environment=production",
         "/dashboard/deployments",
         f"/dashboard/deployments?window=365d&cursor={cursor}",

@@ -217,15 +217,19 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         .cte("events")
     )  # fmt: skip
     e = events.c
-    # the failures of segment k are one run, restored by success k + 1
-    runs_of = (select(e.repository, e.environment, e.seg, func.min(e.o_us).label("down")).where(e.fail == 1)
-               .group_by(e.repository, e.environment, e.seg).subquery("down"))  # fmt: skip
-    successes = select(e.repository, e.environment, e.seg, e.o_us).where(e.fail == 0).subquery("up")
-    d, u = runs_of.c, successes.c
+    # the failures of segment k are one run, restored by success k + 1: the opening success of the next
+    # segment. One row per segment and ``lead()`` over them, never a join of the outcomes with themselves
+    # (a join on the segment number is planned as a join on the environment alone: quadratic in its outcomes)
+    segments = (
+        select(e.repository, e.environment, e.seg, func.min(case((e.fail == 1, e.o_us))).label("down"),
+               func.min(case((e.fail == 0, e.o_us))).label("up"))
+        .group_by(e.repository, e.environment, e.seg)
+        .subquery("segments")
+    )  # fmt: skip
+    s = segments.c
     runs = (
-        select(d.repository, d.environment, d.down, u.o_us.label("restored"))
-        .select_from(runs_of.outerjoin(successes, and_(u.repository == d.repository, u.environment == d.environment,
-                                                       u.seg == d.seg + 1)))
+        select(s.repository, s.environment, s.down,
+               func.lead(s.up).over(partition_by=(s.repository, s.environment), order_by=s.seg).label("restored"))
         .cte("runs")
     )  # fmt: skip
     e = runs.c

@@ -214,3 +214,43 @@ def test_the_filter_menus_step_through_the_index_to_the_same_lists(database_url:
     engine.dispose()
     assert menus == ordered
     assert [len(m) for m in menus] == [4, 4] and menus[0][-1] == "o/r-2"
+
+
+def test_restore_runs_cost_in_proportion_to_the_outcomes(database_url: str) -> None:
+    """A long history of one environment: failures and successes alternating, each its own run.
+
+    The runs were once found by joining the failures with the successes of the next segment; PostgreSQL
+    planned that as a join on the environment alone and filtered the segment after it, so a year of one
+    busy environment (100,000 outcomes) compared 310 million pairs and a 365-day report took 40 s. The
+    figures must stay those of the Python definitions, and on PostgreSQL no step of the plan may handle
+    more than a few rows per outcome.
+    """
+    import json
+
+    from sqlalchemy import text
+
+    n = 1200
+    rows = [{"at": T0, "sha": "a" * 40, "action": "approve", "answer": "approved"}]
+    outcomes = [("production", "a" * 40, "failure" if i % 2 else "success", T0 + (i + 1) * timedelta(minutes=1))
+                for i in range(n)]  # fmt: skip
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    window = Window(since=T0, until=T0 + 48 * H)
+    r = _both(engine, window, T0 + 48 * H)
+    assert r["dora"]["restores"] == n // 2 - 1 and r["dora"]["unrestored_failures"] == 1
+    assert r["dora"]["time_to_restore_seconds_median"] == 60
+    if engine.dialect.name == "postgresql":
+        from github_app import insights_sql
+
+        stmt, params = insights_sql.statement(window, "postgresql", only=("unrestored", "distributions"))
+        sql = str(stmt.params(params).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as conn:
+            plan = conn.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("%%", "%").replace(":", r"\:"))).scalar_one()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+
+        def handled(node: dict[str, Any]) -> int:
+            own = node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + node.get("Rows Removed by Join Filter", 0)
+            return max([own, *(handled(child) for child in node.get("Plans", ()))])
+
+        assert handled(plan[0]["Plan"]) <= 4 * n, "a step of the plan handles rows in proportion to outcomes squared"
+    engine.dispose()
