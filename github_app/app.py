@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -38,12 +39,13 @@ def create_app(
     workers: int | None = None,
     services: ServiceFactory | None = None,
     engine: Engine | None = None,
-    report_ttl: float = 60.0,
+    report_ttl: float | None = None,
 ) -> Starlette:
     """Build the gonogo web app; resources are created in the lifespan, not here.
 
-    ``report_ttl``: how long an insights report (and the filter menus) is shared, in seconds; 0 computes
-    every one afresh (benchmarks/insights_pages.py --no-cache).
+    ``report_ttl``: how long an insights report (and the filter menus) is shared, in seconds, instead of
+    ``settings.insights_refresh_seconds``; 0 computes every one afresh and keeps nothing fresh in the
+    background (benchmarks/insights_pages.py --no-cache).
     """
     if settings is None:
         settings = Settings.from_env()
@@ -63,6 +65,7 @@ def create_app(
         from github_app.services import default_services
 
         services = default_services if worker_count else functools.partial(default_services, risk=False)
+    ttl = settings.insights_refresh_seconds if report_ttl is None else report_ttl
     allowed = router.events - {ALERT_EVENT}  # GitHub deliveries; Alertmanager has its own way in
 
     @contextlib.asynccontextmanager
@@ -100,11 +103,17 @@ def create_app(
                     extra={"workers": worker_count, "database": db.describe(settings.database_url),
                            "events": ",".join(sorted(allowed))},
                 )  # fmt: skip
+                reports = insights.ReportCache(eng, ttl=ttl, keep=settings.insights_keep_seconds)
+                if settings.dashboard_token is not None:  # the dashboard's windows are ready before anyone asks
+                    now = datetime.now(UTC)
+                    reports.pin(insights.window_from(age, None, now) for age in dashboard.WINDOWS)
+                    reports.start()
                 try:
                     yield {"engine": eng, "endpoint": endpoint, "alert_endpoint": alert_endpoint, "pool": pool,
-                           "ctx": ctx, "writer": writer, "insights": insights.ReportCache(eng, ttl=report_ttl),
+                           "ctx": ctx, "writer": writer, "insights": reports,
                            "redelivery": background.redelivery}  # fmt: skip
                 finally:
+                    await asyncio.to_thread(reports.stop)
                     await background.stop()
                     await writer.stop()
         finally:

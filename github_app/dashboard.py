@@ -422,7 +422,7 @@ def render_insights(r: insights.Report, q: Query, choices: tuple[list[str], list
     w = r.window
     body = f"""{_filters("/dashboard/insights", q, *choices)}
 <h2>Gate quality and DORA, {escape(f"{w.since:%Y-%m-%d} to {w.until:%Y-%m-%d}")}</h2>
-<p class="muted">Definitions: docs/insights.md. Figures per repository and environment link to their deployments.</p>
+<p class="muted">Figures as of {escape(f"{r.generated_at:%Y-%m-%d %H:%M:%S} UTC")}. Definitions: docs/insights.md. Figures per repository and environment link to their deployments.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>
 <h2>Charts</h2>
 <div class="grid">{grid}</div>"""

@@ -11,11 +11,13 @@ tests/test_insights_sql.py holds them equal).
 from __future__ import annotations
 
 import bisect
+import logging
 import statistics
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -26,6 +28,8 @@ from sqlalchemy import DateTime, Engine, String, select, type_coerce
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, Outcome
+
+log = logging.getLogger(__name__)
 
 FAILED = frozenset({"failure", "rollback", "incident"})
 CALIBRATION_BINS = 10
@@ -71,6 +75,18 @@ class Window:
     until: datetime
     repository: str | None = None
     environment: str | None = None
+    # how the caller asked for it (not part of its identity): ``live``, it ends now (no ``until`` given);
+    # ``age``, its start counts back from its end ("30d"). A live window is the same report a minute later.
+    live: bool = field(default=False, compare=False)
+    age: timedelta | None = field(default=None, compare=False)
+
+    def renewed(self, now: datetime) -> Window:
+        """The same live window ending at ``now``'s next whole minute (itself if it is not live)."""
+        if not self.live:
+            return self
+        until = _next_minute(now)
+        since = until - self.age if self.age is not None else self.since
+        return replace(self, since=since, until=until)
 
     @property
     def days(self) -> float:
@@ -122,6 +138,8 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
     count back from that minute, so callers within one minute ask for the same window (and share a
     cached report).
     """
+    from rules.policy import parse_duration
+
     now = _next_minute(now)  # ages ("30d") count back from a whole minute too
     end = parse_moment(until, now) if until else now
     start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
@@ -129,7 +147,14 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
         raise WindowError("since must be before until")
     if end - start > MAX_WINDOW:
         raise WindowError("the window is longer than 366 days: narrow since/until")
-    return Window(since=start, until=end, repository=repository or None, environment=environment or None)
+    age: timedelta | None = DEFAULT_WINDOW
+    if since:
+        try:
+            age = parse_duration(since.strip())
+        except ValueError:
+            age = None  # a date: the start stays where it is
+    return Window(since=start, until=end, repository=repository or None, environment=environment or None,
+                  live=not until, age=age if not until else None)  # fmt: skip
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -681,24 +706,67 @@ def report(engine: Engine, window: Window, now: datetime | None = None) -> Repor
     return insights_sql.report(engine, window, now or datetime.now(UTC))
 
 
-class ReportCache:
-    """Reports computed in the last ``ttl`` seconds, by window, shared by the dashboard and the API.
+@dataclass
+class _Entry:
+    at: float  # when its computation began (monotonic clock)
+    report: Report
+    window: Window  # the window it was computed for (a live one is renewed at each refresh)
+    used: float  # when a caller last asked for it
+    pinned: bool = False  # kept fresh whether anyone asks or not (the dashboard's windows)
 
-    A report over a month of a busy organisation reads thousands of rows; figures over weeks do not
-    move in a minute, and the dashboard refreshes itself every 30 s for everyone watching it.
+
+class ReportCache:
+    """Reports by window, shared by the dashboard and the API, and kept fresh in the background.
+
+    A report over a month of a busy organisation reads thousands of rows (a year of 100,000 deployments
+    takes seconds); figures over weeks do not move in a minute. So:
+
+    - a report younger than ``ttl`` seconds is served as it is;
+    - once ``start`` has run, a report asked for in the last ``keep`` seconds is recomputed in the
+      background when it is ``ttl`` old, and served at once meanwhile (never older than ``keep``); a
+      live window ("the last 30 days") is the same report from one minute to the next and is renewed
+      to end at the current minute when it is recomputed;
+    - the ``pin``-ned windows (the dashboard's menu) are computed at start and kept younger than
+      ``keep`` / 2 even when nobody looks, so the first visitor after a quiet spell waits for nothing;
+    - anything else (a new filter, a window nobody asked for lately) is computed on the request, once:
+      callers asking for the same window meanwhile wait for that one computation.
+
+    ``ttl`` 0 shares nothing (every call computes). ``keep`` 0, or no ``start``, serves nothing older
+    than ``ttl``.
     """
 
-    def __init__(self, engine: Engine, ttl: float = 60.0, size: int = 64) -> None:
-        self.engine, self.ttl, self.size = engine, ttl, size
-        self._entries: dict[Window, tuple[float, Report]] = {}
+    def __init__(self, engine: Engine, ttl: float = 60.0, size: int = 64, *, keep: float = 0.0,
+                 compute: Callable[[Engine, Window], Report] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.engine, self.ttl, self.size, self.keep = engine, ttl, size, keep
+        self._compute_report = compute or (lambda engine, window: report(engine, window))
+        self._clock = clock
+        self._entries: dict[Any, _Entry] = {}
+        self._flights: dict[Any, Future[Report]] = {}
+        self._pins: dict[Any, Window] = {}
         self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def key(window: Window) -> Any:
+        """What identifies a report: a live window by how it was asked for, any other by its bounds."""
+        if window.live:
+            return ("live", window.age if window.age is not None else window.since, window.repository,
+                    window.environment)  # fmt: skip
+        return window
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def choices(self) -> tuple[list[str], list[str]]:
         """The repositories and environments for the filter menus (a scan of every deployment, so kept a while)."""
         from github_app.browse import choices
 
-        clock = time.monotonic()
+        clock = self._clock()
         cached = self._choices
         if cached is not None and clock - cached[0] < self.ttl:
             return cached[1]
@@ -707,20 +775,129 @@ class ReportCache:
         return fresh
 
     def get(self, window: Window) -> Report:
-        """The window's report, computed now unless one younger than ``ttl`` is at hand."""
-        clock = time.monotonic()
+        """The window's report: a shared one if it is fresh enough (see the class), else computed now."""
+        if self.ttl <= 0:
+            return self._compute_report(self.engine, window)
+        key = self.key(window)
+        clock = self._clock()
         with self._lock:
-            hit = self._entries.get(window)
-        if hit is not None and clock - hit[0] < self.ttl:
-            return hit[1]
-        fresh = report(self.engine, window)
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.used = clock
+                age = clock - entry.at
+                if age < self.ttl:
+                    return entry.report
+                if age < self.keep and self.running:  # recomputed in the background; this one meanwhile
+                    self._wake.set()
+                    return entry.report
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if not owner:
+            return flight.result()
+        return self._fill(key, window, flight)
+
+    def pin(self, windows: Iterable[Window]) -> None:
+        """Keep these windows' reports fresh from now on (computed by the background thread)."""
         with self._lock:
-            if len(self._entries) >= self.size:
-                self._entries = {k: v for k, v in self._entries.items() if clock - v[0] < self.ttl}
-                if len(self._entries) >= self.size:
-                    self._entries.clear()
-            self._entries[window] = (clock, fresh)
+            for window in windows:
+                self._pins[self.key(window)] = window
+                entry = self._entries.get(self.key(window))
+                if entry is not None:
+                    entry.pinned = True
+        self._wake.set()
+
+    def _fill(self, key: Any, window: Window, flight: Future[Report]) -> Report:
+        """Compute ``window``'s report for ``key`` and hand it to whoever waits on ``flight``."""
+        began = self._clock()
+        try:
+            fresh = self._compute_report(self.engine, window)
+        except BaseException as exc:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.set_exception(exc)
+            raise
+        with self._lock:
+            old = self._entries.get(key)
+            self._entries[key] = _Entry(at=began, report=fresh, window=window, used=old.used if old else began,
+                                        pinned=key in self._pins)  # fmt: skip
+            self._evict(began)
+            self._flights.pop(key, None)
+        flight.set_result(fresh)
         return fresh
+
+    def _evict(self, clock: float) -> None:
+        """Drop what nobody asked for lately, then the least recently asked for, down to ``size`` (lock held)."""
+        if len(self._entries) <= self.size:
+            return
+        horizon = max(self.ttl, self.keep)
+        self._entries = {k: e for k, e in self._entries.items() if e.pinned or clock - e.used < horizon}
+        while len(self._entries) > self.size:
+            unpinned = [(e.used, k) for k, e in self._entries.items() if not e.pinned]
+            if not unpinned:
+                break
+            del self._entries[min(unpinned, key=lambda u: u[0])[1]]
+
+    def due(self) -> list[tuple[Any, Window]]:
+        """The windows to recompute now, most recently asked for first (and forget the abandoned ones)."""
+        clock = self._clock()
+        now = datetime.now(UTC)
+        found: list[tuple[float, Any, Window]] = []
+        with self._lock:
+            for key, window in self._pins.items():
+                if key not in self._entries and key not in self._flights:
+                    found.append((clock, key, window.renewed(now)))
+            for key, entry in list(self._entries.items()):
+                age, idle = clock - entry.at, clock - entry.used
+                if key in self._flights or age < self.ttl:
+                    continue
+                if idle < self.keep or (entry.pinned and age >= self.keep / 2):
+                    found.append((entry.used, key, entry.window.renewed(now)))
+                elif not entry.pinned and idle >= max(self.ttl, self.keep):
+                    del self._entries[key]  # nobody asked for it lately: computed again on the next request
+        return [(key, window) for _, key, window in sorted(found, key=lambda f: -f[0])]
+
+    def refresh_due(self) -> int:
+        """Recompute every report that is due, one after another; how many were recomputed."""
+        done = 0
+        for key, window in self.due():
+            with self._lock:
+                if key in self._flights:
+                    continue
+                flight = self._flights[key] = Future()
+            try:
+                self._fill(key, window, flight)
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - the report stays as it was; the next round tries again
+                log.warning("insights.refresh_failed", extra={"window": str(key), "error": type(exc).__name__})
+            if self._stopping.is_set():
+                break
+        return done
+
+    def start(self) -> None:
+        """Run the background refresh (a daemon thread) until ``stop``; nothing to do if ``keep`` is 0."""
+        if self.keep <= 0 or self.ttl <= 0 or self.running:
+            return
+        self._stopping.clear()
+        tick = max(0.5, min(self.ttl, self.keep) / 4)
+
+        def loop() -> None:
+            while not self._stopping.is_set():
+                self.refresh_due()
+                self._wake.wait(tick)
+                self._wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="gonogo-insights", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background refresh (a report being computed is finished first, within ``timeout``)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
 
 
 __all__ = [

@@ -61,7 +61,8 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
     "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
     "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
-    "GONOGO_REDELIVERY_SECONDS", "GONOGO_CLIENT_ID", "GONOGO_CLIENT_SECRET",  # the last two written by `gonogo setup`
+    "GONOGO_REDELIVERY_SECONDS", "GONOGO_INSIGHTS_REFRESH_SECONDS", "GONOGO_INSIGHTS_KEEP_SECONDS",
+    "GONOGO_CLIENT_ID", "GONOGO_CLIENT_SECRET",  # the last two written by `gonogo setup`
 })  # fmt: skip
 
 
@@ -155,6 +156,8 @@ class Settings:
     github_timeout_seconds: float = 20.0  # one GitHub request, before it counts as failed
     github_retries: int = 4  # retries of one GitHub call (5xx, network, short rate limits) before it fails
     redelivery_seconds: float = 300.0  # how often GitHub is asked to redeliver missed webhooks; 0: never
+    insights_refresh_seconds: float = 60.0  # an insights report older than this is recomputed; 0: every request
+    insights_keep_seconds: float = 900.0  # reports asked for this recently are kept fresh in the background; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -220,4 +223,6 @@ class Settings:
             github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),
             github_retries=_int(env, "GONOGO_GITHUB_RETRIES", 4, minimum=0),
             redelivery_seconds=_float(env, "GONOGO_REDELIVERY_SECONDS", 300.0),
+            insights_refresh_seconds=_float(env, "GONOGO_INSIGHTS_REFRESH_SECONDS", 60.0),
+            insights_keep_seconds=_float(env, "GONOGO_INSIGHTS_KEEP_SECONDS", 900.0),
         )

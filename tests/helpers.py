@@ -64,6 +64,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "poll_seconds": 0.05,
         "lease_seconds": 30.0,
         "redelivery_seconds": 0.0,  # off unless a test is about it: its start-up pass adds GitHub calls
+        "insights_keep_seconds": 0.0,  # no background reports unless a test is about them: tests seed after start-up
     }
     values.update(overrides)
     return Settings(**values)
