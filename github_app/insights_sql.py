@@ -195,6 +195,17 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     risk_bin = case((scored, _ladder(f.risk * ins.CALIBRATION_BINS, range(1, ins.CALIBRATION_BINS))))
     waiting = and_(escalate, f.answer.is_(None))
     decided_failure = and_(f.action.is_not(None), f.failed == 1)
+    answer_us = _nonneg(f.a_us - f.c_us)
+    deployed = f.dep_us.is_not(None)
+    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
+
+    # distributions: the values of each kind gathered (unsorted: no sort on the server), from which
+    # ``report`` takes medians and percentiles exactly as the Python definitions do. They ride on the
+    # parts grouped as finely or finer (per risk bin, per week): each grouping is one more pass over the
+    # facts, and ``report`` joins the lists of a repository and environment's bins
+    def gathered(value: Any, where: Any) -> Any:
+        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
+
     counts = (
         select(*_part("group", f.repository, f.environment, risk_bin, ints=[
             func.count(), func.count(f.action), _count(f.action == "approve"), _count(escalate),
@@ -205,20 +216,22 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
             _count(and_(decided_failure, f.action != "approve")), func.count(f.dep_us), _count(known),
             _count(f.failed == 1),
         ], floats=[func.sum(f.risk), func.sum(case((f.failed == 1, 1.0), else_=0.0)),
-                   func.sum((f.risk - f.failed) * (f.risk - f.failed))]))
+                   func.sum((f.risk - f.failed) * (f.risk - f.failed))], texts=[
+            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
+            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
+        ]))
         .group_by(f.repository, f.environment, risk_bin)
     )  # fmt: skip
     week = f.c_us // DAY_US - (f.c_us // DAY_US + 3) % 7  # the Monday (days since the epoch, a Thursday)
     verdict = case((f.verdict.in_(ins.VERDICTS[:3]), f.verdict), else_="none")
     weeks = select(*_part("week", key=week, ints=[
-        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)])).group_by(week)  # fmt: skip
-    answer_us = _nonneg(f.a_us - f.c_us)
+        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)],
+        texts=[gathered(lead_value, lead_where)])).group_by(week)  # fmt: skip
     answered = and_(f.a_us.is_not(None), f.action.is_not(None))
     who = case((f.human == 1, "human"), (f.action.in_(("approve", "reject")), "automatic"))
     bucket = _ladder(answer_us, [literal(int(limit * US), BigInteger) for _, limit in ins.ANSWER_BUCKETS[:-1]])
     answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
                .group_by(who, bucket))  # fmt: skip
-    deployed = f.dep_us.is_not(None)
     day, month = f.dep_us // DAY_US, (f.dep_us - bindparam("since_us", type_=BigInteger)) // MONTH_US
     days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
             .group_by(f.repository, f.environment, day, month))  # fmt: skip
@@ -230,14 +243,22 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     # is the earliest success seen so far. Never a join of the outcomes with themselves (a join on a
     # segment number was planned as a join on the environment alone: quadratic in its outcomes), nor a
     # grouping and a second sort per segment.
-    backwards: dict[str, Any] = {"partition_by": (key(Outcome.repository), key(Outcome.environment)),
-                 "order_by": (Outcome.observed_at.desc(), Outcome.id.desc()), "rows": (None, 0)}  # fmt: skip
+    # The environments are numbered first and the outcomes sorted on that number: sorting on the two texts,
+    # which take few distinct values, compares whole strings nearly every time (twice as slow).
+    restored_kinds = or_(failed_outcome, is_success)
+    envs = select(Outcome.repository, Outcome.environment).where(*outcomes_where, restored_kinds).distinct().subquery()
+    numbered = select(envs.c.repository, envs.c.environment, func.row_number().over().label("env")).subquery("envs")
+    n = numbered.c
+    backwards: dict[str, Any] = {"partition_by": n.env, "order_by": (Outcome.observed_at.desc(), Outcome.id.desc()),
+                                 "rows": (None, 0)}  # fmt: skip
     fail = case((is_success, 0), else_=1)
     events = (
         select(Outcome.repository, Outcome.environment, Outcome.observed_at, fail.label("fail"),
                func.lead(fail).over(**backwards).label("fail_before"),
                func.min(case((is_success, Outcome.observed_at))).over(**backwards).label("restored_at"))
-        .where(*outcomes_where, or_(failed_outcome, is_success))
+        .select_from(Outcome)
+        .join(numbered, and_(n.repository == Outcome.repository, n.environment == Outcome.environment))
+        .where(*outcomes_where, restored_kinds)
         .subquery("events")
     )  # fmt: skip
     e = events.c
@@ -245,25 +266,11 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         e.fail == 1, func.coalesce(e.fail_before, 0) == 0).subquery("runs")  # fmt: skip
     e = runs.c
 
-    # distributions: the values of each kind gathered per repository and environment (unsorted: no sort on
-    # the server), from which ``report`` takes medians and percentiles exactly as the Python definitions do
-    def gathered(value: Any, where: Any) -> Any:
-        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
-
-    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
-    dists = (
-        select(*_part("dist", f.repository, f.environment, texts=[
-            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
-            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
-        ])).group_by(f.repository, f.environment)
-    )  # fmt: skip
-    lead_weeks = select(*_part("lead_week", key=week, texts=[gathered(lead_value, lead_where)])).group_by(week)
     # per repository and environment: the runs not restored yet and the times to restore the others
     restores = (select(*_part("restore", e.repository, e.environment, ints=[_count(e.restored.is_(None))],
                               texts=[gathered(e.restored - e.down, e.restored.is_not(None))]))
                 .group_by(e.repository, e.environment))  # fmt: skip
-    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [restores],
-             "distributions": [dists, lead_weeks]}
+    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [restores]}
     return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
 
 
@@ -379,7 +386,7 @@ def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: s
 
 
 _EPOCH = date(1970, 1, 1)
-_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "dist" row, in order
+_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "group" row, in order
 _DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
 
 
@@ -406,29 +413,27 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     dist: Values = defaultdict(list)
     for row in rows:
         part = row.part
-        if part == "group":
+        if part == "group":  # per risk bin: its counts, and its share of the distributions
             _add(groups, (row.repo, row.env), row)
             _add(overall, None, row)
-        elif part == "week":
+            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
+                values = _values(text)
+                dist[(kind, row.repo, row.env, None)] += values
+                dist[(kind, None, None, None)] += values
+        elif part == "week":  # its counts and lead times
             weeks[row.k] = row
+            dist[("lead_week", None, None, row.k)] = _values(row.t0)
         elif part == "answers":
             answers[row.repo][row.k] += row.i0
         elif part == "days":
             days[(row.repo, row.env)].append((row.k, row.i0, row.i1))
             days[(None, None)].append((row.k, row.i0, row.i1))
-        elif part == "dist":  # per repository and environment, and all of them together
-            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
-                values = _values(text)
-                dist[(kind, row.repo, row.env, None)] = values
-                dist[(kind, None, None, None)] += values
-        elif part == "restore":
+        elif part == "restore":  # per repository and environment: runs not restored, times to restore
             unrestored[(row.repo, row.env)] += row.i0
             unrestored[(None, None)] += row.i0
             values = _values(row.t0)
             dist[("restore", row.repo, row.env, None)] = values
             dist[("restore", None, None, None)] += values
-        else:  # lead times per week
-            dist[("lead_week", None, None, row.k)] = _values(row.t0)
     now_us = _epoch_us(now)
     per_group = [
         (_gate(c, now_us, repo, env, dist), _dora(c, window, repo, env, dist, days[(repo, env)], unrestored[(repo, env)]))
