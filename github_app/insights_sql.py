@@ -5,8 +5,13 @@ figures in Python; they stay the reference definitions (docs/insights.md) and te
 checks that this module gives the same report. Here one SQL statement (SQLAlchemy Core, the same on
 SQLite and PostgreSQL) does the attribution, the counting, the medians and the percentiles, and returns
 only what the figures need: counts per repository, environment and risk bin, counts per week, answer-time
-buckets, deployment days, and the middle values of each distribution. A 30-day report over 8,000
-deployments then moves some hundred rows instead of 17,000.
+buckets, deployment days, restore runs, and the values of each distribution gathered with those counts.
+A 30-day report over 8,000 deployments then moves some hundred rows instead of 17,000.
+
+What costs is sorting and grouping every deployment of the window (100,000 in a busy year): only the
+attribution's narrow columns are sorted, on the sha first and in byte order on PostgreSQL, outcomes are
+grouped by the deployment's id alone, and the figures that can share a grouping come from one pass over
+the deployments (the distributions ride on the counts per risk bin and per week).
 
 Times are compared and subtracted as integer microseconds since the epoch, so durations are exactly
 the ``timedelta.total_seconds()`` of the Python definitions.
@@ -34,6 +39,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    collate,
     extract,
     func,
     literal,
@@ -116,57 +122,77 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         return _us(column, dialect)
 
     since, until = bindparam("since", type_=DateTime(timezone=True)), bindparam("until", type_=DateTime(timezone=True))
-    # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
-    target = (Deployment.sha, Deployment.repository, Deployment.environment)
-    # the window's requests with what the report reads of each (the decision's headline, whether a human
-    # answered, the first commit of the change: the row's own columns, migration 0011) and the next request
-    # of the same target
-    requests = select(
-        Deployment.id, Deployment.repository, Deployment.environment, Deployment.sha, Deployment.created_at,
-        func.lead(Deployment.created_at).over(partition_by=target, order_by=(Deployment.created_at, Deployment.id))
-        .label("next_at"),
-        us(Deployment.created_at).label("c_us"), Deployment.answer, us(Deployment.answered_at).label("a_us"),
-        case((Deployment.human_reviewed.is_(True), 1), else_=0).label("human"), Deployment.verdict,
-        Deployment.decided_action.label("action"), Deployment.risk, us(Deployment.decided_at).label("d_us"),
-        us(Deployment.first_commit_at).label("f_us"),
-    ).where(Deployment.created_at >= since, Deployment.created_at < until)  # fmt: skip
+
+    def key(column: Any) -> ColumnElement[Any]:
+        # a text column sorted on, in byte order on PostgreSQL: the database's collation compares through
+        # the C library, several times slower, and orders nothing the figures read (partitions need only
+        # equality, the same in every deterministic collation)
+        return collate(column, "C") if dialect == "postgresql" else column
+
+    # the window's requests, and the outcomes observed from its start on
+    deployments_where = [Deployment.created_at >= since, Deployment.created_at < until]
     outcomes_where = [Outcome.observed_at >= since]
     for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
                                            (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
         if wanted:
-            requests = requests.where(column == bindparam(name))
+            deployments_where.append(column == bindparam(name))
             outcomes_where.append(o_column == bindparam(name))
-    wd = requests.subquery("wd")
+    failed_outcome = Outcome.outcome.in_(sorted(ins.FAILED))
+    is_success = Outcome.outcome == "success"
 
     # attribution: an outcome belongs to the newest deployment of its target requested at or before it,
-    # that is to the deployment whose interval [created_at, next request of the same target) holds it
-    failed_outcome = Outcome.outcome.in_(sorted(ins.FAILED))
-    # (each request with everything read about it, grouped with its outcomes: no second join back)
+    # that is to the deployment whose interval [created_at, next request of the same target) holds it.
+    # Only what the attribution needs is sorted (no row of the report's columns) and the outcomes are
+    # grouped by the deployment's id alone: the report's columns join back by id, no grouping on them.
+    # the sha first: it tells targets apart on its own, so sorting rarely compares the other two
+    target = (key(Deployment.sha), key(Deployment.repository), key(Deployment.environment))
+    in_target: dict[str, Any] = {"partition_by": target, "order_by": (Deployment.created_at, Deployment.id)}
+    requests = (
+        select(Deployment.id, Deployment.repository, Deployment.environment, Deployment.sha, Deployment.created_at,
+               func.lead(Deployment.created_at).over(**in_target).label("next_at"),
+               func.min(Deployment.created_at).over(**in_target).label("first_at"))
+        .where(*deployments_where)
+        .subquery("requests")
+    )  # fmt: skip
+    r = requests.c
+    own = and_(Outcome.observed_at >= r.created_at, or_(r.next_at.is_(None), Outcome.observed_at < r.next_at))
+    # Each request meets every outcome of its target from the target's first request on: those are exactly
+    # the outcomes attributed to some deployment of the target, so the same rows also tell whether any
+    # deployment of the target failed and when its last success was, which decides a later success
+    # (a success at or after a request always belongs to that request or a later one), without a second
+    # pass over the target's deployments.
     att = (
-        select(*wd.c, func.min(case((Outcome.outcome == "success", us(Outcome.observed_at)))).label("dep_us"),
-               _count(failed_outcome).label("fails"))
-        .select_from(wd)
-        .outerjoin(Outcome, and_(Outcome.repository == wd.c.repository, Outcome.environment == wd.c.environment,
-                                 Outcome.sha == wd.c.sha, Outcome.observed_at >= wd.c.created_at,
-                                 or_(wd.c.next_at.is_(None), Outcome.observed_at < wd.c.next_at), *outcomes_where))
-        .group_by(*wd.c)
+        select(r.id, func.min(case((and_(is_success, own), Outcome.observed_at))).label("deployed_at"),
+               _count(and_(failed_outcome, own)).label("fails"),
+               func.max(case((failed_outcome, 1), else_=0)).label("t_failed"),
+               func.max(case((is_success, Outcome.observed_at))).label("t_success"))
+        .select_from(requests)
+        .join(Outcome, and_(Outcome.repository == r.repository, Outcome.environment == r.environment,
+                            Outcome.sha == r.sha, Outcome.observed_at >= r.first_at, *outcomes_where))
+        .group_by(r.id)
         .subquery("att")
     )  # fmt: skip
-    failed = case((func.coalesce(att.c.fails, 0) > 0, 1), else_=0)
-    w_target = (att.c.sha, att.c.repository, att.c.environment)
+    a = att.c
+    # the window's requests with what the report reads of each (the decision's headline, whether a human
+    # answered, the first commit of the change: the row's own columns, migration 0011) and what befell them
     joined = (
-        select(*[c for c in att.c if c.name not in ("next_at", "created_at", "sha", "fails")],
-               failed.label("failed"),
-               func.max(failed).over(partition_by=w_target).label("t_failed"),
-               func.max(case((and_(failed == 0, att.c.dep_us.is_not(None)), att.c.dep_us)))
-               .over(partition_by=w_target).label("t_success"))
-        .select_from(att)
+        select(Deployment.repository, Deployment.environment, us(Deployment.created_at).label("c_us"),
+               Deployment.answer, us(Deployment.answered_at).label("a_us"),
+               case((Deployment.human_reviewed.is_(True), 1), else_=0).label("human"), Deployment.verdict,
+               Deployment.decided_action.label("action"), Deployment.risk, us(Deployment.decided_at).label("d_us"),
+               us(Deployment.first_commit_at).label("f_us"), us(a.deployed_at).label("dep_us"),
+               case((a.fails > 0, 1), else_=0).label("failed"),
+               # the target only succeeded, and did at or after this request: a later success
+               case((and_(a.t_failed == 0, a.t_success >= Deployment.created_at), 1), else_=0).label("later"))
+        .select_from(Deployment)
+        .outerjoin(att, a.id == Deployment.id)
+        .where(*deployments_where)
         .cte("facts")
         .prefix_with("MATERIALIZED")  # read by every part below: computed once
     )  # fmt: skip
     f = joined.c
     known = or_(f.failed == 1, f.dep_us.is_not(None))
-    later_success = and_(f.t_failed == 0, f.t_success >= f.c_us)
+    later_success = f.later == 1
     escalate = f.action == "escalate"
     by_human = and_(escalate, f.human == 1, f.a_us.is_not(None))
     automatic = and_(f.action.in_(("approve", "reject")), f.human == 0)
@@ -174,6 +200,17 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     risk_bin = case((scored, _ladder(f.risk * ins.CALIBRATION_BINS, range(1, ins.CALIBRATION_BINS))))
     waiting = and_(escalate, f.answer.is_(None))
     decided_failure = and_(f.action.is_not(None), f.failed == 1)
+    answer_us = _nonneg(f.a_us - f.c_us)
+    deployed = f.dep_us.is_not(None)
+    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
+
+    # distributions: the values of each kind gathered (unsorted: no sort on the server), from which
+    # ``report`` takes medians and percentiles exactly as the Python definitions do. They ride on the
+    # parts grouped as finely or finer (per risk bin, per week): each grouping is one more pass over the
+    # facts, and ``report`` joins the lists of a repository and environment's bins
+    def gathered(value: Any, where: Any) -> Any:
+        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
+
     counts = (
         select(*_part("group", f.repository, f.environment, risk_bin, ints=[
             func.count(), func.count(f.action), _count(f.action == "approve"), _count(escalate),
@@ -184,76 +221,61 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
             _count(and_(decided_failure, f.action != "approve")), func.count(f.dep_us), _count(known),
             _count(f.failed == 1),
         ], floats=[func.sum(f.risk), func.sum(case((f.failed == 1, 1.0), else_=0.0)),
-                   func.sum((f.risk - f.failed) * (f.risk - f.failed))]))
+                   func.sum((f.risk - f.failed) * (f.risk - f.failed))], texts=[
+            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
+            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
+        ]))
         .group_by(f.repository, f.environment, risk_bin)
     )  # fmt: skip
     week = f.c_us // DAY_US - (f.c_us // DAY_US + 3) % 7  # the Monday (days since the epoch, a Thursday)
     verdict = case((f.verdict.in_(ins.VERDICTS[:3]), f.verdict), else_="none")
     weeks = select(*_part("week", key=week, ints=[
-        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)])).group_by(week)  # fmt: skip
-    answer_us = _nonneg(f.a_us - f.c_us)
+        *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)],
+        texts=[gathered(lead_value, lead_where)])).group_by(week)  # fmt: skip
     answered = and_(f.a_us.is_not(None), f.action.is_not(None))
     who = case((f.human == 1, "human"), (f.action.in_(("approve", "reject")), "automatic"))
     bucket = _ladder(answer_us, [literal(int(limit * US), BigInteger) for _, limit in ins.ANSWER_BUCKETS[:-1]])
     answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
                .group_by(who, bucket))  # fmt: skip
-    deployed = f.dep_us.is_not(None)
     day, month = f.dep_us // DAY_US, (f.dep_us - bindparam("since_us", type_=BigInteger)) // MONTH_US
     days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
             .group_by(f.repository, f.environment, day, month))  # fmt: skip
 
     # time to restore: per repository and environment, the first failure of each run of failures and
     # the next success after it (outcomes from the start of the window on, failures and successes only).
-    # Numbering the successes in order cuts the outcomes into segments, segment k opening with success k.
-    o_order = (Outcome.observed_at, Outcome.id)
-    o_env = (Outcome.repository, Outcome.environment)
-    is_success = Outcome.outcome == "success"
+    # One pass over each environment's outcomes from the newest back: there the outcome before a failure
+    # is ``lead()`` (a failure opens a run when none or a success came before it) and the next success
+    # is the earliest success seen so far. Never a join of the outcomes with themselves (a join on a
+    # segment number was planned as a join on the environment alone: quadratic in its outcomes), nor a
+    # grouping and a second sort per segment.
+    # The environments are numbered first and the outcomes sorted on that number: sorting on the two texts,
+    # which take few distinct values, compares whole strings nearly every time (twice as slow).
+    restored_kinds = or_(failed_outcome, is_success)
+    envs = select(Outcome.repository, Outcome.environment).where(*outcomes_where, restored_kinds).distinct().subquery()
+    numbered = select(envs.c.repository, envs.c.environment, func.row_number().over().label("env")).subquery("envs")
+    n = numbered.c
+    backwards: dict[str, Any] = {"partition_by": n.env, "order_by": (Outcome.observed_at.desc(), Outcome.id.desc()),
+                                 "rows": (None, 0)}  # fmt: skip
+    fail = case((is_success, 0), else_=1)
     events = (
-        select(Outcome.repository, Outcome.environment, us(Outcome.observed_at).label("o_us"),
-               case((is_success, 0), else_=1).label("fail"),
-               func.sum(case((is_success, 1), else_=0)).over(partition_by=o_env, order_by=o_order, rows=(None, 0))
-               .label("seg"))
-        .where(*outcomes_where, or_(failed_outcome, is_success))
-        .cte("events")
+        select(Outcome.repository, Outcome.environment, Outcome.observed_at, fail.label("fail"),
+               func.lead(fail).over(**backwards).label("fail_before"),
+               func.min(case((is_success, Outcome.observed_at))).over(**backwards).label("restored_at"))
+        .select_from(Outcome)
+        .join(numbered, and_(n.repository == Outcome.repository, n.environment == Outcome.environment))
+        .where(*outcomes_where, restored_kinds)
+        .subquery("events")
     )  # fmt: skip
     e = events.c
-    # the failures of segment k are one run, restored by success k + 1: the opening success of the next
-    # segment. One row per segment and ``lead()`` over them, never a join of the outcomes with themselves
-    # (a join on the segment number is planned as a join on the environment alone: quadratic in its outcomes)
-    segments = (
-        select(e.repository, e.environment, e.seg, func.min(case((e.fail == 1, e.o_us))).label("down"),
-               func.min(case((e.fail == 0, e.o_us))).label("up"))
-        .group_by(e.repository, e.environment, e.seg)
-        .subquery("segments")
-    )  # fmt: skip
-    s = segments.c
-    runs = (
-        select(s.repository, s.environment, s.down,
-               func.lead(s.up).over(partition_by=(s.repository, s.environment), order_by=s.seg).label("restored"))
-        .cte("runs")
-    )  # fmt: skip
+    runs = select(e.repository, e.environment, us(e.observed_at).label("down"), us(e.restored_at).label("restored")).where(
+        e.fail == 1, func.coalesce(e.fail_before, 0) == 0).subquery("runs")  # fmt: skip
     e = runs.c
-    unrestored = (select(*_part("unrestored", e.repository, e.environment, ints=[func.count()]))
-                  .where(e.down.is_not(None), e.restored.is_(None)).group_by(e.repository, e.environment))  # fmt: skip
 
-    # distributions: the values of each kind gathered per repository and environment (unsorted: no sort on
-    # the server), from which ``report`` takes medians and percentiles exactly as the Python definitions do
-    def gathered(value: Any, where: Any) -> Any:
-        return func.aggregate_strings(cast(case((where, _nonneg(value))), String), ",")
-
-    lead_value, lead_where = f.dep_us - f.f_us, and_(deployed, f.f_us.is_not(None))
-    dists = (
-        select(*_part("dist", f.repository, f.environment, texts=[
-            gathered(answer_us, and_(automatic, f.a_us.is_not(None))), gathered(f.a_us - f.c_us, by_human),
-            gathered(f.a_us - func.coalesce(f.d_us, f.c_us), by_human), gathered(lead_value, lead_where),
-        ])).group_by(f.repository, f.environment)
-    )  # fmt: skip
-    lead_weeks = select(*_part("lead_week", key=week, texts=[gathered(lead_value, lead_where)])).group_by(week)
-    restored = and_(e.down.is_not(None), e.restored.is_not(None))
-    restores = (select(*_part("restore", e.repository, e.environment, texts=[gathered(e.restored - e.down, restored)]))
+    # per repository and environment: the runs not restored yet and the times to restore the others
+    restores = (select(*_part("restore", e.repository, e.environment, ints=[_count(e.restored.is_(None))],
+                              texts=[gathered(e.restored - e.down, e.restored.is_not(None))]))
                 .group_by(e.repository, e.environment))  # fmt: skip
-    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [unrestored],
-             "distributions": [dists, lead_weeks, restores]}
+    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [restores]}
     return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
 
 
@@ -369,7 +391,7 @@ def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: s
 
 
 _EPOCH = date(1970, 1, 1)
-_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "dist" row, in order
+_KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "group" row, in order
 _DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
 
 
@@ -396,30 +418,27 @@ def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> i
     dist: Values = defaultdict(list)
     for row in rows:
         part = row.part
-        if part == "group":
+        if part == "group":  # per risk bin: its counts, and its share of the distributions
             _add(groups, (row.repo, row.env), row)
             _add(overall, None, row)
-        elif part == "week":
+            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
+                values = _values(text)
+                dist[(kind, row.repo, row.env, None)] += values
+                dist[(kind, None, None, None)] += values
+        elif part == "week":  # its counts and lead times
             weeks[row.k] = row
+            dist[("lead_week", None, None, row.k)] = _values(row.t0)
         elif part == "answers":
             answers[row.repo][row.k] += row.i0
         elif part == "days":
             days[(row.repo, row.env)].append((row.k, row.i0, row.i1))
             days[(None, None)].append((row.k, row.i0, row.i1))
-        elif part == "unrestored":
+        elif part == "restore":  # per repository and environment: runs not restored, times to restore
             unrestored[(row.repo, row.env)] += row.i0
             unrestored[(None, None)] += row.i0
-        elif part == "dist":  # per repository and environment, and all of them together
-            for kind, text in zip(_KINDS, (row.t0, row.t1, row.t2, row.t3), strict=True):
-                values = _values(text)
-                dist[(kind, row.repo, row.env, None)] = values
-                dist[(kind, None, None, None)] += values
-        elif part == "restore":
             values = _values(row.t0)
             dist[("restore", row.repo, row.env, None)] = values
             dist[("restore", None, None, None)] += values
-        else:  # lead times per week
-            dist[("lead_week", None, None, row.k)] = _values(row.t0)
     now_us = _epoch_us(now)
     per_group = [
         (_gate(c, now_us, repo, env, dist), _dora(c, window, repo, env, dist, days[(repo, env)], unrestored[(repo, env)]))

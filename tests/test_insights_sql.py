@@ -181,6 +181,31 @@ def test_edge_cases_count_the_same_in_the_database(database_url: str) -> None:
     assert empty["gate_quality"]["deployments"] == 0 and empty["dora"]["unrestored_failures"] == 1
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_crowded_histories_with_ties_count_the_same_in_the_database(database_url: str, seed: int) -> None:
+    """Few shas, two environments and whole hours: requests of one target at the same instant, outcomes at
+    the instant of a request, failures and successes at the same instant, outcomes before the window and of
+    no deployment. The statement attributes and finds restore runs with window functions whose order
+    decides every tie; the Python definitions must agree on all of them.
+    """
+    import random
+
+    rnd = random.Random(seed)
+    shas, envs = [ch * 40 for ch in "abcd"], ["production", "staging"]
+    rows = [{"at": T0 + rnd.randrange(40) * H, "sha": rnd.choice(shas), "env": rnd.choice(envs),
+             "action": rnd.choice(["approve", "escalate", "reject", None]),
+             "answer": rnd.choice(["approved", "rejected", None]), "risk": rnd.random()} for _ in range(120)]  # fmt: skip
+    outcomes = [(rnd.choice(envs), rnd.choice([*shas, "e" * 40]),
+                 rnd.choice(["success", "success", "failure", "failure", "rollback", "incident"]),
+                 T0 + rnd.randrange(-5, 45) * H) for _ in range(300)]  # fmt: skip
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    for since, until in ((0, 48), (3, 20), (20, 21), (-10, 60)):
+        _both(engine, Window(since=T0 + since * H, until=T0 + until * H), T0 + 50 * H)
+        _both(engine, Window(since=T0 + since * H, until=T0 + until * H, environment="staging"), T0 + 50 * H)
+    engine.dispose()
+
+
 def test_a_first_commit_time_that_is_no_time_has_no_lead_time(database_url: str) -> None:
     """Migration 0011 reads no time from it (SQLite would roll Feb 30th over, PostgreSQL would refuse it)."""
     rows = [
