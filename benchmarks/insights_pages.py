@@ -19,7 +19,8 @@ than the refresh interval (``--ttl``, short so the run is short), views them all
 
     python benchmarks/insights_pages.py [--deployments 100000] [--requests 40]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--keep | --schema SCHEMA]
-        [--no-cache | --served [--ttl 5] [--rounds 4]] [--only insights,gate-quality,dora]
+        [--no-cache | --served [--ttl 5] [--rounds 4] | --in-process 7,30,90,180,365]
+        [--only insights,gate-quality,dora]
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def pages(row_id: int, cursor: str) -> list[str]:
 
 
 COLD = ["/dashboard/insights", "/dashboard/insights?repository=acme/shop&environment=production",
-        "/api/v1/gate-quality", "/api/v1/dora?repository=acme/shop&environment=production", "/api/v1/insights"]  # fmt: skip
+        "/api/v1/gate-quality", "/api/v1/dora?repository=acme/shop&environment=production", "/api/v1/insights",
+        "/api/v1/insights?since=90d", "/api/v1/dora?since=365d&environment=production"]  # fmt: skip
 
 
 def _timed(client: httpx.Client, paths: list[str]) -> list[float]:
@@ -91,6 +93,21 @@ def _row(label: str, times: list[float]) -> float:
     shown = label if len(label) <= 78 else label[:75] + "..."
     print(f"{shown:78} {statistics.median(times):7.1f} {p95:7.1f} {times[-1]:7.1f}")
     return p95
+
+
+def _in_process(args: argparse.Namespace, engine: Any) -> None:
+    """Each window's report computed in this process, ``--requests`` times: median and fastest."""
+    from github_app import insights
+
+    print(f"{'report over all repositories':32} {'median ms':>10} {'min ms':>8} {'deployments':>12}")
+    for days in args.in_process.split(","):
+        times = []
+        for _ in range(args.requests):
+            window = insights.window_from(f"{days}d", None, datetime.now(UTC))
+            started = time.perf_counter()
+            report = insights.report(engine, window)
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"{days + ' days':32} {statistics.median(times):10.0f} {min(times):8.0f} {report.gate.deployments:12}")
 
 
 def _served(args: argparse.Namespace, url: str, engine: Any) -> None:
@@ -133,6 +150,8 @@ def main() -> None:
     parser.add_argument("--served", action="store_true", help="the insights pages as visitors meet them (see above)")
     parser.add_argument("--ttl", type=float, default=5.0, help="--served: the refresh interval, in seconds")
     parser.add_argument("--rounds", type=int, default=4, help="--served: rounds of views, one refresh interval apart")
+    parser.add_argument("--in-process", default="", metavar="AGES",
+                        help="time insights.report itself for these windows (e.g. 7,30,90,180,365 days), no HTTP")
     parser.add_argument("--only", default="", help="time only the pages whose path contains one of these texts "
                         "(comma-separated), e.g. insights,gate-quality,dora")
     args = parser.parse_args()
@@ -157,6 +176,9 @@ def main() -> None:
             # a deployment with the whole decision, near the newest end
             row_id = conn.execute(select(Deployment.id).where(Deployment.id % 100 == 1)
                                   .order_by(Deployment.id.desc()).limit(1)).scalar_one()  # fmt: skip
+        if args.in_process:
+            _in_process(args, engine)
+            return
         if args.served:
             _served(args, url, engine)
             return
@@ -175,14 +197,14 @@ def main() -> None:
                 worst = max(worst, _row(path + suffix, _timed(client, [path] * args.requests)))
             print(f"worst p95: {worst:.1f} ms (target < 200 ms)")
             cold_worst = 0.0
-            for path in COLD if not args.no_cache else ():
+            now = datetime.now(UTC)
+            for p, path in enumerate(COLD if not args.no_cache else ()):
                 sep = "&" if "?" in path else "?"
-                # a distinct window end per request: no report is shared
-                now = datetime.now(UTC)
+                # a distinct window end per request, and per page (no page reads a report another one made)
                 if path.startswith("/dashboard"):  # the pages take an age: 30 days give or take some minutes
-                    uniques = [f"{path}{sep}window={43200 - 1 - n}m" for n in range(args.cold)]
+                    uniques = [f"{path}{sep}window={43200 - 1 - p * args.cold - n}m" for n in range(args.cold)]
                 else:
-                    uniques = [f"{path}{sep}until={(now - timedelta(seconds=n + 1)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                    uniques = [f"{path}{sep}until={(now - timedelta(minutes=p * args.cold + n + 1)):%Y-%m-%dT%H:%M:%SZ}"
                                for n in range(args.cold)]  # fmt: skip
                 cold_worst = max(cold_worst, _row(f"{path} (cold)", _timed(client, uniques)))
             if not args.no_cache:
