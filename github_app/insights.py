@@ -108,15 +108,22 @@ class WindowError(ValueError):
     """A window the caller asked for that cannot be read."""
 
 
-def parse_moment(text: str, now: datetime) -> datetime:
-    """A point in time: an ISO-8601 date or time (UTC unless it says otherwise), or an age like "30d" or "12h"."""
+def _age(text: str) -> timedelta | None:
+    """The age ``text`` gives ("30d", "12h", "8w"), or None when it gives none (a date, say)."""
     from rules.policy import parse_duration
 
-    text = text.strip()
     try:
-        return now - parse_duration(text)
+        return parse_duration(text.strip())
     except ValueError:
-        pass
+        return None
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """A point in time: an ISO-8601 date or time (UTC unless it says otherwise), or an age like "30d" or "12h"."""
+    text = text.strip()
+    age = _age(text)
+    if age is not None:
+        return now - age
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -138,8 +145,6 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
     count back from that minute, so callers within one minute ask for the same window (and share a
     cached report).
     """
-    from rules.policy import parse_duration
-
     now = _next_minute(now)  # ages ("30d") count back from a whole minute too
     end = parse_moment(until, now) if until else now
     start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
@@ -147,12 +152,7 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
         raise WindowError("since must be before until")
     if end - start > MAX_WINDOW:
         raise WindowError("the window is longer than 366 days: narrow since/until")
-    age: timedelta | None = DEFAULT_WINDOW
-    if since:
-        try:
-            age = parse_duration(since.strip())
-        except ValueError:
-            age = None  # a date: the start stays where it is
+    age = _age(since) if since else DEFAULT_WINDOW  # None for a date: the start stays where it is
     return Window(since=start, until=end, repository=repository or None, environment=environment or None,
                   live=not until, age=age if not until else None)  # fmt: skip
 
@@ -739,7 +739,7 @@ class ReportCache:
                  compute: Callable[[Engine, Window], Report] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.engine, self.ttl, self.size, self.keep = engine, ttl, size, keep
-        self._compute_report = compute or (lambda engine, window: report(engine, window))
+        self._compute_report = compute or report
         self._clock = clock
         self._entries: dict[Any, _Entry] = {}
         self._flights: dict[Any, Future[Report]] = {}
@@ -761,6 +761,11 @@ class ReportCache:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def _forget_after(self) -> float:
+        """How long a report nobody pinned stays once nobody asks for it."""
+        return max(self.ttl, self.keep)
 
     def choices(self) -> tuple[list[str], list[str]]:
         """The repositories and environments for the filter menus (a scan of every deployment, so kept a while)."""
@@ -831,8 +836,7 @@ class ReportCache:
         """Drop what nobody asked for lately, then the least recently asked for, down to ``size`` (lock held)."""
         if len(self._entries) <= self.size:
             return
-        horizon = max(self.ttl, self.keep)
-        self._entries = {k: e for k, e in self._entries.items() if e.pinned or clock - e.used < horizon}
+        self._entries = {k: e for k, e in self._entries.items() if e.pinned or clock - e.used < self._forget_after}
         while len(self._entries) > self.size:
             unpinned = [(e.used, k) for k, e in self._entries.items() if not e.pinned]
             if not unpinned:
@@ -854,7 +858,7 @@ class ReportCache:
                     continue
                 if idle < self.keep or (entry.pinned and age >= self.keep / 2):
                     found.append((entry.used, key, entry.window.renewed(now)))
-                elif not entry.pinned and idle >= max(self.ttl, self.keep):
+                elif not entry.pinned and idle >= self._forget_after:
                     del self._entries[key]  # nobody asked for it lately: computed again on the next request
         return [(key, window) for _, key, window in sorted(found, key=lambda f: -f[0])]
 

@@ -275,7 +275,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     restores = (select(*_part("restore", e.repository, e.environment, ints=[_count(e.restored.is_(None))],
                               texts=[gathered(e.restored - e.down, e.restored.is_not(None))]))
                 .group_by(e.repository, e.environment))  # fmt: skip
-    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "unrestored": [restores]}
+    parts = {"counts": [counts], "weeks": [weeks], "answers": [answers], "days": [days], "restores": [restores]}
     return union_all(*[p for k, v in parts.items() if not only or k in only for p in v])  # type: ignore[return-value]
 
 
@@ -392,7 +392,6 @@ def _dora(c: _Counts, window: ins.Window, repository: str | None, environment: s
 
 _EPOCH = date(1970, 1, 1)
 _KINDS = ("automatic", "human", "wait", "lead")  # the distributions of a "group" row, in order
-_DISTRIBUTIONS = ("automatic", "human", "wait", "lead", "lead_week", "restore")
 
 
 def report(engine: Engine, window: ins.Window, now: datetime | None = None) -> ins.Report:
