@@ -88,8 +88,13 @@ def _timed(client: httpx.Client, paths: list[str]) -> list[float]:
     return sorted(times)
 
 
+def _p95(times: list[float]) -> float:
+    """Nearest-rank 95th percentile of sorted ``times``."""
+    return times[max(0, -(-len(times) * 95 // 100) - 1)]
+
+
 def _row(label: str, times: list[float]) -> float:
-    p95 = times[max(0, -(-len(times) * 95 // 100) - 1)]
+    p95 = _p95(times)
     shown = label if len(label) <= 78 else label[:75] + "..."
     print(f"{shown:78} {statistics.median(times):7.1f} {p95:7.1f} {times[-1]:7.1f}")
     return p95
@@ -134,7 +139,7 @@ def _served(args: argparse.Namespace, url: str, engine: Any) -> None:
             shown = path if len(path) <= 78 else path[:75] + "..."
             print(f"{shown:78} {times[0]:7.1f} {statistics.median(times):7.1f} {max(times):7.1f}")
         every = sorted(t for times in views.values() for t in times)
-        print(f"all {len(every)} views: p95 {every[max(0, -(-len(every) * 95 // 100) - 1)]:.1f} ms, "
+        print(f"all {len(every)} views: p95 {_p95(every):.1f} ms, "
               f"max {every[-1]:.1f} ms (target p95 < 200 ms)")  # fmt: skip
 
 
