@@ -1,7 +1,7 @@
 """Gate quality on a simulated fleet: how often gonogo decides alone, lets failures through, blocks good releases.
 
     .venv/bin/python benchmarks/gate_quality.py [--repos 50] [--months 12] [--seed 7] [--quick]
-        [--svg docs/images/gate-quality.svg] [--json out.json]
+        [--svg docs/images/gate-quality.svg] [--json out.json] [--also-seeds 1,2,3,4,5] [--boosting]
 
 The fleet. ``--repos`` repositories (at least 50 by default) of three sizes (deploys per week 1 /
 2.5 / 5, change sizes with medians 60 / 150 / 400 lines) and different habits: uploaded JUnit
@@ -42,7 +42,16 @@ a false-block rate that falls as the model learns. Month by month, the rate mixe
 with what happened to be deployed that month; the learning curve separates the two: the last month's
 deployments are decided again (with the evidence they had) with the model and outcome record of the
 start of each month, so only the knowledge changes, and none of it has seen the last month's outcomes.
-``--quick`` runs 50 repositories for 4 months.
+The best possible gate. To tell what gonogo fails to learn from what no gate could do, every
+deployment is also decided by an oracle that knows its true probability of failure and approves
+under the one threshold that keeps the year's escaped failures within half the naive gate's, while
+keeping gonogo's floor (what gonogo rejected stays rejected; what it escalated for missing evidence,
+and in a second form for open high findings, stays escalated). Its share decided automatically is an
+upper bound for gonogo's under the same floor; its false-block rate, from knowledge that never
+changes, shows how much a month's rate moves with what is deployed alone.
+
+``--quick`` runs 50 repositories for 4 months; ``--also-seeds 1,2,3`` replays fleets drawn with other
+seeds and prints a line of targets for each.
 """
 
 from __future__ import annotations
@@ -128,6 +137,9 @@ class Deployment:
     would_fail: bool
     evidence: Evidence | None = None  # as collected when it was decided (the learning curve decides it again)
     risk_row: dict[str, Any] | None = None  # its history row as the week's model features saw it
+    verdict: str | None = None  # gonogo's verdict when it was decided live
+    unread: bool = False  # escalated because evidence was missing or unreadable (no approval may skip that)
+    vulnerable: bool = False  # a security rule failed as a major (open high findings, alerts in changed files)
 
 
 def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator) -> Deployment:
@@ -290,8 +302,55 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
     per_month = [stats[m].as_dict() | {"month": m + 1} for m in sorted(stats)]
     last = max(stats)
     curve = learning_curve([(w, mark) for m, w, mark in weeks if m == last], models, history, policy, timings)
+    naive = sum(m["naive_escaped"] for m in per_month)
+    bounds = {"evidence": oracle_bound(deployments, naive, vulnerabilities=False),
+              "evidence_and_vulnerabilities": oracle_bound(deployments, naive, vulnerabilities=True)}
     return {"repos": repos, "months": months, "deployments": len(deployments), "per_month": per_month,
-            "learning_curve": curve, "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+            "learning_curve": curve, "oracle": bounds, "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+
+
+def oracle_bound(deployments: list[Deployment], naive_escaped: int, *, vulnerabilities: bool) -> dict[str, Any]:
+    """The best any gate could do on this fleet with gonogo's safety floor: an upper bound for the targets.
+
+    The oracle knows what no gate can: every deployment's true probability of failure, from the first day,
+    and, in hindsight, the highest threshold on it that keeps the year's escaped failures within half the
+    naive gate's. It approves every deployment under that threshold, except that it keeps gonogo's floor:
+    it rejects what gonogo rejected (a failed blocker or a very high risk), and escalates what gonogo
+    escalated because evidence was missing or unreadable; with ``vulnerabilities`` also what an open high
+    or critical security finding escalated (a deployment outcome says nothing about a breach). Its
+    knowledge never changes, so its month-to-month false-block rate moves only with what is deployed.
+    """
+    floor = [d for d in deployments if d.verdict == "no-go" or d.unread or (vulnerabilities and d.vulnerable)]
+    held = {id(d) for d in floor}
+    free = sorted((d for d in deployments if id(d) not in held), key=lambda d: d.p_fail)
+    budget, escaped, approved = naive_escaped // 2, 0, 0
+    for d in free:  # the longest prefix, in order of true risk, within the budget of escaped failures
+        if escaped + d.would_fail > budget:
+            break
+        escaped += d.would_fail
+        approved += 1
+    threshold = free[approved].p_fail if approved < len(free) else 1.0
+    go = {id(d) for d in free[:approved]}
+    stats: dict[int, Month] = {}
+    for d in deployments:
+        m = stats.setdefault(_month_of(d.created_at), Month())
+        verdict = "go" if id(d) in go else ("no-go" if d.verdict == "no-go" else "escalate")
+        m.n += 1
+        m.failures += d.would_fail
+        m.verdicts[verdict] += 1
+        m.auto += verdict != "escalate"
+        m.escaped += verdict == "go" and d.would_fail
+        m.false_blocks += verdict != "go" and not d.would_fail
+    per_month = [stats[k].as_dict() | {"month": k + 1} for k in sorted(stats)]
+    after = per_month[1:]
+    n = sum(m["deployments"] for m in after) or 1
+    rates = [m["false_block_rate"] for m in per_month]
+    return {
+        "threshold": threshold, "escaped": escaped, "budget": budget,
+        "held_by_floor_after_month_1": sum(1 for d in floor if _month_of(d.created_at) > 0),
+        "auto_share_after_month_1": round(sum(m["auto_share"] * m["deployments"] for m in after) / n, 4),
+        "false_block_rates": rates, "months_false_blocks_fell_or_held": f"{sum(b <= a for a, b in itertools.pairwise(rates))} of {len(rates) - 1}",
+    }  # fmt: skip
 
 
 def _month_start(month: int) -> datetime:
@@ -345,7 +404,10 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
         track = tally((p for when, p in d.repo.past if when >= since), learning.rules)  # as github_app.learning reads it
         decision = evaluate(ev, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
         timings["decide_s"] += time.perf_counter() - t0
-        verdict = decision.verdict
+        verdict = d.verdict = decision.verdict
+        d.unread = any(change.kind in ("confidence", "evidence") for change in decision.what_would_change)
+        d.vulnerable = any(f.status == "failed" and f.severity == "major" and f.rule_id.startswith("GNG-SEC-")
+                           for f in decision.findings)  # fmt: skip
         green = all(c.passed for c in ev.checks.checks)
         stats.n += 1
         stats.failures += d.would_fail
@@ -427,6 +489,9 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "months_false_blocks_fell_or_held": f"{falling} of {len(rates) - 1}",
         "learning_curve_false_block_rate": [curve[0], curve[-1]],
         "learning_curve_steps_fell_or_held": f"{curve_falling} of {len(curve) - 1}",
+        "oracle_auto_share_after_month_1": {k: b["auto_share_after_month_1"] for k, b in result["oracle"].items()},
+        "oracle_months_false_blocks_fell_or_held": {k: b["months_false_blocks_fell_or_held"]
+                                                    for k, b in result["oracle"].items()},
         "targets": {"auto_share_after_month_1 >= 0.8": auto >= 0.8,
                     "escaped <= half of naive": naive > 0 and escaped <= naive / 2,
                     "false-block rate lower at the end than in month 1": rates[-1] < rates[0],
@@ -446,8 +511,10 @@ def svg(result: dict[str, Any]) -> str:
         ("naive gate: escaped failures per 100", [100 * m["naive_escaped"] / max(m["deployments"], 1) for m in result["per_month"]], "#2ca02c", "6 4"),
         (f"false blocks per 100, month {months[-1]} decided", [100 * c["false_block_rate"] for c in result["learning_curve"]], "#9467bd", "2 3"),
         ("  with what was known at month x", None, "", ""),
+        ("best possible gate: false blocks per 100", [100 * r for r in result["oracle"]["evidence_and_vulnerabilities"]["false_block_rates"]], "#7f7f7f", "1 3"),
+        ("  (knows every true risk, gonogo's floor)", None, "", ""),
     ]  # fmt: skip
-    w, h, left, right, top, bottom = 760, 420, 60, 250, 40, 50
+    w, h, left, right, top, bottom = 790, 420, 60, 280, 40, 50
     pw, ph = w - left - right, h - top - bottom
     x = lambda i: left + (pw * (i - 1) / max(len(months) - 1, 1))
     y = lambda v: top + ph * (1 - v / 100)
@@ -484,6 +551,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 repositories for 4 months")
     parser.add_argument("--svg", type=Path, default=None, help="write the month-by-month curve here")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    parser.add_argument("--also-seeds", default="", metavar="1,2,...",
+                        help="then replay fleets drawn with these seeds too and print a line of targets for each")
     parser.add_argument("--boosting", action="store_true",
                         help="let the risk model choose boosting as in the app (slower); default: its linear form")
     args = parser.parse_args()
@@ -514,12 +583,42 @@ def main() -> None:
     for c in result["learning_curve"]:
         print(f"{c['knowledge_of_month']:>9} {c['auto_share']:>6.1%} {c['escaped']:>7} {c['false_block_rate']:>11.1%} "
               f"{c['learned']:>7}")  # fmt: skip
+    for key, label in (("evidence", "missing evidence escalates"),
+                       ("evidence_and_vulnerabilities", "missing evidence and open high findings escalate")):
+        b = result["oracle"][key]
+        print(f"best possible gate ({label}; knows every true risk, approves under {b['threshold']:.1%}): "
+              f"{b['auto_share_after_month_1']:.1%} decided automatically after month 1, {b['escaped']} escaped "
+              f"(budget {b['budget']}), false blocks by month "
+              + " ".join(f"{100 * r:.1f}" for r in b["false_block_rates"])
+              + f" (fell or held {b['months_false_blocks_fell_or_held']})")  # fmt: skip
     print(json.dumps(result["summary"], indent=2))
     if args.svg:
         args.svg.parent.mkdir(parents=True, exist_ok=True)
         args.svg.write_text(svg(result), encoding="utf-8")
+    others = [int(x) for x in args.also_seeds.split(",") if x.strip()]
+    if others:
+        result["other_seeds"] = seed_table([args.seed, *others], result, args.repos, months, params)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def seed_table(seeds: list[int], first: dict[str, Any], repos: int, months: int,
+               params: dict[str, Any] | None) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Replay fleets drawn with other seeds and print, for each, where it stands against the targets."""
+    out = {seeds[0]: first["summary"]}
+    for k, seed in enumerate(seeds[1:], 1):
+        print(f"replaying the fleet of seed {seed} ({k} of {len(seeds) - 1}) ...", file=sys.stderr, flush=True)
+        result = run(repos, months, seed, params)
+        out[seed] = summary(result)
+    print(f"{'seed':>4} {'auto':>6} {'escaped / naive':>15} {'best gate: evidence':>19} {'+ vulns':>7} "
+          f"{'fell/held live':>14} {'fixed traffic':>13} {'best gate':>9}")  # fmt: skip
+    for seed, s in out.items():
+        oracle = s["oracle_auto_share_after_month_1"]
+        print(f"{seed:>4} {s['auto_share_after_month_1']:>6.1%} {s['escaped']:>7} / {s['naive_escaped']:<5} "
+              f"{oracle['evidence']:>19.1%} {oracle['evidence_and_vulnerabilities']:>7.1%} "
+              f"{s['months_false_blocks_fell_or_held']:>14} {s['learning_curve_steps_fell_or_held']:>13} "
+              f"{s['oracle_months_false_blocks_fell_or_held']['evidence']:>9}")  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def test_a_small_fleet_replays_through_the_decision_and_retrains() -> None:
     assert months[-1]["learned"] == curve[-1]["learned"] == 0
     assert curve[-1]["escaped"] == months[-1]["escaped"] and curve[-1]["false_blocks"] == months[-1]["false_blocks"]
     svg = gate_quality.svg(result)
-    assert svg.startswith("<svg") and svg.count("<polyline") == 6
+    assert svg.startswith("<svg") and svg.count("<polyline") == 7  # with the best possible gate's false blocks
     assert set(gate_quality.summary(result)["targets"]) == {
         "auto_share_after_month_1 >= 0.8", "escaped <= half of naive", "false-block rate lower at the end than in month 1",
         "fixed traffic: false-block rate never rises as knowledge grows"}
@@ -55,3 +55,38 @@ def test_the_replay_keeps_the_outcome_record_the_app_keeps() -> None:
         assert (p.outcome is None) == (p.answer == "rejected")  # only what ships reports an outcome
         assert p.asked or p.answer == "rejected" or p.outcome is not None  # gonogo approved what it did not ask about
     assert any(p.majors for p in past)
+
+
+def test_the_best_possible_gate_approves_by_true_risk_within_the_budget_and_keeps_the_floor() -> None:
+    """The oracle bound: one threshold on the true risk, half the naive gate's escapes, gonogo's floor untouched."""
+    rng = gate_quality.np.random.default_rng(1)  # a fleet with unread evidence and open high findings
+    fleet = gate_quality.make_fleet(8, rng)
+    deployments = gate_quality.schedule(fleet, 3, rng)
+    stats, history = gate_quality.Month(), []
+    gate_quality._replay(deployments, gate_quality.default_policy(), {}, history, stats, {"decide_s": 0.0})
+    assert stats.naive_escaped > 0 and any(d.unread for d in deployments) and any(d.vulnerable for d in deployments)
+    bound = gate_quality.oracle_bound(deployments, stats.naive_escaped, vulnerabilities=False)
+    assert bound["budget"] == stats.naive_escaped // 2
+    assert bound["escaped"] <= bound["budget"]
+    # the floor: what gonogo rejected stays rejected, what it escalated for unread evidence is never approved
+    floor = {id(d) for d in deployments if d.verdict == "no-go" or d.unread}
+    free = sorted((d for d in deployments if id(d) not in floor), key=lambda d: d.p_fail)
+    approved = [d for d in free if d.p_fail < bound["threshold"]]
+    assert approved and len(approved) < len(free)
+    assert sum(d.would_fail for d in approved) == bound["escaped"]
+    # the longest prefix by true risk: one more deployment would overrun the budget (or there is none left)
+    rest = free[len(approved):]
+    assert not rest or bound["escaped"] + rest[0].would_fail > bound["budget"]
+    months = {}
+    for d in deployments:
+        months.setdefault(gate_quality._month_of(d.created_at), []).append(d)
+    go = {id(d) for d in approved}
+    rates = [sum(not d.would_fail for d in ds if id(d) not in go) / len(ds) for _, ds in sorted(months.items())]
+    assert bound["false_block_rates"] == [round(r, 4) for r in rates]
+    after = [d for k, ds in months.items() if k > 0 for d in ds]
+    auto = sum(id(d) in go or d.verdict == "no-go" for d in after) / len(after)
+    assert bound["auto_share_after_month_1"] == round(auto, 4)
+    # holding open high findings back too can only leave fewer deployments to decide alone
+    stricter = gate_quality.oracle_bound(deployments, stats.naive_escaped, vulnerabilities=True)
+    assert stricter["held_by_floor_after_month_1"] > bound["held_by_floor_after_month_1"]
+    assert stricter["escaped"] <= stricter["budget"]
