@@ -24,7 +24,8 @@ webhook, GitHub and database plumbing around it are measured by benchmarks/decis
 and not repeated 10,000 times here). Risk comes as in the app's ``RiskProvider``: the rule-based
 estimate while there is no model, then a global model retrained at the start of every month on
 every outcome recorded so far (``scorer.risk.artifact.train_model`` with the packaged prior, the
-path of ``gonogo model retrain``), its features built with ``scorer.risk.features.build_features``
+path of ``gonogo model retrain``) and served only if the app's model registry activates it
+(``github_app.risk_registry.register``, champion/challenger, in a throwaway SQLite database), its features built with ``scorer.risk.features.build_features``
 from the same history table the app keeps. Outcomes come back as the app receives them: a
 deployment gonogo approves is deployed and its outcome recorded; an escalated one is deployed when
 the simulated reviewer approves it (90 %); a rejected one is never deployed, so no outcome. Each
@@ -61,6 +62,7 @@ import itertools
 import json
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,9 +71,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from github_app import db
+from github_app.risk_registry import register
 from rules.learning import PastDeployment, tally
 from rules.pipeline import evaluate
 from rules.policy import default_policy, effective
@@ -267,6 +272,17 @@ def _month_of(when: datetime) -> int:
 
 
 def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="gonogo-gate-quality-") as tmp:
+        registry = db.make_engine(f"sqlite:///{tmp}/registry.db")
+        try:
+            db.upgrade(registry)
+            return _run(repos, months, seed, model_params, registry)
+        finally:
+            registry.dispose()
+
+
+def _run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None, registry: Engine) -> dict[str, Any]:
+    """The replay; each month's challenger goes through the app's model registry in ``registry``."""
     rng = np.random.default_rng(seed)
     fleet = make_fleet(repos, rng)
     deployments = schedule(fleet, months, rng)
@@ -277,6 +293,7 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
     stats: dict[int, Month] = {}
     timings = {"decide_s": 0.0, "train_s": 0.0, "features_s": 0.0}
     trained_for = -1
+    trainings, promoted = 0, 0  # monthly challengers trained, and those that became the model in use
     models: list[TrainedRiskModel | None] = []  # the model in use during each month
     weeks: list[tuple[int, list[Deployment], int]] = []  # (month, its deployments, history rows before it)
     i = 0
@@ -287,7 +304,11 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
             if any(r["outcome"] for r in history):  # retrain on every outcome so far, as `gonogo model retrain` would
                 t0 = time.perf_counter()
                 frame = coerce_history(pd.DataFrame.from_records(history, columns=list(HISTORY_COLUMNS)))
-                model = train_model(frame, prior=prior, random_state=seed, params=model_params)
+                challenger = train_model(frame, prior=prior, random_state=seed, params=model_params)
+                trainings += 1
+                if register(registry, challenger, None, history=frame).active:  # the app's champion/challenger rule
+                    model = challenger
+                    promoted += 1
                 timings["train_s"] += time.perf_counter() - t0
             models.append(model)
         week_end = deployments[i].created_at + timedelta(days=7)
@@ -306,7 +327,9 @@ def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None)
     bounds = {"evidence": oracle_bound(deployments, naive, vulnerabilities=False),
               "evidence_and_vulnerabilities": oracle_bound(deployments, naive, vulnerabilities=True)}
     return {"repos": repos, "months": months, "deployments": len(deployments), "per_month": per_month,
-            "learning_curve": curve, "oracle": bounds, "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+            "learning_curve": curve, "oracle": bounds, "models_promoted": f"{promoted} of {trainings}",
+            "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
+
 
 
 def oracle_bound(deployments: list[Deployment], naive_escaped: int, *, vulnerabilities: bool) -> dict[str, Any]:

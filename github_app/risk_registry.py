@@ -167,6 +167,26 @@ def champion_metrics_on(champion: TrainedRiskModel, history: pd.DataFrame) -> di
     return evaluate(y_va, champion.predict_risk(X_va))
 
 
+def _unvalidated_challenger(meta: dict[str, Any], champion: RiskModelRecord) -> tuple[bool, str]:
+    """Neither model held rows out (too few outcomes, or of one kind): the one that learnt from more wins.
+
+    Re-scoring the champion on the newest rows would give it figures the challenger cannot have, so it
+    would serve for good; a model fitted by the same recipe on every outcome the champion saw and more
+    replaces it. Fewer outcomes, or a window that ends earlier, never does.
+    """
+    rows, before = int(meta.get("rows") or 0), int(champion.trained_rows or 0)
+    end, champion_end = _window_time((meta.get("training_window") or {}).get("max_created_at")), champion.window_end
+    if champion_end is not None and champion_end.tzinfo is None:
+        champion_end = champion_end.replace(tzinfo=UTC)
+    later = champion_end is None or (end is not None and end >= champion_end)
+    if rows > before and later:
+        return True, (f"neither model had enough outcomes to be validated on held-out rows; it learnt from more "
+                      f"outcomes than champion {champion.version} ({rows} vs {before})")  # fmt: skip
+    return False, (f"neither model had enough outcomes to be validated on held-out rows, and it learnt from "
+                   f"{'fewer' if rows <= before else 'older'} outcomes than champion {champion.version} "
+                   f"({rows} vs {before})")  # fmt: skip
+
+
 def register(engine: Engine, trained: TrainedRiskModel, repository: str | None = None,
              activate_if_better: bool = True, *, history: pd.DataFrame | None = None) -> RiskModelRecord:
     """Store ``trained`` and make it active if it is the first of its scope or at least as good as the champion.
@@ -191,6 +211,9 @@ def register(engine: Engine, trained: TrainedRiskModel, repository: str | None =
         if activate_if_better:
             if champion is None:
                 activate, reason = True, "first model of its scope"
+            elif not challenger_metrics.get("roc_auc") and not ((champion.meta or {}).get("metrics") or {}).get("roc_auc"):
+                activate, reason = _unvalidated_challenger(meta, champion)
+                meta["champion"] = {"version": champion.version, "rows": champion.trained_rows, "metrics": {}}
             else:
                 baseline: dict[str, Any] | None = None
                 if history is not None:

@@ -28,6 +28,7 @@ def test_a_small_fleet_replays_through_the_decision_and_retrains() -> None:
         assert m["false_blocks"] <= v["escalate"] + v["no-go"]
         assert m["learned"] <= v["go"] + v["escalate"] + v["no-go"]
     assert result["timings"]["train_s"] > 0  # a model was trained on month 1's outcomes for month 2
+    assert result["models_promoted"] == "1 of 1"  # the registry activates the first model of its scope
     # the learning curve decides the last month's deployments again, once per month of knowledge
     curve = result["learning_curve"]
     assert [c["knowledge_of_month"] for c in curve] == [1, 2]

@@ -191,3 +191,38 @@ def test_retrainer_schedules_after_enough_outcomes(engine: Any, history: pd.Data
     assert early is None
     assert record is not None and record.active and record.trained_rows > 500
     assert retrainer.new_outcomes(REPO) == 0  # counting restarts after training
+
+
+def test_a_small_repositorys_model_keeps_learning_before_it_can_be_validated(engine: Any, history: pd.DataFrame) -> None:
+    """Under 600 outcomes no model can hold rows out, so neither champion nor challenger has validation figures.
+
+    The first model of a repository used to serve for good: every later challenger had no AUC of its own
+    and lost to the champion re-scored on the newest rows. A challenger that learnt from every outcome the
+    champion learnt from, and more, replaces an unvalidated champion; fewer or older outcomes never do.
+    """
+    _store(engine, history.iloc[:60])
+    first = retrain(engine, REPO, prior=False)
+    assert first.active and first.meta["registry"]["reason"] == "first model of its scope"
+    assert not first.meta["metrics"].get("roc_auc")  # 60 rows: nothing held out
+    _store(engine, history.iloc[60:300])
+    labelled = history.iloc[:300].dropna(subset=["outcome"])
+    newest = labelled.iloc[round(len(labelled) * 0.8):]
+    assert newest["outcome"].isin(["failure", "rollback", "incident"]).any()  # the champion can be scored there
+    second = retrain(engine, REPO, prior=False)
+    assert not second.meta["metrics"].get("roc_auc")  # still too few rows to hold any out
+    assert second.active, second.meta["registry"]["reason"]
+    assert "more outcomes" in second.meta["registry"]["reason"]
+    assert active_record(engine, REPO).version == second.version  # type: ignore[union-attr]
+    # a challenger that learnt from fewer outcomes than the champion does not take over
+    stale = register(engine, train_model(history.iloc[:100], random_state=0), REPO,
+                     history=history.iloc[:300])  # fmt: skip
+    assert not stale.active
+    assert active_record(engine, REPO).version == second.version  # type: ignore[union-attr]
+
+
+def test_a_validated_champion_is_not_replaced_by_a_challenger_that_could_not_be_validated(
+        engine: Any, history: pd.DataFrame) -> None:  # fmt: skip
+    champion = register(engine, train_model(history, random_state=0), REPO)
+    assert champion.active and champion.meta["metrics"].get("roc_auc")
+    small = register(engine, train_model(history.iloc[:200], random_state=0), REPO, history=history)
+    assert not small.active and "worse than" in small.meta["registry"]["reason"]
