@@ -39,7 +39,7 @@ from scorer.risk.blend import BlendedRiskModel
 from scorer.risk.explain import risk_estimate
 from scorer.risk.features import build_features
 from scorer.risk.history import coerce_history
-from scorer.risk.metrics import evaluate, is_at_least_as_good
+from scorer.risk.metrics import DECISION_LINE, evaluate, is_at_least_as_good
 from scorer.risk.model import RiskModel
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,10 @@ def champion_metrics_on(champion: TrainedRiskModel, history: pd.DataFrame) -> di
     return evaluate(y_va, champion.predict_risk(X_va))
 
 
+def _rounded(value: Any) -> Any:
+    return round(value, 5) if isinstance(value, float) else value
+
+
 def _unvalidated_challenger(meta: dict[str, Any], champion: RiskModelRecord) -> tuple[bool, str]:
     """Neither model held rows out (too few outcomes, or of one kind): the one that learnt from more wins.
 
@@ -227,7 +231,9 @@ def register(engine: Engine, trained: TrainedRiskModel, repository: str | None =
                     baseline = (champion.meta or {}).get("metrics") or {}
                 activate = is_at_least_as_good(challenger_metrics, baseline)
                 reason = (f"{'beats or matches' if activate else 'worse than'} champion {champion.version} "
-                          f"(AUC {challenger_metrics.get('roc_auc')} vs {baseline.get('roc_auc')})")
+                          f"(AUC {challenger_metrics.get('roc_auc')} vs {baseline.get('roc_auc')}, net benefit at "
+                          f"{DECISION_LINE:.0%} {_rounded(challenger_metrics.get('net_benefit'))} vs "
+                          f"{_rounded(baseline.get('net_benefit'))})")  # fmt: skip
                 meta["champion"] = {"version": champion.version, "metrics": baseline}
         meta["registry"] = {"activated": activate, "reason": reason}
         if activate:

@@ -226,3 +226,19 @@ def test_a_validated_champion_is_not_replaced_by_a_challenger_that_could_not_be_
     assert champion.active and champion.meta["metrics"].get("roc_auc")
     small = register(engine, train_model(history.iloc[:200], random_state=0), REPO, history=history)
     assert not small.active and "worse than" in small.meta["registry"]["reason"]
+
+
+def test_a_challenger_that_holds_back_more_good_releases_at_the_line_is_not_activated(
+        engine: Any, history: pd.DataFrame) -> None:  # fmt: skip
+    """Ranking and calibration within tolerance are not enough: the gate decides at approve.max_risk."""
+    champion = train_model(history, random_state=0)
+    first = register(engine, champion, REPO)
+    net = first.meta["metrics"]["net_benefit"]
+    assert net > 0  # held out: the model holds back failures worth more than the good releases it holds
+    meta = dict(champion.metadata)
+    meta["version"] = champion.version + "-holds-more"
+    meta["metrics"] = {**meta["metrics"], "net_benefit": net - 0.002}  # ranks and calibrates exactly as well
+    holds_more = register(engine, TrainedRiskModel(estimator=champion.estimator, metadata=meta), REPO)
+    assert not holds_more.active
+    assert "net benefit at 15%" in holds_more.meta["registry"]["reason"]
+    assert active_record(engine, REPO).version == first.version  # type: ignore[union-attr]

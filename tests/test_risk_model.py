@@ -14,7 +14,7 @@ from scorer.risk.artifact import TrainedRiskModel, labelled_training_set, load_p
 from scorer.risk.blend import BlendedRiskModel
 from scorer.risk.explain import explain, risk_estimate
 from scorer.risk.features import build_features
-from scorer.risk.metrics import evaluate, is_at_least_as_good, plot_evaluation
+from scorer.risk.metrics import DECISION_LINE, evaluate, is_at_least_as_good, net_benefit, plot_evaluation
 from scorer.risk.model import RiskModel
 from tests.simulate_history import simulate_history
 
@@ -176,6 +176,29 @@ def test_challenger_must_be_at_least_as_good() -> None:
     assert not is_at_least_as_good({"roc_auc": 0.78, "brier": 0.10, "ece": 0.02}, champion)
     assert not is_at_least_as_good({"roc_auc": 0.81, "brier": 0.12, "ece": 0.02}, champion)
     assert is_at_least_as_good({"roc_auc": 0.6}, {"roc_auc": None})
+    # ranking and calibration as good, but it holds back good releases at the gate's line for nothing
+    assert not is_at_least_as_good({"roc_auc": 0.80, "brier": 0.10, "ece": 0.02, "net_benefit": 0.0049},
+                                   {**champion, "net_benefit": 0.005})  # fmt: skip
+    assert is_at_least_as_good({"roc_auc": 0.80, "brier": 0.10, "ece": 0.02, "net_benefit": 0.005},
+                               {**champion, "net_benefit": 0.005})  # fmt: skip
+    assert is_at_least_as_good({"roc_auc": 0.80, "brier": 0.10, "ece": 0.02, "net_benefit": 0.004}, champion)
+
+
+def test_net_benefit_counts_failures_held_back_less_good_releases_held_back_at_the_odds_of_the_line() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], dtype=float)
+    # holds back one failure and two good releases at 15 %: 1/10 - 2/10 * 0.15/0.85
+    p = np.array([0.4, 0.1, 0.3, 0.2, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
+    assert net_benefit(y, p) == pytest.approx(0.1 - 0.2 * 0.15 / 0.85)
+    assert net_benefit(y, np.zeros(10)) == 0.0  # approving everything
+    assert net_benefit(y, y) == pytest.approx(0.2)  # holding back exactly the failures: the failure rate
+    assert evaluate(y, p)["net_benefit"] == pytest.approx(net_benefit(y, p))
+    assert net_benefit(y, p, line=0.35) == pytest.approx(0.1)  # only the 40 % one is over a 35 % line
+
+
+def test_the_registry_line_is_the_default_production_approve_limit() -> None:
+    from rules.policy import default_policy, effective
+
+    assert effective(default_policy(), "production").approve.max_risk == DECISION_LINE
 
 
 def test_form_and_calibration_are_chosen_without_the_rows_that_are_reported() -> None:
