@@ -125,6 +125,8 @@ def test_evaluate_since_scores_later_rows_with_earlier_rows_as_context(tmp_path:
     text = runner.invoke(cli, ["model", "evaluate", "--model", str(model), "--history", str(full_path),
                                "--since", stamp])
     assert "since" in text.stdout and "gating the riskiest 10% catches" in text.stdout and "ECE" in text.stdout
+    assert metrics["net_benefit"] == expected["net_benefit"]  # what the registry weighs, in both outputs
+    assert f"over 15% (the default approve.max_risk): {metrics['net_benefit'] * 1000:+.1f} failures per 1,000" in text.stdout
     late = runner.invoke(cli, ["model", "evaluate", "--model", str(model), "--history", str(full_path),
                                "--since", "2099-01-01"])
     assert late.exit_code != 0 and "pick an earlier --since" in late.output

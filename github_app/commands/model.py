@@ -141,8 +141,8 @@ def evaluate(model_path: Path, history_path: Path, since: str | None, fmt: str, 
 
     from github_app.commands.audit import parse_when
     from scorer.risk.artifact import labelled_training_set
+    from scorer.risk.metrics import DECISION_LINE, plot_evaluation
     from scorer.risk.metrics import evaluate as evaluate_predictions
-    from scorer.risk.metrics import plot_evaluation
 
     trained = _model(model_path)
     start = parse_when(since) if since is not None else None
@@ -184,6 +184,9 @@ def evaluate(model_path: Path, history_path: Path, since: str | None, fmt: str, 
     for share, caught in metrics["catch_rate"].items():
         shown = "n/a" if caught is None else f"{caught:.0%}"
         click.echo(f"  gating the riskiest {float(share):.0%} catches {shown} of failures")
+    click.echo(f"  net benefit of holding back risk over {DECISION_LINE:.0%} (the default approve.max_risk): "
+               f"{metrics['net_benefit'] * 1000:+.1f} failures per 1,000 deployments, net of the good releases "
+               "held back (0 approves everything; the registry never activates a model that lowers it)")
 
 
 @model.command()
