@@ -26,7 +26,26 @@ POLICY = "environments:\n  production:\n    approve: {max_risk: 0.35}\n"
 
 
 def big_release():
-    return release_state(extra_files=BIG_CHANGE, policy=POLICY)
+    return in_working_hours(release_state(extra_files=BIG_CHANGE, policy=POLICY))
+
+
+def in_working_hours(state):
+    """Date the repository's deployments at the latest weekday noon (UTC), in the order they were made.
+
+    The cold-start prior weighs off-hours and weekend releases as riskier (a release at 19:00 UTC or later
+    came out at 35 % against POLICY's 35 % limit), so a release stamped at the wall clock's hour decided
+    differently at night. These tests are about the outcome record, not the time of day.
+    """
+    now = datetime.fromtimestamp(state.now(), UTC)
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    if noon > now:
+        noon -= timedelta(days=1)
+    while noon.weekday() >= 5:
+        noon -= timedelta(days=1)
+    deployments = sorted(state.repo(REPO).deployments.values(), key=lambda d: (d.created_at, d.id))
+    for k, dep in enumerate(deployments):
+        dep.created_at = noon.timestamp() - (len(deployments) - 1 - k)  # a second apart, the newest at noon
+    return state
 
 
 def _seed(

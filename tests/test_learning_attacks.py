@@ -19,7 +19,7 @@ from github_app import db
 from github_app.db.models import DecisionRecord, HistoryRow, Outcome, Review
 from github_app.sandbox.webhooks import check_run_payload, deployment_status_payload
 from tests.scenarios import LABEL, REPO, release_state
-from tests.test_learned_thresholds import BIG_CHANGE, POLICY, _seed, big_release
+from tests.test_learned_thresholds import BIG_CHANGE, POLICY, _seed, big_release, in_working_hours
 from tests.world import World, running_world
 
 
@@ -140,6 +140,7 @@ def test_a_rerun_keeps_the_relaxation_and_failures_withdraw_it(database_url):
     head = state.deployment(LABEL)[1].sha
     for name in ("rerun", "after-failures"):
         state.named_deployments[name] = (REPO, state.add_deployment(REPO, head, "production", creator="dora").id)
+    in_working_hours(state)
     with running_world(database_url, state) as world:
         first, summary = _decide(world)
         assert first.answer == "approved", summary[:3000]
