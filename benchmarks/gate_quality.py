@@ -256,6 +256,15 @@ class Month:
     verdicts: dict[str, int] = field(default_factory=lambda: {"go": 0, "escalate": 0, "no-go": 0})
     escalated_by: dict[str, int] = field(default_factory=dict)  # what stood between an escalation and a go
 
+    def count(self, verdict: str, would_fail: bool) -> None:
+        """Count one decided deployment: its verdict, and whether it escaped or was a false block."""
+        self.n += 1
+        self.failures += would_fail
+        self.verdicts[verdict] += 1
+        self.auto += verdict != "escalate"
+        self.escaped += verdict == "go" and would_fail
+        self.false_blocks += verdict != "go" and not would_fail
+
     def as_dict(self) -> dict[str, Any]:
         n = max(self.n, 1)
         return {
@@ -357,23 +366,25 @@ def oracle_bound(deployments: list[Deployment], naive_escaped: int, *, vulnerabi
     stats: dict[int, Month] = {}
     for d in deployments:
         m = stats.setdefault(_month_of(d.created_at), Month())
-        verdict = "go" if id(d) in go else ("no-go" if d.verdict == "no-go" else "escalate")
-        m.n += 1
-        m.failures += d.would_fail
-        m.verdicts[verdict] += 1
-        m.auto += verdict != "escalate"
-        m.escaped += verdict == "go" and d.would_fail
-        m.false_blocks += verdict != "go" and not d.would_fail
+        m.count("go" if id(d) in go else ("no-go" if d.verdict == "no-go" else "escalate"), d.would_fail)
     per_month = [stats[k].as_dict() | {"month": k + 1} for k in sorted(stats)]
-    after = per_month[1:]
-    n = sum(m["deployments"] for m in after) or 1
     rates = [m["false_block_rate"] for m in per_month]
     return {
         "threshold": threshold, "escaped": escaped, "budget": budget,
         "held_by_floor_after_month_1": sum(1 for d in floor if _month_of(d.created_at) > 0),
-        "auto_share_after_month_1": round(sum(m["auto_share"] * m["deployments"] for m in after) / n, 4),
-        "false_block_rates": rates, "months_false_blocks_fell_or_held": f"{sum(b <= a for a, b in itertools.pairwise(rates))} of {len(rates) - 1}",
+        "auto_share_after_month_1": round(_auto_after_month_1(per_month), 4),
+        "false_block_rates": rates, "months_false_blocks_fell_or_held": _fell_or_held(rates),
     }  # fmt: skip
+
+
+def _auto_after_month_1(per_month: list[dict[str, Any]]) -> float:
+    """The share decided automatically over every month but the first."""
+    after = per_month[1:]
+    return sum(m["auto_share"] * m["deployments"] for m in after) / (sum(m["deployments"] for m in after) or 1)
+
+
+def _fell_or_held(rates: list[float]) -> str:
+    return f"{sum(b <= a for a, b in itertools.pairwise(rates))} of {len(rates) - 1}"
 
 
 def _month_start(month: int) -> datetime:
@@ -401,13 +412,7 @@ def learning_curve(probe: list[tuple[list[Deployment], int]], models: list[Train
                 assert d.evidence is not None
                 track = tally((p for when, p in d.repo.past if since <= when < cutoff), learning.rules)
                 decision = evaluate(d.evidence, policy, ENV, d.created_at, risk=risks.get(id(d)), track=track)
-                verdict = decision.verdict
-                m.n += 1
-                m.failures += d.would_fail
-                m.verdicts[verdict] += 1
-                m.auto += verdict != "escalate"
-                m.escaped += verdict == "go" and d.would_fail
-                m.false_blocks += verdict != "go" and not d.would_fail
+                m.count(decision.verdict, d.would_fail)
                 m.learned += any(f.learned for f in decision.findings)
         row = m.as_dict()
         out.append({"knowledge_of_month": k + 1, "deployments": row["deployments"], "auto_share": row["auto_share"],
@@ -432,17 +437,12 @@ def _replay(rows: list[Deployment], policy: Any, risks: dict[int, RiskEstimate],
         d.vulnerable = any(f.status == "failed" and f.severity == "major" and f.rule_id.startswith("GNG-SEC-")
                            for f in decision.findings)  # fmt: skip
         green = all(c.passed for c in ev.checks.checks)
-        stats.n += 1
-        stats.failures += d.would_fail
-        stats.verdicts[verdict] += 1
+        stats.count(verdict, d.would_fail)
         if verdict == "escalate":
             for change in decision.what_would_change:
                 keys = change.rule_ids if change.kind == "fix_findings" else [change.kind]
                 for key in keys:
                     stats.escalated_by[key] = stats.escalated_by.get(key, 0) + 1
-        stats.auto += verdict != "escalate"
-        stats.escaped += verdict == "go" and d.would_fail
-        stats.false_blocks += verdict != "go" and not d.would_fail
         stats.naive_escaped += green and d.would_fail
         stats.naive_false_blocks += (not green) and not d.would_fail
         stats.learned += any(f.learned for f in decision.findings)
@@ -496,22 +496,19 @@ def _model_risks(model: TrainedRiskModel, history: list[dict[str, Any]], week: l
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    after = result["per_month"][1:]
-    n = sum(m["deployments"] for m in after) or 1
-    auto = sum(m["auto_share"] * m["deployments"] for m in after) / n
+    auto = _auto_after_month_1(result["per_month"])
     escaped = sum(m["escaped"] for m in result["per_month"])
     naive = sum(m["naive_escaped"] for m in result["per_month"])
     rates = [m["false_block_rate"] for m in result["per_month"]]
-    falling = sum(b <= a for a, b in itertools.pairwise(rates))
     curve = [c["false_block_rate"] for c in result["learning_curve"]]
     curve_falling = sum(b <= a for a, b in itertools.pairwise(curve))
     return {
         "auto_share_after_month_1": round(auto, 4), "escaped": escaped, "naive_escaped": naive,
         "escaped_ratio": round(escaped / naive, 3) if naive else None,
         "false_block_rate_first": rates[0], "false_block_rate_last": rates[-1],
-        "months_false_blocks_fell_or_held": f"{falling} of {len(rates) - 1}",
+        "months_false_blocks_fell_or_held": _fell_or_held(rates),
         "learning_curve_false_block_rate": [curve[0], curve[-1]],
-        "learning_curve_steps_fell_or_held": f"{curve_falling} of {len(curve) - 1}",
+        "learning_curve_steps_fell_or_held": _fell_or_held(curve),
         "oracle_auto_share_after_month_1": {k: b["auto_share_after_month_1"] for k, b in result["oracle"].items()},
         "oracle_months_false_blocks_fell_or_held": {k: b["months_false_blocks_fell_or_held"]
                                                     for k, b in result["oracle"].items()},
