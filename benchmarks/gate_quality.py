@@ -15,8 +15,9 @@ propensity plus: 0.45 per doubling of the change beyond 200 lines, 0.9 for a dat
 2.2 when tests fail, 1.4 when another check fails, 0.7 per critical and 0.15 per high vulnerability
 (capped at 2), 1.2 for a real latency regression, 0.8 for errors under load, 0.4 for line
 coverage under 60 %, 0.3 when the main author has under 5 commits, 0.3 on a weekend. Every term
-but the hidden propensity is visible in the evidence the gate gets (when the repository produces
-that evidence); the propensity shows only through the repository's own outcomes.
+happens whether or not the repository measures it (a repository that does not scan still ships
+vulnerabilities, one without load tests still regresses); the gate sees a term only in evidence
+the repository produces. The hidden propensity shows only through the repository's own outcomes.
 
 The replay. Every deployment, in time order, goes through ``rules.pipeline.evaluate`` with the
 default policy for ``production``: the same call the app makes after collecting evidence (the
@@ -153,17 +154,19 @@ def _deployment(repo: Repo, index: int, when: datetime, rng: np.random.Generator
     migration = bool(rng.random() < repo.migration_rate)
     failing = int(rng.integers(1, 4)) if rng.random() < repo.failing_tests_rate else 0
     other_check_failed = bool(rng.random() < repo.flaky_check_rate)
-    critical = int(rng.poisson(0.02)) if repo.scanning else 0
-    high = int(rng.poisson(0.12)) if repo.scanning else 0
-    medium = int(rng.poisson(1.0)) if repo.scanning else 0
-    regressed = repo.load_tests and rng.random() < 0.05
-    load_errors = repo.load_tests and rng.random() < 0.03
-    coverage = float(np.clip(rng.normal(repo.coverage_mean, 0.04), 0.2, 0.99)) if repo.coverage else None
+    # What a repository does not measure still happens: its vulnerabilities, regressions and coverage exist
+    # whether or not it scans, load-tests or reports coverage; the gate sees them only if it does (evidence_of).
+    critical = int(rng.poisson(0.02))
+    high = int(rng.poisson(0.12))
+    medium = int(rng.poisson(1.0))
+    regressed = bool(rng.random() < 0.05)
+    load_errors = bool(rng.random() < 0.03)
+    coverage = float(np.clip(rng.normal(repo.coverage_mean, 0.04), 0.2, 0.99))
     experience = int(rng.geometric(0.05))
     weekend = when.weekday() >= 5
     z = (repo.propensity + 0.45 * max(0.0, math.log2(lines / 200)) + 0.9 * migration + 2.2 * (failing > 0)
          + 1.4 * other_check_failed + min(2.0, 0.7 * critical + 0.15 * high) + 1.2 * regressed + 0.8 * load_errors
-         + 0.4 * (coverage is not None and coverage < 0.6) + 0.3 * (experience < 5) + 0.3 * weekend)  # fmt: skip
+         + 0.4 * (coverage < 0.6) + 0.3 * (experience < 5) + 0.3 * weekend)  # fmt: skip
     p = expit(z)
     facts = {"lines": lines, "files": files, "migration": migration, "failing": failing,
              "other_check_failed": other_check_failed, "critical": critical, "high": high, "medium": medium,
@@ -211,7 +214,7 @@ def evidence_of(d: Deployment) -> Evidence:
         "sha": f"{d.index:040x}", "created_at": d.created_at,
         "checks": {"availability": "ok", "reason": "read", "checks": checks_of(d)},
         "tests": tests,
-        "coverage": {"availability": "ok", "reason": "cobertura", "line_rate": f["coverage"]} if f["coverage"] else missing,
+        "coverage": {"availability": "ok", "reason": "cobertura", "line_rate": f["coverage"]} if repo.coverage else missing,
         "security": ({"availability": "ok", "reason": "read", "sources": {"dependabot": "ok"},
                       "counts": {k: v for k, v in (("critical", f["critical"]), ("high", f["high"]),
                                                    ("medium", f["medium"])) if v}} if repo.scanning else missing),
@@ -269,7 +272,7 @@ class Month:
         n = max(self.n, 1)
         return {
             "deployments": self.n, "failures": self.failures, "verdicts": dict(self.verdicts),
-            "auto_share": round(self.auto / n, 4), "escaped": self.escaped, "false_blocks": self.false_blocks,
+            "auto": self.auto, "auto_share": round(self.auto / n, 4), "escaped": self.escaped, "false_blocks": self.false_blocks,
             "false_block_rate": round(self.false_blocks / n, 4), "naive_escaped": self.naive_escaped,
             "naive_false_blocks": self.naive_false_blocks, "learned": self.learned, "naive_false_block_rate": round(self.naive_false_blocks / n, 4),
             "escalated_by": dict(sorted(self.escalated_by.items(), key=lambda kv: -kv[1])),
@@ -380,7 +383,7 @@ def oracle_bound(deployments: list[Deployment], naive_escaped: int, *, vulnerabi
 def _auto_after_month_1(per_month: list[dict[str, Any]]) -> float:
     """The share decided automatically over every month but the first."""
     after = per_month[1:]
-    return sum(m["auto_share"] * m["deployments"] for m in after) / (sum(m["deployments"] for m in after) or 1)
+    return sum(m["auto"] for m in after) / (sum(m["deployments"] for m in after) or 1)  # counts, not rounded shares
 
 
 def _fell_or_held(rates: list[float]) -> str:

@@ -91,3 +91,37 @@ def test_the_best_possible_gate_approves_by_true_risk_within_the_budget_and_keep
     stricter = gate_quality.oracle_bound(deployments, stats.naive_escaped, vulnerabilities=True)
     assert stricter["held_by_floor_after_month_1"] > bound["held_by_floor_after_month_1"]
     assert stricter["escaped"] <= stricter["budget"]
+
+
+def test_what_a_repository_does_not_measure_still_happens_but_the_gate_does_not_see_it() -> None:
+    """A repository without scanning, load tests or coverage still ships vulnerabilities, regressions and thin tests.
+
+    Were they absent, a blind repository would look safer than a measured one, and missing evidence would cost
+    the naive gate nothing.
+    """
+    rng = gate_quality.np.random.default_rng(11)
+    blind, seen = gate_quality.make_fleet(2, rng)
+    blind.scanning = blind.load_tests = blind.coverage = False
+    seen.scanning = seen.load_tests = seen.coverage = True
+    blind.coverage_mean = seen.coverage_mean = 0.5  # under the 60 % line either way
+    made = [gate_quality._deployment(repo, i, gate_quality.START, rng) for repo in (blind, seen) for i in range(400)]
+    for repo in (blind, seen):
+        facts = [d.facts for d in made if d.repo is repo]
+        assert sum(f["high"] + f["critical"] for f in facts) > 0
+        assert any(f["regressed"] for f in facts) and any(f["load_errors"] for f in facts)
+        assert all(f["coverage"] is not None for f in facts)
+    # and they weigh in the truth of the blind repository too: a regression it cannot see still raises its risk
+    blind_made = [d for d in made if d.repo is blind]
+    regressed = [d.p_fail for d in blind_made if d.facts["regressed"]]
+    steady = [d.p_fail for d in blind_made if not d.facts["regressed"]]
+    assert sum(regressed) / len(regressed) > 1.5 * sum(steady) / len(steady)
+    # the gate sees a fact only where the repository measures it
+    twin = next(d for d in made if d.repo is blind and d.facts["regressed"])
+    twin_seen = gate_quality.Deployment(seen, twin.index, twin.created_at, dict(twin.facts), 0.0, False)
+    evidence_blind = gate_quality.evidence_of(twin)
+    evidence_seen = gate_quality.evidence_of(twin_seen)
+    assert evidence_blind.security.availability == evidence_blind.performance.availability == "not_configured"
+    assert evidence_blind.coverage.availability == "not_configured"
+    assert evidence_seen.performance.availability == "ok" and evidence_seen.performance.overall is not None
+    assert evidence_seen.performance.overall.significant
+    assert evidence_seen.coverage.line_rate == twin.facts["coverage"]
