@@ -254,6 +254,10 @@ class ArtifactTooLarge(Exception):
     pass
 
 
+RUNS_PER_SHA = 50  # workflow runs on the sha whose artifacts are listed (the newest)
+ARTIFACTS_PER_RUN = 200  # artifacts listed per workflow run
+
+
 # what a hostile or broken archive can raise while its directory is read; anything else is a bug
 _ARCHIVE_ERRORS = (ArtifactRejected, zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeError, ValueError)
 
@@ -295,7 +299,7 @@ async def collect_artifacts(
     def listing(run_id: int) -> Awaitable[list[Any]]:
         return paginate(
             gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: parsed(r).artifacts,
-            owner=t.owner, repo=t.name, run_id=run_id, limit=200,
+            owner=t.owner, repo=t.name, run_id=run_id, limit=ARTIFACTS_PER_RUN + 1,
         )  # fmt: skip
 
     # the deploying run is known already: list its artifacts while the runs on the sha are looked up
@@ -303,8 +307,15 @@ async def collect_artifacts(
     try:
         runs = await paginate(
             gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: parsed(r).workflow_runs,
-            owner=t.owner, repo=t.name, head_sha=t.sha, limit=50,
+            owner=t.owner, repo=t.name, head_sha=t.sha, limit=RUNS_PER_SHA + 1,
         )  # fmt: skip
+        # one more than is read is asked for: a listing that fills it was cut, and what it left out is unread
+        unlisted: list[tuple[str, str]] = []
+        if len(runs) > RUNS_PER_SHA:
+            runs = runs[:RUNS_PER_SHA]  # GitHub lists the newest first
+            unlisted.append((f"workflow runs on {t.sha[:7]}", (
+                f"more than {RUNS_PER_SHA} workflow runs ran on this commit and gonogo lists the artifacts of the "
+                f"newest {RUNS_PER_SHA} only: reports uploaded by the older runs were not read")))
         other_ids = sorted({r.id for r in runs} - {t.run_id})
         others = await asyncio.gather(*(listing(rid) for rid in other_ids), return_exceptions=True)
         listed: dict[int, list[Any] | BaseException] = dict(zip(other_ids, others))
@@ -318,18 +329,29 @@ async def collect_artifacts(
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
         if isinstance(listing_or_error, BaseException):
             raise listing_or_error
+        if len(listing_or_error) > ARTIFACTS_PER_RUN:
+            unlisted.append((f"artifacts of run {rid}", (
+                f"the run has more than {ARTIFACTS_PER_RUN} artifacts and gonogo lists {ARTIFACTS_PER_RUN}: the "
+                "others were not read")))
+            listing_or_error = listing_or_error[:ARTIFACTS_PER_RUN]
         artifacts.extend(listing_or_error)
     opts = await _ready(opts)
-    wanted = [
-        a for a in artifacts
-        if not a.expired and any(fnmatch.fnmatchcase(a.name, g) for g in opts.artifact_globs)
-    ][: opts.max_artifacts]  # fmt: skip
+    matching = [a for a in artifacts if any(fnmatch.fnmatchcase(a.name, g) for g in opts.artifact_globs)]
+    # an artifact that exists but cannot be read (expired, past the cap) is unread evidence, never "no reports"
+    refused: list[tuple[str, str]] = list(unlisted)
+    refused += [(a.name, (f"expired{f' on {a.expires_at:%Y-%m-%d}' if a.expires_at else ''}: GitHub no longer "
+                          "serves it; re-run the workflow to upload its reports again"))
+                for a in matching if a.expired]  # fmt: skip
+    live = [a for a in matching if not a.expired]
+    wanted = live[: opts.max_artifacts]
+    refused += [(a.name, (f"not read: {len(live)} artifacts match the policy's `artifacts` globs and gonogo reads "
+                          f"at most {opts.max_artifacts}; narrow the globs to the artifacts that hold reports"))
+                for a in live[opts.max_artifacts :]]  # fmt: skip
     provenance = [Provenance(source="github.artifacts", detail=f"{a.name} (run {a.workflow_run.id if a.workflow_run else '?'})",
                              url=a.archive_download_url) for a in wanted]  # fmt: skip
-    if not wanted:
+    if not wanted and not refused:
         return None, f"no workflow artifacts on {t.sha[:7]}", provenance
     paths: list[tuple[str, str]] = []
-    refused: list[tuple[str, str]] = []
     try:
         limit = opts.limits.max_archive_bytes
         for a in wanted:
@@ -351,7 +373,7 @@ async def collect_artifacts(
             else:
                 paths.append((a.name, result))
         results = await asyncio.to_thread(_parse_zips, paths, refused, opts.limits, ArtifactGlobs())
-        return results, f"{len(paths)} of {len(wanted)} artifacts read", provenance
+        return results, f"{len(paths)} of {len(matching)} artifacts read", provenance
     finally:
         for _, path in paths:
             os.unlink(path)

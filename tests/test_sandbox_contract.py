@@ -340,7 +340,9 @@ async def _run(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
 @case("GET", R + "/actions/runs/{run_id}/artifacts")
 async def _run_artifacts(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     data = parsed(await gh.rest.actions.async_list_workflow_run_artifacts("acme", "shop", 7002))
-    assert [a.name for a in data.artifacts] == ["test-results", "coverage", "sarif"]
+    assert [a.name for a in data.artifacts] == ["sarif", "coverage", "test-results"]  # GitHub: newest first
+    oldest_first = parsed(await gh.rest.actions.async_list_workflow_run_artifacts("acme", "shop", 7002, direction="asc"))
+    assert [a.name for a in oldest_first.artifacts] == ["test-results", "coverage", "sarif"]
 
 
 @case("POST", R + "/actions/runs/{run_id}/deployment_protection_rule")

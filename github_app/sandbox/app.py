@@ -764,6 +764,10 @@ def list_run_artifacts(ctx: Ctx) -> Response:
     arts = [repo.artifacts[i] for i in run.artifact_ids]
     if ctx.q("name"):
         arts = [a for a in arts if a.name == ctx.q("name")]
+    direction = ctx.q("direction") or "desc"  # GitHub lists the newest first unless asked otherwise
+    if direction not in ("asc", "desc"):
+        raise invalid("direction must be asc or desc", "direction")
+    arts.sort(key=lambda a: a.id, reverse=direction == "desc")
     page = paginate(ctx, arts)
     return ok({"total_count": len(arts), "artifacts": [ctx.render.artifact(repo, a) for a in page]})
 
