@@ -115,6 +115,10 @@ def begin(
     again; a stored answer is sent; an escalation is left alone (a redelivery changes nothing) unless
     ``reevaluate`` (a waiver or a re-run of the check run) takes it back to ``evaluating``; a final
     deployment is left alone. Raises DeploymentBusy while another worker holds the lease.
+
+    A new deployment of a run and environment gonogo knows supersedes the run's other attempts there
+    (``_supersede``): GitHub takes one answer per run and environment and applies it to the attempt
+    waiting now, so only the latest attempt may answer.
     """
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
@@ -134,6 +138,8 @@ def begin(
             except IntegrityError:  # a concurrent delivery inserted it first: it holds the lease now
                 session.rollback()
                 raise DeploymentBusy(t.deployment_key, lease_seconds) from None
+            if _supersede(session, row):
+                return Begun(row, "nothing")
             return Begun(row, "evaluate")
     # the row exists: one conditional UPDATE per state it may be picked up from
     taken = _update(engine, t.deployment_key, [Deployment.state.in_(DRIVEN), _lease_free(owner, now)],
@@ -158,6 +164,39 @@ def begin(
         held = (found.lease_until - now).total_seconds() if found.lease_until else lease_seconds
         raise DeploymentBusy(found.key, held)
     return Begun(found, "nothing")
+
+
+def _supersede(session: Session, new: Deployment) -> bool:
+    """Abandon the other unfinished attempts of ``new``'s run and environment, inside the caller's transaction.
+
+    GitHub creates a deployment for every attempt of a run, but its protection-rule answer names only
+    the run and the environment, and lands on whichever attempt waits now: an earlier attempt's
+    escalation (its buttons still showing) or its stored answer (a crash before it was sent) would
+    otherwise answer the re-run for it. Earlier attempts are abandoned in favour of ``new``; when a
+    later attempt is already known, ``new`` is the stale one (a late or redelivered request) and is
+    abandoned itself, and True is returned: the caller then does nothing with it.
+    """
+    same_gate = (Deployment.repository == new.repository, Deployment.run_id == new.run_id,
+                 Deployment.environment == new.environment, Deployment.key != new.key)  # fmt: skip
+    later = session.scalar(select(Deployment.key).where(*same_gate, Deployment.created_at > new.created_at).limit(1))
+    if later is not None:
+        stale = [new.key]
+        why = f"a later attempt of workflow run {new.run_id} ({later}) was requested first"
+    else:
+        stale = list(session.scalars(select(Deployment.key).where(
+            *same_gate, Deployment.created_at < new.created_at, Deployment.state.not_in(sorted(FINAL)))))  # fmt: skip
+        why = f"superseded by a later attempt of workflow run {new.run_id} ({new.key})"
+    for key in stale:
+        done = session.connection().execute(
+            update(Deployment).where(Deployment.key == key, Deployment.state.not_in(sorted(FINAL)))
+            .values(state=ABANDONED, lease_owner=None, lease_until=None)
+        ).rowcount  # fmt: skip
+        if done == 1:
+            audit.append(session, "lifecycle", repository=new.repository, deployment_key=key, actor="gonogo",
+                         data={"state": ABANDONED, "why": why})  # fmt: skip
+    if later is not None:
+        session.refresh(new)
+    return later is not None
 
 
 def renew(engine: Engine, key: str, owner: str, lease_seconds: float) -> bool:
@@ -339,15 +378,22 @@ def note_announced(engine: Engine, key: str, now: datetime) -> bool:
     return _update(engine, key, [Deployment.announced_at.is_(None)], {"announced_at": now}) is not None
 
 
-def abandon(engine: Engine, key: str, why: str) -> bool:
-    """escalated -> abandoned: the workflow run ended (or GitHub's 30 days passed) without an answer."""
+def abandon(engine: Engine, key: str, why: str, *, requested_by: datetime | None = None) -> bool:
+    """escalated -> abandoned: the workflow run ended (or GitHub's 30 days passed) without an answer.
+
+    ``requested_by``: when the run attempt that ended did so; a deployment requested after it belongs
+    to a later attempt (a re-run), which still waits, and is left alone.
+    """
 
     def audited(session: Session, row: Deployment) -> None:
         audit.append(session, "lifecycle", repository=row.repository, deployment_key=row.key, actor="gonogo",
                      data={"state": ABANDONED, "why": why})  # fmt: skip
 
-    return _update(engine, key, [Deployment.state == ESCALATED, Deployment.answer.is_(None)],
-                   {"state": ABANDONED, "lease_owner": None, "lease_until": None}, audited) is not None  # fmt: skip
+    where = [Deployment.state == ESCALATED, Deployment.answer.is_(None)]
+    if requested_by is not None:
+        where.append(Deployment.created_at <= requested_by)
+    return _update(engine, key, where, {"state": ABANDONED, "lease_owner": None, "lease_until": None},
+                   audited) is not None  # fmt: skip
 
 
 # --- reads ------------------------------------------------------------------------------------

@@ -95,8 +95,7 @@ def test_a_completed_workflow_run_ends_its_escalation(database_url):
     with master_world(database_url) as world:
         world.escalate(LABEL)
         repo, dep = world.state.deployment(LABEL)
-        repo.workflow_runs[dep.run_id].status = "completed"
-        repo.workflow_runs[dep.run_id].conclusion = "cancelled"
+        world.state.end_run(repo.full_name, dep.run_id, "cancelled")
         assert world.send("workflow_run", workflow_run_payload(world.state, REPO, dep.run_id)).status_code == 202
         world.wait(lambda: deployment_row(database_url).state == "abandoned", what="the escalation to be abandoned")
         world.state.clear_calls()

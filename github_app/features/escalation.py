@@ -263,7 +263,7 @@ async def on_comment(ctx: Context, ev: Event) -> None:
         return
     if command is None:
         return
-    pending = [r for r in rows if r.answered_at is None]
+    pending = [r for r in rows if r.answered_at is None and r.state not in deployments.FINAL]
     written = _comment_time(comment)
     escalated = await asyncio.to_thread(_escalated_at, ctx.engine, [r.id for r in pending])
     answerable = [r for r in pending if r.id in escalated and written is not None
@@ -319,7 +319,11 @@ def _claim_comment(engine: Engine, comment_id: int, repository: str, delivery_id
 
 
 def _comment_time(comment: dict[str, Any]) -> datetime | None:
-    raw = comment.get("created_at")
+    return _time_of(comment.get("created_at"))
+
+
+def _time_of(raw: Any) -> datetime | None:
+    """A payload's timestamp as an aware datetime, or None when it is missing or not one."""
     if not isinstance(raw, str):
         return None
     try:
@@ -409,8 +413,13 @@ async def on_run_completed(ctx: Context, ev: Event) -> None:
     if not isinstance(run, dict) or not isinstance(run.get("id"), int) or not isinstance(repository, str):
         return
     why = f"workflow run {run['id']} completed ({run.get('conclusion') or 'no conclusion'})"
+    # the attempt that ended did so by its last update: a deployment requested after that is a re-run's, still
+    # waiting (this event may come late, or again, once the run was re-run)
+    ended = _time_of(run.get("updated_at"))
     for row in await asyncio.to_thread(deployments.for_run, ctx.engine, repository, int(run["id"])):
-        if row.state == deployments.ESCALATED and await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, why):
+        if row.state == deployments.ESCALATED and await asyncio.to_thread(
+            deployments.abandon, ctx.engine, row.key, why, requested_by=ended
+        ):
             log.info("escalation.abandoned", extra={"deployment": row.key, "why": why})
 
 

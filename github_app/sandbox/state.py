@@ -660,6 +660,13 @@ class SandboxState:
         dep.statuses.append(rec)
         return rec
 
+    def end_run(self, full_name: str, run_id: int, conclusion: str = "cancelled") -> WorkflowRun:
+        """End a workflow run's current attempt now (cancelled by default), stamping updated_at as GitHub does."""
+        run = self.repo(full_name).workflow_runs[run_id]
+        with self.lock:
+            run.status, run.conclusion, run.updated_at = "completed", conclusion, self.now()
+        return run
+
     def rerun(self, full_name: str, run_id: int) -> WorkflowRun:
         """Re-run a workflow run: a new attempt whose gates wait again for an answer."""
         repo = self.repo(full_name)
