@@ -148,7 +148,11 @@ def _not_configured(part: type[Part], reason: str, source: str) -> Any:
 
 
 async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
-    """Check runs (latest per name, gonogo's own excluded) and commit statuses (latest per context)."""
+    """Check runs (latest per name and app, gonogo's own excluded) and commit statuses (latest per context).
+
+    A check run is known by its name and the app that reports it, as GitHub's own "latest" is: two apps may
+    report checks of the same name, and a later success of one must not hide a failure of the other.
+    """
     runs: list[Any]
     statuses: list[Any]
     runs, statuses = await asyncio.gather(
@@ -158,14 +162,14 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
         ),
         paginate(gh, gh.rest.repos.async_list_commit_statuses_for_ref, owner=t.owner, repo=t.name, ref=t.sha),
     )  # fmt: skip
-    by_name: dict[str, list[Any]] = {}
+    by_name: dict[tuple[str, int | None], list[Any]] = {}
     for run in runs:
         app_slug = run.app.slug if run.app else None
         if run.name == CHECK_RUN_NAME and app_slug in (None, "gonogo"):
             continue
-        by_name.setdefault(run.name, []).append(run)
+        by_name.setdefault((run.name, run.app.id if run.app else None), []).append(run)
     checks: list[CheckResult] = []
-    for name, group in by_name.items():
+    for (name, _app), group in by_name.items():
         latest = max(group, key=lambda r: (r.started_at or r.completed_at or datetime.min.replace(tzinfo=UTC), r.id))
         duration = None
         if latest.started_at and latest.completed_at:
@@ -193,7 +197,7 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
                 attempts=max(1, finished[ctx_name] + (0 if done else 1)),
             )
         )  # fmt: skip
-    checks.sort(key=lambda c: c.name)
+    checks.sort(key=lambda c: (c.name, c.kind, c.app or ""))
     if not checks:
         return ChecksPart(
             availability=Availability.OK, reason="no check runs or statuses on this commit", checks=[],

@@ -6,7 +6,7 @@ from rules.rule import Rule, at_least, at_most, failed, passed, skipped, unknown
 from rules.types import RuleResult
 from scorer.assessment import Assessment
 from scorer.completeness import stand_in_test_checks
-from scorer.evidence import Availability
+from scorer.evidence import Availability, CheckResult
 
 # Our own check run must not judge itself.
 _OWN_CHECK = "gonogo"
@@ -96,9 +96,12 @@ def _required_checks(a: Assessment, limit: float | None) -> RuleResult:
     ch = a.evidence.checks
     if not ch.required:
         return skipped("the policy requires no named checks", limit)
-    by_name = {c.name: c for c in ch.checks}
-    failing = [n for n in ch.required if n in by_name and by_name[n].failed]
-    waiting = [n for n in ch.required if n not in by_name or not by_name[n].completed]
+    # several apps (or a check run and a status) may report the same name: each of them must pass
+    by_name: dict[str, list[CheckResult]] = {}
+    for c in ch.checks:
+        by_name.setdefault(c.name, []).append(c)
+    failing = [n for n in ch.required if any(c.failed for c in by_name.get(n, []))]
+    waiting = [n for n in ch.required if not by_name.get(n) or not all(c.completed for c in by_name[n])]
     if failing:
         return failed(
             f"required checks failed: {', '.join(failing)}", value=len(failing), threshold=limit, details=failing

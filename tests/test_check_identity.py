@@ -1,0 +1,50 @@
+"""A check is known by its name *and* the app that reports it: one app's pass never hides another's failure.
+
+GitHub's own "latest" check run is the most recent one per name and app; two apps (GitHub Actions and an
+external CI) may report checks of the same name. Driven through the running app over HTTP against the sandbox.
+"""
+
+from __future__ import annotations
+
+from tests.scenarios import LABEL, REPO, decide, release_state, stored
+from tests.world import running_world
+
+EXTERNAL_CI = 9001  # another GitHub App, e.g. an external CI service
+
+
+def test_a_failure_from_one_app_is_not_hidden_by_a_later_success_of_the_same_name_from_another(database_url):
+    state = release_state(policy="environments:\n  production:\n    required_checks: [integration]\n")
+    _, release = state.deployment(LABEL)
+    now = state.now()
+    state.add_check_run(REPO, release.sha, "integration", conclusion="failure", app_id=EXTERNAL_CI,
+                        started_at=now - 600, completed_at=now - 500)  # fmt: skip
+    state.add_check_run(REPO, release.sha, "integration", conclusion="success", started_at=now - 300,
+                        completed_at=now - 200)  # fmt: skip
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    integration = [c for c in ev.checks.checks if c.name.startswith("integration")]
+    assert sorted((c.app, c.conclusion) for c in integration) == [
+        (f"app-{EXTERNAL_CI}", "failure"), ("github-actions", "success")]
+    assert [c.app for c in ev.checks.failed] == [f"app-{EXTERNAL_CI}"]
+    assert all(c.attempts == 1 for c in integration)  # two checks, not one check run twice
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    findings = {f["rule_id"]: f for f in decision["findings"]}
+    assert findings["GNG-QUAL-001"]["status"] == "failed"
+    assert findings["GNG-QUAL-002"]["status"] == "failed"  # the required check failed, whichever app passed it
+
+
+def test_a_rerun_by_the_same_app_still_replaces_the_earlier_attempt(database_url):
+    state = release_state()
+    _, release = state.deployment(LABEL)
+    now = state.now()
+    state.add_check_run(REPO, release.sha, "integration", conclusion="failure", started_at=now - 600,
+                        completed_at=now - 500)  # fmt: skip
+    state.add_check_run(REPO, release.sha, "integration", conclusion="success", started_at=now - 300,
+                        completed_at=now - 200)  # fmt: skip
+    with running_world(database_url, state) as world:
+        decide(world, LABEL)
+        ev, _, _ = stored(world, LABEL)
+    [integration] = [c for c in ev.checks.checks if c.name == "integration"]
+    assert (integration.conclusion, integration.attempts) == ("success", 2)
+    assert not ev.checks.failed
