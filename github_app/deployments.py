@@ -106,7 +106,7 @@ class Begun:
 
 def begin(
     engine: Engine, target: Target, *, github_deployment_id: int | None, pull_requests: list[int],
-    callback_url: str, owner: str, lease_seconds: float, reevaluate: bool = False,
+    callback_url: str, owner: str, lease_seconds: float, reevaluate: bool = False, creator_id: int | None = None,
 ) -> Begun:
     """Record a requested deployment (first delivery) or pick it up again, taking its lease.
 
@@ -128,7 +128,7 @@ def begin(
             row = Deployment(
                 key=t.deployment_key, repository=t.repository, environment=t.environment, sha=t.sha, ref=t.ref,
                 run_id=t.run_id, github_deployment_id=github_deployment_id, installation_id=t.installation_id,
-                creator=t.creator, pull_requests=pull_requests, callback_url=callback_url,
+                creator=t.creator, creator_id=creator_id, pull_requests=pull_requests, callback_url=callback_url,
                 created_at=t.created_at, state=EVALUATING, status_reports=0, default_branch=t.default_branch,
                 lease_owner=owner, lease_until=until,
             )  # fmt: skip

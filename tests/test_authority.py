@@ -113,6 +113,26 @@ def test_the_policy_sets_the_longest_waiver(database_url):
         assert len(world.query(select(Waiver))) == 1
 
 
+def test_the_deployer_cannot_approve_under_a_new_login(database_url):
+    """GitHub lets anyone rename their account at once; the account (its id) stays the one that deployed."""
+    from github_app.sandbox.webhooks import check_run_payload
+
+    with escalated_world(database_url) as world:
+        world.escalate(LABEL)
+        world.state.rename_user("dora", "dora-elsewhere")  # her team membership and permission follow her
+        payload = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "requested_action",
+                                    identifier="approve", sender="dora-elsewhere")  # fmt: skip
+        assert world.send("check_run", payload).status_code == 202
+        world.settle()
+        comment(world, "dora-elsewhere", "/gonogo approve my own change, trust me")
+        assert world.accepted_answers(REPO) == []
+        assert world.gate(LABEL).answer is None
+        reviews = world.query(select(Review).order_by(Review.id))
+        assert [(r.actor, r.allowed) for r in reviews] == [("dora-elsewhere", False), ("dora-elsewhere", False)]
+        assert all("four eyes" in (r.refusal or "") for r in reviews)
+        assert all(e.data["own_deployment"] for e in audit_entries(world.database_url, "review_attempt"))
+
+
 # --- break-glass on one's own deployment ---------------------------------------------------------
 
 

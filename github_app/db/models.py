@@ -148,6 +148,8 @@ class Deployment(Base):
     github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
     installation_id: Mapped[int | None] = mapped_column(BigInteger)
     creator: Mapped[str | None] = mapped_column(String(200))
+    # the deployer's account id: a login can change at any moment, the id cannot (four eyes compares both)
+    creator_id: Mapped[int | None] = mapped_column(BigInteger)
     pull_requests: Mapped[list[Any]] = mapped_column(JSON, default=list)
     callback_url: Mapped[str | None] = mapped_column(String(600))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

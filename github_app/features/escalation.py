@@ -18,6 +18,7 @@ from github_app.db.models import CommentCommand, DecisionRecord, Deployment, Rev
 from github_app.deployments import DeploymentBusy
 from github_app.features.announcements import notify_state_change, reply
 from github_app.features.gate import (
+    account_id,
     deployment_for_check_run,
     load_policy,
     new_owner,
@@ -54,17 +55,32 @@ def who_may_decide(r: Reviewers) -> str:
     return text
 
 
+def is_deployer(row: Deployment, actor: str, actor_id: int | None) -> bool:
+    """Whether ``actor`` is the account that triggered the deployment: the same account id, or the same login.
+
+    The id settles it when both are known: an account may change its login at any moment and keep its
+    teams and permissions. The login still counts for deployments recorded without an id.
+    """
+    same_account = actor_id is not None and row.creator_id is not None and actor_id == row.creator_id
+    return same_account or (bool(row.creator) and actor.lower() == (row.creator or "").lower())
+
+
+def sender_id(payload: dict[str, Any]) -> int | None:
+    """The account id of the webhook's sender (who clicked, who commented)."""
+    return account_id(payload.get("sender"))
+
+
 async def authorise(
-    gh: GitHub[Any], repository: str, reviewers: Reviewers, actor: str, deployer: str | None, action: str
+    gh: GitHub[Any], repository: str, reviewers: Reviewers, actor: str, own: bool, action: str
 ) -> Verdict:
     """Decide whether ``actor`` may take ``action`` now, asking GitHub about teams and permissions.
 
-    Every action that can lead to approving a deployment (approve, waive, override) is refused to
-    the person who triggered it when the policy asks for four eyes; break-glass on one's own
-    deployment needs ``reviewers.break_glass_self`` on top.
+    ``own``: the actor triggered the deployment (``is_deployer``). Every action that can lead to
+    approving a deployment (approve, waive, override) is refused to the person who triggered it when
+    the policy asks for four eyes; break-glass on one's own deployment needs ``reviewers.break_glass_self``
+    on top.
     """
     owner, name = repository.split("/", 1)
-    own = bool(deployer) and actor.lower() == (deployer or "").lower()
     if action == "override":
         if actor.lower() not in {u.lower() for u in reviewers.break_glass}:
             return Verdict(False, f"only {', '.join('@' + u for u in reviewers.break_glass) or 'nobody'} may override")
@@ -106,13 +122,13 @@ async def authorise(
 
 def _record_review(
     engine: Engine, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
-    refusal: str | None, origin: dict[str, Any] | None = None,
+    refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False,
 ) -> None:
     """Store a human's attempt and audit it with what it was about, where it came from and how it ended."""
     data = {
         "action": action, "allowed": allowed, "reason": reason, "refusal": refusal, "delivery_id": delivery_id,
         "environment": row.environment, "sha": row.sha, "deployer": row.creator,
-        "own_deployment": bool(row.creator) and actor.lower() == (row.creator or "").lower(), **(origin or {}),
+        "own_deployment": own, **(origin or {}),
     }  # fmt: skip
     with Session(engine) as session, session.begin():
         session.add(Review(
@@ -142,10 +158,11 @@ async def decide_by_human(
 ) -> str:
     """Apply a reviewer's approve / reject / override; return what happened, in words."""
     env_policy = await _environment_policy(gh, row, payload)
-    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, row.creator, action)
+    own = is_deployer(row, actor, sender_id(payload))
+    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, action)
     refusal = None if verdict.allowed else verdict.why
     await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal,
-                            origin)  # fmt: skip
+                            origin, own)  # fmt: skip
     if not verdict.allowed:
         await reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
@@ -377,7 +394,8 @@ def _record_refused_command(engine: Engine, repository: str, actor: str, action:
 async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event,
                  origin: dict[str, Any] | None = None) -> None:  # fmt: skip
     env_policy = await _environment_policy(gh, row, ev.payload)
-    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, row.creator, "waive")
+    own = is_deployer(row, actor, sender_id(ev.payload))
+    verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, "waive")
     limit = env_policy.waivers.max_lifetime
     if verdict.allowed and command.until - datetime.now(UTC) > limit:
         verdict = Verdict(False, f"a waiver may last at most {format_duration(limit)} (waivers.max_lifetime); "
@@ -386,7 +404,7 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
     scope = {"rule_id": command.rule_id, "sha": sha, "until": command.until.isoformat(), "env_wide": command.env_wide}
     await asyncio.to_thread(_record_review, ctx.engine, row, ev.delivery_id, actor, "waive", verdict.allowed,
                             command.reason, None if verdict.allowed else verdict.why,
-                            {**(origin or {}), "waiver": scope})  # fmt: skip
+                            {**(origin or {}), "waiver": scope}, own)  # fmt: skip
     if not verdict.allowed:
         await reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
                               f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip

@@ -69,6 +69,13 @@ class GateRequest:
     github_deployment_id: int | None
     pull_requests: list[int]
     callback_url: str
+    creator_id: int | None = None  # the deployer's account id (``target.creator`` is its login)
+
+
+def account_id(user: Any) -> int | None:
+    """The numeric id of a user object in a payload, if it has one."""
+    found = user.get("id") if isinstance(user, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateRequest:
@@ -91,7 +98,9 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
         raise PermanentError("deployment_protection_rule payload has no sha")
     run_id = int(match.group(1))
     dep_id = deployment.get("id") if isinstance(deployment.get("id"), int) else None
-    creator = (deployment.get("creator") or {}).get("login") or (payload.get("sender") or {}).get("login")
+    # who triggered the deployment: its creator, else whoever sent the request
+    deployer = deployment.get("creator") if (deployment.get("creator") or {}).get("login") else payload.get("sender")
+    creator = (deployer or {}).get("login")
     # GitHub creates a new deployment for every run attempt, so its id tells attempts apart
     key = f"{full_name}#{run_id}/{environment}/{dep_id or 'run'}"
     created = deployment.get("created_at")
@@ -102,7 +111,7 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
         run_id=run_id, installation_id=installation_id, created_at=created_at.astimezone(UTC), deployment_key=key,
         default_branch=repo.get("default_branch") or "main", creator=creator,
     )  # fmt: skip
-    return GateRequest(target, dep_id, prs, callback)
+    return GateRequest(target, dep_id, prs, callback, account_id(deployer) if creator else None)
 
 
 # --- policy ---------------------------------------------------------------------------------
@@ -210,7 +219,7 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
         begun = await asyncio.to_thread(
             deployments.begin, engine, t, github_deployment_id=req.github_deployment_id,
             pull_requests=req.pull_requests, callback_url=req.callback_url, owner=owner, lease_seconds=lease,
-            reevaluate=reevaluate,
+            reevaluate=reevaluate, creator_id=req.creator_id,
         )  # fmt: skip
     except DeploymentBusy as busy:
         raise RetryLater(str(busy), busy.retry_after) from None
@@ -508,7 +517,8 @@ def request_from_row(row: Deployment) -> GateRequest:
         installation_id=int(row.installation_id or 0), created_at=row.created_at, deployment_key=row.key,
         default_branch=row.default_branch or "main", creator=row.creator,
     )  # fmt: skip
-    return GateRequest(t, row.github_deployment_id, list(row.pull_requests or []), row.callback_url or "")
+    return GateRequest(t, row.github_deployment_id, list(row.pull_requests or []), row.callback_url or "",
+                       row.creator_id)  # fmt: skip
 
 
 # --- the sweeper for deployments nobody drives any more -----------------------------------------

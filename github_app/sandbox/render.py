@@ -38,7 +38,7 @@ def node_id(kind: str, ident: int | str) -> str:
 
 # simple-user bodies by (login, type, API URL, HTML URL): every field is a string, number or boolean, so a
 # shallow copy of the remembered body is a fresh one
-_USERS: dict[tuple[str, str, str, str], Json] = {}
+_USERS: dict[tuple[str, int, str, str, str], Json] = {}
 
 
 class Renderer:
@@ -55,13 +55,13 @@ class Renderer:
         if login is None:
             return None
         kind = self.state.users.get(login, "User")
-        key = (login, kind, self.api, self.html)
+        uid = self.state.user_id(login)
+        key = (login, uid, kind, self.api, self.html)
         known = _USERS.get(key)
         if known is not None:
             return dict(known)
         if len(_USERS) > 4096:
             _USERS.clear()
-        uid = stable_id(login)
         url = f"{self.api}/users/{login}"
         body: Json = {
             "login": login, "id": uid, "node_id": node_id("U", uid),

@@ -411,6 +411,7 @@ class SandboxState:
         self.repos: dict[str, Repo] = {}
         self.teams: dict[tuple[str, str], dict[str, dict[str, str]]] = {}  # (org, slug) -> login -> {role, state}
         self.users: dict[str, str] = {}  # login -> type (User / Bot / Organization)
+        self.user_ids: dict[str, int] = {}  # login -> id, for a login that is not the account's first (a rename)
         self.token_ttl = token_ttl
         self.html_url = html_url.rstrip("/")
         self.api_url: str | None = None  # set by running_sandbox; used by payload builders
@@ -517,6 +518,22 @@ class SandboxState:
         """Make a user known (collaborator permission answers 404 for unknown logins)."""
         self.users.setdefault(login, kind)
         return login
+
+    def user_id(self, login: str) -> int:
+        """The account's numeric id, which stays when its login changes."""
+        return self.user_ids.get(login) or stable_id(login)
+
+    def rename_user(self, old: str, new: str) -> None:
+        """Rename an account, as its owner may at any time: the id, team memberships and permissions follow it."""
+        with self.lock:
+            self.user_ids[new] = self.user_id(old)
+            self.users[new] = self.users.pop(old, "User")
+            for members in self.teams.values():
+                if old.lower() in members:
+                    members[new.lower()] = members.pop(old.lower())
+            for repo in self.repos.values():
+                if old.lower() in repo.collaborators:
+                    repo.collaborators[new.lower()] = repo.collaborators.pop(old.lower())
 
     def add_installation(self, installation_id: int, account: str, *, account_type: str = "Organization",
                          repositories: list[str] | None = None) -> Installation:
