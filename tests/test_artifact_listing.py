@@ -72,3 +72,24 @@ def test_an_expired_test_report_artifact_never_approves(database_url: str) -> No
     assert "expired" in refused.reason and "re-run the workflow" in refused.reason
     assert ev.coverage.has_data  # the live artifact beside it was still read
     assert len(downloads) == 1  # the expired one is not asked for: GitHub would answer 410
+
+
+def test_a_report_cut_inside_its_root_tag_is_refused_not_left_aside(database_url: str) -> None:
+    """A JUnit file cut a few bytes into its root tag (``<testsu``) is a broken report, not some other XML.
+
+    Before the fix the cut name read as a well-formed document of an unknown format: the file was listed as
+    not understood, the good report beside it made the tests part complete, and the release approved.
+    """
+    state = release_state(artifacts_ok=False)
+    ci = _ci_run_id(state)
+    cut = junit(40, failed=2, name="integration")
+    cut = cut[: cut.index("<testsuites") + len("<testsu")]
+    state.add_artifact(REPO, ci, "test-results", zipped({"junit-unit.xml": junit(120), "junit-integration.xml": cut}))
+    state.add_artifact(REPO, ci, "coverage", zipped({"coverage.xml": cobertura(0.86)}))
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    assert ev.tests.availability is Availability.INCOMPLETE and ev.tests.total == 120
+    assert [r.path for r in ev.tests.refused] == ["test-results:junit-integration.xml"]
+    assert not ev.not_understood

@@ -71,7 +71,8 @@ class ArtifactGlobs:
 
 
 _XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.DOTALL)
-_XML_ROOT = re.compile(rb"\s*<([A-Za-z_][\w:.-]*)([^>]*)")
+# the root's name must end (space, ">" or "/") within the head: a file cut inside it is no document at all
+_XML_ROOT = re.compile(rb"\s*<([A-Za-z_][\w:.-]*)(?=[\s>/])([^>]*)")
 _JSON_KEY = re.compile(rb'"([^"\\]{1,64})"\s*:')
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
