@@ -1,7 +1,7 @@
 """Gate quality on a simulated fleet: how often gonogo decides alone, lets failures through, blocks good releases.
 
     .venv/bin/python benchmarks/gate_quality.py [--repos 50] [--months 12] [--seed 7] [--quick]
-        [--svg docs/images/gate-quality.svg] [--json out.json] [--also-seeds 1,2,3,4,5] [--linear]
+        [--svg docs/images/gate-quality.svg] [--json out.json] [--also-seeds 1,2,3,4,5] [--linear] [--max-risk 0.1]
 
 The fleet. ``--repos`` repositories (at least 50 by default) of three sizes (deploys per week 1 /
 2.5 / 5, change sizes with medians 60 / 150 / 400 lines) and different habits: uploaded JUnit
@@ -52,7 +52,8 @@ and in a second form for open high findings, stays escalated). Its share decided
 upper bound for gonogo's under the same floor; its false-block rate, from knowledge that never
 changes, shows how much a month's rate moves with what is deployed alone.
 
-``--quick`` runs 50 repositories for 4 months; ``--also-seeds 1,2,3`` replays fleets drawn with other
+``--max-risk`` sets ``production``'s approve.max_risk as a repository's policy would (the default pack's is
+0.15), to see what a stricter or looser line trades. ``--quick`` runs 50 repositories for 4 months; ``--also-seeds 1,2,3`` replays fleets drawn with other
 seeds and prints a line of targets for each.
 """
 
@@ -80,7 +81,7 @@ from github_app import db
 from github_app.risk_registry import register
 from rules.learning import PastDeployment, tally
 from rules.pipeline import evaluate
-from rules.policy import default_policy, effective
+from rules.policy import Policy, PolicyError, default_policy, effective, load_policy_text
 from scorer.assessment import RiskEstimate
 from scorer.evidence import HISTORY_COLUMNS, Evidence
 from scorer.risk.artifact import TrainedRiskModel, load_prior, train_model
@@ -283,22 +284,31 @@ def _month_of(when: datetime) -> int:
     return (when.year - START.year) * 12 + when.month - START.month
 
 
-def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None) -> dict[str, Any]:
+def policy_for(max_risk: float | None) -> Policy:
+    """The default pack, or the default pack with ``production``'s approve.max_risk set as a repository would set it."""
+    if max_risk is None:
+        return default_policy()
+    return load_policy_text(f"environments:\n  {ENV}:\n    approve: {{max_risk: {max_risk}}}\n", "--max-risk")
+
+
+def run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None,
+        max_risk: float | None = None) -> dict[str, Any]:  # fmt: skip
+    policy = policy_for(max_risk)
     with tempfile.TemporaryDirectory(prefix="gonogo-gate-quality-") as tmp:
         registry = db.make_engine(f"sqlite:///{tmp}/registry.db")
         try:
             db.upgrade(registry)
-            return _run(repos, months, seed, model_params, registry)
+            return _run(repos, months, seed, model_params, registry, policy)
         finally:
             registry.dispose()
 
 
-def _run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None, registry: Engine) -> dict[str, Any]:
+def _run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None, registry: Engine,
+         policy: Policy) -> dict[str, Any]:  # fmt: skip
     """The replay; each month's challenger goes through the app's model registry in ``registry``."""
     rng = np.random.default_rng(seed)
     fleet = make_fleet(repos, rng)
     deployments = schedule(fleet, months, rng)
-    policy = default_policy()
     prior = load_prior()
     history: list[dict[str, Any]] = []
     model: TrainedRiskModel | None = None
@@ -339,6 +349,7 @@ def _run(repos: int, months: int, seed: int, model_params: dict[str, Any] | None
     bounds = {"evidence": oracle_bound(deployments, naive, vulnerabilities=False),
               "evidence_and_vulnerabilities": oracle_bound(deployments, naive, vulnerabilities=True)}
     return {"repos": repos, "months": months, "deployments": len(deployments), "per_month": per_month,
+            "approve_max_risk": effective(policy, ENV).approve.max_risk,
             "learning_curve": curve, "oracle": bounds, "models_promoted": f"{promoted} of {trainings}",
             "timings": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
 
@@ -579,14 +590,21 @@ def main() -> None:
     parser.add_argument("--linear", action="store_true",
                         help="keep the risk model to its linear form (about twice as fast; the app lets it choose "
                              "boosting from 600 outcomes, as the default run does)")
+    parser.add_argument("--max-risk", type=float, default=None, metavar="P",
+                        help="production's approve.max_risk (default: the default pack's, 0.15): what a lower or "
+                             "higher line trades between deployments decided alone and failures let through")
     args = parser.parse_args()
+    try:
+        policy_for(args.max_risk)
+    except PolicyError as exc:
+        parser.error(str(exc))
     months = 4 if args.quick else args.months
     params = {"min_samples_boosting": 10**9} if args.linear else None
     t0 = time.perf_counter()
-    result = run(args.repos, months, args.seed, params)
+    result = run(args.repos, months, args.seed, params, args.max_risk)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["summary"] = summary(result)
-    print(f"{result['repos']} repositories, {result['months']} months, {result['deployments']:,} deployments, "
+    print(f"{result['repos']} repositories, {result['months']} months, approve.max_risk {result['approve_max_risk']:.0%},  {result['deployments']:,} deployments, "
           f"{result['seconds']} s (decisions {result['timings']['decide_s']} s, training {result['timings']['train_s']} s, "
           f"model features {result['timings']['features_s']} s)")  # fmt: skip
     print(f"{'month':>5} {'deploys':>7} {'fail':>5} {'auto':>6} {'go':>5} {'esc':>5} {'no-go':>5} "
@@ -621,18 +639,18 @@ def main() -> None:
         args.svg.write_text(svg(result), encoding="utf-8")
     others = [int(x) for x in args.also_seeds.split(",") if x.strip()]
     if others:
-        result["other_seeds"] = seed_table([args.seed, *others], result, args.repos, months, params)
+        result["other_seeds"] = seed_table([args.seed, *others], result, args.repos, months, params, args.max_risk)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 def seed_table(seeds: list[int], first: dict[str, Any], repos: int, months: int,
-               params: dict[str, Any] | None) -> dict[int, dict[str, Any]]:  # fmt: skip
+               params: dict[str, Any] | None, max_risk: float | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
     """Replay fleets drawn with other seeds and print, for each, where it stands against the targets."""
     out = {seeds[0]: first["summary"]}
     for k, seed in enumerate(seeds[1:], 1):
         print(f"replaying the fleet of seed {seed} ({k} of {len(seeds) - 1}) ...", file=sys.stderr, flush=True)
-        result = run(repos, months, seed, params)
+        result = run(repos, months, seed, params, max_risk)
         out[seed] = summary(result)
     print(f"{'seed':>4} {'auto':>6} {'escaped / naive':>15} {'best gate: evidence':>19} {'+ vulns':>7} "
           f"{'fell/held live':>14} {'fixed traffic':>13} {'best gate':>9}")  # fmt: skip

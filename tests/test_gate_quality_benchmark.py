@@ -125,3 +125,26 @@ def test_what_a_repository_does_not_measure_still_happens_but_the_gate_does_not_
     assert evidence_seen.performance.availability == "ok" and evidence_seen.performance.overall is not None
     assert evidence_seen.performance.overall.significant
     assert evidence_seen.coverage.line_rate == twin.facts["coverage"]
+
+
+def test_a_stricter_line_is_set_as_a_repository_policy_would_and_approves_no_more() -> None:
+    """``--max-risk`` changes production's approve.max_risk and nothing else; a lower line never approves more."""
+    default = gate_quality.effective(gate_quality.default_policy(), "production")
+    strict = gate_quality.effective(gate_quality.policy_for(0.05), "production")
+    assert default.approve.max_risk == 0.15 and strict.approve.max_risk == 0.05
+    assert strict.model_dump(exclude={"approve"}) == default.model_dump(exclude={"approve"})
+    assert strict.approve.min_score == default.approve.min_score
+    try:
+        gate_quality.policy_for(0.9)  # above reject.max_risk: refused as a policy file would be
+    except gate_quality.PolicyError as exc:
+        assert "reject.max_risk" in str(exc)
+    else:
+        raise AssertionError("an approve line above the reject line was accepted")
+    go = {}
+    for line in (None, 0.05):
+        rng = gate_quality.np.random.default_rng(4)
+        deployments = gate_quality.schedule(gate_quality.make_fleet(6, rng), 2, rng)
+        stats = gate_quality.Month()
+        gate_quality._replay(deployments, gate_quality.policy_for(line), {}, [], stats, {"decide_s": 0.0})
+        go[line] = stats.verdicts["go"]
+    assert 0 < go[0.05] < go[None]
