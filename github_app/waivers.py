@@ -30,7 +30,7 @@ CommandAction = Literal["approve", "reject", "override", "waive"]
 ACTIONS: tuple[CommandAction, ...] = ("approve", "reject", "override", "waive")
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _COMMAND_LINE = re.compile(r"^/gonogo(?=\s|$)(?P<rest>.*)$", re.IGNORECASE)
-_FENCE = re.compile(r"^(```|~~~)")
+_FENCE = re.compile(r"^(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info string holds no backtick
 ENV_WIDE = "--env-wide"
 USAGE = (
     "Commands: `/gonogo approve [environment] <reason>`, `/gonogo reject [environment] <reason>`, "
@@ -65,17 +65,41 @@ class Command:
 
 
 def _command_line(body: str) -> str | None:
-    """The first line that is a `/gonogo` command, outside code blocks and quotes."""
-    fenced = False
+    """The first line that is a `/gonogo` command as GitHub shows it: a paragraph line of its own.
+
+    Not a command: quotes (quoting someone's command is not issuing it), and text GitHub renders as code or
+    does not render at all: fenced blocks (closed only by a fence of the same character at least as long, or
+    never), indented code (four spaces or a tab), ``<pre>`` blocks and HTML comments, where a command would act
+    without anyone reading it on the page.
+    """
+    fence: tuple[str, int] | None = None  # the open fence's character and length
+    hidden: str | None = None  # the HTML block the line is inside: "-->" or "</pre>"
     for raw in body.splitlines():
+        indent = len(raw.expandtabs(4)) - len(raw.expandtabs(4).lstrip())
         line = raw.strip()
-        if _FENCE.match(line):
-            fenced = not fenced
+        if fence is not None:
+            char, length = fence
+            if indent < 4 and len(line) >= length and line == char * len(line):
+                fence = None
             continue
-        if fenced or line.startswith(">"):  # quoting someone's command is not issuing it
+        if hidden is not None:
+            if hidden in line.lower():
+                hidden = None
+            continue
+        if indent >= 4:
+            continue
+        opening = _FENCE.match(line)
+        if opening:
+            char = opening.group(1)[0]
+            fence = (char, len(line) - len(line.lstrip(char)))
             continue
         if _COMMAND_LINE.match(line):
             return line
+        lower = line.lower()
+        if "<!--" in lower and "-->" not in lower[lower.rindex("<!--"):]:
+            hidden = "-->"
+        elif lower.startswith("<pre") and "</pre>" not in lower:
+            hidden = "</pre>"
     return None
 
 

@@ -90,6 +90,25 @@ def test_reject_command_in_a_pr_comment(database_url):
         assert "the e2e suite is still red" in world.accepted_answers(REPO)[0].comment
 
 
+def test_a_command_the_page_does_not_show_as_text_does_not_answer(database_url):
+    """Hidden in an HTML comment, or shown as code, a command is not a reviewer's decision; a visible one is."""
+    with escalated_world(database_url) as world:
+        world.escalate(LABEL)
+        hidden = ("Looks fine overall.\n<!--\n/gonogo approve nobody sees this line on the page\n-->",
+                  "Paste of the docs:\n\n    /gonogo approve shown as code",
+                  "~~~\n```\n/gonogo approve inside a fence\n```\n~~~")
+        for body in hidden:
+            payload = issue_comment_payload(world.state, REPO, 7, body, "rita")
+            assert world.send("issue_comment", payload).status_code == 202
+        world.settle()
+        assert world.gate(LABEL).answer is None
+        assert not query(database_url, select(Review))  # not even a refused attempt: there was no command
+        payload = issue_comment_payload(world.state, REPO, 7, "/gonogo reject the e2e suite is still red", "rita")
+        assert world.send("issue_comment", payload).status_code == 202
+        world.wait(lambda: world.gate(LABEL).answer, what="the rejection")
+        assert world.gate(LABEL).answer == "rejected"
+
+
 def test_reminder_then_expiry_with_a_shortened_clock(database_url):
     from github_app.features.escalation import sweep
 

@@ -143,9 +143,30 @@ def test_commands_parse(body: str, expected: Command) -> None:
 @pytest.mark.parametrize("body", [
     "", "looks good to me", "/gonogoapprove yes", "see `/gonogo approve` in the docs",
     "> /gonogo approve quoted from someone else", "```\n/gonogo approve inside a code block\n```",
+    # what GitHub shows as code, or does not show at all, is not a command either
+    "    /gonogo approve in an indented code block", "notes:\n\n\t/gonogo approve in a tab-indented code block",
+    "~~~\n```\n/gonogo approve inside a tilde fence that holds a backtick line\n```\n~~~",
+    "````\n```\n/gonogo approve inside a four-backtick fence\n````",
+    "  ```python\n/gonogo approve inside an indented fence with an info string\n  ```",
+    "<!--\n/gonogo approve hidden in an HTML comment, invisible on the page\n-->",
+    "text <!-- start\n/gonogo approve hidden after text on the comment's first line\n-->",
+    "<pre>\n/gonogo approve inside a pre block\n</pre>",
+    "```\n/gonogo approve inside a fence never closed",
 ])  # fmt: skip
 def test_comments_without_a_command_give_none(body: str) -> None:
     assert parse_command(body) is None
+
+
+@pytest.mark.parametrize("body", [
+    "   /gonogo approve indented by three spaces is still a paragraph",
+    "```\ncode\n```\n/gonogo approve after a closed fence",
+    "~~~~\n~~~\nstill inside\n~~~~\n/gonogo approve after a tilde fence closed by a long enough line",
+    "<!-- a note -->\n/gonogo approve after a one-line HTML comment",
+    "<pre>x</pre>\n/gonogo approve after a one-line pre",
+])  # fmt: skip
+def test_commands_after_code_and_comments_still_count(body: str) -> None:
+    cmd = parse_command(body)
+    assert cmd is not None and cmd.action == "approve"
 
 
 @pytest.mark.parametrize("body, message", [
