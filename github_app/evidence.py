@@ -13,7 +13,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
@@ -407,12 +407,29 @@ def _alerts_ref(ref: str | None) -> str | None:
     return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
 
+MAX_ALERTS = 5000  # open alerts read per source; a source with more is unread evidence, not a partial count
+
+
+class TooManyAlerts(Exception):
+    """A source lists more open alerts than gonogo reads: the ones past the cap could be the worst."""
+
+
+async def _open_alerts(gh: GitHub[Any], request: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[Any]:
+    """Every open alert of one source, or TooManyAlerts (one more than the cap is asked for, to tell)."""
+    alerts: list[Any] = await paginate(gh, request, limit=MAX_ALERTS + 1, **kwargs)
+    if len(alerts) > MAX_ALERTS:
+        raise TooManyAlerts(f"more than {MAX_ALERTS:,} open alerts; gonogo reads at most {MAX_ALERTS:,}, and one "
+                            "it did not read could be critical. Close or dismiss the stale ones (or turn off the "
+                            "rules that raise them) to bring the open alerts under the cap")  # fmt: skip
+    return alerts
+
+
 async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
     ref = _alerts_ref(t.ref)
     kwargs: dict[str, Any] = {"owner": t.owner, "repo": t.name, "state": "open"}
     if ref:
         kwargs["ref"] = ref
-    alerts = await paginate(gh, gh.rest.code_scanning.async_list_alerts_for_repo, limit=5000, **kwargs)
+    alerts = await _open_alerts(gh, gh.rest.code_scanning.async_list_alerts_for_repo, **kwargs)
     found = []
     for a in alerts:
         rule = a.rule
@@ -430,9 +447,8 @@ async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
 
 
 async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts: list[Any] = await paginate(
-        gh, gh.rest.dependabot.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
-    )
+    alerts = await _open_alerts(gh, gh.rest.dependabot.async_list_alerts_for_repo, owner=t.owner, repo=t.name,
+                                state="open")
     found = []
     for a in alerts:
         adv = a.security_advisory
@@ -447,9 +463,8 @@ async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
 
 
 async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts: list[Any] = await paginate(
-        gh, gh.rest.secret_scanning.async_list_alerts_for_repo, owner=t.owner, repo=t.name, state="open", limit=5000
-    )
+    alerts = await _open_alerts(gh, gh.rest.secret_scanning.async_list_alerts_for_repo, owner=t.owner,
+                                repo=t.name, state="open")
     return [
         SecurityFinding(
             source="secret_scanning", rule_id=str(a.secret_type or "secret"), severity="critical",
@@ -484,6 +499,8 @@ async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> t
         )  # fmt: skip
     except RateLimited:
         raise  # not an answer about the repository: the whole evaluation waits
+    except TooManyAlerts as exc:
+        return name, Availability.UNAVAILABLE, [], f"{label} could not be read in full: {exc}"
     except GitHubError as exc:
         # any other 403 or 404 (or error) says nothing about whether the feature is on: unreadable, never "off"
         return name, Availability.UNAVAILABLE, [], f"{label} could not be read: {exc}"

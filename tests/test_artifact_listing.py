@@ -93,3 +93,26 @@ def test_a_report_cut_inside_its_root_tag_is_refused_not_left_aside(database_url
     assert ev.tests.availability is Availability.INCOMPLETE and ev.tests.total == 120
     assert [r.path for r in ev.tests.refused] == ["test-results:junit-integration.xml"]
     assert not ev.not_understood
+
+
+def test_more_open_alerts_than_gonogo_reads_never_approve(database_url: str) -> None:
+    """A source with more open alerts than gonogo reads (5,000) is unread evidence, not a partial count.
+
+    5,000 low Dependabot alerts, and the oldest open alert is critical: GitHub lists newest first, so it is
+    past the cap. Before the fix the listing stopped at 5,000 without a word and the release approved.
+    """
+    state = release_state()
+    repo = state.repo(REPO)
+    repo.dependabot_alerts = [{"number": 1, "package": "log4j", "severity": "critical", "ghsa_id": "GHSA-jfh8-c2jp-5v3q"}]
+    repo.dependabot_alerts += [{"number": n, "package": f"pkg{n}", "severity": "low", "ghsa_id": f"GHSA-low-{n}"}
+                               for n in range(2, 5002)]  # fmt: skip
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+        pages = world.state.calls("GET", "/repos/acme/api/dependabot/alerts")
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    assert ev.security.sources["dependabot"] is Availability.UNAVAILABLE
+    assert ev.security.availability is Availability.UNAVAILABLE
+    assert "more than 5,000 open alerts" in ev.security.reason
+    assert any("security evidence could not be read" in r for r in decision["reasons"])
+    assert len(pages) == 51  # 5,001 asked for, 100 a page: gonogo reads one past the cap to know it is there
