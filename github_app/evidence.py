@@ -627,7 +627,7 @@ async def collect_change(
     provenance = [Provenance(source="github.compare", detail=f"from {base.label}", url=cmp.html_url)]
     truncated = len(files) >= COMPARE_FILE_LIMIT
     if truncated:
-        files, truncated, pr_note = await _full_file_list(gh, t, files)
+        files, truncated, pr_note = await _full_file_list(gh, t, files, base_sha)
         provenance.append(Provenance(source="github.pulls.files", detail=pr_note))
     additions = sum(f.additions for f in files)
     deletions = sum(f.deletions for f in files)
@@ -792,12 +792,35 @@ def _commit_author(c: Any) -> str | None:
     return getattr(c.author, "login", None) or (c.commit.author.name if c.commit.author else None)
 
 
-async def _full_file_list(gh: GitHub[Any], t: Target, compared: list[Any]) -> tuple[list[Any], bool, str]:
+async def _pull_covers(gh: GitHub[Any], t: Target, pull: Any, base_sha: str) -> bool:
+    """Whether the pull request's diff holds every commit deployed since ``base_sha``.
+
+    Its files are the change from the merge base of its base branch and its head: they cover the deployment
+    only when its head is the deployed sha and that merge base is ``base_sha`` or one of its ancestors. A
+    release of several pull requests (or of a merge commit) is covered by none of them.
+    """
+    if pull.head.sha != t.sha:
+        return False
+    try:
+        own = parsed(await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{pull.base.sha}...{t.sha}")))
+        merge_base = own.merge_base_commit.sha
+        if merge_base == base_sha:
+            return True
+        reach = parsed(await call(gh.rest.repos.async_compare_commits(t.owner, t.name, f"{merge_base}...{base_sha}")))
+    except RateLimited:
+        raise
+    except GitHubError:
+        return False  # not known to cover it: the list stays a lower bound
+    return reach.status in ("ahead", "identical")
+
+
+async def _full_file_list(gh: GitHub[Any], t: Target, compared: list[Any], base_sha: str) -> tuple[list[Any], bool, str]:
     """The changed files when the comparison was cut at 300: from the pull request of the sha, if there is one.
 
     Returns the files, whether the list is still partial (a lower bound), and a note on where it came from.
-    The pull request's list replaces the comparison's when it is at least as long and below GitHub's cap of
-    3,000 files; otherwise the two are merged and stay a lower bound.
+    The pull request's list replaces the comparison's when its diff covers the whole deployed range (see
+    ``_pull_covers``), it is at least as long and below GitHub's cap of 3,000 files; otherwise the two are
+    merged and stay a lower bound.
     """
     pulls: list[Any] = await paginate(
         gh, gh.rest.repos.async_list_pull_requests_associated_with_commit, owner=t.owner, repo=t.name,
@@ -811,8 +834,11 @@ async def _full_file_list(gh: GitHub[Any], t: Target, compared: list[Any]) -> tu
     )  # fmt: skip
     merged = {f.filename: f for f in compared}
     merged.update((f.filename, f) for f in listed)
-    complete = len(compared) <= len(listed) < PULL_FILE_LIMIT
-    note = f"pull request #{pull.number}: {len(listed)} files" + ("" if complete else " (still a lower bound)")
+    covers = await _pull_covers(gh, t, pull, base_sha)
+    complete = covers and len(compared) <= len(listed) < PULL_FILE_LIMIT
+    note = f"pull request #{pull.number}: {len(listed)} files" + (
+        "" if complete else " (still a lower bound)" if covers else
+        " (still a lower bound: the release holds commits from outside this pull request)")  # fmt: skip
     return list(merged.values()), not complete, note
 
 

@@ -1,6 +1,7 @@
 """Big changes must not look small: GitHub's compare lists at most 300 files.
 
-Past 300 the full list comes from the pull request's files (up to 3,000); without a pull request the change
+Past 300 the full list comes from the pull request's files (up to 3,000) when that pull request holds the
+whole release; without one (or with one that holds only part of the release) the change
 evidence says it is a lower bound ("≥ 300 files") and the change rules never pass on the part they saw.
 """
 
@@ -108,3 +109,29 @@ def token_for_state(url: str, state: SandboxState) -> str:
                           headers={"Authorization": f"Bearer {jwt}"})  # fmt: skip
     assert response.status_code == 201, response.text
     return str(response.json()["token"])
+
+
+def test_a_pull_request_that_holds_only_part_of_the_release_leaves_the_list_a_lower_bound(database_url):
+    """Two merges since the last good deployment: a migration, then a 450-file pull request based after it.
+
+    The pull request's 450 files are more than the 300 the comparison lists, but they are not the release:
+    the migration came in before the pull request's base. Before the fix its list was taken as the whole
+    change, so the migration was never seen and the migration rule passed.
+    """
+    state = big_change_state(450, pull_request=True)
+    repo = state.repo(REPO)
+    _, dep = state.deployment(LABEL)
+    base = repo.pulls[9].base_sha
+    migration = state.add_commit(REPO, message="Drop the orders table", author="carol", branch="main", parents=[base],
+                                 files=[{"filename": "db/migrations/0042_drop_orders.sql", "additions": 4}])  # fmt: skip
+    repo.commits[dep.sha].parents = [migration.sha]  # the big change was written on top of the migration
+    repo.pulls[9].base_sha = migration.sha
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    ch = ev.change
+    assert ch.files_truncated, ch.reason  # the pull request does not cover the release: still a lower bound
+    assert any(p.source == "github.pulls.files" and "outside this pull request" in p.detail for p in ch.provenance)
+    migration_rule = next(f for f in decision["findings"] if "migration" in f["message"])
+    assert migration_rule["status"] in ("failed", "unknown"), migration_rule  # never passed on part of the files
+    assert gate.answer != "approved"

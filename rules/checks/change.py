@@ -61,6 +61,8 @@ def _migration(a: Assessment, limit: float | None) -> RuleResult:
         return skipped("migration detection not reported", limit)
     if has:
         return failed("the change includes database migrations", value=True)
+    if a.evidence.change.files_truncated:
+        return unknown("no migration among the files GitHub listed, but it listed only part of the change", limit)
     return passed("the change includes no database migration", value=False)
 
 
