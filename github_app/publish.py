@@ -122,10 +122,13 @@ async def _complete_check_run(
 
 
 async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, title: str, summary: str,
-                                conclusion: str | None = None) -> None:
+                                conclusion: str | None = None, *, clear_actions: bool = False) -> None:
+    """Rewrite a check run's title and summary (and close it with ``conclusion``); ``clear_actions`` drops its buttons."""
     data: dict[str, Any] = {"output": {"title": clip(title, 200), "summary": clip(summary, SUMMARY_LIMIT)}}
     if conclusion:
         data.update({"status": "completed", "conclusion": conclusion})
+    if clear_actions:
+        data["actions"] = []
     await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=cast("CheckRunUpdate", data)))
 
 

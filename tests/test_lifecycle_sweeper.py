@@ -98,6 +98,8 @@ def test_a_completed_workflow_run_ends_its_escalation(database_url):
         world.state.end_run(repo.full_name, dep.run_id, "cancelled")
         assert world.send("workflow_run", workflow_run_payload(world.state, REPO, dep.run_id)).status_code == 202
         world.wait(lambda: deployment_row(database_url).state == "abandoned", what="the escalation to be abandoned")
+        world.settle()
+        assert (world.check_run(LABEL).conclusion, world.check_run(LABEL).actions) == ("neutral", [])  # no buttons
         world.state.clear_calls()
         assert sweeps(world, timedelta(hours=6)) == [{"reminded": 0, "expired": 0}]
         assert world.state.calls() == []  # nothing polled for it any more
@@ -110,5 +112,8 @@ def test_an_escalation_past_githubs_30_days_is_abandoned_not_polled(database_url
         execute(database_url, update(Deployment).values(created_at=datetime.now(UTC) - timedelta(days=31)))
         world.state.clear_calls()
         assert sweeps(world, timedelta(0)) == [{"reminded": 0, "expired": 0}]
-        assert world.state.calls() == []
+        # nothing polled (no policy, no teams): the one call takes the buttons off its check run
+        calls = [(c.method, c.path) for c in world.state.calls() if not c.path.endswith("/access_tokens")]
+        assert calls == [("PATCH", f"/repos/{REPO}/check-runs/{world.check_run(LABEL).id}")]
+        assert (world.check_run(LABEL).conclusion, world.check_run(LABEL).actions) == ("neutral", [])
         assert deployment_row(database_url).state == "abandoned"

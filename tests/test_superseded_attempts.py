@@ -78,6 +78,8 @@ def test_a_late_completion_of_the_first_attempt_leaves_the_reruns_escalation_wai
         assert world.send("workflow_run", ended, "run-ended").status_code == 202
         world.settle()
         assert [r.state for r in rows(world)] == ["abandoned"]
+        closed = world.check_run(LABEL)  # its buttons go with it
+        assert (closed.conclusion, closed.actions) == ("neutral", [])
         # nothing waits now: a command is told so, and answers nothing
         payload = issue_comment_payload(world.state, REPO, 7, "/gonogo approve looks fine", "rita")
         assert world.send("issue_comment", payload).status_code == 202
@@ -105,6 +107,12 @@ def test_the_first_attempts_buttons_do_not_answer_the_rerun(database_url):
         click(world, first_check_run, "rita", "approve")
         assert answers(world) == []  # the re-run still waits for its own decision
         assert [(r.state, r.answer) for r in rows(world)] == [("abandoned", None), ("escalated", None)]
+        # the reviewer is told, and the stale check run loses its buttons; the re-run's keeps them
+        assert "@rita" in world.state.comments(REPO, 7)[-1].body
+        assert "no longer waits" in world.state.comments(REPO, 7)[-1].body
+        stale = next(r for r in world.state.repo(REPO).check_runs if r.id == first_check_run)
+        assert (stale.status, stale.conclusion, stale.actions) == ("completed", "neutral", [])
+        assert [a["identifier"] for a in world.check_run(RERUN).actions] == ["approve", "reject"]
         click(world, world.check_run(RERUN).id, "rita", "reject")
         assert answers(world) == [("rejected", 2)]
         assert [(r.state, r.answer) for r in rows(world)] == [("abandoned", None), ("answered", "rejected")]

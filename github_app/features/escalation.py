@@ -190,6 +190,12 @@ async def decide_by_human(
             return "refused: still evaluating"
         if current.state == deployments.ANSWERING:
             await _drive(ctx, current)  # an earlier answer was stored but never reached GitHub (a crash): send it
+        if current.state == deployments.ABANDONED:
+            await reply(gh, row, f"@{actor} the deployment to **{row.environment}** no longer waits for a decision "
+                                  "(its workflow run ended, or a re-run took its place), so nothing was decided. "
+                                  "If a re-run waits, answer on its own check run.")  # fmt: skip
+            await _close_abandoned_check_run(gh, current)
+            return "refused: no longer waiting"
         return f"already {current.answer or current.state}"
     if ctx.outbox is not None and channels:
         ctx.outbox.wake()
@@ -209,6 +215,21 @@ async def decide_by_human(
             conclusion="failure" if state == "rejected" else "success",
         )  # fmt: skip
     return label
+
+
+async def _close_abandoned_check_run(gh: GitHub[Any], row: Deployment) -> None:
+    """Take the buttons off an abandoned deployment's check run and say why it no longer waits (best effort)."""
+    if not row.check_run_id:
+        return
+    try:
+        await update_check_run_text(
+            gh, request_from_row(row).target, row.check_run_id, "No longer waiting for a decision",
+            f"The deployment to **{row.environment}** no longer waits: its workflow run ended, or a re-run took "
+            "its place. Nothing was decided here; a re-run has a check run of its own.",
+            conclusion="neutral", clear_actions=True,
+        )  # fmt: skip
+    except GitHubError as exc:
+        log.warning("escalation.close_check_run_failed", extra={"deployment": row.key, "error": str(exc)})
 
 
 async def _drive(ctx: Context, row: Deployment) -> None:
@@ -439,6 +460,8 @@ async def on_run_completed(ctx: Context, ev: Event) -> None:
             deployments.abandon, ctx.engine, row.key, why, requested_by=ended
         ):
             log.info("escalation.abandoned", extra={"deployment": row.key, "why": why})
+            if ev.installation_id is not None:
+                await _close_abandoned_check_run(ctx.github_clients().installation(ev.installation_id), row)
 
 
 async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
@@ -456,10 +479,11 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
     for row in await asyncio.to_thread(deployments.escalated, ctx.engine):
         if row.installation_id is None:
             continue
-        if now - row.created_at >= deployments.GITHUB_WAIT_LIMIT:
-            await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, "GitHub's 30-day limit passed")
-            continue
         gh = clients.installation(row.installation_id)
+        if now - row.created_at >= deployments.GITHUB_WAIT_LIMIT:
+            if await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, "GitHub's 30-day limit passed"):
+                await _close_abandoned_check_run(gh, row)
+            continue
         try:
             env_policy = await _environment_policy(gh, row, {})
         except GitHubError as exc:
