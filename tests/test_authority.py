@@ -150,6 +150,23 @@ def test_break_glass_on_ones_own_deployment_is_refused_by_default_and_audited(da
             ("dora", False), ("rita", True)]  # fmt: skip
 
 
+def test_a_break_glass_login_without_write_access_cannot_override(database_url):
+    """A login in break_glass is only a name: whoever holds it now (a renamed account's login taken by someone
+    else, a drive-by commenter on a public repository) must also hold write access to override."""
+    policy = POLICY.replace("break_glass: [dora, rita]", "break_glass: [dora, rita, mallory]")
+    with escalated_world(database_url, policy=policy) as world:
+        world.escalate(LABEL)
+        world.state.set_collaborator(REPO, "mallory", "read")
+        comment(world, "mallory", "/gonogo override hotfix, customers are down")
+        assert world.gate(LABEL).answer is None
+        assert any("@mallory" in b and "needs at least write access" in b for b in replies(world))
+        [entry] = audit_entries(world.database_url, "override")
+        assert (entry.actor, entry.data["allowed"]) == ("mallory", False)
+        world.state.set_collaborator(REPO, "mallory", "write")  # granted access: now the override stands
+        comment(world, "mallory", "/gonogo override hotfix, customers are still down")
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+
+
 def test_break_glass_on_ones_own_deployment_when_the_policy_allows_it(database_url):
     own = POLICY + "      break_glass_self: true\n"
     with escalated_world(database_url, policy=own) as world:

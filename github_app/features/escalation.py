@@ -87,6 +87,11 @@ async def authorise(
         if own and not reviewers.break_glass_self:
             return Verdict(False, "break-glass on a deployment you triggered yourself is off "
                                   "(reviewers.break_glass_self: false); ask another break-glass login")  # fmt: skip
+        # a login is a name, not a person: an account renamed away frees its login for anyone to take, so the
+        # strongest action also needs the access a reviewer needs (write, unless min_permission says more)
+        short = await _short_of(gh, owner, name, actor, reviewers.min_permission or "write")
+        if short is not None:
+            return Verdict(False, f"break-glass {short}")
         return Verdict(True, "listed for break-glass overrides" + (" (own deployment)" if own else ""))
     if reviewers.four_eyes and own and action in ("approve", "waive"):
         verb = "approve it" if action == "approve" else "waive its rules"
@@ -108,16 +113,24 @@ async def authorise(
         return Verdict(False, "not a listed reviewer or a member of a reviewer team")
     needed = reviewers.min_permission or (None if named else "write")
     if needed:
-        try:
-            level = await call(gh.rest.repos.async_get_collaborator_permission_level(owner, name, actor))
-            held = str(level.parsed_data.permission)
-            role = str(getattr(level.parsed_data, "role_name", "") or held)
-        except NotFound:
-            held, role = "none", "none"
-        rank = max(PERMISSION_ORDER.index(p) if p in PERMISSION_ORDER else -1 for p in (held, role))
-        if rank < PERMISSION_ORDER.index(needed):
-            return Verdict(False, f"needs at least {needed} access to the repository (has {role})")
+        short = await _short_of(gh, owner, name, actor, needed)
+        if short is not None:
+            return Verdict(False, short)
     return Verdict(True, f"listed reviewer{' via team ' + member_of if member_of else ''}")
+
+
+async def _short_of(gh: GitHub[Any], owner: str, name: str, actor: str, needed: str) -> str | None:
+    """Why ``actor`` lacks ``needed`` access to the repository right now, asked of GitHub; None if they hold it."""
+    try:
+        level = await call(gh.rest.repos.async_get_collaborator_permission_level(owner, name, actor))
+        held = str(level.parsed_data.permission)
+        role = str(getattr(level.parsed_data, "role_name", "") or held)
+    except NotFound:
+        held, role = "none", "none"
+    rank = max(PERMISSION_ORDER.index(p) if p in PERMISSION_ORDER else -1 for p in (held, role))
+    if rank < PERMISSION_ORDER.index(needed):
+        return f"needs at least {needed} access to the repository (has {role})"
+    return None
 
 
 def _record_review(
