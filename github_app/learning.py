@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, HistoryRow, Review
@@ -29,7 +29,8 @@ def track_record(
     - an outcome counts only for a deployment the gate let through (answered ``approved``): a status
       posted on an escalation nobody approved, or on a rejected one, is not an outcome of a release;
     - an approval counts only when a reviewer other than the deployer approved (an allowed ``approve``
-      review); the deployer's own approval (``four_eyes: false``) or a break-glass override counts against;
+      review by another login and, where both are known, another account id); the deployer's own approval
+      (``four_eyes: false``, under any login) or a break-glass override counts against;
     - every earlier deployment of one commit (the one being deployed too: its failure counts against a
       re-run) or of one day counts once.
 
@@ -51,9 +52,12 @@ def _read(
 ) -> dict[str, TrackRecord]:
     # only the two keys learning reads, not the whole features document of up to MAX_ROWS rows
     majors_of, action_of = HistoryRow.features["major_findings"], HistoryRow.features["action"].as_string()
+    # someone other than the deployer: another login, and (where both ids are known) another account, as a
+    # deployer may rename their account and keep it
     vouched = exists().where(and_(
         Review.deployment_id == Deployment.id, Review.action == "approve", Review.allowed.is_(True),
         func.lower(Review.actor) != func.lower(func.coalesce(Deployment.creator, "")),
+        or_(Review.actor_id.is_(None), Deployment.creator_id.is_(None), Review.actor_id != Deployment.creator_id),
     ))  # fmt: skip
     query = (
         select(majors_of, action_of, HistoryRow.outcome, Deployment.answer, vouched, HistoryRow.sha,

@@ -129,6 +129,7 @@ def test_the_deployer_cannot_approve_under_a_new_login(database_url):
         assert world.gate(LABEL).answer is None
         reviews = world.query(select(Review).order_by(Review.id))
         assert [(r.actor, r.allowed) for r in reviews] == [("dora-elsewhere", False), ("dora-elsewhere", False)]
+        assert {r.actor_id for r in reviews} == {world.state.user_id("dora-elsewhere")}  # the account, kept
         assert all("four eyes" in (r.refusal or "") for r in reviews)
         assert all(e.data["own_deployment"] for e in audit_entries(world.database_url, "review_attempt"))
 

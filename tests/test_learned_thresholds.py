@@ -51,7 +51,8 @@ def in_working_hours(state):
 def _seed(
     database_url: str, outcomes: list[str | None], *, answer: str | None = "approved", rule: str = "GNG-CHG-001",
     repository: str = REPO, environment: str = "production", shas: list[str] | None = None,
-    approver: str | None = "rita", step: timedelta = timedelta(days=1),
+    approver: str | None = "rita", step: timedelta = timedelta(days=1), approver_id: int | None = None,
+    creator_id: int | None = None,
 ) -> list[str]:
     """Earlier escalated deployments of the repository (``rule`` failed as a major in each); their shas.
 
@@ -66,12 +67,13 @@ def _seed(
             key, when = f"{repository}#{9000 + i}/{environment}/{90000 + i}", start + step * i
             dep_id = conn.execute(insert(Deployment).values(
                 key=key, repository=repository, environment=environment, sha=sha, run_id=9000 + i, created_at=when,
-                creator="dora", state="done" if answer else "escalated", answer=answer,
+                creator="dora", creator_id=creator_id, state="done" if answer else "escalated", answer=answer,
                 answered_at=when if answer else None,
             ).returning(Deployment.id)).scalar_one()  # fmt: skip
             if answer == "approved" and approver:
                 conn.execute(insert(Review).values(deployment_id=dep_id, delivery_id=f"seed-{i}", actor=approver,
-                                                   action="approve", allowed=True, reason="", created_at=when))  # fmt: skip
+                                                   actor_id=approver_id, action="approve", allowed=True, reason="",
+                                                   created_at=when))  # fmt: skip
             conn.execute(insert(HistoryRow).values(
                 deployment_id=key, repository=repository, environment=environment, sha=sha, created_at=when,
                 outcome=outcome if answer == "approved" else None, outcome_at=when + timedelta(hours=1),

@@ -116,6 +116,25 @@ def test_the_deployers_own_approvals_vouch_for_nothing(database_url):
     assert "reviewers approved 0 of 20" in summary
 
 
+def test_the_deployers_own_approvals_under_a_new_login_vouch_for_nothing(database_url):
+    """Renamed, the deployer approved their own escalations (four eyes off): the account id says it was them."""
+    policy = POLICY + "    reviewers: {four_eyes: false}\n"
+    _seed(database_url, ["success"] * 20, approver="dora-elsewhere", approver_id=4711, creator_id=4711)
+    with running_world(database_url, release_state(extra_files=BIG_CHANGE, policy=policy)) as world:
+        gate, summary = _decide(world)
+    assert gate.answer is None and gate.waiting, summary[:3000]
+    assert "reviewers approved 0 of 20" in summary
+
+
+def test_another_accounts_approvals_still_vouch(database_url):
+    """The same record approved by another account (another id) vouches as before: the id only tells people apart."""
+    policy = POLICY + "    reviewers: {four_eyes: false}\n"
+    _seed(database_url, ["success"] * 20, approver="rita", approver_id=5150, creator_id=4711)
+    with running_world(database_url, release_state(extra_files=BIG_CHANGE, policy=policy)) as world:
+        _, summary = _decide(world)
+    assert "reviewers approved 20 of 20" in summary, summary[:3000]
+
+
 def test_the_deployer_cannot_approve_their_own_escalation_to_build_a_record(database_url):
     """Under four eyes (the default) the deployer's click is refused and stored as refused: no approval."""
     with running_world(database_url, big_release()) as world:

@@ -223,6 +223,7 @@ class Review(Base):
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
     delivery_id: Mapped[str | None] = mapped_column(String(100))
     actor: Mapped[str] = mapped_column(String(200))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)  # the account's id: a login can change, an id cannot
     action: Mapped[str] = mapped_column(String(16))  # approve | reject | override | waive
     allowed: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(Text, default="")

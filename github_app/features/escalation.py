@@ -135,7 +135,7 @@ async def _short_of(gh: GitHub[Any], owner: str, name: str, actor: str, needed: 
 
 def _record_review(
     engine: Engine, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
-    refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False,
+    refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False, actor_id: int | None = None,
 ) -> None:
     """Store a human's attempt and audit it with what it was about, where it came from and how it ended."""
     data = {
@@ -145,7 +145,7 @@ def _record_review(
     }  # fmt: skip
     with Session(engine) as session, session.begin():
         session.add(Review(
-            deployment_id=row.id, delivery_id=delivery_id, actor=actor, action=action, allowed=allowed,
+            deployment_id=row.id, delivery_id=delivery_id, actor=actor, actor_id=actor_id, action=action, allowed=allowed,
             reason=reason, refusal=refusal, created_at=datetime.now(UTC),
         ))  # fmt: skip
         audit.append(session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
@@ -175,7 +175,7 @@ async def decide_by_human(
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, action)
     refusal = None if verdict.allowed else verdict.why
     await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal,
-                            origin, own)  # fmt: skip
+                            origin, own, sender_id(payload))  # fmt: skip
     if not verdict.allowed:
         await reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
@@ -438,7 +438,7 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
     scope = {"rule_id": command.rule_id, "sha": sha, "until": command.until.isoformat(), "env_wide": command.env_wide}
     await asyncio.to_thread(_record_review, ctx.engine, row, ev.delivery_id, actor, "waive", verdict.allowed,
                             command.reason, None if verdict.allowed else verdict.why,
-                            {**(origin or {}), "waiver": scope}, own)  # fmt: skip
+                            {**(origin or {}), "waiver": scope}, own, sender_id(ev.payload))  # fmt: skip
     if not verdict.allowed:
         await reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
                               f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
