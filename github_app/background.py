@@ -34,7 +34,7 @@ class Background:
     def __init__(self, ctx: Context, router: Router, workers: int) -> None:
         self.ctx = ctx
         self.pool = WorkerPool(ctx, router, workers)
-        self.outbox = notify.OutboxDispatcher(ctx.engine)
+        self.outbox = notify.OutboxDispatcher(ctx.engine, networks=ctx.settings.notification_networks)
         ctx.outbox = self.outbox
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

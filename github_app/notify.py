@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine
@@ -48,6 +50,51 @@ EVENT_HEADER = "X-Gonogo-Event"
 BODY_SCHEMA = "gonogo.notification/v1"
 USER_AGENT = "gonogo-notifier/1"
 _RETRYABLE_STATUS = {408, 425, 429}
+# private networks notifications may go to, as CIDR ranges (comma-separated); by default only public addresses.
+# Not under NOTIFY_SECRET_PREFIX: that namespace is for the secrets a policy may name.
+NETWORKS_VARIABLE = "GONOGO_NOTIFICATION_NETWORKS"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def notification_networks(environ: Mapping[str, str]) -> list[IPNetwork]:
+    """The private networks the operator lets notifications reach (``GONOGO_NOTIFICATION_NETWORKS``)."""
+    raw = environ.get(NETWORKS_VARIABLE, "").strip()
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{NETWORKS_VARIABLE}: {item!r} is not a network; write CIDR ranges separated by "
+                             "commas, e.g. 10.20.0.0/16,fd00::/8") from None  # fmt: skip
+    return networks
+
+
+async def destination_refusal(url: str, allowed: Sequence[IPNetwork]) -> str | None:
+    """Why a notification must not go to ``url`` (None when it may): every address its host resolves to must be
+    public, or in a network the operator allowed.
+
+    A repository's policy names the URL, so without this anyone who can merge a policy could make the gonogo
+    server call its own network (a cloud metadata address, an internal admin port). A host that does not
+    resolve is left to the request, which fails and is retried like any unreachable receiver.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return f"{redact_url(url)} names no host"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not address.is_global and not any(address in net for net in allowed):
+            return (f"{redact_url(url)} resolves to {address}, a private, loopback or link-local address: gonogo "
+                    f"sends notifications only to public addresses unless {NETWORKS_VARIABLE} lists the network")  # fmt: skip
+    return None
 
 
 class ChannelSpec(Protocol):
@@ -444,7 +491,10 @@ class OutboxDispatcher:
         batch_size: int = 10,
         poll_seconds: float = 2.0,
         environ: Mapping[str, str] | None = None,
+        networks: str | None = None,
     ) -> None:
+        """``networks``: the private networks notifications may reach (CIDR ranges, comma-separated); None reads
+        ``GONOGO_NOTIFICATION_NETWORKS`` from ``environ``."""
         if lease_seconds <= 2 * timeout:
             raise ValueError("lease_seconds must exceed twice the HTTP timeout, or a slow send loses its lease")
         self.engine = engine
@@ -458,6 +508,8 @@ class OutboxDispatcher:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.environ = os.environ if environ is None else environ
+        self.networks = notification_networks(
+            self.environ if networks is None else {NETWORKS_VARIABLE: networks})
         self.sent = 0
         self._doorbell: Doorbell[None] = Doorbell()
         self._stop = asyncio.Event()
@@ -553,6 +605,9 @@ class OutboxDispatcher:
             body, headers = self._request(msg)
         except NotifyError as exc:
             return _Result(False, None, str(exc))
+        refusal = await destination_refusal(msg.url, self.networks)
+        if refusal is not None:
+            return _Result(False, None, refusal, permanent=True)
         try:
             response = await client.post(msg.url, content=body, headers=headers, timeout=self.timeout)
         except httpx.TimeoutException:

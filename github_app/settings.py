@@ -62,6 +62,7 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
     "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
     "GONOGO_REDELIVERY_SECONDS", "GONOGO_INSIGHTS_REFRESH_SECONDS", "GONOGO_INSIGHTS_KEEP_SECONDS",
+    "GONOGO_NOTIFICATION_NETWORKS",
     "GONOGO_CLIENT_ID", "GONOGO_CLIENT_SECRET",  # the last two written by `gonogo setup`
 })  # fmt: skip
 
@@ -83,6 +84,16 @@ def misspelt_variables(env: Mapping[str, str]) -> dict[str, str]:
 
 def _missing(name: str) -> SettingsError:
     return SettingsError(f"{name} is not set: set it to {_WHERE[name]}.")
+
+
+def _networks(env: Mapping[str, str]) -> str:
+    from github_app.notify import NETWORKS_VARIABLE, notification_networks
+
+    try:
+        notification_networks(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return env.get(NETWORKS_VARIABLE, "").strip()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -151,6 +162,8 @@ class Settings:
     inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
     alertmanager_token: Secret | None = None  # bearer token Alertmanager sends; None: the alert intake is off
     alert_window_hours: float = 24.0  # an alert this long after a release at most is blamed on it
+    # private networks (CIDR ranges, comma-separated) notifications may reach; by default public addresses only
+    notification_networks: str = ""
     dashboard_token: Secret | None = None  # password of the read-only /dashboard; None: the page is off
     shutdown_grace_seconds: float = 10.0  # background work still running this long after SIGTERM is cancelled
     github_timeout_seconds: float = 20.0  # one GitHub request, before it counts as failed
@@ -218,6 +231,7 @@ class Settings:
             inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
             alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
             alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
+            notification_networks=_networks(env),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
             shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),
             github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),

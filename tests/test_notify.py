@@ -82,7 +82,8 @@ def _channels(base: str) -> list[Notification]:
 
 def _dispatcher(engine: Engine, **kw: Any) -> notify.OutboxDispatcher:
     options: dict[str, Any] = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "poll_seconds": 0.05,
-                               "environ": {"GONOGO_NOTIFY_TEST_HOOK": SECRET}, "timeout": 5.0, "lease_seconds": 30.0}  # fmt: skip
+                               "environ": {"GONOGO_NOTIFY_TEST_HOOK": SECRET, notify.NETWORKS_VARIABLE: "127.0.0.0/8"},
+                               "timeout": 5.0, "lease_seconds": 30.0}  # the receivers listen on this machine  # fmt: skip
     options.update(kw)
     return notify.OutboxDispatcher(engine, **options)
 
@@ -364,7 +365,8 @@ def test_a_captured_notification_cannot_be_replayed_as_a_github_webhook(database
         with engine.begin() as conn:
             notify.enqueue(conn, key="r", channel="webhook", url=f"{receiver.url}/hook", body=body,
                            secret_env="GONOGO_NOTIFY_REUSED")  # fmt: skip
-        asyncio.run(_dispatcher(engine, environ={"GONOGO_NOTIFY_REUSED": WEBHOOK_SECRET}).run_until_idle(timeout=10))
+        asyncio.run(_dispatcher(engine, environ={"GONOGO_NOTIFY_REUSED": WEBHOOK_SECRET},
+                                networks="127.0.0.0/8").run_until_idle(timeout=10))
     [(raw, headers)] = captured
     signature = headers[notify.SIGNATURE_HEADER.lower()]
     fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
@@ -390,3 +392,51 @@ def test_a_message_naming_a_gonogo_credential_is_never_signed_with_it(engine: En
         row = session.scalars(select(OutboxMessage)).one()
     assert row.state == "dead" and "GONOGO_NOTIFY_" in (row.last_error or "")
     assert sum(receiver.attempts.values()) == 0 and receiver.bad_signatures == 0
+
+
+# --- where notifications may go -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{port}/hook",  # the gonogo server itself
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # a cloud metadata service
+    "http://10.0.0.8:8080/admin",  # an internal service
+    "http://[::1]:{port}/hook",
+    "http://[::ffff:127.0.0.1]:{port}/hook",  # loopback spelt as IPv6
+    "http://localhost:{port}/hook",  # a name that resolves to loopback
+])  # fmt: skip
+def test_a_policy_cannot_send_notifications_into_private_networks(engine: Engine, url: str) -> None:
+    """A repository's policy names the URL: by default gonogo posts only to public addresses, and says why not."""
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="ssrf", channel="webhook", url=url.format(port=port),
+                           body={"event": "approved"})  # fmt: skip
+        sent = asyncio.run(_dispatcher(engine, environ={}).run_until_idle(timeout=10))
+    assert sent == 0 and sum(receiver.attempts.values()) == 0  # nothing reached the receiver
+    with Session(engine) as session:
+        [row] = session.scalars(select(OutboxMessage)).all()
+    assert row.state == "dead" and row.attempts == 1  # refused at once, not retried for hours
+    assert "a private, loopback or link-local address" in row.last_error
+    assert notify.NETWORKS_VARIABLE in row.last_error
+    assert "/hook" not in row.last_error and "meta-data" not in row.last_error and "admin" not in row.last_error
+
+
+def test_the_operator_can_allow_a_private_network(engine: Engine) -> None:
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="inside", channel="webhook", url=f"{srv.url}/hook", body={"event": "approved"})
+        sent = asyncio.run(_dispatcher(engine, environ={notify.NETWORKS_VARIABLE: "10.0.0.0/8, 127.0.0.0/8"})
+                           .run_until_idle(timeout=10))
+    assert sent == 1 and sum(len(v) for v in receiver.delivered.values()) == 1
+
+
+def test_a_bad_network_setting_is_refused_with_what_to_write() -> None:
+    from github_app.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="not a network; write CIDR ranges"):
+        Settings.from_env({notify.NETWORKS_VARIABLE: "10.0.0.0/8,intranet"}, require_github=False)
+    ok = Settings.from_env({notify.NETWORKS_VARIABLE: " 10.0.0.0/8 "}, require_github=False)
+    assert ok.notification_networks == "10.0.0.0/8"

@@ -52,7 +52,7 @@ environments:
       - {{type: teams, url: "{hooks.url}/teams/workflows/TEAMSPATHSECRET?sig=QUERYSIGSECRET"}}
 """
         state = release_state(checks_running=True, policy=policy, team_members=("rita",))
-        with running_world(database_url, state) as world:
+        with running_world(database_url, state, notification_networks="127.0.0.0/8") as world:  # the receiver's
             world.request_gate(LABEL)
             world.wait_decided(LABEL)
             engine = db.make_engine(database_url)
