@@ -150,7 +150,8 @@ def test_a_worker_process_sends_notifications_while_it_runs(engine, database_url
     """fly.toml runs the intake with no workers and the work in `gonogo worker`: notifications must go out there."""
     receiver = Receiver(failures=0)
     env = subprocess_env(database_url, GONOGO_APP_ID="1", GONOGO_PRIVATE_KEY=rsa_private_pem(),
-                         GONOGO_CHECK_MANIFEST="off", GONOGO_RISK_MODEL="off")  # fmt: skip
+                         GONOGO_CHECK_MANIFEST="off", GONOGO_RISK_MODEL="off",
+                         GONOGO_NOTIFICATION_NETWORKS="127.0.0.0/8")  # the chat receiver runs here  # fmt: skip
     with ServerThread(receiver.app) as chat, (tmp_path / "worker.log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "github_app", "--log-format", "text", "worker", "--workers", "1"],
@@ -177,7 +178,8 @@ def test_a_batch_worker_run_processes_deliveries_sends_notifications_and_prunes(
     _store(engine, "old-done", "done", now - timedelta(days=60))
     insert_deliveries(engine, [IncomingDelivery("due", "ping", None, None, '{"zen": "z"}', False)])
     env = subprocess_env(database_url, GONOGO_APP_ID="1", GONOGO_PRIVATE_KEY=rsa_private_pem(),
-                         GONOGO_CHECK_MANIFEST="off", GONOGO_RISK_MODEL="off")  # fmt: skip
+                         GONOGO_CHECK_MANIFEST="off", GONOGO_RISK_MODEL="off",
+                         GONOGO_NOTIFICATION_NETWORKS="127.0.0.0/8")  # the chat receiver runs here  # fmt: skip
     with ServerThread(receiver.app) as chat:
         _queue_message(engine, "queued", f"{chat.url}/slack")
         done = subprocess.run(
