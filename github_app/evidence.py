@@ -1019,20 +1019,25 @@ def read_history(engine: Engine, t: Target) -> EnvironmentHistory:
                 Deployment.created_at < now, Deployment.answer == "approved",
             )
         ).one()  # fmt: skip
-        outcomes = conn.execute(
-            select(Outcome.outcome).where(
+        # The recent failure rate is a share of releases (commits), not of outcome events: the deployer's workflow
+        # can post any number of success statuses, on any deployment of any commit, so a success counts only for a
+        # commit gonogo let through, and a commit counts once, failed if anything said it failed (as in learning).
+        failed = case((Outcome.outcome.in_(sorted(FAILED_OUTCOMES)), 1), else_=0)
+        releases = conn.execute(
+            select(Outcome.sha, func.max(failed)).where(
                 Outcome.repository == t.repository, Outcome.environment == t.environment,
                 Outcome.observed_at >= now - timedelta(days=30), Outcome.observed_at <= now,
-            )
-        ).scalars().all()  # fmt: skip
-    failure_rate = (sum(1 for o in outcomes if o in FAILED_OUTCOMES) / len(outcomes)) if outcomes else None
+                Outcome.outcome.in_(sorted(FAILED_OUTCOMES)) | let_through,
+            ).group_by(Outcome.sha)
+        ).all()  # fmt: skip
+    failure_rate = (sum(1 for r in releases if r[1]) / len(releases)) if releases else None
     op = OperationalPart(
         availability=Availability.OK,
-        reason="from gonogo's deployment history" if outcomes or previous else "no earlier deployments recorded",
+        reason="from gonogo's deployment history" if releases or previous else "no earlier deployments recorded",
         hours_since_last_deploy=round((now - previous).total_seconds() / 3600, 2) if previous else None,
         deploys_last_24h=int(last_day), env_failure_rate_30d=failure_rate,
         hour_utc=now.astimezone(UTC).hour, weekday=now.astimezone(UTC).weekday(),
-        provenance=[Provenance(source="gonogo.history", detail=f"{len(outcomes)} outcomes in 30 days")],
+        provenance=[Provenance(source="gonogo.history", detail=f"{len(releases)} releases with an outcome in 30 days")],
     )  # fmt: skip
     return EnvironmentHistory(last_ok.sha if last_ok else None, baseline, op)
 

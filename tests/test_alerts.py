@@ -40,8 +40,12 @@ def app_url(database_url: str, engine):
 
 
 def _released(engine, sha: str, at: datetime, status_id: int) -> None:
-    """What the gate and a deployment status leave behind: a history row, then a success outcome."""
+    """What the gate and a deployment status leave behind: an approved deployment, its history row, then a success
+    outcome (only a release gonogo let through can be the one live when an alert starts)."""
     with engine.begin() as conn:
+        conn.execute(insert(Deployment).values(key=f"{REPO}/{status_id}/{ENV}/1", repository=REPO, environment=ENV,
+                                               sha=sha, run_id=status_id, created_at=at - timedelta(minutes=5),
+                                               answer="approved", answered_at=at - timedelta(minutes=4)))  # fmt: skip
         conn.execute(insert(HistoryRow).values(deployment_id=f"{REPO}/{status_id}/{ENV}/1", repository=REPO,
                                                environment=ENV, sha=sha, created_at=at - timedelta(minutes=5),
                                                features={}))  # fmt: skip

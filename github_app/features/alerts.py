@@ -9,7 +9,8 @@ GitHub delivery; a worker attributes each alert here:
   environment (``environment`` or ``env``); an alert without both is not about a deployment;
 - a ``sha`` (or ``commit``) label names the release outright; otherwise it is the release that
   went live last in that environment before the alert started, and no longer ago than
-  ``GONOGO_ALERT_WINDOW_HOURS`` (a successful deployment status, else gonogo's own approval);
+  ``GONOGO_ALERT_WINDOW_HOURS`` (a successful deployment status of a release gonogo let through, else
+  gonogo's own approval);
 - alerts with ``severity`` ``info`` or ``none`` are not incidents.
 
 Each alert counts once however often Alertmanager repeats it (by fingerprint and start time).
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from github_app.db.models import Outcome
-from github_app.features.outcomes import latest_release, outcomes_recorded, record_outcome
+from github_app.features.outcomes import latest_release, let_through, outcomes_recorded, record_outcome
 from github_app.routing import Context, Event, Router
 from github_app.webhooks import ALERT_EVENT
 
@@ -110,12 +111,17 @@ def read_alert(raw: object) -> Alert | str:
 
 
 def live_release(engine: Engine, repository: str, environment: str, at: datetime, window: timedelta) -> str | None:
-    """The sha that went live last in this environment within ``window`` before ``at``."""
+    """The sha that went live last in this environment within ``window`` before ``at``.
+
+    Only a release gonogo let through can be live: a success status the deployer posts for any other commit
+    would otherwise take the alert off the release that was really running.
+    """
     with engine.connect() as conn:
         deployed = conn.execute(
             select(Outcome.sha).where(
                 Outcome.repository == repository, Outcome.environment == environment, Outcome.outcome == "success",
                 Outcome.source == "deployment_status", Outcome.observed_at <= at, Outcome.observed_at >= at - window,
+                let_through(),
             ).order_by(Outcome.observed_at.desc()).limit(1)
         ).scalar()  # fmt: skip
     return deployed or latest_release(engine, repository, environment, at, window)

@@ -61,13 +61,29 @@ async def outcomes_recorded(ctx: Context, *repositories: str) -> None:
             await retrain.outcome_recorded(repository)
 
 
+def let_through() -> Any:
+    """An outcome's commit is one gonogo approved in the outcome's repository and environment (a correlated EXISTS).
+
+    A success status is the deployer's word: their workflow can post it on any deployment of any commit. So only
+    the success of a commit gonogo let through says what went live there; a failure counts from any source.
+    """
+    return select(Deployment.id).where(
+        Deployment.repository == Outcome.repository, Deployment.environment == Outcome.environment,
+        Deployment.sha == Outcome.sha, Deployment.answer == "approved",
+    ).exists()  # fmt: skip
+
+
 def detect_rollback(engine: Engine, repository: str, environment: str, sha: str, at: datetime) -> str | None:
-    """If ``sha`` was live before a newer release in this environment, that newer release was rolled back."""
+    """If ``sha`` was live before a newer release in this environment, that newer release was rolled back.
+
+    What was live is read from the successes of releases gonogo let through: a success posted for a commit that
+    never passed the gate would otherwise stand between the release and its rollback and take the blame.
+    """
     with engine.connect() as conn:
         rows = conn.execute(
             select(Outcome.sha, Outcome.observed_at).where(
                 Outcome.repository == repository, Outcome.environment == environment, Outcome.outcome == "success",
-                Outcome.observed_at < at,
+                Outcome.observed_at < at, let_through(),
             ).order_by(Outcome.observed_at.desc()).limit(20)
         ).all()  # fmt: skip
     if not rows or rows[0].sha == sha:
