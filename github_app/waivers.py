@@ -233,7 +233,7 @@ def _utc(moment: datetime) -> datetime:
 def to_model(row: WaiverRow) -> Waiver:
     """Turn a stored waiver into the value the rules engine applies."""
     return Waiver(rule_id=row.rule_id, environment=row.environment, sha=row.sha, expires_at=_utc(row.expires_at),
-                  reason=row.reason, author=row.author)  # fmt: skip
+                  reason=row.reason, author=row.author, author_id=row.author_id)  # fmt: skip
 
 
 def add_waiver(
@@ -248,6 +248,7 @@ def add_waiver(
     *,
     now: datetime | None = None,
     deployment_key: str | None = None,
+    author_id: int | None = None,
 ) -> WaiverRow:
     """Store a waiver and its audit entry in the caller's transaction; raise WaiverError if it is invalid."""
     moment = _utc(now or datetime.now(UTC))
@@ -265,7 +266,7 @@ def add_waiver(
     values = {
         "repository": repository, "environment": environment, "rule_id": rule_id,
         "sha": sha.lower() if sha else None, "expires_at": expires, "reason": reason.strip(), "author": author,
-        "created_at": moment, "revoked_at": None, "revoked_by": None,
+        "author_id": author_id, "created_at": moment, "revoked_at": None, "revoked_by": None,
     }  # fmt: skip
     if isinstance(session, Session):
         row = WaiverRow(**values)
@@ -276,7 +277,7 @@ def add_waiver(
         row = WaiverRow(id=new_id, **values)
     audit.append(session, "waiver", repository=repository, deployment_key=deployment_key, actor=author, data={
         "action": "add", "waiver_id": row.id, "rule_id": rule_id, "environment": environment, "sha": values["sha"],
-        "expires_at": expires, "reason": values["reason"],
+        "expires_at": expires, "reason": values["reason"], "author_id": author_id,
     }, now=moment)  # fmt: skip
     log.info("waiver.added", extra={"waiver_id": row.id, "repository": repository, "environment": environment,
                                     "rule_id": rule_id})  # fmt: skip

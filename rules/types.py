@@ -55,6 +55,12 @@ class Waiver(_Model):
     expires_at: datetime
     reason: str
     author: str
+    author_id: int | None = None  # the author's account id, when known: it stays when the login changes
+
+    def by(self, login: str | None, account_id: int | None) -> bool:
+        """Return whether this waiver was given by that account (by id when both are known, else by login)."""
+        same_account = self.author_id is not None and account_id is not None and self.author_id == account_id
+        return same_account or (bool(login) and self.author.lower() == (login or "").lower())
 
     @field_validator("expires_at")
     @classmethod

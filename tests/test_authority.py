@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from github_app import audit, db
-from github_app.db.models import Deployment, Review, Waiver
+from github_app.db.models import DecisionRecord, Deployment, Review, Waiver
 from github_app.sandbox.webhooks import issue_comment_payload
 from tests.helpers import audit_entries
 from tests.scenarios import LABEL, REPO, release_state
@@ -270,3 +270,71 @@ def test_every_button_attempt_is_audited_with_where_it_came_from(database_url):
                             ("rita", True, "check_run_button", run.id, False)]  # fmt: skip
         assert "four eyes" in audit_entries(world.database_url, "review_attempt")[1].data["refusal"]
         assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+
+
+# --- four eyes on waivers the deployer gives elsewhere --------------------------------------------
+
+
+def escalate_colleagues_release(world: World, label: str = "alice") -> str:
+    """Alice's release of another commit on pull request 8, escalated by its running e2e check; its sha."""
+    base = world.state.deployment(LABEL)[1].sha
+    other = world.state.add_commit(REPO, message="Fix a typo", author="alice", branch="main", parents=[base])
+    world.state.add_check_run(REPO, other.sha, "e2e", status="in_progress", conclusion=None)
+    world.state.add_pull_request(REPO, 8, head_sha=other.sha, head_ref="typo", title="Fix a typo", user="alice")
+    dep = world.state.add_deployment(REPO, other.sha, "production", creator="alice", ref="main")
+    world.state.named_deployments[label] = (REPO, dep.id)
+    world.escalate(label)
+    return other.sha
+
+
+def comment_on(world: World, number: int, login: str, body: str) -> None:
+    payload = issue_comment_payload(world.state, REPO, number, body, login)
+    assert world.send("issue_comment", payload).status_code == 202
+    world.settle()
+
+
+def decide_rerun(world: World) -> Deployment:
+    """Request the gate for the "rerun" deployment and wait for its decision; its row."""
+    before = {d.id for d in deployments(world)}
+    world.request_gate("rerun")
+    return world.wait(lambda: next((d for d in deployments(world) if d.id not in before
+                                    and d.state in ("escalated", "answered")), None), what="the re-run's decision")
+
+
+def rerun_reasons(world: World, row: Deployment) -> list[str]:
+    [data] = world.query(select(DecisionRecord.data).where(DecisionRecord.id == row.decision_id))
+    return list(data[0]["reasons"])
+
+
+def test_the_deployer_cannot_waive_their_own_commit_through_a_colleagues_deployment(database_url):
+    """Four eyes: dora, refused a waiver on her own release, names her commit on alice's waiting deployment
+    (`for <sha>`), then re-runs her release: her own waiver must not pass it."""
+    with escalated_world(database_url) as world:
+        world.escalate(LABEL)
+        own_sha = world.state.deployment(LABEL)[1].sha
+        escalate_colleagues_release(world)
+        comment_on(world, 8, "dora", f"/gonogo waive {IN_PROGRESS_RULE} for {own_sha} until {in_days(5)} advisory")
+        [waiver] = world.query(select(Waiver))
+        assert (waiver.author, waiver.sha) == ("dora", own_sha)  # a reviewer may waive a colleague's commit
+        add_second_deployment(world, "rerun")  # dora runs her release again
+        rerun = decide_rerun(world)
+        assert world.gate("rerun").answer is None and rerun.state == "escalated"
+        assert any("four eyes" in r and "@dora" in r for r in rerun_reasons(world, rerun))
+
+
+def test_an_env_wide_waiver_does_not_pass_its_authors_own_deployments(database_url):
+    """Four eyes: an `--env-wide` waiver dora gives on alice's deployment covers alice's, never dora's, even
+    after dora renames her account."""
+    with escalated_world(database_url) as world:
+        world.escalate(LABEL)
+        escalate_colleagues_release(world)
+        comment_on(world, 8, "dora", f"/gonogo waive {IN_PROGRESS_RULE} --env-wide until {in_days(5)} e2e is advisory")
+        [waiver] = world.query(select(Waiver))
+        assert (waiver.author, waiver.sha) == ("dora", None)  # allowed: alice's deployment is not dora's
+        world.state.rename_user("dora", "dora-elsewhere")
+        sha = world.state.deployment(LABEL)[1].sha
+        dep = world.state.add_deployment(REPO, sha, "production", creator="dora-elsewhere", ref="main")
+        world.state.named_deployments["rerun"] = (REPO, dep.id)
+        rerun = decide_rerun(world)
+        assert world.gate("rerun").answer is None and rerun.state == "escalated"
+        assert any("four eyes" in r and "@dora-elsewhere" in r for r in rerun_reasons(world, rerun))

@@ -447,7 +447,7 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
     def store() -> None:
         with Session(ctx.engine) as session, session.begin():
             waivers.add_waiver(session, row.repository, row.environment, command.rule_id, sha, command.until,
-                               command.reason, actor, deployment_key=row.key)  # fmt: skip
+                               command.reason, actor, deployment_key=row.key, author_id=sender_id(ev.payload))  # fmt: skip
 
     await asyncio.to_thread(store)
     where = f"every commit to {row.environment}" if sha is None else f"`{sha[:7]}` on {row.environment}"

@@ -344,6 +344,23 @@ async def waivers_for(engine: Engine, target: Target) -> list[Waiver]:
     return await asyncio.to_thread(read, datetime.now(UTC))
 
 
+def _waivers_that_count(
+    found: list[Waiver], req: GateRequest, env_policy: EnvironmentPolicy | None
+) -> tuple[list[Waiver], list[Waiver]]:
+    """Split the active waivers into those that count for this deployment and those its own deployer gave.
+
+    Under four eyes the deployer may not waive their deployment's rules. Refusing the command is not
+    enough: a waiver may name any commit (``for <sha>``) or every commit (``--env-wide``), and be given
+    on a colleague's deployment, so it is checked against each deployment it would pass. An invalid
+    policy falls back to the default pack, where four eyes is on.
+    """
+    four_eyes = env_policy.reviewers.four_eyes if env_policy is not None else True
+    if not four_eyes:
+        return found, []
+    refused = [w for w in found if w.by(req.target.creator, req.creator_id)]
+    return [w for w in found if w not in refused], refused
+
+
 async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, owner: str) -> None:
     t = req.target
     engine = ctx.engine
@@ -392,8 +409,14 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     if env_policy is not None:  # what this repository's own outcomes say of its learnable rules
         track = await asyncio.to_thread(learning.track_record, engine, t.repository, t.environment,
                                         t.deployment_key, now, env_policy.learning)  # fmt: skip
+    found_waivers, refused_waivers = _waivers_that_count(found_waivers, req, env_policy)
     decision = evaluate(collected.evidence, policy, t.environment, now=now, risk=risk, waivers=found_waivers,
                         track=track)  # fmt: skip
+    if refused_waivers:
+        decision = decision.model_copy(update={"reasons": [*decision.reasons, *(
+            f"the waiver of {w.rule_id} by @{w.author} does not count: under four eyes the person who triggered "
+            f"the deployment (@{t.creator}) cannot waive its rules; another reviewer may" for w in refused_waivers
+        )]})  # fmt: skip
     if ctx.settings.dry_run and decision.mode != "dry-run":
         decision = decision.model_copy(update={"mode": "dry-run", "action": "approve"})
 
