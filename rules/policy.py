@@ -386,6 +386,23 @@ def _duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> list
     return out
 
 
+def _environment_case_clashes(node: yaml.Node | None, source: str) -> list[PolicyIssue]:
+    """Environments named twice in one file, in different case: GitHub takes them for one environment."""
+    envs = next((v for k, v in node.value if str(k.value) == "environments"), None) if isinstance(node, yaml.MappingNode) else None
+    out: list[PolicyIssue] = []
+    if not isinstance(envs, yaml.MappingNode):
+        return out
+    first: dict[str, str] = {}
+    for key, _ in envs.value:
+        name = str(key.value)
+        earlier = first.setdefault(name.lower(), name)
+        if earlier != name:
+            out.append(PolicyIssue(source, key.start_mark.line + 1, key.start_mark.column + 1, f"environments.{name}",
+                                   f"{name!r} and {earlier!r} are the same GitHub environment (names ignore case); "
+                                   "merge the two entries"))  # fmt: skip
+    return out
+
+
 def _locate(
     node: yaml.Node | None, loc: tuple[int | str, ...], at_key: bool = False
 ) -> tuple[int | None, int | None]:
@@ -463,7 +480,7 @@ def parse_policy_document(text: str, source: str = "<string>") -> dict[str, Any]
     if not isinstance(data, dict):
         line, col = _locate(node, ())
         raise PolicyError([PolicyIssue(source, line, col, "", "the policy must be a mapping of keys (extends, mode, environments, ...)")])
-    issues = _duplicate_keys(node, source)
+    issues = _duplicate_keys(node, source) + _environment_case_clashes(node, source)
     try:
         Policy.model_validate(data)
     except ValidationError as exc:
@@ -501,6 +518,19 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _aligned_environment_names(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` with each environment spelled as ``base`` spells it, so that layers merge whatever the case.
+
+    GitHub environment names ignore case: `Production:` in a repository file adds to the pack's and the
+    organisation's `production`, rather than standing beside it and hiding one or the other.
+    """
+    envs = over.get("environments")
+    if not isinstance(envs, dict):
+        return over
+    known = {str(name).lower(): name for name in base.get("environments") or {}}
+    return {**over, "environments": {known.get(str(name).lower(), name): value for name, value in envs.items()}}
+
+
 def resolve_policy(
     repo: dict[str, Any] | None = None,
     org: dict[str, Any] | None = None,
@@ -515,7 +545,7 @@ def resolve_policy(
     used = [f"pack:{pack}"]
     for maybe, name in ((org, sources[0]), (repo, sources[1])):
         if maybe:
-            merged = deep_merge(merged, maybe)
+            merged = deep_merge(merged, _aligned_environment_names(merged, maybe))
             used.append(name)
     merged["extends"] = pack
     try:

@@ -264,3 +264,28 @@ def test_a_notification_secret_must_be_a_notification_variable() -> None:
     ok = load_policy_text("environments:\n  production:\n    notifications:\n"
                           "      - {type: webhook, url: https://x.example, secret_env: GONOGO_NOTIFY_DEPLOYS}\n")  # fmt: skip
     assert effective(ok, "production").notifications[0].secret_env == "GONOGO_NOTIFY_DEPLOYS"
+
+
+def test_an_environment_named_in_another_case_merges_with_the_layers_below() -> None:
+    """GitHub environment names ignore case; so do the layers. `Production:` in the repository file adds to
+    the pack's and the organisation's `production`, it does not stand beside them: before, a deployment to
+    `production` silently ignored the repository's blocker, and one to `Production` lost the pack's
+    production limits (falling back to the looser "*") and the organisation's blocker."""
+    org = "environments:\n  production:\n    rules:\n      GNG-SEC-003: {severity: blocker}\n"
+    repo = "environments:\n  Production:\n    rules:\n      GNG-SEC-002: {severity: blocker}\n"
+    policy = load_policy_text(repo, org_text=org)
+    assert [name.lower() for name in policy.environments].count("production") == 1
+    for name in ("production", "Production", "PRODUCTION"):
+        env = effective(policy, name)
+        assert env.rules["GNG-SEC-002"].severity == "blocker", name
+        assert env.rules["GNG-SEC-003"].severity == "blocker", name
+        assert (env.approve.max_risk, env.reject.max_risk) == (0.15, 0.6), name  # the pack's production
+
+
+def test_one_file_naming_an_environment_twice_in_different_case_is_an_error() -> None:
+    text = "environments:\n  production:\n    approve: {max_risk: 0.1}\n  PRODUCTION:\n    approve: {max_risk: 0.3}\n"
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text(text)
+    [issue] = exc.value.errors
+    assert (issue.line, issue.column, issue.path) == (4, 3, "environments.PRODUCTION")
+    assert "same GitHub environment" in issue.message and "'production'" in issue.message
