@@ -362,13 +362,24 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         raise PolicyError([PolicyIssue(source, line, col, "", f"YAML syntax error: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise PolicyError([PolicyIssue(source, None, None, "", f"YAML error: {exc}")]) from None
+    except RecursionError:  # PyYAML composes recursively: a file of thousands of "[" must not crash the reader
+        raise PolicyError([PolicyIssue(source, None, None, "", "the YAML is nested too deeply to be a policy; "
+                                                               "a policy is a few levels of mappings and lists")]) from None
     finally:
         loader.dispose()
     return data, node
 
 
-def _duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> list[PolicyIssue]:
+def _duplicate_keys(
+    node: yaml.Node | None, source: str, path: str = "", seen_nodes: set[int] | None = None
+) -> list[PolicyIssue]:
     out: list[PolicyIssue] = []
+    # An alias is the very node its anchor names: walk each node once, or a few hundred bytes of aliases
+    # nested nine deep (a "billion laughs") make hundreds of millions of visits.
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return out
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -379,10 +390,10 @@ def _duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> list
                                 f"duplicate key {name!r}: YAML keeps only the last one; merge the two entries")
                 )  # fmt: skip
             seen.add(name)
-            out.extend(_duplicate_keys(value, source, f"{path}{name}."))
+            out.extend(_duplicate_keys(value, source, f"{path}{name}.", seen_nodes))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            out.extend(_duplicate_keys(item, source, f"{path}{i}."))
+            out.extend(_duplicate_keys(item, source, f"{path}{i}.", seen_nodes))
     return out
 
 

@@ -289,3 +289,30 @@ def test_one_file_naming_an_environment_twice_in_different_case_is_an_error() ->
     [issue] = exc.value.errors
     assert (issue.line, issue.column, issue.path) == (4, 3, "environments.PRODUCTION")
     assert "same GitHub environment" in issue.message and "'production'" in issue.message
+
+
+def _alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML whose aliases reach 9**levels list items."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    lines.append(f"environments: {{production: {{required_checks: *l{levels - 1}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_quickly_not_expanded() -> None:
+    """A policy file is read by every worker that gates the repository: 700 bytes of aliases (9**9 items)
+    kept a worker busy for hours, walking the same nodes again through each alias."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text(_alias_bomb(9))
+    assert time.monotonic() - started < 5
+    assert any(i.path == "l0" and "unknown key" in i.message for i in exc.value.errors)
+
+
+def test_a_deeply_nested_policy_is_a_policy_error_not_a_crash() -> None:
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text("environments: {production: {required_checks: " + "[" * 5000 + "]" * 5000 + "}}\n")
+    assert "nested too deeply" in str(exc.value)
