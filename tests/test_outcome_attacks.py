@@ -142,3 +142,23 @@ def test_success_statuses_cannot_water_down_the_recent_failure_rate(database_url
     assert evidence.operational.env_failure_rate_30d == 0.5
     [finding] = [f for f in decision["findings"] if f["rule_id"] == "GNG-OPS-001"]
     assert finding["status"] == "failed"
+
+
+def test_a_success_posted_for_a_release_gonogo_rejected_does_not_label_it(database_url):
+    """gonogo rejects a release with a critical vulnerability; the deployer deploys it around the gate and marks it
+    deployed fine. The risk model must not learn from that row that such a release succeeds; a failure still counts.
+    """
+    state = in_working_hours(release_state(critical_vuln=True))
+    head = state.deployment(LABEL)[1]
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        assert gate.answer == "rejected"
+        around = world.state.add_deployment(REPO, head.sha, "production", creator="dora", waiting=False).id
+        _status(world, around, "success", world.state.now() + 1)
+        world.settle()
+        after_success = world.query(select(HistoryRow.outcome).where(HistoryRow.sha == head.sha))
+        _status(world, around, "failure", world.state.now() + 2)
+        world.settle()
+        after_failure = world.query(select(HistoryRow.outcome).where(HistoryRow.sha == head.sha))
+    assert [r.outcome for r in after_success] == [None]
+    assert [r.outcome for r in after_failure] == ["failure"]

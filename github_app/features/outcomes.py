@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from github_app import db
 from github_app.db.models import Deployment, HistoryRow, Outcome
@@ -43,6 +43,10 @@ def record_outcome(
                 HistoryRow.created_at <= observed_at,
             ).order_by(HistoryRow.created_at.desc()).limit(1)
         ).scalar()  # fmt: skip
+        if target is not None and outcome == "success" and not _let_through_row(conn, target):
+            # a success is the deployer's word: on a release gonogo rejected or never approved it would teach
+            # the risk model that such a release goes well; the outcome stays stored, the row unlabelled
+            target = None
         if target is not None:
             # a failure after a success is what we learn from; never overwrite a failure with a later success
             current = conn.execute(select(HistoryRow.outcome).where(HistoryRow.id == target)).scalar()
@@ -51,6 +55,15 @@ def record_outcome(
     log.info("outcome.recorded", extra={"repository": repository, "environment": environment, "sha": sha[:7],
                                         "outcome": outcome, "source": source})  # fmt: skip
     return True
+
+
+def _let_through_row(conn: Connection, history_id: int) -> bool:
+    """Whether the history row's deployment was answered ``approved`` (by gonogo, a reviewer or a dry run)."""
+    answer = conn.execute(
+        select(Deployment.answer).join(HistoryRow, HistoryRow.deployment_id == Deployment.key)
+        .where(HistoryRow.id == history_id)
+    ).scalar()  # fmt: skip
+    return answer == "approved"
 
 
 async def outcomes_recorded(ctx: Context, *repositories: str) -> None:
