@@ -192,3 +192,30 @@ def test_policy_on_a_feature_branch_cannot_relax_its_own_gate(database_url: str)
     assert decision["mode"] == "enforce" and decision["verdict"] == "no-go"
     assert "GNG-TEST-001" in decision["blocking"] and gate.answer == "rejected"
     assert "relax" not in decision["policy_source"]
+
+
+ORG_FREEZE = """
+environments:
+  production:
+    freeze:
+      - {start: "MON 00:00", end: "SUN 23:59", reason: "organisation-wide change freeze"}
+"""
+
+
+def test_organisation_defaults_that_github_fails_to_serve_are_not_dropped(database_url: str) -> None:
+    """The organisation's freeze must hold while GitHub answers 502 for its file: before, any error reading the
+    organisation defaults counted as "no defaults", and the clean release was approved without them."""
+    state = release_state()
+    state.add_repo("acme/.github", default_branch="main")
+    state.set_file("acme/.github", "main", ".github/gonogo.yml", ORG_FREEZE)
+    with running_world(database_url, state) as world:
+        world.state.inject("GET", "/repos/acme/.github/contents/", "status", status=502, times=None)
+        world.request_gate(LABEL)
+        world.wait(lambda: world.gate(LABEL).answer or any(d.attempts >= 2 for d in world.deliveries()),
+                   what="an answer or a retried delivery")  # fmt: skip
+        assert world.gate(LABEL).answer is None  # not answered while the defaults cannot be read
+        world.state.clear_faults()
+        gate = world.wait_decided(LABEL, timeout=60)
+        _, decision, _ = stored(world, LABEL)
+    assert gate.answer is None and decision["verdict"] == "escalate"
+    assert decision["freeze"]["reason"] == "organisation-wide change freeze"

@@ -27,11 +27,10 @@ from github_app.deployments import Answer, DeploymentBusy, LeaseLost
 from github_app.evidence import Target, collect
 from github_app.features.announcements import announce_escalation, notify_state_change
 from github_app.github import (
+    Forbidden,
     GitHubAuthError,
-    GitHubError,
     InstallationNotFound,
     NotFound,
-    RateLimited,
     call,
     parse_time,
     parsed,
@@ -182,12 +181,15 @@ def parsed_policy(text: str | None, source: str, org_text: str | None, org_sourc
 
 
 async def _org_defaults(gh: GitHub[Any], owner: str) -> tuple[str, str] | None:
+    """The organisation's defaults file, or None when there is none this installation may read.
+
+    Any other failure (a rate limit, a 5xx, a cut-off body) is a failed read, not an absent file, and goes
+    up for the job to be retried: a policy read without the organisation's blockers or freezes could approve.
+    """
     try:
         return await read_file(gh, owner, ".github", POLICY_PATH, None)
-    except RateLimited:
-        raise  # a pause, not an absent defaults file: the policy must not be read without them
-    except GitHubError:
-        return None  # no org defaults repository, or not readable by this installation
+    except (NotFound, Forbidden):
+        return None
 
 
 # --- the handler ----------------------------------------------------------------------------
