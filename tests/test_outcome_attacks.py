@@ -162,3 +162,29 @@ def test_a_success_posted_for_a_release_gonogo_rejected_does_not_label_it(databa
         after_failure = world.query(select(HistoryRow.outcome).where(HistoryRow.sha == head.sha))
     assert [r.outcome for r in after_success] == [None]
     assert [r.outcome for r in after_failure] == ["failure"]
+
+
+def test_a_release_fails_once_at_the_first_failure_seen(database_url):
+    """A failure status, then days later an error status for the same release: the row keeps the first time.
+
+    Later releases' features may know of a failure only from when it was seen; moving the time to the last
+    report would hide it from the releases in between. An earlier failure delivered late moves it back.
+    """
+    state = in_working_hours(release_state())
+    head = state.deployment(LABEL)[1]
+    with running_world(database_url, state) as world:
+        assert decide(world, LABEL).answer == "approved"
+        deployed = world.state.now()
+        _status(world, head.id, "failure", deployed + 600)
+        world.settle()
+        _status(world, head.id, "error", deployed + 3 * 86400)
+        world.settle()
+        kept = world.query(select(HistoryRow.outcome, HistoryRow.outcome_at).where(HistoryRow.sha == head.sha))
+        _status(world, head.id, "failure", deployed + 60)  # an earlier report, delivered last
+        world.settle()
+        earliest = world.query(select(HistoryRow.outcome_at).where(HistoryRow.sha == head.sha))
+    [(outcome, at)] = kept
+    assert outcome == "failure"
+    assert abs((at.replace(tzinfo=at.tzinfo or UTC) - datetime.fromtimestamp(deployed + 600, UTC)).total_seconds()) < 2
+    [(first,)] = earliest
+    assert abs((first.replace(tzinfo=first.tzinfo or UTC) - datetime.fromtimestamp(deployed + 60, UTC)).total_seconds()) < 2

@@ -14,6 +14,7 @@ from github_app import db
 from github_app.db.models import Deployment, HistoryRow, Outcome
 from github_app.github import parse_time
 from github_app.routing import Context, Event, Router
+from scorer.evidence import FAILED_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,23 @@ def record_outcome(
             target = None
         if target is not None:
             # a failure after a success is what we learn from; never overwrite a failure with a later success
-            current = conn.execute(select(HistoryRow.outcome).where(HistoryRow.id == target)).scalar()
+            current, current_at = conn.execute(
+                select(HistoryRow.outcome, HistoryRow.outcome_at).where(HistoryRow.id == target)).one()
+            if current in FAILED_OUTCOMES and outcome in FAILED_OUTCOMES and current_at is not None:
+                # a release fails once, when first seen failing: a later alert or status (or an earlier one
+                # delivered late) names the failure, and the time stays the earliest, which is what later
+                # releases' features may know of it
+                observed_at = min(_aware(current_at), observed_at)
             if current in (None, "success") or outcome != "success":
                 conn.execute(update(HistoryRow).where(HistoryRow.id == target).values(outcome=outcome, outcome_at=observed_at))
     log.info("outcome.recorded", extra={"repository": repository, "environment": environment, "sha": sha[:7],
                                         "outcome": outcome, "source": source})  # fmt: skip
     return True
+
+
+def _aware(when: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _let_through_row(conn: Connection, history_id: int) -> bool:
