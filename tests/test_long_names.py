@@ -20,10 +20,11 @@ def test_a_255_character_environment_fits_every_table(database_url):
     engine = db.make_engine(database_url)
     now = datetime.now(UTC)
     with engine.begin() as conn:
+        # a release gonogo approved (only those take a success label: docs/outcomes.md)
         conn.execute(insert(Deployment).values(key=f"o/r/1/{LONGEST}/1", repository="o/r", environment=LONGEST,
-                                               sha="a" * 40, run_id=1, created_at=now))  # fmt: skip
-        conn.execute(insert(HistoryRow).values(deployment_id="d1", repository="o/r", environment=LONGEST,
-                                               sha="a" * 40, created_at=now, features={}))  # fmt: skip
+                                               sha="a" * 40, run_id=1, created_at=now, answer="approved"))  # fmt: skip
+        conn.execute(insert(HistoryRow).values(deployment_id=f"o/r/1/{LONGEST}/1", repository="o/r",
+                                               environment=LONGEST, sha="a" * 40, created_at=now, features={}))  # fmt: skip
         conn.execute(insert(Waiver).values(repository="o/r", environment=LONGEST, rule_id="GNG-SEC-001",
                                            expires_at=now, reason="r", author="a", created_at=now))  # fmt: skip
     # a deployment status for it arrives over HTTP and becomes an outcome, not a dead delivery
