@@ -46,6 +46,17 @@ class RuleResult(_Model):
     relaxed_to: RuleSeverity | None = None
 
 
+def same_account(login: str | None, account_id: int | None, other_login: str | None, other_id: int | None) -> bool:
+    """Whether two GitHub users are one account: the same id when both are known, or the same login.
+
+    An account keeps its id when it changes its login (and its teams and permissions with it); the login
+    still counts for records kept before ids were.
+    """
+    if account_id is not None and other_id is not None and account_id == other_id:
+        return True
+    return bool(login) and bool(other_login) and (login or "").lower() == (other_login or "").lower()
+
+
 class Waiver(_Model):
     """A reviewer's permission to ignore one failed rule in one environment until a date."""
 
@@ -59,8 +70,7 @@ class Waiver(_Model):
 
     def by(self, login: str | None, account_id: int | None) -> bool:
         """Return whether this waiver was given by that account (by id when both are known, else by login)."""
-        same_account = self.author_id is not None and account_id is not None and self.author_id == account_id
-        return same_account or (bool(login) and self.author.lower() == (login or "").lower())
+        return same_account(self.author, self.author_id, login, account_id)
 
     @field_validator("expires_at")
     @classmethod

@@ -31,6 +31,7 @@ from github_app.github import GitHubError, NotFound, call
 from github_app.publish import comment_on_issue, update_check_run_text
 from github_app.routing import Context, Event, RetryLater, Router
 from rules.policy import EnvironmentPolicy, Policy, Reviewers, effective, format_duration, load_policy_text
+from rules.types import same_account
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ def is_deployer(row: Deployment, actor: str, actor_id: int | None) -> bool:
     The id settles it when both are known: an account may change its login at any moment and keep its
     teams and permissions. The login still counts for deployments recorded without an id.
     """
-    same_account = actor_id is not None and row.creator_id is not None and actor_id == row.creator_id
-    return same_account or (bool(row.creator) and actor.lower() == (row.creator or "").lower())
+    return same_account(actor, actor_id, row.creator, row.creator_id)
 
 
 def sender_id(payload: dict[str, Any]) -> int | None:
