@@ -170,7 +170,11 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
         by_name.setdefault((run.name, run.app.id if run.app else None), []).append(run)
     checks: list[CheckResult] = []
     for (name, _app), group in by_name.items():
-        latest = max(group, key=lambda r: (r.started_at or r.completed_at or datetime.min.replace(tzinfo=UTC), r.id))
+        # The newest attempt is the run GitHub created last, the highest id: a re-run is a new check run and the
+        # earlier one stays as it was. Not started_at: it is null until set (the OpenAPI marks it nullable) and
+        # the reporting app may set it to any moment, so a queued or in-progress re-run could sort before the
+        # attempt it replaces and let that attempt's old success stand for a check that is not finished.
+        latest = max(group, key=lambda r: r.id)
         duration = None
         if latest.started_at and latest.completed_at:
             duration = (latest.completed_at - latest.started_at).total_seconds()

@@ -48,3 +48,47 @@ def test_a_rerun_by_the_same_app_still_replaces_the_earlier_attempt(database_url
     [integration] = [c for c in ev.checks.checks if c.name == "integration"]
     assert (integration.conclusion, integration.attempts) == ("success", 2)
     assert not ev.checks.failed
+
+
+# --- which attempt is the latest -------------------------------------------------------------------
+# A re-run is a new check run: GitHub gives it a new, higher id and leaves the earlier attempt as it was.
+# Its start time orders nothing: GitHub's OpenAPI description marks check-run `started_at` nullable, and
+# the app that reports the check may set it to any moment when it creates or updates the run.
+
+
+def _success_then_newer_attempt(started_at: float | None, status: str):
+    state = release_state(policy="environments:\n  production:\n    required_checks: [integration]\n")
+    _, release = state.deployment(LABEL)
+    now = state.now()
+    older = state.add_check_run(REPO, release.sha, "integration", conclusion="success", started_at=now - 600,
+                                completed_at=now - 500)  # fmt: skip
+    newer = state.add_check_run(REPO, release.sha, "integration", status=status, conclusion=None)
+    newer.started_at = None if started_at is None else now + started_at
+    assert newer.id > older.id
+    return state
+
+
+def _held_pending_on_integration(database_url, state) -> None:
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+        check_text = world.check_run(LABEL).output.get("summary") or ""
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    [integration] = [c for c in ev.checks.checks if c.name == "integration"]
+    assert not integration.completed and integration.attempts == 2
+    findings = {f["rule_id"]: f for f in decision["findings"]}
+    assert findings["GNG-QUAL-002"]["status"] == "unknown"  # required, not finished: never a pass
+    assert "integration" in findings["GNG-QUAL-002"]["message"]
+    assert findings["GNG-QUAL-003"]["status"] == "failed"  # a check is still running
+    assert "integration" in check_text
+
+
+def test_a_queued_rerun_without_a_start_time_is_the_current_attempt_not_the_older_success(database_url):
+    """A queued re-run may have no started_at yet (null): it is still the newest attempt of the check."""
+    _held_pending_on_integration(database_url, _success_then_newer_attempt(None, "queued"))
+
+
+def test_a_rerun_reporting_an_earlier_start_than_the_older_attempt_is_still_the_current_one(database_url):
+    """The reporting app sets started_at: a re-run in progress that gives its pipeline's first start time
+    (before the earlier attempt's) is still the newer attempt."""
+    _held_pending_on_integration(database_url, _success_then_newer_attempt(-900, "in_progress"))
