@@ -85,6 +85,10 @@ class MissingPermission(Forbidden):
     """403 "Resource not accessible by integration": the installation lacks a permission the call needs."""
 
 
+class TooLarge(Forbidden):
+    """403 with the error code "too_large": a file over the 1 MB the contents API sends inline."""
+
+
 class FeatureDisabled(GitHubError):
     """403 or 404 with one of GitHub's documented "this feature is off for the repository" answers."""
 
@@ -222,9 +226,11 @@ def _from_response(exc: RequestFailed) -> GitHubError:
     status = exc.response.status_code
     url = str(exc.request.url)
     try:
-        message = str(exc.response.json().get("message", ""))
-    except (ValueError, AttributeError):
-        message = ""
+        body = exc.response.json()
+        message = str(body.get("message", ""))
+        codes = {e.get("code") for e in body.get("errors") or () if isinstance(e, dict)}
+    except (ValueError, AttributeError, TypeError):
+        message, codes = "", set()
     path = exc.request.url.path
     if "/app/installations/" in path and path.endswith("/access_tokens"):
         if status == 404:
@@ -244,6 +250,8 @@ def _from_response(exc: RequestFailed) -> GitHubError:
         return FeatureDisabled(f"GitHub said {status} for {url}: {message}", status, url, message)
     if status == 403 and message.lower().startswith(MISSING_PERMISSION):
         return MissingPermission(f"GitHub said 403 Forbidden for {url}: {message}", status, url, message)
+    if status == 403 and "too_large" in codes:
+        return TooLarge(f"GitHub said 403 Forbidden for {url}: {message}", status, url, message)
     if status == 403:
         return Forbidden(f"GitHub said 403 Forbidden for {url}: {message}", status, url, message)
     if status == 404:

@@ -53,7 +53,7 @@ def test_clean_deployment_under_an_explicit_policy_is_approved(database_url: str
     assert gate.answer == "approved" and answers(world) == ["approved"]
     assert run.conclusion == "success" and run.output["summary"].startswith("## ✅ GO")
     assert decision["verdict"] == "go" and decision["blocking"] == []
-    assert "gonogo.yml" in decision["policy_source"] and reads == ["main"]
+    assert "gonogo.yml" in decision["policy_source"] and reads == [None]  # the default branch, as GitHub knows it
     assert "GO" in comments(world)[-1] and len(comments(world)[-1]) <= 1024
 
 
@@ -188,7 +188,7 @@ def test_policy_on_a_feature_branch_cannot_relax_its_own_gate(database_url: str)
         gate = decide(world, "relax")
         _, decision, _ = stored(world, "relax")
         reads = policy_reads(world)
-    assert reads and set(reads) == {"main"}  # never read from the ref being deployed
+    assert reads and set(reads) == {None}  # the default branch, never the ref being deployed
     assert decision["mode"] == "enforce" and decision["verdict"] == "no-go"
     assert "GNG-TEST-001" in decision["blocking"] and gate.answer == "rejected"
     assert "relax" not in decision["policy_source"]
@@ -219,3 +219,57 @@ def test_organisation_defaults_that_github_fails_to_serve_are_not_dropped(databa
         _, decision, _ = stored(world, LABEL)
     assert gate.answer is None and decision["verdict"] == "escalate"
     assert decision["freeze"]["reason"] == "organisation-wide change freeze"
+
+
+REPO_FREEZE = ORG_FREEZE.replace("organisation-wide change freeze", "the repository's own freeze")
+
+
+def test_a_policy_read_after_the_default_branch_was_renamed_is_not_taken_as_absent(database_url: str) -> None:
+    """A retried job carries the webhook's default branch, which a rename in between makes a name GitHub no longer
+    knows. Before, the read asked for that name, GitHub answered 404 ("No commit found for the ref"), the file
+    counted as absent, and the clean release was approved by the default pack through the repository's freeze."""
+    state = release_state(policy=REPO_FREEZE)
+    with running_world(database_url, state) as world:
+        world.state.inject("GET", POLICY_PATH, "status", status=502, times=None)
+        world.request_gate(LABEL)
+        world.wait(lambda: any(d.attempts >= 2 for d in world.deliveries()), what="a retried delivery")
+        assert world.gate(LABEL).answer is None
+        world.state.rename_branch(REPO, "main", "trunk")
+        world.state.clear_faults()
+        gate = world.wait_decided(LABEL, timeout=60)
+        _, decision, _ = stored(world, LABEL)
+        reads = policy_reads(world)
+    assert gate.answer is None and decision["verdict"] == "escalate"
+    assert decision["freeze"]["reason"] == "the repository's own freeze"
+    assert reads and set(reads) == {None}  # the default branch as GitHub knows it at the time of the read
+
+
+def _padded(policy: str) -> str:
+    """The policy followed by comment lines, past the 1 MB GitHub sends inline."""
+    return policy + ("# " + "x" * 98 + "\n") * 10_100
+
+
+def test_a_repository_policy_over_1_mb_is_a_policy_error_not_the_default_pack(database_url: str) -> None:
+    """GitHub does not send a file over 1 MB through the contents API (403 "too_large"). Before, that 403 went up as
+    a failed read and the job was retried until it died; the release waited with no word of why."""
+    with running_world(database_url, release_state(policy=_padded(REPO_FREEZE))) as world:
+        gate = decide(world, LABEL)
+        run = world.check_run(LABEL)
+        _, decision, _ = stored(world, LABEL)
+    assert gate.answer is None and decision["verdict"] == "escalate"
+    errors = decision["policy_errors"]
+    assert any("1 MB" in e and ".github/gonogo.yml" in e for e in errors), errors
+    assert "1 MB" in run.output["summary"]
+
+
+def test_organisation_defaults_over_1_mb_are_not_dropped(database_url: str) -> None:
+    """The organisation's file over 1 MB: GitHub answers 403, which the reader of organisation defaults took for
+    "this installation may not read it", so the clean release was approved without the organisation's freeze."""
+    state = release_state()
+    state.add_repo("acme/.github", default_branch="main")
+    state.set_file("acme/.github", "main", ".github/gonogo.yml", _padded(ORG_FREEZE))
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        _, decision, _ = stored(world, LABEL)
+    assert gate.answer is None and decision["verdict"] == "escalate"
+    assert any("1 MB" in e and "acme/.github" in e for e in decision["policy_errors"]), decision["policy_errors"]

@@ -227,6 +227,16 @@ async def _contents(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     listing = parsed(await gh.rest.repos.async_get_content("acme", "shop", ".github"))
     assert [entry.name for entry in listing] == ["gonogo.yml"]
     await expect_error(gh.rest.repos.async_get_content("acme", "shop", "nope.txt"), 404)
+    # a file over 1 MB: 403 "too_large" as JSON, an empty "none" encoding as an object
+    big = b"x" * 1_000_001
+    w.state.set_file("acme/shop", "main", "big.lock", big)
+    with pytest.raises(RequestFailed) as info:
+        await gh.rest.repos.async_get_content("acme", "shop", "big.lock")
+    assert info.value.response.status_code == 403
+    assert info.value.response.json()["errors"][0]["code"] == "too_large"
+    obj = await gh.rest.repos.async_get_content("acme", "shop", "big.lock",
+                                                 headers={"Accept": "application/vnd.github.object"})
+    assert obj.json()["encoding"] == "none" and obj.json()["content"] == "" and obj.json()["size"] == len(big)
 
 
 @case("GET", R + "/compare/{basehead}")

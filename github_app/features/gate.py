@@ -31,6 +31,7 @@ from github_app.github import (
     GitHubAuthError,
     InstallationNotFound,
     NotFound,
+    TooLarge,
     call,
     parse_time,
     parsed,
@@ -46,7 +47,7 @@ from github_app.publish import (
 from github_app.routing import Context, Event, PermanentError, RetryLater, Router
 from rules import report
 from rules.pipeline import evaluate
-from rules.policy import EnvironmentPolicy, Policy, PolicyError, effective, load_policy_text
+from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, effective, load_policy_text
 from rules.types import Decision, Waiver
 from scorer.assessment import RiskEstimate
 from scorer.evidence import Evidence
@@ -121,11 +122,17 @@ _FILE_CACHE: collections.OrderedDict[tuple[str, str, str, str | None], tuple[str
 FILE_CACHE_SIZE = 512
 
 
+class UnreadablePolicyFile(Exception):
+    """A policy file GitHub holds but does not send as text (over 1 MB, or not a file): never "no policy"."""
+
+
 async def read_file(gh: GitHub[Any], owner: str, repo: str, path: str, ref: str | None) -> tuple[str, str] | None:
-    """A file's text and blob sha at ``ref``, or None when it does not exist.
+    """A file's text and blob sha at ``ref`` (None: the default branch as GitHub knows it now), or None when it
+    does not exist.
 
     A file read before is asked for with its ETag: GitHub answers 304 when it did not change, which
-    costs no rate limit, and the text read then is used again.
+    costs no rate limit, and the text read then is used again. A file the contents API will not send as text
+    (over 1 MB, a directory, a submodule) raises UnreadablePolicyFile: it exists, so it is not absent.
     """
     key = (owner.lower(), repo.lower(), path, ref)
     cached = _FILE_CACHE.get(key)
@@ -137,13 +144,20 @@ async def read_file(gh: GitHub[Any], owner: str, repo: str, path: str, ref: str 
     except NotFound:
         _FILE_CACHE.pop(key, None)
         return None
+    except TooLarge:
+        _FILE_CACHE.pop(key, None)
+        raise UnreadablePolicyFile(
+            "the file is over 1 MB, which GitHub's contents API does not send; keep the policy under 1 MB "
+            "(move long lists into fewer rules or environments)"
+        ) from None
     if resp.status_code == 304 and cached is not None:
         _FILE_CACHE.move_to_end(key)
         return cached[1], cached[2]
     data = parsed(resp)
     content = getattr(data, "content", None)
-    if not isinstance(content, str):
-        return None
+    if getattr(data, "type", None) != "file" or not isinstance(content, str) or data.encoding != "base64":
+        raise UnreadablePolicyFile(f"GitHub holds it as a {getattr(data, 'type', 'directory')}, not a file "
+                                   "it sends as text; it must be a YAML file")
     text, sha = base64.b64decode(content).decode("utf-8", errors="replace"), str(getattr(data, "sha", ""))
     etag = resp.headers.get("etag")
     if etag:
@@ -155,17 +169,27 @@ async def read_file(gh: GitHub[Any], owner: str, repo: str, path: str, ref: str 
 
 
 async def load_policy(gh: GitHub[Any], t: Target) -> tuple[Policy | PolicyError, str | None]:
-    """The policy on the default branch (never the deployed ref), over organisation defaults and the pack."""
-    repo_file, org_file = await asyncio.gather(
-        read_file(gh, t.owner, t.name, POLICY_PATH, t.default_branch),
-        _org_defaults(gh, t.owner),
-    )
+    """The policy on the default branch (never the deployed ref), over organisation defaults and the pack.
+
+    The file is asked for without a ref, so GitHub reads its default branch as it is now: the branch named in
+    the webhook may have been renamed since (a retried job), and a 404 for that name would read as "no policy".
+    """
+    source, org_source = f"{t.repository}:{POLICY_PATH}", f"{t.owner}/.github:{POLICY_PATH}"
+    repo_read, org_read = await asyncio.gather(
+        read_file(gh, t.owner, t.name, POLICY_PATH, None), _org_defaults(gh, t.owner), return_exceptions=True,
+    )  # fmt: skip
+    unreadable = [PolicyIssue(where, None, None, "", str(r)) for where, r in ((source, repo_read),
+                  (org_source, org_read)) if isinstance(r, UnreadablePolicyFile)]  # fmt: skip
+    if unreadable:
+        return PolicyError(unreadable), None
+    for r in (repo_read, org_read):
+        if isinstance(r, BaseException):
+            raise r
+    repo_file = repo_read if isinstance(repo_read, tuple) else None
+    org_file = org_read if isinstance(org_read, tuple) else None
     text, sha = repo_file if repo_file else (None, None)
     try:
-        policy = parsed_policy(
-            text, f"{t.repository}@{t.default_branch}:{POLICY_PATH}", org_file[0] if org_file else None,
-            f"{t.owner}/.github:{POLICY_PATH}",
-        )  # fmt: skip
+        policy = parsed_policy(text, source, org_file[0] if org_file else None, org_source)
     except PolicyError as exc:
         return exc, sha
     return policy, sha

@@ -535,6 +535,18 @@ class SandboxState:
                 if old.lower() in repo.collaborators:
                     repo.collaborators[new.lower()] = repo.collaborators.pop(old.lower())
 
+    def rename_branch(self, full_name: str, old: str, new: str) -> None:
+        """Rename a branch, as a repository admin may: its head and files move to the new name, the old name
+        resolves to nothing, and a renamed default branch stays the default."""
+        with self.lock:
+            repo = self.repo(full_name)
+            if old in repo.branches:
+                repo.branches[new] = repo.branches.pop(old)
+            if old in repo.files:
+                repo.files[new] = repo.files.pop(old)
+            if repo.default_branch == old:
+                repo.default_branch = new
+
     def add_installation(self, installation_id: int, account: str, *, account_type: str = "Organization",
                          repositories: list[str] | None = None) -> Installation:
         """Install the app on an account (optionally on selected repository names only)."""
