@@ -7,10 +7,14 @@ GitHub delivery; a worker attributes each alert here:
 
 - the alert's labels name the repository (``repository`` or ``repo``, as ``owner/name``) and the
   environment (``environment`` or ``env``); an alert without both is not about a deployment;
-- a ``sha`` (or ``commit``) label names the release outright; otherwise it is the release that
-  went live last in that environment before the alert started, and no longer ago than
-  ``GONOGO_ALERT_WINDOW_HOURS`` (a successful deployment status of a release gonogo let through, else
-  gonogo's own approval);
+- without a ``sha`` (or ``commit``) label the release is the one that went live last in that environment
+  before the alert started, and no longer ago than ``GONOGO_ALERT_WINDOW_HOURS`` (a successful deployment
+  status of a release gonogo let through, else gonogo's own approval);
+- a ``sha`` label says which release, not whether to blame it: that release must have gone live in that
+  environment within the same window before the alert started (a successful deployment status of it, or
+  gonogo's approval). A short (7 or more hex digits) or uppercase label is read as the one commit gonogo
+  gated in that repository that it can mean; a label that means none, or several, is refused and logged;
+- an alert is dated from its ``startsAt``, but never later than the notification was received;
 - alerts with ``severity`` ``info`` or ``none`` are not incidents.
 
 Each alert counts once however often Alertmanager repeats it (by fingerprint and start time).
@@ -29,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from github_app.db.models import Outcome
+from github_app.db.models import Delivery, Deployment, Outcome
 from github_app.features.outcomes import latest_release, let_through, outcomes_recorded, record_outcome
 from github_app.routing import Context, Event, Router
 from github_app.webhooks import ALERT_EVENT
@@ -42,6 +46,8 @@ NOT_INCIDENTS = frozenset({"info", "none"})
 router = Router()
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_SHA_LABEL = re.compile(r"[0-9a-f]{7,40}")
+AMBIGUOUS_SHOWN = 5  # candidate commits named when a short sha label is refused as ambiguous
 
 
 def parse_alert_time(value: object) -> datetime | None:
@@ -127,11 +133,89 @@ def live_release(engine: Engine, repository: str, environment: str, at: datetime
     return deployed or latest_release(engine, repository, environment, at, window)
 
 
-def record_alerts(engine: Engine, payload: dict[str, Any], window: timedelta) -> tuple[set[str], int]:
-    """Record an incident for every attributable alert; return the repositories touched and how many were new."""
+class Refused(str):
+    """Why a ``sha`` label names no release (a refusal, logged, rather than an incident under a wrong id)."""
+
+
+def resolve_sha_label(engine: Engine, repository: str, label: str) -> str | Refused:
+    """The full sha a ``sha`` label means: itself when it is one, else the one commit gonogo gated it can mean.
+
+    GitHub's commit ids are 40 lowercase hex digits, and history rows are kept under those. A label in capitals
+    is lowered; a shorter one (7 or more digits, as ``git rev-parse --short`` prints) must be the prefix of
+    exactly one commit among gonogo's deployments of the repository: one that fits several, or none, names no
+    release.
+    """
+    value = label.strip().lower()
+    if not _SHA_LABEL.fullmatch(value):
+        return Refused(f"sha label {label!r} is not a commit id: give 7 to 40 hexadecimal digits, best the full "
+                       "40-character sha")  # fmt: skip
+    if len(value) == 40:
+        return value
+    with engine.connect() as conn:
+        # hex digits only, so the prefix needs no LIKE escaping
+        candidates = list(conn.execute(
+            select(Deployment.sha).where(Deployment.repository == repository, Deployment.sha.startswith(value))
+            .distinct().order_by(Deployment.sha).limit(AMBIGUOUS_SHOWN + 1)
+        ).scalars())  # fmt: skip
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return Refused(f"sha label {label!r} matches no release gonogo gated in {repository}: label the alert "
+                       "with the full 40-character sha of the release")  # fmt: skip
+    count = f"{AMBIGUOUS_SHOWN}+" if len(candidates) > AMBIGUOUS_SHOWN else str(len(candidates))
+    shown = ", ".join(c[:12] for c in candidates[:AMBIGUOUS_SHOWN])
+    return Refused(f"sha label {label!r} matches {count} releases of {repository} ({shown}): label the alert "
+                   "with the full 40-character sha")  # fmt: skip
+
+
+def went_live(engine: Engine, repository: str, environment: str, sha: str, at: datetime, window: timedelta) -> bool:
+    """Whether ``sha`` went live in this environment within ``window`` before ``at``.
+
+    Live means a successful deployment status of that commit there, or gonogo's approval of it. Any success
+    status counts here (unlike in ``live_release``): the label, not the status, says which release is blamed,
+    and a release deployed around the gate fails like any other.
+    """
+    with engine.connect() as conn:
+        deployed = conn.execute(
+            select(Outcome.id).where(
+                Outcome.repository == repository, Outcome.environment == environment, Outcome.sha == sha,
+                Outcome.outcome == "success", Outcome.source == "deployment_status",
+                Outcome.observed_at <= at, Outcome.observed_at >= at - window,
+            ).limit(1)
+        ).first()  # fmt: skip
+        if deployed is not None:
+            return True
+        approved = conn.execute(
+            select(Deployment.id).where(
+                Deployment.repository == repository, Deployment.environment == environment, Deployment.sha == sha,
+                Deployment.answer == "approved", Deployment.answered_at <= at, Deployment.answered_at >= at - window,
+            ).limit(1)
+        ).first()  # fmt: skip
+    return approved is not None
+
+
+def attribute(engine: Engine, alert: Alert, at: datetime, window: timedelta) -> str | Refused | None:
+    """The sha of the release an alert starting at ``at`` is blamed on; a refusal of its sha label; or None."""
+    if alert.sha is None:
+        return live_release(engine, alert.repository, alert.environment, at, window)
+    sha = resolve_sha_label(engine, alert.repository, alert.sha)
+    if isinstance(sha, Refused):
+        return sha
+    # the label says which release, not whether to blame it: the window bounds it like any other alert
+    return sha if went_live(engine, alert.repository, alert.environment, sha, at, window) else None
+
+
+def record_alerts(
+    engine: Engine, payload: dict[str, Any], window: timedelta, received: datetime | None = None
+) -> tuple[set[str], int]:
+    """Record an incident for every attributable alert; return the repositories touched and how many were new.
+
+    ``received`` is when the notification reached gonogo: no alert is dated later than that.
+    """
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
         return set(), 0
+    received = received or datetime.now(UTC)
     touched: set[str] = set()
     new = 0
     for raw in alerts[:MAX_ALERTS]:
@@ -140,22 +224,42 @@ def record_alerts(engine: Engine, payload: dict[str, Any], window: timedelta) ->
         if isinstance(alert, str):
             log.info("alert.ignored", extra={"alertname": name, "reason": alert})
             continue
-        sha = alert.sha or live_release(engine, alert.repository, alert.environment, alert.started, window)
-        if sha is None:
-            log.info("alert.unattributed", extra={"alertname": name, "repository": alert.repository,
-                                                  "environment": alert.environment})  # fmt: skip
+        where = {"alertname": name, "repository": alert.repository, "environment": alert.environment}
+        # a startsAt ahead of the receipt (a skewed clock) would date the incident in the future: hidden from the
+        # features of every release gated until then, and looked up against releases not yet live
+        at = min(alert.started, received)
+        if at < alert.started:
+            log.info("alert.dated_at_receipt", extra={**where, "starts_at": alert.started.isoformat()})
+        sha = attribute(engine, alert, at, window)
+        if isinstance(sha, Refused):
+            log.warning("alert.refused", extra={**where, "alert_label": alert.sha, "reason": str(sha)})
             continue
+        if sha is None:
+            log.info("alert.unattributed", extra={**where, "alert_label": alert.sha})
+            continue
+        detail = dict(alert.detail)
+        if alert.sha is not None and alert.sha != sha:
+            detail["sha_label"] = alert.sha  # as the alert gave it, before it was resolved
+        if at < alert.started:
+            detail["starts_at"] = alert.started.isoformat()
         if record_outcome(
             engine, repository=alert.repository, environment=alert.environment, sha=sha, outcome="incident",
-            source="alert", source_key=alert.key, observed_at=alert.started, detail=alert.detail,
+            source="alert", source_key=alert.key, observed_at=at, detail=detail,
         ):  # fmt: skip
             new += 1
             touched.add(alert.repository)
     return touched, new
 
 
+def received_at(engine: Engine, delivery_id: str) -> datetime | None:
+    """When the inbox took the notification in."""
+    with engine.connect() as conn:
+        return conn.execute(select(Delivery.received_at).where(Delivery.delivery_id == delivery_id)).scalar()
+
+
 @router.on(ALERT_EVENT)
 async def on_alertmanager(ctx: Context, ev: Event) -> None:
     window = timedelta(hours=ctx.settings.alert_window_hours)
-    touched, _ = await asyncio.to_thread(record_alerts, ctx.engine, ev.payload, window)
+    received = await asyncio.to_thread(received_at, ctx.engine, ev.delivery_id)
+    touched, _ = await asyncio.to_thread(record_alerts, ctx.engine, ev.payload, window, received)
     await outcomes_recorded(ctx, *sorted(touched))

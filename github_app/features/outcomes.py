@@ -25,9 +25,15 @@ STATE_TO_OUTCOME = {"success": "success", "failure": "failure", "error": "failur
 
 def record_outcome(
     engine: Engine, *, repository: str, environment: str, sha: str, outcome: str, source: str, source_key: str,
-    observed_at: datetime, detail: dict[str, Any] | None = None,
+    observed_at: datetime, detail: dict[str, Any] | None = None, github_deployment_id: int | None = None,
+    deployment_key: str | None = None,
 ) -> bool:
-    """Store one outcome (idempotent by ``source_key``) and label the matching history row; True if new."""
+    """Store one outcome (idempotent by ``source_key``) and label the matching history row; True if new.
+
+    The row is the release the outcome names: gonogo's own deployment (``deployment_key``, or the GitHub
+    deployment ``github_deployment_id`` when gonogo gated it) when the source says which; otherwise the
+    newest row of the commit in that environment decided before the outcome was seen.
+    """
     insert = db.insert_for(engine)
     with engine.begin() as conn:
         inserted = conn.execute(
@@ -38,12 +44,7 @@ def record_outcome(
         ).first()  # fmt: skip
         if inserted is None:
             return False
-        target = conn.execute(
-            select(HistoryRow.id).where(
-                HistoryRow.repository == repository, HistoryRow.environment == environment, HistoryRow.sha == sha,
-                HistoryRow.created_at <= observed_at,
-            ).order_by(HistoryRow.created_at.desc()).limit(1)
-        ).scalar()  # fmt: skip
+        target = _history_row(conn, repository, environment, sha, observed_at, github_deployment_id, deployment_key)
         if target is not None and outcome == "success" and not _let_through_row(conn, target):
             # a success is the deployer's word: on a release gonogo rejected or never approved it would teach
             # the risk model that such a release goes well; the outcome stays stored, the row unlabelled
@@ -62,6 +63,32 @@ def record_outcome(
     log.info("outcome.recorded", extra={"repository": repository, "environment": environment, "sha": sha[:7],
                                         "outcome": outcome, "source": source})  # fmt: skip
     return True
+
+
+def _history_row(
+    conn: Connection, repository: str, environment: str, sha: str, observed_at: datetime,
+    github_deployment_id: int | None, deployment_key: str | None,
+) -> int | None:
+    """The id of the history row an outcome labels, or None (see ``record_outcome``)."""
+    same_release = (HistoryRow.repository == repository, HistoryRow.environment == environment, HistoryRow.sha == sha)
+    if deployment_key is None and github_deployment_id is not None:
+        # the same commit may be gated more than once (a re-deploy, another run): the status names its deployment
+        deployment_key = conn.execute(
+            select(Deployment.key).where(
+                Deployment.repository == repository, Deployment.environment == environment, Deployment.sha == sha,
+                Deployment.github_deployment_id == github_deployment_id,
+            ).order_by(Deployment.created_at.desc()).limit(1)
+        ).scalar()  # fmt: skip
+    if deployment_key is not None:
+        # gonogo knows this deployment: its row or none (it may not be decided yet), never another deployment's
+        return conn.execute(
+            select(HistoryRow.id).where(*same_release, HistoryRow.deployment_id == deployment_key)
+        ).scalar()  # fmt: skip
+    # a deployment gonogo did not gate (deployed around the gate, or a source that names only the commit)
+    return conn.execute(
+        select(HistoryRow.id).where(*same_release, HistoryRow.created_at <= observed_at)
+        .order_by(HistoryRow.created_at.desc()).limit(1)
+    ).scalar()  # fmt: skip
 
 
 def _aware(when: datetime) -> datetime:
@@ -135,10 +162,13 @@ async def on_deployment_status(ctx: Context, ev: Event) -> None:
     rolled_back = None
     if outcome == "success":
         rolled_back = await asyncio.to_thread(detect_rollback, ctx.engine, repository, environment, sha, at)
+    deployment_id = deployment.get("id")
     await asyncio.to_thread(
         record_outcome, ctx.engine, repository=repository, environment=environment, sha=sha, outcome=outcome,
         source="deployment_status", source_key=f"deployment_status:{status.get('id')}", observed_at=at,
-        detail={"deployment_id": deployment.get("id"), "description": status.get("description")},
+        detail={"deployment_id": deployment_id, "description": status.get("description")},
+        github_deployment_id=deployment_id if isinstance(deployment_id, int) and not isinstance(deployment_id, bool)
+        else None,
     )  # fmt: skip
     if rolled_back:
         await asyncio.to_thread(
@@ -204,7 +234,7 @@ def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) ->
             engine, repository=repository, environment=d.environment, sha=d.sha, outcome=outcome,
             source="workflow_run", source_key=f"workflow_run:{run_id}:{run.get('run_attempt') or 1}:{key}",
             observed_at=at, detail={"workflow_run": run_id, "conclusion": run.get("conclusion"),
-                                    "html_url": run.get("html_url")},
+                                    "html_url": run.get("html_url")}, deployment_key=d.key,
         )  # fmt: skip
     return recorded
 
