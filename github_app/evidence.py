@@ -32,6 +32,7 @@ from github_app.github import (
     MissingPermission,
     NotFound,
     RateLimited,
+    TooLarge,
     call,
     paginate,
     parsed,
@@ -784,6 +785,8 @@ async def _lines_at(gh: GitHub[Any], t: Target, path: str, ref: str) -> int | No
         data = parsed(await call(gh.rest.repos.async_get_content(t.owner, t.name, path, ref=ref)))
     except NotFound:
         return 0
+    except TooLarge:  # over 1 MB (a lock file, say): GitHub answers 403 too_large, and only its size is unknown
+        return None
     content = getattr(data, "content", None)
     if not isinstance(content, str) or getattr(data, "encoding", "base64") != "base64":
         return None  # a directory or a file over 1 MB: its size in lines is not known

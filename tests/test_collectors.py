@@ -305,7 +305,7 @@ def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(dat
         world.state.clear_calls()
         decide(world, "hist")
         listings = [c for c in world.state.calls("GET", "/repos/acme/api/commits") if "path" in c.query]
-        contents = [c for c in world.state.calls("GET", "/repos/acme/api/contents/*") if c.query.get("ref") != "main"]
+        contents = [c for c in world.state.calls("GET", "/repos/acme/api/contents/*") if c.query.get("ref")]
         ev, _, _ = stored(world, "hist")
         c5 = world.state.add_commit(REPO, message="Rename the helpers", author="bob", branch="main",
                                     files=[{"filename": f"lib/helper_{i}.py", "additions": 1} for i in range(21)])
@@ -330,7 +330,7 @@ def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(dat
     assert sorted(c.query["path"] for c in listings) == sorted(
         ["api/orders.py", "tests/test_orders.py", "api/app.py", "api/models_1.py", "api", "db", "tests"])
     assert all(c.query.get("sha") == c1.sha for c in listings)  # only history before the change
-    assert len(contents) == 4 and all(c.query.get("ref") == c1.sha for c in contents)  # (the policy is read at main)
+    assert len(contents) == 4 and all(c.query.get("ref") == c1.sha for c in contents)  # (the policy: no ref)
 
     w = wide.change
     assert w.ok and w.files_changed is not None and w.files_changed >= 21
@@ -338,6 +338,30 @@ def test_history_of_the_changed_files_is_read_with_a_bounded_number_of_calls(dat
     assert (w.file_developers, w.file_prior_changes, w.file_age_days, w.lines_before) == (None,) * 4
     assert any("more than the 20" in p.detail for p in w.provenance)
     assert w.author_recent_experience is not None  # from the author's commit listing, which has no such bound
+
+
+def test_a_changed_file_over_1_mb_leaves_its_lines_unknown_not_the_whole_history(database_url: str) -> None:
+    """A lock file over 1 MB at the base: GitHub's contents API answers 403 too_large for it. Before, that one
+    403 marked the files' whole earlier history unread, so every release touching a large lock file lost its
+    file metrics and its confidence; now only the lines before the change are unknown."""
+    state = history_state()
+    with running_world(database_url, state) as world:
+        run_history(world)
+        repo = world.state.repo(REPO)
+        c1 = repo.commits[state.deployment("v1.1")[1].sha]
+        world.state.set_file(REPO, c1.sha, "api/app.py", "line\n" * 120)
+        world.state.set_file(REPO, c1.sha, "api/models_1.py", "x = 1\n" * 200_000)  # 1.2 MB
+        c4 = world.state.add_commit(REPO, message="Orders on the app", author="bob", branch="main",
+                                    date=world.state.now() - 600,
+                                    files=[{"filename": "api/app.py", "additions": 5},
+                                           {"filename": "api/models_1.py", "additions": 2, "deletions": 1}])
+        _gated_release(world.state, "hist", c4.sha, age_hours=0)
+        decide(world, "hist")
+        ev, decision, _ = stored(world, "hist")
+    ch = ev.change
+    assert ch.unread == [] and not any("read only in part" in r for r in decision["reasons"])
+    assert (ch.file_prior_changes, ch.file_developers) == (3, 2)  # the histories were read
+    assert ch.lines_before is None  # one file's size in lines is not known: unknown, never a guess
 
 
 def test_unreadable_file_history_is_unknown_never_zero(database_url: str) -> None:
