@@ -2,8 +2,10 @@
 
 A waiver lets one failed rule pass (as passed-with-waiver) for one repository and environment,
 optionally one commit, until it expires. Expired and revoked waivers are simply not returned by
-``active_waivers``, so they stop counting by themselves. Who may waive is checked by the caller
-(the reviewers policy); this module records who did.
+``active_waivers``, so they stop counting by themselves. The policy's waivers.max_lifetime in force
+when a deployment is decided bounds each waiver further, from the time it was given (``granted_at``);
+the rules engine applies that cap, since only it knows the policy. Who may waive is checked by the
+caller (the reviewers policy); this module records who did.
 """
 
 from __future__ import annotations
@@ -233,7 +235,8 @@ def _utc(moment: datetime) -> datetime:
 def to_model(row: WaiverRow) -> Waiver:
     """Turn a stored waiver into the value the rules engine applies."""
     return Waiver(rule_id=row.rule_id, environment=row.environment, sha=row.sha, expires_at=_utc(row.expires_at),
-                  reason=row.reason, author=row.author, author_id=row.author_id)  # fmt: skip
+                  reason=row.reason, author=row.author, author_id=row.author_id,
+                  granted_at=_utc(row.created_at))  # fmt: skip
 
 
 def add_waiver(

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from rules.catalog import CATALOG, RULES_BY_ID
 from rules.freeze import window_end
 from rules.learning import TrackRecord, judge
-from rules.policy import EnvironmentPolicy, Policy, PolicyError, PolicyIssue, default_policy, effective
+from rules.policy import (
+    EnvironmentPolicy,
+    Policy,
+    PolicyError,
+    PolicyIssue,
+    default_policy,
+    effective,
+    format_duration,
+)
 from rules.scoring import (
     SEVERITY_WEIGHT,
     SOURCE_WEIGHT,
@@ -56,6 +64,9 @@ def evaluate_rules(
 ) -> tuple[list[Finding], list[Waiver]]:
     """Evaluate every catalog rule with the environment's overrides and apply active waivers.
 
+    A waiver counts until its own end or its grant plus the environment's waivers.max_lifetime, whichever
+    comes first: the cap in force now, so a shortened cap also shortens the waivers given before it.
+
     ``scope`` names the evidence parts this kind of assessment can read at all (offline: the artifact
     parts); rules about other parts do not count in the confidence. ``learned`` holds the judged
     outcome records (rules.learning.judge): a failed major whose record earned it becomes minor.
@@ -63,6 +74,7 @@ def evaluate_rules(
     ev = assessment.evidence
     sha = ev.sha
     active = list(waivers)
+    cap = env.waivers.max_lifetime
     findings: list[Finding] = []
     applied: list[Waiver] = []
     # On the first deployment to an environment there may be no earlier release to measure the change
@@ -100,8 +112,9 @@ def evaluate_rules(
             details = [*details, f"Relaxed to a recommendation: {record.why}."]
         waiver = None
         if status == "failed":
-            waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now))), None)
+            waiver = next((w for w in active if w.applies(rule.id, environment, sha, _aware(now), cap)), None)
             if waiver is not None:
+                waiver = waiver.model_copy(update={"counts_until": waiver.ends_at(cap)})
                 status = "waived"
                 applied.append(waiver)
         findings.append(base.model_copy(update={
@@ -109,6 +122,38 @@ def evaluate_rules(
             "details": details, "waiver": waiver, "sources": sources, "learned": relaxed,
         }))  # fmt: skip
     return findings, applied
+
+
+def lapsed_waivers(
+    env: EnvironmentPolicy,
+    findings: Iterable[Finding],
+    waivers: Iterable[Waiver],
+    environment: str,
+    sha: str,
+    now: datetime,
+) -> list[Waiver]:
+    """The waivers of failed rules that are still within their own end but past the current max_lifetime.
+
+    Each comes back with ``counts_until`` set to the moment it stopped counting, for the reasons and the report.
+    """
+    cap, moment = env.waivers.max_lifetime, _aware(now)
+    failed = [f.rule_id for f in findings if f.status == "failed"]
+    return [
+        w.model_copy(update={"counts_until": w.ends_at(cap)})
+        for w in waivers
+        if any(w.covers(rule_id, environment, sha) for rule_id in failed)
+        and w.applies(w.rule_id, environment, sha, moment)  # by its own end it would still count
+        and not w.applies(w.rule_id, environment, sha, moment, cap)
+    ]
+
+
+def lapsed_waiver_reason(waiver: Waiver, max_lifetime: timedelta) -> str:
+    """Say why a waiver past the current waivers.max_lifetime no longer counts, and what to do."""
+    ended = waiver.ends_at(max_lifetime)
+    return (f"the waiver of {waiver.rule_id} by @{waiver.author} (until {waiver.expires_at:%Y-%m-%d}) does not "
+            f"count: it expired under the current max_lifetime ({format_duration(max_lifetime)}, "
+            f"waivers.max_lifetime, counted from when it was given) on {ended:%Y-%m-%d %H:%M} UTC; "
+            "a reviewer may grant a new one")  # fmt: skip
 
 
 def freeze_status(env: EnvironmentPolicy, assessment: Assessment, now: datetime) -> FreezeStatus | None:
@@ -345,6 +390,8 @@ def decide(
     freeze = freeze_status(env, assessment, now)
     verdict, reasons, changes = _judge(env, findings, score, conf, risk, freeze, part_read)
     verdict = _refuse_go_on_unread_evidence(ev, verdict, reasons, changes, scope)
+    lapsed = lapsed_waivers(env, findings, waivers, environment, ev.sha, now)
+    reasons.extend(lapsed_waiver_reason(w, env.waivers.max_lifetime) for w in lapsed)
     for f in findings:
         if f.learned:
             reasons.append(f"{f.rule_id} ({f.title}) is a recommendation in this repository and environment, "
@@ -366,7 +413,7 @@ def decide(
         reasons=reasons, recommendations=_recommendations(findings), what_would_change=changes if verdict != "go" else [],
         strategy=choose_strategy(assessment, findings, risk, env),
         reviewers=ReviewerSet(users=env.reviewers.users, teams=env.reviewers.teams, four_eyes=env.reviewers.four_eyes),
-        waivers=applied, freeze=freeze, policy_source=" <- ".join(policy.sources), learning=list(learned.values()),
+        waivers=applied, lapsed_waivers=lapsed, freeze=freeze, policy_source=" <- ".join(policy.sources), learning=list(learned.values()),
         evidence=ev,
     )  # fmt: skip
     log.info(

@@ -212,7 +212,9 @@ class Waivers(_Strict):
     """Limits on the waivers reviewers grant with `/gonogo waive`."""
 
     max_lifetime: Duration = Field(
-        default=timedelta(days=30), description="Longest a waiver may last from the moment it is granted (\"30d\")."
+        default=timedelta(days=30),
+        description="Longest a waiver may last from the moment it is granted (\"30d\"); the value in force when a "
+        "deployment is decided bounds waivers given earlier too.",
     )
 
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rules.types import Decision, Finding
+from rules.types import Decision, Finding, Waiver
 
 # GitHub's limits, all counted in bytes of UTF-8 here: GitHub says "characters" but counts bytes, so a report
 # of emoji rows under 65,535 characters can still be refused
@@ -282,13 +282,25 @@ def report_sections(d: Decision) -> list[Section]:
             " (four eyes: the deployer cannot approve)" if d.reviewers.four_eyes else "")
         out.append(Section("Who decides", _items([line])))
     if d.waivers:
-        out.append(Section("Active waivers", _items([f"{w.rule_id} waived by @{w.author} until {w.expires_at:%Y-%m-%d}: "
-                                                     f"{w.reason}" for w in d.waivers])))  # fmt: skip
+        out.append(Section("Active waivers", _items([_active_waiver_line(w) for w in d.waivers])))
+    if d.lapsed_waivers:
+        out.append(Section("Waivers that no longer count", _items([
+            f"{w.rule_id} waived by @{w.author} until {w.expires_at:%Y-%m-%d}: expired under the current "
+            f"max_lifetime (waivers.max_lifetime) on {(w.counts_until or w.expires_at):%Y-%m-%d %H:%M} UTC; "
+            f"{w.reason}" for w in d.lapsed_waivers
+        ])))  # fmt: skip
     learned = [f"{r.rule_id}: {'a recommendation here' if r.relaxed else 'still escalates'} ({r.why})"
                for r in d.learning if r.flagged or r.error]  # fmt: skip
     if learned:
         out.append(Section("Learned from this repository's outcomes", _items(learned)))
     return [x for x in out if x.items or x.table or x.lead]  # never an empty heading
+
+
+def _active_waiver_line(w: Waiver) -> str:
+    if w.counts_until is not None and w.counts_until < w.expires_at:  # cut short by the current max_lifetime
+        return (f"{w.rule_id} waived by @{w.author} until {w.counts_until:%Y-%m-%d %H:%M} UTC (its own end, "
+                f"{w.expires_at:%Y-%m-%d}, is past the current max_lifetime): {w.reason}")  # fmt: skip
+    return f"{w.rule_id} waived by @{w.author} until {w.expires_at:%Y-%m-%d}: {w.reason}"
 
 
 def _markdown_section(section: Section) -> list[str]:

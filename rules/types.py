@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -67,25 +67,48 @@ class Waiver(_Model):
     reason: str
     author: str
     author_id: int | None = None  # the author's account id, when known: it stays when the login changes
+    granted_at: datetime | None = None  # when it was given: waivers.max_lifetime counts from here
+    # When it stops counting under the policy of the decision that lists it (set by the rules engine): its own
+    # end, or its grant plus the waivers.max_lifetime in force then, whichever comes first.
+    counts_until: datetime | None = None
 
     def by(self, login: str | None, account_id: int | None) -> bool:
         """Return whether this waiver was given by that account (by id when both are known, else by login)."""
         return same_account(self.author, self.author_id, login, account_id)
 
-    @field_validator("expires_at")
+    @field_validator("expires_at", "granted_at", "counts_until")
     @classmethod
-    def _utc_if_naive(cls, value: datetime) -> datetime:
+    def _utc_if_naive(cls, value: datetime | None) -> datetime | None:
         # A date without a zone ("until 2026-12-31") is read as UTC.
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
-    def applies(self, rule_id: str, environment: str, sha: str, now: datetime) -> bool:
-        """Return whether this waiver covers the rule for this deployment at ``now``."""
+    def ends_at(self, max_lifetime: timedelta | None = None) -> datetime:
+        """Return when this waiver stops counting: its own end, or its grant plus ``max_lifetime`` if sooner.
+
+        ``max_lifetime`` is the policy's waivers.max_lifetime in force now, not the one of the day it was given:
+        shortening the cap shortens the waivers already given. Without a grant time only its own end bounds it.
+        """
+        if max_lifetime is None or self.granted_at is None:
+            return self.expires_at
+        try:
+            return min(self.expires_at, self.granted_at + max_lifetime)
+        except OverflowError:  # a cap past the calendar's end bounds nothing
+            return self.expires_at
+
+    def covers(self, rule_id: str, environment: str, sha: str) -> bool:
+        """Return whether this waiver is about the rule for this environment and commit, whatever the time."""
         return (
             self.rule_id == rule_id
             and self.environment in (environment, "*")
             and (self.sha is None or self.sha == sha)
-            and (now if now.tzinfo is not None else now.replace(tzinfo=UTC)) < self.expires_at
         )
+
+    def applies(
+        self, rule_id: str, environment: str, sha: str, now: datetime, max_lifetime: timedelta | None = None
+    ) -> bool:
+        """Return whether this waiver covers the rule for this deployment at ``now`` (see ``ends_at``)."""
+        moment = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        return self.covers(rule_id, environment, sha) and moment < self.ends_at(max_lifetime)
 
 
 FindingStatus = Literal["passed", "failed", "unknown", "skipped", "waived"]
@@ -195,6 +218,8 @@ class Decision(_Model):
     strategy: Strategy
     reviewers: ReviewerSet
     waivers: list[Waiver] = Field(default_factory=list)  # active waivers that were applied
+    # waivers of failed rules that ended under the current waivers.max_lifetime before their own end
+    lapsed_waivers: list[Waiver] = Field(default_factory=list)
     freeze: FreezeStatus | None = None
     policy_errors: list[str] = Field(default_factory=list)
     policy_source: str = ""

@@ -113,6 +113,47 @@ def test_the_policy_sets_the_longest_waiver(database_url):
         assert len(world.query(select(Waiver))) == 1
 
 
+def test_a_shorter_max_lifetime_in_the_policy_ends_waivers_already_given(database_url):
+    """The policy in force when gonogo decides bounds every waiver: one counts until its own end or its grant
+    plus the current waivers.max_lifetime, whichever comes first, so cutting the cap cuts waivers given before."""
+    from sqlalchemy.orm import Session
+
+    from github_app import waivers
+
+    granted = datetime.now(UTC) - timedelta(days=2)
+    with escalated_world(database_url) as world:
+        engine = db.make_engine(world.database_url)
+        try:
+            with Session(engine) as session, session.begin():
+                waivers.add_waiver(session, REPO, "production", IN_PROGRESS_RULE, None, granted + timedelta(days=27),
+                                   "e2e is advisory this month", "rita", now=granted,
+                                   author_id=world.state.user_id("rita"))  # fmt: skip
+        finally:
+            engine.dispose()
+        # under the default 30 days the two-day-old waiver counts: the release goes out
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        assert world.gate(LABEL).answer == "approved"
+        # then the team cuts waivers to one day: the same waiver, granted two days ago, no longer counts
+        world.state.set_file(REPO, "main", ".github/gonogo.yml", POLICY + "    waivers: {max_lifetime: 1d}\n")
+        add_second_deployment(world, "second")
+        world.request_gate("second")
+        second = world.wait(lambda: [d for d in deployments(world)[1:] if d.state in ("escalated", "answered")],
+                            what="the second decision")[0]  # fmt: skip
+        [decision] = world.query(select(DecisionRecord.data).where(DecisionRecord.id == second.decision_id))
+        assert (second.state, world.gate("second").answer) == ("escalated", None), decision[0]["reasons"]
+        decision = decision[0]
+        finding = next(f for f in decision["findings"] if f["rule_id"] == IN_PROGRESS_RULE)
+        assert finding["status"] == "failed" and decision["waivers"] == []
+        summary = world.check_run("second").output.get("summary") or ""
+        assert "expired under the current max_lifetime" in summary, summary
+        assert any("expired under the current max_lifetime" in r for r in decision["reasons"])
+        # the stored waiver itself is untouched: its own end stays what its author gave
+        [row] = world.query(select(Waiver))
+        own_end = row.expires_at.replace(tzinfo=UTC)
+        assert row.revoked_at is None and own_end > datetime.now(UTC) + timedelta(days=20)
+
+
 def test_the_deployer_cannot_approve_under_a_new_login(database_url):
     """GitHub lets anyone rename their account at once; the account (its id) stays the one that deployed."""
     from github_app.sandbox.webhooks import check_run_payload

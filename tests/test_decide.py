@@ -9,7 +9,7 @@ import pytest
 
 from rules.decide import decide, decide_invalid_policy
 from rules.pipeline import evaluate
-from rules.policy import PolicyError, default_policy, load_policy_text
+from rules.policy import PolicyError, default_policy, load_policy_text, parse_duration
 from rules.samples import clean_evidence
 from rules.types import Decision, Waiver
 from scorer.assessment import Assessment, RiskEstimate
@@ -128,8 +128,42 @@ def test_active_waiver_turns_no_go_into_go_and_is_listed() -> None:
     assert d.dimensions["security"].waived == 1
 
 
+@pytest.mark.parametrize("granted_days_ago, cap, counts", [
+    (2, "1d", False),  # older than the cap in force now: over, though its own end is 28 days away
+    (2, "3d", True),
+    (None, "1d", True),  # no grant time known: only its own end bounds it
+    (31, "8w", True),  # older than the default 30 days: a longer cap lets it count, up to its own end
+])  # fmt: skip
+def test_the_max_lifetime_in_force_bounds_every_waiver_from_its_grant(granted_days_ago, cap, counts) -> None:
+    granted = None if granted_days_ago is None else NOW - timedelta(days=granted_days_ago)
+    waiver = _waiver(expires_at=NOW + timedelta(days=28), granted_at=granted)
+    d = _decide(clean_evidence(security=CRITICAL), f"environments:\n  production:\n    waivers: {{max_lifetime: {cap}}}\n",
+                waivers=[waiver])  # fmt: skip
+    assert (d.verdict == "go") is counts
+    if counts:
+        [applied] = d.waivers
+        assert applied.counts_until == waiver.ends_at(parse_duration(cap))
+        assert d.lapsed_waivers == []
+    else:
+        assert d.waivers == [] and [w.rule_id for w in d.lapsed_waivers] == ["GNG-SEC-001"]
+        assert d.lapsed_waivers[0].counts_until == granted + timedelta(days=1)  # type: ignore[operator]
+        assert any("expired under the current max_lifetime (1d" in r for r in d.reasons)
+
+
+def test_a_waiver_cut_short_by_the_cap_shows_its_earlier_end() -> None:
+    from rules.report import check_run_markdown
+
+    waiver = _waiver(expires_at=NOW + timedelta(days=28), granted_at=NOW - timedelta(hours=2))
+    d = _decide(clean_evidence(security=CRITICAL), "environments:\n  production:\n    waivers: {max_lifetime: 1d}\n",
+                waivers=[waiver])  # fmt: skip
+    assert d.verdict == "go" and d.waivers[0].counts_until == NOW + timedelta(hours=22)
+    shown = "until 2025-06-05 08:00 UTC (its own end, 2025-07-02, is past the current max_lifetime)"
+    assert shown in check_run_markdown(d)
+
+
 @pytest.mark.parametrize("waiver", [
     _waiver(expires_at=NOW - timedelta(seconds=1)),
+    _waiver(expires_at=NOW - timedelta(seconds=1), granted_at=NOW - timedelta(days=1)),  # the cap never extends it
     _waiver(environment="staging"),
     _waiver(sha="f" * 40),
     _waiver(rule_id="GNG-SEC-002"),

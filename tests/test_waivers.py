@@ -52,6 +52,7 @@ def test_active_waivers_match_repository_environment_and_sha_and_expire_by_thems
     got = waivers.active_waivers(engine, "octo/shop", "production", SHA, NOW)
     assert [w.rule_id for w in got] == ["GNG-SEC-001", "GNG-SEC-002", "GNG-SEC-003"]
     assert got[0].author == "alice" and got[0].expires_at == NOW + timedelta(days=10)
+    assert got[0].granted_at == NOW  # the waivers.max_lifetime in force at decision time counts from here
     # another commit: the sha-bound waiver does not apply
     assert [w.rule_id for w in waivers.active_waivers(engine, "octo/shop", "production", "b" * 40, NOW)] == [
         "GNG-SEC-001", "GNG-SEC-003"]  # fmt: skip
