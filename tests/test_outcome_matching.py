@@ -260,3 +260,61 @@ def test_an_ambiguous_unknown_or_malformed_sha_label_is_refused_with_its_reason(
     assert "no release" in reasons["1234567"]
     assert "7 to 40 hexadecimal" in reasons["abcdef"] and "7 to 40 hexadecimal" in reasons["v1.2.3-release"]
 
+
+
+# --- the row's outcome changes in one conditional statement -------------------------------------------------------
+
+
+def test_a_success_racing_a_failure_never_overwrites_it(postgres_url: str) -> None:
+    """A failure and a success of one release recorded at the same moment (two workers, PostgreSQL). Before, the
+    labeller read the row's outcome and then wrote what it had decided from that read: the success read "no
+    outcome" while the failure's write was not yet committed, waited for it, then overwrote it, and the model
+    learnt that the failed release went well. The transition is now one conditional statement, re-checked by
+    PostgreSQL against the row as the failure left it."""
+    from sqlalchemy import text
+
+    from github_app.features.outcomes import record_outcome
+
+    when = datetime.now(UTC) - timedelta(hours=1)
+    _approved(postgres_url, [("c" * 40, when)])
+    engine = db.make_engine(postgres_url)
+    results: dict[str, bool] = {}
+
+    def record(outcome: str, offset: int) -> None:
+        results[outcome] = record_outcome(
+            engine, repository=REPO, environment="production", sha="c" * 40, outcome=outcome, source="test",
+            source_key=f"race-{outcome}", observed_at=when + timedelta(minutes=offset),
+        )  # fmt: skip
+
+    def waiting() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )).scalar_one())  # fmt: skip
+
+    import threading
+    import time
+
+    holder = engine.connect()
+    tx = holder.begin()
+    holder.execute(text("SELECT id FROM history WHERE sha = :sha FOR UPDATE"), {"sha": "c" * 40})
+    failure = threading.Thread(target=record, args=("failure", 10))
+    failure.start()
+    deadline = time.monotonic() + 10
+    while waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    success = threading.Thread(target=record, args=("success", 20))
+    success.start()
+    while waiting() < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert waiting() == 2, "both writers should be queued on the row"
+    tx.rollback()
+    holder.close()
+    failure.join(10)
+    success.join(10)
+    with engine.connect() as conn:
+        outcome, outcome_at = conn.execute(
+            select(HistoryRow.outcome, HistoryRow.outcome_at).where(HistoryRow.sha == "c" * 40)).one()
+    engine.dispose()
+    assert results == {"failure": True, "success": True}  # both stored as outcomes
+    assert outcome == "failure" and outcome_at == when + timedelta(minutes=10)

@@ -8,10 +8,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, case, literal, or_, select, update
 
 from github_app import db
-from github_app.db.models import Deployment, HistoryRow, Outcome
+from github_app.db.models import Deployment, HistoryRow, Outcome, UTCDateTime
 from github_app.github import parse_time
 from github_app.routing import Context, Event, Router
 from scorer.evidence import FAILED_OUTCOMES
@@ -50,19 +50,36 @@ def record_outcome(
             # the risk model that such a release goes well; the outcome stays stored, the row unlabelled
             target = None
         if target is not None:
-            # a failure after a success is what we learn from; never overwrite a failure with a later success
-            current, current_at = conn.execute(
-                select(HistoryRow.outcome, HistoryRow.outcome_at).where(HistoryRow.id == target)).one()
-            if current in FAILED_OUTCOMES and outcome in FAILED_OUTCOMES and current_at is not None:
-                # a release fails once, when first seen failing: a later alert or status (or an earlier one
-                # delivered late) names the failure, and the time stays the earliest, which is what later
-                # releases' features may know of it
-                observed_at = min(_aware(current_at), observed_at)
-            if current in (None, "success") or outcome != "success":
-                conn.execute(update(HistoryRow).where(HistoryRow.id == target).values(outcome=outcome, outcome_at=observed_at))
+            label_release(conn, target, outcome, observed_at)
     log.info("outcome.recorded", extra={"repository": repository, "environment": environment, "sha": sha[:7],
                                         "outcome": outcome, "source": source})  # fmt: skip
     return True
+
+
+def label_release(conn: Connection, history_id: int, outcome: str, observed_at: datetime) -> bool:
+    """Label a release's history row with an outcome: the one transition of a row's outcome. True if it changed.
+
+    One conditional statement, so that two outcomes of the same release recorded at once cannot undo each other:
+    - a success labels only a row with no outcome or a success (never hides a failure, whenever it arrives);
+    - a failure labels any row; a release fails once, when first seen failing, so over an earlier failure the
+      kind follows the latest report and the time stays the earliest (a later alert or status, or an earlier
+      one delivered late, names the failure; the time is what later releases' features may know of it).
+    """
+    row = HistoryRow.__table__.c
+    at = literal(observed_at, UTCDateTime())
+    if outcome not in FAILED_OUTCOMES:
+        changed = conn.execute(
+            update(HistoryRow).where(HistoryRow.id == history_id,
+                                     or_(row.outcome.is_(None), row.outcome.notin_(FAILED_OUTCOMES)))
+            .values(outcome=outcome, outcome_at=at)
+        ).rowcount  # fmt: skip
+        return bool(changed)
+    already_failed = and_(row.outcome.in_(FAILED_OUTCOMES), row.outcome_at.is_not(None), row.outcome_at < at)
+    changed = conn.execute(
+        update(HistoryRow).where(HistoryRow.id == history_id)
+        .values(outcome=outcome, outcome_at=case((already_failed, row.outcome_at), else_=at))
+    ).rowcount  # fmt: skip
+    return bool(changed)
 
 
 def _history_row(
@@ -89,11 +106,6 @@ def _history_row(
         select(HistoryRow.id).where(*same_release, HistoryRow.created_at <= observed_at)
         .order_by(HistoryRow.created_at.desc()).limit(1)
     ).scalar()  # fmt: skip
-
-
-def _aware(when: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _let_through_row(conn: Connection, history_id: int) -> bool:
