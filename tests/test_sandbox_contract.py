@@ -396,6 +396,20 @@ async def _dependabot(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
                                                                      severity="medium,high"))
     assert [a.dependency.package.name for a in data] == ["jinja2"]
     await expect_error(gh.rest.dependabot.async_list_alerts_for_repo("acme", "legacy"), 403)
+    # cursor pagination only, as GitHub since October 2025: `page` (and `first`/`last`) are refused with a 400,
+    # and the Link header's next page carries an `after` cursor
+    await expect_error(gh.arequest("GET", "/repos/acme/shop/dependabot/alerts", params={"page": 1}), 400)
+    await expect_error(gh.arequest("GET", "/repos/acme/shop/dependabot/alerts", params={"first": 1}), 400)
+    await expect_error(gh.arequest("GET", "/repos/acme/shop/dependabot/alerts", params={"after": "bogus"}), 400)
+    w.state.repo("acme/shop").dependabot_alerts += [
+        {"number": 100 + i, "package": f"pkg{i}", "severity": "low", "ghsa_id": f"GHSA-0000-0000-000{i}"} for i in range(3)]
+    every = parsed(await gh.rest.dependabot.async_list_alerts_for_repo("acme", "shop", per_page=100))
+    first = await gh.rest.dependabot.async_list_alerts_for_repo("acme", "shop", per_page=1)
+    link = first.headers.get("link", "")
+    assert len(every) >= 2 and 'rel="next"' in link and "after=" in link and "&page=" not in link and "?page=" not in link
+    walked = [a.number async for a in gh.rest.paginate(gh.rest.dependabot.async_list_alerts_for_repo, owner="acme",
+                                                        repo="shop", per_page=1)]
+    assert walked == [a.number for a in every]  # newest first, each once
 
 
 @case("GET", R + "/secret-scanning/alerts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -920,6 +921,58 @@ def code_scanning_alerts(ctx: Ctx) -> Response:
     return ok([ctx.render.code_scanning_alert(repo, a) for a in _alert_page(ctx, alerts)])
 
 
+def _cursor_page(ctx: Ctx, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slice alerts (in listing order) by GitHub's opaque ``before``/``after`` cursors and set the Link header.
+
+    GitHub's Dependabot listings take cursors only: since October 2025 ``page``, ``first`` and ``last`` are
+    refused with a 400. A cursor here names the alert number it follows, encoded so that nobody relies on it.
+    """
+    for legacy in ("page", "first", "last"):
+        if ctx.q(legacy) is not None:
+            raise ApiError(400, f"Pagination using the `{legacy}` parameter is not supported.")
+    try:
+        per_page = max(1, min(100, int(ctx.q("per_page") or 30)))
+    except ValueError:
+        raise invalid("per_page must be an integer") from None
+
+    def decode(cursor: str) -> int:
+        try:
+            return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode().removeprefix("alert:"))
+        except ValueError:
+            raise ApiError(400, "The provided cursor is not valid.") from None
+
+    def encode(number: int) -> str:
+        return base64.urlsafe_b64encode(f"alert:{number}".encode()).decode().rstrip("=")
+
+    numbers = [a["number"] for a in alerts]
+    start, end = 0, len(alerts)
+    if ctx.q("after"):
+        at = decode(ctx.q("after") or "")
+        start = numbers.index(at) + 1 if at in numbers else len(alerts)
+        end = start + per_page
+    elif ctx.q("before"):
+        at = decode(ctx.q("before") or "")
+        end = numbers.index(at) if at in numbers else 0
+        start = max(0, end - per_page)
+    else:
+        end = per_page
+    page = alerts[start:end]
+
+    def url(**cursor: str) -> str:
+        base = str(ctx.request.url.replace(query=""))
+        other = [(k, v) for k, v in ctx.request.query_params.multi_items() if k not in ("after", "before", "per_page")]
+        return base + "?" + urlencode(other + [("per_page", str(per_page)), *cursor.items()])
+
+    links = []
+    if page and start > 0:
+        links.append(f'<{url(before=encode(page[0]["number"]))}>; rel="prev"')
+    if page and end < len(alerts):
+        links.append(f'<{url(after=encode(page[-1]["number"]))}>; rel="next"')
+    if links:
+        ctx.headers["link"] = ", ".join(links)
+    return page
+
+
 def dependabot_alerts(ctx: Ctx) -> Response:
     """GET /repos/{owner}/{repo}/dependabot/alerts."""
     repo = ctx.need_repo()
@@ -932,7 +985,8 @@ def dependabot_alerts(ctx: Ctx) -> Response:
         wanted = csv_param(ctx, name)
         if wanted:
             alerts = [a for a in alerts if str(a.get(key, default)) in wanted]
-    return ok([ctx.render.dependabot_alert(repo, a) for a in _alert_page(ctx, alerts)])
+    alerts = sorted(alerts, key=lambda a: a["number"], reverse=(ctx.q("direction") or "desc") == "desc")
+    return ok([ctx.render.dependabot_alert(repo, a) for a in _cursor_page(ctx, alerts)])
 
 
 def secret_scanning_alerts(ctx: Ctx) -> Response:
