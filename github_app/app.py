@@ -67,6 +67,7 @@ def create_app(
         services = default_services if worker_count else functools.partial(default_services, risk=False)
     ttl = settings.insights_refresh_seconds if report_ttl is None else report_ttl
     allowed = router.events - {ALERT_EVENT}  # GitHub deliveries; Alertmanager has its own way in
+    from github_app.features import alerts
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -88,7 +89,7 @@ def create_app(
                                        body_timeout=settings.body_timeout_seconds)  # fmt: skip
             alert_endpoint = AlertmanagerEndpoint(
                 settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected,
-                body_timeout=settings.body_timeout_seconds,
+                body_timeout=settings.body_timeout_seconds, screen=alerts.screen,
             )
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)

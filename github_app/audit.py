@@ -21,7 +21,7 @@ from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from github_app.db.models import AuditEntry
@@ -35,7 +35,7 @@ ADVISORY_LOCK_KEY = 0x676F6E6F676F  # "gonogo"
 
 KINDS = (
     "evaluation", "decision", "status_report", "review_attempt", "waiver", "override", "notification", "answer",
-    "reminder", "lifecycle",
+    "reminder", "lifecycle", "alert_refused",
 )  # fmt: skip
 EXPORT_FIELDS = ("seq", "created_at", "kind", "repository", "deployment_key", "actor", "data", "prev_hash", "hash")
 
@@ -142,10 +142,7 @@ def append(
     if now is not None and now.tzinfo is None:
         raise AuditError("naive `now` given to audit.append; use a timezone-aware UTC datetime")
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
-    if conn.dialect.name == "postgresql":
-        # Serialise appenders until commit: the last entry we read stays the last one.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    # On SQLite every transaction already holds the write lock (BEGIN IMMEDIATE in make_engine).
+    _serialise(conn)
     last = conn.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     digest = entry_hash(seq, created_at, kind, repository, deployment_key, actor, payload, prev_hash)
@@ -156,6 +153,47 @@ def append(
     entry_id = conn.execute(insert(AuditEntry).values(**values).returning(AuditEntry.id)).scalar_one()
     log.debug("audit.appended", extra={"seq": seq, "kind": kind})
     return AuditEntry(id=entry_id, **values)
+
+
+def _serialise(conn: Connection) -> None:
+    """Hold the appenders' lock until the transaction ends: the last entry read stays the last one."""
+    if conn.dialect.name == "postgresql":  # an advisory lock taken twice in one transaction is simply held
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    # On SQLite every transaction already holds the write lock (BEGIN IMMEDIATE in make_engine).
+
+
+def append_once(
+    conn_or_session: Connection | Session, kind: str, once: str, *, since: datetime, repository: str | None = None,
+    actor: str | None = None, data: Mapping[str, Any] | None = None,
+) -> AuditEntry | None:
+    """Append an entry whose ``data["once"]`` is ``once``, unless one of ``kind`` was written since ``since``.
+
+    For facts that repeat (Alertmanager re-sends an alert while it fires): recorded once, however often it
+    comes back, even from workers racing (the check runs under the appenders' lock). None when already there.
+    """
+    if kind not in KINDS:
+        raise AuditError(f"unknown audit kind {kind!r}; use one of {', '.join(KINDS)}")
+    conn = _connection(conn_or_session)
+    if not conn.in_transaction():
+        raise AuditError("audit.append_once needs an open transaction: call it inside `with engine.begin()`")
+    _serialise(conn)
+    seen = conn.execute(
+        select(AuditEntry.id).where(AuditEntry.created_at >= since, AuditEntry.kind == kind,
+                                    AuditEntry.repository == repository if repository is not None
+                                    else AuditEntry.repository.is_(None),
+                                    AuditEntry.data["once"].as_string() == once).limit(1)
+    ).first()  # fmt: skip
+    if seen is not None:
+        return None
+    return append(conn, kind, repository=repository, actor=actor, data={**(data or {}), "once": once})
+
+
+def count_since(engine: Engine, kind: str, since: datetime) -> int:
+    """How many entries of ``kind`` were written since ``since`` (a range of the created_at index)."""
+    with engine.connect() as conn:
+        return int(conn.execute(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.created_at >= since, AuditEntry.kind == kind)
+        ).scalar_one())  # fmt: skip
 
 
 def append_decision(

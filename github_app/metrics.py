@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
@@ -17,6 +17,7 @@ from github_app.db.models import Delivery
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+REFUSED_ALERTS_SPAN = timedelta(days=1)
 
 
 @dataclass
@@ -29,13 +30,15 @@ class Snapshot:
     previous_secret: int = 0  # deliveries accepted with GONOGO_WEBHOOK_SECRET_PREVIOUS
     audit_head: tuple[int, str] | None = None  # newest audit entry (seq, hash): a drop in seq means truncation
     redelivery: dict[str, int] = field(default_factory=dict)  # this process's redelivery passes and requests
+    alerts_refused_last_day: int = 0  # alerts refused in the last day, any process (audit kind alert_refused)
 
 
 def take(
     engine: Engine, rejected: Mapping[str, int], processed: int, previous_secret: int = 0, now: datetime | None = None,
     *, redelivery: Mapping[str, int] | None = None,
 ) -> Snapshot:
-    """Read the figures from the database (three small queries; the due one uses the claim index)."""
+    """Read the figures from the database (small queries; the due one uses the claim index, the refused alerts a
+    day of the audit log's time index)."""
     now = now or jobs.utcnow()
     with engine.connect() as conn:
         oldest = conn.execute(
@@ -46,8 +49,9 @@ def take(
     deliveries = dict.fromkeys(inbox.STATES, 0) | inbox.count_by_state(engine)
     notifications = dict.fromkeys(OUTBOX_STATES, 0) | notify.counts(engine)
     waited = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    refused = audit.count_since(engine, "alert_refused", now - REFUSED_ALERTS_SPAN)
     return Snapshot(deliveries, waited, notifications, dict(rejected), processed, previous_secret, audit.head(engine),
-                    dict(redelivery or {}))
+                    dict(redelivery or {}), refused)
 
 
 def as_json(s: Snapshot) -> dict[str, object]:
@@ -60,6 +64,7 @@ def as_json(s: Snapshot) -> dict[str, object]:
         "previous_secret": s.previous_secret,
         "audit_head": {"seq": s.audit_head[0], "hash": s.audit_head[1]} if s.audit_head else None,
         "redelivery": s.redelivery,
+        "alerts_refused_last_day": s.alerts_refused_last_day,
     }
 
 
@@ -106,4 +111,8 @@ def as_prometheus(s: Snapshot) -> str:
            "Missed-webhook recovery in this process: passes run, passes left to another process (passes_skipped), "
            "redeliveries requested, requests GitHub refused (request_errors), passes that failed (pass_errors).",
            [(f'{{what="{_label(k)}"}}', v) for k, v in sorted(s.redelivery.items())])  # fmt: skip
+    family("gonogo_alerts_refused_last_day", "gauge",
+           "Alertmanager alerts refused in the last 24 hours because their sha label names no release "
+           "(audit kind alert_refused: the entries say which and why).",
+           [("", s.alerts_refused_last_day)])  # fmt: skip
     return "\n".join(lines) + "\n"

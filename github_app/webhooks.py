@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import msgspec
@@ -291,8 +292,10 @@ class AlertmanagerEndpoint(_Endpoint):
     reason_prefix = "alertmanager_"
 
     def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str], *,
-                 body_timeout: float = 10.0):  # fmt: skip
+                 body_timeout: float = 10.0, screen: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None):  # fmt: skip
         self.token = token
+        # names the alerts refused whatever the database holds (a malformed sha label), for the answer
+        self.screen = screen
         self.body_timeout = body_timeout
         self.writer = writer
         self.max_body = max_body
@@ -333,8 +336,9 @@ class AlertmanagerEndpoint(_Endpoint):
             ignored=False,
         )
         is_new = await self._submit(item, "notification")
+        refused = self.screen(payload) if self.screen is not None else []
         log.info("alertmanager.received", extra={"delivery_id": item.delivery_id, "alerts": len(payload["alerts"]),
-                                                 "duplicate": not is_new})  # fmt: skip
+                                                 "duplicate": not is_new, "refused": len(refused)})  # fmt: skip
         if not is_new:
-            return 200, {"status": "duplicate", "delivery_id": item.delivery_id}
-        return 202, {"status": "accepted", "delivery_id": item.delivery_id}
+            return 200, {"status": "duplicate", "delivery_id": item.delivery_id, "refused": refused}
+        return 202, {"status": "accepted", "delivery_id": item.delivery_id, "refused": refused}

@@ -201,3 +201,42 @@ def test_token_setting_and_alert_parsing():
     assert read_alert(_alert(T0, repository="no-slash")) == "no repository (owner/name) and environment labels"
     assert read_alert(_alert(T0, environment="e" * 201)) == "repository, environment or sha label too long"
     assert read_alert(_alert(T0, sha="f" * 65)) == "repository, environment or sha label too long"
+
+
+def test_a_refused_sha_label_is_named_in_the_answer_audited_and_counted(app_url, engine):
+    """A malformed, unknown or ambiguous ``sha`` label refuses that alert only: the answer names a malformed one at
+    once, the worker records every refusal once in the audit log, /metrics counts them, and the good alert in the
+    same notification is still recorded."""
+    from github_app import audit
+    from github_app.db.models import AuditEntry
+
+    _released(engine, "ab12345" + "0" * 33, T0, 11)
+    _released(engine, "ab12345" + "1" * 33, T0 + timedelta(minutes=1), 12)  # two commits start with ab12345
+    at = T0 + timedelta(hours=1)
+    malformed = _alert(at, fingerprint="bad", sha="release-42")
+    unknown = _alert(at, fingerprint="unknown", sha="fedcba9")
+    ambiguous = _alert(at, fingerprint="ambiguous", sha="AB12345")
+    good = _alert(at, fingerprint="good", sha="ab12345" + "1" * 33)
+    response = _post(app_url, _notification(malformed, unknown, ambiguous, good))
+    assert response.status_code == 202
+    refused = response.json()["refused"]
+    assert [(r["index"], r["fingerprint"], r["sha_label"]) for r in refused] == [(0, "bad", "release-42")]
+    assert "not a commit id" in refused[0]["reason"] and refused[0]["alertname"] == "HighErrorRate"
+    # Alertmanager repeats the firing alerts in the next notification: each refusal is recorded once
+    assert _post(app_url, _notification(malformed, unknown, ambiguous, group="again")).status_code == 202
+    _settle(engine)
+    assert list(_incidents(engine).values()) == ["ab12345" + "1" * 33]  # nothing accepted is lost
+    with engine.connect() as conn:
+        entries = conn.execute(select(AuditEntry.repository, AuditEntry.actor, AuditEntry.data)
+                               .where(AuditEntry.kind == "alert_refused").order_by(AuditEntry.seq)).all()  # fmt: skip
+    assert [(e.repository, e.actor, e.data["fingerprint"], e.data["sha_label"]) for e in entries] == [
+        (REPO, "alertmanager", "bad", "release-42"), (REPO, "alertmanager", "unknown", "fedcba9"),
+        (REPO, "alertmanager", "ambiguous", "AB12345"),
+    ]  # fmt: skip
+    reasons = [e.data["reason"] for e in entries]
+    assert "not a commit id" in reasons[0] and "matches no release" in reasons[1] and "matches 2 releases" in reasons[2]
+    assert all(e.data["environment"] == ENV and e.data["alertname"] == "HighErrorRate" for e in entries)
+    assert audit.verify(engine).ok
+    assert httpx.get(f"{app_url}/metrics").json()["alerts_refused_last_day"] == 3
+    text = httpx.get(f"{app_url}/metrics", params={"format": "prometheus"}).text
+    assert "gonogo_alerts_refused_last_day 3" in text

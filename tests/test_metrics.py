@@ -71,8 +71,9 @@ def test_metrics_as_json_and_as_prometheus_text(served):
         "gonogo_deliveries": "gauge", "gonogo_oldest_due_delivery_seconds": "gauge", "gonogo_notifications": "gauge",
         "gonogo_webhooks_rejected_total": "counter", "gonogo_deliveries_processed_total": "counter",
         "gonogo_webhooks_previous_secret_total": "counter", "gonogo_audit_head_seq": "gauge",
-        "gonogo_redelivery_total": "counter",
+        "gonogo_redelivery_total": "counter", "gonogo_alerts_refused_last_day": "gauge",
     }  # fmt: skip
+    assert samples[("gonogo_alerts_refused_last_day", "")] == 0 and as_json["alerts_refused_last_day"] == 0
     assert samples[("gonogo_deliveries", 'state="pending"')] == 2
     assert samples[("gonogo_deliveries", 'state="dead"')] == 0
     assert samples[("gonogo_webhooks_rejected_total", 'reason="bad_signature"')] == 1

@@ -13,7 +13,9 @@ GitHub delivery; a worker attributes each alert here:
 - a ``sha`` label says which release, not whether to blame it: that release must have gone live in that
   environment within the same window before the alert started (a successful deployment status of it, or
   gonogo's approval). A short (7 or more hex digits) or uppercase label is read as the one commit gonogo
-  gated in that repository that it can mean; a label that means none, or several, is refused and logged;
+  gated in that repository that it can mean; a label that means none, or several, or is no commit id at all, is
+  refused: logged and audited (kind ``alert_refused``, once per alert), and a malformed one is named in the
+  intake's answer;
 - an alert is dated from its ``startsAt``, but never later than the notification was received;
 - alerts with ``severity`` ``info`` or ``none`` are not incidents.
 
@@ -33,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from github_app import audit
 from github_app.db.models import Delivery, Deployment, Outcome
 from github_app.features.outcomes import latest_release, let_through, outcomes_recorded, record_outcome
 from github_app.routing import Context, Event, Router
@@ -137,6 +140,57 @@ class Refused(str):
     """Why a ``sha`` label names no release (a refusal, logged, rather than an incident under a wrong id)."""
 
 
+def malformed_sha_label(label: str) -> Refused | None:
+    """Why a ``sha`` label cannot be a commit id at all (known from the label alone), or None."""
+    if _SHA_LABEL.fullmatch(label.strip().lower()):
+        return None
+    return Refused(f"sha label {label!r} is not a commit id: give 7 to 40 hexadecimal digits, best the full "
+                   "40-character sha")  # fmt: skip
+
+
+def screen(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts of a notification refused whatever the database holds: those whose ``sha`` label is malformed.
+
+    The intake names them in its answer. Whether a well-formed label names a release (none, or several) is
+    known only to the worker that attributes the alert; it records those refusals in the audit log.
+    """
+    alerts = payload.get("alerts")
+    refused: list[dict[str, Any]] = []
+    for index, raw in enumerate(alerts[:MAX_ALERTS] if isinstance(alerts, list) else []):
+        alert = read_alert(raw)
+        if isinstance(alert, str) or alert.sha is None:
+            continue
+        problem = malformed_sha_label(alert.sha)
+        if problem is not None:
+            refused.append({"index": index, **_refusal(raw, alert, problem)})
+    return refused
+
+
+def _refusal(raw: dict[str, Any], alert: Alert, reason: str) -> dict[str, Any]:
+    """What names a refused alert and why, for the intake's answer and the audit log."""
+    fingerprint = raw.get("fingerprint")
+    return {
+        "alertname": _mapping(raw.get("labels")).get("alertname"),
+        "fingerprint": fingerprint if isinstance(fingerprint, str) else None, "environment": alert.environment,
+        "starts_at": alert.started.isoformat(), "sha_label": alert.sha, "reason": reason,
+    }  # fmt: skip
+
+
+def record_refusal(engine: Engine, raw: dict[str, Any], alert: Alert, reason: str, at: datetime,
+                   delivery_id: str | None) -> bool:  # fmt: skip
+    """Audit a refused alert (kind ``alert_refused``) once, however often Alertmanager repeats it; True if new.
+
+    Any earlier record of the alert was written after it was received, so no earlier than it started (``at``,
+    already clamped to a receipt), give or take clock skew: a day's margin bounds the look-back.
+    """
+    with engine.begin() as conn:
+        entry = audit.append_once(
+            conn, "alert_refused", alert.key, since=at - timedelta(days=1), repository=alert.repository,
+            actor="alertmanager", data={**_refusal(raw, alert, reason), "delivery_id": delivery_id},
+        )  # fmt: skip
+    return entry is not None
+
+
 def resolve_sha_label(engine: Engine, repository: str, label: str) -> str | Refused:
     """The full sha a ``sha`` label means: itself when it is one, else the one commit gonogo gated it can mean.
 
@@ -146,9 +200,9 @@ def resolve_sha_label(engine: Engine, repository: str, label: str) -> str | Refu
     release.
     """
     value = label.strip().lower()
-    if not _SHA_LABEL.fullmatch(value):
-        return Refused(f"sha label {label!r} is not a commit id: give 7 to 40 hexadecimal digits, best the full "
-                       "40-character sha")  # fmt: skip
+    malformed = malformed_sha_label(label)
+    if malformed is not None:
+        return malformed
     if len(value) == 40:
         return value
     with engine.connect() as conn:
@@ -206,11 +260,13 @@ def attribute(engine: Engine, alert: Alert, at: datetime, window: timedelta) -> 
 
 
 def record_alerts(
-    engine: Engine, payload: dict[str, Any], window: timedelta, received: datetime | None = None
+    engine: Engine, payload: dict[str, Any], window: timedelta, received: datetime | None = None,
+    delivery_id: str | None = None,
 ) -> tuple[set[str], int]:
     """Record an incident for every attributable alert; return the repositories touched and how many were new.
 
-    ``received`` is when the notification reached gonogo: no alert is dated later than that.
+    ``received`` is when the notification reached gonogo: no alert is dated later than that. An alert whose
+    ``sha`` label names no release is refused: logged, and audited once (``record_refusal``).
     """
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
@@ -233,6 +289,7 @@ def record_alerts(
         sha = attribute(engine, alert, at, window)
         if isinstance(sha, Refused):
             log.warning("alert.refused", extra={**where, "alert_label": alert.sha, "reason": str(sha)})
+            record_refusal(engine, raw, alert, str(sha), at, delivery_id)
             continue
         if sha is None:
             log.info("alert.unattributed", extra={**where, "alert_label": alert.sha})
@@ -261,5 +318,5 @@ def received_at(engine: Engine, delivery_id: str) -> datetime | None:
 async def on_alertmanager(ctx: Context, ev: Event) -> None:
     window = timedelta(hours=ctx.settings.alert_window_hours)
     received = await asyncio.to_thread(received_at, ctx.engine, ev.delivery_id)
-    touched, _ = await asyncio.to_thread(record_alerts, ctx.engine, ev.payload, window, received)
+    touched, _ = await asyncio.to_thread(record_alerts, ctx.engine, ev.payload, window, received, ev.delivery_id)
     await outcomes_recorded(ctx, *sorted(touched))
