@@ -110,7 +110,7 @@ class Reviewers(_Strict):
     teams: list[str] = Field(default_factory=list, description="Team slugs (org/team or team) allowed to decide.")
     four_eyes: bool = Field(default=True, description="The person who triggered the deployment cannot approve it.")
     min_permission: Literal["read", "triage", "write", "maintain", "admin"] | None = Field(
-        default=None, description="Minimum repository permission a reviewer must also hold."
+        default=None, description="Minimum repository permission a reviewer must also hold (write when unset)."
     )
     remind_after: Duration | None = Field(default=None, description="Remind reviewers after this long (\"4h\").")
     expire_after: Duration | None = Field(default=None, description="Reject the deployment after this long (\"3d\").")

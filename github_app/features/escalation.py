@@ -48,9 +48,10 @@ class Verdict:
 
 def who_may_decide(r: Reviewers) -> str:
     people = [f"@{u}" for u in r.users] + [f"@{t}" if "/" in t else f"team {t}" for t in r.teams]
-    text = ", ".join(people) if people else f"anyone with {r.min_permission or 'write'} access to the repository"
-    if r.min_permission and people:
-        text += f" (with at least {r.min_permission} access)"
+    needed = r.min_permission or "write"
+    text = ", ".join(people) if people else f"anyone with {needed} access to the repository"
+    if people:
+        text += f" (with at least {needed} access)"
     if r.four_eyes:
         text += "; the person who triggered the deployment cannot approve it"
     return text
@@ -111,11 +112,11 @@ async def authorise(
     named = bool(reviewers.users or reviewers.teams)
     if named and not (listed or member_of):
         return Verdict(False, "not a listed reviewer or a member of a reviewer team")
-    needed = reviewers.min_permission or (None if named else "write")
-    if needed:
-        short = await _short_of(gh, owner, name, actor, needed)
-        if short is not None:
-            return Verdict(False, short)
+    # a listed login is only a name (a renamed account frees it for anyone) and one removed from the repository
+    # keeps it: every decision also needs access, write unless the policy names a level of its own
+    short = await _short_of(gh, owner, name, actor, reviewers.min_permission or "write")
+    if short is not None:
+        return Verdict(False, short)
     return Verdict(True, f"listed reviewer{' via team ' + member_of if member_of else ''}")
 
 
