@@ -87,3 +87,46 @@ def test_how_a_gated_run_ended_labels_its_releases(database_url, engine):
         sources = conn.execute(select(Outcome.source, Outcome.outcome).order_by(Outcome.id)).all()
     assert [tuple(s) for s in sources].count(("workflow_run", "failure")) == 2
     assert ("workflow_run", "success") in [tuple(s) for s in sources]
+
+
+def _status(deployment_id: int, status_id: int, sha: str, state: str, at: datetime) -> dict[str, Any]:
+    return {
+        "action": "created",
+        "deployment_status": {"id": status_id, "state": state, "environment": "production",
+                              "created_at": at.isoformat(), "description": "deployed"},
+        "deployment": {"id": deployment_id, "sha": sha, "environment": "production"},
+        "repository": {"full_name": REPO},
+    }  # fmt: skip
+
+
+def test_a_status_of_a_redeploy_does_not_silence_the_run_of_an_earlier_deployment(database_url, engine):
+    """Run 7 deployed the sha (GitHub deployment 70) and later failed; meanwhile run 8 re-deployed the same sha
+    (deployment 80), whose own status said success. Only deployment 70's own status could speak for run 7."""
+    sha = "7" * 40
+    for run_id, deployment_id, at in ((7, 70, T0), (8, 80, T0 + timedelta(minutes=5))):
+        key = f"{REPO}#{run_id}/production/{run_id * 10}"
+        with engine.begin() as conn:
+            conn.execute(insert(Deployment).values(key=key, repository=REPO, environment="production", sha=sha,
+                                                   run_id=run_id, github_deployment_id=deployment_id, created_at=at,
+                                                   answer="approved", answered_at=at))  # fmt: skip
+            conn.execute(insert(HistoryRow).values(deployment_id=key, repository=REPO, environment="production",
+                                                   sha=sha, created_at=at, features={}))  # fmt: skip
+    with ServerThread(create_app(make_settings(database_url, inbox_retention_days=0), workers=1, engine=engine)) as srv:
+        assert post_webhook(srv.url, "deployment_status", _status(80, 801, sha, "success", T0 + timedelta(minutes=10)),
+                            delivery_id="st-80").status_code == 202  # fmt: skip
+        _wait_done(engine)
+        assert post_webhook(srv.url, "workflow_run", _run(7, "failure"), delivery_id="wr-7").status_code == 202
+        _wait_done(engine)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(HistoryRow.deployment_id, HistoryRow.outcome)).all())
+    assert rows == {f"{REPO}#7/production/70": "failure", f"{REPO}#8/production/80": "success"}
+
+
+def _wait_done(engine) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if set(conn.execute(select(Delivery.state)).scalars()) == {"done"}:
+                return
+        time.sleep(0.05)
+    raise AssertionError("deliveries not done")

@@ -211,8 +211,9 @@ def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) ->
     For deploy workflows whose deployments report no status of their own: a run gonogo let through
     (every gated deployment in it approved) that then failed or timed out marks those releases
     ``failure``; one that succeeded marks them ``success``. A run with a rejected deployment failed
-    because of the rejection, a cancelled one says nothing, and a release that has a deployment status
-    since its approval is labelled by that, the more precise signal.
+    because of the rejection, a cancelled one says nothing, and a release whose own deployment has
+    reported a status since its approval is labelled by that, the more precise signal (a status of
+    another deployment of the same commit, a re-deploy, says nothing of this run).
     """
     outcome = WORKFLOW_TO_OUTCOME.get(str(run.get("conclusion")))
     run_id = run.get("id")
@@ -222,24 +223,21 @@ def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) ->
     at = parse_time(updated if isinstance(updated, str) else None) or datetime.now(UTC)
     with engine.connect() as conn:
         gated = conn.execute(
-            select(Deployment.key, Deployment.environment, Deployment.sha, Deployment.answer, Deployment.answered_at)
+            select(Deployment.key, Deployment.environment, Deployment.sha, Deployment.answer, Deployment.answered_at,
+                   Deployment.github_deployment_id)
             .where(Deployment.repository == repository, Deployment.run_id == run_id)
         ).all()  # fmt: skip
         if not gated or any(d.answer != "approved" for d in gated):
             return 0
-        statused = {
-            (r.environment, r.sha)
-            for r in conn.execute(
-                select(Outcome.environment, Outcome.sha).where(
-                    Outcome.repository == repository, Outcome.source == "deployment_status",
-                    Outcome.sha.in_({d.sha for d in gated}),
-                    Outcome.observed_at >= min(d.answered_at or at for d in gated),
-                )
+        statuses = conn.execute(
+            select(Outcome.environment, Outcome.sha, Outcome.observed_at, Outcome.detail).where(
+                Outcome.repository == repository, Outcome.source == "deployment_status",
+                Outcome.sha.in_({d.sha for d in gated}), Outcome.observed_at >= min(d.answered_at or at for d in gated),
             )
-        }  # fmt: skip
+        ).all()  # fmt: skip
     recorded = 0
     for d in gated:
-        if (d.environment, d.sha) in statused:
+        if any(_status_of(s, d) for s in statuses):
             continue
         key = hashlib.sha256(d.key.encode()).hexdigest()[:16]
         recorded += record_outcome(
@@ -249,6 +247,27 @@ def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) ->
                                     "html_url": run.get("html_url")}, deployment_key=d.key,
         )  # fmt: skip
     return recorded
+
+
+def _status_of(status: Any, deployment: Any) -> bool:
+    """Whether a stored deployment status speaks for this gated deployment since its approval.
+
+    A status names its GitHub deployment: a re-deploy of the same commit (another run) reports on its own
+    deployment, and says nothing of how this one's run ended. Only for a deployment whose GitHub id gonogo
+    does not know does the commit and environment stand in for it.
+    """
+    if status.environment != deployment.environment or status.sha != deployment.sha:
+        return False
+    if deployment.answered_at is not None and _aware(status.observed_at) < _aware(deployment.answered_at):
+        return False
+    if deployment.github_deployment_id is None:
+        return True
+    named = (status.detail or {}).get("deployment_id") if isinstance(status.detail, dict) else None
+    return bool(named == deployment.github_deployment_id)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @router.on("workflow_run", "completed")
