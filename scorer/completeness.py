@@ -40,10 +40,12 @@ class TestChecks:
     passed: list[CheckResult] = field(default_factory=list)
     failed: list[CheckResult] = field(default_factory=list)
     pending: list[CheckResult] = field(default_factory=list)
+    # finished without running the tests (skipped, neutral): neither a pass nor a failure
+    not_run: list[CheckResult] = field(default_factory=list)
 
     @property
     def all(self) -> list[CheckResult]:
-        return [*self.failed, *self.pending, *self.passed]
+        return [*self.failed, *self.pending, *self.not_run, *self.passed]
 
     @property
     def names(self) -> list[str]:
@@ -68,6 +70,7 @@ def stand_in_test_checks(evidence: Evidence) -> TestChecks | None:
         passed=[c for c in chosen if c.passed],
         failed=[c for c in chosen if c.failed],
         pending=[c for c in chosen if not c.completed],
+        not_run=[c for c in chosen if c.not_run],
     )
 
 
@@ -83,7 +86,8 @@ def part_read_share(evidence: Evidence, name: str) -> float:
         return round(read / (read + refused), 3) if read and refused else INCOMPLETE_SHARE
     if name == "tests":
         stand_in = stand_in_test_checks(evidence)
-        if stand_in is not None and not stand_in.pending:
+        # a skipped or neutral test check read nothing: only a test check that ran and finished counts
+        if stand_in is not None and not stand_in.pending and (stand_in.passed or stand_in.failed):
             return TEST_CHECKS_SHARE
     return 0.0
 

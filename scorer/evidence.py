@@ -104,7 +104,14 @@ class CheckResult(_Model):
 
     @property
     def passed(self) -> bool:
-        return self.completed and self.conclusion in {"success", "neutral", "skipped"}
+        """Whether it ran and succeeded."""
+        return self.completed and self.conclusion == "success"
+
+    @property
+    def not_run(self) -> bool:
+        """Whether it finished without a verdict on the commit: ``skipped`` (a job whose condition was false),
+        ``neutral`` or no conclusion at all. Not a failure, and not a pass either: it tested nothing."""
+        return self.completed and not self.failed and not self.passed
 
 
 class ChecksPart(Part):

@@ -34,9 +34,14 @@ def _tests_from_checks(a: Assessment, limit: float | None) -> RuleResult:
                       value=len(stand_in.failed), threshold=limit, details=names[:_MAX_DETAILS])  # fmt: skip
     if stand_in.pending:
         return unknown(f"test checks not finished: {', '.join(c.name for c in stand_in.pending[:5])}", limit)
+    not_run = ", ".join(f"{c.name} ({c.conclusion or 'no conclusion'})" for c in stand_in.not_run[:5])
+    if not stand_in.passed:
+        # a skipped job ran no test: nothing says the tests pass
+        return unknown(f"no test reports, and the test checks did not run: {not_run}", limit)
     listed = ", ".join(c.name for c in stand_in.passed[:5])
     more = f" and {len(stand_in.passed) - 5} more" if len(stand_in.passed) > 5 else ""
-    return passed(f"tests passed, counts unknown: no test reports, test checks {listed}{more} succeeded", 0, limit)
+    also = f"; did not run: {not_run}" if not_run else ""
+    return passed(f"tests passed, counts unknown: no test reports, test checks {listed}{more} succeeded{also}", 0, limit)
 
 
 def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
@@ -45,7 +50,7 @@ def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
         return unknown(f"test reports could not be read: {t.reason}", limit)
     if t.availability == Availability.NOT_CONFIGURED:
         stand_in = stand_in_test_checks(a.evidence)
-        if stand_in is not None:
+        if stand_in is not None and (stand_in.passed or stand_in.failed):  # a skipped check stands in for nothing
             result = failed(
                 f"no test reports; the test checks ({', '.join(stand_in.names[:3])}) say whether tests passed "
                 "but not how many ran", value=0, threshold=limit,
@@ -55,7 +60,12 @@ def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
         return failed(f"no test reports were found ({t.reason})", value=0, threshold=limit)
     if t.availability == Availability.INCOMPLETE:
         return unknown(f"some test reports could not be read: {t.reason}", limit)
-    return at_least(t.total, limit, "tests reported")
+    if not t.skipped:
+        return at_least(t.total, limit, "tests reported")
+    # a skipped test ran nothing: a report of skipped tests only is a report that no test ran
+    ran = t.total - t.skipped
+    result = at_least(ran, limit, "tests run")
+    return result.model_copy(update={"message": f"{result.message} ({t.total} reported, {t.skipped} skipped)"})
 
 
 def _no_flaky(a: Assessment, limit: float | None) -> RuleResult:
@@ -102,13 +112,19 @@ def _required_checks(a: Assessment, limit: float | None) -> RuleResult:
         by_name.setdefault(c.name, []).append(c)
     failing = [n for n in ch.required if any(c.failed for c in by_name.get(n, []))]
     waiting = [n for n in ch.required if not by_name.get(n) or not all(c.completed for c in by_name[n])]
+    # skipped or neutral: finished without running or judging anything, so it is no pass (GitHub's branch
+    # protection counts a skipped job as passing; a gate that must see the check pass does not)
+    not_run = [f"{n} ({c.conclusion or 'no conclusion'})" for n in ch.required if n not in waiting
+               for c in by_name.get(n, []) if c.not_run]  # fmt: skip
     if failing:
         return failed(
             f"required checks failed: {', '.join(failing)}", value=len(failing), threshold=limit, details=failing
         )
-    if waiting:
-        # A check that has not reported yet is missing evidence, not a failure.
-        return unknown(f"required checks not finished or not reported: {', '.join(waiting)}", limit)
+    if waiting or not_run:
+        # A check that has not reported yet, or finished without running, is missing evidence, not a failure.
+        said = [f"not finished or not reported: {', '.join(waiting)}"] if waiting else []
+        said += [f"did not run: {', '.join(not_run)}"] if not_run else []
+        return unknown(f"required checks {'; '.join(said)}", limit)
     return passed(f"all {len(ch.required)} required checks passed", value=0, threshold=limit)
 
 
