@@ -33,6 +33,16 @@ class CoverageReport:
     def branch_rate(self) -> float | None:
         return self.branches_covered / self.branches_valid if self.branches_valid else None
 
+    def checked(self, what: str) -> CoverageReport:
+        """Return the report, or refuse it when it claims more covered than coverable lines or branches.
+
+        Such totals are no measurement (a rate above 100 %), and summed with the other reports they would
+        lift the coverage of code no test ran.
+        """
+        if self.lines_covered > self.lines_valid or self.branches_covered > self.branches_valid:
+            raise ArtifactRejected(f"{what} claims more covered than coverable lines or branches; not trusted")
+        return self
+
 
 def _int(value: str | None) -> int:
     try:
@@ -88,9 +98,7 @@ def parse_cobertura(stream: Stream, what: str, limits: ArtifactLimits | None = N
         report.branches_covered = _int(root.get("branches-covered"))
     else:
         report.lines_valid, report.lines_covered, report.branches_valid, report.branches_covered = counted
-    if report.lines_covered > report.lines_valid or report.branches_covered > report.branches_valid:
-        raise ArtifactRejected(f"{what} claims more covered than coverable lines or branches; not trusted")
-    return report
+    return report.checked(what)
 
 
 def parse_jacoco(stream: Stream, what: str, limits: ArtifactLimits | None = None,
@@ -115,7 +123,7 @@ def parse_jacoco(stream: Stream, what: str, limits: ArtifactLimits | None = None
         depth[0] -= 1
 
     _xml(stream, what, lim, deadline, start, end)
-    return report
+    return report.checked(what)
 
 
 def parse_clover(stream: Stream, what: str, limits: ArtifactLimits | None = None,
@@ -143,7 +151,7 @@ def parse_clover(stream: Stream, what: str, limits: ArtifactLimits | None = None
     _xml(stream, what, lim, deadline, start, end)
     if not found[0]:
         raise ArtifactRejected(f"{what} has no project-level <metrics>; not a complete Clover report")
-    return report
+    return report.checked(what)
 
 
 def parse_opencover(stream: Stream, what: str, limits: ArtifactLimits | None = None,
@@ -171,7 +179,7 @@ def parse_opencover(stream: Stream, what: str, limits: ArtifactLimits | None = N
     _xml(stream, what, lim, deadline, start, end)
     if not found[0]:
         raise ArtifactRejected(f"{what} has no session <Summary>; not a complete OpenCover report")
-    return report
+    return report.checked(what)
 
 
 def parse_lcov(stream: Stream, what: str, limits: ArtifactLimits | None = None,
@@ -217,7 +225,7 @@ def parse_lcov(stream: Stream, what: str, limits: ArtifactLimits | None = None,
         close_record()
     if records == 0:
         raise ArtifactRejected(f"{what} has no lcov records (no SF: lines)")
-    return report
+    return report.checked(what)
 
 
 def parse_coveragepy(stream: Stream, what: str, limits: ArtifactLimits | None = None,
@@ -235,7 +243,7 @@ def parse_coveragepy(stream: Stream, what: str, limits: ArtifactLimits | None = 
         lines_covered=_int(str(totals.get("covered_lines", 0))),
         branches_valid=_int(str(totals.get("num_branches", 0))),
         branches_covered=_int(str(totals.get("covered_branches", 0))),
-    )
+    ).checked(what)
 
 
 COVERAGE_PARSERS = {
