@@ -33,7 +33,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     state: str | None = None
-    waiting: bool = False  # escalated, no answer yet
+    waiting: bool = False  # escalated, no answer yet, not abandoned
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
@@ -94,7 +94,9 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
     if filters.state:
         stmt = stmt.where(Deployment.state == filters.state)
     if filters.waiting:
-        stmt = stmt.where(DecisionRecord.action == "escalate", Deployment.answer.is_(None))
+        # an abandoned escalation (its run ended, or a re-run took its place) waits for nobody
+        stmt = stmt.where(DecisionRecord.action == "escalate", Deployment.answer.is_(None),
+                          Deployment.state != "abandoned")  # fmt: skip
     if cursor:
         at, row_id = decode_cursor(cursor)
         stmt = stmt.where(or_(Deployment.created_at < at, and_(Deployment.created_at == at, Deployment.id < row_id)))

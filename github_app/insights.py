@@ -24,7 +24,8 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, String, select, type_coerce
+from sqlalchemy import ColumnElement, DateTime, Engine, String, or_, select, type_coerce
+from sqlalchemy.orm import aliased
 
 from github_app.db import read_only
 from github_app.db.models import Deployment, Outcome
@@ -58,6 +59,8 @@ class DeploymentFact:
     decided_at: datetime | None
     answered_by_human: bool
     first_commit_at: datetime | None
+    # the run ended (or GitHub's 30 days passed) while it waited: never answered, never went out
+    abandoned: bool = False
 
 
 @dataclass(slots=True)
@@ -191,6 +194,25 @@ def _time_reader(dialect: str) -> Callable[[Any], datetime | None]:
     return _aware
 
 
+ABANDONED = "abandoned"  # github_app/deployments.py: final, without an answer
+
+
+def counted_attempt() -> ColumnElement[bool]:
+    """The deployment is one the figures count: not an attempt a later attempt of its run superseded.
+
+    A re-run asks again for the same run and environment, and deployments.begin abandons the earlier,
+    unfinished attempt in its favour: one deployment, asked about twice, answered (at most) once. An
+    abandoned deployment with no later attempt is an escalation whose run ended while it waited: the gate
+    did decide it, so it counts, but as nobody's wait and as nothing that went out.
+    """
+    later = aliased(Deployment)
+    superseded = select(later.id).where(
+        later.repository == Deployment.repository, later.environment == Deployment.environment,
+        later.run_id == Deployment.run_id, later.created_at > Deployment.created_at,
+    ).exists()  # fmt: skip
+    return or_(Deployment.state != ABANDONED, ~superseded)
+
+
 def load(engine: Engine, window: Window) -> Facts:
     """Read the deployments requested in ``window`` and the outcomes observed since it began.
 
@@ -204,9 +226,9 @@ def load(engine: Engine, window: Window) -> Facts:
         Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.sha,
         t(Deployment.created_at), Deployment.answer, t(Deployment.answered_at), Deployment.verdict,
         Deployment.decided_action, Deployment.risk, t(Deployment.decided_at), Deployment.human_reviewed,
-        t(Deployment.first_commit_at),
+        t(Deployment.first_commit_at), Deployment.state,
     )  # fmt: skip
-    stmt = stmt.where(Deployment.created_at >= window.since, Deployment.created_at < window.until)
+    stmt = stmt.where(Deployment.created_at >= window.since, Deployment.created_at < window.until, counted_attempt())
     outcome_stmt = select(
         Outcome.repository, Outcome.environment, Outcome.sha, Outcome.outcome, t(Outcome.observed_at)
     ).where(Outcome.observed_at >= window.since)
@@ -224,9 +246,9 @@ def load(engine: Engine, window: Window) -> Facts:
     when = _time_reader(dialect)
     deployments = [
         DeploymentFact(i, key, repo, env, sha, when(created) or window.since, answer, when(answered), verdict,
-                       action, risk, when(decided), bool(human_answer), when(first_commit))
-        for i, key, repo, env, sha, created, answer, answered, verdict, action, risk, decided, human_answer, first_commit
-        in rows
+                       action, risk, when(decided), bool(human_answer), when(first_commit), state == ABANDONED)
+        for i, key, repo, env, sha, created, answer, answered, verdict, action, risk, decided, human_answer, first_commit,
+        state in rows
     ]  # fmt: skip
     outcomes = [OutcomeFact(repo, env, sha, outcome, when(observed) or window.since)
                 for repo, env, sha, outcome, observed in outcome_rows]  # fmt: skip
@@ -257,9 +279,15 @@ class Result:
 
 
 def attribute(deployments: Sequence[DeploymentFact], outcomes: Iterable[OutcomeFact]) -> dict[int, Result]:
-    """Give each outcome to the newest deployment of its sha to its environment requested before it."""
+    """Give each outcome to the newest deployment of its sha to its environment requested before it.
+
+    An abandoned deployment never went out, so it takes no outcome: one observed after it belongs to the
+    deployment of the sha before it (still the one running), if any.
+    """
     by_target: dict[tuple[str, str, str], tuple[list[DeploymentFact], list[datetime]]] = {}
     for d in sorted(deployments, key=attrgetter("created_at", "id")):
+        if d.abandoned:
+            continue
         target = (d.repository, d.environment, d.sha)
         entry = by_target.get(target)
         if entry is None:
@@ -357,7 +385,9 @@ class GateQuality:
 
 
 def _automatic(d: DeploymentFact) -> bool:
-    return d.action in ("approve", "reject") and not d.answered_by_human
+    # the gate's go / no-go is stored with its decision, before anyone could answer: a reviewer's allowed
+    # review on record (a click refused while the gate still evaluated) did not answer it
+    return d.action in ("approve", "reject")
 
 
 def gate_quality(
@@ -409,7 +439,7 @@ def gate_quality(
                     human_answers.append(s)
                 if (s := _seconds(d.answered_at, d.decided_at or d.created_at)) is not None:
                     waits.append(s)
-            if d.answer is None:
+            if d.answer is None and not d.abandoned:
                 waiting += 1
                 oldest = max(oldest if oldest is not None else 0.0, _seconds(now, d.decided_at or d.created_at) or 0.0)
         if d.answer == "rejected" and action in ("reject", "escalate") and later_success(d):
@@ -658,10 +688,10 @@ def answer_times(deployments: Sequence[DeploymentFact]) -> dict[str, list[int]]:
         seconds = _seconds(d.answered_at, d.created_at)
         if seconds is None or d.action is None:
             continue
-        if d.answered_by_human:
-            counts["human"][_bucket(seconds)] += 1
-        elif _automatic(d):
+        if _automatic(d):
             counts["automatic"][_bucket(seconds)] += 1
+        elif d.answered_by_human:
+            counts["human"][_bucket(seconds)] += 1
     return counts
 
 

@@ -130,7 +130,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         return collate(column, "C") if dialect == "postgresql" else column
 
     # the window's requests, and the outcomes observed from its start on
-    deployments_where = [Deployment.created_at >= since, Deployment.created_at < until]
+    deployments_where = [Deployment.created_at >= since, Deployment.created_at < until, ins.counted_attempt()]
     outcomes_where = [Outcome.observed_at >= since]
     for column, o_column, name, wanted in ((Deployment.repository, Outcome.repository, "repository", by_repository),
                                            (Deployment.environment, Outcome.environment, "environment", by_environment)):  # fmt: skip
@@ -151,7 +151,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         select(Deployment.id, Deployment.repository, Deployment.environment, Deployment.sha, Deployment.created_at,
                func.lead(Deployment.created_at).over(**in_target).label("next_at"),
                func.min(Deployment.created_at).over(**in_target).label("first_at"))
-        .where(*deployments_where)
+        .where(*deployments_where, Deployment.state != ins.ABANDONED)  # never went out: takes no outcome
         .subquery("requests")
     )  # fmt: skip
     r = requests.c
@@ -179,6 +179,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         select(Deployment.repository, Deployment.environment, us(Deployment.created_at).label("c_us"),
                Deployment.answer, us(Deployment.answered_at).label("a_us"),
                case((Deployment.human_reviewed.is_(True), 1), else_=0).label("human"), Deployment.verdict,
+               case((Deployment.state == ins.ABANDONED, 1), else_=0).label("abandoned"),
                Deployment.decided_action.label("action"), Deployment.risk, us(Deployment.decided_at).label("d_us"),
                us(Deployment.first_commit_at).label("f_us"), us(a.deployed_at).label("dep_us"),
                case((a.fails > 0, 1), else_=0).label("failed"),
@@ -195,10 +196,10 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     later_success = f.later == 1
     escalate = f.action == "escalate"
     by_human = and_(escalate, f.human == 1, f.a_us.is_not(None))
-    automatic = and_(f.action.in_(("approve", "reject")), f.human == 0)
+    automatic = f.action.in_(("approve", "reject"))  # the gate's answer, stored with its decision
     scored = and_(f.action.is_not(None), known, f.risk.is_not(None))
     risk_bin = case((scored, _ladder(f.risk * ins.CALIBRATION_BINS, range(1, ins.CALIBRATION_BINS))))
-    waiting = and_(escalate, f.answer.is_(None))
+    waiting = and_(escalate, f.answer.is_(None), f.abandoned == 0)
     decided_failure = and_(f.action.is_not(None), f.failed == 1)
     answer_us = _nonneg(f.a_us - f.c_us)
     deployed = f.dep_us.is_not(None)
@@ -233,7 +234,7 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         *[_count(verdict == v) for v in ins.VERDICTS], _count(known), _count(f.failed == 1)],
         texts=[gathered(lead_value, lead_where)])).group_by(week)  # fmt: skip
     answered = and_(f.a_us.is_not(None), f.action.is_not(None))
-    who = case((f.human == 1, "human"), (f.action.in_(("approve", "reject")), "automatic"))
+    who = case((automatic, "automatic"), (f.human == 1, "human"))
     bucket = _ladder(answer_us, [literal(int(limit * US), BigInteger) for _, limit in ins.ANSWER_BUCKETS[:-1]])
     answers = (select(*_part("answers", who, key=bucket, ints=[func.count()])).where(answered, who.is_not(None))
                .group_by(who, bucket))  # fmt: skip
