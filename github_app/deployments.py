@@ -261,8 +261,9 @@ def record_decision(session: Session, key: str, owner: str, decision: DecisionRe
 def note_human_review(session: Session, deployment_id: int) -> bool:
     """Mark that a reviewer's answer was allowed (approve, reject or override), inside the caller's transaction.
 
-    It stays set: the insights count the deployment as decided by a human from then on, whether or not
-    the answer was the one sent (another reviewer may have been first). False when it was set already.
+    Only the answer stored for the deployment counts (escalation records an allowed answer that came
+    second as refused). It stays set: the insights count the deployment as decided by a human from then
+    on. False when it was set already.
     """
     done = session.connection().execute(
         update(Deployment).where(Deployment.id == deployment_id, Deployment.human_reviewed.is_(False))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from githubkit import GitHub
@@ -139,23 +141,31 @@ def _record_review(
     refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False, actor_id: int | None = None,
 ) -> None:
     """Store a human's attempt and audit it with what it was about, where it came from and how it ended."""
+    with Session(engine) as session, session.begin():
+        _add_review(session, row, delivery_id, actor, action, allowed, reason, refusal, origin, own, actor_id)
+
+
+def _add_review(
+    session: Session, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
+    refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False, actor_id: int | None = None,
+) -> None:
+    """Add a human's attempt and its audit entries to the caller's transaction."""
     data = {
         "action": action, "allowed": allowed, "reason": reason, "refusal": refusal, "delivery_id": delivery_id,
         "environment": row.environment, "sha": row.sha, "deployer": row.creator,
         "own_deployment": own, **(origin or {}),
     }  # fmt: skip
-    with Session(engine) as session, session.begin():
-        session.add(Review(
-            deployment_id=row.id, delivery_id=delivery_id, actor=actor, actor_id=actor_id, action=action, allowed=allowed,
-            reason=reason, refusal=refusal, created_at=datetime.now(UTC),
-        ))  # fmt: skip
-        audit.append(session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
+    session.add(Review(
+        deployment_id=row.id, delivery_id=delivery_id, actor=actor, actor_id=actor_id, action=action, allowed=allowed,
+        reason=reason, refusal=refusal, created_at=datetime.now(UTC),
+    ))  # fmt: skip
+    audit.append(session, "review_attempt", repository=row.repository, deployment_key=row.key, actor=actor,
+                 data=data)  # fmt: skip
+    if allowed and action in deployments.HUMAN_ACTIONS:
+        deployments.note_human_review(session, row.id)
+    if action == "override":  # break-glass is loud in the log too, allowed or not
+        audit.append(session, "override", repository=row.repository, deployment_key=row.key, actor=actor,
                      data=data)  # fmt: skip
-        if allowed and action in deployments.HUMAN_ACTIONS:
-            deployments.note_human_review(session, row.id)
-        if action == "override":  # break-glass is loud in the log too, allowed or not
-            audit.append(session, "override", repository=row.repository, deployment_key=row.key, actor=actor,
-                         data=data)  # fmt: skip
 
 
 async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[str, Any]) -> EnvironmentPolicy:
@@ -174,10 +184,13 @@ async def decide_by_human(
     env_policy = await _environment_policy(gh, row, payload)
     own = is_deployer(row, actor, sender_id(payload))
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, action)
-    refusal = None if verdict.allowed else verdict.why
-    await asyncio.to_thread(_record_review, ctx.engine, row, delivery_id, actor, action, verdict.allowed, reason, refusal,
-                            origin, own, sender_id(payload))  # fmt: skip
+
+    def recorded(allowed: bool, refusal: str | None) -> Callable[[Session], None]:
+        return partial(_add_review, row=row, delivery_id=delivery_id, actor=actor, action=action, allowed=allowed,
+                       reason=reason, refusal=refusal, origin=origin, own=own, actor_id=sender_id(payload))  # fmt: skip
+
     if not verdict.allowed:
+        await asyncio.to_thread(_in_transaction, ctx.engine, recorded(False, verdict.why))
         await reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return f"refused: {verdict.why}"
@@ -189,6 +202,8 @@ async def decide_by_human(
     owner = new_owner()
 
     def notified(session: Session, stored: Deployment) -> None:
+        # the attempt that decides is stored with its answer, in one transaction
+        recorded(True, None)(session)
         notify_state_change(session, stored, event, channels, actor=actor, comment=comment)
 
     accepted = await asyncio.to_thread(
@@ -197,6 +212,14 @@ async def decide_by_human(
     )  # fmt: skip
     current = accepted.row
     if not accepted.stored:
+        # allowed to decide, but nothing was decided: the attempt is refused by what the deployment is now, so
+        # neither the audit nor the insights nor learning count it as this reviewer's decision
+        await asyncio.to_thread(_in_transaction, ctx.engine, recorded(False, _not_applied(current)))
+        if current.state in (deployments.ANSWERING, deployments.ANSWERED) and current.answer is not None:
+            # another answer came first (a reviewer clicking at the same moment, an override, the expiry)
+            await reply(gh, row, f"@{actor} your {action} was not applied: the deployment to **{row.environment}** "
+                                  f"was already {current.answer} ({current.answer_comment or 'no comment'}). "
+                                  "GitHub takes one answer per deployment.")  # fmt: skip
         if current.state in (deployments.EVALUATING, deployments.DECIDED) and current.answer is None:
             # a human answers what gonogo escalated, never what it is still deciding (a no-go would lose)
             await reply(gh, row, f"@{actor} gonogo is still evaluating the deployment to **{row.environment}**; "
@@ -229,6 +252,23 @@ async def decide_by_human(
             conclusion="failure" if state == "rejected" else "success",
         )  # fmt: skip
     return label
+
+
+def _in_transaction(engine: Engine, work: Callable[[Session], None]) -> None:
+    """Run ``work`` in a transaction of its own."""
+    with Session(engine) as session, session.begin():
+        work(session)
+
+
+def _not_applied(current: Deployment) -> str:
+    """Why an allowed answer changed nothing, from the deployment as it is now."""
+    if current.answer is not None:
+        return f"not applied: already {current.answer} ({(current.answer_comment or '')[:200]})"
+    if current.state == deployments.ABANDONED:
+        return "not applied: the deployment no longer waits for a decision"
+    if current.state in (deployments.EVALUATING, deployments.DECIDED):
+        return "not applied: gonogo is still evaluating the deployment"
+    return f"not applied: the deployment is {current.state}"
 
 
 async def _close_abandoned_check_run(gh: GitHub[Any], row: Deployment) -> None:
