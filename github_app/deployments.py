@@ -296,8 +296,8 @@ def accept_human_answer(
 ) -> Accepted:
     """escalated -> answering with a reviewer's answer; for a break-glass override also from evaluating / decided.
 
-    Only a deployment gonogo escalated takes an approve or reject: while it is evaluated, or once it
-    has an answer, nothing changes. An override may also land while gonogo evaluates, before gonogo
+    Only a deployment gonogo escalated takes an approve or reject: while it is evaluated, once it
+    has an answer, or once GitHub's 30 days have passed (the escalation is then abandoned), nothing changes. An override may also land while gonogo evaluates, before gonogo
     stored an answer of its own; the evaluating worker then sends the override instead of deciding.
     The caller sends the answer itself when it got the lease (``send``).
     """
@@ -314,8 +314,10 @@ def accept_human_answer(
             on_commit(session, row)
 
     free = or_(Deployment.lease_until.is_(None), Deployment.lease_until < now)
+    # past GitHub's 30 days the run has failed: an answer would reach nothing, and would be recorded as decided
+    in_time = Deployment.created_at > now - GITHUB_WAIT_LIMIT
     row = _update(
-        engine, key, [Deployment.state.in_(sources), Deployment.answer.is_(None)],
+        engine, key, [Deployment.state.in_(sources), Deployment.answer.is_(None), in_time],
         {
             "state": ANSWERING, "answer": answer, "answer_comment": comment,
             # take the lease when nobody holds it; a worker still evaluating keeps it and sends this answer
@@ -327,8 +329,16 @@ def accept_human_answer(
     if row is None:
         current = load(engine, key)
         assert current is not None
+        if current.state == ESCALATED and now - _aware(current.created_at) >= GITHUB_WAIT_LIMIT:
+            abandon(engine, key, "GitHub's 30-day limit passed")  # what the sweeper would do on its next round
+            current = load(engine, key)
+            assert current is not None
         return Accepted(False, False, current)
     return Accepted(True, row.lease_owner == owner, row)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def expire(engine: Engine, key: str, comment: str, owner: str, lease_seconds: float,

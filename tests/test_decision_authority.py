@@ -7,13 +7,14 @@ Through the real app and the sandbox over HTTP, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from github_app.db.models import Deployment, Review
 from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
-from tests.helpers import audit_entries
+from tests.helpers import audit_entries, execute
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -137,3 +138,20 @@ def test_approve_and_reject_at_the_same_moment_one_decides_and_the_other_is_told
         assert by_actor[winner].allowed is True and by_actor[winner].refusal is None
         assert by_actor[loser].allowed is False and f"already {sent.state}" in (by_actor[loser].refusal or "")
         assert any(b.startswith(f"@{loser} your") and "not applied" in b for b in replies(world))
+
+
+def test_an_approve_after_githubs_thirty_days_answers_nothing(database_url):
+    """GitHub fails a run that waited 30 days on a protection rule: a click before the sweeper noticed decides nothing."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        [row] = world.query(select(Deployment))
+        execute(database_url, update(Deployment).values(created_at=row.created_at - timedelta(days=30, minutes=1)))
+        world.click(LABEL, "rita")
+        world.settle()
+        assert world.accepted_answers(REPO) == []
+        [row] = world.query(select(Deployment))
+        assert (row.state, row.answer, row.human_reviewed) == ("abandoned", None, False)
+        [attempt] = reviews(world)
+        assert attempt.allowed is False and "no longer waits" in (attempt.refusal or "")
+        assert "no longer waits" in replies(world)[-1]
+        assert (world.check_run(LABEL).conclusion, world.check_run(LABEL).actions) == ("neutral", [])
