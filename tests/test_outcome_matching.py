@@ -124,8 +124,7 @@ def test_a_failure_status_of_the_older_workflow_run_labels_that_runs_release(dat
     with running_world(database_url, state) as world:
         assert decide(world, LABEL).answer == "approved"
         assert _decide_again(world, "redeploy") == "approved"
-        run = world.state.repo(REPO).workflow_runs[first.run_id]
-        run.status, run.conclusion = "completed", "failure"
+        world.state.end_run(REPO, first.run_id, "failure")  # stamps updated_at, as GitHub does
         response = world.send("workflow_run", workflow_run_payload(world.state, REPO, first.run_id))
         assert response.status_code == 202, response.text
         world.settle()

@@ -130,3 +130,44 @@ def _wait_done(engine) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError("deliveries not done")
+
+
+def _attempt(run_id: int, attempt: int, conclusion: str, started: datetime, ended: datetime) -> dict[str, Any]:
+    payload = _run(run_id, conclusion)
+    payload["workflow_run"].update(run_attempt=attempt, run_started_at=started.isoformat(),
+                                   updated_at=ended.isoformat())  # fmt: skip
+    return payload
+
+
+def test_each_attempt_of_a_run_labels_only_its_own_releases(database_url, engine):
+    """Run 9's first attempt was approved and then failed; its re-run (a new GitHub deployment) was approved
+    and succeeded. Before, the completion of attempt 1 labelled every deployment of the run, the re-run's too,
+    and the re-run's success could no longer undo that failure. Run 10's first attempt was escalated and
+    abandoned when the run was re-run; its unanswered deployment made the whole run record nothing, so the
+    re-run's failure was lost. A completion now speaks for the deployments made between its attempt's start
+    and its end."""
+    rows = (
+        (9, 91, T0, "approved", "answered"), (9, 92, T0 + timedelta(minutes=40), "approved", "answered"),
+        (10, 101, T0, None, "abandoned"), (10, 102, T0 + timedelta(minutes=40), "approved", "answered"),
+    )  # fmt: skip
+    for run_id, deployment_id, at, answer, state in rows:
+        key = f"{REPO}#{run_id}/production/{deployment_id}"
+        with engine.begin() as conn:
+            conn.execute(insert(Deployment).values(key=key, repository=REPO, environment="production",
+                                                   sha=str(run_id % 10) * 40, run_id=run_id,
+                                                   github_deployment_id=deployment_id, created_at=at, state=state,
+                                                   answer=answer, answered_at=at if answer else None))  # fmt: skip
+            conn.execute(insert(HistoryRow).values(deployment_id=key, repository=REPO, environment="production",
+                                                   sha=str(run_id % 10) * 40, created_at=at, features={}))  # fmt: skip
+    first = (T0 - timedelta(minutes=1), T0 + timedelta(minutes=20))
+    second = (T0 + timedelta(minutes=39), T0 + timedelta(minutes=60))
+    _send_all(database_url, engine, [
+        _attempt(9, 1, "failure", *first), _attempt(9, 2, "success", *second),
+        _attempt(10, 1, "cancelled", *first), _attempt(10, 2, "failure", *second),
+    ])  # fmt: skip
+    with engine.connect() as conn:
+        labels = dict(conn.execute(select(HistoryRow.deployment_id, HistoryRow.outcome)).all())
+    assert labels == {
+        f"{REPO}#9/production/91": "failure", f"{REPO}#9/production/92": "success",
+        f"{REPO}#10/production/101": None, f"{REPO}#10/production/102": "failure",
+    }  # fmt: skip

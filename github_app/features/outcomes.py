@@ -208,7 +208,8 @@ WORKFLOW_TO_OUTCOME = {"success": "success", "failure": "failure", "timed_out": 
 def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) -> int:
     """Label the releases a gated workflow run shipped by how the whole run ended; return how many.
 
-    For deploy workflows whose deployments report no status of their own: a run gonogo let through
+    For deploy workflows whose deployments report no status of their own: the run's attempt (the deployments
+    made between its ``run_started_at`` and its end) gonogo let through
     (every gated deployment in it approved) that then failed or timed out marks those releases
     ``failure``; one that succeeded marks them ``success``. A run with a rejected deployment failed
     because of the rejection, a cancelled one says nothing, and a release whose own deployment has
@@ -219,13 +220,19 @@ def record_workflow_run(engine: Engine, repository: str, run: dict[str, Any]) ->
     run_id = run.get("id")
     if outcome is None or not isinstance(run_id, int):
         return 0
-    updated = run.get("updated_at")
+    updated, started = run.get("updated_at"), run.get("run_started_at")
     at = parse_time(updated if isinstance(updated, str) else None) or datetime.now(UTC)
+    # this attempt's deployments: GitHub creates one per attempt, after the attempt starts and before it ends
+    # (a re-run can only start once the run has ended), so a late completion of an earlier attempt, or the
+    # unanswered deployment of a superseded one, says nothing of another attempt's releases
+    attempt = [Deployment.created_at <= at]
+    if isinstance(started, str) and (began := parse_time(started)) is not None:
+        attempt.append(Deployment.created_at >= began)
     with engine.connect() as conn:
         gated = conn.execute(
             select(Deployment.key, Deployment.environment, Deployment.sha, Deployment.answer, Deployment.answered_at,
                    Deployment.github_deployment_id)
-            .where(Deployment.repository == repository, Deployment.run_id == run_id)
+            .where(Deployment.repository == repository, Deployment.run_id == run_id, *attempt)
         ).all()  # fmt: skip
         if not gated or any(d.answer != "approved" for d in gated):
             return 0

@@ -283,7 +283,7 @@ class Renderer:
             "pull_requests": [self.pull_minimal(repo, repo.pulls[n]) for n in run.pull_request_numbers
                               if n in repo.pulls],
             "created_at": iso(run.created_at), "updated_at": iso(run.updated_at),
-            "run_started_at": iso(run.created_at), "actor": self.user(run.actor),
+            "run_started_at": iso(run.run_started_at if run.run_started_at is not None else run.created_at), "actor": self.user(run.actor),
             "triggering_actor": self.user(run.actor), "jobs_url": f"{url}/jobs", "logs_url": f"{url}/logs",
             "check_suite_url": f"{self.api}/repos/{repo.full_name}/check-suites/{suite}",
             "artifacts_url": f"{url}/artifacts", "cancel_url": f"{url}/cancel", "rerun_url": f"{url}/rerun",

@@ -198,6 +198,7 @@ class WorkflowRun:
     updated_at: float = 0.0
     actor: str = "octocat"
     artifact_ids: list[int] = field(default_factory=list)
+    run_started_at: float | None = None  # the current attempt's start (GitHub's run_started_at); None: created_at
     pull_request_numbers: list[int] = field(default_factory=list)
 
 
@@ -702,6 +703,7 @@ class SandboxState:
         run = repo.workflow_runs[run_id]
         run.run_attempt += 1
         run.status, run.conclusion = "waiting", None
+        run.run_started_at = self.now()  # each attempt starts anew
         for (gate_run, _env), gate in repo.gates.items():
             if gate_run == run_id:
                 gate.run_attempt = run.run_attempt
