@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from github_app import audit, db
 from github_app.db.models import HistoryRow, Review
-from github_app.sandbox.webhooks import issue_comment_payload
+from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
 from tests.helpers import deployment_row, execute, query
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
@@ -195,3 +195,22 @@ def test_a_stored_but_unsent_answer_wins_over_a_later_click(database_url):
         world.click(LABEL, "rita", "approve")
         world.settle()
         assert [(r.state, r.comment) for r in world.accepted_answers(REPO)] == [("rejected", "Rejected by @rita: broken")]
+
+
+def test_a_click_whose_payload_names_another_repository_answers_nothing(database_url):
+    """Defence in depth: a check run id is unique across GitHub and only its app gets its clicks, so a genuine
+    click always names the deployment's own repository. A payload naming another one (where the sender may hold
+    every right) is not trusted to decide this repository's deployment, whatever its signature."""
+    with escalated_world(database_url) as world:
+        world.escalate(LABEL)
+        world.state.add_repo("acme/playground", default_branch="main")
+        world.state.set_collaborator("acme/playground", "mallory", "admin")
+        payload = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "requested_action",
+                                    identifier="approve")  # fmt: skip
+        other = world.state.repo("acme/playground")
+        payload["repository"].update(full_name=other.full_name, name=other.name, id=other.id)
+        payload["sender"]["login"] = "rita"  # a reviewer of acme/api, so only the repository can refuse it
+        assert world.send("check_run", payload).status_code in (200, 202)
+        world.settle()
+        assert world.gate(LABEL).answer is None and world.accepted_answers(REPO) == []
+        assert query(database_url, select(Review)) == []  # not an attempt on this deployment at all

@@ -305,6 +305,13 @@ async def on_button(ctx: Context, ev: Event) -> None:
     row = await asyncio.to_thread(deployment_for_check_run, ctx.engine, run.get("id"))
     if row is None or ev.installation_id is None:
         return
+    repository = (ev.payload.get("repository") or {}).get("full_name")
+    if not isinstance(repository, str) or repository.lower() != row.repository.lower():
+        # a check run id is unique across GitHub and only its app receives its clicks, so a genuine click names
+        # the deployment's own repository: one naming another is not trusted to decide this deployment
+        log.warning("escalation.button_repository_mismatch", extra={
+            "deployment": row.key, "repository": repository, "actor": actor, "delivery_id": ev.delivery_id})
+        return
     gh = ctx.github_clients().installation(ev.installation_id)
     outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload,
                                     origin={"source": "check_run_button", "check_run_id": run.get("id")})  # fmt: skip
