@@ -386,6 +386,16 @@ async def _download(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
 async def _code_scanning(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     data = parsed(await gh.rest.code_scanning.async_list_alerts_for_repo("acme", "shop", ref="main", state="fixed"))
     assert [a.rule.id for a in data] == ["py/sql-injection"]
+    # a person's dismissal: who and when, listed by the time of the last change
+    w.state.dismiss_alert("acme/shop", "code_scanning", 2, "rita", at=w.state.now() - 60, reason="won't fix")
+    dismissed = parsed(await gh.rest.code_scanning.async_list_alerts_for_repo(
+        "acme", "shop", ref="main", state="dismissed", sort="updated", direction="desc"))  # fmt: skip
+    assert [(a.rule.id, a.dismissed_by.login if a.dismissed_by else None, a.dismissed_reason) for a in dismissed] == [
+        ("py/clear-text-logging", "rita", "won't fix")]
+    assert dismissed[0].dismissed_at is not None and dismissed[0].updated_at == dismissed[0].dismissed_at
+    closed = parsed(await gh.rest.code_scanning.async_list_alerts_for_repo("acme", "shop", ref="main", state="closed",
+                                                                           sort="updated", direction="asc"))
+    assert [a.state for a in closed] == ["fixed", "dismissed"]  # fixed a day ago, dismissed a minute ago
     await expect_error(gh.rest.code_scanning.async_list_alerts_for_repo("acme", "legacy"), 403)
     await expect_error(gh.rest.code_scanning.async_list_alerts_for_repo("acme", "fresh"), 404)
 
@@ -410,12 +420,30 @@ async def _dependabot(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     walked = [a.number async for a in gh.rest.paginate(gh.rest.dependabot.async_list_alerts_for_repo, owner="acme",
                                                         repo="shop", per_page=1)]
     assert walked == [a.number for a in every]  # newest first, each once
+    # dismissed (by a person), auto-dismissed (by a rule) and fixed, each with its own time; sorted by the last change
+    w.state.dismiss_alert("acme/shop", "dependabot", 100, "dora", at=w.state.now() - 30, reason="not_used")
+    w.state.dismiss_alert("acme/shop", "dependabot", 101, None, at=w.state.now() - 20, state="auto_dismissed")
+    w.state.dismiss_alert("acme/shop", "dependabot", 102, None, at=w.state.now() - 10, state="fixed")
+    closed = parsed(await gh.rest.dependabot.async_list_alerts_for_repo(
+        "acme", "shop", state="dismissed,auto_dismissed,fixed", sort="updated", direction="desc", per_page=100))
+    assert [(a.number, a.state) for a in closed] == [(102, "fixed"), (101, "auto_dismissed"), (100, "dismissed")]
+    assert closed[2].dismissed_by is not None and closed[2].dismissed_by.login == "dora"
+    assert closed[2].dismissed_reason == "not_used" and closed[1].dismissed_by is None
+    assert closed[1].auto_dismissed_at is not None and closed[0].fixed_at is not None
 
 
 @case("GET", R + "/secret-scanning/alerts")
 async def _secrets(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     data = parsed(await gh.rest.secret_scanning.async_list_alerts_for_repo("acme", "shop", state="open"))
     assert [a.secret_type for a in data] == ["github_personal_access_token"]
+    w.state.repo("acme/shop").secret_scanning_alerts.append({"number": 2, "secret_type": "aws_access_key_id"})
+    w.state.dismiss_alert("acme/shop", "secret_scanning", 2, "dora", at=w.state.now() - 60, reason="used_in_tests")
+    resolved = parsed(await gh.rest.secret_scanning.async_list_alerts_for_repo(
+        "acme", "shop", state="resolved", resolution="used_in_tests,false_positive", sort="updated", direction="desc"))
+    assert [(a.number, a.resolution, a.resolved_by.login if a.resolved_by else None) for a in resolved] == [
+        (2, "used_in_tests", "dora")]
+    assert resolved[0].resolved_at is not None
+    assert not parsed(await gh.rest.secret_scanning.async_list_alerts_for_repo("acme", "shop", resolution="revoked"))
     await expect_error(gh.rest.secret_scanning.async_list_alerts_for_repo("acme", "legacy"), 404)
 
 

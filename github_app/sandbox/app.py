@@ -27,7 +27,7 @@ from github_app.sandbox.auth import (
     verify_app_jwt,
 )
 from github_app.sandbox.faults import DOCS, FaultAndLogLayer, Message, Receive, Scope, Send, read_body
-from github_app.sandbox.render import Renderer
+from github_app.sandbox.render import Renderer, alert_created, alert_updated
 from github_app.sandbox.state import (
     Annotation,
     CheckRun,
@@ -885,12 +885,27 @@ def review_custom_gate(ctx: Ctx) -> Response:
 
 # --------------------------------------------------------------------------- alerts
 
-def _alert_page(ctx: Ctx, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if (ctx.q("direction") or "desc") == "desc":
-        alerts = sorted(alerts, key=lambda a: a["number"], reverse=True)
-    else:
-        alerts = sorted(alerts, key=lambda a: a["number"])
-    return paginate(ctx, alerts)
+def _sorted_alerts(ctx: Ctx, alerts: list[dict[str, Any]], sorts: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Order alerts as GitHub does: by ``sort`` (``created`` unless named; ``updated`` is when the state last
+    changed, a dismissal or a fix included), ``direction`` ``desc`` unless named."""
+    sort, direction = ctx.q("sort") or "created", ctx.q("direction") or "desc"
+    if sort not in sorts:
+        raise invalid(f"sort must be one of {', '.join(sorts)}")
+    if direction not in ("asc", "desc"):
+        raise invalid("direction must be asc or desc")
+    now = ctx.state.now()
+
+    def key(a: dict[str, Any]) -> tuple[float, int]:
+        if sort == "number":
+            return (0.0, a["number"])
+        moment = alert_updated(a, now) if sort == "updated" else alert_created(a, now)
+        return (moment, a["number"])
+
+    return sorted(alerts, key=key, reverse=direction == "desc")
+
+
+def _alert_page(ctx: Ctx, alerts: list[dict[str, Any]], sorts: tuple[str, ...] = ("created", "updated")) -> list[dict[str, Any]]:
+    return paginate(ctx, _sorted_alerts(ctx, alerts, sorts))
 
 
 def code_scanning_alerts(ctx: Ctx) -> Response:
@@ -913,12 +928,14 @@ def code_scanning_alerts(ctx: Ctx) -> Response:
     severities = csv_param(ctx, "severity")
     alerts = [a for a in repo.code_scanning_alerts if (a.get("ref") or f"refs/heads/{repo.default_branch}") == ref]
     if states:
+        if "closed" in states:  # GitHub's "closed" is every alert no longer open: dismissed or fixed
+            states |= {"dismissed", "fixed"}
         alerts = [a for a in alerts if a.get("state", "open") in states]
     if severities:
         alerts = [a for a in alerts if {a.get("security_severity"), a.get("severity", "error")} & severities]
     if ctx.q("tool_name"):
         alerts = [a for a in alerts if a.get("tool", "CodeQL") == ctx.q("tool_name")]
-    return ok([ctx.render.code_scanning_alert(repo, a) for a in _alert_page(ctx, alerts)])
+    return ok([ctx.render.code_scanning_alert(repo, a) for a in _alert_page(ctx, alerts, ("created", "number", "updated"))])
 
 
 def _cursor_page(ctx: Ctx, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -985,7 +1002,7 @@ def dependabot_alerts(ctx: Ctx) -> Response:
         wanted = csv_param(ctx, name)
         if wanted:
             alerts = [a for a in alerts if str(a.get(key, default)) in wanted]
-    alerts = sorted(alerts, key=lambda a: a["number"], reverse=(ctx.q("direction") or "desc") == "desc")
+    alerts = _sorted_alerts(ctx, alerts, ("created", "updated", "epss_percentage"))
     return ok([ctx.render.dependabot_alert(repo, a) for a in _cursor_page(ctx, alerts)])
 
 
@@ -1000,6 +1017,10 @@ def secret_scanning_alerts(ctx: Ctx) -> Response:
         wanted = csv_param(ctx, name)
         if wanted:
             alerts = [a for a in alerts if str(a.get(key, default)) in wanted]
+    resolutions = csv_param(ctx, "resolution")
+    if resolutions:  # only resolved alerts have one (the seed's default, as rendered, is "revoked")
+        alerts = [a for a in alerts if a.get("state", "open") == "resolved"
+                  and str(a.get("resolution", "revoked")) in resolutions]
     return ok([ctx.render.secret_scanning_alert(repo, a) for a in _alert_page(ctx, alerts)])
 
 

@@ -96,7 +96,7 @@ class FaultAndLogLayer:
                               duration=time.perf_counter() - started, fault=None, installation_id=None,
                               api_version=api_version))
             return None
-        fired = state.take_faults(method, path)
+        fired = state.take_faults(method, path, query)
         delay = state.latency + sum(f.seconds for f in fired if f.kind == "latency")
         if delay > 0:
             # uvloop's timers have millisecond granularity and may fire a little early: top up so the

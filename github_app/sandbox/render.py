@@ -39,6 +39,20 @@ def node_id(kind: str, ident: int | str) -> str:
 # simple-user bodies by (login, type, API URL, HTML URL): every field is a string, number or boolean, so a
 # shallow copy of the remembered body is a fresh one
 _USERS: dict[tuple[str, int, str, str, str], Json] = {}
+# when a closed alert was closed, by state: the seed's own time, else its creation
+_CLOSED_AT = ("dismissed_at", "fixed_at", "auto_dismissed_at", "resolved_at")
+
+
+def alert_created(alert: Json, now: float) -> float:
+    """When a seeded alert was opened (a day ago unless the seed says)."""
+    return float(alert.get("created_at", now - 86400))
+
+
+def alert_updated(alert: Json, now: float) -> float:
+    """When a seeded alert last changed: its own ``updated_at``, else the latest of its opening and closing."""
+    if alert.get("updated_at") is not None:
+        return float(alert["updated_at"])
+    return max([alert_created(alert, now), *(float(alert[k]) for k in _CLOSED_AT if alert.get(k) is not None)])
 
 
 class Renderer:
@@ -447,14 +461,17 @@ class Renderer:
         url = f"{self.api}/repos/{repo.full_name}/code-scanning/alerts/{number}"
         ref = alert.get("ref") or f"refs/heads/{repo.default_branch}"
         state = alert.get("state", "open")
-        created = iso(alert.get("created_at", self.state.now() - 86400))
+        now = self.state.now()
+        opened = alert_created(alert, now)
+        created = iso(opened)
         rule_id = alert.get("rule_id", "py/sql-injection")
         return {
-            "number": number, "created_at": created, "updated_at": created, "url": url,
+            "number": number, "created_at": created, "updated_at": iso(alert_updated(alert, now)), "url": url,
             "html_url": f"{self.html}/{repo.full_name}/security/code-scanning/{number}",
-            "instances_url": f"{url}/instances", "state": state, "fixed_at": None,
+            "instances_url": f"{url}/instances", "state": state,
+            "fixed_at": iso(alert.get("fixed_at", opened)) if state == "fixed" else None,
             "dismissed_by": self.user(alert.get("dismissed_by")) if state == "dismissed" else None,
-            "dismissed_at": created if state == "dismissed" else None,
+            "dismissed_at": iso(alert.get("dismissed_at", opened)) if state == "dismissed" else None,
             "dismissed_reason": alert.get("dismissed_reason", "false positive") if state == "dismissed" else None,
             "dismissed_comment": None,
             "rule": {"id": rule_id, "severity": alert.get("severity", "error"),
@@ -478,7 +495,9 @@ class Renderer:
         """Render a Dependabot alert from its compact seed form."""
         number = alert["number"]
         url = f"{self.api}/repos/{repo.full_name}/dependabot/alerts/{number}"
-        created = iso(alert.get("created_at", self.state.now() - 86400))
+        now = self.state.now()
+        opened = alert_created(alert, now)
+        created = iso(opened)
         package = {"ecosystem": alert.get("ecosystem", "pip"), "name": alert.get("package", "requests")}
         severity = alert.get("severity", "high")
         ghsa = alert.get("ghsa_id", f"GHSA-{number:04d}-sand-box0")
@@ -504,23 +523,29 @@ class Renderer:
             },
             "security_vulnerability": vulnerability, "url": url,
             "html_url": f"{self.html}/{repo.full_name}/security/dependabot/{number}", "created_at": created,
-            "updated_at": created, "dismissed_at": created if state == "dismissed" else None,
-            "dismissed_by": None, "dismissed_reason": "tolerable_risk" if state == "dismissed" else None,
-            "dismissed_comment": None, "fixed_at": created if state == "fixed" else None, "auto_dismissed_at": None,
+            "updated_at": iso(alert_updated(alert, now)),
+            "dismissed_at": iso(alert.get("dismissed_at", opened)) if state == "dismissed" else None,
+            "dismissed_by": self.user(alert.get("dismissed_by")) if state == "dismissed" else None,
+            "dismissed_reason": alert.get("dismissed_reason", "tolerable_risk") if state == "dismissed" else None,
+            "dismissed_comment": None, "fixed_at": iso(alert.get("fixed_at", opened)) if state == "fixed" else None,
+            "auto_dismissed_at": iso(alert.get("auto_dismissed_at", opened)) if state == "auto_dismissed" else None,
         }
 
     def secret_scanning_alert(self, repo: Repo, alert: Json) -> Json:
         """Render a secret-scanning alert from its compact seed form."""
         number = alert["number"]
         url = f"{self.api}/repos/{repo.full_name}/secret-scanning/alerts/{number}"
-        created = iso(alert.get("created_at", self.state.now() - 86400))
+        now = self.state.now()
+        opened = alert_created(alert, now)
+        created = iso(opened)
         state = alert.get("state", "open")
         return {
-            "number": number, "created_at": created, "updated_at": created, "url": url,
+            "number": number, "created_at": created, "updated_at": iso(alert_updated(alert, now)), "url": url,
             "html_url": f"{self.html}/{repo.full_name}/security/secret-scanning/{number}",
             "locations_url": f"{url}/locations", "state": state,
             "resolution": alert.get("resolution", "revoked") if state == "resolved" else None,
-            "resolved_at": created if state == "resolved" else None, "resolved_by": None,
+            "resolved_at": iso(alert.get("resolved_at", opened)) if state == "resolved" else None,
+            "resolved_by": self.user(alert.get("resolved_by")) if state == "resolved" else None,
             "resolution_comment": None, "secret_type": alert.get("secret_type", "aws_access_key_id"),
             "secret_type_display_name": alert.get("secret_type_display_name", "AWS Access Key ID"),
             "secret": "AKIA" + "X" * 16, "validity": alert.get("validity", "unknown"),

@@ -373,10 +373,13 @@ class Fault:
     retry_after: int = 1
     seconds: float = 0.0
     fired: int = 0
+    query: dict[str, str] | None = None  # only requests whose query holds these parameters (e.g. state=dismissed)
 
-    def applies(self, method: str, path: str) -> bool:
+    def applies(self, method: str, path: str, query: dict[str, str] | None = None) -> bool:
         """Tell whether this fault is still armed for a request."""
         if self.times is not None and self.fired >= self.times:
+            return False
+        if self.query and any((query or {}).get(k) != v for k, v in self.query.items()):
             return False
         return (self.method in ("*", method.upper())) and matches(self.path_pattern, path)
 
@@ -472,8 +475,10 @@ class SandboxState:
             self._calls.clear()
 
     def inject(self, method: str, path_pattern: str | None, kind: str, *, times: int | None = 1,
-               status: int = 502, retry_after: int = 1, seconds: float = 0.0) -> Fault:
-        """Arm a fault on matching routes for `times` calls (None = until cleared).
+               status: int = 502, retry_after: int = 1, seconds: float = 0.0,
+               query: dict[str, str] | None = None) -> Fault:
+        """Arm a fault on matching routes for `times` calls (None = until cleared); `query`: only requests
+        naming these parameters (`{"state": "dismissed"}` faults one listing of a route and not the other).
 
         kinds: status (answer `status`, e.g. 502), secondary_rate_limit (403 + retry-after),
         rate_limit_429 (429 + retry-after), primary_rate_limit (403, x-ratelimit-remaining 0),
@@ -484,7 +489,7 @@ class SandboxState:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
         fault = Fault(method=method.upper(), path_pattern=path_pattern, kind=kind, times=times,
-                      status=status, retry_after=retry_after, seconds=seconds)
+                      status=status, retry_after=retry_after, seconds=seconds, query=query)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -494,10 +499,10 @@ class SandboxState:
         with self.lock:
             self.faults.clear()
 
-    def take_faults(self, method: str, path: str) -> list[Fault]:
+    def take_faults(self, method: str, path: str, query: dict[str, str] | None = None) -> list[Fault]:
         """Return the faults that fire on this request, counting them as fired."""
         with self.lock:
-            armed = [f for f in self.faults if f.applies(method, path)]
+            armed = [f for f in self.faults if f.applies(method, path, query)]
             # Latency faults add up; of the others only the oldest fires, so faults queue in order.
             terminal = [f for f in armed if f.kind != "latency"][:1]
             fired = [f for f in armed if f.kind == "latency"] + terminal
@@ -753,6 +758,28 @@ class SandboxState:
         """Give a user a permission on a repository (admin, maintain, write, triage, read)."""
         self.repo(full_name).collaborators[login.lower()] = permission
         self.user(login)
+
+    def dismiss_alert(self, full_name: str, source: str, number: int, by: str | None, *, at: float | None = None,
+                      reason: str | None = None, state: str | None = None) -> dict[str, Any]:
+        """Close an alert as a person does in GitHub's security tab: code scanning and Dependabot ``dismissed``,
+        secret scanning ``resolved`` (``reason`` is its resolution); ``state`` picks another closed state
+        (``fixed``, Dependabot's ``auto_dismissed``). The alert's updated_at moves to ``at`` (default: now)."""
+        alerts: list[dict[str, Any]] = getattr(self.repo(full_name), f"{source}_alerts")
+        [alert] = [a for a in alerts if a["number"] == number]
+        when = self.now() if at is None else at
+        if source == "secret_scanning":
+            alert.update(state=state or "resolved", resolution=reason or "false_positive", resolved_by=by,
+                         resolved_at=when)
+        else:
+            closed = state or "dismissed"
+            alert.update(state=closed, dismissed_by=by if closed == "dismissed" else None)
+            alert[f"{closed}_at"] = when
+            if reason is not None:
+                alert["dismissed_reason"] = reason
+        alert["updated_at"] = when
+        if by is not None:
+            self.user(by)
+        return alert
 
     def set_file(self, full_name: str, ref: str, path: str, content: str | bytes) -> None:
         """Put a file at a ref (branch name or sha)."""
