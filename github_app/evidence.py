@@ -38,6 +38,7 @@ from github_app.github import (
     parsed,
     translate_errors,
 )
+from rules.types import same_account
 from scorer.evidence import (
     FAILED_OUTCOMES,
     Availability,
@@ -84,7 +85,8 @@ class Target:
     created_at: datetime
     deployment_key: str
     default_branch: str = "main"
-    creator: str | None = None
+    creator: str | None = None  # the deployer's login
+    creator_id: int | None = None  # and account id, which stays when the login changes
 
     @property
     def owner(self) -> str:
@@ -272,12 +274,15 @@ _ARCHIVE_ERRORS = (ArtifactRejected, zipfile.BadZipFile, zlib.error, EOFError, O
 
 
 def _parse_zips(
-    paths: list[tuple[str, str]], refused: list[tuple[str, str]], limits: ArtifactLimits, globs: ArtifactGlobs
+    paths: list[tuple[str, str]], refused: list[tuple[str, str]], limits: ArtifactLimits, globs: ArtifactGlobs,
+    runs: dict[str, str] | None = None,
 ) -> ArtifactResults:
     """Parse every downloaded artifact zip (CPU work, run in a thread).
 
     An archive that was refused (too large, failed download, unsafe directory) enters the parse as a
     rejected file, so a part it might have held becomes ``unavailable`` rather than ``not_configured``.
+    ``runs`` names the workflow run of each downloaded zip (by path): only attempts of one run's artifact
+    excuse each other's failing tests (``retry_scope``).
     """
     files: list[ArtifactFile] = [ArtifactFile(name=name, size=0, rejected=f"{name}: {why}") for name, why in refused]
     handles: list[Any] = []
@@ -286,7 +291,8 @@ def _parse_zips(
             try:
                 fh = open(path, "rb")  # noqa: SIM115 - closed below, after parsing
                 handles.append(fh)
-                files.extend(iter_zip_members(fh, limits, origin=name))
+                run = (runs or {}).get(path, "")
+                files.extend(replace(f, run=run) for f in iter_zip_members(fh, limits, origin=name))
             except _ARCHIVE_ERRORS as exc:
                 reason = str(exc) if name in str(exc) else f"{name}: {exc}"
                 files.append(ArtifactFile(name=name, size=0, rejected=reason))
@@ -361,6 +367,7 @@ async def collect_artifacts(
     if not wanted and not refused:
         return None, f"no workflow artifacts on {t.sha[:7]}", provenance
     paths: list[tuple[str, str]] = []
+    run_of: dict[str, str] = {}  # downloaded zip -> its workflow run
     try:
         limit = opts.limits.max_archive_bytes
         for a in wanted:
@@ -381,7 +388,8 @@ async def collect_artifacts(
                 raise result
             else:
                 paths.append((a.name, result))
-        results = await asyncio.to_thread(_parse_zips, paths, refused, opts.limits, ArtifactGlobs())
+                run_of[result] = f"run {a.workflow_run.id}" if a.workflow_run else f"artifact {a.id}"
+        results = await asyncio.to_thread(_parse_zips, paths, refused, opts.limits, ArtifactGlobs(), run_of)
         return results, f"{len(paths)} of {len(matching)} artifacts read", provenance
     finally:
         for _, path in paths:
@@ -413,10 +421,19 @@ def _alerts_ref(ref: str | None) -> str | None:
 
 
 MAX_ALERTS = 5000  # open alerts read per source; a source with more is unread evidence, not a partial count
+# How far back an alert closed by the deployer still counts as open. Fixed, not taken from the policy: a team that
+# shortens waivers.max_lifetime to a day must not thereby let a deployer dismiss an alert and deploy a day later.
+# 30 days covers any release a dismissal could be planned ahead of, is the default waivers.max_lifetime (the
+# longest anyone's exception to a rule lasts by default) and keeps the extra listing to one page in practice.
+SELF_DISMISSAL_WINDOW = timedelta(days=30)
 
 
 class TooManyAlerts(Exception):
     """A source lists more open alerts than gonogo reads: the ones past the cap could be the worst."""
+
+
+class ClosedAlertsUnread(Exception):
+    """The open alerts were read, but not the recently closed ones: one may be the deployer's own dismissal."""
 
 
 async def _open_alerts(gh: GitHub[Any], request: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[Any]:
@@ -429,55 +446,157 @@ async def _open_alerts(gh: GitHub[Any], request: Callable[..., Awaitable[Any]], 
     return alerts
 
 
+def _when(value: Any) -> datetime | None:
+    return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+
+async def _recently_closed(
+    gh: GitHub[Any], t: Target, request: Callable[..., Awaitable[Any]], **kwargs: Any
+) -> list[Any] | None:
+    """The alerts of one source closed (in ``kwargs``' state) within the window, or None when the deployer is
+    unknown (nobody to compare with).
+
+    Listed by the time of their last change, newest first, so the listing stops at the first alert last
+    changed before the window: it cannot have been closed inside it. More than the cap inside the window is
+    TooManyAlerts: an unread one could be the deployer's own dismissal.
+    """
+    if t.creator is None and t.creator_id is None:
+        return None
+    since = t.created_at - SELF_DISMISSAL_WINDOW
+
+    def before_window(alert: Any) -> bool:
+        changed = _when(getattr(alert, "updated_at", None))
+        return changed is not None and changed < since
+
+    alerts: list[Any] = await paginate(gh, request, limit=MAX_ALERTS + 1, stop=before_window, sort="updated",
+                                       direction="desc", **kwargs)  # fmt: skip
+    if len(alerts) > MAX_ALERTS:
+        raise TooManyAlerts(
+            f"more than {MAX_ALERTS:,} alerts were closed in the {SELF_DISMISSAL_WINDOW.days} days before the "
+            f"deployment; gonogo reads at most {MAX_ALERTS:,}, and one it did not read could be an alert the deployer "
+            "dismissed themselves, which counts as open"
+        )  # fmt: skip
+    return alerts
+
+
+async def _both_listings(
+    open_listing: Awaitable[list[Any]], closed_listing: Awaitable[list[Any] | None]
+) -> tuple[list[Any], list[Any]]:
+    """The open alerts and the recently closed ones of a source, read at once; the source is read only if both are."""
+    opened, closed = await asyncio.gather(open_listing, closed_listing, return_exceptions=True)
+    for result in (opened, closed):
+        if isinstance(result, RateLimited):
+            raise result  # not an answer about the repository: the whole evaluation waits
+    if isinstance(opened, BaseException):
+        raise opened
+    if isinstance(closed, TooManyAlerts):
+        raise closed
+    if isinstance(closed, BaseException):
+        if not isinstance(closed, GitHubError | httpx.HTTPError | ValueError | OSError):
+            raise closed
+        raise ClosedAlertsUnread(f"the alerts closed in the last {SELF_DISMISSAL_WINDOW.days} days could not be "
+                                 f"listed ({closed}), and one the deployer dismissed themselves counts as "
+                                 "open") from closed  # fmt: skip
+    return opened, closed or []
+
+
+def _closed_by_deployer(t: Target, user: Any, when: datetime | None) -> bool:
+    """Whether ``user`` is the deployer and closed the alert inside the window."""
+    if user is None or when is None or when < t.created_at - SELF_DISMISSAL_WINDOW:
+        return False
+    return same_account(getattr(user, "login", None), getattr(user, "id", None), t.creator, t.creator_id)
+
+
+def _self_dismissal_note(verb: str, user: Any, when: datetime) -> str:
+    """What the finding and the report say of an alert that counts although the deployer closed it."""
+    kind = "resolution" if verb.startswith("resolved") else "dismissal"
+    return (f"{verb} by {user.login}, the deployer, on {when:%Y-%m-%d %H:%M} UTC: a {kind} by anyone else "
+            "counts")
+
+
+def _code_scanning_finding(a: Any, note: str | None = None) -> SecurityFinding:
+    rule = a.rule
+    sev = (rule.security_severity_level if rule else None) or None
+    if not sev:
+        level = rule.severity if rule else None
+        sev = {"error": "high", "warning": "medium", "note": "note", "none": "note"}.get(str(level), "medium")
+    loc = a.most_recent_instance.location if a.most_recent_instance else None
+    return SecurityFinding(
+        source="code_scanning", rule_id=(rule.id if rule and rule.id else "unknown"), severity=str(sev),  # type: ignore[arg-type]
+        title=(rule.description if rule else "") or "", path=loc.path if loc else None,
+        line=loc.start_line if loc else None, url=a.html_url, note=note,
+    )  # fmt: skip
+
+
 async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
     ref = _alerts_ref(t.ref)
-    kwargs: dict[str, Any] = {"owner": t.owner, "repo": t.name, "state": "open"}
+    kwargs: dict[str, Any] = {"owner": t.owner, "repo": t.name}
     if ref:
         kwargs["ref"] = ref
-    alerts = await _open_alerts(gh, gh.rest.code_scanning.async_list_alerts_for_repo, **kwargs)
-    found = []
-    for a in alerts:
-        rule = a.rule
-        sev = (rule.security_severity_level if rule else None) or None
-        if not sev:
-            level = rule.severity if rule else None
-            sev = {"error": "high", "warning": "medium", "note": "note", "none": "note"}.get(str(level), "medium")
-        loc = a.most_recent_instance.location if a.most_recent_instance else None
-        found.append(SecurityFinding(
-            source="code_scanning", rule_id=(rule.id if rule and rule.id else "unknown"), severity=str(sev),  # type: ignore[arg-type]
-            title=(rule.description if rule else "") or "", path=loc.path if loc else None,
-            line=loc.start_line if loc else None, url=a.html_url,
-        ))  # fmt: skip
+    request = gh.rest.code_scanning.async_list_alerts_for_repo
+    alerts, closed = await _both_listings(
+        _open_alerts(gh, request, state="open", **kwargs), _recently_closed(gh, t, request, state="dismissed", **kwargs)
+    )  # fmt: skip
+    found = [_code_scanning_finding(a) for a in alerts]
+    for a in closed:  # a fixed alert was closed by a change to the code, not by a person: never listed here
+        when = _when(a.dismissed_at)
+        if a.state == "dismissed" and when is not None and _closed_by_deployer(t, a.dismissed_by, when):
+            found.append(_code_scanning_finding(a, _self_dismissal_note("dismissed", a.dismissed_by, when)))
     return found
+
+
+def _dependabot_finding(a: Any, note: str | None = None) -> SecurityFinding:
+    adv = a.security_advisory
+    sev = str(adv.severity) if adv else "medium"
+    pkg = a.dependency.package.name if a.dependency and a.dependency.package else None
+    return SecurityFinding(
+        source="dependabot", rule_id=(adv.ghsa_id if adv else f"dependabot-{a.number}"), severity=sev,  # type: ignore[arg-type]
+        title=(adv.summary if adv else ""), path=a.dependency.manifest_path if a.dependency else None,
+        package=pkg, url=a.html_url, note=note,
+    )  # fmt: skip
 
 
 async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts = await _open_alerts(gh, gh.rest.dependabot.async_list_alerts_for_repo, owner=t.owner, repo=t.name,
-                                state="open")
-    found = []
-    for a in alerts:
-        adv = a.security_advisory
-        sev = str(adv.severity) if adv else "medium"
-        pkg = a.dependency.package.name if a.dependency and a.dependency.package else None
-        found.append(SecurityFinding(
-            source="dependabot", rule_id=(adv.ghsa_id if adv else f"dependabot-{a.number}"), severity=sev,  # type: ignore[arg-type]
-            title=(adv.summary if adv else ""), path=a.dependency.manifest_path if a.dependency else None,
-            package=pkg, url=a.html_url,
-        ))  # fmt: skip
+    request = gh.rest.dependabot.async_list_alerts_for_repo
+    # only "dismissed": "auto_dismissed" is Dependabot's own rule closing it, "fixed" an upgrade; neither a person
+    alerts, closed = await _both_listings(
+        _open_alerts(gh, request, owner=t.owner, repo=t.name, state="open"),
+        _recently_closed(gh, t, request, owner=t.owner, repo=t.name, state="dismissed"),
+    )  # fmt: skip
+    found = [_dependabot_finding(a) for a in alerts]
+    for a in closed:
+        when = _when(a.dismissed_at)
+        if a.state == "dismissed" and when is not None and _closed_by_deployer(t, a.dismissed_by, when):
+            found.append(_dependabot_finding(a, _self_dismissal_note("dismissed", a.dismissed_by, when)))
     return found
 
 
+def _secret_finding(a: Any, note: str | None = None) -> SecurityFinding:
+    return SecurityFinding(
+        source="secret_scanning", rule_id=str(a.secret_type or "secret"), severity="critical",
+        title=str(a.secret_type_display_name or a.secret_type or "exposed secret"), url=a.html_url,
+        line=None, path=None, package=f"alert-{a.number}", note=note,
+    )  # fmt: skip
+
+
 async def _secret_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
-    alerts = await _open_alerts(gh, gh.rest.secret_scanning.async_list_alerts_for_repo, owner=t.owner,
-                                repo=t.name, state="open")
-    return [
-        SecurityFinding(
-            source="secret_scanning", rule_id=str(a.secret_type or "secret"), severity="critical",
-            title=str(a.secret_type_display_name or a.secret_type or "exposed secret"), url=a.html_url,
-            line=None, path=None, package=f"alert-{a.number}",
-        )
-        for a in alerts
-    ]  # fmt: skip
+    request = gh.rest.secret_scanning.async_list_alerts_for_repo
+    alerts, closed = await _both_listings(
+        _open_alerts(gh, request, owner=t.owner, repo=t.name, state="open"),
+        _recently_closed(gh, t, request, owner=t.owner, repo=t.name, state="resolved"),
+    )  # fmt: skip
+    found = [_secret_finding(a) for a in alerts]
+    for a in closed:
+        when = _when(a.resolved_at)
+        if a.state != "resolved" or when is None or not _closed_by_deployer(t, a.resolved_by, when):
+            continue
+        # every resolution is a person's word (false_positive, used_in_tests, wont_fix, revoked...), except a
+        # revocation GitHub's own validity check confirms: the secret no longer works, whoever said so
+        if a.resolution == "revoked" and a.validity == "inactive":
+            continue
+        found.append(_secret_finding(a, _self_dismissal_note(f"resolved as {a.resolution or 'closed'}",
+                                                             a.resolved_by, when)))
+    return found
 
 
 # the installation permission each alert source needs: (permission key in app.yml, its name in the app settings)
@@ -504,7 +623,7 @@ async def _alert_source(name: str, fetch: Awaitable[list[SecurityFinding]]) -> t
         )  # fmt: skip
     except RateLimited:
         raise  # not an answer about the repository: the whole evaluation waits
-    except TooManyAlerts as exc:
+    except (TooManyAlerts, ClosedAlertsUnread) as exc:
         return name, Availability.UNAVAILABLE, [], f"{label} could not be read in full: {exc}"
     except GitHubError as exc:
         # any other 403 or 404 (or error) says nothing about whether the feature is on: unreadable, never "off"
@@ -532,7 +651,13 @@ def build_security(
     provenance: list[Provenance] = []
     for name, avail, found, reason in alert_results:
         sources[name] = avail
-        provenance.append(Provenance(source=f"github.{name}", detail=f"{avail.value}: {len(found)} open"))
+        kept = [f for f in found if f.note]
+        detail = f"{avail.value}: {len(found) - len(kept)} open"
+        if kept:
+            detail += f", {len(kept)} closed by the deployer counted as open"
+            reasons.append(f"{name.replace('_', ' ')}: {len(kept)} alert{'s' if len(kept) > 1 else ''} closed by "
+                           "the deployer count as open (a dismissal by anyone else counts)")  # fmt: skip
+        provenance.append(Provenance(source=f"github.{name}", detail=detail))
         if avail is not Availability.OK:
             reasons.append(reason)
         for f in found:

@@ -635,17 +635,20 @@ def _parsed_list(response: Response[Any]) -> list[Any]:
 
 async def paginate(
     gh: GitHub[Any], request: Callable[..., Awaitable[Any]], map_func: Callable[[Any], list[T]] | None = None,
-    *, limit: int = 10_000, **kwargs: Any,
+    *, limit: int = 10_000, stop: Callable[[T], bool] | None = None, **kwargs: Any,
 ) -> list[T]:
     """Collect up to ``limit`` items of a paginated REST listing.
 
     ``map_func`` picks the items out of one page's response (use ``parsed(response)`` for its body);
-    by default the page's body is the list of items.
+    by default the page's body is the list of items. ``stop`` ends the listing before the first item it
+    holds for, without asking for further pages (for a listing sorted so that every later item holds too).
     """
     items: list[T] = []
     async with translate_errors():
         pages = gh.rest.paginate(request, map_func=map_func or _parsed_list, per_page=100, **kwargs)
         async for item in pages:
+            if stop is not None and stop(item):
+                break
             items.append(item)
             if len(items) >= limit:
                 break

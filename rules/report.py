@@ -157,7 +157,8 @@ def failing_test_lines(d: Decision, limit: int = _MAX_LISTED) -> list[str]:
         name = f"{case.classname}.{case.name}" if case.classname else case.name
         where = f" ({case.file}:{case.line})" if case.file and case.line else (f" ({case.file})" if case.file else "")
         message = _first_line(case.message, 160)
-        out.append(f"{case.outcome} {name}{where}" + (f": {message}" if message else ""))
+        also = f" [{case.where}]" if case.where else ""
+        out.append(f"{case.outcome} {name}{where}{also}" + (f": {message}" if message else ""))
     bad = t.failed + t.errored
     if out and bad > len(out):
         out.append(f"… and {bad - len(out)} more failing tests ({bad} in all)")
@@ -178,7 +179,7 @@ def security_lines(d: Decision, limit: int = _MAX_LISTED) -> list[str]:
         where = f"{f.path}:{f.line}" if f.path and f.line else (f.path or "")
         title = _first_line(f.title, 120)
         out.append(f"{f.severity} {f.rule_id}" + (f" in {f.package}" if f.package else "") + (f" at {where}" if where else "")
-                   + (f": {title}" if title else ""))  # fmt: skip
+                   + (f": {title}" if title else "") + (f" ({f.note})" if f.note else ""))  # fmt: skip
     total = sum(s.counts.values()) or len(s.findings)
     if total > len(out):
         counts = ", ".join(f"{s.counts[k]} {k}" for k in _SEVERITY_RANK if s.counts.get(k))

@@ -143,6 +143,9 @@ class TestCase(_Model):
     line: int | None = None
     message: str = ""
     outcome: Literal["failed", "errored", "flaky", "skipped", "passed"] = "failed"
+    # where a failing test also passed ("fails on test-results-windows, passes on test-results-linux"), or
+    # where a flaky one failed and passed on its retry; empty when it failed everywhere it ran
+    where: str = ""
 
 
 class TestsPart(Part):
@@ -191,6 +194,8 @@ class SecurityFinding(_Model):
     line: int | None = None
     url: str | None = None
     package: str | None = None
+    # why an alert GitHub shows as closed still counts (dismissed by the deployer of this deployment); None: open
+    note: str | None = None
 
     @property
     def key(self) -> tuple[str, str | None, int | None, str | None]:

@@ -34,7 +34,9 @@ def _tests(ev: Evidence) -> list[Driver]:
     if bad:
         out.append(_driver("tests_failed", bad, min(2.0, 1.2 + 0.2 * math.log2(1 + bad)), f"{bad} failing tests"))
     if t.flaky:
-        out.append(_driver("flaky_tests", len(t.flaky), 0.3, f"{len(t.flaky)} flaky tests"))
+        first = t.flaky[0]
+        seen = f" ({first.name}: {first.where})" if first.where else ""
+        out.append(_driver("flaky_tests", len(t.flaky), 0.3, f"{len(t.flaky)} flaky tests{seen}"))
     return out
 
 

@@ -79,16 +79,28 @@ def test_coverage_py_json_from_the_real_tool(tmp_path: Path) -> None:
     assert part.branch_rate == totals["covered_branches"] / totals["num_branches"]
 
 
-def test_flaky_across_jobs_and_merged_totals() -> None:
-    attempt1 = (b'<testsuite name="s"><testcase classname="c" name="a"><failure message="boom"/></testcase>'
-                b'<testcase classname="c" name="b"/><testcase classname="c" name="x"><error message="e"/></testcase>'
-                b"</testsuite>")
-    attempt2 = b'<testsuite name="s"><testcase classname="c" name="a"/><testcase classname="c" name="s"><skipped/></testcase></testsuite>'
-    part = parse_artifacts([ArtifactFile.from_bytes("job1/junit.xml", attempt1),
-                            ArtifactFile.from_bytes("job2/junit.xml", attempt2)]).tests
+_ATTEMPT1 = (b'<testsuite name="s"><testcase classname="c" name="a"><failure message="boom"/></testcase>'
+             b'<testcase classname="c" name="b"/><testcase classname="c" name="x"><error message="e"/></testcase>'
+             b"</testsuite>")
+_ATTEMPT2 = b'<testsuite name="s"><testcase classname="c" name="a"/><testcase classname="c" name="s"><skipped/></testcase></testsuite>'
+
+
+def test_flaky_across_attempts_and_merged_totals() -> None:
+    part = parse_artifacts([ArtifactFile.from_bytes("junit.xml", _ATTEMPT1),
+                            ArtifactFile.from_bytes("junit-rerun.xml", _ATTEMPT2)]).tests
     assert (part.total, part.passed, part.failed, part.errored, part.skipped) == (4, 2, 0, 1, 1)
     assert [c.name for c in part.flaky] == ["a"] and [c.name for c in part.failures] == ["x"]
-    assert part.files == 2 and [p.detail for p in part.provenance] == ["job1/junit.xml", "job2/junit.xml"]
+    assert part.flaky[0].where == "fails in junit.xml, passes on a retry in junit-rerun.xml"
+    assert part.files == 2 and [p.detail for p in part.provenance] == ["junit.xml", "junit-rerun.xml"]
+
+
+def test_a_pass_in_another_job_does_not_excuse_a_failure() -> None:
+    # two jobs (two matrix legs): the test fails in one and passes in the other, so it fails
+    part = parse_artifacts([ArtifactFile.from_bytes("job1/junit.xml", _ATTEMPT1),
+                            ArtifactFile.from_bytes("job2/junit.xml", _ATTEMPT2)]).tests
+    assert (part.total, part.passed, part.failed, part.errored, part.skipped) == (5, 2, 1, 1, 1)
+    assert part.flaky == [] and [(c.name, c.where) for c in part.failures] == [
+        ("a", "fails on job1/junit.xml, passes on job2/junit.xml"), ("x", "")]
 
 
 def test_availability_rules() -> None:

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from scorer.parsers import ArtifactFile, ArtifactLimits, parse_artifacts
-from scorer.parsers.junit import FOLD_BATCH, SMALL_IDS, PassCounts, parse_test_report
+from scorer.parsers.junit import FOLD_BATCH, SMALL_IDS, PassCounts, TestTally, parse_test_report
 
 
 class _OneByOne:
@@ -82,9 +82,10 @@ def test_flaky_found_across_fold_batches_and_files() -> None:
     first_run = _report(names, set())
     second_run = _report(sorted(rerun_failures) + ["test_new_and_broken"], rerun_failures | {"test_new_and_broken"})
     assert len(first_run) > 3 * 2**20
-    # the failing rerun is read first: flaky is resolved after every file is merged
-    part = parse_artifacts([ArtifactFile.from_bytes("job2/TEST-a.xml", second_run),
-                            ArtifactFile.from_bytes("job1/TEST-a.xml", first_run)]).tests
+    # the failing rerun is read first: flaky is resolved after every file is merged (two attempts of one
+    # job: the same report in folders named as attempts)
+    part = parse_artifacts([ArtifactFile.from_bytes("attempt-2/TEST-a.xml", second_run),
+                            ArtifactFile.from_bytes("attempt-1/TEST-a.xml", first_run)]).tests
     assert (part.total, part.passed, part.failed) == (len(names) + 1, len(names), 1)
     assert sorted(c.name for c in part.flaky) == sorted(rerun_failures)
     assert [c.name for c in part.failures] == ["test_new_and_broken"]
@@ -100,8 +101,10 @@ def test_past_the_cap_only_the_first_ids_are_remembered() -> None:
     assert len(tally.passed_ids) == cap
     rerun = parse_test_report(io.BytesIO(_report([names[5], names[cap - 1], names[cap]], set(names))),
                               "TEST-b.xml", limits)
-    tally.merge(rerun)
-    part = tally.to_part([])
+    merged = TestTally(limits=limits)
+    merged.merge(tally, "one job")
+    merged.merge(rerun, "one job")  # a retry of the same job
+    part = merged.to_part([])
     # names[cap] was never remembered as passing, so its failure stands; the other two are flaky
     assert sorted(c.name for c in part.flaky) == sorted([names[5], names[cap - 1]])
     assert [c.name for c in part.failures] == [names[cap]]

@@ -110,8 +110,9 @@ def parse_request(payload: dict[str, Any], installation_id: int | None) -> GateR
         repository=full_name, environment=environment, sha=sha, ref=payload.get("ref") or deployment.get("ref"),
         run_id=run_id, installation_id=installation_id, created_at=created_at.astimezone(UTC), deployment_key=key,
         default_branch=repo.get("default_branch") or "main", creator=creator,
+        creator_id=account_id(deployer) if creator else None,
     )  # fmt: skip
-    return GateRequest(target, dep_id, prs, callback, account_id(deployer) if creator else None)
+    return GateRequest(target, dep_id, prs, callback, target.creator_id)
 
 
 # --- policy ---------------------------------------------------------------------------------
@@ -564,7 +565,7 @@ def request_from_row(row: Deployment) -> GateRequest:
     t = Target(
         repository=row.repository, environment=row.environment, sha=row.sha, ref=row.ref, run_id=row.run_id,
         installation_id=int(row.installation_id or 0), created_at=row.created_at, deployment_key=row.key,
-        default_branch=row.default_branch or "main", creator=row.creator,
+        default_branch=row.default_branch or "main", creator=row.creator, creator_id=row.creator_id,
     )  # fmt: skip
     return GateRequest(t, row.github_deployment_id, list(row.pull_requests or []), row.callback_url or "",
                        row.creator_id)  # fmt: skip

@@ -16,8 +16,10 @@ _MAX_DETAILS = 10
 def _all_tests_pass(a: Assessment, limit: float | None) -> RuleResult:
     t = a.evidence.tests
     bad = t.failed + t.errored
+    # a test that failed on one matrix leg and passed on another says so: it fails where it ran there
     details = [
         f"{c.classname + '.' if c.classname else ''}{c.name}" + (f" ({c.file}:{c.line})" if c.file and c.line else "")
+        + (f": {c.where}" if c.where else "")
         for c in t.failures[:_MAX_DETAILS]
     ]
     return at_most(bad, limit, "failing tests", details=details)
@@ -70,7 +72,13 @@ def _tests_reported(a: Assessment, limit: float | None) -> RuleResult:
 
 def _no_flaky(a: Assessment, limit: float | None) -> RuleResult:
     flaky = a.evidence.tests.flaky
-    return at_most(len(flaky), limit, "flaky tests", details=[c.name for c in flaky[:_MAX_DETAILS]])
+    details = [f"{c.classname + '.' if c.classname else ''}{c.name}" + (f": {c.where}" if c.where else "")
+               for c in flaky[:_MAX_DETAILS]]
+    result = at_most(len(flaky), limit, "flaky tests", details=details)
+    if flaky and flaky[0].where:  # an excused failure says where it failed and where its retry passed
+        more = f"; {len(flaky) - 1} more in the details" if len(flaky) > 1 else ""
+        result = result.model_copy(update={"message": f"{result.message} ({details[0]}{more})"})
+    return result
 
 
 def _few_skipped(a: Assessment, limit: float | None) -> RuleResult:

@@ -15,11 +15,18 @@ _BUDGET_POINTS = {"critical": 10, "high": 5, "medium": 2, "low": 1}
 
 def _titles(a: Assessment, severity: str) -> list[str]:
     out = []
-    for f in a.evidence.security.findings:
+    # an alert counted although GitHub shows it closed is named first: the reader would look for it among the open
+    findings = sorted(a.evidence.security.findings, key=lambda f: f.note is None)
+    for f in findings:
         if f.severity == severity:
             where = f.package or (f"{f.path}:{f.line}" if f.path and f.line else f.path) or ""
-            out.append(f"{f.rule_id} {where}".strip())
+            out.append(f"{f.rule_id} {where}".strip() + (f" ({f.note})" if f.note else ""))
     return out[:_MAX_DETAILS]
+
+
+def _closed_by_deployer(a: Assessment, source: str) -> list[str]:
+    return [f"{f.rule_id} {f.package or ''}".strip() + f" ({f.note})" for f in a.evidence.security.findings
+            if f.source == source and f.note][:_MAX_DETAILS]  # fmt: skip
 
 
 def _count_rule(severity: str, label: str) -> Check:
@@ -30,7 +37,8 @@ def _count_rule(severity: str, label: str) -> Check:
 
 
 def _no_secrets(a: Assessment, limit: float | None) -> RuleResult:
-    return at_most(a.evidence.security.secrets_open, limit, "open secret-scanning alerts")
+    return at_most(a.evidence.security.secrets_open, limit, "open secret-scanning alerts",
+                   details=_closed_by_deployer(a, "secret_scanning"))
 
 
 def _changed_files_clean(a: Assessment, limit: float | None) -> RuleResult:

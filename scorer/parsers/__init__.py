@@ -26,7 +26,7 @@ from scorer.evidence import (
     TestsPart,
 )
 from scorer.parsers.coverage_reports import COVERAGE_PARSERS, CoverageReport, merge_coverage
-from scorer.parsers.junit import TestTally
+from scorer.parsers.junit import TestTally, retry_scope
 from scorer.parsers.limits import ArtifactLimits, ArtifactRejected, Deadline
 from scorer.parsers.performance import (
     PERFORMANCE_PARSERS,
@@ -183,7 +183,8 @@ def parse_artifacts(files: Iterable[ArtifactFile], limits: ArtifactLimits | None
         try:
             if group == "tests":
                 with file.open() as stream:
-                    tests.merge(TEST_PARSERS[kind](stream, label, lim, deadline))
+                    tally = TEST_PARSERS[kind](stream, label, lim, deadline)
+                tests.merge(tally, retry_scope(file.run, file.origin, file.name), label, file.origin)
             elif group == "coverage":
                 with file.open() as stream:
                     coverage.append(COVERAGE_PARSERS[kind](stream, label, lim, deadline))

@@ -8,6 +8,7 @@ NUnit 2/3, xUnit.net v1/v2 and Visual Studio TRX.
 from __future__ import annotations
 
 import itertools
+import re
 from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -62,8 +63,49 @@ def _trx_duration(value: str | None) -> float:
 
 
 def _test_key(classname: str, name: str) -> int:
-    """Return the 64-bit id under which attempts of one test are matched across reruns and files."""
+    """Return the 64-bit id under which attempts of one test are matched within one report file."""
     return hash((classname, name))
+
+
+_MASK64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15  # odd: multiplying by it is a bijection on 64-bit ids
+
+
+def _scoped_key(key: int, scope: int) -> int:
+    """Return the id of a test within one retry scope (a signed 64-bit int, as numpy computes it)."""
+    mixed = ((key & _MASK64) * _MIX ^ (scope & _MASK64)) & _MASK64
+    return mixed - (1 << 64) if mixed >= 1 << 63 else mixed
+
+
+def _scoped_keys(keys: npt.NDArray[np.int64], scope: int) -> npt.NDArray[np.int64]:
+    """Vector form of ``_scoped_key``: the same ids, computed with wrapping 64-bit arithmetic."""
+    import numpy as np
+
+    mixed = keys.view(np.uint64) * np.uint64(_MIX) ^ np.uint64(scope & _MASK64)
+    return mixed.view(np.int64)
+
+
+# a name part that says "this is a retry": test-results-rerun, junit-retry.xml, attempt-2/, rerun_1
+_RETRY_MARK = re.compile(r"(?:^|[-_. ])(?:re-?runs?|retry|retries|retried|attempts?)(?:[-_. ]?\d+)?(?=$|[-_. ])",
+                         re.IGNORECASE)
+
+
+def _unmarked(part: str) -> str:
+    """Drop the retry marks from one name (an artifact name or one path segment)."""
+    return _RETRY_MARK.sub("", part).strip("-_. ")
+
+
+def retry_scope(run: str, artifact: str, path: str) -> str:
+    """Return the place a report's tests ran, so that only attempts in one place excuse each other.
+
+    Two report files share a scope when they come from the same workflow run (``run``; empty when
+    unknown, as for a local folder), the same artifact and the same path inside it, once the marks of
+    a retry are left out of the artifact name and of each path segment: ``test-results`` and
+    ``test-results-rerun``, ``junit.xml`` and ``junit-rerun.xml``, ``attempt-1/junit.xml`` and
+    ``attempt-2/junit.xml`` are one place; ``test-results-linux`` and ``test-results-windows`` are two.
+    """
+    segments = [_unmarked(s) for s in path.replace("\\", "/").split("/")]
+    return "\x00".join((run, _unmarked(artifact), "/".join(s for s in segments if s)))
 
 
 class PassCounts:
@@ -198,26 +240,51 @@ class PassCounts:
         slot = self._slots(np.array(ids, dtype=np.int64))
         return np.where(slot >= 0, self._counts[slot], 0).tolist()  # type: ignore[no-any-return]
 
-    def merge(self, other: PassCounts) -> None:
-        """Fold another tally's counts into these, its ids in the order it first saw them."""
+    def merge(self, other: PassCounts, scope: int | None = None) -> None:
+        """Fold another tally's counts into these, its ids in the order it first saw them.
+
+        With ``scope``, each id is first turned into its id within that retry scope (``_scoped_key``).
+        """
         self.fold_pending()
         other.fold_pending()
         mine, theirs = self._small, other._small
         if mine is not None and theirs is not None and len(mine) + len(theirs) <= self.small_ids:
             room = self.cap - len(mine)
             for key, n in theirs.items():
+                if scope is not None:
+                    key = _scoped_key(key, scope)
                 if key in mine:
                     mine[key] += n
                 elif room > 0:
                     mine[key] = n
                     room -= 1
             return
-        self.add_counts(*other._first_seen())
+        ids, counts = other._first_seen()
+        self.add_counts(ids if scope is None else _scoped_keys(ids, scope), counts)
+
+
+@dataclass
+class _Scope:
+    """One retry scope of a merged tally: its key's hash, and the report files seen in it."""
+
+    hash: int
+    artifact: str  # the artifact name of its first file ("" for a file of a folder)
+    files: list[str]  # labels of its report files (the first few)
+
+
+_SCOPE_FILES = 5  # report files named per scope
+_PASS_LOOKUPS = 100_000  # (failing test, scope) pairs looked up to say where a failing test passed
 
 
 @dataclass
 class TestTally:
-    """Running totals for one or more report files, mergeable across files and jobs."""
+    """Running totals for one report file, or for many merged with ``merge``.
+
+    A test that failed and passed is flaky (counted once, as passed) only when both attempts were in one
+    retry scope (``retry_scope``): the same report file, or files that are a retry of each other. A
+    failure beside a pass in another scope (another matrix leg, job or workflow) stays a failure, and
+    says where the test passed.
+    """
 
     __test__ = False  # not a pytest class
 
@@ -230,15 +297,22 @@ class TestTally:
     duration_s: float = 0.0
     files: int = 0
     formats: set[str] = field(default_factory=set)
-    # rerun tracking by test id (_test_key): passed attempts / [failed, errored, details, last outcome]
+    # rerun tracking. passed_ids: passing attempts by test id (_test_key), of this file or of all merged
+    # files; scoped_ids: passing attempts by test id within its scope (_scoped_key), once files are merged.
+    # bad: by test id (one file) or scoped id (merged): [failed, errored, details, last outcome, test id,
+    # scope index (-1: this file's own)]; details end with the label of the file the test first failed in
     passed_ids: PassCounts = field(init=False, repr=False, compare=False)
+    scoped_ids: PassCounts = field(init=False, repr=False, compare=False)
     bad: dict[int, list[Any]] = field(default_factory=dict)
     bad_untracked: int = 0  # failing attempts beyond max_tracked_tests (counted, not deduplicated)
     marked_flaky: list[TestCase] = field(default_factory=list)  # producer said flaky (surefire flakyFailure)
     marked_flaky_count: int = 0
+    scopes: list[_Scope] = field(default_factory=list)
+    scope_index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.passed_ids = PassCounts(self.limits.max_tracked_tests)
+        self.scoped_ids = PassCounts(self.limits.max_tracked_tests)
 
     def add(self, classname: str, name: str, outcome: str, file: str | None, line: int | None,
             message: str) -> None:
@@ -268,13 +342,20 @@ class TestTally:
                 if len(self.bad) >= self.limits.max_tracked_tests:
                     self.bad_untracked += 1
                     return
-                detail = (classname, name, file, line, message[:MESSAGE_CHARS]) if len(self.bad) < self.limits.max_findings else None
-                entry = self.bad[key] = [0, 0, detail, outcome]
+                detail = ((classname, name, file, line, message[:MESSAGE_CHARS], "")
+                          if len(self.bad) < self.limits.max_findings else None)  # fmt: skip
+                entry = self.bad[key] = [0, 0, detail, outcome, key, -1]
             entry[0 if outcome == FAILED else 1] += 1
             entry[3] = outcome
 
-    def merge(self, other: TestTally) -> None:
-        """Fold another file's tally into this one."""
+    def merge(self, other: TestTally, scope: str, label: str = "", artifact: str = "") -> None:
+        """Fold one report file's tally into this one.
+
+        ``scope`` says where its tests ran (``retry_scope``): its failures are excused only by passes in
+        the same scope. ``label`` names the file and ``artifact`` its artifact in what is reported.
+        """
+        if other.scopes:
+            raise ValueError("merge one report file's tally at a time: a merged tally has lost its files' scopes")
         self.cases += other.cases
         self.passed += other.passed
         self.failed += other.failed
@@ -283,46 +364,101 @@ class TestTally:
         self.duration_s += other.duration_s
         self.files += other.files
         self.formats |= other.formats
+        at = self.scope_index.get(scope)
+        if at is None:
+            at = self.scope_index[scope] = len(self.scopes)
+            self.scopes.append(_Scope(hash=hash(scope), artifact=artifact, files=[]))
+        where = self.scopes[at]
+        if artifact and where.artifact != artifact and _unmarked(artifact) == artifact:
+            where.artifact = artifact  # name a leg by its first attempt, not by its rerun
+        if label and label not in where.files and len(where.files) < _SCOPE_FILES:
+            where.files.append(label)
         cap = self.limits.max_tracked_tests
         self.passed_ids.merge(other.passed_ids)
+        self.scoped_ids.merge(other.passed_ids, where.hash)
         for key, entry in other.bad.items():
-            mine_entry = self.bad.get(key)
+            scoped = _scoped_key(key, where.hash)
+            detail = entry[2] if entry[2] is None else (*entry[2][:5], label)
+            mine_entry = self.bad.get(scoped)
             if mine_entry is not None:
                 mine_entry[0] += entry[0]
                 mine_entry[1] += entry[1]
                 mine_entry[3] = entry[3]
                 if mine_entry[2] is None:
-                    mine_entry[2] = entry[2]
+                    mine_entry[2] = detail
             elif len(self.bad) < cap:
-                self.bad[key] = list(entry)
+                self.bad[scoped] = [entry[0], entry[1], detail, entry[3], key, at]
             else:
                 self.bad_untracked += entry[0] + entry[1]
         self.bad_untracked += other.bad_untracked
         self.marked_flaky_count += other.marked_flaky_count
-        room = self.limits.max_findings - len(self.marked_flaky)
-        self.marked_flaky.extend(other.marked_flaky[:max(room, 0)])
+        room = max(self.limits.max_findings - len(self.marked_flaky), 0)
+        self.marked_flaky.extend(
+            c.model_copy(update={"where": f"fails, then passes on a retry in {label}"}) if label and not c.where else c
+            for c in other.marked_flaky[:room])
+
+    def _passes(self) -> list[tuple[int, int]]:
+        """Return, per entry of ``bad``: passing attempts in its own scope, and anywhere."""
+        entries = list(self.bad.values())
+        anywhere = self.passed_ids.counts_of([e[4] for e in entries])
+        in_scope = self.scoped_ids.counts_of(list(self.bad)) if self.scopes else [0] * len(entries)
+        return [(n_any if e[5] < 0 else n_scope, n_any) for e, n_scope, n_any in zip(entries, in_scope, anywhere,
+                                                                                   strict=True)]
+
+    def _retried_in(self, entry: list[Any]) -> str:
+        """Say where a test excused as flaky failed and where it passed on a retry."""
+        failed_in = entry[2][5]
+        if entry[5] < 0 or not failed_in:
+            return ""
+        others = [f for f in self.scopes[entry[5]].files if f != failed_in]
+        if not others:  # a rerun plugin's report, or the same file uploaded again by a re-run attempt
+            return f"fails, then passes on a retry in {failed_in}"
+        return f"fails in {failed_in}, passes on a retry in {' or '.join(others)}"
+
+    def _passed_elsewhere(self, entry: list[Any], budget: list[int]) -> str:
+        """Say where a failing test failed and in which other scopes it passed (first few)."""
+        own = entry[5]
+        if own < 0:
+            return ""
+        failed_in, artifact = entry[2][5], self.scopes[own].artifact
+        others = [i for i in range(len(self.scopes)) if i != own]
+        if budget[0] < len(others):
+            return f"fails on {failed_in}, passes in another report"
+        budget[0] -= len(others)
+        counts = self.scoped_ids.counts_of([_scoped_key(entry[4], self.scopes[i].hash) for i in others])
+        passed_in = [self.scopes[i] for i, n in zip(others, counts, strict=True) if n]
+        if not passed_in:
+            return f"fails on {failed_in}, passes in another report"
+        # artifact names say it best ("test-results-windows"), when they tell the two apart
+        by_artifact = bool(artifact) and all(s.artifact and s.artifact != artifact for s in passed_in)
+        names = [s.artifact if by_artifact else (s.files[0] if s.files else "?") for s in passed_in]
+        names = list(dict.fromkeys(names))
+        more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+        return f"fails on {artifact if by_artifact else failed_in}, passes on {', '.join(names[:2])}{more}"
 
     def to_part(self, provenance: list[Provenance]) -> TestsPart:
-        """Resolve reruns (failed then passed = flaky, counted once as passed) and build the part."""
+        """Resolve reruns (failed then passed in one scope = flaky, counted once as passed) and build the part."""
         passed, failed, errored = self.passed, self.failed, self.errored
         failures: list[TestCase] = []
         flaky: list[TestCase] = list(self.marked_flaky)
         cap = self.limits.max_findings
-        passes = self.passed_ids.counts_of(list(self.bad))
-        for (n_failed, n_errored, detail, last), n_passed in zip(self.bad.values(), passes, strict=True):
+        budget = [_PASS_LOOKUPS]
+        for entry, (n_passed, n_anywhere) in zip(self.bad.values(), self._passes(), strict=True):
+            n_failed, n_errored, detail, last = entry[:4]
             if n_passed:
-                # the same test failed in one attempt and passed in another: flaky, one passing test
+                # the same test failed in one attempt and passed in another of the same scope: flaky, one pass
                 failed -= n_failed
                 errored -= n_errored
                 passed -= n_passed - 1
                 if detail is not None and len(flaky) < cap:
-                    cls, name, file, line, message = detail
+                    cls, name, file, line, message = detail[:5]
                     flaky.append(TestCase(name=name, classname=cls, file=file, line=line, message=message,
-                                          outcome="flaky"))
+                                          outcome="flaky", where=self._retried_in(entry)))
             elif detail is not None and len(failures) < cap:
-                cls, name, file, line, message = detail
+                cls, name, file, line, message = detail[:5]
                 failures.append(TestCase(name=name, classname=cls, file=file, line=line, message=message,
-                                         outcome="errored" if last == ERRORED else "failed"))
+                                         outcome="errored" if last == ERRORED else "failed",
+                                         where=self._passed_elsewhere(entry, budget) if n_anywhere else ""))
         total = passed + failed + errored + self.skipped
         return TestsPart(
             availability=Availability.OK,
@@ -334,8 +470,8 @@ class TestTally:
 
     @property
     def flaky_count(self) -> int:
-        """Tests marked flaky by the producer or seen failing then passing."""
-        return self.marked_flaky_count + sum(1 for n in self.passed_ids.counts_of(list(self.bad)) if n)
+        """Tests marked flaky by the producer or seen failing then passing in the same scope."""
+        return self.marked_flaky_count + sum(1 for n, _ in self._passes() if n)
 
 
 class _Handler:

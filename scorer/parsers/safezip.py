@@ -32,6 +32,7 @@ class ArtifactFile:
     opener: Callable[[], CappedReader] | None = None
     origin: str = ""  # archive or folder the file came from
     rejected: str | None = None
+    run: str = ""  # the workflow run (and upload) that made the archive, when known: see retry_scope
 
     @property
     def label(self) -> str:
