@@ -26,9 +26,10 @@ class Weekly:
 
 @dataclass(frozen=True)
 class Absolute:
-    """A wall-clock date and time (no zone; the window's zone applies)."""
+    """A wall-clock date and time (no zone; the window's zone applies); ``whole_day`` when written as a date only."""
 
     at: datetime
+    whole_day: bool = False
 
 
 Moment = Weekly | Absolute
@@ -46,15 +47,22 @@ def parse_moment(text: str) -> Moment:
             at = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4) or 0), int(m.group(5) or 0))
         except ValueError as exc:
             raise ValueError(f"{text!r} is not a valid date: {exc}") from None
-        return Absolute(at)
+        return Absolute(at, whole_day=m.group(4) is None)
     raise ValueError(
         f"{text!r} is not a freeze time: use a weekday and time like \"FRI 16:00\" or a date like \"2025-12-24 18:00\""
     )
 
 
+# Names the zone database holds that are not a place: "localtime" is whatever zone the server runs in, so one
+# policy would freeze different hours on different hosts; the others are build artefacts of the database.
+_NOT_A_PLACE = frozenset({"localtime", "posixrules", "posix", "right", "Factory"})
+
+
 def zone(name: str) -> ZoneInfo:
     """Return the IANA time zone; raise ValueError with a hint when it does not exist."""
     try:
+        if name.split("/", 1)[0] in _NOT_A_PLACE:
+            raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as \"Europe/Berlin\" or \"UTC\"") from None
@@ -68,8 +76,39 @@ def check_window(start: str, end: str, timezone: str) -> None:
         raise ValueError("start and end must both be weekly (\"FRI 16:00\") or both be dates (\"2025-12-24 18:00\")")
     if isinstance(s, Weekly) and isinstance(e, Weekly) and s.minute_of_week == e.minute_of_week:
         raise ValueError("start and end are the same moment; the window would be empty")
-    if isinstance(s, Absolute) and isinstance(e, Absolute) and e.at <= s.at:
+    if isinstance(s, Absolute) and isinstance(e, Absolute) and _end_wall(e) <= s.at:
         raise ValueError("end must be after start")
+
+
+def _end_wall(end: Absolute) -> datetime:
+    # A date alone names that whole day: a freeze "to 2026-01-05" still holds on the 5th.
+    return end.at + timedelta(days=1) if end.whole_day else end.at
+
+
+def _local_wall(moment: datetime, tz: ZoneInfo) -> datetime:
+    return moment.astimezone(tz).replace(tzinfo=None)
+
+
+def _instant(wall: datetime, tz: ZoneInfo, last: bool) -> datetime:
+    """The UTC instant a wall-clock time in ``tz`` stands for, read so that a window is never shortened.
+
+    A time that occurs twice (the hour repeated when daylight saving ends) is its first occurrence for a
+    start and its second for an end (``last``). A time that never occurs (the hour skipped when it begins)
+    is the moment the clock jumps past it, for a start and an end alike.
+    """
+    lo, hi = sorted(wall.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1))
+    if lo == hi:
+        return lo
+    if _local_wall(lo, tz) == wall:  # repeated
+        return hi if last else lo
+    # skipped: between the two readings the clock jumps from before ``wall`` to after it; find the jump
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) // 2
+        if _local_wall(mid, tz) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def window_end(start: str, end: str, timezone: str, now: datetime) -> datetime | None:
@@ -80,8 +119,8 @@ def window_end(start: str, end: str, timezone: str, now: datetime) -> datetime |
     s, e = parse_moment(start), parse_moment(end)
     local = now.astimezone(tz)
     if isinstance(s, Absolute) and isinstance(e, Absolute):
-        begin, finish = s.at.replace(tzinfo=tz), e.at.replace(tzinfo=tz)
-        return finish.astimezone(UTC) if begin <= now < finish else None
+        begin, finish = _instant(s.at, tz, last=False), _instant(_end_wall(e), tz, last=True)
+        return finish if begin <= now < finish else None
     if not (isinstance(s, Weekly) and isinstance(e, Weekly)):
         return None
     minute = local.weekday() * 1440 + local.hour * 60 + local.minute
@@ -93,4 +132,4 @@ def window_end(start: str, end: str, timezone: str, now: datetime) -> datetime |
     # whatever DST transition lies in between.
     ahead = (b - minute) % _WEEK_MINUTES
     wall = local.replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=ahead)
-    return wall.replace(tzinfo=tz).astimezone(UTC)
+    return _instant(wall, tz, last=True)

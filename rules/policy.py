@@ -62,7 +62,10 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m and int(m.group(1)) > 0:
-            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            try:
+                return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            except OverflowError:  # past the calendar: an error in the file, not a crash of the gate's job
+                raise ValueError(f"{value!r} is not a duration: {m.group(1)}{m.group(2)} is too long to count") from None
     raise ValueError(f"{value!r} is not a duration: write a positive number and a unit m, h, d or w, like \"4h\" or \"3d\"")
 
 
@@ -592,13 +595,27 @@ def default_policy() -> Policy:
 
 
 def effective(policy: Policy, environment: str) -> EnvironmentPolicy:
-    """Return the environment's settings merged over the ``"*"`` fallback."""
+    """Return the environment's settings merged over the ``"*"`` fallback.
+
+    Two exceptions to "the environment wins key by key": freeze windows under ``"*"`` hold in every
+    environment, beside the environment's own; and a rule ``off`` under ``"*"`` is switched back on by an
+    environment entry that gives it a severity or a threshold, as a later layer's entry does.
+    """
     envs = policy.environments
     star = envs["*"].model_dump(exclude_unset=True) if "*" in envs else {}
     named = envs.get(environment)
     if named is None:  # GitHub environment names are case-insensitive
         named = next((v for k, v in envs.items() if k.lower() == environment.lower() and k != "*"), None)
-    data = deep_merge(star, named.model_dump(exclude_unset=True)) if named is not None else star
+    if named is None:
+        return EnvironmentPolicy.model_validate(star)
+    own = named.model_dump(exclude_unset=True)
+    for ov in (own.get("rules") or {}).values():
+        if "enabled" not in ov and ("severity" in ov or "threshold" in ov):
+            ov["enabled"] = True
+    data = deep_merge(star, own)
+    # A freeze for every environment is not a default that naming an environment's own windows replaces.
+    windows = [*own.get("freeze", []), *star.get("freeze", [])]
+    data["freeze"] = [w for i, w in enumerate(windows) if w not in windows[:i]]
     return EnvironmentPolicy.model_validate(data)
 
 

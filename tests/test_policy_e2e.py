@@ -273,3 +273,19 @@ def test_organisation_defaults_over_1_mb_are_not_dropped(database_url: str) -> N
         _, decision, _ = stored(world, LABEL)
     assert gate.answer is None and decision["verdict"] == "escalate"
     assert any("1 MB" in e and "acme/.github" in e for e in decision["policy_errors"]), decision["policy_errors"]
+
+
+def test_an_organisation_freeze_for_every_environment_holds_beside_the_repositorys_own_windows(database_url: str) -> None:
+    """The organisation freezes every environment (`"*"`); the repository lists production's own (past) windows.
+    Before, the environment's list replaced the `"*"` list, and the clean release was approved through the
+    organisation's freeze; now both hold."""
+    org = f'environments:\n  "*":\n    freeze:\n      - {_freeze_now("America/New_York")[:-1]}, reason: "org change freeze"}}\n'
+    repo = 'environments:\n  production:\n    freeze:\n      - {start: "2020-12-24", end: "2020-12-26", reason: "old"}\n'
+    state = release_state(policy=repo)
+    state.add_repo("acme/.github", default_branch="main")
+    state.set_file("acme/.github", "main", ".github/gonogo.yml", org)
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        _, decision, _ = stored(world, LABEL)
+    assert gate.answer is None and decision["verdict"] == "escalate"
+    assert decision["freeze"]["reason"] == "org change freeze" and decision["blocking"] == []
