@@ -35,6 +35,7 @@ from github_app.github import (
     TooLarge,
     call,
     paginate,
+    paginate_capped,
     parsed,
     translate_errors,
 )
@@ -311,29 +312,28 @@ async def collect_artifacts(
     the artifacts are listed.
     """
 
-    def listing(run_id: int) -> Awaitable[list[Any]]:
-        return paginate(
-            gh, gh.rest.actions.async_list_workflow_run_artifacts, map_func=lambda r: parsed(r).artifacts,
-            owner=t.owner, repo=t.name, run_id=run_id, limit=ARTIFACTS_PER_RUN + 1,
+    def listing(run_id: int) -> Awaitable[tuple[list[Any], bool]]:
+        return paginate_capped(
+            gh, gh.rest.actions.async_list_workflow_run_artifacts, ARTIFACTS_PER_RUN,
+            map_func=lambda r: parsed(r).artifacts, owner=t.owner, repo=t.name, run_id=run_id,
         )  # fmt: skip
 
     # the deploying run is known already: list its artifacts while the runs on the sha are looked up
     own_run = asyncio.ensure_future(listing(t.run_id))
     try:
-        runs = await paginate(
-            gh, gh.rest.actions.async_list_workflow_runs_for_repo, map_func=lambda r: parsed(r).workflow_runs,
-            owner=t.owner, repo=t.name, head_sha=t.sha, limit=RUNS_PER_SHA + 1,
+        # GitHub lists the newest runs first: a cut listing keeps those, and what it left out is unread
+        runs, runs_cut = await paginate_capped(
+            gh, gh.rest.actions.async_list_workflow_runs_for_repo, RUNS_PER_SHA,
+            map_func=lambda r: parsed(r).workflow_runs, owner=t.owner, repo=t.name, head_sha=t.sha,
         )  # fmt: skip
-        # one more than is read is asked for: a listing that fills it was cut, and what it left out is unread
         unlisted: list[tuple[str, str]] = []
-        if len(runs) > RUNS_PER_SHA:
-            runs = runs[:RUNS_PER_SHA]  # GitHub lists the newest first
+        if runs_cut:
             unlisted.append((f"workflow runs on {t.sha[:7]}", (
                 f"more than {RUNS_PER_SHA} workflow runs ran on this commit and gonogo lists the artifacts of the "
                 f"newest {RUNS_PER_SHA} only: reports uploaded by the older runs were not read")))
         other_ids = sorted({r.id for r in runs} - {t.run_id})
         others = await asyncio.gather(*(listing(rid) for rid in other_ids), return_exceptions=True)
-        listed: dict[int, list[Any] | BaseException] = dict(zip(other_ids, others))
+        listed: dict[int, tuple[list[Any], bool] | BaseException] = dict(zip(other_ids, others))
         listed[t.run_id] = (await asyncio.gather(own_run, return_exceptions=True))[0]
     finally:
         own_run.cancel()
@@ -344,12 +344,12 @@ async def collect_artifacts(
             continue  # the run id of a deployment may not be listable (e.g. another repository's workflow)
         if isinstance(listing_or_error, BaseException):
             raise listing_or_error
-        if len(listing_or_error) > ARTIFACTS_PER_RUN:
+        run_artifacts, artifacts_cut = listing_or_error
+        if artifacts_cut:
             unlisted.append((f"artifacts of run {rid}", (
                 f"the run has more than {ARTIFACTS_PER_RUN} artifacts and gonogo lists {ARTIFACTS_PER_RUN}: the "
                 "others were not read")))
-            listing_or_error = listing_or_error[:ARTIFACTS_PER_RUN]
-        artifacts.extend(listing_or_error)
+        artifacts.extend(run_artifacts)
     opts = await _ready(opts)
     matching = [a for a in artifacts if any(fnmatch.fnmatchcase(a.name, g) for g in opts.artifact_globs)]
     # an artifact that exists but cannot be read (expired, past the cap) is unread evidence, never "no reports"
@@ -437,9 +437,9 @@ class ClosedAlertsUnread(Exception):
 
 
 async def _open_alerts(gh: GitHub[Any], request: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[Any]:
-    """Every open alert of one source, or TooManyAlerts (one more than the cap is asked for, to tell)."""
-    alerts: list[Any] = await paginate(gh, request, limit=MAX_ALERTS + 1, **kwargs)
-    if len(alerts) > MAX_ALERTS:
+    """Every open alert of one source, or TooManyAlerts when it lists more than the cap."""
+    alerts, cut = await paginate_capped(gh, request, MAX_ALERTS, **kwargs)
+    if cut:
         raise TooManyAlerts(f"more than {MAX_ALERTS:,} open alerts; gonogo reads at most {MAX_ALERTS:,}, and one "
                             "it did not read could be critical. Close or dismiss the stale ones (or turn off the "
                             "rules that raise them) to bring the open alerts under the cap")  # fmt: skip
@@ -468,9 +468,9 @@ async def _recently_closed(
         changed = _when(getattr(alert, "updated_at", None))
         return changed is not None and changed < since
 
-    alerts: list[Any] = await paginate(gh, request, limit=MAX_ALERTS + 1, stop=before_window, sort="updated",
-                                       direction="desc", **kwargs)  # fmt: skip
-    if len(alerts) > MAX_ALERTS:
+    alerts, cut = await paginate_capped(gh, request, MAX_ALERTS, stop=before_window, sort="updated",
+                                        direction="desc", **kwargs)  # fmt: skip
+    if cut:
         raise TooManyAlerts(
             f"more than {MAX_ALERTS:,} alerts were closed in the {SELF_DISMISSAL_WINDOW.days} days before the "
             f"deployment; gonogo reads at most {MAX_ALERTS:,}, and one it did not read could be an alert the deployer "

@@ -655,6 +655,19 @@ async def paginate(
     return items
 
 
+async def paginate_capped(
+    gh: GitHub[Any], request: Callable[..., Awaitable[Any]], cap: int, map_func: Callable[[Any], list[T]] | None = None,
+    *, stop: Callable[[T], bool] | None = None, **kwargs: Any,
+) -> tuple[list[T], bool]:
+    """Collect up to ``cap`` items of a paginated REST listing, and whether the listing held more.
+
+    One item past the cap is asked for: without it, a listing of exactly ``cap`` items could not be told
+    from one that was cut. ``map_func``, ``stop`` and ``kwargs`` are as for ``paginate``.
+    """
+    items: list[T] = await paginate(gh, request, map_func, limit=cap + 1, stop=stop, **kwargs)
+    return items[:cap], len(items) > cap
+
+
 def parse_time(value: str | datetime | None) -> datetime | None:
     """A GitHub timestamp (ISO 8601, "Z" or offset, or naive meaning UTC) as an aware UTC datetime."""
     if not value:
