@@ -70,11 +70,20 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
     state.add_repo(REPO)
     base = state.add_commit(REPO, message="base", author="alice", branch="main",
                             files=[{"filename": "app/main.py", "status": "added", "additions": 200}])  # fmt: skip
-    prev = state.add_deployment(REPO, base.sha, "production", creator="alice", waiting=False)
-    state.add_deployment_status(REPO, prev.id, "success")
     tests_zip = zipped({"junit.xml": junit(200)})
     coverage_zip = zipped({"coverage.xml": '<coverage line-rate="0.9" branch-rate="0.8" lines-valid="100" '
                                            'lines-covered="90" version="7" timestamp="1"><packages/></coverage>'})  # fmt: skip
+    # the live release: gated by gonogo like the others (green), then deployed (its success status is sent once
+    # gonogo has approved it), so the measured decisions compare with a release gonogo let through, as in a
+    # steady state; only such a release counts as the last good one (docs/outcomes.md)
+    for name in ("build", "tests", "lint"):
+        state.add_check_run(REPO, base.sha, name, conclusion="success")
+    base_run = state.add_workflow_run(REPO, base.sha, name="CI", status="completed", conclusion="success")
+    state.add_artifact(REPO, base_run.id, "test-results", tests_zip)
+    state.add_artifact(REPO, base_run.id, "coverage", coverage_zip)
+    prev = state.add_deployment(REPO, base.sha, "production", creator="alice")
+    prev.name = "live"
+    state.named_deployments[prev.name] = (REPO, prev.id)
     labels = []
     for i in range(n):
         head = state.add_commit(REPO, message=f"change {i}", author="bob", parents=[base.sha],
@@ -168,10 +177,23 @@ def run(args: argparse.Namespace, state: SandboxState, private_pem: str, labels:
                     break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            # gonogo learns of the live release the way it does in production: from its deployment status
+            # the live release: gonogo gates it, then learns it went out the way it does in production, from
+            # its deployment status
+            send_webhook(base, SECRET, "deployment_protection_rule",
+                         deployment_protection_rule_payload(state, "live", full_name=REPO))  # fmt: skip
+            live = state.gate(REPO, state.deployment("live")[1].run_id, "production")
+            for _ in range(600):
+                if live.answer is not None:
+                    break
+                time.sleep(0.05)
+            if live.answer != "approved":
+                raise SystemExit(f"the live release was not approved by gonogo ({live.answer}): see the app log")
+            state.add_deployment_status(REPO, previous, "success")
             status = deployment_status_payload(state, previous, full_name=REPO)
             send_webhook(base, SECRET, "deployment_status", status)
             time.sleep(1.0)
+            for label in labels:  # the releases to decide were created after the live one went out, as in use
+                state.deployment(label)[1].created_at = state.now()
             payloads = {label: deployment_protection_rule_payload(state, label, full_name=REPO) for label in labels}
             sent: dict[int, float] = {}
             run_of = {label: state.deployment(label)[1].run_id for label in labels}
