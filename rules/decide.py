@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from rules.catalog import CATALOG, RULES_BY_ID
-from rules.freeze import window_end
+from rules.freeze import freeze_until
 from rules.learning import TrackRecord, judge
 from rules.policy import (
     EnvironmentPolicy,
@@ -158,11 +158,11 @@ def lapsed_waiver_reason(waiver: Waiver, max_lifetime: timedelta) -> str:
 
 def freeze_status(env: EnvironmentPolicy, assessment: Assessment, now: datetime) -> FreezeStatus | None:
     """Return the active freeze (from the policy's windows or the evidence), if any."""
-    for w in env.freeze:
-        ends = window_end(w.start, w.end, w.timezone, _aware(now))
-        if ends is not None:
-            label = w.reason or f"freeze {w.start} to {w.end} ({w.timezone})"
-            return FreezeStatus(active=True, reason=label, ends_at=ends)
+    held = freeze_until([(w.start, w.end, w.timezone) for w in env.freeze], _aware(now))
+    if held is not None:
+        w, ends = env.freeze[held[0]], held[1]  # overlapping or back-to-back windows: until the last one ends
+        label = w.reason or f"freeze {w.start} to {w.end} ({w.timezone})"
+        return FreezeStatus(active=True, reason=label, ends_at=ends)
     op = assessment.evidence.operational
     if op.freeze_active:
         return FreezeStatus(active=True, reason=op.freeze_reason or "deployment freeze reported by the environment")

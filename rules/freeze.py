@@ -7,6 +7,7 @@ hours in summer and in winter (DST-safe), and a weekly window may wrap over the 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -133,3 +134,29 @@ def window_end(start: str, end: str, timezone: str, now: datetime) -> datetime |
     ahead = (b - minute) % _WEEK_MINUTES
     wall = local.replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=ahead)
     return _instant(wall, tz, last=True)
+
+
+# Windows that together never open (a week covered end to end) are followed this far, then the freeze is said
+# to hold at least until then.
+_CHAIN_LIMIT = timedelta(days=28)
+
+
+def freeze_until(windows: Sequence[tuple[str, str, str]], now: datetime) -> tuple[int, datetime] | None:
+    """The first window (start, end, timezone) that holds ``now`` and when the freeze lasts until; None if none.
+
+    Windows that overlap, or begin the moment another ends, are one freeze: its end is followed from window to
+    window until no window holds, so the report never says "until 12:00" of a freeze that holds until Monday.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    ends = [window_end(*w, now) for w in windows]
+    first = next((i for i, e in enumerate(ends) if e is not None), None)
+    if first is None:
+        return None
+    until = max(e for e in ends if e is not None)
+    while until < now + _CHAIN_LIMIT:
+        later = [e for w in windows if (e := window_end(*w, until)) is not None and e > until]
+        if not later:
+            break
+        until = max(later)
+    return first, until

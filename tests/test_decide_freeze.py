@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -70,3 +70,28 @@ def test_malformed_windows(start: str, end: str, tz: str, message: str) -> None:
 
 def test_long_weekday_names_are_accepted() -> None:
     assert parse_moment("friday 16:00") == parse_moment("FRI 16:00")
+
+
+def test_overlapping_and_adjacent_windows_freeze_until_the_last_of_them_ends() -> None:
+    """The report says until when the freeze holds. Before, it named the end of the first matching window even
+    when another window held on past it (or began the moment it ended), so "frozen until 12:00" was followed by
+    a freeze until 15:00 and then one until Monday."""
+    from rules.freeze import freeze_until
+
+    windows = [
+        ("2025-06-02 10:00", "2025-06-02 12:00", "UTC"),  # Monday morning
+        ("2025-06-02 11:00", "2025-06-02 15:00", "UTC"),  # overlaps it
+        ("2025-06-02 15:00", "2025-06-02 17:30", "UTC"),  # begins as the second ends
+        ("2025-06-02 18:00", "2025-06-02 19:00", "UTC"),  # after a gap: not part of this freeze
+    ]
+    first, until = freeze_until(windows, datetime(2025, 6, 2, 11, 30, tzinfo=UTC))
+    assert first == 0 and until == datetime(2025, 6, 2, 17, 30, tzinfo=UTC)
+    assert freeze_until(windows, datetime(2025, 6, 2, 17, 45, tzinfo=UTC)) is None
+    # a weekly window chained to a one-off one in another zone
+    weekly = [("FRI 16:00", "MON 08:00", "Europe/Berlin"), ("2025-06-09 06:00", "2025-06-09 09:00", "UTC")]
+    first, until = freeze_until(weekly, datetime(2025, 6, 7, 12, 0, tzinfo=UTC))
+    assert first == 0 and until == datetime(2025, 6, 9, 9, 0, tzinfo=UTC)
+    # windows that together never end stop at a bound instead of looping
+    always = [("MON 00:00", "THU 00:00", "UTC"), ("WED 00:00", "TUE 00:00", "UTC")]
+    first, until = freeze_until(always, datetime(2025, 6, 4, 12, 0, tzinfo=UTC))
+    assert until >= datetime(2025, 6, 4, 12, 0, tzinfo=UTC) + timedelta(days=28)
