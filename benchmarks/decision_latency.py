@@ -76,11 +76,14 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
     # the live release: gated by gonogo like the others (green), then deployed (its success status is sent once
     # gonogo has approved it), so the measured decisions compare with a release gonogo let through, as in a
     # steady state; only such a release counts as the last good one (docs/outcomes.md)
-    for name in ("build", "tests", "lint"):
-        state.add_check_run(REPO, base.sha, name, conclusion="success")
-    base_run = state.add_workflow_run(REPO, base.sha, name="CI", status="completed", conclusion="success")
-    state.add_artifact(REPO, base_run.id, "test-results", tests_zip)
-    state.add_artifact(REPO, base_run.id, "coverage", coverage_zip)
+    def green(sha: str) -> None:  # every check passed, and CI uploaded its test and coverage reports
+        for name in ("build", "tests", "lint"):
+            state.add_check_run(REPO, sha, name, conclusion="success")
+        run = state.add_workflow_run(REPO, sha, name="CI", status="completed", conclusion="success")
+        state.add_artifact(REPO, run.id, "test-results", tests_zip)
+        state.add_artifact(REPO, run.id, "coverage", coverage_zip)
+
+    green(base.sha)
     prev = state.add_deployment(REPO, base.sha, "production", creator="alice")
     prev.name = "live"
     state.named_deployments[prev.name] = (REPO, prev.id)
@@ -88,11 +91,7 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
     for i in range(n):
         head = state.add_commit(REPO, message=f"change {i}", author="bob", parents=[base.sha],
                                 files=[{"filename": f"app/mod{i % 7}.py", "additions": 20 + i % 30, "deletions": 5}])  # fmt: skip
-        for name in ("build", "tests", "lint"):
-            state.add_check_run(REPO, head.sha, name, conclusion="success")
-        run = state.add_workflow_run(REPO, head.sha, name="CI", status="completed", conclusion="success")
-        state.add_artifact(REPO, run.id, "test-results", tests_zip)
-        state.add_artifact(REPO, run.id, "coverage", coverage_zip)
+        green(head.sha)
         dep = state.add_deployment(REPO, head.sha, "production", creator="bob")
         dep.name = f"d{i}"
         state.named_deployments[dep.name] = (REPO, dep.id)

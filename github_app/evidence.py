@@ -537,12 +537,8 @@ async def _code_scanning(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
     alerts, closed = await _both_listings(
         _open_alerts(gh, request, state="open", **kwargs), _recently_closed(gh, t, request, state="dismissed", **kwargs)
     )  # fmt: skip
-    found = [_code_scanning_finding(a) for a in alerts]
-    for a in closed:  # a fixed alert was closed by a change to the code, not by a person: never listed here
-        when = _when(a.dismissed_at)
-        if a.state == "dismissed" and when is not None and _closed_by_deployer(t, a.dismissed_by, when):
-            found.append(_code_scanning_finding(a, _self_dismissal_note("dismissed", a.dismissed_by, when)))
-    return found
+    # a fixed alert was closed by a change to the code, not by a person: never listed here
+    return [_code_scanning_finding(a) for a in alerts] + _self_dismissed(t, closed, _code_scanning_finding)
 
 
 def _dependabot_finding(a: Any, note: str | None = None) -> SecurityFinding:
@@ -563,11 +559,17 @@ async def _dependabot(gh: GitHub[Any], t: Target) -> list[SecurityFinding]:
         _open_alerts(gh, request, owner=t.owner, repo=t.name, state="open"),
         _recently_closed(gh, t, request, owner=t.owner, repo=t.name, state="dismissed"),
     )  # fmt: skip
-    found = [_dependabot_finding(a) for a in alerts]
+    return [_dependabot_finding(a) for a in alerts] + _self_dismissed(t, closed, _dependabot_finding)
+
+
+def _self_dismissed(t: Target, closed: list[Any], finding: Callable[[Any, str | None], SecurityFinding],
+                    ) -> list[SecurityFinding]:
+    """The dismissed code-scanning or Dependabot alerts the deployer dismissed, as findings with a note."""
+    found = []
     for a in closed:
         when = _when(a.dismissed_at)
         if a.state == "dismissed" and when is not None and _closed_by_deployer(t, a.dismissed_by, when):
-            found.append(_dependabot_finding(a, _self_dismissal_note("dismissed", a.dismissed_by, when)))
+            found.append(finding(a, _self_dismissal_note("dismissed", a.dismissed_by, when)))
     return found
 
 

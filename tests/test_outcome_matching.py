@@ -21,22 +21,14 @@ from sqlalchemy import insert, select
 
 from github_app import db
 from github_app.db.models import Deployment, HistoryRow, Outcome
-from github_app.sandbox.webhooks import deployment_status_payload
+from github_app.sandbox.state import SandboxState
 from github_app.settings import Secret
 from tests.scenarios import LABEL, REPO, decide, release_state
 from tests.test_learned_thresholds import in_working_hours
+from tests.test_outcome_attacks import _status
 from tests.world import World, running_world
 
 TOKEN = "am-token-0123456789abcdef"
-
-
-def _status(world: World, deployment_id: int, state: str, at: float) -> None:
-    """GitHub records a status on the deployment at ``at`` (UNIX time) and sends its webhook."""
-    rec = world.state.add_deployment_status(REPO, deployment_id, state, creator="dora")
-    rec.created_at = at
-    payload = deployment_status_payload(world.state, deployment_id, full_name=REPO)
-    response = world.send("deployment_status", payload, f"status-{rec.id}")
-    assert response.status_code in (200, 202), response.text
 
 
 def _alert(started: datetime, fingerprint: str, **labels: str) -> dict[str, Any]:
@@ -83,18 +75,24 @@ def _decide_again(world: World, label: str) -> str:
 # --- suspicion 3: a status labels its own deployment's row ------------------------------------------------------
 
 
-def test_a_failure_status_labels_the_deployment_it_names_not_the_newest_of_its_commit(database_url):
-    """The same commit is gated twice (a re-deploy in a new run); the first deployment then reports failure.
-
-    The failure belongs to the first deployment's history row; the re-deploy's row must stay unlabelled, and a
-    success the re-deploy reports afterwards labels only its own row.
-    """
+def _gated_twice() -> tuple[SandboxState, Any, Any]:
+    """The release's commit, deployed again a minute later in a new run (named "redeploy")."""
     state = in_working_hours(release_state())
     first = state.deployment(LABEL)[1]
     again = state.add_deployment(REPO, first.sha, "production", creator="dora", ref="main")
     again.created_at = first.created_at + 60
     again.name = "redeploy"
     state.named_deployments["redeploy"] = (REPO, again.id)
+    return state, first, again
+
+
+def test_a_failure_status_labels_the_deployment_it_names_not_the_newest_of_its_commit(database_url):
+    """The same commit is gated twice (a re-deploy in a new run); the first deployment then reports failure.
+
+    The failure belongs to the first deployment's history row; the re-deploy's row must stay unlabelled, and a
+    success the re-deploy reports afterwards labels only its own row.
+    """
+    state, first, again = _gated_twice()
     with running_world(database_url, state) as world:
         assert decide(world, LABEL).answer == "approved"
         assert _decide_again(world, "redeploy") == "approved"
@@ -115,12 +113,7 @@ def test_a_failure_status_of_the_older_workflow_run_labels_that_runs_release(dat
     """Same commit gated in two runs; the older run's deploy workflow fails (no deployment status of its own)."""
     from github_app.sandbox.webhooks import workflow_run_payload
 
-    state = in_working_hours(release_state())
-    first = state.deployment(LABEL)[1]
-    again = state.add_deployment(REPO, first.sha, "production", creator="dora", ref="main")
-    again.created_at = first.created_at + 60
-    again.name = "redeploy"
-    state.named_deployments["redeploy"] = (REPO, again.id)
+    state, first, again = _gated_twice()
     with running_world(database_url, state) as world:
         assert decide(world, LABEL).answer == "approved"
         assert _decide_again(world, "redeploy") == "approved"
