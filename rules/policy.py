@@ -403,7 +403,8 @@ def _duplicate_keys(
 
 
 def _environment_case_clashes(node: yaml.Node | None, source: str) -> list[PolicyIssue]:
-    """Environments named twice in one file, in different case: GitHub takes them for one environment."""
+    """Environments named twice in one file, in different case (GitHub takes them for one environment), or
+    written as a pattern (only ``"*"`` is one)."""
     envs = next((v for k, v in node.value if str(k.value) == "environments"), None) if isinstance(node, yaml.MappingNode) else None
     out: list[PolicyIssue] = []
     if not isinstance(envs, yaml.MappingNode):
@@ -411,6 +412,12 @@ def _environment_case_clashes(node: yaml.Node | None, source: str) -> list[Polic
     first: dict[str, str] = {}
     for key, _ in envs.value:
         name = str(key.value)
+        if name != "*" and any(c in name for c in "*?["):
+            out.append(PolicyIssue(source, key.start_mark.line + 1, key.start_mark.column + 1, f"environments.{name}",
+                                   f"{name!r} looks like a pattern, but environment names are matched exactly "
+                                   '(ignoring case) and only "*" stands for every environment; name each '
+                                   'environment, or put shared settings under "*"'))  # fmt: skip
+            continue
         earlier = first.setdefault(name.lower(), name)
         if earlier != name:
             out.append(PolicyIssue(source, key.start_mark.line + 1, key.start_mark.column + 1, f"environments.{name}",

@@ -291,6 +291,19 @@ def test_one_file_naming_an_environment_twice_in_different_case_is_an_error() ->
     assert "same GitHub environment" in issue.message and "'production'" in issue.message
 
 
+@pytest.mark.parametrize("name", ["prod-*", "prod?", "[Pp]roduction", "*production"])
+def test_an_environment_name_written_as_a_pattern_is_an_error_not_a_silent_no_match(name: str) -> None:
+    """Environment names are matched exactly (ignoring case); only "*" stands for every environment. A key
+    like `prod-*` used to validate and then apply to no environment at all, so its blockers and freezes
+    never held and `prod-eu` fell back to "*" without a word."""
+    text = f"environments:\n  production:\n    approve: {{max_risk: 0.1}}\n  '{name}':\n    rules:\n      GNG-SEC-002: {{severity: blocker}}\n"
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text(text)
+    [issue] = exc.value.errors
+    assert (issue.line, issue.column, issue.path) == (4, 3, f"environments.{name}")
+    assert "pattern" in issue.message and '"*"' in issue.message
+
+
 def _alias_bomb(levels: int) -> str:
     """A few hundred bytes of YAML whose aliases reach 9**levels list items."""
     lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
