@@ -20,10 +20,21 @@ from github_app.db import read_only
 from github_app.db.models import AuditEntry, DecisionRecord, Deployment
 
 MAX_LIMIT = 200
+MAX_ID = 2**63 - 1  # row ids are 64-bit: a larger one names no row, and the database refuses to compare it
 
 
 class CursorError(ValueError):
     """A cursor this server did not hand out."""
+
+
+class FilterError(ValueError):
+    """A filter value no stored row can have."""
+
+
+def check_filter_text(name: str, value: str | None) -> None:
+    """Refuse a filter with a NUL character: no name holds one, and PostgreSQL refuses to compare it."""
+    if value is not None and "\x00" in value:
+        raise FilterError(f"{name} contains a NUL character; no {name} does")
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,10 @@ class Filters:
     until: datetime | None = None
     state: str | None = None
     waiting: bool = False  # escalated, no answer yet, not abandoned
+
+    def __post_init__(self) -> None:
+        for name in ("repository", "environment", "state"):
+            check_filter_text(name, getattr(self, name))
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
@@ -47,7 +62,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         moment, row_id = json.loads(raw)
         when = datetime.fromisoformat(moment)
-        if when.tzinfo is None or not isinstance(row_id, int):
+        if when.tzinfo is None or not isinstance(row_id, int) or not 0 <= row_id <= MAX_ID:
             raise ValueError("cursor fields")
         return when, row_id
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
@@ -131,6 +146,8 @@ def _distinct(column: Any, limit: int = 500) -> Any:
 
 def detail(engine: Engine, row_id: int) -> dict[str, Any] | None:
     """One deployment with everything recorded about it, its audit entries included; None if unknown."""
+    if not 0 < row_id <= MAX_ID:
+        return None
     with read_only(engine) as conn:
         found = conn.execute(select(Deployment.key).where(Deployment.id == row_id)).scalar()
     if found is None:

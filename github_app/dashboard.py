@@ -460,7 +460,7 @@ def _page(render_page: Page) -> Callable[[Request], Awaitable[Response]]:
         try:
             q = Query(request, now)
             html = await render_page(request, q, now)
-        except (insights.WindowError, browse.CursorError) as exc:
+        except (insights.WindowError, browse.CursorError, browse.FilterError) as exc:
             return Response(f"{exc}\n", 400, headers=HEADERS, media_type="text/plain")
         if html is None:
             return Response("No such deployment.\n", 404, headers=HEADERS, media_type="text/plain")

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, DateTime, Engine, String, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
+from github_app.browse import FilterError, check_filter_text
 from github_app.db import read_only
 from github_app.db.models import Deployment, Outcome
 
@@ -105,6 +106,8 @@ class Facts:
 
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=366)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class WindowError(ValueError):
@@ -125,14 +128,22 @@ def parse_moment(text: str, now: datetime) -> datetime:
     """A point in time: an ISO-8601 date or time (UTC unless it says otherwise), or an age like "30d" or "12h"."""
     text = text.strip()
     age = _age(text)
-    if age is not None:
-        return now - age
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise WindowError(f"{text!r} is neither an ISO-8601 date or time (2026-03-01, 2026-03-01T09:00:00Z) "
-                          "nor an age like 30d, 12h or 8w") from None  # fmt: skip
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        if age is not None:
+            moment = now - age
+        else:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise WindowError(f"{text!r} is neither an ISO-8601 date or time (2026-03-01, 2026-03-01T09:00:00Z) "
+                                  "nor an age like 30d, 12h or 8w") from None  # fmt: skip
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        moment = EARLIEST - timedelta(days=1)
+    # the weekly series steps a week past each end: a moment near the calendar's ends would overflow it
+    if not EARLIEST <= moment <= LATEST:
+        raise WindowError(f"{text!r} is out of range: give a time between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return moment
 
 
 def _next_minute(moment: datetime) -> datetime:
@@ -148,6 +159,11 @@ def window_from(since: str | None, until: str | None, now: datetime, *, reposito
     count back from that minute, so callers within one minute ask for the same window (and share a
     cached report).
     """
+    try:
+        check_filter_text("repository", repository)
+        check_filter_text("environment", environment)
+    except FilterError as exc:
+        raise WindowError(str(exc)) from None
     now = _next_minute(now)  # ages ("30d") count back from a whole minute too
     end = parse_moment(until, now) if until else now
     start = parse_moment(since, now) if since else end - DEFAULT_WINDOW
