@@ -668,6 +668,9 @@ class _Outline:
     crashed: bool = False  # an invocation has executionSuccessful=false
     runs: str | None = None  # "array" or "null": the first root "runs" value that is either
     objects: int = 0  # runs that are objects
+    # runs that are objects without a results array: SARIF 2.1.0 (3.14.23) gives a run whose tool failed to
+    # start or to analyse a null or absent results, and one that ran and found nothing an empty array
+    resultless: int = 0
 
 
 class _ToolsLater(Exception):
@@ -717,7 +720,10 @@ def _walk_sarif(opener: Opener, what: str, deadline: Deadline, tally: SecurityTa
                         continue
                     run = outline.objects
                     outline.objects += 1
+                    listed = False
                     for run_key in reader.members():
+                        if run_key == "results" and reader.peek() == ord("["):
+                            listed = True
                         if run_key == "tool":
                             outline.tools.append(reader.decode())
                         elif run_key == "invocations":
@@ -728,6 +734,7 @@ def _walk_sarif(opener: Opener, what: str, deadline: Deadline, tally: SecurityTa
                             _read_results(reader, rules_for(run), tally)
                         else:
                             reader.skip()
+                    outline.resultless += not listed
         reader.end()
     return outline
 
@@ -748,6 +755,13 @@ def _read_results(reader: _JsonReader, rules: _Rules, tally: SecurityTally) -> N
                 _sarif_finding(value, rules, tally)
             else:
                 _tally_results([result], rules, tally)
+
+
+def _no_results(what: str, runs: int) -> ArtifactRejected:
+    return ArtifactRejected(
+        f"{what} has {runs} run(s) whose results are null or absent, meaning the analysis tool failed to start or "
+        "to analyse (a tool that ran and found nothing writes an empty results array); re-run the scan"
+    )
 
 
 def parse_sarif(opener: Opener, what: str, limits: ArtifactLimits | None = None,
@@ -772,6 +786,8 @@ def parse_sarif(opener: Opener, what: str, limits: ArtifactLimits | None = None,
         raise ArtifactRejected(
             f"{what} records a tool invocation with executionSuccessful=false; the analysis did not complete"
         )
+    if outline.resultless:
+        raise _no_results(what, outline.resultless)
     if not outline.tools:
         if outline.runs == "null":
             raise ArtifactRejected(f"{what} has \"runs\": null, meaning the analysis tool failed before it could run")
@@ -812,6 +828,23 @@ def _has_runs(opener: Opener, what: str, deadline: Deadline) -> bool:
     return False
 
 
+def _resultless_runs(opener: Opener, what: str, deadline: Deadline) -> int:
+    """Count the runs that are objects without a results array (see ``_Outline.resultless``)."""
+    objects = listed = 0
+    with opener() as stream:
+        try:
+            for n, (prefix, event, _value) in enumerate(ijson.parse(stream)):
+                if prefix == "runs.item" and event == "start_map":
+                    objects += 1
+                elif prefix == "runs.item.results" and event == "start_array":
+                    listed += 1
+                if n % 65536 == 0:
+                    deadline.check()
+        except ijson.JSONError as exc:
+            raise ArtifactRejected(f"{what} is not valid JSON ({exc})") from exc
+    return objects - listed
+
+
 def _parse_sarif_streaming(opener: Opener, what: str, lim: ArtifactLimits, dl: Deadline) -> SecurityTally:
     """Parse a SARIF 2.1.0 log with ijson in streaming passes (tools, invocations, results)."""
     tally = SecurityTally(limits=lim, files=1)
@@ -822,6 +855,9 @@ def _parse_sarif_streaming(opener: Opener, what: str, lim: ArtifactLimits, dl: D
             raise ArtifactRejected(
                 f"{what} records a tool invocation with executionSuccessful=false; the analysis did not complete"
             )
+    resultless = _resultless_runs(opener, what, dl)
+    if resultless:
+        raise _no_results(what, resultless)
     if not tools:
         if not _has_runs(opener, what, dl):
             raise ArtifactRejected(f"{what} has no 'runs' array; not a SARIF 2.1.0 log")
