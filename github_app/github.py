@@ -480,41 +480,62 @@ class _SingleFlightAppAuth(AppAuth):
     twenty concurrent calls on a cold cache would each ask GitHub for a token. Here the cache look-up and
     any token request happen under one lock per installation (and event loop), so the first call fetches
     and the others find the token cached. The lock is held only until the call's own request is ready.
+
+    A call GitHub answers 401 with an installation token is sent once more with a new token: GitHub stops
+    taking a token when it expires, which a clock running slow puts before the cache lets it go, when it is
+    revoked, and for a moment after it is issued (replication lag). Without this, every call would fail with
+    the refused token until the cache dropped it, and a 401 reads as bad credentials: the job is given up.
     """
 
     flights: _TokenFlights = field(default_factory=_TokenFlights)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        flow = super().async_auth_flow(request)
         installation = self.installation_id if isinstance(self.installation_id, int) else 0
         key = (id(asyncio.get_running_loop()), installation)
         flights = self.flights
         lock = flights.locks.get(key)
         if lock is None:
             lock = flights.locks[key] = asyncio.Lock()
-        seen = flights.finished.get(key, 0)
-        try:
-            async with lock:
-                failed = flights.failures.get(key)
-                if failed is not None and failed[0] > seen:
-                    # a token request that finished while this call waited failed: share its answer (an unknown
-                    # installation costs GitHub one request, not one per waiting call); later calls try again
-                    raise failed[1]
-                outgoing = await flow.__anext__()
-                while outgoing is not request:  # the token request: its response goes back to the flow
-                    token_response = yield outgoing
-                    number = flights.finished[key] = flights.finished.get(key, 0) + 1
-                    try:
-                        outgoing = await flow.asend(token_response)
-                    except Exception as exc:
-                        flights.failures[key] = (number, exc)
-                        raise
-                    flights.failures.pop(key, None)
-            response = yield outgoing
-            with contextlib.suppress(StopAsyncIteration):
-                await flow.asend(response)
-        finally:
-            await flow.aclose()
+        refused = ""  # the installation token GitHub refused on the first try, if it did
+        for _ in range(2):
+            flow = super().async_auth_flow(request)
+            seen = flights.finished.get(key, 0)
+            try:
+                async with lock:
+                    if refused:
+                        await self._forget_token(refused)
+                    failed = flights.failures.get(key)
+                    if failed is not None and failed[0] > seen:
+                        # a token request that finished while this call waited failed: share its answer (an unknown
+                        # installation costs GitHub one request, not one per waiting call); later calls try again
+                        raise failed[1]
+                    outgoing = await flow.__anext__()
+                    while outgoing is not request:  # the token request: its response goes back to the flow
+                        token_response = yield outgoing
+                        number = flights.finished[key] = flights.finished.get(key, 0) + 1
+                        try:
+                            outgoing = await flow.asend(token_response)
+                        except Exception as exc:
+                            flights.failures[key] = (number, exc)
+                            raise
+                        flights.failures.pop(key, None)
+                response = yield outgoing
+                with contextlib.suppress(StopAsyncIteration):
+                    await flow.asend(response)
+            finally:
+                await flow.aclose()
+            used = outgoing.headers.get("authorization", "")
+            if refused or response.status_code != 401 or not used.startswith("token "):
+                return
+            refused = used.removeprefix("token ")
+            log.info("github.token_refused", extra={"installation_id": installation, "path": request.url.path})
+
+    async def _forget_token(self, token: str) -> None:
+        """Drop ``token`` from the cache, unless another call already put a new one there."""
+        cache = await self.github.config.cache_strategy.get_async_cache_storage()
+        cache_key = self._get_installation_cache_key()
+        if await cache.aget(cache_key) == token:
+            await cache.aset(cache_key, "", timedelta(0))  # expired at once: the next look-up fetches a new token
 
 
 @dataclass
