@@ -168,12 +168,31 @@ def _add_review(
                      data=data)  # fmt: skip
 
 
-async def _environment_policy(gh: GitHub[Any], row: Deployment, payload: dict[str, Any]) -> EnvironmentPolicy:
+# who decides while the policy on the default branch cannot be read: the people who could fix (or bypass) it
+INVALID_POLICY = ("the policy file on the default branch is invalid, so only admins of the repository may decide "
+                  "until it is fixed")
+
+
+async def _environment_policy(
+    gh: GitHub[Any], row: Deployment, payload: dict[str, Any]
+) -> tuple[EnvironmentPolicy, str]:
+    """The environment's settings from the policy on the default branch as it is now, and a word on who decides
+    when that policy is invalid ("" when it is valid).
+
+    An invalid (or unreadable) policy names its reviewers nowhere gonogo can read. The default pack's settings
+    apply, but its reviewers (anyone with write access) would hand the decision to people the broken policy
+    may have left out, so only admins decide: they could change or bypass the policy anyway.
+    """
     req = request_from_row(row)
     policy, _ = await load_policy(gh, req.target)
-    if not isinstance(policy, Policy):  # an invalid policy still names no one extra: fall back to the default pack
-        policy = load_policy_text(None)
-    return effective(policy, row.environment)
+    if isinstance(policy, Policy):
+        return effective(policy, row.environment), ""
+    fallback = effective(load_policy_text(None), row.environment)
+    admins = fallback.reviewers.model_copy(update={
+        "users": [], "teams": [], "four_eyes": True, "min_permission": "admin", "break_glass": [],
+        "break_glass_self": False,
+    })  # fmt: skip
+    return fallback.model_copy(update={"reviewers": admins}), INVALID_POLICY
 
 
 async def decide_by_human(
@@ -181,9 +200,11 @@ async def decide_by_human(
     payload: dict[str, Any], origin: dict[str, Any] | None = None,
 ) -> str:
     """Apply a reviewer's approve / reject / override; return what happened, in words."""
-    env_policy = await _environment_policy(gh, row, payload)
+    env_policy, note = await _environment_policy(gh, row, payload)
     own = is_deployer(row, actor, sender_id(payload))
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, action)
+    if note and not verdict.allowed:
+        verdict = Verdict(False, f"{verdict.why}; {note}")
 
     def recorded(allowed: bool, refusal: str | None) -> Callable[[Session], None]:
         return partial(_add_review, row=row, delivery_id=delivery_id, actor=actor, action=action, allowed=allowed,
@@ -475,9 +496,11 @@ def _record_refused_command(engine: Engine, repository: str, actor: str, action:
 
 async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event,
                  origin: dict[str, Any] | None = None) -> None:  # fmt: skip
-    env_policy = await _environment_policy(gh, row, ev.payload)
+    env_policy, note = await _environment_policy(gh, row, ev.payload)
     own = is_deployer(row, actor, sender_id(ev.payload))
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, "waive")
+    if note and not verdict.allowed:
+        verdict = Verdict(False, f"{verdict.why}; {note}")
     limit = env_policy.waivers.max_lifetime
     if verdict.allowed and command.until - datetime.now(UTC) > limit:
         verdict = Verdict(False, f"a waiver may last at most {format_duration(limit)} (waivers.max_lifetime); "
@@ -546,7 +569,7 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
                 await _close_abandoned_check_run(gh, row)
             continue
         try:
-            env_policy = await _environment_policy(gh, row, {})
+            env_policy, _ = await _environment_policy(gh, row, {})
         except GitHubError as exc:
             log.warning("escalation.sweep_policy_unreadable", extra={"deployment": row.key, "error": str(exc)})
             continue
