@@ -564,11 +564,17 @@ def frequency_bucket(days_per_week: dict[date, int], per_month: dict[int, int], 
     return "monthly" if statistics.median(month_counts) >= 1 else "yearly"
 
 
-def restore_times(outcomes: Sequence[OutcomeFact], since: datetime) -> tuple[list[float], int]:
+def restore_times(outcomes: Sequence[OutcomeFact], since: datetime,
+                  until: datetime | None = None) -> tuple[list[float], int]:  # fmt: skip
     """Seconds from each failure (the first of a run of failures) to the next success in its environment.
 
-    Returns the durations of failures observed from ``since`` on and how many are not restored yet.
+    Returns the durations of failures observed from ``since`` until before ``until`` and how many of them are
+    not restored yet; the success that restores one may come after ``until``.
     """
+
+    def counted(down: datetime) -> bool:
+        return down >= since and (until is None or down < until)
+
     by_env: dict[tuple[str, str], list[OutcomeFact]] = defaultdict(list)
     for o in outcomes:
         by_env[(o.repository, o.environment)].append(o)
@@ -580,10 +586,10 @@ def restore_times(outcomes: Sequence[OutcomeFact], since: datetime) -> tuple[lis
             if o.outcome in FAILED:
                 down_since = down_since or o.observed_at
             elif o.outcome == "success" and down_since is not None:
-                if down_since >= since:
+                if counted(down_since):
                     durations.append((o.observed_at - down_since).total_seconds())
                 down_since = None
-        if down_since is not None and down_since >= since:
+        if down_since is not None and counted(down_since):
             open_failures += 1
     return durations, open_failures
 
@@ -609,7 +615,7 @@ def dora(
             if (s := _seconds(deployed_at, d.first_commit_at)) is not None:
                 lead.append(s)
     deploy_times.sort()
-    restored, unrestored = restore_times(outcomes, window.since)
+    restored, unrestored = restore_times(outcomes, window.since, window.until)
     return Dora(
         repository=repository, environment=environment, days=round(window.days, 3),
         successful_deployments=len(deploy_times), deployments_per_day=len(deploy_times) / window.days,

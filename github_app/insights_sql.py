@@ -242,8 +242,9 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
     days = (select(*_part("days", f.repository, f.environment, day, ints=[month, func.count()])).where(deployed)
             .group_by(f.repository, f.environment, day, month))  # fmt: skip
 
-    # time to restore: per repository and environment, the first failure of each run of failures and
-    # the next success after it (outcomes from the start of the window on, failures and successes only).
+    # time to restore: per repository and environment, the first failure of each run of failures observed in
+    # the window and the next success after it (outcomes from the start of the window on, failures and
+    # successes only).
     # One pass over each environment's outcomes from the newest back: there the outcome before a failure
     # is ``lead()`` (a failure opens a run when none or a success came before it) and the next success
     # is the earliest success seen so far. Never a join of the outcomes with themselves (a join on a
@@ -268,8 +269,9 @@ def _statement(dialect: str, by_repository: bool, by_environment: bool, only: tu
         .subquery("events")
     )  # fmt: skip
     e = events.c
+    # a run that starts after the window's end is a later window's; its restoring success may come after the end
     runs = select(e.repository, e.environment, us(e.observed_at).label("down"), us(e.restored_at).label("restored")).where(
-        e.fail == 1, func.coalesce(e.fail_before, 0) == 0).subquery("runs")  # fmt: skip
+        e.fail == 1, func.coalesce(e.fail_before, 0) == 0, e.observed_at < until).subquery("runs")  # fmt: skip
     e = runs.c
 
     # per repository and environment: the runs not restored yet and the times to restore the others

@@ -173,11 +173,12 @@ def test_edge_cases_count_the_same_in_the_database(database_url: str) -> None:
     assert gate["escaped_failures"] == 4  # a; c's redeploy (rollback); the newest x (incident); a in staging
     assert gate["false_rejections"] == 1 and gate["needless_escalations"] == 1 and gate["false_blocks"] == 2
     assert gate["waiting_now"] == 1 and gate["answer_seconds_human_median"] == 7200
-    assert dora["restores"] == 2 and dora["unrestored_failures"] == 2  # x's incident; staging's run of two
+    # staging's run of two; x's incident (T0 + 30 h) is after the window's end, so the later window's
+    assert dora["restores"] == 2 and dora["unrestored_failures"] == 1
     # production: down from a's incident (0:50) to b's success (1:30), from c's rollback (4:30) to d's (7:30)
     assert dora["time_to_restore_seconds_median"] == (40 * 60 + 3 * 3600) / 2
     assert [w["verdicts"]["none"] for w in r["weeks"]] == [1]
-    assert one["dora"]["unrestored_failures"] == 1 and one["gate_quality"]["deployments"] == 12
+    assert one["dora"]["unrestored_failures"] == 0 and one["gate_quality"]["deployments"] == 12
     assert empty["gate_quality"]["deployments"] == 0 and empty["dora"]["unrestored_failures"] == 1
 
 
@@ -279,3 +280,26 @@ def test_restore_runs_cost_in_proportion_to_the_outcomes(database_url: str) -> N
 
         assert handled(plan[0]["Plan"]) <= 4 * n, "a step of the plan handles rows in proportion to outcomes squared"
     engine.dispose()
+
+
+def test_a_past_window_counts_only_the_failures_observed_in_it(database_url: str) -> None:
+    """Time to restore is over failures observed in the window (docs/insights.md): a failure after the
+    window's end, restored or not, belongs to a later window, not to this month's figures."""
+    a = "a" * 40
+    rows = [{"at": T0, "sha": a, "action": "approve", "answer": "approved"}]
+    outcomes = [
+        ("production", a, "failure", T0 + H),  # in the window, restored after its end: counted
+        ("production", a, "success", T0 + 30 * H),
+        ("production", a, "incident", T0 + 40 * H),  # after the window: restored later
+        ("production", a, "success", T0 + 41 * H),
+        ("staging", a, "failure", T0 + 50 * H),  # after the window, never restored
+    ]
+    engine = db.make_engine(database_url)
+    _store(engine, rows, outcomes)
+    past = _both(engine, Window(since=T0, until=T0 + 24 * H), T0 + 60 * H)
+    later = _both(engine, Window(since=T0 + 24 * H, until=T0 + 60 * H), T0 + 60 * H)
+    engine.dispose()
+    assert past["dora"]["restores"] == 1 and past["dora"]["unrestored_failures"] == 0
+    assert past["dora"]["time_to_restore_seconds_median"] == 29 * 3600
+    assert later["dora"]["restores"] == 1 and later["dora"]["unrestored_failures"] == 1
+    assert later["dora"]["time_to_restore_seconds_median"] == 3600
