@@ -12,7 +12,7 @@ from github_app.github import GitHubClients, GitHubError, call
 
 log = logging.getLogger(__name__)
 
-MANIFEST = Path(__file__).resolve().parents[1] / "app.yml"
+MANIFEST = Path(__file__).resolve().parent / "app.yml"  # shipped in the package; the checkout's app.yml links to it
 LEVELS = {"read": 1, "write": 2, "admin": 3}
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import click
 
-MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
+MANIFEST = Path(__file__).resolve().parents[1] / "app.yml"
 DEFAULT_WEB_URL = "https://github.com"
 LOOPBACK = "127.0.0.1"
 
@@ -45,7 +45,9 @@ def build_manifest(webhook_url: str, redirect_url: str, name: str, app_yml: Path
     """Build the manifest GitHub creates the app from: app.yml's permissions and events, our URLs."""
     import yaml
 
-    spec = yaml.safe_load(app_yml.read_text()) if app_yml.is_file() else {}
+    if not app_yml.is_file():  # an app created without it would hold no permission and receive no event
+        raise click.ClickException(f"{app_yml} is missing from this installation of gonogo; reinstall it.")
+    spec = yaml.safe_load(app_yml.read_text())
     return {
         "name": name,
         "url": spec.get("url") or "https://github.com/gonogo-dev/gonogo",
