@@ -224,7 +224,7 @@ def _network_error(exc: GitHubException) -> bool:
 def _from_response(exc: RequestFailed) -> GitHubError:
     """The error for an answer GitHub gave with a failing status."""
     status = exc.response.status_code
-    url = str(exc.request.url)
+    url = shown_url(exc.request.url)
     try:
         body = exc.response.json()
         message = str(body.get("message", ""))
@@ -291,7 +291,7 @@ def map_error(exc: Exception) -> GitHubError:
     if isinstance(exc, AuthCredentialError):
         return GitHubAuthError(f"GitHub app credentials are incomplete: {exc}. Check GONOGO_APP_ID and the private key.")
     if isinstance(exc, RequestFailed) and (wait := getattr(exc, RATE_LIMIT_WAIT, None) or rate_limit_wait(exc)):
-        status, url = exc.response.status_code, str(exc.request.url)
+        status, url = exc.response.status_code, shown_url(exc.request.url)
         return RateLimited(
             f"GitHub rate limit ({status} for {url}: {_error_message(exc.response.raw_response) or 'no message'}); "
             f"waiting {wait:.0f} s before trying again", wait, status, url,
@@ -299,7 +299,7 @@ def map_error(exc: Exception) -> GitHubError:
     if isinstance(exc, RequestFailed):
         return _from_response(exc)
     if isinstance(exc, RequestTimeout):
-        return Unavailable(f"GitHub did not answer in time ({exc.request.url}).")
+        return Unavailable(f"GitHub did not answer in time ({shown_url(exc.request.url)}).")
     if isinstance(exc, RequestError):
         inner = exc.exc
         if isinstance(inner, ValueError) and "private key" in str(inner).lower() or _is_key_error(inner):
@@ -313,9 +313,19 @@ def map_error(exc: Exception) -> GitHubError:
             f"The app's private key cannot be used ({type(exc).__name__}): set GONOGO_PRIVATE_KEY to the PEM "
             "private key generated in the GitHub App settings."
         )
+    if isinstance(exc, httpx.HTTPStatusError):  # its message names the URL, query and all
+        status, url = exc.response.status_code, shown_url(exc.request.url)
+        return Unavailable(f"{url} answered {status}.", status, url)
     if isinstance(exc, httpx.HTTPError):
         return Unavailable(f"Could not reach GitHub: {type(exc).__name__}: {exc}")
     raise exc
+
+
+def shown_url(url: httpx.URL | str) -> str:
+    """``url`` as errors show it: without its query, where a pre-signed storage URL (an artifact download's
+    redirect) carries the signature that grants the blob."""
+    base, query, _ = str(url).partition("?")
+    return base + ("?\u2026" if query else "")
 
 
 def _is_key_error(exc: BaseException) -> bool:
@@ -649,8 +659,9 @@ def parsed(response: Response[Any]) -> Any:
 def _parsed_list(response: Response[Any]) -> list[Any]:
     data = parsed(response)
     if not isinstance(data, list):  # a body of the wrong shape is unreadable, like one that does not parse
-        raise UnexpectedAnswer(f"GitHub's answer is not a list (got {type(data).__name__}) for "
-                               f"{response.raw_request.url}", response.status_code, str(response.raw_request.url))
+        url = shown_url(response.raw_request.url)
+        raise UnexpectedAnswer(f"GitHub's answer is not a list (got {type(data).__name__}) for {url}",
+                               response.status_code, url)
     return data
 
 

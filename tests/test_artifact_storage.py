@@ -38,3 +38,20 @@ def test_the_storage_host_refuses_a_request_that_carries_a_token():
     assert leaked.status_code == 403 and b"InvalidAuthenticationInfo" in leaked.content
     assert signed.status_code == 200 and signed.content == artifact.data
     assert state.leaked_tokens == 1
+
+
+def test_the_storage_host_refuses_a_url_without_its_signature_or_past_its_minute():
+    # GitHub's download URL is pre-signed in its query and "expires after 1 minute"
+    state = release_state()
+    [artifact, *_] = state.repo(REPO).artifacts.values()
+    with running_sandbox(state) as sandbox:
+        token = token_for_state(sandbox.url, state)
+        location = httpx.get(f"{sandbox.url}/repos/{REPO}/actions/artifacts/{artifact.id}/zip",
+                             headers={"Authorization": f"token {token}"}).headers["location"]  # fmt: skip
+        unsigned = httpx.get(location.partition("?")[0])
+        tampered = httpx.get(location.replace("sig=", "sig=A"))
+        state.advance(61)
+        expired = httpx.get(location)
+    assert "sig=" in httpx.URL(location).query.decode()
+    for refused in (unsigned, tampered, expired):
+        assert refused.status_code == 403 and b"AuthenticationFailed" in refused.content

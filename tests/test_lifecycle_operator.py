@@ -5,6 +5,8 @@ Every test drives the real app over HTTP with signed webhooks against the GitHub
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import running_world
 
@@ -30,3 +32,25 @@ def test_a_cached_token_github_no_longer_takes_is_replaced_and_the_deployment_an
         assert [d.state for d in world.deliveries()] == ["done", "done"]
         refused = [c for c in state.calls() if c.status == 401]
         assert refused, "the expired token was not used: the test did not reproduce the condition"
+
+
+def test_a_failed_artifact_download_never_repeats_the_storage_urls_signature(database_url, caplog):
+    # GitHub redirects an artifact download to its storage with a pre-signed URL: the signature in its query is
+    # a credential for the blob, and the check run, the status reports and the database are read by many
+    with running_world(database_url, release_state()) as world:
+        world.state.inject("GET", "/_storage/blobs/*", "status", status=503, times=None)
+        world.request_gate(LABEL)
+        world.wait_decided(LABEL)
+        world.settle()
+        failed = [c for c in world.state.calls("GET", "/_storage/blobs/*") if c.status == 503]
+        _, dep = world.state.deployment(LABEL)
+        published = [repr(r.output) for r in world.state.check_runs(REPO, head_sha=dep.sha)]
+        published += world.gate(LABEL).reports + [r.comment for r in world.state.reviews(REPO)]
+        published += [c.body for c in world.state.comments(REPO)]
+        stored = [repr(tuple(row)) for table in ("evidence", "decisions", "audit_log", "deliveries")
+                  for row in world.query(text(f"SELECT * FROM {table}"))]  # fmt: skip
+    assert failed, "no download failed: the test did not reproduce the condition"
+    logged = [repr(r.__dict__) for r in caplog.records]
+    leaks = [where for where, texts in (("GitHub", published), ("database", stored), ("logs", logged))
+             if any("sig=" in str(t) for t in texts)]  # fmt: skip
+    assert not leaks, f"the pre-signed URL's signature reached: {', '.join(leaks)}"

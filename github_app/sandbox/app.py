@@ -42,6 +42,7 @@ from github_app.sandbox.state import (
     iso,
     stable_id,
 )
+from github_app.sandbox.storage import signature_valid, signed_query
 
 log = logging.getLogger(__name__)
 
@@ -819,13 +820,16 @@ def download_artifact(ctx: Ctx) -> Response:
         raise ApiError(410, "Artifact has expired")
     # another host when the storage listener runs (as GitHub's storage is), else this one
     storage = ctx.state.storage_url or f"{ctx.render.api}/_sandbox"
-    location = f"{storage}/blobs/{art.blob_key}/{art.id}.zip"
-    return Response(status_code=302, headers={"location": location})
+    path = f"/blobs/{art.blob_key}/{art.id}.zip"
+    return Response(status_code=302, headers={"location": f"{storage}{path}?{signed_query(ctx.state, path)}"})
 
 
 def serve_blob(ctx: Ctx) -> Response:
     """GET /_sandbox/blobs/{key}/{name}: the pre-signed download (no Authorization needed)."""
     key = ctx.params["key"]
+    if not signature_valid(ctx.state, f"/blobs/{key}/{ctx.params['name']}", ctx.query):
+        return Response(b"<Error><Code>AuthenticationFailed</Code></Error>", status_code=403,
+                        media_type="application/xml")
     for repo in ctx.state.repos.values():
         for art in repo.artifacts.values():
             if art.blob_key == key:
