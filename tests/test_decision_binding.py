@@ -62,3 +62,60 @@ def test_a_policy_broken_after_the_escalation_does_not_make_every_writer_a_revie
         world.wait(lambda: world.accepted_answers(REPO), what="ada's approval")
         assert [(r.state, r.comment) for r in world.accepted_answers(REPO)] == [
             ("approved", "Approved by @ada: checked by hand while the policy is fixed")]  # fmt: skip
+
+
+RERUN = "rerun"
+
+
+def team_world(database_url: str):
+    state = release_state(checks_running=True, policy=TEAM, team_members=("rita",))
+    return running_world(database_url, state)
+
+
+def rerun_unheard(world: World) -> None:
+    """Cancel the waiting run and re-run it: the second attempt waits on a new deployment gonogo has not heard of
+    yet (its webhook still queued, or gonogo catching up after an outage), nor of the cancellation."""
+    _repo, dep = world.state.deployment(LABEL)
+    world.state.end_run(REPO, dep.run_id, "cancelled")
+    world.state.advance(30)
+    world.state.rerun(REPO, dep.run_id)
+    again = world.state.add_deployment(REPO, dep.sha, "production", creator="dora", run_id=dep.run_id, ref="main")
+    world.state.named_deployments[RERUN] = (REPO, again.id)
+
+
+def test_the_first_attempts_buttons_do_not_answer_a_rerun_gonogo_has_not_heard_of(database_url):
+    """GitHub applies an answer to the attempt that waits now: one meant for the first attempt must not land on the
+    re-run before gonogo has evaluated it."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        first_check_run = world.check_run(LABEL).id
+        rerun_unheard(world)
+        world.click(LABEL, "rita")
+        world.settle()
+        assert world.accepted_answers(REPO) == []  # the re-run waits for gonogo's own decision
+        [row] = rows(world)
+        assert (row.state, row.answer, row.human_reviewed) == ("abandoned", None, False)
+        [attempt] = reviews(world)
+        assert attempt.allowed is False and "no longer waits" in (attempt.refusal or "")
+        assert "@rita" in replies(world)[-1] and "no longer waits" in replies(world)[-1]
+        stale = next(r for r in world.state.repo(REPO).check_runs if r.id == first_check_run)
+        assert (stale.conclusion, stale.actions) == ("neutral", [])
+        # the re-run's request arrives: gonogo escalates it, and rita's answer there counts
+        world.request_gate(RERUN)
+        world.wait(lambda: [r.state for r in rows(world)] == ["abandoned", "escalated"], what="the re-run's escalation")
+        world.click(RERUN, "rita", "reject")
+        world.settle()
+        assert [(r.state, r.run_attempt) for r in world.accepted_answers(REPO)] == [("rejected", 2)]
+
+
+def test_a_command_after_the_run_was_cancelled_decides_nothing(database_url):
+    """The run ended before gonogo heard (its workflow_run event not yet handled): a command is no decision."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        _repo, dep = world.state.deployment(LABEL)
+        world.state.end_run(REPO, dep.run_id, "cancelled")
+        comment(world, "rita", "/gonogo approve looks fine")
+        assert world.accepted_answers(REPO) == []
+        [row] = rows(world)
+        assert (row.state, row.answer, row.human_reviewed) == ("abandoned", None, False)
+        assert "no longer waits" in replies(world)[-1]

@@ -227,10 +227,19 @@ async def decide_by_human(
         recorded(True, None)(session)
         notify_state_change(session, stored, event, channels, actor=actor, comment=comment)
 
-    accepted = await asyncio.to_thread(
-        deployments.accept_human_answer, ctx.engine, row.key, state, comment, actor, owner,
-        ctx.settings.lease_seconds, override=action == "override", on_commit=notified,
-    )  # fmt: skip
+    gone = await _attempt_gone(gh, row) if row.state == deployments.ESCALATED else None
+    if gone is not None:
+        # GitHub applies an answer to the attempt of the run that waits now, whichever gonogo meant it for: an
+        # answer to an attempt that ended would land on a re-run gonogo has not evaluated, or on nothing at all
+        await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, gone)
+        found = await asyncio.to_thread(deployments.load, ctx.engine, row.key)
+        assert found is not None
+        accepted = deployments.Accepted(False, False, found)
+    else:
+        accepted = await asyncio.to_thread(
+            deployments.accept_human_answer, ctx.engine, row.key, state, comment, actor, owner,
+            ctx.settings.lease_seconds, override=action == "override", on_commit=notified,
+        )  # fmt: skip
     current = accepted.row
     if not accepted.stored:
         # allowed to decide, but nothing was decided: the attempt is refused by what the deployment is now, so
@@ -273,6 +282,29 @@ async def decide_by_human(
             conclusion="failure" if state == "rejected" else "success",
         )  # fmt: skip
     return label
+
+
+async def _attempt_gone(gh: GitHub[Any], row: Deployment) -> str | None:
+    """Why the run attempt ``row`` belongs to no longer waits for an answer, asked of GitHub; None while it may.
+
+    A re-run starts a new attempt of the same run (``run_started_at`` resets) with a deployment of its own;
+    gonogo may not have heard of it, nor of the end of the attempt before it, when a reviewer acts.
+    """
+    owner, name = row.repository.split("/", 1)
+    try:
+        run = (await call(gh.rest.actions.async_get_workflow_run(owner, name, row.run_id))).parsed_data
+    except NotFound:
+        return f"workflow run {row.run_id} no longer exists"
+    started = run.run_started_at if isinstance(run.run_started_at, datetime) else None
+    if started is not None and started.replace(microsecond=0) > _aware(row.created_at).replace(microsecond=0):
+        return f"superseded by a later attempt of workflow run {row.run_id} (attempt {run.run_attempt})"
+    if str(run.status) == "completed":
+        return f"workflow run {row.run_id} completed ({run.conclusion or 'no conclusion'})"
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _in_transaction(engine: Engine, work: Callable[[Session], None]) -> None:
