@@ -189,20 +189,24 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
                 app=latest.app.slug if latest.app else None,
             )
         )  # fmt: skip
-    seen_contexts: dict[str, Any] = {}
-    finished: Counter[str] = Counter()
+    # A status is known by its context and the account that posted it, as a check run by its name and app: anyone
+    # who may write to the repository (the deployer, their workflow's token) can post a context, and their later
+    # "success" must not hide the failure the CI posted under it. GitHub's combined status keeps the newest only.
+    seen_contexts: dict[tuple[str, int | None], Any] = {}
+    finished: Counter[tuple[str, int | None]] = Counter()
     for st in statuses:  # newest first, as GitHub lists them
+        key = (st.context, st.creator.id if st.creator else None)
         # a CI build posts "pending" then its result: only a second result means it ran again
         if st.state in ("success", "failure", "error"):
-            finished[st.context] += 1
-        seen_contexts.setdefault(st.context, st)
-    for ctx_name, st in seen_contexts.items():
+            finished[key] += 1
+        seen_contexts.setdefault(key, st)
+    for key, st in seen_contexts.items():
         done = st.state in ("success", "failure", "error")
         checks.append(
             CheckResult(
-                name=ctx_name, kind="status", status="completed" if done else "pending",
+                name=st.context, kind="status", status="completed" if done else "pending",
                 conclusion=st.state if done else None, url=st.target_url,
-                attempts=max(1, finished[ctx_name] + (0 if done else 1)),
+                attempts=max(1, finished[key] + (0 if done else 1)), app=st.creator.login if st.creator else None,
             )
         )  # fmt: skip
     checks.sort(key=lambda c: (c.name, c.kind, c.app or ""))

@@ -92,7 +92,7 @@ class CheckResult(_Model):
     url: str | None = None
     duration_s: float | None = None
     attempts: int = 1  # >1 when the same name ran more than once on the sha (re-run)
-    app: str | None = None
+    app: str | None = None  # the app that reported a check run; the account that posted a status
 
     @property
     def completed(self) -> bool:

@@ -92,3 +92,38 @@ def test_a_rerun_reporting_an_earlier_start_than_the_older_attempt_is_still_the_
     """The reporting app sets started_at: a re-run in progress that gives its pipeline's first start time
     (before the earlier attempt's) is still the newer attempt."""
     _held_pending_on_integration(database_url, _success_then_newer_attempt(-900, "in_progress"))
+
+
+# --- commit statuses: a context is known by the account that posts it ---------------------------------
+# Anyone who may write to the repository can post a status under any context (the deployer, the token of
+# their deploy workflow). GitHub's combined status keeps only the newest per context, whoever posted it.
+
+
+def test_a_status_failure_from_ci_is_not_hidden_by_a_later_success_someone_else_posts_under_its_context(
+        database_url):
+    """Before the fix the newest status per context stood alone: the deployer's "success" hid the CI's failure."""
+    state = release_state(policy="environments:\n  production:\n    required_checks: [ci/e2e]\n")
+    _, release = state.deployment(LABEL)
+    state.add_status(REPO, release.sha, "ci/e2e", "failure", creator="ci-bot")
+    state.add_status(REPO, release.sha, "ci/e2e", "success", creator="dora")  # the deployer
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    e2e = sorted((c.app, c.conclusion, c.attempts) for c in ev.checks.checks if c.name == "ci/e2e")
+    assert e2e == [("ci-bot", "failure", 1), ("dora", "success", 1)]
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    findings = {f["rule_id"]: f for f in decision["findings"]}
+    assert findings["GNG-QUAL-001"]["status"] == "failed"
+    assert findings["GNG-QUAL-002"]["status"] == "failed"
+
+
+def test_a_status_the_same_account_posts_again_still_replaces_its_earlier_one(database_url):
+    state = release_state()
+    _, release = state.deployment(LABEL)
+    state.add_status(REPO, release.sha, "ci/e2e", "failure", creator="ci-bot")
+    state.add_status(REPO, release.sha, "ci/e2e", "success", creator="ci-bot")
+    with running_world(database_url, state) as world:
+        assert decide(world, LABEL).answer == "approved"
+        ev, _, _ = stored(world, LABEL)
+    [e2e] = [c for c in ev.checks.checks if c.name == "ci/e2e"]
+    assert (e2e.conclusion, e2e.attempts, e2e.app) == ("success", 2, "ci-bot")
