@@ -130,8 +130,8 @@ class RetryPolicy:
     until GitHub's wait is over, see ``RateLimited``).
 
     Rate limits follow GitHub's rules for them: wait ``retry-after`` seconds when given; else, when
-    ``x-ratelimit-remaining`` is 0, until ``x-ratelimit-reset``; else at least a minute, doubling while
-    secondary limits keep coming (``SecondaryBackoff``).
+    ``x-ratelimit-remaining`` is 0, until ``x-ratelimit-reset`` (unless our clock is well past it); else at
+    least a minute, doubling while secondary limits keep coming (``SecondaryBackoff``).
     """
 
     def __init__(
@@ -162,6 +162,7 @@ class RetryPolicy:
 RATE_LIMIT_WAIT = "gonogo_rate_limit_wait"
 SECONDARY_MINIMUM_SECONDS = 60.0  # GitHub: without other hints, wait at least one minute
 SECONDARY_MAXIMUM_SECONDS = 3600.0
+RESET_SKEW_SECONDS = 5.0  # a primary limit's reset this far past on our clock is a clock a little ahead: wait a second
 
 
 class SecondaryBackoff:
@@ -206,7 +207,12 @@ def rate_limit_wait(exc: BaseException, backoff: SecondaryBackoff | None = None)
     if retry_after.strip().isdigit():
         return float(retry_after)
     if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
-        return max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+        until_reset = float(headers["x-ratelimit-reset"]) - time.time()
+        if until_reset > -RESET_SKEW_SECONDS:
+            return max(1.0, until_reset)
+        # GitHub still refuses, so its reset has not come: our clock is well ahead of GitHub's. Asking again
+        # every second until the clocks agree is what GitHub warns may get the app banned; wait as for a
+        # limit that names no time instead
     return backoff.next_wait() if backoff is not None else SECONDARY_MINIMUM_SECONDS
 
 

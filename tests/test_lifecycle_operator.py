@@ -5,9 +5,12 @@ Every test drives the real app over HTTP with signed webhooks against the GitHub
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import text
 
 from tests.scenarios import LABEL, REPO, release_state
+from tests.test_rate_limits import CODE_SCANNING, OPEN, parked, seconds_until
 from tests.world import running_world
 
 STAGING = "staging-release"
@@ -54,3 +57,20 @@ def test_a_failed_artifact_download_never_repeats_the_storage_urls_signature(dat
     leaks = [where for where, texts in (("GitHub", published), ("database", stored), ("logs", logged))
              if any("sig=" in str(t) for t in texts)]  # fmt: skip
     assert not leaks, f"the pre-signed URL's signature reached: {', '.join(leaks)}"
+
+
+def test_a_primary_limit_whose_reset_our_fast_clock_has_passed_parks_for_a_minute_not_a_second(database_url):
+    # our clock runs 100 s ahead of GitHub's (app JWTs still pass: GitHub allows a minute of drift on top of the
+    # minute githubkit backdates them): GitHub's reset, 30 s ahead on its clock, is 70 s past on ours
+    state = release_state()
+    state.advance(-100)
+    with running_world(database_url, state) as world:
+        world.state.inject("GET", CODE_SCANNING, "primary_rate_limit", retry_after=30, times=None, query=OPEN)
+        world.request_gate(LABEL)
+        row = parked(world)
+        time.sleep(3)  # enough for a worker asking every second to show itself
+        asked = [c for c in world.state.calls("GET", CODE_SCANNING) if c.query.get("state") == "open"]
+        row = world.deliveries()[0]
+    assert len(asked) == 1, f"GitHub was asked {len(asked)} times while it said the limit was spent"
+    assert seconds_until(row) >= 55  # at least a minute, as GitHub asks when there is nothing better to go by
+    assert row.attempts == 0
