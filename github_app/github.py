@@ -71,6 +71,10 @@ class InstallationNotFound(GitHubError):
     retryable = False
 
 
+class InstallationSuspended(InstallationNotFound):
+    """An owner of the account suspended the app's installation: nothing can be done for it until unsuspended."""
+
+
 class NotFound(GitHubError):
     retryable = False
 
@@ -243,6 +247,12 @@ def _from_response(exc: RequestFailed) -> GitHubError:
             return InstallationNotFound(
                 f"Installation not found ({url}): check that the GitHub App is installed on the repository's "
                 "account and that GONOGO_APP_ID belongs to that app.", status, url,
+            )  # fmt: skip
+        if status == 403 and "suspended" in message.lower():
+            return InstallationSuspended(
+                f"The installation is suspended ({message}): an owner of the account unsuspends the GitHub App in "
+                "its settings (Settings > GitHub Apps > Configure > Unsuspend); the deployments it left waiting are "
+                "picked up again by the sweeper once it is.", status, url,
             )  # fmt: skip
         if status in (401, 403):
             return GitHubAuthError(

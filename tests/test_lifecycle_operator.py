@@ -9,7 +9,7 @@ import time
 
 from sqlalchemy import text
 
-from tests.scenarios import LABEL, REPO, release_state
+from tests.scenarios import INSTALLATION, LABEL, REPO, release_state
 from tests.test_rate_limits import CODE_SCANNING, OPEN, parked, seconds_until
 from tests.world import running_world
 
@@ -74,3 +74,17 @@ def test_a_primary_limit_whose_reset_our_fast_clock_has_passed_parks_for_a_minut
     assert len(asked) == 1, f"GitHub was asked {len(asked)} times while it said the limit was spent"
     assert seconds_until(row) >= 55  # at least a minute, as GitHub asks when there is nothing better to go by
     assert row.attempts == 0
+
+
+def test_a_suspended_installation_is_named_as_such_not_as_a_bad_key_and_answered_once_unsuspended(database_url):
+    state = release_state()
+    state.installations[INSTALLATION].suspended = True  # an owner suspended the app on the account
+    with running_world(database_url, state, sweep_seconds=0.5, lease_seconds=1.0) as world:
+        world.request_gate(LABEL)
+        world.wait(lambda: [d for d in world.deliveries() if d.state == "dead"], what="a dead delivery")
+        [dead] = world.deliveries()
+        state.installations[INSTALLATION].suspended = False  # and unsuspended it
+        gate = world.wait(lambda: world.gate(LABEL).answer, timeout=30, what="the sweeper to answer")
+    assert "suspended" in dead.last_error and "nsuspend" in dead.last_error
+    assert "GONOGO_PRIVATE_KEY" not in dead.last_error  # the key is fine: blaming it sends the operator astray
+    assert gate == "approved"
