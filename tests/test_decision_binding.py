@@ -119,3 +119,20 @@ def test_a_command_after_the_run_was_cancelled_decides_nothing(database_url):
         [row] = rows(world)
         assert (row.state, row.answer, row.human_reviewed) == ("abandoned", None, False)
         assert "no longer waits" in replies(world)[-1]
+
+
+def test_a_reviewer_whose_answer_was_stored_before_github_failed_is_not_told_it_was_dropped(database_url):
+    """GitHub fails while the approval is sent: the click's retry sends the stored answer, and counts it once."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        world.state.inject("POST", "/repos/acme/api/actions/runs/*/deployment_protection_rule", "status",
+                           status=502, times=5)  # fmt: skip
+        world.click(LABEL, "rita")
+        world.settle()
+        assert [(r.state, r.comment) for r in world.accepted_answers(REPO)] == [
+            ("approved", "Approved by @rita: via the check run button")]  # fmt: skip
+        assert [(r.actor, r.allowed, r.refusal) for r in reviews(world)] == [("rita", True, None)]
+        assert not any("not applied" in b for b in replies(world))
+        [row] = rows(world)
+        assert (row.state, row.answer, row.human_reviewed) == ("answered", "approved", True)
+        assert (world.check_run(LABEL).conclusion, world.check_run(LABEL).actions) == ("success", [])

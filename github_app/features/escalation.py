@@ -200,6 +200,10 @@ async def decide_by_human(
     payload: dict[str, Any], origin: dict[str, Any] | None = None,
 ) -> str:
     """Apply a reviewer's approve / reject / override; return what happened, in words."""
+    if action in deployments.HUMAN_ACTIONS and await asyncio.to_thread(_decided_by, ctx.engine, row.id, delivery_id):
+        # a retry of the delivery whose answer was stored (GitHub failed, or the worker died, before it was sent):
+        # it finishes that work, and is neither a second attempt nor an answer that "came second"
+        return await _finish_stored(ctx, gh, row, actor, action)
     env_policy, note = await _environment_policy(gh, row, payload)
     own = is_deployer(row, actor, sender_id(payload))
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, action)
@@ -216,7 +220,7 @@ async def decide_by_human(
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return f"refused: {verdict.why}"
     state: deployments.Answer = "rejected" if action == "reject" else "approved"
-    label = {"approve": "approved", "reject": "rejected", "override": "approved by break-glass override"}[action]
+    label = LABELS[action]
     comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
     event = {"approve": "approved", "reject": "rejected", "override": "overridden"}[action]
     channels = list(env_policy.notifications)
@@ -274,14 +278,42 @@ async def decide_by_human(
         await send_answer(ctx, gh, req.target, current, owner, by=actor)
     finally:
         await asyncio.to_thread(deployments.release, ctx.engine, row.key, owner)
-    if row.check_run_id:
-        loud = "🚨 **Break-glass override.** " if action == "override" else ""
-        await update_check_run_text(
-            gh, req.target, row.check_run_id, f"{label.capitalize()} by {actor}",
-            f"{loud}{comment}\n\nThe deployment to **{row.environment}** was {label} by @{actor}.",
-            conclusion="failure" if state == "rejected" else "success",
-        )  # fmt: skip
+    await _show_answer(gh, current, actor, action)
     return label
+
+
+LABELS = {"approve": "approved", "reject": "rejected", "override": "approved by break-glass override"}
+
+
+async def _show_answer(gh: GitHub[Any], row: Deployment, actor: str, action: str) -> None:
+    """Complete the check run with the reviewer's answer stored on ``row``; its buttons go (GitHub takes one answer)."""
+    if not row.check_run_id or row.answer is None:
+        return
+    label = LABELS[action]
+    loud = "🚨 **Break-glass override.** " if action == "override" else ""
+    await update_check_run_text(
+        gh, request_from_row(row).target, row.check_run_id, f"{label.capitalize()} by {actor}",
+        f"{loud}{row.answer_comment}\n\nThe deployment to **{row.environment}** was {label} by @{actor}.",
+        conclusion="failure" if row.answer == "rejected" else "success", clear_actions=True,
+    )  # fmt: skip
+
+
+def _decided_by(engine: Engine, deployment_id: int, delivery_id: str) -> bool:
+    """Whether this delivery's attempt is the one whose answer the deployment stored."""
+    with Session(engine) as session:
+        return session.scalar(select(Review.id).where(
+            Review.deployment_id == deployment_id, Review.delivery_id == delivery_id, Review.allowed.is_(True),
+        ).limit(1)) is not None  # fmt: skip
+
+
+async def _finish_stored(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, action: str) -> str:
+    """Send the answer a delivery stored before it failed (unless someone sent it meanwhile), and show it."""
+    current = await asyncio.to_thread(deployments.load, ctx.engine, row.key)
+    assert current is not None
+    if current.state == deployments.ANSWERING:
+        await _drive(ctx, current)
+    await _show_answer(gh, current, actor, action)
+    return f"{LABELS[action]} (finished on a retry)"
 
 
 async def _attempt_gone(gh: GitHub[Any], row: Deployment) -> str | None:
