@@ -104,13 +104,13 @@ async def _complete_check_run(
 ) -> None:
     text = report.check_run_markdown(decision)
     if extra_summary:
-        text = clip(extra_summary + "\n\n" + text, SUMMARY_LIMIT)
+        text = report.clip_markdown(extra_summary + "\n\n" + text, SUMMARY_LIMIT)
     title = clip(report.headline(decision), 200)
     annotations = report.annotations(decision)
     batches = report.batches(annotations) or [[]]
     for i, batch in enumerate(batches):
         data: dict[str, Any] = {
-            "output": {"title": title, "summary": clip(text, SUMMARY_LIMIT), "annotations": batch},
+            "output": {"title": title, "summary": report.clip_markdown(text, SUMMARY_LIMIT), "annotations": batch},
         }
         if i == len(batches) - 1:  # the last request completes the run
             data.update({"status": "completed", "conclusion": conclusion_for(decision)})
@@ -124,7 +124,7 @@ async def _complete_check_run(
 async def update_check_run_text(gh: GitHub[Any], t: Target, check_run_id: int, title: str, summary: str,
                                 conclusion: str | None = None, *, clear_actions: bool = False) -> None:
     """Rewrite a check run's title and summary (and close it with ``conclusion``); ``clear_actions`` drops its buttons."""
-    data: dict[str, Any] = {"output": {"title": clip(title, 200), "summary": clip(summary, SUMMARY_LIMIT)}}
+    data: dict[str, Any] = {"output": {"title": clip(title, 200), "summary": report.clip_markdown(summary, SUMMARY_LIMIT)}}
     if conclusion:
         data.update({"status": "completed", "conclusion": conclusion})
     if clear_actions:

@@ -1,8 +1,10 @@
 """Render a decision: the `gonogo` check-run Markdown, annotations, the protection-rule comment, plain text."""
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from rules.types import Decision, Finding, Waiver
 
@@ -45,9 +47,89 @@ def clip_bytes(text: str, limit: int, marker: str = "…") -> str:
     return data[:room].decode("utf-8", errors="ignore") + (marker if size(marker) <= limit else "")
 
 
+# Text from the change under deployment (test, check and file names, finding messages) is shown as text: no
+# HTML, link or image of its own, and no @mention, which GitHub turns into a notification in a PR comment.
+_PROSE_ESCAPES = {"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]"}
+# GitHub links @name and @org/team where the @ does not follow a letter or digit (so not in user@host)
+_MENTION = re.compile(r"(?<![A-Za-z0-9])@(?=[A-Za-z0-9])")
+_ZERO_WIDTH_SPACE = "\u200b"
+_URL_SAFE = ":/?#@!$&'*+,;=%~"
+
+
+def _closing_fence(text: str, start: int, run: int) -> int:
+    """Where the backtick string of exactly ``run`` backticks that closes a code span starts, or -1."""
+    i = start
+    while (i := text.find("`", i)) >= 0:
+        end = i
+        while end < len(text) and text[end] == "`":
+            end += 1
+        if end - i == run:
+            return i
+        i = end
+    return -1
+
+
+def markdown_text(text: str) -> str:
+    """Make ``text`` render as itself in GitHub Markdown, on one line: its code spans stay code spans (inert
+    already), everything else has HTML, link brackets and backslashes escaped, and no @ mentions anyone.
+
+    The escapes follow CommonMark's reading: a backslash is written as an escaped backslash, so the character
+    after it means what it means alone, and a backtick string opens a code span only where one closes it.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "`":
+            end = i
+            while end < len(text) and text[end] == "`":
+                end += 1
+            close = _closing_fence(text, end, end - i)
+            if close < 0:  # no code span: plain backticks
+                out.append("\\`" * (end - i))
+                i = end
+            else:
+                out.append(text[i : close + end - i])
+                i = close + end - i
+            continue
+        out.append(_PROSE_ESCAPES.get(ch, ch))
+        i += 1
+    return _MENTION.sub("@" + _ZERO_WIDTH_SPACE, "".join(out))
+
+
+def markdown_inline(text: str, limit: int = _MAX_CELL) -> str:
+    """Text for one line of Markdown (a list item, a table cell): on one line, cut to ``limit`` characters
+    before it is escaped (a cut never leaves a code span open), and inert (``markdown_text``)."""
+    return markdown_text(_clip(" ".join(text.splitlines()), limit)).replace("|", "\\|")
+
+
+def code_span(text: str) -> str:
+    """``text`` as one inline code span, fenced by more backticks than any run inside it."""
+    runs = [len(r) for r in re.findall("`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip(" ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _link(label: str, url: str | None) -> str:
+    """A Markdown link to an http(s) URL, its label inert; the label alone for any other URL."""
+    if not url or urlsplit(url).scheme not in ("http", "https"):
+        return label
+    # parentheses, angle brackets, backticks and spaces percent-encoded: none can end the link early
+    return f"[{label}]({quote(url, safe=_URL_SAFE)})"
+
+
+def clip_markdown(text: str, limit: int) -> str:
+    """Cut Markdown to ``limit`` UTF-8 bytes at the end of a line: a line cut short could end inside a code
+    span, leaving what was code to be read as Markdown and HTML."""
+    if size(text) <= limit:
+        return text
+    cut = clip_bytes(text, limit, "")
+    return cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+
+
 def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return _clip(text.replace("\n", " ").replace("|", "\\|"), _MAX_CELL)
+    return markdown_inline("" if value is None else str(value))
 
 
 def _pct(x: float) -> str:
@@ -235,7 +317,7 @@ def report_sections(d: Decision) -> list[Section]:
     """Return the report as sections, in reading order; both renderers print exactly these, nothing else."""
     out: list[Section] = [Section("", _items(d.reasons[:_MAX_BLOCKING]))]  # why: right under the headline
     if d.policy_errors:
-        out.append(Section("Policy errors", _items([f"`{e}`" for e in d.policy_errors[:50]])))
+        out.append(Section("Policy errors", _items([code_span(e) for e in d.policy_errors[:50]])))
     if d.freeze:
         out.append(Section("Deployment freeze", _items([d.freeze.reason])))
     rows = tuple(
@@ -248,7 +330,7 @@ def report_sections(d: Decision) -> list[Section]:
     blocking = d.blocking_findings
     if blocking:
         items = [Item(f"{f.rule_id} {f.title}: {f.message}",
-                      (f"Why: {f.why}", f"Fix: {f.remediation}", *(f"`{x}`" for x in f.details[:10])))
+                      (f"Why: {f.why}", f"Fix: {f.remediation}", *(code_span(x) for x in f.details[:10])))
                  for f in blocking[:_MAX_BLOCKING]]  # fmt: skip
         if len(blocking) > _MAX_BLOCKING:
             items.append(Item(f"… and {len(blocking) - _MAX_BLOCKING} more blocking findings (see the findings table)"))
@@ -370,7 +452,7 @@ def _check_rows(d: Decision) -> list[str]:
     failing_first = sorted(d.evidence.checks.checks, key=lambda c: (not c.failed, c.completed, c.name))
     for c in failing_first:
         state = c.conclusion if c.completed else c.status
-        link = f"[{_cell(c.name)}]({c.url})" if c.url else _cell(c.name)
+        link = _link(_cell(c.name), c.url)
         rerun = f" (ran {c.attempts}×)" if c.attempts > 1 else ""
         rows.append(f"| {link} | {c.kind.replace('_', ' ')} | {icon.get(str(state), '⏳')} {state}{rerun} |")
     return rows
@@ -402,7 +484,7 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
     head = "\n".join(_head(d)) + "\n"
     if size(head) > limit - note_room:
         cut = limit - note_room
-        return clip_bytes(head, cut, "") + (
+        return clip_markdown(head, cut) + (
             "\n\n_Report truncated to fit GitHub's size limit; see `gonogo assess --format json` for all._\n")
     budget = limit - size(head) - note_room
     sections: list[str] = []
@@ -420,7 +502,8 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
          "evidence provenance"),
         (f"Files not understood ({max(d.evidence.not_understood_total, len(d.evidence.not_understood))})",
          ["Files in the artifacts that no gonogo parser reads; see docs/artifacts.md.", ""],
-         [f"- `{_cell(line)}`" for line in not_understood_lines(d)], "files not understood"),
+         [f"- {markdown_inline(code_span(_clip(' '.join(line.splitlines()), _MAX_CELL - 10)))}"
+          for line in not_understood_lines(d)], "files not understood"),
     ]  # fmt: skip
     for summary, hdr, rows, label in plan:
         if not rows:
@@ -433,7 +516,7 @@ def check_run_markdown(d: Decision, limit: int = CHECK_RUN_LIMIT) -> str:
     out = head + "\n".join(s for s in sections if s)
     if omitted:
         out += "\n_Report truncated to fit GitHub's size limit: omitted " + ", ".join(omitted) + "._\n"
-    return clip_bytes(out, limit, "")
+    return clip_markdown(out, limit)
 
 
 def render_text(d: Decision) -> str:

@@ -15,6 +15,7 @@ from github_app import deployments, notify
 from github_app.db.models import DecisionRecord, Deployment
 from github_app.github import GitHubError
 from github_app.publish import comment_on_issue
+from rules import report
 from rules.types import Decision
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ async def announce_escalation(engine: Engine, gh: GitHub[Any], row: Deployment, 
         return
     reviewers = decision.reviewers
     people = [f"@{u}" for u in reviewers.users] + [f"@{t}" for t in reviewers.teams]
-    reasons = "\n".join(f"- {r}" for r in decision.reasons[:8])
+    # the reasons quote names from the change (report files, tests, checks): text, never a mention or markup
+    reasons = "\n".join(f"- {report.markdown_inline(r)}" for r in decision.reasons[:8])
     score = "n/a" if decision.readiness_score is None else f"{decision.readiness_score:.0f}/100"
     body = (
         f"### ⚠️ gonogo needs a human decision for **{row.environment}** (`{row.sha[:7]}`)\n\n"
