@@ -64,3 +64,56 @@ def test_a_scan_whose_tool_failed_never_approves(database_url: str) -> None:
     assert ev.security.availability in UNREAD
     [refused] = [r for r in ev.refused if r.path.endswith("scan.sarif")]
     assert "results are null or absent" in refused.reason
+
+
+# --- failures a test report counts but lists under no test case ------------------------------------------
+
+# a module that failed before its tests ran (a build or import error): the suite counts it, no test case shows it
+BROKEN_SUITE = ('<?xml version="1.0"?><testsuites><testsuite name="api" tests="3" failures="0" errors="0">'
+                '<testcase classname="tests.api" name="a"/><testcase classname="tests.api" name="b"/>'
+                '<testcase classname="tests.api" name="c"/></testsuite>'
+                '<testsuite name="billing" tests="0" failures="0" errors="1" time="0.1"/></testsuites>')
+# xUnit.net v2: a fixture's clean-up that threw is listed under <errors>, outside every <test>
+XUNIT_CLEANUP_ERROR = (
+    '<?xml version="1.0"?><assemblies><assembly name="Api.Tests.dll" total="2" passed="2" failed="0" skipped="0" '
+    'errors="1" time="0.5"><errors><error type="class-cleanup" name="Api.Tests.DatabaseFixture">'
+    '<failure exception-type="System.InvalidOperationException"><message>connection pool leaked</message>'
+    '</failure></error></errors><collection name="c" total="2" passed="2" failed="0" skipped="0">'
+    '<test name="Api.Tests.Orders.Lists" type="Api.Tests.Orders" method="Lists" result="Pass" time="0.1"/>'
+    '<test name="Api.Tests.Orders.Pages" type="Api.Tests.Orders" method="Pages" result="Pass" time="0.1"/>'
+    '</collection></assembly></assemblies>')
+
+
+@pytest.mark.parametrize(("report", "where"), [
+    (BROKEN_SUITE, "billing"), (XUNIT_CLEANUP_ERROR, "connection pool leaked")])
+def test_a_failure_counted_outside_every_test_case_is_a_failure(report: str, where: str) -> None:
+    """Before the fix the report read as all passed: the failure lived only in an attribute or an <errors> list."""
+    from scorer.parsers.junit import parse_test_report
+
+    part = parse_test_report(io.BytesIO(report.encode()), "report.xml").to_part([])
+    assert part.failed + part.errored == 1, part
+    [failure] = part.failures
+    assert where in f"{failure.classname} {failure.name} {failure.message}"
+
+
+def test_failure_counts_that_disagree_with_listed_failures_are_left_as_listed() -> None:
+    """Producers count failure elements or failing test cases: a suite that lists a failure is read as listed."""
+    from scorer.parsers.junit import parse_test_report
+
+    report = ('<testsuite name="s" tests="2" failures="3" errors="0"><testcase classname="c" name="a">'
+              '<failure message="x"/><failure message="y"/></testcase><testcase classname="c" name="b"/></testsuite>')
+    part = parse_test_report(io.BytesIO(report.encode()), "report.xml").to_part([])
+    assert (part.total, part.failed, part.errored) == (2, 1, 0)
+
+
+def test_a_suite_that_failed_outside_its_tests_never_approves(database_url: str) -> None:
+    """A test artifact beside the clean ones holds a suite whose set-up failed: before the fix, approved."""
+    state = release_state()
+    state.add_artifact(REPO, _ci_run_id(state), "test-results-billing", zipped({"junit-billing.xml": BROKEN_SUITE}))
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    assert ev.tests.errored == 1
+    findings = {f["rule_id"]: f for f in decision["findings"]}
+    assert findings["GNG-TEST-001"]["status"] == "failed"

@@ -495,6 +495,13 @@ class _Handler:
         self.top_suite_time = 0.0
         self.top_suites_timed = 0
         self.declared = [0, 0, 0, 0]  # tests, failures, errors, skipped of top-level suites
+        # the top-level suite being read: its name, the failures and errors it declares, the failing attempts
+        # counted before it began
+        self.suite_mark: tuple[str, int, int] = ("", 0, 0)
+        # top-level suites that declare failures or errors but list no failing test case (a fixture that failed
+        # around the tests, a module that failed to build): (name, failures and errors declared). Producers count
+        # failure elements or test cases, so only a suite that lists none at all is known to hide one.
+        self.unlisted: list[tuple[str, int]] = []
         self.parser: Any = None
         self.note_pass = tally.passed_ids.pending.append
 
@@ -584,6 +591,8 @@ class _Handler:
                     self.time_cases = False
                 for i, key in enumerate(("tests", "failures", "errors", "skipped")):
                     self.declared[i] += _int(attrs.get(key)) or 0
+                bad = max(_int(attrs.get("failures")) or 0, 0) + max(_int(attrs.get("errors")) or 0, 0)
+                self.suite_mark = (attrs.get("name") or "", bad, self.tally.failed + self.tally.errored)
         elif name == "testsuites" and attrs.get("time"):
             self.root_time = _float(attrs.get("time"))
             self.time_cases = False
@@ -612,6 +621,11 @@ class _Handler:
             self.suite_depth -= 1
             if len(self.suite_names) > 1:
                 self.suite_names.pop()
+            if self.suite_depth == 0:
+                suite, declared, before = self.suite_mark
+                listed = self.tally.failed + self.tally.errored - before
+                if declared and not listed:
+                    self.unlisted.append((suite, declared))
 
     # --- NUnit 2 and 3 --------------------------------------------------------------------
     def start_nunit(self, name: str, attrs: dict[str, str]) -> None:
@@ -649,6 +663,11 @@ class _Handler:
             self.case_time += _float(attrs.get("time"))
             result = (attrs.get("result") or "").lower()
             self.outcome = {"pass": PASSED, "fail": FAILED, "skip": SKIPPED, "notrun": SKIPPED}.get(result, ERRORED)
+        elif name == "error" and self.case is None:
+            # xUnit.net v2 lists what failed outside any test (a fixture's cleanup, a collection's set-up)
+            # under <errors>; the assembly counts it in its "errors" attribute, and no <test> says so
+            self.case = attrs
+            self.outcome = ERRORED
         elif name == "message" and self.case is not None and self.outcome in (FAILED, ERRORED):
             self._capture_text(not self.text)
         elif name == "assembly" and attrs.get("time"):
@@ -658,6 +677,9 @@ class _Handler:
     def end_xunit(self, name: str) -> None:
         if name == "test" and self.case is not None:
             self._finish_case(self.case.get("type") or "", self.case.get("name") or "", None, None)
+        elif name == "error" and self.case is not None:
+            kind = self.case.get("type") or "error"
+            self._finish_case(kind, self.case.get("name") or f"({kind} outside any test)", None, None)
         elif name == "message" and self.want_text:
             self._capture_text(False)
 
@@ -710,6 +732,12 @@ def parse_test_report(stream: BinaryIO | CappedReader, what: str, limits: Artifa
         tally.failed, tally.errored, tally.skipped = failures, errors, skipped
         tally.passed = max(tests - failures - errors - skipped, 0)
         tally.cases = tests
+    else:
+        # a failure the suite counts but lists under no test case still failed: one errored entry per suite
+        for suite, declared in handler.unlisted:
+            tally.add(suite, f"({suite or 'suite'}: failures counted by the suite, listed under no test case)",
+                      ERRORED, None, None, f"{what}: the suite declares {declared} failure(s) and error(s) but none "
+                      "of its test cases failed, e.g. a set-up or tear-down that failed around them")
     if handler.root_time is not None:
         duration = handler.root_time
     elif handler.top_suites_timed:
