@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -291,15 +290,6 @@ def retrain(engine: Engine, repository: str | None = None, *, prior: bool = True
 
 # ---------------------------------------------------------------------------------------- provider
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return max(0, int(raw)) if raw else default
-    except ValueError:
-        log.warning("risk_registry.bad_setting", extra={"setting": name, "value": raw})
-        return default
-
-
 class RiskProvider:
     """Estimates a deployment's risk with the active model (or the prior while outcomes are few)."""
 
@@ -307,8 +297,8 @@ class RiskProvider:
                  use_prior: bool = True) -> None:
         self.engine = engine
         self.settings = settings
-        self.min_outcomes = min_outcomes if min_outcomes is not None else _env_int("GONOGO_RISK_MIN_OUTCOMES",
-                                                                                   DEFAULT_MIN_OUTCOMES)
+        self.min_outcomes = min_outcomes if min_outcomes is not None else getattr(settings, "risk_min_outcomes",
+                                                                                  DEFAULT_MIN_OUTCOMES)
         self.use_prior = use_prior
         self._lock = threading.Lock()
         self._models: dict[int, TrainedRiskModel] = {}  # record id -> loaded model (small: few versions)
@@ -445,7 +435,7 @@ class Retrainer:
                  prior: bool = True) -> None:
         self.engine = engine
         self.settings = settings
-        self.after = after if after is not None else _env_int("GONOGO_RETRAIN_AFTER", DEFAULT_RETRAIN_AFTER)
+        self.after = after if after is not None else getattr(settings, "retrain_after", DEFAULT_RETRAIN_AFTER)
         self.prior = prior
         self._tasks: dict[str, asyncio.Task[RiskModelRecord | None]] = {}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,12 +36,12 @@ async def default_services(settings: Settings, engine: Engine, *, risk: bool = T
     manifest_check = None
     if settings.app_id and settings.private_key is not None:
         services["github"] = GitHubClients(settings)
-        if os.environ.get("GONOGO_CHECK_MANIFEST", "on").strip().lower() not in {"off", "0", "false", "no"}:
+        if settings.check_manifest:
             from github_app.manifest import check_live_app
 
             # in the background: a slow or unreachable GitHub must not delay start-up
             manifest_check = loop.create_task(check_live_app(services["github"]))
-    if risk and os.environ.get("GONOGO_RISK_MODEL", "on").strip().lower() not in {"off", "0", "false", "no"}:
+    if risk and settings.risk_model:
         try:
             from github_app.risk_registry import Retrainer, RiskProvider
 

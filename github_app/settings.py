@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -117,8 +119,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}.") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {value}.")
+    if not math.isfinite(value):  # float() reads "nan", "inf" and 1e400 too
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}.")
+    if value < 0 or (positive and value == 0):
+        raise SettingsError(f"{name} must be {'above zero' if positive else 'at least 0'}, got {raw!r}.")
     return value
 
 
@@ -130,8 +134,59 @@ def _token(env: Mapping[str, str], name: str) -> Secret | None:
     return Secret(raw) if raw else None
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+_ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _ON | _OFF:  # read as off, GONOGO_DRY_RUN=enabled would reject deployments it was meant to spare
+        raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}.")
+    return raw in _ON
+
+
+# Dialects and drivers gonogo ships with; a URL naming another fails only at its first connection otherwise.
+_DATABASE_SCHEMES = {"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"}
+
+
+def check_database_url(url: str, source: str = "GONOGO_DATABASE_URL") -> str:
+    """Return ``url`` if gonogo can open a database with it; else raise SettingsError naming ``source``."""
+    scheme, sep, rest = url.partition("://")
+    problem = None
+    if not sep or scheme.lower() not in _DATABASE_SCHEMES:
+        problem = f"it names {scheme.lower()!r}" if sep else "it is not a URL"
+    elif scheme.lower().startswith("sqlite") and rest and not rest.startswith("/"):
+        problem = "a SQLite URL has three slashes before a relative path and four before an absolute one"
+    else:
+        try:
+            urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            problem = "its port is not a number"
+    if problem:  # the URL itself is not repeated: it may hold the database password
+        raise SettingsError(
+            f"{source} cannot be used ({problem}): set a SQLite URL (sqlite:///gonogo.db, "
+            "sqlite:////var/lib/gonogo/gonogo.db) or a PostgreSQL one (postgresql://USER:PASSWORD@HOST:5432/NAME)."
+        )
+    return url
+
+
+def _private_key(text: str, variable: str) -> Secret:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if "PRIVATE KEY" not in text:
+        raise SettingsError(
+            f"{variable} does not look like a PEM private key (no 'PRIVATE KEY' header); "
+            "paste the whole .pem file generated in the GitHub App settings."
+        )
+    try:
+        load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # the error names no part of the key
+        raise SettingsError(
+            f"{variable} holds a PEM header but not a usable private key ({exc}); generate a new key under "
+            "'Private keys' in the GitHub App settings and use the whole downloaded .pem file."
+        ) from None
+    return Secret(text)
 
 
 def default_database_url(cwd: Path | None = None) -> str:
@@ -171,6 +226,10 @@ class Settings:
     redelivery_seconds: float = 300.0  # how often GitHub is asked to redeliver missed webhooks; 0: never
     insights_refresh_seconds: float = 60.0  # an insights report older than this is recomputed; 0: every request
     insights_keep_seconds: float = 900.0  # reports asked for this recently are kept fresh in the background; 0: off
+    check_manifest: bool = True  # compare the live app's permissions and events with app.yml at start-up
+    risk_model: bool = True  # False: keep the rule-based risk estimate, never train or load a model
+    risk_min_outcomes: int = 20  # labelled outcomes a repository needs before a learnt model estimates its risk
+    retrain_after: int = 50  # new outcomes in a repository that trigger retraining its model
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -189,7 +248,9 @@ class Settings:
         app_id = env.get("GONOGO_APP_ID", "").strip() or None
         key_text = env.get("GONOGO_PRIVATE_KEY", "")
         key_path = env.get("GONOGO_PRIVATE_KEY_PATH", "").strip()
+        key_variable = "GONOGO_PRIVATE_KEY"
         if not key_text and key_path:
+            key_variable = "GONOGO_PRIVATE_KEY_PATH"
             try:
                 key_text = Path(key_path).read_text()
             except OSError as exc:
@@ -197,11 +258,12 @@ class Settings:
                     f"GONOGO_PRIVATE_KEY_PATH points at {key_path!r}, which cannot be read ({exc.strerror}); "
                     "download the key from the GitHub App settings and point the variable at the .pem file."
                 ) from None
-        if key_text and "PRIVATE KEY" not in key_text:
-            raise SettingsError(
-                "GONOGO_PRIVATE_KEY does not look like a PEM private key (no 'PRIVATE KEY' header); "
-                "paste the whole .pem file generated in the GitHub App settings."
-            )
+            except UnicodeDecodeError:
+                raise SettingsError(
+                    f"GONOGO_PRIVATE_KEY_PATH points at {key_path!r}, which is not PEM text (a binary DER key?); "
+                    "point it at the .pem file downloaded from the GitHub App settings."
+                ) from None
+        private_key = _private_key(key_text, key_variable) if key_text else None
         if require_github:
             if not app_id:
                 raise _missing("GONOGO_APP_ID")
@@ -214,29 +276,34 @@ class Settings:
             webhook_secret=Secret(secret) if secret else None,
             webhook_secret_previous=Secret(previous) if (previous := env.get("GONOGO_WEBHOOK_SECRET_PREVIOUS", "")) else None,
             app_id=app_id,
-            private_key=Secret(key_text) if key_text else None,
+            private_key=private_key,
             github_api_url=api_url,
-            database_url=env.get("GONOGO_DATABASE_URL", "").strip() or default_database_url(),
+            database_url=check_database_url(url) if (url := env.get("GONOGO_DATABASE_URL", "").strip())
+            else default_database_url(),
             workers=_int(env, "GONOGO_WORKERS", 2),
             demo_mode=demo,
             max_attempts=_int(env, "GONOGO_MAX_ATTEMPTS", 6, minimum=1),
             retry_base_seconds=_float(env, "GONOGO_RETRY_BASE_SECONDS", 2.0),
             retry_max_seconds=_float(env, "GONOGO_RETRY_MAX_SECONDS", 300.0),
-            lease_seconds=_float(env, "GONOGO_LEASE_SECONDS", 120.0),
-            poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5),
+            lease_seconds=_float(env, "GONOGO_LEASE_SECONDS", 120.0, positive=True),
+            poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5, positive=True),
             max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
-            body_timeout_seconds=_float(env, "GONOGO_BODY_TIMEOUT_SECONDS", 10.0),
+            body_timeout_seconds=_float(env, "GONOGO_BODY_TIMEOUT_SECONDS", 10.0, positive=True),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
-            sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0),
+            sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0, positive=True),
             inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
             alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
             alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
             notification_networks=_networks(env),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
             shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),
-            github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0),
+            github_timeout_seconds=_float(env, "GONOGO_GITHUB_TIMEOUT_SECONDS", 20.0, positive=True),
             github_retries=_int(env, "GONOGO_GITHUB_RETRIES", 4, minimum=0),
             redelivery_seconds=_float(env, "GONOGO_REDELIVERY_SECONDS", 300.0),
             insights_refresh_seconds=_float(env, "GONOGO_INSIGHTS_REFRESH_SECONDS", 60.0),
             insights_keep_seconds=_float(env, "GONOGO_INSIGHTS_KEEP_SECONDS", 900.0),
+            check_manifest=_bool(env, "GONOGO_CHECK_MANIFEST", default=True),
+            risk_model=_bool(env, "GONOGO_RISK_MODEL", default=True),
+            risk_min_outcomes=_int(env, "GONOGO_RISK_MIN_OUTCOMES", 20),
+            retrain_after=_int(env, "GONOGO_RETRAIN_AFTER", 50),
         )

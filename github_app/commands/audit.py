@@ -21,9 +21,13 @@ DATABASE_OPTION = click.option(
 def open_engine(database_url: str | None) -> Any:
     """Open the database the CLI was pointed at, without needing the GitHub App's secrets."""
     from github_app import db
-    from github_app.settings import default_database_url
+    from github_app.settings import SettingsError, check_database_url, default_database_url
 
-    engine = db.make_engine(database_url or default_database_url())
+    try:
+        url = check_database_url(database_url, "--database-url (or GONOGO_DATABASE_URL)") if database_url else None
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = db.make_engine(url or default_database_url())
     if db.is_sqlite(engine):
         db.upgrade(engine)  # the embedded database creates and upgrades itself, as `gonogo serve` does
     elif not db.is_current(engine):
