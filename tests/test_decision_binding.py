@@ -6,12 +6,13 @@ Through the real app and the sandbox over HTTP, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import select
 
-from github_app.db.models import Deployment, Review
-from github_app.sandbox.webhooks import issue_comment_payload
+from github_app.db.models import DecisionRecord, Deployment, Review
+from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -136,3 +137,23 @@ def test_a_reviewer_whose_answer_was_stored_before_github_failed_is_not_told_it_
         [row] = rows(world)
         assert (row.state, row.answer, row.human_reviewed) == ("answered", "approved", True)
         assert (world.check_run(LABEL).conclusion, world.check_run(LABEL).actions) == ("success", [])
+
+
+def test_a_comment_written_before_gonogo_decided_again_does_not_answer_the_new_escalation(database_url):
+    """A re-run of the check run decides afresh (the reasons may differ): a command written before it, delivered
+    once the new escalation is up, answered the earlier escalation and answers nothing now."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        written = issue_comment_payload(world.state, REPO, 7, "/gonogo approve saw the e2e run", "rita")
+        time.sleep(1.1)  # GitHub's times have whole seconds: the new decision comes a second later at least
+        rerun = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "rerequested")
+        assert world.send("check_run", rerun).status_code == 202
+        world.wait(lambda: len(world.query(select(DecisionRecord))) == 2, what="the second decision")
+        world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the second escalation")
+        assert world.send("issue_comment", written).status_code == 202  # delivered late
+        world.settle()
+        assert world.accepted_answers(REPO) == []
+        assert "was waiting for a decision when this comment was written" in replies(world)[-1]
+        # a command written now answers it
+        comment(world, "rita", "/gonogo approve read the new report")
+        world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")

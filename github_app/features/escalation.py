@@ -518,12 +518,16 @@ def _time_of(raw: Any) -> datetime | None:
 
 
 def _escalated_at(engine: Engine, deployment_ids: list[int]) -> dict[int, datetime]:
-    """When each deployment was first escalated (its first decision to ask a human)."""
+    """When each deployment was last escalated (its latest decision to ask a human).
+
+    A re-evaluation (a re-run of the check run, a waiver) decides afresh, maybe for other reasons: a command
+    written before it answered the escalation it replaced, whenever it is delivered.
+    """
     if not deployment_ids:
         return {}
     with Session(engine) as session:
         rows = session.execute(
-            select(DecisionRecord.deployment_id, func.min(DecisionRecord.created_at))
+            select(DecisionRecord.deployment_id, func.max(DecisionRecord.created_at))
             .where(DecisionRecord.deployment_id.in_(deployment_ids), DecisionRecord.action == "escalate")
             .group_by(DecisionRecord.deployment_id)
         ).all()  # fmt: skip
