@@ -70,31 +70,60 @@ def notification_networks(environ: Mapping[str, str]) -> list[IPNetwork]:
     return networks
 
 
-async def destination_refusal(url: str, allowed: Sequence[IPNetwork]) -> str | None:
-    """Why a notification must not go to ``url`` (None when it may): every address its host resolves to must be
-    public, or in a network the operator allowed.
+@dataclass(frozen=True)
+class Destination:
+    """Where one attempt of a notification goes: the checked address, or why not (and whether ever)."""
+
+    address: str | None = None  # an address the host resolved to, every one of which passed the check
+    problem: str = ""
+    permanent: bool = False
+
+
+async def check_destination(url: str, allowed: Sequence[IPNetwork]) -> Destination:
+    """Resolve ``url``'s host once and check every address: each must be public, or in a network the operator
+    allowed. The request then goes to the checked address, never to a second lookup of the name.
 
     A repository's policy names the URL, so without this anyone who can merge a policy could make the gonogo
-    server call its own network (a cloud metadata address, an internal admin port). A host that does not
-    resolve is left to the request, which fails and is retried like any unreachable receiver.
+    server call its own network (a cloud metadata address, an internal admin port); and its owner owns the
+    name's DNS too, so a name that answers a public address to the check and a private one to a second
+    lookup (DNS rebinding) would get there all the same. A host that does not resolve now is retried later.
     """
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
-        return f"{redact_url(url)} names no host"
+        return Destination(problem=f"{redact_url(url)} names no host", permanent=True)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Destination(problem=f"{redact_url(url)} names no valid port", permanent=True)
+    try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, ValueError):
-        return None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    except (OSError, UnicodeError) as exc:
+        return Destination(problem=f"{redact_url(url)} does not resolve ({type(exc).__name__}); tried again later")
+    addresses = [str(info[4][0]) for info in infos]
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not address.is_global and not any(address in net for net in allowed):
-            return (f"{redact_url(url)} resolves to {address}, a private, loopback or link-local address: gonogo "
-                    f"sends notifications only to public addresses unless {NETWORKS_VARIABLE} lists the network")  # fmt: skip
-    return None
+            return Destination(problem=(
+                f"{redact_url(url)} resolves to {address}, a private, loopback or link-local address: gonogo "
+                f"sends notifications only to public addresses unless {NETWORKS_VARIABLE} lists the network"),
+                permanent=True)  # fmt: skip
+    if not addresses:
+        return Destination(problem=f"{redact_url(url)} does not resolve; tried again later")
+    return Destination(address=addresses[0])
+
+
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``url`` with its host replaced by ``address``, and the Host header and TLS server name of the original
+    host, so the request reaches the checked address and is still verified as being for the named host."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    literal = f"[{address.replace('%', '%25')}]" if ":" in address else address
+    netloc = (f"{userinfo}@" if userinfo else "") + literal + (f":{parts.port}" if parts.port else "")
+    extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": hostport}, extensions
 
 
 class ChannelSpec(Protocol):
@@ -605,11 +634,13 @@ class OutboxDispatcher:
             body, headers = self._request(msg)
         except NotifyError as exc:
             return _Result(False, None, str(exc))
-        refusal = await destination_refusal(msg.url, self.networks)
-        if refusal is not None:
-            return _Result(False, None, refusal, permanent=True)
+        destination = await check_destination(msg.url, self.networks)
+        if destination.address is None:
+            return _Result(False, None, destination.problem, permanent=destination.permanent)
+        target, host, extensions = pinned_request(msg.url, destination.address)
         try:
-            response = await client.post(msg.url, content=body, headers=headers, timeout=self.timeout)
+            response = await client.post(target, content=body, headers={**headers, **host}, timeout=self.timeout,
+                                         extensions=extensions)  # fmt: skip
         except httpx.TimeoutException:
             return _Result(False, None, f"no answer from {redact_url(msg.url)} within {self.timeout:g} s")
         except httpx.TransportError as exc:

@@ -1,0 +1,115 @@
+"""A notification goes to the address gonogo checked, not to whatever the name resolves to a moment later.
+
+The policy names the URL, so its owner also owns the name's DNS: answering a public address to the check
+and a loopback or metadata address to the connection (DNS rebinding) would carry a notification, and its
+signature, into the gonogo server's own network. The resolver is faked at its edge, the event loop's
+``getaddrinfo``, which both gonogo's check and the HTTP client's connection use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from github_app import db, notify
+from github_app.db.models import OutboxMessage
+from github_app.serving import ServerThread
+from tests.test_notify import Receiver
+
+PUBLIC = "8.8.8.8"  # what the name says first: a public address, so the check lets it through
+HOST = "hooks.rebind.test"
+
+
+def _name(host: Any) -> str:
+    return host.decode() if isinstance(host, bytes) else str(host)  # the HTTP client asks with IDNA bytes
+
+
+class RebindingLoop(asyncio.SelectorEventLoop):
+    """An event loop whose resolver answers ``answers`` in turn for HOST (the last one from then on), and whose
+    connections to PUBLIC are refused, so nothing leaves this machine."""
+
+    answers: ClassVar[list[str]] = []
+    lookups: ClassVar[list[str]] = []
+    connected: ClassVar[list[str]] = []
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if _name(host) == HOST:
+            address = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            self.lookups.append(address)
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))]
+        return await super().getaddrinfo(host, port, *args, **kwargs)
+
+    async def create_connection(self, protocol_factory: Callable[[], Any], host: Any = None, port: Any = None,
+                                *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # fmt: skip
+        self.connected.append(str(host))
+        if host == PUBLIC:
+            raise ConnectionRefusedError(f"{PUBLIC} is not reachable from the tests")
+        return await super().create_connection(protocol_factory, host, port, *args, **kwargs)
+
+
+@pytest.fixture
+def engine(database_url: str):
+    eng = db.make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+def _step(engine: Engine, answers: list[str]) -> None:
+    RebindingLoop.answers, RebindingLoop.lookups, RebindingLoop.connected = list(answers), [], []
+    dispatcher = notify.OutboxDispatcher(engine, environ={}, timeout=2.0, lease_seconds=30.0)
+    with asyncio.Runner(loop_factory=RebindingLoop) as runner:
+        runner.run(dispatcher.step())
+
+
+def _row(engine: Engine) -> OutboxMessage:
+    with Session(engine) as session:
+        return session.scalars(select(OutboxMessage)).one()
+
+
+@pytest.mark.parametrize("second", ["127.0.0.1", "169.254.169.254"])
+def test_a_name_that_answers_a_public_address_and_then_a_private_one_is_never_posted_to(
+    engine: Engine, second: str
+) -> None:  # fmt: skip
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="rebind", channel="webhook", url=f"http://{HOST}:{port}/hook",
+                           body={"event": "approved"})  # fmt: skip
+        _step(engine, [PUBLIC, second])
+    assert sum(receiver.attempts.values()) == 0  # nothing reached the server's own network
+    assert RebindingLoop.connected == [PUBLIC]  # the connection went to the address that was checked
+    assert _row(engine).state == "pending"  # unreachable for now: retried later, still checked each time
+
+
+def test_a_name_that_does_not_resolve_for_the_check_is_not_sent(engine: Engine) -> None:
+    """A name the check cannot resolve is not handed to the HTTP client, whose own lookup could answer loopback."""
+
+    class Unresolved(RebindingLoop):
+        calls = 0
+
+        async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if _name(host) == HOST and Unresolved.calls == 0:
+                Unresolved.calls += 1
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return await super().getaddrinfo(host, port, *args, **kwargs)
+
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="vanishing", channel="webhook", url=f"http://{HOST}:{port}/hook",
+                           body={"event": "approved"})  # fmt: skip
+        RebindingLoop.answers, RebindingLoop.lookups, RebindingLoop.connected = ["127.0.0.1"], [], []
+        dispatcher = notify.OutboxDispatcher(engine, environ={}, timeout=2.0, lease_seconds=30.0)
+        with asyncio.Runner(loop_factory=Unresolved) as runner:
+            runner.run(dispatcher.step())
+    assert sum(receiver.attempts.values()) == 0
+    row = _row(engine)
+    assert row.state == "pending" and "does not resolve" in (row.last_error or "")
