@@ -153,6 +153,8 @@ async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None
     import asyncio
     import signal
 
+    from sqlalchemy.exc import OperationalError
+
     from github_app import db
     from github_app.background import Background
     from github_app.features import default_router
@@ -160,10 +162,14 @@ async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None
     from github_app.services import default_services
 
     engine = db.make_engine(settings.database_url)
-    if db.is_sqlite(engine):
-        await asyncio.to_thread(db.upgrade, engine)
-    elif not await asyncio.to_thread(db.is_current, engine):
-        raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+    try:
+        if db.is_sqlite(engine):
+            await asyncio.to_thread(db.upgrade, engine)
+        elif not await asyncio.to_thread(db.is_current, engine):
+            raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+    except OperationalError as exc:
+        engine.dispose()
+        raise click.ClickException(db.unreachable(settings.database_url, exc)) from None
     try:
         async with default_services(settings, engine) as services:
             background = Background(Context(settings, engine, services), default_router(), count)
@@ -190,6 +196,8 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Create or upgrade the database schema (GONOGO_DATABASE_URL)."""
+    from sqlalchemy.exc import OperationalError
+
     from github_app import db
 
     settings = load_settings(require_github=False)
@@ -197,6 +205,8 @@ def db_upgrade(revision: str) -> None:
     try:
         db.upgrade(engine, revision)
         click.echo(f"Database {db.describe(settings.database_url)} is at revision {db.current_revision(engine)}.")
+    except OperationalError as exc:
+        raise click.ClickException(db.unreachable(settings.database_url, exc)) from None
     finally:
         engine.dispose()
 

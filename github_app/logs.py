@@ -44,5 +44,5 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "alembic"):  # alembic lists its plugins and each migration at info
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -27,12 +27,19 @@ def open_engine(database_url: str | None) -> Any:
         url = check_database_url(database_url, "--database-url (or GONOGO_DATABASE_URL)") if database_url else None
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    engine = db.make_engine(url or default_database_url())
-    if db.is_sqlite(engine):
-        db.upgrade(engine)  # the embedded database creates and upgrades itself, as `gonogo serve` does
-    elif not db.is_current(engine):
+    from sqlalchemy.exc import OperationalError
+
+    url = url or default_database_url()
+    engine = db.make_engine(url)
+    try:
+        if db.is_sqlite(engine):
+            db.upgrade(engine)  # the embedded database creates and upgrades itself, as `gonogo serve` does
+        elif not db.is_current(engine):
+            engine.dispose()
+            raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+    except OperationalError as exc:
         engine.dispose()
-        raise click.ClickException("The database schema is not current: run `gonogo db upgrade` first.")
+        raise click.ClickException(db.unreachable(url, exc)) from None
     return engine
 
 

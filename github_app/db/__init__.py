@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            # a folder that cannot be made fails the first connection, which says so (see ``unreachable``)
+            with suppress(OSError):
+                Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
         options: dict[str, Any] = {"connect_args": connect_args}
         if not database or database == ":memory:":
@@ -191,3 +193,13 @@ def is_current(engine: Engine) -> bool:
 def describe(url: str) -> str:
     """Render a database URL for logs and messages, without its password."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def unreachable(url: str, exc: Exception) -> str:
+    """Say that the database at ``url`` could not be used, why (the driver's first line), and what to check."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if make_url(url).get_backend_name() == "sqlite":
+        check = "that this user may create and write that file and its folder"
+    else:
+        check = "that the database server runs and that this host may connect to it"
+    return f"Cannot reach the database {describe(url)} ({reason}): check GONOGO_DATABASE_URL and {check}."

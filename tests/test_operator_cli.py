@@ -1,0 +1,48 @@
+"""What an operator sees from the real commands when the database is away, and what start-up prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from github_app.sandbox.auth import generate_key_pair
+from github_app.serving import free_port
+
+
+def _gonogo(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "github_app", *args], check=False, cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env}, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "upgrade"], ["deliveries", "list"], ["deployments", "list"], ["worker", "--until-idle"]],
+)  # fmt: skip
+def test_an_unreachable_database_is_named_without_a_traceback_or_its_password(tmp_path: Path, command: list[str]) -> None:
+    key, _ = generate_key_pair(1024)
+    env = {"GONOGO_DATABASE_URL": f"postgresql://gonogo:hunter2@127.0.0.1:{free_port()}/gonogo",
+           "GONOGO_WEBHOOK_SECRET": "a-webhook-secret", "GONOGO_APP_ID": "1", "GONOGO_PRIVATE_KEY": key}  # fmt: skip
+    run = _gonogo(tmp_path, env, *command)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and "hunter2" not in run.stderr + run.stdout
+    assert "Cannot reach the database postgresql" in run.stderr and "GONOGO_DATABASE_URL" in run.stderr
+
+
+def test_a_sqlite_file_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    url = f"sqlite:///{tmp_path / 'not-a-folder' / 'gonogo.db'}"
+    for command in (["db", "upgrade"], ["deliveries", "list"]):
+        run = _gonogo(tmp_path, {"GONOGO_DATABASE_URL": url}, *command)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert "Cannot reach the database sqlite" in run.stderr and "create and write that file" in run.stderr
+
+
+def test_creating_the_schema_prints_no_migration_chatter(tmp_path: Path) -> None:
+    run = _gonogo(tmp_path, {"GONOGO_DATABASE_URL": f"sqlite:///{tmp_path / 'gonogo.db'}"}, "db", "upgrade")
+    assert run.returncode == 0, run.stderr
+    assert "is at revision" in run.stdout
+    assert "setup plugin" not in run.stderr  # alembic's plugin registry, at info level
