@@ -205,14 +205,16 @@ def renew(engine: Engine, key: str, owner: str, lease_seconds: float) -> bool:
                    {"lease_until": utcnow() + timedelta(seconds=lease_seconds)}) is not None  # fmt: skip
 
 
-def release(engine: Engine, key: str, owner: str) -> None:
+def release(engine: Engine, key: str, owner: str, not_before: float = 0.0) -> None:
     """Give the lease back (work stopped early), so the next delivery need not wait it out.
 
     The time of release stays in ``lease_until``: the sweeper counts a whole lease from there before
-    it calls the deployment stuck, which leaves the delivery's own retry the first go.
+    it calls the deployment stuck, which leaves the delivery's own retry the first go. ``not_before``
+    (seconds) puts that time later, when GitHub asked to be left alone that long (a rate limit): until
+    then the sweeper leaves the deployment be, and another delivery for it waits as for a lease.
     """
     _update(engine, key, [Deployment.lease_owner == owner, Deployment.state.in_(DRIVEN)],
-            {"lease_owner": None, "lease_until": utcnow()})  # fmt: skip
+            {"lease_owner": None, "lease_until": utcnow() + timedelta(seconds=not_before)})  # fmt: skip
 
 
 def note_check_run(engine: Engine, key: str, owner: str, check_run_id: int) -> None:

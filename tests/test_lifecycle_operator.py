@@ -88,3 +88,17 @@ def test_a_suspended_installation_is_named_as_such_not_as_a_bad_key_and_answered
     assert "suspended" in dead.last_error and "nsuspend" in dead.last_error
     assert "GONOGO_PRIVATE_KEY" not in dead.last_error  # the key is fine: blaming it sends the operator astray
     assert gate == "approved"
+
+
+def test_the_sweeper_leaves_a_deployment_parked_by_a_rate_limit_alone_until_github_said(database_url):
+    # a primary limit spent for ten minutes parks the delivery until the reset; the sweeper, which drives deployments
+    # nobody drives, must not take it for stuck once a lease has passed and ask GitHub again every round meanwhile
+    with running_world(database_url, release_state(), sweep_seconds=0.2, lease_seconds=1.0) as world:
+        world.state.inject("GET", CODE_SCANNING, "primary_rate_limit", retry_after=600, times=None, query=OPEN)
+        world.request_gate(LABEL)
+        row = parked(world)
+        time.sleep(4)  # four leases, twenty sweeps
+        asked = [c for c in world.state.calls("GET", CODE_SCANNING) if c.query.get("state") == "open"]
+        row = world.deliveries()[0]
+    assert len(asked) == 1, f"GitHub was asked {len(asked)} times before the reset it named"
+    assert seconds_until(row) > 500

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from github_app import db
-from github_app.db.models import Delivery
+from github_app.db.models import Delivery, Deployment
 from scorer.evidence import Availability
 from tests.scenarios import LABEL, release_state, stored
 from tests.world import World, running_world
@@ -33,11 +33,13 @@ def parked(world: World) -> Delivery:
 
 
 def due_now(world: World) -> None:
-    """Let the parked delivery's time come (as if the wait were over)."""
+    """Let the parked delivery's time come, and the deployment's, which waits as long (as if the wait were over)."""
     engine = db.make_engine(world.database_url)
     try:
         with engine.begin() as conn:
             conn.execute(update(Delivery).values(next_attempt_at=datetime.now(UTC)))
+            conn.execute(update(Deployment).where(Deployment.lease_owner.is_(None))
+                         .values(lease_until=datetime.now(UTC)))  # fmt: skip
     finally:
         engine.dispose()
 

@@ -263,6 +263,7 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
             )  # fmt: skip
         return
     keeper = asyncio.ensure_future(_keep_lease(engine, t.deployment_key, owner, lease))
+    not_before = 0.0
     try:
         gh = ctx.github_clients().installation(t.installation_id)
         if begun.next == "send_answer":
@@ -277,11 +278,14 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
     except LeaseLost as lost:
         # someone else moved the deployment on (an override, an expired lease): the next pass sees where it is
         raise RetryLater(str(lost), 0.5) from None
+    except RetryLater as wait:  # a rate limit: nobody, the sweeper included, asks GitHub again before it is over
+        not_before = wait.after
+        raise
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
-        await asyncio.shield(asyncio.to_thread(deployments.release, engine, t.deployment_key, owner))
+        await asyncio.shield(asyncio.to_thread(deployments.release, engine, t.deployment_key, owner, not_before))
 
 
 async def _keep_lease(engine: Engine, key: str, owner: str, lease: float) -> None:
