@@ -25,12 +25,12 @@ from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from github_app import audit, db
 from github_app.audit import redact_url
-from github_app.db.models import OutboxMessage
+from github_app.db.models import Deployment, OutboxMessage
 from github_app.jobs import ConsumerLoop, Doorbell, JobTable
 from rules.policy import NOTIFY_SECRET_PREFIX
 from rules.types import Decision
@@ -322,10 +322,33 @@ def _conn(conn_or_session: Connection | Session) -> Connection:
     return conn_or_session.connection() if isinstance(conn_or_session, Session) else conn_or_session
 
 
+_DEPLOYMENT_KEY_ROOM = 340  # of the outbox key's 400 characters; the event, index and URL digest take the rest
+_KEY_TAG = 16  # hex digits of the whole deployment key's hash that end a deployment key cut to fit
+
+
 def message_key(deployment_key: str, event: str, index: int, url: str) -> str:
-    """A stable key for one message of one state change to one channel (the idempotency key)."""
+    """A stable key for one message of one state change to one channel (the idempotency key).
+
+    A deployment key too long for the room (an owner/name of 140 characters and an environment of 255 make
+    one of 400) is cut and ends in its whole hash: keys differing only at the end, as the attempts of one run
+    do, stay apart.
+    """
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
-    return f"{deployment_key[:340]}|{event}|{index}-{digest}"
+    part = deployment_key
+    if len(part) > _DEPLOYMENT_KEY_ROOM:
+        tag = hashlib.sha256(deployment_key.encode()).hexdigest()[:_KEY_TAG]
+        part = f"{deployment_key[: _DEPLOYMENT_KEY_ROOM - _KEY_TAG - 1]}~{tag}"
+    return f"{part}|{event}|{index}-{digest}"
+
+
+def _deployment_key_of(conn: Connection, part: str) -> str | None:
+    """The deployment key a message key begins with: ``part`` itself, or the deployment whose key was cut
+    to it (found by its prefix and hash)."""
+    prefix, _, tag = part.rpartition("~")
+    if len(part) != _DEPLOYMENT_KEY_ROOM or len(tag) != _KEY_TAG or "/" in tag:
+        return part  # a deployment key ends in "/<attempt>", never in "~<hash>"
+    candidates = conn.execute(select(Deployment.key).where(Deployment.key.startswith(prefix, autoescape=True))).scalars()
+    return next((k for k in candidates if hashlib.sha256(k.encode()).hexdigest()[:_KEY_TAG] == tag), None)
 
 
 def enqueue(
@@ -448,7 +471,7 @@ def _audit_outcome(conn: Connection, msg: ClaimedMessage, outcome: str, detail: 
     deployment_key, event = None, None
     parts = msg.key.rsplit("|", 2)
     if len(parts) == 3:
-        deployment_key, event = parts[0], parts[1]
+        deployment_key, event = _deployment_key_of(conn, parts[0]), parts[1]
     audit.append(conn, "notification", deployment_key=deployment_key, data={
         "key": msg.key, "event": event, "channel": msg.channel, "destination": redact_url(msg.url),
         "outcome": outcome, "attempts": msg.attempts, **detail,

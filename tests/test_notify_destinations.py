@@ -113,3 +113,38 @@ def test_a_name_that_does_not_resolve_for_the_check_is_not_sent(engine: Engine) 
     assert sum(receiver.attempts.values()) == 0
     row = _row(engine)
     assert row.state == "pending" and "does not resolve" in (row.last_error or "")
+
+
+def test_each_attempt_of_a_deployment_with_long_names_is_announced_and_audited_as_its_own(engine: Engine) -> None:
+    """GitHub allows owner/name up to 140 characters and environments up to 255: the deployment key
+    (repository/run/environment/attempt) then runs past the outbox key's room, and a re-run's attempt must
+    still get its own message, not be taken for the first attempt's and dropped."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from github_app import audit
+    from github_app.db.models import AuditEntry, Deployment
+    from tests.test_notify import LINKS, SUMMARY, _channels
+
+    repository = f"{'o' * 39}/{'n' * 100}"
+    environment = "production-" + "e" * 244
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        channels = _channels(srv.url)[:1]
+        keys = [f"{repository}/123456789012/{environment}/{attempt}" for attempt in (1, 2)]
+        with engine.begin() as conn:
+            conn.execute(insert(Deployment), [
+                {"key": key, "repository": repository, "environment": environment, "sha": "a" * 40,
+                 "run_id": 123456789012, "created_at": datetime.now(UTC), "state": "escalated"} for key in keys])  # fmt: skip
+            new = [notify.enqueue_event(conn, deployment_key=key, event="escalated", decision_summary=SUMMARY,
+                                        links=LINKS, channels=channels) for key in keys]  # fmt: skip
+        assert new == [1, 1]
+        sent = asyncio.run(notify.OutboxDispatcher(
+            engine, environ={notify.NETWORKS_VARIABLE: "127.0.0.0/8"}, timeout=2.0, lease_seconds=30.0,
+            retry_base_seconds=0.01, retry_max_seconds=0.05, poll_seconds=0.05).run_until_idle(timeout=20))  # fmt: skip
+    assert sent == 2
+    with Session(engine) as session:
+        audited = session.scalars(select(AuditEntry.deployment_key).where(AuditEntry.kind == "notification")).all()
+    assert sorted(audited) == keys  # each outcome is filed under its own deployment
+    assert audit.verify(engine).ok
