@@ -7,11 +7,12 @@ Through the real app and the sandbox over HTTP, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from github_app.db.models import DecisionRecord, Deployment, Review
+from github_app.db.models import DecisionRecord, Deployment, Review, Waiver
 from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
@@ -157,3 +158,19 @@ def test_a_comment_written_before_gonogo_decided_again_does_not_answer_the_new_e
         # a command written now answers it
         comment(world, "rita", "/gonogo approve read the new report")
         world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")
+
+
+def test_a_waiver_comment_retried_after_a_failure_is_recorded_once(database_url):
+    """GitHub fails while the waiver's re-evaluation answers: the comment's retry must not give the waiver twice
+    (revoking one copy would leave the other waiving)."""
+    rule = "GNG-QUAL-003"  # "Ensure no checks are still running": what escalates this release
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        world.state.inject("POST", "/repos/acme/api/actions/runs/*/deployment_protection_rule", "status",
+                           status=502, times=5)  # fmt: skip
+        until = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
+        comment(world, "rita", f"/gonogo waive {rule} until {until} e2e is advisory")
+        assert [(w.author, w.rule_id) for w in world.query(select(Waiver))] == [("rita", rule)]
+        assert [(r.actor, r.action, r.allowed) for r in reviews(world)] == [("rita", "waive", True)]
+        assert len([b for b in replies(world) if b.startswith("Waiver recorded")]) == 1
+        assert world.gate(LABEL).answer == "approved"

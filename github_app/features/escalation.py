@@ -136,15 +136,6 @@ async def _short_of(gh: GitHub[Any], owner: str, name: str, actor: str, needed: 
     return None
 
 
-def _record_review(
-    engine: Engine, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
-    refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False, actor_id: int | None = None,
-) -> None:
-    """Store a human's attempt and audit it with what it was about, where it came from and how it ended."""
-    with Session(engine) as session, session.begin():
-        _add_review(session, row, delivery_id, actor, action, allowed, reason, refusal, origin, own, actor_id)
-
-
 def _add_review(
     session: Session, row: Deployment, delivery_id: str, actor: str, action: str, allowed: bool, reason: str,
     refusal: str | None, origin: dict[str, Any] | None = None, own: bool = False, actor_id: int | None = None,
@@ -299,7 +290,7 @@ async def _show_answer(gh: GitHub[Any], row: Deployment, actor: str, action: str
 
 
 def _decided_by(engine: Engine, deployment_id: int, delivery_id: str) -> bool:
-    """Whether this delivery's attempt is the one whose answer the deployment stored."""
+    """Whether this delivery's attempt was taken already: the deployment's stored answer, or a waiver given."""
     with Session(engine) as session:
         return session.scalar(select(Review.id).where(
             Review.deployment_id == deployment_id, Review.delivery_id == delivery_id, Review.allowed.is_(True),
@@ -564,6 +555,12 @@ def _record_refused_command(engine: Engine, repository: str, actor: str, action:
 
 async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, command: Any, ev: Event,
                  origin: dict[str, Any] | None = None) -> None:  # fmt: skip
+    if await asyncio.to_thread(_decided_by, ctx.engine, row.id, ev.delivery_id):
+        # a retry of the delivery that gave this waiver (its re-evaluation failed): a second copy would outlive
+        # the revocation of the first, so only the re-evaluation is done again
+        if row.answered_at is None:
+            await run_gate(ctx, request_from_row(row), ev.delivery_id, reevaluate=True)
+        return
     env_policy, note = await _environment_policy(gh, row, ev.payload)
     own = is_deployer(row, actor, sender_id(ev.payload))
     verdict = await authorise(gh, row.repository, env_policy.reviewers, actor, own, "waive")
@@ -575,16 +572,20 @@ async def _waive(ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, com
                                  f"choose an end before {datetime.now(UTC) + limit:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     sha = None if command.env_wide else (command.sha or row.sha)
     scope = {"rule_id": command.rule_id, "sha": sha, "until": command.until.isoformat(), "env_wide": command.env_wide}
-    await asyncio.to_thread(_record_review, ctx.engine, row, ev.delivery_id, actor, "waive", verdict.allowed,
-                            command.reason, None if verdict.allowed else verdict.why,
-                            {**(origin or {}), "waiver": scope}, own, sender_id(ev.payload))  # fmt: skip
+    recorded = partial(_add_review, row=row, delivery_id=ev.delivery_id, actor=actor, action="waive",
+                       allowed=verdict.allowed, reason=command.reason,
+                       refusal=None if verdict.allowed else verdict.why, origin={**(origin or {}), "waiver": scope},
+                       own=own, actor_id=sender_id(ev.payload))  # fmt: skip
     if not verdict.allowed:
+        await asyncio.to_thread(_in_transaction, ctx.engine, recorded)
         await reply(gh, row, f"@{actor} you cannot waive rules for **{row.environment}**: {verdict.why}. "
                               f"Who may: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return
 
     def store() -> None:
+        # the attempt and the waiver it gives are stored together: a retry finds the attempt and gives no second
         with Session(ctx.engine) as session, session.begin():
+            recorded(session)
             waivers.add_waiver(session, row.repository, row.environment, command.rule_id, sha, command.until,
                                command.reason, actor, deployment_key=row.key, author_id=sender_id(ev.payload))  # fmt: skip
 
