@@ -194,3 +194,43 @@ def test_setup_never_overwrites_credentials(tmp_path: Path) -> None:
                          check=False)  # fmt: skip
     assert run.returncode != 0 and "never overwrites" in run.stderr
     assert (tmp_path / "gonogo.env").read_text() == "GONOGO_APP_ID=1\n"
+
+
+def _drive_the_flow_over_http(local_url: str) -> None:
+    with httpx.Client(timeout=30) as client:
+        action, fields = _page_form(client.get(local_url).text)
+        confirm_action, confirm_fields = _page_form(client.post(action, data=fields).text)
+        back = client.post(confirm_action, data=confirm_fields, follow_redirects=False)
+        assert client.get(back.headers["location"]).status_code == 200
+
+
+def test_credentials_in_a_folder_with_a_space_load_as_the_next_step_says(sandbox: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "my apps"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "github_app", "setup", "--webhook-url", "https://h.example/webhooks/github",
+         "--github-url", sandbox.url, "--api-url", sandbox.url, "--env-file", "my apps/gonogo.env", "--no-open",
+         "--timeout", "120"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    found = re.search(r"Open (http://127\.0\.0\.1:\d+/\S+/) in a browser", proc.stdout.readline())
+    assert found
+    _drive_the_flow_over_http(found.group(1))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    step = re.search(r"2\. Start gonogo where \S+ reaches it:  (set -a; .*; set \+a);", out)
+    assert step, out
+    loaded = subprocess.run(["bash", "-c", step.group(1) + '; printf %s "$GONOGO_PRIVATE_KEY_PATH"'], cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    assert loaded.stdout == str(folder / "gonogo.pem") and not loaded.stderr
+    assert Path(loaded.stdout).read_text().startswith("-----BEGIN")
+
+
+def test_setup_refuses_a_folder_that_does_not_exist_before_github_creates_anything(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-m", "github_app", "setup", "--webhook-url", "https://h.example/w",
+                          "--env-file", "nowhere/gonogo.env", "--no-open", "--timeout", "5"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode != 0 and "nowhere" in run.stderr and "Open " not in run.stdout

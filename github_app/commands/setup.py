@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import secrets
+import shlex
 import threading
 import webbrowser
 from dataclasses import dataclass, field
@@ -81,20 +82,26 @@ def write_credentials(data: Any, env_file: Path, api_url: str) -> list[Path]:
     """Write the key to a .pem file and the other settings to an env file, both mode 0600."""
     key_file = env_file.with_suffix(".pem")
     _write_private(key_file, data.pem)
+    values = {"GONOGO_APP_ID": data.id, "GONOGO_PRIVATE_KEY_PATH": key_file.resolve(),
+              "GONOGO_WEBHOOK_SECRET": data.webhook_secret, "GONOGO_CLIENT_ID": data.client_id,
+              "GONOGO_CLIENT_SECRET": data.client_secret}  # fmt: skip
+    if api_url != "https://api.github.com":
+        values["GONOGO_GITHUB_API_URL"] = api_url
     lines = [
         f"# gonogo: the GitHub App {data.name!r} (id {data.id}), created by `gonogo setup` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "# Secrets: keep this file and the .pem beside it private and out of version control.",
-        "# Load it with: set -a; . ./" + env_file.name + "; set +a",
-        f"GONOGO_APP_ID={data.id}",
-        f"GONOGO_PRIVATE_KEY_PATH={key_file.resolve()}",
-        f"GONOGO_WEBHOOK_SECRET={data.webhook_secret}",
-        f"GONOGO_CLIENT_ID={data.client_id}",
-        f"GONOGO_CLIENT_SECRET={data.client_secret}",
+        f"# Load it with: set -a; . {shell_path(Path(env_file.name))}; set +a",
+        # quoted where needed, so that sourcing it keeps a key path with a space (~/My Apps/gonogo.pem) whole
+        *(f"{name}={shlex.quote(str(value))}" for name, value in values.items()),
     ]
-    if api_url != "https://api.github.com":
-        lines.append(f"GONOGO_GITHUB_API_URL={api_url}")
     _write_private(env_file, "\n".join(lines) + "\n")
     return [env_file, key_file]
+
+
+def shell_path(path: Path) -> str:
+    """``path`` as a shell word for ``.``: quoted if needed, and a bare name as ./name (``.`` searches PATH)."""
+    text = str(path)
+    return shlex.quote(text if path.is_absolute() or "/" in text else f"./{text}")
 
 
 class SetupPage:
@@ -191,6 +198,8 @@ def setup(webhook_url: str | None, org: str | None, github_url: str, api_url: st
 
     for logger in ("uvicorn", "uvicorn.error"):  # the local page's server logs would bury the instructions
         logging.getLogger(logger).setLevel(logging.WARNING)
+    if not env_file.parent.is_dir():  # found out only after GitHub created the app, its one-time key would be lost
+        raise click.ClickException(f"{env_file.parent} is not a folder: create it or choose another --env-file.")
     if env_file.exists() or env_file.with_suffix(".pem").exists():
         raise click.ClickException(f"{env_file} or {env_file.with_suffix('.pem')} already exists: move it away "
                                    "or choose another --env-file (setup never overwrites credentials).")  # fmt: skip
@@ -222,7 +231,7 @@ def setup(webhook_url: str | None, org: str | None, github_url: str, api_url: st
                f"{created.files[0]} and {created.files[1]} (readable only by you; nothing secret was printed).\n")
     click.echo("Next steps:")
     click.echo(f"  1. Install it on your repositories: {created.html_url.rstrip('/')}/installations/new")
-    click.echo(f"  2. Start gonogo where {webhook_url} reaches it:  set -a; . ./{env_file.name}; set +a; gonogo serve")
+    click.echo(f"  2. Start gonogo where {webhook_url} reaches it:  set -a; . {shell_path(env_file)}; set +a; gonogo serve")
     click.echo("  3. In each repository: Settings > Environments > (e.g. production) > Deployment protection rules: "
                f"enable {created.slug}.")
     click.echo("  4. Check every piece with `gonogo doctor --repo OWNER/NAME`; optionally commit .github/gonogo.yml to the "
