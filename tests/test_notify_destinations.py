@@ -148,3 +148,43 @@ def test_each_attempt_of_a_deployment_with_long_names_is_announced_and_audited_a
         audited = session.scalars(select(AuditEntry.deployment_key).where(AuditEntry.kind == "notification")).all()
     assert sorted(audited) == keys  # each outcome is filed under its own deployment
     assert audit.verify(engine).ok
+
+
+def test_a_decision_needed_notification_links_to_where_the_decision_is_made(database_url: str) -> None:
+    """docs/notifications.md: link buttons to the check run, the workflow run and the pull request."""
+    from tests.scenarios import LABEL, REPO, release_state
+    from tests.world import running_world
+
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as hooks:
+        policy = f"""
+environments:
+  production:
+    reviewers:
+      teams: [acme/sre]
+    notifications:
+      - {{type: slack, url: "{hooks.url}/slack"}}
+"""
+        state = release_state(checks_running=True, policy=policy, team_members=("rita",))
+        with running_world(database_url, state, notification_networks="127.0.0.0/8") as world:
+            world.escalate(LABEL)
+            delivered = world.wait(lambda: [m for ms in receiver.delivered.values() for m in ms], what="a notification")
+            _, dep = world.state.deployment(LABEL)
+            run = world.check_run(LABEL)
+    (message,) = delivered
+    buttons = {b["text"]["text"]: b["url"] for block in message["body"]["blocks"] if block["type"] == "actions"
+               for b in block["elements"]}  # fmt: skip
+    web = world.api_url  # the sandbox serves GitHub's API at its root, as GitHub Enterprise Server does at /api/v3
+    assert buttons == {
+        "Check run": f"{web}/{REPO}/runs/{run.id}",
+        "Workflow run": f"{web}/{REPO}/actions/runs/{dep.run_id}",
+        "Pull request": f"{web}/{REPO}/pull/7",
+    }
+
+
+def test_the_web_address_of_each_kind_of_github() -> None:
+    from github_app.features.announcements import web_base
+
+    assert web_base("https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule") == "https://github.com"
+    assert web_base("https://api.octocorp.ghe.com/repos/o/r") == "https://octocorp.ghe.com"
+    assert web_base("https://ghes.example.com/api/v3/repos/o/r") == "https://ghes.example.com"

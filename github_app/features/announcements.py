@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from githubkit import GitHub
 from sqlalchemy import Engine, select
@@ -37,7 +38,35 @@ def notify_state_change(session: Session, row: Deployment, event: str, channels:
         if decision is not None else {"repository": row.repository, "environment": row.environment, "sha": row.sha}
     )  # fmt: skip
     notify.enqueue_event(session, deployment_key=row.key, event=event, decision_summary=summary,  # type: ignore[arg-type]
-                         links={"check_run": None}, channels=channels)  # fmt: skip
+                         links=links(row), channels=channels)  # fmt: skip
+
+
+def web_base(api_url: str) -> str:
+    """The GitHub web address behind a REST API address: github.com for api.github.com, SUBDOMAIN.ghe.com for
+    api.SUBDOMAIN.ghe.com, the host itself for GitHub Enterprise Server's /api/v3 (and for anything else)."""
+    parts = urlsplit(api_url)
+    host = parts.netloc
+    if host == "api.github.com":
+        host = "github.com"
+    elif host.startswith("api.") and host.endswith(".ghe.com"):
+        host = host.removeprefix("api.")
+    return f"{parts.scheme}://{host}"
+
+
+def links(row: Deployment) -> dict[str, str | None]:
+    """Where a person acts on this deployment: its check run, its workflow run and its first pull request.
+
+    The web address comes from the deployment's callback URL, which GitHub sent on its own API host.
+    """
+    if not row.callback_url:
+        return {}
+    repo = f"{web_base(row.callback_url)}/{quote(row.repository)}"
+    pulls = [n for n in row.pull_requests or [] if isinstance(n, int) and not isinstance(n, bool)]
+    return {
+        "check_run": f"{repo}/runs/{row.check_run_id}" if row.check_run_id else None,
+        "workflow_run": f"{repo}/actions/runs/{row.run_id}",
+        "pull_request": f"{repo}/pull/{pulls[0]}" if pulls else None,
+    }
 
 
 async def reply(gh: GitHub[Any], row: Deployment, text: str) -> None:
