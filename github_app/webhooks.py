@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import parse_qs
 
 import msgspec
 import orjson
@@ -45,7 +46,8 @@ class _Head(msgspec.Struct):
 _HEAD_DECODER = msgspec.json.Decoder(_Head)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_WANTED = frozenset({"content-length", "x-hub-signature-256", "x-github-event", "x-github-delivery"})
+_WANTED = frozenset({"content-length", "content-type", "x-hub-signature-256", "x-github-event", "x-github-delivery"})
+FORM = "application/x-www-form-urlencoded"
 
 
 def _headers(scope: Scope, wanted: frozenset[str] = _WANTED) -> dict[str, str]:
@@ -228,8 +230,22 @@ class WebhookEndpoint(_Endpoint):
             self._refuse(400, "bad_header", "X-GitHub-Delivery or X-GitHub-Event is too long.", scope, headers)
         return event, delivery_id
 
+    def _unform(self, body: bytes, scope: Scope, headers: dict[str, str]) -> bytes:
+        """The JSON a form-encoded delivery carries in its ``payload`` field (a webhook set to the form content type)."""
+        try:
+            fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            fields = {}
+        payload = fields.get("payload")
+        if not payload or len(payload) != 1:
+            self._refuse(400, "bad_form", "Form-encoded body without a single 'payload' field: set the GitHub App's "
+                         "webhook content type to application/json.", scope, headers)  # fmt: skip
+        return payload[0].encode()
+
     def _decode(self, body: bytes, scope: Scope, headers: dict[str, str]) -> tuple[str, _Head]:
         """The body as text, and the fields the intake reads; refused unless it is a JSON object."""
+        if headers.get("content-type", "").split(";")[0].strip().lower() == FORM:
+            body = self._unform(body, scope, headers)  # the signature was checked over the form body, as sent
         try:
             return body.decode("utf-8"), _HEAD_DECODER.decode(body)
         except UnicodeDecodeError as exc:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import time
 
+import httpx
 from sqlalchemy import text
 
+from github_app.sandbox.app_hooks import configure_hook, deliver
+from github_app.sandbox.webhooks import deployment_protection_rule_payload
+from tests.helpers import SECRET, webhook_headers
 from tests.scenarios import INSTALLATION, LABEL, REPO, release_state
 from tests.test_rate_limits import CODE_SCANNING, OPEN, parked, seconds_until
 from tests.world import running_world
@@ -102,3 +106,25 @@ def test_the_sweeper_leaves_a_deployment_parked_by_a_rate_limit_alone_until_gith
         row = world.deliveries()[0]
     assert len(asked) == 1, f"GitHub was asked {len(asked)} times before the reset it named"
     assert seconds_until(row) > 500
+
+
+def test_a_webhook_set_to_the_form_content_type_is_taken_and_decided(database_url):
+    # an app's webhook configured through the API is "form" unless told otherwise: GitHub then sends the JSON as the
+    # form field `payload`, signed as sent; refusing it would leave every deployment waiting until someone noticed
+    with running_world(database_url, release_state()) as world:
+        configure_hook(world.state, world.app_url + "/webhooks/github", SECRET)
+        world.state.hook.content_type = "form"
+        sent = deliver(world.state, "deployment_protection_rule", deployment_protection_rule_payload(world.state, LABEL))
+        assert sent.status_code == 202, sent.response_body
+        assert world.wait_decided(LABEL).answer == "approved"
+        [stored] = world.deliveries()
+    assert stored.payload.startswith("{") and stored.event == "deployment_protection_rule"
+
+
+def test_a_form_body_without_its_payload_field_is_refused_with_what_to_do(database_url):
+    body = b"zen=Keep+it+logically+awesome."
+    headers = {**webhook_headers("ping", body), "Content-Type": "application/x-www-form-urlencoded"}
+    with running_world(database_url, release_state()) as world:
+        refused = httpx.post(f"{world.app_url}/webhooks/github", content=body, headers=headers)
+        assert world.deliveries() == []
+    assert refused.status_code == 400 and "payload" in refused.json()["error"]

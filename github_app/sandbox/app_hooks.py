@@ -43,8 +43,8 @@ def deliver(state: SandboxState, event: str, payload: dict[str, Any] | bytes, *,
     body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
     data = json.loads(body)
     app_id = state.app.id if state.app else None
-    url, body, headers = webhook_request(hook.url, hook.secret, event, body, guid or str(uuid.uuid4()),
-                                         app_id=app_id)
+    url, sent, headers = webhook_request(hook.url, hook.secret, event, body, guid or str(uuid.uuid4()),
+                                         app_id=app_id, content_type=hook.content_type)
     record = HookDelivery(
         id=state.next_id(), guid=headers["X-GitHub-Delivery"], event=event, action=data.get("action"),
         installation_id=(data.get("installation") or {}).get("id"),
@@ -53,7 +53,7 @@ def deliver(state: SandboxState, event: str, payload: dict[str, Any] | bytes, *,
     )  # fmt: skip
     started = time.perf_counter()
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+        response = httpx.post(url, content=sent, headers=headers, timeout=timeout)
         record.status_code = response.status_code
         record.status = "OK" if response.is_success else f"Invalid HTTP Response: {response.status_code}"
         record.response_body = response.text[:4096]

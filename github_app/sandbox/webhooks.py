@@ -10,6 +10,7 @@ import os
 import ssl
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -27,14 +28,21 @@ def sign(secret: str | bytes, body: bytes) -> str:
 
 
 def webhook_request(app_url: str, secret: str | bytes, event: str, payload: dict[str, Any] | bytes,
-                    delivery_id: str | None = None, *, hook_id: int = 1, app_id: int | None = None
-                    ) -> tuple[str, bytes, dict[str, str]]:
-    """Build the URL, body and headers GitHub would send for one delivery."""
+                    delivery_id: str | None = None, *, hook_id: int = 1, app_id: int | None = None,
+                    content_type: str = "json") -> tuple[str, bytes, dict[str, str]]:
+    """Build the URL, body and headers GitHub would send for one delivery.
+
+    ``content_type`` is the webhook's setting: ``json`` sends the payload as the body; ``form`` (GitHub's
+    default for a hook configured through the API) sends it as the form field ``payload``, and signs that body.
+    """
     body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+    media = "application/json"
+    if content_type == "form":
+        body, media = urlencode({"payload": body.decode()}).encode(), "application/x-www-form-urlencoded"
     url = app_url.rstrip("/") + WEBHOOK_PATH if httpx.URL(app_url).path in ("", "/") else app_url
     key = secret.encode() if isinstance(secret, str) else secret
     headers = {
-        "Content-Type": "application/json", "User-Agent": USER_AGENT, "X-GitHub-Event": event,
+        "Content-Type": media, "User-Agent": USER_AGENT, "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()), "X-GitHub-Hook-ID": str(hook_id),
         "X-Hub-Signature": "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest(),
         "X-Hub-Signature-256": sign(key, body),
