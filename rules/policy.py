@@ -86,6 +86,18 @@ Duration = Annotated[
 ]
 
 
+def _no_yes_no(value: Any) -> Any:
+    # YAML 1.1 reads a bare yes, on or true as True, which pydantic would take as 1: `max_risk: yes` would approve
+    # any risk
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not a yes/no value")  # noqa: TRY004 - pydantic reports only ValueError
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_yes_no)]
+Count = Annotated[int, BeforeValidator(_no_yes_no)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -93,9 +105,9 @@ class _Strict(BaseModel):
 class Approve(_Strict):
     """All must hold to approve without a human."""
 
-    max_risk: float = Field(default=0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
-    min_score: float = Field(default=80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
-    min_confidence: float = Field(
+    max_risk: Number = Field(default=0.15, ge=0, le=1, description="Highest predicted probability of failure to approve.")
+    min_score: Number = Field(default=80, ge=0, le=100, description="Lowest readiness score (0-100) to approve.")
+    min_confidence: Number = Field(
         default=0.7, ge=0, le=1, description="Lowest importance-weighted share of the evidence sources read (0..1)."
     )
 
@@ -103,7 +115,7 @@ class Approve(_Strict):
 class Reject(_Strict):
     """Above these, reject outright."""
 
-    max_risk: float = Field(default=0.6, ge=0, le=1, description="Predicted probability of failure above which to reject.")
+    max_risk: Number = Field(default=0.6, ge=0, le=1, description="Predicted probability of failure above which to reject.")
 
 
 class Reviewers(_Strict):
@@ -129,7 +141,7 @@ class RuleOverride(_Strict):
     """Per-rule override: a severity, a threshold, or ``off``."""
 
     severity: RuleSeverity | None = None
-    threshold: float | None = None
+    threshold: Number | None = None
     enabled: bool = True
 
     @model_validator(mode="before")
@@ -260,11 +272,11 @@ class Learning(_Strict):
         default_factory=lambda: ["GNG-CHG-001", "GNG-TEST-002"],
         description=f"Major rules that may become recommendations (one of {', '.join(LEARNABLE_RULES)}).",
     )
-    min_deployments: int = Field(
+    min_deployments: Count = Field(
         default=20, ge=5, le=1000,
         description="Earlier deployments with the finding whose outcome is known, before it may be relaxed.",
     )  # fmt: skip
-    min_approval: float = Field(
+    min_approval: Number = Field(
         default=0.8, ge=0.5, le=1, description="Lowest share of its escalations that reviewers approved."
     )
     window: Duration = Field(

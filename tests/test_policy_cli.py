@@ -57,3 +57,18 @@ def test_explain_without_file_uses_the_default_pack(tmp_path: Path, monkeypatch:
     result = CliRunner().invoke(policy, ["explain", "-e", "staging", "--format", "json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["approve"]["min_score"] == 70
+
+
+def test_a_yes_or_true_where_a_number_belongs_is_an_error_not_1(tmp_path: Path) -> None:
+    # YAML 1.1 reads yes/on/true as a boolean; taken as the number 1 they would approve any risk
+    f = tmp_path / "gonogo.yml"
+    f.write_text("environments:\n  production:\n    approve: {max_risk: yes, min_score: true}\n"
+                 "    reject: {max_risk: on}\n    rules:\n      GNG-TEST-005: {threshold: true}\n"
+                 "    learning: {min_deployments: true}\n")  # fmt: skip
+    result = CliRunner().invoke(policy, ["validate", str(f)])
+    assert result.exit_code == 1, result.output
+    for where in ("3:25: environments.production.approve.max_risk", "3:41: environments.production.approve.min_score",
+                  "4:24: environments.production.reject.max_risk",
+                  "6:33: environments.production.rules.GNG-TEST-005.threshold",
+                  "7:33: environments.production.learning.min_deployments"):  # fmt: skip
+        assert any(f"{f}:{where}: a number is needed, not a yes/no" in line for line in result.output.splitlines()), where
