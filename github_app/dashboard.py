@@ -204,7 +204,8 @@ def gather(engine: Engine, snapshot_args: tuple[Any, ...], q: Query,
     recent, more = browse.page(engine, filters, limit=20)
     return {
         "waiting": waiting, "recent": recent, "more": more, "incidents": _recent_incidents(engine, q),
-        "failed": views.list_deployments(engine, state="failed", limit=50),
+        "failed": views.list_deployments(engine, state="failed", repository=q.repository, environment=q.environment,
+                                         limit=50),
         "queues": metrics.take(engine, *snapshot_args), "choices": choices(),
     }  # fmt: skip
 
