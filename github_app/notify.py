@@ -234,18 +234,24 @@ def slack_body(event: str, s: Mapping[str, Any], links: Mapping[str, str | None]
     return {"text": _clip(headline, 3000), "blocks": blocks}
 
 
+def _teams_text(text: str) -> str:
+    # TextBlocks and fact values read Markdown: text from the change (test, check and file names in the
+    # reasons) stays on its line, and a zero-width space keeps "[label](url)" from becoming a link
+    return " ".join(text.splitlines()).replace("](", "]\u200b(")
+
+
 def teams_body(event: str, s: Mapping[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
     """Build a Microsoft Teams message carrying one Adaptive Card (1.4) with facts and link actions."""
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": _headline(event, s), "weight": "Bolder", "size": "Medium", "wrap": True,
-         "color": _TEAMS_COLOR[event]},
+        {"type": "TextBlock", "text": _teams_text(_headline(event, s)), "weight": "Bolder", "size": "Medium",
+         "wrap": True, "color": _TEAMS_COLOR[event]},
     ]  # fmt: skip
     if s.get("comment"):
-        body.append({"type": "TextBlock", "text": f"Reason given: {s['comment']}", "wrap": True})
+        body.append({"type": "TextBlock", "text": f"Reason given: {_teams_text(str(s['comment']))}", "wrap": True})
     reasons = _reasons(s)
     if reasons:
-        body.append({"type": "TextBlock", "text": "\n".join(f"- {r}" for r in reasons), "wrap": True})
-    body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(s)]})
+        body.append({"type": "TextBlock", "text": "\n".join(f"- {_teams_text(r)}" for r in reasons), "wrap": True})
+    body.append({"type": "FactSet", "facts": [{"title": k, "value": _teams_text(v)} for k, v in _facts(s)]})
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
