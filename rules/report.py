@@ -97,10 +97,13 @@ def markdown_text(text: str) -> str:
     return _MENTION.sub("@" + _ZERO_WIDTH_SPACE, "".join(out))
 
 
-def markdown_inline(text: str, limit: int = _MAX_CELL) -> str:
-    """Text for one line of Markdown (a list item, a table cell): on one line, cut to ``limit`` characters
-    before it is escaped (a cut never leaves a code span open), and inert (``markdown_text``)."""
-    return markdown_text(_clip(" ".join(text.splitlines()), limit)).replace("|", "\\|")
+def markdown_inline(text: str, limit: int = _MAX_CELL, *, table: bool = True) -> str:
+    """Text for one line of Markdown (a table cell, or a list item with ``table=False``): on one line, cut to
+    ``limit`` characters before it is escaped (a cut never leaves a code span open), and inert
+    (``markdown_text``); in a table, its pipes are escaped too (GitHub splits cells before reading code spans).
+    """
+    out = markdown_text(_clip(" ".join(text.splitlines()), limit))
+    return out.replace("|", "\\|") if table else out
 
 
 def code_span(text: str) -> str:

@@ -92,7 +92,7 @@ async def announce_escalation(engine: Engine, gh: GitHub[Any], row: Deployment, 
     reviewers = decision.reviewers
     people = [f"@{u}" for u in reviewers.users] + [f"@{t}" for t in reviewers.teams]
     # the reasons quote names from the change (report files, tests, checks): text, never a mention or markup
-    reasons = "\n".join(f"- {report.markdown_inline(r)}" for r in decision.reasons[:8])
+    reasons = "\n".join(f"- {report.markdown_inline(r, table=False)}" for r in decision.reasons[:8])
     score = "n/a" if decision.readiness_score is None else f"{decision.readiness_score:.0f}/100"
     body = (
         f"### ⚠️ gonogo needs a human decision for **{row.environment}** (`{row.sha[:7]}`)\n\n"
