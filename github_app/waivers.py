@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from github_app import audit
@@ -299,8 +299,9 @@ def active_waivers(
     stmt = (
         select(WaiverRow)
         .where(
-            WaiverRow.repository == repository,
-            WaiverRow.environment.in_([environment, "*"]),
+            # GitHub's names ignore case: a waiver typed as acme/shop for Production applies to Acme/Shop's production
+            func.lower(WaiverRow.repository) == repository.lower(),
+            func.lower(WaiverRow.environment).in_([environment.lower(), "*"]),
             or_(WaiverRow.sha.is_(None), WaiverRow.sha == sha.lower()),
             _active_filter(moment),
         )
@@ -321,9 +322,9 @@ def list_waivers(
     """Waivers for the CLI, newest first; only active ones unless ``include_inactive``."""
     stmt = select(WaiverRow).order_by(WaiverRow.id.desc())
     if repository:
-        stmt = stmt.where(WaiverRow.repository == repository)
+        stmt = stmt.where(func.lower(WaiverRow.repository) == repository.lower())
     if environment:
-        stmt = stmt.where(WaiverRow.environment == environment)
+        stmt = stmt.where(func.lower(WaiverRow.environment) == environment.lower())
     if not include_inactive:
         stmt = stmt.where(_active_filter(_utc(now or datetime.now(UTC))))
     with Session(engine, expire_on_commit=False) as session:

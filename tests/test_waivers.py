@@ -244,3 +244,21 @@ def test_commands_name_an_environment_and_a_waiver_its_scope() -> None:
     assert cmd is not None and cmd.env_wide
     with pytest.raises(CommandError, match="not both"):
         parse_command(f"/gonogo waive GNG-SEC-001 --env-wide for {SHA} until 2026-06-10 known", now=NOW)
+
+
+def test_a_waiver_typed_on_the_command_line_applies_whatever_the_case(engine: Engine, database_url: str) -> None:
+    # GitHub's names ignore case, and so do the policy's environment names; a waiver typed as acme/shop for
+    # Production must not silently miss the deployments of Acme/Shop to production
+    runner = CliRunner()
+    added = runner.invoke(cli, ["waivers", "add", "--database-url", database_url, "--repo", "acme/shop", "-e",
+                                "Production", "--rule", "GNG-SEC-001", "--until", "2099-12-31", "--reason", "accepted"])  # fmt: skip
+    assert added.exit_code == 0, added.output
+    [found] = waivers.active_waivers(engine, "Acme/Shop", "production", SHA, NOW)
+    assert found.rule_id == "GNG-SEC-001"
+    assert waivers.active_waivers(engine, "Acme/Shop-Two", "production", SHA, NOW) == []
+
+
+def test_a_repository_that_is_not_owner_slash_name_is_refused(database_url: str) -> None:
+    result = CliRunner().invoke(cli, ["waivers", "add", "--database-url", database_url, "--repo", "shop", "-e",
+                                      "production", "--rule", "GNG-SEC-001", "--until", "2099-12-31", "--reason", "x"])  # fmt: skip
+    assert result.exit_code == 2 and "owner/name" in result.output

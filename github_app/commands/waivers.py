@@ -68,9 +68,16 @@ def list_command(database_url: str | None, repository: str | None, environment: 
         )
 
 
+def _owner_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    owner, slash, name = value.strip().partition("/")
+    if not (owner and slash and name) or "/" in name:  # a waiver for "shop" would match no deployment
+        raise click.BadParameter(f"{value!r} is not owner/name, e.g. acme/shop")
+    return value.strip()
+
+
 @waivers.command("add")
 @DATABASE_OPTION
-@click.option("--repo", "repository", required=True, help="owner/name")
+@click.option("--repo", "repository", required=True, callback=_owner_name, help="owner/name")
 @click.option("--environment", "-e", required=True, help='Environment name, or "*" for every environment.')
 @click.option("--rule", "rule_id", required=True, help="Rule id, e.g. GNG-SEC-001.")
 @click.option("--until", "until", required=True, help="End date (through that day, UTC) or ISO date-time.")
