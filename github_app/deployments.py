@@ -409,6 +409,24 @@ def abandon(engine: Engine, key: str, why: str, *, requested_by: datetime | None
                    audited) is not None  # fmt: skip
 
 
+def abandon_unanswerable(engine: Engine, key: str, now: datetime) -> bool:
+    """evaluating / decided / answering -> abandoned, nobody driving it, once GitHub's 30 days have passed.
+
+    GitHub has failed the run by then: an evaluation or a stored answer would reach nothing, and a
+    deployment whose every drive failed would otherwise be driven by every sweep for ever. False when
+    it moved on, is leased, or is younger.
+    """
+
+    def audited(session: Session, row: Deployment) -> None:
+        audit.append(session, "lifecycle", repository=row.repository, deployment_key=row.key, actor="gonogo",
+                     data={"state": ABANDONED, "why": "GitHub's 30-day limit passed before it was answered"})  # fmt: skip
+
+    where = [Deployment.state.in_(DRIVEN), Deployment.created_at <= now - GITHUB_WAIT_LIMIT,
+             or_(Deployment.lease_owner.is_(None), Deployment.lease_until.is_(None), Deployment.lease_until < now)]
+    return _update(engine, key, where, {"state": ABANDONED, "lease_owner": None, "lease_until": None},
+                   audited) is not None  # fmt: skip
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 

@@ -5,17 +5,21 @@ Every test drives the real app over HTTP with signed webhooks against the GitHub
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from github_app.db.models import Deployment
+from github_app.features.gate import recover_stuck
 from github_app.sandbox.app_hooks import configure_hook, deliver
 from github_app.sandbox.webhooks import deployment_protection_rule_payload
-from tests.helpers import SECRET, webhook_headers
+from tests.helpers import SECRET, audit_entries, deployment_row, execute, webhook_headers
 from tests.scenarios import INSTALLATION, LABEL, REPO, release_state
 from tests.test_rate_limits import CODE_SCANNING, OPEN, parked, seconds_until
-from tests.world import running_world
+from tests.world import World, running_world
 
 STAGING = "staging-release"
 
@@ -128,3 +132,40 @@ def test_a_form_body_without_its_payload_field_is_refused_with_what_to_do(databa
         refused = httpx.post(f"{world.app_url}/webhooks/github", content=body, headers=headers)
         assert world.deliveries() == []
     assert refused.status_code == 400 and "payload" in refused.json()["error"]
+
+
+def _recover(world: World) -> int:
+    """One pass of the sweeper's recovery of deployments nobody drives, as a worker process runs it."""
+    ctx = world.app_context()
+
+    async def run() -> int:
+        try:
+            return await recover_stuck(ctx)
+        finally:
+            await ctx.services["github"].aclose()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        ctx.engine.dispose()
+
+
+def test_a_deployment_left_unanswered_past_githubs_30_days_is_abandoned_not_evaluated_again(database_url):
+    # what a worker that died mid-evaluation 31 days ago leaves when every later drive failed too (a poison
+    # deployment): GitHub failed its run after 30 days, so a fresh evaluation and answer now reach nothing, and
+    # one that keeps failing would be retried by every sweep for ever
+    with running_world(database_url, release_state()) as world:
+        world.request_gate(LABEL)
+        assert world.wait_decided(LABEL).answer == "approved"
+        world.settle()
+        execute(database_url, update(Deployment).values(
+            state="evaluating", answer=None, answered_at=None, decision_id=None, lease_owner=None,
+            lease_until=datetime.now(UTC) - timedelta(hours=1), created_at=datetime.now(UTC) - timedelta(days=31)))
+        world.state.clear_calls()
+        _recover(world)
+        calls = [(c.method, c.path) for c in world.state.calls()]
+        row = deployment_row(database_url)
+    assert calls == [], f"GitHub was asked {len(calls)} times for a run it failed days ago"
+    assert row.state == "abandoned"
+    [entry] = [e for e in audit_entries(database_url, "lifecycle") if e.data.get("state") == "abandoned"]
+    assert "30" in entry.data["why"]

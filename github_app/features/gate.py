@@ -589,6 +589,11 @@ async def recover_stuck(ctx: Context, now: datetime | None = None) -> int:
     grace = timedelta(seconds=ctx.settings.lease_seconds)
     moved = 0
     for row in await asyncio.to_thread(deployments.stuck, ctx.engine, now, grace):
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if now - created >= deployments.GITHUB_WAIT_LIMIT:  # GitHub has failed its run: nothing to evaluate or send
+            if await asyncio.to_thread(deployments.abandon_unanswerable, ctx.engine, row.key, now):
+                log.info("gate.abandoned", extra={"deployment": row.key, "state": row.state})
+            continue
         try:
             await run_gate(ctx, request_from_row(row), "sweeper")
             moved += 1
