@@ -174,3 +174,20 @@ def test_a_waiver_comment_retried_after_a_failure_is_recorded_once(database_url)
         assert [(r.actor, r.action, r.allowed) for r in reviews(world)] == [("rita", "waive", True)]
         assert len([b for b in replies(world) if b.startswith("Waiver recorded")]) == 1
         assert world.gate(LABEL).answer == "approved"
+
+
+def test_a_command_on_a_pull_request_that_moved_on_must_name_the_commit_it_approves(database_url):
+    """The pull request shows its new head; the deployment waiting is of the commit pushed before: an approval
+    written on the page must say it means that commit, or it answers nothing."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        deployed = world.state.deployment(LABEL)[1].sha
+        newer = world.state.add_commit(REPO, message="Tidy up", author="bob", branch="main", parents=[deployed])
+        world.state.repo(REPO).pulls[7].head_sha = newer.sha  # a push to the PR (or a force-push)
+        comment(world, "rita", "/gonogo approve the diff looks fine")
+        assert world.accepted_answers(REPO) == []
+        assert f"`{deployed[:7]}`" in replies(world)[-1] and f"production@{deployed[:7]}" in replies(world)[-1]
+        assert world.query(select(Review)) == []  # refused before it reached a deployment: audited only
+        comment(world, "rita", f"/gonogo approve production@{deployed[:7]} checked that commit")
+        world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")
+        assert world.accepted_answers(REPO)[0].comment == "Approved by @rita: checked that commit"

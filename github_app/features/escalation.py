@@ -469,11 +469,39 @@ async def on_comment(ctx: Context, ev: Event) -> None:
             text = f"no deployment of this pull request to `{command.environment}` is waiting for a decision."
         await refuse(command.action, text, text)
         return
+    moved = await _head_moved(gh, repository, number, chosen, command)
+    if moved is not None:
+        await refuse(command.action, moved, moved)
+        return
     if command.action == "waive":
         await _waive(ctx, gh, chosen, actor, command, ev, origin=origin)
         return
     await decide_by_human(ctx, gh, chosen, actor, command.action, command.reason, ev.delivery_id, ev.payload,
                           origin=origin)  # fmt: skip
+
+
+async def _head_moved(gh: GitHub[Any], repository: str, number: int, row: Deployment,
+                      command: waivers.Command) -> str | None:  # fmt: skip
+    """Why a command must name the commit it answers: the pull request no longer shows the one deployed.
+
+    A push (or a force-push) to the pull request after the escalation leaves the page showing a commit other
+    than the one waiting: an approval written there is bound to the waiting commit only when it names it
+    (``production@1a2b3c4``), or, for a waiver, when its scope is explicit (``for <sha>``, ``--env-wide``).
+    """
+    named = (command.environment or "").partition("@")[2].lower()
+    if (len(named) >= 7 and row.sha.startswith(named)) or command.sha or command.env_wide:
+        return None
+    owner, name = repository.split("/", 1)
+    try:
+        head: str | None = (await call(gh.rest.pulls.async_get(owner, name, number))).parsed_data.head.sha
+    except NotFound:
+        head = None
+    if head == row.sha:
+        return None
+    now = f"`{head[:7]}`" if head else "another commit"
+    return (f"the deployment to **{row.environment}** waiting for a decision is of `{row.sha[:7]}`, but this pull "
+            f"request's head is now {now}. To answer for `{row.sha[:7]}`, name it: "
+            f"`/gonogo {command.action} {row.environment}@{row.sha[:7]} …`.")  # fmt: skip
 
 
 def _claim_comment(engine: Engine, comment_id: int, repository: str, delivery_id: str) -> bool:
