@@ -188,3 +188,87 @@ def test_the_web_address_of_each_kind_of_github() -> None:
     assert web_base("https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule") == "https://github.com"
     assert web_base("https://api.octocorp.ghe.com/repos/o/r") == "https://octocorp.ghe.com"
     assert web_base("https://ghes.example.com/api/v3/repos/o/r") == "https://ghes.example.com"
+
+
+def _tls_receiver(tmp_path: Any, name: str) -> tuple[Any, Any, list[bytes]]:
+    """A one-request-per-connection HTTPS receiver on 127.0.0.1 with a certificate for ``name`` from a test CA;
+    returns its socket, a client SSL context trusting the CA, and the request heads it received."""
+    import datetime as dt
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def issue(cn: str, signer: Any = None, issuer: Any = None, san: str | None = None) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        now = dt.datetime.now(dt.UTC)
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer or subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=san is None, path_length=None), critical=True))  # fmt: skip
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return key, builder.sign(signer or key, hashes.SHA256())
+
+    ca_key, ca = issue("gonogo test CA")
+    leaf_key, leaf = issue(name, ca_key, ca.subject, san=name)
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.key").write_bytes(leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    client_ctx = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                    heads.append(tls.recv(65536).split(b"\r\n\r\n")[0])
+                    tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, client_ctx, heads
+
+
+def test_https_to_the_checked_address_still_verifies_the_certificate_for_the_name(engine: Engine, tmp_path: Any) -> None:
+    """Pinning the address must not weaken TLS: the certificate is checked against the URL's host name."""
+    import httpx
+
+    listener, client_ctx, heads = _tls_receiver(tmp_path, HOST)
+    port = listener.getsockname()[1]
+    try:
+        with engine.begin() as conn:
+            for key, name in (("right", HOST), ("wrong", "other.rebind.test")):
+                notify.enqueue(conn, key=key, channel="slack", url=f"https://{name}:{port}/services/T/B/x",
+                               body={"text": key})  # fmt: skip
+        RebindingLoop.answers, RebindingLoop.lookups, RebindingLoop.connected = ["127.0.0.1"], [], []
+
+        class BothNames(RebindingLoop):
+            async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+                return await super().getaddrinfo(HOST if _name(host) == "other.rebind.test" else host, port, *args,
+                                                 **kwargs)  # fmt: skip
+
+        dispatcher = notify.OutboxDispatcher(engine, lambda: httpx.AsyncClient(verify=client_ctx),
+                                             environ={notify.NETWORKS_VARIABLE: "127.0.0.0/8"}, timeout=2.0,
+                                             lease_seconds=30.0)  # fmt: skip
+        with asyncio.Runner(loop_factory=BothNames) as runner:
+            runner.run(dispatcher.step())
+    finally:
+        listener.close()
+    with Session(engine) as session:
+        states = {m.key: (m.state, m.last_error) for m in session.scalars(select(OutboxMessage))}
+    assert states["right"] == ("sent", None)
+    assert states["wrong"][0] == "pending" and "ConnectError" in (states["wrong"][1] or "")  # no certificate for it
+    assert [h.split(b"\r\n")[1] for h in heads] == [f"Host: {HOST}:{port}".encode()]
