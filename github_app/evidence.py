@@ -151,21 +151,31 @@ def _not_configured(part: type[Part], reason: str, source: str) -> Any:
 # --- checks ---------------------------------------------------------------------------------
 
 
+CHECKS_READ = 10_000  # check runs, and commit statuses, read per sha
+
+
 async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
     """Check runs (latest per name and app, gonogo's own excluded) and commit statuses (latest per context).
 
     A check run is known by its name and the app that reports it, as GitHub's own "latest" is: two apps may
     report checks of the same name, and a later success of one must not hide a failure of the other.
     """
-    runs: list[Any]
-    statuses: list[Any]
-    runs, statuses = await asyncio.gather(
-        paginate(
-            gh, gh.rest.checks.async_list_for_ref, map_func=lambda r: parsed(r).check_runs,
+    listed: tuple[tuple[list[Any], bool], tuple[list[Any], bool]] = await asyncio.gather(
+        paginate_capped(
+            gh, gh.rest.checks.async_list_for_ref, CHECKS_READ, map_func=lambda r: parsed(r).check_runs,
             owner=t.owner, repo=t.name, ref=t.sha, filter_="all",
         ),
-        paginate(gh, gh.rest.repos.async_list_commit_statuses_for_ref, owner=t.owner, repo=t.name, ref=t.sha),
+        paginate_capped(gh, gh.rest.repos.async_list_commit_statuses_for_ref, CHECKS_READ, owner=t.owner,
+                        repo=t.name, ref=t.sha),
     )  # fmt: skip
+    (runs, runs_cut), (statuses, statuses_cut) = listed
+    cut = [what for what, was_cut in (("check runs", runs_cut), ("commit statuses", statuses_cut)) if was_cut]
+    if cut:
+        # statuses come newest first: past the cap lie the oldest, such as a CI failure posted before a flood
+        part: ChecksPart = _unavailable(ChecksPart, (
+            f"more than {CHECKS_READ:,} {' and '.join(cut)} on {t.sha[:7]}; gonogo reads at most {CHECKS_READ:,}, and "
+            "one it did not read could be a failure"), "github.checks")  # fmt: skip
+        return part
     by_name: dict[tuple[str, int | None], list[Any]] = {}
     for run in runs:
         app_slug = run.app.slug if run.app else None

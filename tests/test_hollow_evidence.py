@@ -117,3 +117,27 @@ def test_a_suite_that_failed_outside_its_tests_never_approves(database_url: str)
     assert ev.tests.errored == 1
     findings = {f["rule_id"]: f for f in decision["findings"]}
     assert findings["GNG-TEST-001"]["status"] == "failed"
+
+
+# --- more checks on the commit than gonogo lists -------------------------------------------------------
+
+
+def test_a_ci_failure_pushed_past_the_listing_by_a_flood_of_statuses_never_approves(database_url: str) -> None:
+    """The CI's failure is the oldest of 10,001 statuses on the commit, all the others successes posted after it.
+
+    GitHub lists a commit's statuses newest first. Before the fix gonogo read the first 10,000 without a word about
+    the rest: the failure was never seen and the release approved.
+    """
+    from github_app.evidence import CHECKS_READ
+
+    state = release_state()
+    _, release = state.deployment(LABEL)
+    state.add_status(REPO, release.sha, "ci/e2e", "failure", creator="ci-bot")
+    for i in range(CHECKS_READ):
+        state.add_status(REPO, release.sha, f"noise/{i % 20}", "success", creator="dora")
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    assert ev.checks.availability is Availability.UNAVAILABLE
+    assert "more than 10,000 commit statuses" in ev.checks.reason
