@@ -164,3 +164,25 @@ def test_a_repository_the_app_is_not_installed_on(doctor: Any) -> None:
     assert result.exit_code == 1
     [cross] = _crosses(result.output)
     assert "globex/billing: the app is not installed there" in cross
+
+
+@pytest.mark.parametrize(("method", "path", "status", "needle", "still_checked"), [
+    ("GET", "/app/hook/config", 502, "could not read the app's webhook configuration", "installed on 1 account(s)"),
+    ("GET", "/app/hook/deliveries", 503, "could not read the app's recent webhook deliveries", "installed on 1 account(s)"),
+    ("GET", "/app/installations", 502, "could not list the app's installations", "acme/shop: gonogo guards production"),
+    ("GET", "/installation/repositories", 403, "could not list its repositories", "acme/shop: gonogo guards production"),
+    ("GET", "/repos/acme/shop/environments", 403, "acme/shop: could not list its environments",
+     ".github/gonogo.yml on main is a valid policy"),
+    ("GET", "/repos/acme/shop/environments/*/deployment_protection_rules", 403,
+     "acme/shop: could not list its environments", ".github/gonogo.yml on main is a valid policy"),
+])  # fmt: skip
+def test_a_github_call_that_fails_is_a_cross_and_the_other_checks_still_run(
+    doctor: Any, method: str, path: str, status: int, needle: str, still_checked: str
+) -> None:
+    # a permission the installation lacks, an outage or a rate limit: doctor exists to say which
+    doctor.state.inject(method, path, "status", status=status, times=None)
+    result = doctor("--repo", "acme/shop", GONOGO_GITHUB_RETRIES="0")
+    assert result.exit_code == 1
+    [cross] = _crosses(result.output)
+    assert needle in cross and str(status) in cross
+    assert still_checked in result.output

@@ -57,6 +57,22 @@ def _check_database(report: Report, database_url: str) -> None:
                "run `gonogo db upgrade`")  # fmt: skip
 
 
+# The fix for a GitHub call that failed after the app's key was accepted: a permission, an outage or a limit.
+CALL_FIX = ("a 403 or 404: grant the app what app.yml lists and accept the new permissions on the installation; "
+            "a 5xx or a rate limit: run `gonogo doctor` again later")
+
+
+async def _read(report: Report, what: str, request: Any) -> Any:
+    """The parsed answer of a GitHub call, or None after a ✗ line saying which call failed and why."""
+    from github_app.github import GitHubError, call
+
+    try:
+        return (await call(request)).parsed_data
+    except GitHubError as exc:
+        report.add(False, f"{what} ({exc})", CALL_FIX)
+        return None
+
+
 async def _check_github(report: Report, settings: Any, repo: str | None) -> None:
     from github_app.github import GitHubClients, GitHubError, call, parse_time
     from github_app.manifest import compare, expected
@@ -82,45 +98,54 @@ async def _check_github(report: Report, settings: Any, repo: str | None) -> None
                        f"in the app's settings (Permissions & events) grant what app.yml lists, then accept the "
                        f"new permissions on each installation ({app.html_url})")  # fmt: skip
 
-        hook = (await call(app_gh.rest.apps.async_get_webhook_config_for_app())).parsed_data
-        problems = []
-        if not hook.url:
-            problems.append("no webhook URL")
-        if hook.content_type != "json":
-            problems.append(f"content type {hook.content_type!r}, not json")
-        if not hook.secret:
-            problems.append("no webhook secret")
-        if str(hook.insecure_ssl) not in ("0", "None"):
-            problems.append("TLS verification is off")
-        report.add(not problems, f"webhook {hook.url} (JSON, secret set, TLS verified)" if not problems
-                   else "webhook configuration: " + ", ".join(problems),
-                   "in the app's settings (General > Webhook): the URL of gonogo's /webhooks/github, content type "
-                   "application/json, the same secret as GONOGO_WEBHOOK_SECRET, SSL verification enabled")  # fmt: skip
+        hook = await _read(report, "could not read the app's webhook configuration",
+                           app_gh.rest.apps.async_get_webhook_config_for_app())  # fmt: skip
+        if hook is not None:
+            problems = []
+            if not hook.url:
+                problems.append("no webhook URL")
+            if hook.content_type != "json":
+                problems.append(f"content type {hook.content_type!r}, not json")
+            if not hook.secret:
+                problems.append("no webhook secret")
+            if str(hook.insecure_ssl) not in ("0", "None"):
+                problems.append("TLS verification is off")
+            report.add(not problems, f"webhook {hook.url} (JSON, secret set, TLS verified)" if not problems
+                       else "webhook configuration: " + ", ".join(problems),
+                       "in the app's settings (General > Webhook): the URL of gonogo's /webhooks/github, content "
+                       "type application/json, the same secret as GONOGO_WEBHOOK_SECRET, SSL verification enabled")  # fmt: skip
 
-        deliveries = (await call(app_gh.rest.apps.async_list_webhook_deliveries(per_page=100))).parsed_data
-        since = datetime.now(UTC) - RECENT
-        by_guid: dict[str, list[Any]] = {}
-        for d in deliveries:
-            if (parse_time(d.delivered_at) or since) >= since:
-                by_guid.setdefault(d.guid, []).append(d)
-        failing = [max(a, key=lambda d: d.id) for a in by_guid.values()
-                   if not any(200 <= d.status_code < 300 for d in a)]  # fmt: skip
-        last = f" (latest: {failing[0].event}, {failing[0].status})" if failing else ""
-        report.add(not failing, f"{len(by_guid)} webhook deliveries in 24 h, {len(failing)} failing{last}",
-                   "make sure GitHub reaches the webhook URL and GONOGO_WEBHOOK_SECRET matches the app's secret; "
-                   "a running gonogo asks GitHub to redeliver failed ones (GONOGO_REDELIVERY_SECONDS)")  # fmt: skip
+        deliveries = await _read(report, "could not read the app's recent webhook deliveries",
+                                 app_gh.rest.apps.async_list_webhook_deliveries(per_page=100))  # fmt: skip
+        if deliveries is not None:
+            since = datetime.now(UTC) - RECENT
+            by_guid: dict[str, list[Any]] = {}
+            for d in deliveries:
+                if (parse_time(d.delivered_at) or since) >= since:
+                    by_guid.setdefault(d.guid, []).append(d)
+            failing = [max(a, key=lambda d: d.id) for a in by_guid.values()
+                       if not any(200 <= d.status_code < 300 for d in a)]  # fmt: skip
+            last = f" (latest: {failing[0].event}, {failing[0].status})" if failing else ""
+            report.add(not failing, f"{len(by_guid)} webhook deliveries in 24 h, {len(failing)} failing{last}",
+                       "make sure GitHub reaches the webhook URL and GONOGO_WEBHOOK_SECRET matches the app's secret; "
+                       "a running gonogo asks GitHub to redeliver failed ones (GONOGO_REDELIVERY_SECONDS)")  # fmt: skip
 
-        installations = (await call(app_gh.rest.apps.async_list_installations(per_page=100))).parsed_data
-        report.add(bool(installations), f"installed on {len(installations)} account(s)",
-                   f"install the app: {app.html_url.rstrip('/')}/installations/new")  # fmt: skip
-        for inst in installations:
+        installations = await _read(report, "could not list the app's installations",
+                                    app_gh.rest.apps.async_list_installations(per_page=100))  # fmt: skip
+        if installations is not None:
+            report.add(bool(installations), f"installed on {len(installations)} account(s)",
+                       f"install the app: {app.html_url.rstrip('/')}/installations/new")  # fmt: skip
+        for inst in installations or []:
             account = getattr(inst.account, "login", None) or getattr(inst.account, "slug", "?")
             if inst.suspended_at:
                 report.add(False, f"installation {inst.id} on {account} is suspended",
                            f"unsuspend it in {inst.html_url}")  # fmt: skip
                 continue
             gh = clients.installation(inst.id)
-            repos = (await call(gh.rest.apps.async_list_repos_accessible_to_installation(per_page=100))).parsed_data
+            repos = await _read(report, f"installation {inst.id} on {account}: could not list its repositories",
+                                gh.rest.apps.async_list_repos_accessible_to_installation(per_page=100))  # fmt: skip
+            if repos is None:
+                continue
             names = ", ".join(r.name for r in repos.repositories[:10]) + (" ..." if repos.total_count > 10 else "")
             report.add(repos.total_count > 0, f"installation {inst.id} on {account}: {repos.total_count} "
                        f"repositories ({names or 'none'})", f"choose repositories in {inst.html_url}")  # fmt: skip
@@ -143,25 +168,34 @@ async def _check_repository(report: Report, clients: Any, app: Any, full_name: s
                    f"add the repository to an installation: {app.html_url.rstrip('/')}/installations/new")  # fmt: skip
         return
     gh = clients.installation(inst.id)
-    envs = (await call(gh.rest.repos.async_get_all_environments(owner, name, per_page=100))).parsed_data
-    guarded = []
-    for env in envs.environments or []:
-        rules = (await call(gh.rest.repos.async_get_all_deployment_protection_rules(
-            environment_name=env.name, repo=name, owner=owner))).parsed_data
-        if any(r.enabled and r.app.id == app.id for r in rules.custom_deployment_protection_rules or []):
-            guarded.append(env.name)
-    others = sorted({e.name for e in envs.environments or []} - set(guarded))
-    report.add(bool(guarded), f"{full_name}: {app.slug} guards " + (", ".join(guarded) if guarded else "no environment")
-               + (f" (not: {', '.join(others)})" if others else ""),
-               f"in {full_name} Settings > Environments > (e.g. production) > Deployment protection rules, "
-               f"enable {app.slug}")  # fmt: skip
+    try:
+        envs = (await call(gh.rest.repos.async_get_all_environments(owner, name, per_page=100))).parsed_data
+        guarded = []
+        for env in envs.environments or []:
+            rules = (await call(gh.rest.repos.async_get_all_deployment_protection_rules(
+                environment_name=env.name, repo=name, owner=owner))).parsed_data
+            if any(r.enabled and r.app.id == app.id for r in rules.custom_deployment_protection_rules or []):
+                guarded.append(env.name)
+    except GitHubError as exc:
+        report.add(False, f"{full_name}: could not list its environments and their protection rules ({exc})", CALL_FIX)
+    else:
+        others = sorted({e.name for e in envs.environments or []} - set(guarded))
+        report.add(bool(guarded), f"{full_name}: {app.slug} guards "
+                   + (", ".join(guarded) if guarded else "no environment") + (f" (not: {', '.join(others)})" if others else ""),
+                   f"in {full_name} Settings > Environments > (e.g. production) > Deployment protection rules, "
+                   f"enable {app.slug}")  # fmt: skip
 
-    info = (await call(gh.rest.repos.async_get(owner, name))).parsed_data
+    info = await _read(report, f"{full_name}: could not read the repository", gh.rest.repos.async_get(owner, name))
+    if info is None:
+        return
     branch = info.default_branch
     try:
         content = (await call(gh.rest.repos.async_get_content(owner, name, ".github/gonogo.yml", ref=branch))).parsed_data
     except NotFound:
         report.add(True, f"{full_name}: no .github/gonogo.yml on {branch}; the default policy pack applies")
+        return
+    except GitHubError as exc:
+        report.add(False, f"{full_name}: could not read .github/gonogo.yml on {branch} ({exc})", CALL_FIX)
         return
     import base64
 
