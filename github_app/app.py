@@ -22,7 +22,7 @@ from github_app.background import Background
 from github_app.inbox import InboxWriter
 from github_app.routing import Context, Router
 from github_app.settings import Settings, SettingsError
-from github_app.webhooks import ALERT_EVENT, AlertmanagerEndpoint, WebhookEndpoint
+from github_app.webhooks import ALERT_EVENT, AlertmanagerEndpoint, BodyBudget, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,13 @@ def create_app(
                 log.warning("db.not_current", extra={"hint": "run `gonogo db upgrade`"})
             writer = InboxWriter(eng)
             writer.start()
+            budget = BodyBudget(settings.intake_buffer_bytes or 4 * settings.max_body_bytes)  # shared: one process
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes,
                                        previous_secret=settings.webhook_secret_previous,
-                                       body_timeout=settings.body_timeout_seconds)  # fmt: skip
+                                       body_timeout=settings.body_timeout_seconds, budget=budget)  # fmt: skip
             alert_endpoint = AlertmanagerEndpoint(
                 settings.alertmanager_token, writer, settings.max_body_bytes, endpoint.rejected,
-                body_timeout=settings.body_timeout_seconds, screen=alerts.screen,
+                body_timeout=settings.body_timeout_seconds, screen=alerts.screen, budget=budget,
             )
             async with services(settings, eng) as svc:
                 ctx = Context(settings=settings, engine=eng, services=svc)

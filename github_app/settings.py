@@ -59,7 +59,8 @@ KNOWN_VARIABLES = frozenset({
     "GONOGO_WEBHOOK_SECRET_PREVIOUS",
     "GONOGO_DATABASE_URL", "GONOGO_WORKERS", "GONOGO_DEMO", "GONOGO_DRY_RUN", "GONOGO_MAX_ATTEMPTS",
     "GONOGO_RETRY_BASE_SECONDS", "GONOGO_RETRY_MAX_SECONDS", "GONOGO_LEASE_SECONDS", "GONOGO_POLL_SECONDS",
-    "GONOGO_MAX_BODY_BYTES", "GONOGO_BODY_TIMEOUT_SECONDS", "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
+    "GONOGO_MAX_BODY_BYTES", "GONOGO_BODY_TIMEOUT_SECONDS", "GONOGO_INTAKE_BUFFER_BYTES",
+    "GONOGO_SWEEP_SECONDS", "GONOGO_INBOX_RETENTION_DAYS", "GONOGO_ALERTMANAGER_TOKEN",
     "GONOGO_ALERT_WINDOW_HOURS", "GONOGO_CHECK_MANIFEST", "GONOGO_RISK_MODEL", "GONOGO_RISK_MIN_OUTCOMES",
     "GONOGO_RETRAIN_AFTER", "GONOGO_DASHBOARD_TOKEN", "GONOGO_SHUTDOWN_GRACE_SECONDS",
     "GONOGO_GITHUB_TIMEOUT_SECONDS", "GONOGO_GITHUB_RETRIES",
@@ -212,6 +213,8 @@ class Settings:
     poll_seconds: float = 0.5
     max_body_bytes: int = 25 * 1024 * 1024
     body_timeout_seconds: float = 10.0  # a request body must arrive whole within this (GitHub itself waits 10 s)
+    # bytes of request bodies the intake holds at once (being read, or waiting to be stored); 0: four bodies' worth
+    intake_buffer_bytes: int = 0
     dry_run: bool = False  # decide and report, but never approve or reject
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
     inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
@@ -289,6 +292,7 @@ class Settings:
             poll_seconds=_float(env, "GONOGO_POLL_SECONDS", 0.5, positive=True),
             max_body_bytes=_int(env, "GONOGO_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024),
             body_timeout_seconds=_float(env, "GONOGO_BODY_TIMEOUT_SECONDS", 10.0, positive=True),
+            intake_buffer_bytes=_int(env, "GONOGO_INTAKE_BUFFER_BYTES", 0, minimum=0),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0, positive=True),
             inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),

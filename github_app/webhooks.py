@@ -76,6 +76,35 @@ class _ClientGone(Exception):
     """The sender disconnected before its body arrived: there is nobody to answer."""
 
 
+class _OverBudget(Exception):
+    """The intake holds as many body bytes as it may: this request's body does not fit."""
+
+
+class BodyBudget:
+    """The bytes of request bodies the intake holds at once, across requests and endpoints.
+
+    A body is held before its signature can be checked (the HMAC is over all of it), so without a bound
+    anyone who reaches the URL could make the process hold many large bodies at once. A request takes
+    from the budget as its body arrives and gives it back when it has been answered.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+_HELD = "gonogo.body_bytes"  # the scope key for what a request took from the budget
+
+
 class _Refused(Exception):
     """The request is refused with ``status`` and a one-line reason."""
 
@@ -85,8 +114,11 @@ class _Refused(Exception):
         self.content = {"error": message}
 
 
-async def _read_body(receive: Receive, max_body: int) -> bytes | None:
-    """The whole body, or None as soon as it grows past ``max_body`` (the rest is never buffered)."""
+async def _read_body(receive: Receive, max_body: int, take: Callable[[int], bool]) -> bytes | None:
+    """The whole body, or None as soon as it grows past ``max_body`` (the rest is never buffered).
+
+    Raises _OverBudget when ``take`` refuses a chunk (the intake holds too much already).
+    """
     chunks = []
     size = 0
     while True:
@@ -97,6 +129,8 @@ async def _read_body(receive: Receive, max_body: int) -> bytes | None:
         size += len(chunk)
         if size > max_body:
             return None
+        if not take(len(chunk)):
+            raise _OverBudget
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -123,6 +157,7 @@ class _Endpoint:
     writer: InboxWriter
     max_body: int
     body_timeout: float  # seconds for the whole body: a trickled body must not hold the connection
+    budget: BodyBudget
     rejected: Counter[str]
     log_event = "webhook.rejected"
     reason_prefix = ""
@@ -134,7 +169,15 @@ class _Endpoint:
             return
         except _Refused as refused:
             status, content = refused.status, refused.content
+        finally:
+            self.budget.give(scope.pop(_HELD, 0))
         await _respond(send, status, content)
+
+    def _take(self, scope: Scope, n: int) -> bool:
+        if not self.budget.take(n):
+            return False
+        scope[_HELD] = scope.get(_HELD, 0) + n
+        return True
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         raise NotImplementedError
@@ -160,10 +203,13 @@ class _Endpoint:
             self._refuse(400, "bad_length", "Content-Length is not a number.", scope, headers)
         try:
             async with asyncio.timeout(self.body_timeout):
-                body = None if too_big else await _read_body(receive, self.max_body)
+                body = None if too_big else await _read_body(receive, self.max_body, lambda n: self._take(scope, n))
         except TimeoutError:
             self._refuse(408, "slow_body", f"The body did not arrive within {self.body_timeout:g} s; send it whole "
                          "(GONOGO_BODY_TIMEOUT_SECONDS sets the limit).", scope, headers)  # fmt: skip
+        except _OverBudget:
+            self._refuse(503, "busy", f"The intake already holds {self.budget.limit} bytes of request bodies "
+                         "(GONOGO_INTAKE_BUFFER_BYTES); retry shortly.", scope, headers)  # fmt: skip
         if body is None:
             self._refuse(413, "too_large", f"Payload larger than {self.max_body} bytes.", scope, headers)
         return body
@@ -195,9 +241,10 @@ class WebhookEndpoint(_Endpoint):
 
     def __init__(
         self, secret: Secret | None, writer: InboxWriter, allowed_events: frozenset[str], max_body: int,
-        previous_secret: Secret | None = None, body_timeout: float = 10.0,
+        previous_secret: Secret | None = None, body_timeout: float = 10.0, budget: BodyBudget | None = None,
     ) -> None:  # fmt: skip
         self.secret = secret
+        self.budget = budget or BodyBudget(4 * max_body)
         self.body_timeout = body_timeout
         self.previous_secret = previous_secret  # accepted too, while the secret is rotated
         self.previous_secret_used = 0  # deliveries signed with it (on /metrics): drop it once this stays put
@@ -308,8 +355,10 @@ class AlertmanagerEndpoint(_Endpoint):
     reason_prefix = "alertmanager_"
 
     def __init__(self, token: Secret | None, writer: InboxWriter, max_body: int, rejected: Counter[str], *,
-                 body_timeout: float = 10.0, screen: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None):  # fmt: skip
+                 body_timeout: float = 10.0, screen: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
+                 budget: BodyBudget | None = None):  # fmt: skip
         self.token = token
+        self.budget = budget or BodyBudget(4 * max_body)
         # names the alerts refused whatever the database holds (a malformed sha label), for the answer
         self.screen = screen
         self.body_timeout = body_timeout

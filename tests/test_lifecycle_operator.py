@@ -6,17 +6,29 @@ Every test drives the real app over HTTP with signed webhooks against the GitHub
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text, update
 
+from github_app.app import create_app
 from github_app.db.models import Deployment
 from github_app.features.gate import recover_stuck
 from github_app.sandbox.app_hooks import configure_hook, deliver
 from github_app.sandbox.webhooks import deployment_protection_rule_payload
-from tests.helpers import SECRET, audit_entries, deployment_row, execute, webhook_headers
+from github_app.serving import ServerThread
+from tests.helpers import (
+    SECRET,
+    audit_entries,
+    deployment_row,
+    execute,
+    make_settings,
+    post_webhook,
+    webhook_headers,
+)
 from tests.scenarios import INSTALLATION, LABEL, REPO, release_state
 from tests.test_rate_limits import CODE_SCANNING, OPEN, parked, seconds_until
 from tests.world import World, running_world
@@ -169,3 +181,33 @@ def test_a_deployment_left_unanswered_past_githubs_30_days_is_abandoned_not_eval
     assert row.state == "abandoned"
     [entry] = [e for e in audit_entries(database_url, "lifecycle") if e.data.get("state") == "abandoned"]
     assert "30" in entry.data["why"]
+
+
+def _stalled_upload(url: str, declared: int, sent: int) -> socket.socket:
+    """A connection that declares a body of ``declared`` bytes, sends ``sent`` of them and stops (no secret needed)."""
+    where = httpx.URL(url)
+    sock = socket.create_connection((where.host, where.port))
+    head = (f"POST /webhooks/github HTTP/1.1\r\nHost: {where.host}\r\nContent-Type: application/json\r\n"
+            f"X-GitHub-Event: ping\r\nX-GitHub-Delivery: {uuid.uuid4()}\r\nContent-Length: {declared}\r\n\r\n")
+    sock.sendall(head.encode() + b" " * sent)
+    return sock
+
+
+def test_unsigned_uploads_cannot_make_the_intake_hold_more_than_its_budget(database_url):
+    # the signature can only be checked over the whole body, so the intake holds bodies before it knows who sent
+    # them: without a bound on what it holds at once, anyone reaching the URL can fill the web process's memory
+    mib = 1024 * 1024
+    settings = make_settings(database_url, max_body_bytes=mib, intake_buffer_bytes=3 * mib)
+    big = {"zen": "x" * (mib // 2)}
+    with ServerThread(create_app(settings, workers=0)) as server:
+        stalled = [_stalled_upload(server.url, mib, mib - 1024) for _ in range(3)]
+        try:
+            time.sleep(0.5)  # their bodies have arrived (all but the last kilobyte)
+            refused = post_webhook(server.url, "ping", big)
+        finally:
+            for sock in stalled:
+                sock.close()
+        time.sleep(0.5)
+        taken = post_webhook(server.url, "ping", big)
+    assert refused.status_code == 503 and "GONOGO_INTAKE_BUFFER_BYTES" in refused.json()["error"]
+    assert taken.status_code == 202  # the budget is given back as requests end
