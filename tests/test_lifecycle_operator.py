@@ -137,13 +137,18 @@ def test_a_webhook_set_to_the_form_content_type_is_taken_and_decided(database_ur
     assert stored.payload.startswith("{") and stored.event == "deployment_protection_rule"
 
 
-def test_a_form_body_without_its_payload_field_is_refused_with_what_to_do(database_url):
+def test_a_form_body_without_its_payload_field_is_refused_with_what_to_do_and_json_mislabelled_is_taken(database_url):
+    form = "application/x-www-form-urlencoded"
     body = b"zen=Keep+it+logically+awesome."
-    headers = {**webhook_headers("ping", body), "Content-Type": "application/x-www-form-urlencoded"}
+    mislabelled = b'{"zen": "Keep it logically awesome."}'  # a proxy that rewrote the content type, say
     with running_world(database_url, release_state()) as world:
-        refused = httpx.post(f"{world.app_url}/webhooks/github", content=body, headers=headers)
-        assert world.deliveries() == []
+        refused = httpx.post(f"{world.app_url}/webhooks/github", content=body,
+                             headers={**webhook_headers("ping", body), "Content-Type": form})  # fmt: skip
+        taken = httpx.post(f"{world.app_url}/webhooks/github", content=mislabelled,
+                           headers={**webhook_headers("ping", mislabelled), "Content-Type": form})  # fmt: skip
+        stored = [d.payload for d in world.deliveries()]
     assert refused.status_code == 400 and "payload" in refused.json()["error"]
+    assert taken.status_code == 202 and stored == [mislabelled.decode()]
 
 
 def _recover(world: World) -> int:
