@@ -141,3 +141,49 @@ def test_a_ci_failure_pushed_past_the_listing_by_a_flood_of_statuses_never_appro
     assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
     assert ev.checks.availability is Availability.UNAVAILABLE
     assert "more than 10,000 commit statuses" in ev.checks.reason
+
+
+# --- reports packed inside the artifact -------------------------------------------------------------------
+
+
+def _gzipped(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode())
+
+
+@pytest.mark.parametrize("member", ["junit-unit.xml.gz", "test-results.zip", "reports/TEST-api.xml.bz2"])
+def test_a_test_report_compressed_inside_the_artifact_never_approves(database_url: str, member: str) -> None:
+    """The CI packed its failing JUnit report before uploading it; a test check that passed stands beside it.
+
+    gonogo does not open an archive or a compressed file inside an artifact. Before the fix such a member was
+    listed as a binary file nobody reads: the tests part read as "no reports", the test check stood in for them,
+    and the release approved with three failing tests in the unread report.
+    """
+    import bz2
+
+    from tests.scenarios import junit
+
+    report = junit(40, failed=3)
+    packed = {".gz": _gzipped(report), ".zip": zipped({"junit.xml": report}),
+              ".bz2": bz2.compress(report.encode())}[member[member.rindex("."):]]
+    state = release_state(artifacts_ok=False)
+    _, release = state.deployment(LABEL)
+    state.add_check_run(REPO, release.sha, "unit tests", conclusion="success")
+    state.add_artifact(REPO, _ci_run_id(state), "test-results", zipped({member: packed}))
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    assert ev.tests.availability in UNREAD
+    [refused] = [r for r in ev.refused if r.path.endswith(member)]
+    assert "compressed" in refused.reason
+
+
+def test_an_archive_not_named_like_a_report_is_only_listed_as_not_understood() -> None:
+    from scorer.parsers import ArtifactFile, parse_artifacts
+
+    results = parse_artifacts([ArtifactFile.from_bytes("dist/app-1.2.tar.gz", _gzipped("x" * 400)),
+                               ArtifactFile.from_bytes("site/coverage-html.zip", zipped({"index.html": "<html/>"}))])
+    assert not results.refused and results.tests.availability is Availability.NOT_CONFIGURED
+    assert sorted(f.path for f in results.not_understood) == ["dist/app-1.2.tar.gz", "site/coverage-html.zip"]

@@ -45,6 +45,7 @@ from scorer.parsers.sniff import (
     ArtifactGlobs,
     classify,
     describe,
+    packed_format,
 )
 from scorer.parsers.testformats import TEST_PARSERS
 
@@ -170,6 +171,15 @@ def parse_artifacts(files: Iterable[ArtifactFile], limits: ArtifactLimits | None
             hinted = glb.hint(file.name)
             refuse(label, hinted or "unknown", f"could not be read ({exc})", [_group(hinted)] if hinted else list(_GROUP_NOUN))
             continue
+        if kind is None and (packed := packed_format(head)) is not None:
+            held = glb.packed_hint(file.name)
+            if held is not None:
+                # an archive or a compressed file named like a report holds reports gonogo did not open
+                refuse(label, held or "unknown", (
+                    f"{label} is a {packed}-compressed file named like a report: gonogo does not open archives or "
+                    "compressed files inside an artifact, so the reports it holds were not read; upload the report "
+                    "files themselves"), [_group(held)] if held else list(_GROUP_NOUN))  # fmt: skip
+                continue
         if kind is None:
             not_understood_total += 1
             if len(not_understood) < lim.max_listed_files:

@@ -61,6 +61,17 @@ class ArtifactGlobs:
         low = name.lower()
         return any(fnmatch.fnmatchcase(low, g.lower()) for g in self.ignore)
 
+    def packed_hint(self, name: str) -> str | None:
+        """Return what a compressed file's name says it holds: the report kind its name has once its compression
+        suffixes are dropped (``junit-unit.xml.gz``: junit), "" for a name that speaks of reports without a kind
+        (``test-results.zip``), None for any other name (``dist.tar.gz``)."""
+        stem = name
+        while _PACKED_SUFFIX.search(stem):
+            stem = _PACKED_SUFFIX.sub("", stem)
+        if stem != name and (kind := self.hint(stem)) is not None:
+            return kind
+        return "" if _REPORT_WORDS.search(stem) else None
+
     def hint(self, name: str) -> str | None:
         """Return the first kind whose globs match ``name``."""
         low = "/" + name.lower().lstrip("/")
@@ -68,6 +79,22 @@ class ArtifactGlobs:
             if any(fnmatch.fnmatchcase(low, g.lower()) for g in globs):
                 return kind
         return None
+
+
+_PACKED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"BZh", "bzip2"),
+                 (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"))
+_PACKED_SUFFIX = re.compile(r"\.(?:gz|gzip|tgz|bz2|xz|zst|zip|7z|tar)$", re.IGNORECASE)
+# names of archives that hold test or security reports; coverage and load-test archives are often HTML pages
+_REPORT_WORDS = re.compile(r"junit|xunit|nunit|test[-_ ]?(?:results?|reports?)|surefire|failsafe|sarif|trivy|codeql",
+                           re.IGNORECASE)
+
+
+def packed_format(head: bytes) -> str | None:
+    """Return the compression or archive format of a file from its first bytes (gzip, zip, tar...), else None."""
+    for magic, fmt in _PACKED_MAGIC:
+        if head.startswith(magic):
+            return fmt
+    return "tar" if head[257:262] == b"ustar" else None
 
 
 _XML_SKIP = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)", re.DOTALL)
