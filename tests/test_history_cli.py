@@ -124,3 +124,21 @@ def test_model_train_registers_and_retrain_from_database(database_url: str, samp
     result = _run("model", "retrain", "--no-prior", "--database-url", database_url)
     assert result.exit_code == 0, result.output
     assert '"rows": 300' in result.output and '"version"' in result.output
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("latin1.csv", "deployment_id,repository\n1,caf\xe9/shop\n".encode("latin-1"), "not UTF-8"),
+    ("empty.csv", b"", "empty"),
+    ("history.parquet", b"deployment_id,repository\n1,acme/shop\n", "not a Parquet file"),
+])  # fmt: skip
+@pytest.mark.parametrize("command", [["history", "import", "{file}"], ["model", "train", "--history", "{file}",
+                                                                       "--output", "{model}"]])  # fmt: skip
+def test_a_history_file_that_cannot_be_read_is_named_with_the_reason(
+    tmp_path: Path, database_url: str, name: str, content: bytes, reason: str, command: list[str]
+) -> None:
+    file = tmp_path / name
+    file.write_bytes(content)
+    args = [a.format(file=file, model=tmp_path / "model.bin") for a in command]
+    result = CliRunner().invoke(cli, args, env={"GONOGO_DATABASE_URL": database_url}, catch_exceptions=False)
+    assert result.exit_code == 1
+    assert f"{file}: cannot be read" in result.output and reason in result.output

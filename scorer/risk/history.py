@@ -54,11 +54,19 @@ def read_history_file(path: str | Path) -> pd.DataFrame:
     if not p.is_file():
         raise HistoryError([f"{p}: file not found; pass a CSV or Parquet file with the columns of docs/history.md"])
     suffix = p.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(p)
-    if suffix in {".csv", ".txt", ""}:
-        # Read as text so validation can report the exact bad cell instead of a dtype guess.
-        return pd.read_csv(p, dtype=str, keep_default_na=False)
+    try:
+        if suffix in {".parquet", ".pq"}:
+            return pd.read_parquet(p)
+        if suffix in {".csv", ".txt", ""}:
+            # Read as text so validation can report the exact bad cell instead of a dtype guess.
+            return pd.read_csv(p, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise HistoryError([f"{p}: cannot be read: the CSV is not UTF-8; save it as UTF-8"]) from None
+    except pd.errors.EmptyDataError:
+        raise HistoryError([f"{p}: cannot be read: the file is empty; it needs the header row of docs/history.md"]) from None
+    except ValueError as exc:  # pandas' ParserError and pyarrow's ArrowInvalid: not the format its name says
+        kind = "a Parquet file" if suffix in {".parquet", ".pq"} else "CSV"
+        raise HistoryError([f"{p}: cannot be read: not {kind} ({str(exc).splitlines()[0]})"]) from None
     raise HistoryError([f"{p}: unsupported file type {suffix!r}; use .csv or .parquet"])
 
 
