@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,12 +75,27 @@ def notification_networks(environ: Mapping[str, str]) -> list[IPNetwork]:
 class Destination:
     """Where one attempt of a notification goes: the checked address, or why not (and whether ever)."""
 
-    address: str | None = None  # an address the host resolved to, every one of which passed the check
+    address: str | None = None  # an address the host resolved to, all of which passed; the host through a proxy
     problem: str = ""
     permanent: bool = False
 
 
-async def check_destination(url: str, allowed: Sequence[IPNetwork]) -> Destination:
+def proxied(url: str) -> bool:
+    """Whether the HTTP client sends ``url`` through a proxy named in the environment (HTTP_PROXY, HTTPS_PROXY,
+    ALL_PROXY, less NO_PROXY), as httpx does by default."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    host = (parts.hostname or "").lower()
+    for entry in filter(None, (e.strip().lower() for e in proxies.get("no", "").split(","))):
+        domain = entry.split("://", 1)[-1].lstrip("*").lstrip(".")
+        if entry == "*" or host == domain or host.endswith("." + domain):
+            return False
+    return True
+
+
+async def check_destination(url: str, allowed: Sequence[IPNetwork], *, via_proxy: bool = False) -> Destination:
     """Resolve ``url``'s host once and check every address: each must be public, or in a network the operator
     allowed. The request then goes to the checked address, never to a second lookup of the name.
 
@@ -87,6 +103,10 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork]) -> Destinati
     server call its own network (a cloud metadata address, an internal admin port); and its owner owns the
     name's DNS too, so a name that answers a public address to the check and a private one to a second
     lookup (DNS rebinding) would get there all the same. A host that does not resolve now is retried later.
+
+    ``via_proxy``: the request goes through an egress proxy, which resolves the name itself (this server may
+    have no DNS for the outside at all): a name that does not resolve here is left to the proxy, and one
+    that does is still refused when it leads inside. The proxy is then what keeps the inside out.
     """
     parts = urlsplit(url)
     host = parts.hostname
@@ -99,6 +119,8 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork]) -> Destinati
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
+        if via_proxy:
+            return Destination(address=host)
         return Destination(problem=f"{redact_url(url)} does not resolve ({type(exc).__name__}); tried again later")
     addresses = [str(info[4][0]) for info in infos]
     for text in addresses:
@@ -112,7 +134,7 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork]) -> Destinati
                 permanent=True)  # fmt: skip
     if not addresses:
         return Destination(problem=f"{redact_url(url)} does not resolve; tried again later")
-    return Destination(address=addresses[0])
+    return Destination(address=host if via_proxy else addresses[0])
 
 
 def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -663,10 +685,11 @@ class OutboxDispatcher:
             body, headers = self._request(msg)
         except NotifyError as exc:
             return _Result(False, None, str(exc))
-        destination = await check_destination(msg.url, self.networks)
+        via_proxy = proxied(msg.url)
+        destination = await check_destination(msg.url, self.networks, via_proxy=via_proxy)
         if destination.address is None:
             return _Result(False, None, destination.problem, permanent=destination.permanent)
-        target, host, extensions = pinned_request(msg.url, destination.address)
+        target, host, extensions = (msg.url, {}, {}) if via_proxy else pinned_request(msg.url, destination.address)
         try:
             response = await client.post(target, content=body, headers={**headers, **host}, timeout=self.timeout,
                                          extensions=extensions)  # fmt: skip

@@ -272,3 +272,36 @@ def test_https_to_the_checked_address_still_verifies_the_certificate_for_the_nam
     assert states["right"] == ("sent", None)
     assert states["wrong"][0] == "pending" and "ConnectError" in (states["wrong"][1] or "")  # no certificate for it
     assert [h.split(b"\r\n")[1] for h in heads] == [f"Host: {HOST}:{port}".encode()]
+
+
+def test_behind_an_egress_proxy_the_proxy_gets_the_name(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP(S)_PROXY set, the proxy resolves and allow-lists by name (and the server may have no DNS for
+    the outside at all): gonogo hands it the URL as written, not an address of its own lookup."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    lines: list[bytes] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            lines.append(conn.recv(65536).split(b"\r\n")[0])
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with engine.begin() as conn:
+        notify.enqueue(conn, key="proxied", channel="slack", url="http://hooks.outside.test/services/T/B/x",
+                       body={"text": "hi"})  # fmt: skip
+    try:
+        # the name does not resolve here: only the proxy can reach it
+        asyncio.run(notify.OutboxDispatcher(engine, environ={}, timeout=2.0, lease_seconds=30.0).step())
+    finally:
+        listener.close()
+    assert lines == [b"POST http://hooks.outside.test/services/T/B/x HTTP/1.1"]
+    assert _row(engine).state == "sent"
