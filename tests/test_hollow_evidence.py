@@ -187,3 +187,33 @@ def test_an_archive_not_named_like_a_report_is_only_listed_as_not_understood() -
                                ArtifactFile.from_bytes("site/coverage-html.zip", zipped({"index.html": "<html/>"}))])
     assert not results.refused and results.tests.availability is Availability.NOT_CONFIGURED
     assert sorted(f.path for f in results.not_understood) == ["dist/app-1.2.tar.gz", "site/coverage-html.zip"]
+
+
+# --- a test run that failed as a whole, every listed test passing ---------------------------------------
+
+# dotnet test: the test host crashed after two tests; the run's summary says so, no result is a failure
+TRX_HOST_CRASH = (
+    '<?xml version="1.0" encoding="utf-8"?><TestRun id="1" xmlns="http://microsoft.com/schemas/VisualStudio/'
+    'TeamTest/2010"><Results><UnitTestResult testName="Api.Tests.Orders.Lists" outcome="Passed" '
+    'duration="00:00:00.1"/><UnitTestResult testName="Api.Tests.Orders.Pages" outcome="Passed" '
+    'duration="00:00:00.1"/></Results><ResultSummary outcome="Failed"><Counters total="40" executed="2" passed="2" '
+    'failed="0" error="0" timeout="0" aborted="0"/><RunInfos><RunInfo computerName="runner" outcome="Error">'
+    '<Text>The active test run was aborted. Reason: Test host process crashed</Text></RunInfo></RunInfos>'
+    '</ResultSummary></TestRun>')
+# NUnit 3: a fixture's OneTimeTearDown threw; its tests passed, the fixture and the run failed
+NUNIT_TEARDOWN_ERROR = (
+    '<?xml version="1.0"?><test-run id="2" testcasecount="2" result="Failed" label="Error" total="2" passed="2" '
+    'failed="0"><test-suite type="TestFixture" name="OrdersTests" fullname="Api.OrdersTests" result="Failed" '
+    'label="Error" site="TearDown"><failure><message>database left locked</message></failure>'
+    '<test-case name="Lists" fullname="Api.OrdersTests.Lists" result="Passed"/>'
+    '<test-case name="Pages" fullname="Api.OrdersTests.Pages" result="Passed"/></test-suite></test-run>')
+
+
+@pytest.mark.parametrize("report", [TRX_HOST_CRASH, NUNIT_TEARDOWN_ERROR])
+def test_a_run_that_failed_outside_its_tests_is_a_failure(report: str) -> None:
+    """Before the fix both reports read as all passed: only the run's summary said it failed."""
+    from scorer.parsers.junit import parse_test_report
+
+    part = parse_test_report(io.BytesIO(report.encode()), "report.xml").to_part([])
+    assert part.failed + part.errored == 1, part
+    assert "Failed" in part.failures[0].name

@@ -502,6 +502,9 @@ class _Handler:
         # around the tests, a module that failed to build): (name, failures and errors declared). Producers count
         # failure elements or test cases, so only a suite that lists none at all is known to hide one.
         self.unlisted: list[tuple[str, int]] = []
+        # what a TRX or NUnit 3 run says of itself when it failed as a whole (a crashed test host, a fixture's
+        # tear-down): a failure even when no listed test failed
+        self.run_failed: str | None = None
         self.parser: Any = None
         self.note_pass = tally.passed_ids.pending.append
 
@@ -518,6 +521,9 @@ class _Handler:
             self.parser.StartElementHandler = self.start_nunit
             self.parser.EndElementHandler = self.end_nunit
             self.root_time = _float(attrs.get("duration")) or None
+            if local == "test-run" and (attrs.get("result") or "").lower() == "failed":
+                label = attrs.get("label")
+                self.run_failed = "the test run's result is Failed" + (f" ({label})" if label else "")
         elif local in ("assemblies", "assembly"):
             self.dialect = "xunit"
             self.parser.StartElementHandler = self.start_xunit
@@ -702,6 +708,14 @@ class _Handler:
                 self.outcome = SKIPPED
         elif name == "InnerResults" and self.case is not None:
             self.case = None  # the parent result is only a container
+        elif name == "ResultSummary":
+            outcome = attrs.get("outcome") or ""
+            if outcome.lower() in ("failed", "error", "aborted", "timeout"):
+                self.run_failed = f"the test run's outcome is {outcome}"
+        elif name == "Counters" and self.run_failed is None:
+            bad = sum(max(_int(attrs.get(key)) or 0, 0) for key in ("failed", "error", "timeout", "aborted"))
+            if bad:
+                self.run_failed = f"the test run counts {bad} failed, errored, timed-out or aborted test(s)"
         elif name == "Message" and self.case is not None and self.outcome in (FAILED, ERRORED):
             self._capture_text(not self.text)
 
@@ -732,6 +746,9 @@ def parse_test_report(stream: BinaryIO | CappedReader, what: str, limits: Artifa
         tally.failed, tally.errored, tally.skipped = failures, errors, skipped
         tally.passed = max(tests - failures - errors - skipped, 0)
         tally.cases = tests
+    elif handler.run_failed is not None and not tally.failed and not tally.errored:
+        tally.add("", f"(test run: {handler.run_failed}, and no listed test failed)", ERRORED, None, None,
+                  f"{what}: {handler.run_failed}, e.g. a crashed test host or a fixture's tear-down that failed")
     else:
         # a failure the suite counts but lists under no test case still failed: one errored entry per suite
         for suite, declared in handler.unlisted:
