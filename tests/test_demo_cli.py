@@ -97,3 +97,15 @@ def test_database_commands_need_no_github_app_settings(tmp_path: Path) -> None:
                              text=True, timeout=120, check=False)  # fmt: skip
         assert run.returncode == 0, f"gonogo {' '.join(args)}: {run.stderr}"
         assert "GONOGO_WEBHOOK_SECRET" not in run.stderr
+
+
+def test_a_scenario_that_does_not_load_is_named_and_leaves_no_folder(tmp_path: Path) -> None:
+    scenario = tmp_path / "mine.yml"
+    scenario.write_text("repos: 5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    env["TMPDIR"] = str(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "github_app", "demo", "--scenario", str(scenario)], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"Cannot load scenario {scenario}" in run.stderr
+    assert not list(tmp_path.glob("gonogo-demo-*"))

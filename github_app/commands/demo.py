@@ -81,21 +81,24 @@ def demo(scenario: Path, keep_running: bool, workdir: Path | None, timeout: floa
     from github_app import db
     from github_app.app import create_app
     from github_app.sandbox import SandboxState, generate_key_pair, running_sandbox
+    from github_app.sandbox.scenario import ScenarioError
     from github_app.sandbox.webhooks import deployment_protection_rule_payload, send_webhook
     from github_app.serving import ServerThread
     from github_app.settings import Secret, Settings
 
     logging.getLogger().setLevel(logging.ERROR)  # the table below is the demo's output; logs would drown it
+    click.secho("gonogo demo", bold=True)
+    click.echo(f"  generating the app's RSA key pair and loading {scenario.name} into the GitHub sandbox ...")
+    try:
+        state = SandboxState.from_scenario(scenario)
+    except (ScenarioError, KeyError, TypeError, ValueError) as exc:  # as `gonogo sandbox` reports them
+        raise click.ClickException(f"Cannot load scenario {scenario}: {exc}") from None
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="gonogo-demo-")) if workdir is None else workdir
     folder.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{folder / 'gonogo.db'}"
     secret = "demo-" + tempfile.mktemp(dir="").lstrip("tmp")
     dashboard_password = secrets.token_urlsafe(12)
-
-    click.secho("gonogo demo", bold=True)
-    click.echo(f"  generating the app's RSA key pair and loading {scenario.name} into the GitHub sandbox ...")
-    state = SandboxState.from_scenario(scenario)
     private_pem, public_pem = generate_key_pair()
     app_id = state.app.id if state.app else 31337
     state.set_app(app_id, public_pem)
