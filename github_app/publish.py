@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from githubkit import GitHub
@@ -82,6 +83,12 @@ def conclusion_for(decision: Decision) -> str:
     return "action_required"
 
 
+def _now() -> str:
+    """Now, as a report's ``completed_at``: set by gonogo, not left to GitHub, so that a click's payload says
+    which report the reviewer answered (escalation refuses a click on a report replaced since)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 async def complete_check_run(
     gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, *, details_url: str | None = None,
     extra_summary: str = "",
@@ -113,7 +120,7 @@ async def _complete_check_run(
             "output": {"title": title, "summary": report.clip_markdown(text, SUMMARY_LIMIT), "annotations": batch},
         }
         if i == len(batches) - 1:  # the last request completes the run
-            data.update({"status": "completed", "conclusion": conclusion_for(decision)})
+            data.update({"status": "completed", "conclusion": conclusion_for(decision), "completed_at": _now()})
             if decision.action == "escalate":
                 data["actions"] = ESCALATION_ACTIONS
         if details_url:
@@ -147,7 +154,7 @@ async def publish_fallback(gh: GitHub[Any], t: Target, check_run_id: int, decisi
     log.warning("decision.check_run_unpublished",
                 extra={"deployment": t.deployment_key, "check_run": check_run_id, "error": str(error)})  # fmt: skip
     data: dict[str, Any] = {
-        "status": "completed", "conclusion": conclusion_for(decision),
+        "status": "completed", "conclusion": conclusion_for(decision), "completed_at": _now(),
         "output": {"title": clip(report.headline(decision), 200), "summary": clip(
             f"{report.headline(decision)}\n\nThe full report could not be published ({error}). Run "
             f"`gonogo deployments show {t.deployment_key}` or see the dashboard for the evidence and findings.",

@@ -191,3 +191,25 @@ def test_a_command_on_a_pull_request_that_moved_on_must_name_the_commit_it_appro
         comment(world, "rita", f"/gonogo approve production@{deployed[:7]} checked that commit")
         world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")
         assert world.accepted_answers(REPO)[0].comment == "Approved by @rita: checked that commit"
+
+
+def test_a_click_on_the_report_gonogo_replaced_does_not_answer_the_new_one(database_url):
+    """The button pressed on the first report, delivered after gonogo decided again, answered that report only."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        clicked = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "requested_action",
+                                    identifier="approve", sender="rita")  # fmt: skip
+        time.sleep(1.1)  # GitHub's times have whole seconds: the new decision comes a second later at least
+        rerun = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "rerequested")
+        assert world.send("check_run", rerun).status_code == 202
+        world.wait(lambda: len(world.query(select(DecisionRecord))) == 2, what="the second decision")
+        world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the second escalation")
+        assert world.send("check_run", clicked).status_code == 202  # delivered late
+        world.settle()
+        assert world.accepted_answers(REPO) == []
+        assert "@rita" in replies(world)[-1] and "decided again" in replies(world)[-1]
+        [attempt] = reviews(world)
+        assert attempt.allowed is False and "decided again" in (attempt.refusal or "")
+        world.click(LABEL, "rita")  # on the report shown now
+        world.settle()
+        assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]

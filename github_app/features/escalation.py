@@ -188,9 +188,13 @@ async def _environment_policy(
 
 async def decide_by_human(
     ctx: Context, gh: GitHub[Any], row: Deployment, actor: str, action: str, reason: str, delivery_id: str,
-    payload: dict[str, Any], origin: dict[str, Any] | None = None,
+    payload: dict[str, Any], origin: dict[str, Any] | None = None, shown_at: datetime | None = None,
 ) -> str:
-    """Apply a reviewer's approve / reject / override; return what happened, in words."""
+    """Apply a reviewer's approve / reject / override; return what happened, in words.
+
+    ``shown_at``: when the report the reviewer answered was published (a button's check run completed); an
+    answer to a report gonogo replaced since (it decided again) answers nothing.
+    """
     if action in deployments.HUMAN_ACTIONS and await asyncio.to_thread(_decided_by, ctx.engine, row.id, delivery_id):
         # a retry of the delivery whose answer was stored (GitHub failed, or the worker died, before it was sent):
         # it finishes that work, and is neither a second attempt nor an answer that "came second"
@@ -210,6 +214,12 @@ async def decide_by_human(
         await reply(gh, row, f"@{actor} thanks, but you cannot {action} this deployment to **{row.environment}**: "
                               f"{verdict.why}. Who may decide: {who_may_decide(env_policy.reviewers)}.")  # fmt: skip
         return f"refused: {verdict.why}"
+    replaced = await asyncio.to_thread(_replaced_since, ctx.engine, row, shown_at)
+    if replaced is not None:
+        await asyncio.to_thread(_in_transaction, ctx.engine, recorded(False, replaced))
+        await reply(gh, row, f"@{actor} your {action} was not applied: {replaced}. Read the new report on the "
+                              "`gonogo` check run and answer again.")  # fmt: skip
+        return f"refused: {replaced}"
     state: deployments.Answer = "rejected" if action == "reject" else "approved"
     label = LABELS[action]
     comment = f"{label.capitalize()} by @{actor}: {reason or 'no reason given'}"
@@ -330,6 +340,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _replaced_since(engine: Engine, row: Deployment, shown_at: datetime | None) -> str | None:
+    """Why an answer to the report shown at ``shown_at`` no longer counts: gonogo escalated again after it."""
+    if shown_at is None or row.state != deployments.ESCALATED:
+        return None
+    latest = _escalated_at(engine, [row.id]).get(row.id)
+    if latest is None or _aware(shown_at) >= _aware(latest).replace(microsecond=0):  # GitHub keeps whole seconds
+        return None
+    return (f"gonogo decided again on the deployment to {row.environment} (at {_aware(latest):%H:%M:%S} UTC) "
+            "after the report you answered was shown")
+
+
 def _in_transaction(engine: Engine, work: Callable[[Session], None]) -> None:
     """Run ``work`` in a transaction of its own."""
     with Session(engine) as session, session.begin():
@@ -390,7 +411,8 @@ async def on_button(ctx: Context, ev: Event) -> None:
         return
     gh = ctx.github_clients().installation(ev.installation_id)
     outcome = await decide_by_human(ctx, gh, row, actor, identifier, "via the check run button", ev.delivery_id, ev.payload,
-                                    origin={"source": "check_run_button", "check_run_id": run.get("id")})  # fmt: skip
+                                    origin={"source": "check_run_button", "check_run_id": run.get("id")},
+                                    shown_at=_time_of(run.get("completed_at")))  # fmt: skip
     log.info("escalation.button", extra={"deployment": row.key, "actor": actor, "outcome": outcome})
 
 
