@@ -123,11 +123,28 @@ def serve(host: str, port: int, workers: int | None) -> None:
         app = create_app(settings, workers=workers)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    _reach_database(settings.database_url)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def _reach_database(url: str) -> None:
+    """Connect once, so an unreachable database stops start-up with a message rather than the lifespan's traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from github_app import db
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise click.ClickException(db.unreachable(url, exc)) from None
+    finally:
+        engine.dispose()
 
 
 @cli.command()

@@ -20,7 +20,8 @@ def _gonogo(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Compl
 
 
 @pytest.mark.parametrize(
-    "command", [["db", "upgrade"], ["deliveries", "list"], ["deployments", "list"], ["worker", "--until-idle"]],
+    "command", [["db", "upgrade"], ["deliveries", "list"], ["deployments", "list"], ["worker", "--until-idle"],
+                ["serve", "--port", "0", "--workers", "0"]],
 )  # fmt: skip
 def test_an_unreachable_database_is_named_without_a_traceback_or_its_password(tmp_path: Path, command: list[str]) -> None:
     key, _ = generate_key_pair(1024)
