@@ -139,13 +139,18 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork], *, via_proxy
 
 def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     """``url`` with its host replaced by ``address``, and the Host header and TLS server name of the original
-    host, so the request reaches the checked address and is still verified as being for the named host."""
+    host, so the request reaches the checked address and is still verified as being for the named host.
+
+    The connection is closed after the request: the client pools connections by address, and would hand
+    another name at the same address (receivers behind one load balancer) a TLS connection whose
+    certificate was checked for this name only.
+    """
     parts = urlsplit(url)
     userinfo, _, hostport = parts.netloc.rpartition("@")
     literal = f"[{address.replace('%', '%25')}]" if ":" in address else address
     netloc = (f"{userinfo}@" if userinfo else "") + literal + (f":{parts.port}" if parts.port else "")
     extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-    return parts._replace(netloc=netloc).geturl(), {"Host": hostport}, extensions
+    return parts._replace(netloc=netloc).geturl(), {"Host": hostport, "Connection": "close"}, extensions
 
 
 class ChannelSpec(Protocol):

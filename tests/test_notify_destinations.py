@@ -9,6 +9,7 @@ signature, into the gonogo server's own network. The resolver is faked at its ed
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -225,18 +226,37 @@ def _tls_receiver(tmp_path: Any, name: str) -> tuple[Any, Any, list[bytes]]:
     listener = socket.create_server(("127.0.0.1", 0))
     heads: list[bytes] = []
 
+    def handle(conn: socket.socket) -> None:
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                buffer = b""
+                while True:  # requests one after another on the connection (keep-alive, as real receivers do)
+                    while b"\r\n\r\n" not in buffer:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                    while len(buffer) < length:
+                        buffer += tls.recv(65536)
+                    buffer = buffer[length:]
+                    heads.append(head)
+                    close = b"connection: close" in head.lower()
+                    tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
+                                + (b"connection: close\r\n" if close else b"") + b"\r\nok")  # fmt: skip
+                    if close:
+                        return
+        except (OSError, ssl.SSLError):
+            conn.close()
+
     def serve() -> None:
         while True:
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            try:
-                with server_ctx.wrap_socket(conn, server_side=True) as tls:
-                    heads.append(tls.recv(65536).split(b"\r\n\r\n")[0])
-                    tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            except (OSError, ssl.SSLError):
-                conn.close()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return listener, client_ctx, heads
@@ -271,7 +291,7 @@ def test_https_to_the_checked_address_still_verifies_the_certificate_for_the_nam
         states = {m.key: (m.state, m.last_error) for m in session.scalars(select(OutboxMessage))}
     assert states["right"] == ("sent", None)
     assert states["wrong"][0] == "pending" and "ConnectError" in (states["wrong"][1] or "")  # no certificate for it
-    assert [h.split(b"\r\n")[1] for h in heads] == [f"Host: {HOST}:{port}".encode()]
+    assert [h.split(b"\r\n")[1] for h in heads] == [f"Host: {HOST}:{port}".encode()], heads
 
 
 def test_behind_an_egress_proxy_the_proxy_gets_the_name(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,3 +325,40 @@ def test_behind_an_egress_proxy_the_proxy_gets_the_name(engine: Engine, monkeypa
         listener.close()
     assert lines == [b"POST http://hooks.outside.test/services/T/B/x HTTP/1.1"]
     assert _row(engine).state == "sent"
+
+
+def test_a_connection_verified_for_one_name_is_not_reused_for_another_at_the_same_address(
+    engine: Engine, tmp_path: Any
+) -> None:  # fmt: skip
+    """Two receivers behind one address (a shared load balancer): requests go to the address, so the HTTP
+    client's pool would hand the second name the first name's TLS connection, its certificate never checked."""
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    listener, client_ctx, heads = _tls_receiver(tmp_path, HOST)
+    port = listener.getsockname()[1]
+    other = "other.rebind.test"
+
+    class BothNames(RebindingLoop):
+        async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            return await super().getaddrinfo(HOST if _name(host) == other else host, port, *args, **kwargs)
+
+    try:
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="first", channel="slack", url=f"https://{HOST}:{port}/a", body={"text": "1"})
+            notify.enqueue(conn, key="second", channel="slack", url=f"https://{other}:{port}/b", body={"text": "2"},
+                           now=datetime.now(UTC) + timedelta(seconds=0.5))  # after the first, on the same client
+        RebindingLoop.answers, RebindingLoop.lookups, RebindingLoop.connected = ["127.0.0.1"], [], []
+        dispatcher = notify.OutboxDispatcher(engine, lambda: httpx.AsyncClient(verify=client_ctx),
+                                             environ={notify.NETWORKS_VARIABLE: "127.0.0.0/8"}, timeout=2.0,
+                                             lease_seconds=30.0, max_attempts=1, poll_seconds=0.05)  # fmt: skip
+        with asyncio.Runner(loop_factory=BothNames) as runner:
+            runner.run(dispatcher.run_until_idle(timeout=10))
+    finally:
+        listener.close()
+    with Session(engine) as session:
+        states = {m.key: m.state for m in session.scalars(select(OutboxMessage))}
+    assert states == {"first": "sent", "second": "dead"}  # no certificate names other.rebind.test
+    assert all(other.encode() not in h for h in heads), heads
+    assert len(heads) == 1, heads
