@@ -44,3 +44,12 @@ def test_live_app_check_against_the_sandbox(tmp_path):
     assert isinstance(problems, list)
     assert all(isinstance(p, str) and ("permission" in p or "event" in p) for p in problems)
     assert any(c.path == "/app" for c in state.calls("GET"))
+
+
+def test_app_yml_asks_to_write_only_what_gonogo_writes():
+    # gonogo comments on pull requests through the issues API (every pull request is an issue), which
+    # issues: write allows; from pull requests themselves it only reads which ones hold a commit and their files
+    perms, _ = expected()
+    writes = {name for name, level in perms.items() if level == "write"}
+    assert writes == {"checks", "deployments", "issues"}
+    assert perms["pull_requests"] == "read"
