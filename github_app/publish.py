@@ -95,9 +95,10 @@ async def complete_check_run(
 ) -> None:
     """Complete the check run with the report, annotations in batches of 50, and buttons when escalated.
 
-    The check run is completed after the deployment was answered or escalated: if GitHub refuses it, it is
-    completed with the verdict alone (``publish_fallback``) and nothing is raised, because a retry would
-    evaluate the deployment again.
+    If GitHub refuses the report, the check run is completed with the verdict alone (``publish_fallback``).
+    If GitHub fails that too in a way a later try may not (a 5xx, a rate limit), the error goes up: the
+    delivery is tried again, and the decision is stored, so the next pass completes the check run without
+    deciding again (``run_gate``). Left alone, it would say "in progress" for ever.
     """
     try:
         await _complete_check_run(gh, t, check_run_id, decision, details_url=details_url, extra_summary=extra_summary)
@@ -146,10 +147,10 @@ async def comment_on_issue(gh: GitHub[Any], repository: str, number: int, body: 
 
 
 async def publish_fallback(gh: GitHub[Any], t: Target, check_run_id: int, decision: Decision, error: Exception) -> None:
-    """Complete the check run with the verdict alone after the full report was refused; never raise.
+    """Complete the check run with the verdict alone after the full report was refused.
 
-    The deployment was answered (or escalated) before the check run is completed, so a failure here is logged,
-    not retried: retrying would evaluate the deployment again.
+    A failure GitHub may get over (``retryable``) is raised for the delivery to be tried again; any other is
+    logged, as no later try would change it.
     """
     log.warning("decision.check_run_unpublished",
                 extra={"deployment": t.deployment_key, "check_run": check_run_id, "error": str(error)})  # fmt: skip
@@ -164,6 +165,8 @@ async def publish_fallback(gh: GitHub[Any], t: Target, check_run_id: int, decisi
         data["actions"] = ESCALATION_ACTIONS
     try:
         await call(gh.rest.checks.async_update(t.owner, t.name, check_run_id, data=cast("CheckRunUpdate", data)))
-    except GitHubError as exc:  # the answer is out; nothing more can be done but say so
+    except GitHubError as exc:
         log.error("decision.check_run_fallback_failed",
                   extra={"deployment": t.deployment_key, "check_run": check_run_id, "error": str(exc)})  # fmt: skip
+        if exc.retryable:
+            raise

@@ -216,3 +216,21 @@ def test_unsigned_uploads_cannot_make_the_intake_hold_more_than_its_budget(datab
         taken = post_webhook(server.url, "ping", big)
     assert refused.status_code == 503 and "GONOGO_INTAKE_BUFFER_BYTES" in refused.json()["error"]
     assert taken.status_code == 202  # the budget is given back as requests end
+
+
+def test_a_check_run_github_would_not_complete_after_the_answer_is_completed_once_github_is_back(database_url):
+    # the answer goes first, then the check run is completed with the report; GitHub failing the completion (past
+    # the retries) left the check run "in progress" for ever: the developer never saw the report or the verdict
+    with running_world(database_url, release_state(failing_tests=3)) as world:
+        world.state.inject("PATCH", "/repos/acme/api/check-runs/*", "status", status=502, times=None)
+        world.request_gate(LABEL)
+        world.wait(lambda: world.gate(LABEL).answer, timeout=30, what="the answer")
+        world.wait(lambda: [d for d in world.deliveries() if d.state == "done" or d.last_error], timeout=60,
+                   what="the first attempt to end")  # fmt: skip
+        world.state.clear_faults()  # GitHub is back
+        run = world.wait(lambda: world.check_run(LABEL).status == "completed" and world.check_run(LABEL),
+                         timeout=60, what="the check run to be completed")  # fmt: skip
+        answers = world.accepted_answers(REPO)
+    assert world.gate(LABEL).answer == "rejected" and run.conclusion == "failure"
+    assert "test" in run.output.get("summary", "").lower()  # the report, not a placeholder
+    assert [a.state for a in answers] == ["rejected"]  # answered once

@@ -254,6 +254,8 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
     if begun.next == "nothing":
         log.info("gate.duplicate", extra={"deployment": t.deployment_key, "delivery_id": delivery_id,
                                           "state": row.state})  # fmt: skip
+        if not reevaluate and row.state == deployments.ANSWERED and row.check_run_id and row.decision_id:
+            await _complete_answered_check_run(ctx, t, row)
         if reevaluate and row.answer and row.check_run_id:
             gh = ctx.github_clients().installation(t.installation_id)
             await update_check_run_text(
@@ -286,6 +288,21 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
         await asyncio.shield(asyncio.to_thread(deployments.release, engine, t.deployment_key, owner, not_before))
+
+
+async def _complete_answered_check_run(ctx: Context, t: Target, row: Deployment) -> None:
+    """Complete the check run of a deployment gonogo answered itself, with its stored decision, again.
+
+    The answer goes to GitHub before the check run is completed: a worker that died in between, or GitHub
+    failing the completion, leaves it "in progress" while the deployment is answered, and the delivery's next
+    pass finds nothing else to do. Completing it again is harmless. A reviewer's answer shows on the check
+    run in its own words (escalation), so only an answer that is gonogo's decision is completed here.
+    """
+    decision = await asyncio.to_thread(stored_decision, ctx.engine, row)
+    if {"approve": "approved", "reject": "rejected"}.get(decision.action) != row.answer or row.human_reviewed:
+        return
+    assert row.check_run_id is not None
+    await complete_check_run(ctx.github_clients().installation(t.installation_id), t, row.check_run_id, decision)
 
 
 async def _keep_lease(engine: Engine, key: str, owner: str, lease: float) -> None:
