@@ -75,7 +75,7 @@ def notification_networks(environ: Mapping[str, str]) -> list[IPNetwork]:
 class Destination:
     """Where one attempt of a notification goes: the checked address, or why not (and whether ever)."""
 
-    address: str | None = None  # an address the host resolved to, all of which passed; the host through a proxy
+    addresses: tuple[str, ...] = ()  # where to try, in order (all checked); the host alone through a proxy
     problem: str = ""
     permanent: bool = False
 
@@ -120,7 +120,7 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork], *, via_proxy
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         if via_proxy:
-            return Destination(address=host)
+            return Destination(addresses=(host,))
         return Destination(problem=f"{redact_url(url)} does not resolve ({type(exc).__name__}); tried again later")
     addresses = [str(info[4][0]) for info in infos]
     for text in addresses:
@@ -134,7 +134,12 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork], *, via_proxy
                 permanent=True)  # fmt: skip
     if not addresses:
         return Destination(problem=f"{redact_url(url)} does not resolve; tried again later")
-    return Destination(address=host if via_proxy else addresses[0])
+    if via_proxy:
+        return Destination(addresses=(host,))
+    # the first address of each family, in the resolver's order: a dual-stack name on a server without IPv6
+    # is still reached over IPv4, as the client's own connection attempts would have
+    first_of_family = {":" in a: a for a in reversed(addresses)}
+    return Destination(addresses=tuple(sorted(first_of_family.values(), key=addresses.index)))
 
 
 def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -692,17 +697,23 @@ class OutboxDispatcher:
             return _Result(False, None, str(exc))
         via_proxy = proxied(msg.url)
         destination = await check_destination(msg.url, self.networks, via_proxy=via_proxy)
-        if destination.address is None:
+        if not destination.addresses:
             return _Result(False, None, destination.problem, permanent=destination.permanent)
-        target, host, extensions = (msg.url, {}, {}) if via_proxy else pinned_request(msg.url, destination.address)
-        try:
-            response = await client.post(target, content=body, headers={**headers, **host}, timeout=self.timeout,
-                                         extensions=extensions)  # fmt: skip
-        except httpx.TimeoutException:
-            return _Result(False, None, f"no answer from {redact_url(msg.url)} within {self.timeout:g} s")
-        except httpx.TransportError as exc:
-            # the exception text may quote the URL, whose path is a secret for chat webhooks
-            return _Result(False, None, f"{type(exc).__name__} reaching {redact_url(msg.url)}")
+        for i, address in enumerate(destination.addresses):
+            target, host, extensions = (msg.url, {}, {}) if via_proxy else pinned_request(msg.url, address)
+            try:
+                response = await client.post(target, content=body, headers={**headers, **host}, timeout=self.timeout,
+                                             extensions=extensions)  # fmt: skip
+                break
+            except httpx.TimeoutException:
+                return _Result(False, None, f"no answer from {redact_url(msg.url)} within {self.timeout:g} s")
+            except httpx.ConnectError:
+                if i + 1 < len(destination.addresses):
+                    continue  # nothing was sent: the next address
+                return _Result(False, None, f"ConnectError reaching {redact_url(msg.url)}")
+            except httpx.TransportError as exc:
+                # the exception text may quote the URL, whose path is a secret for chat webhooks
+                return _Result(False, None, f"{type(exc).__name__} reaching {redact_url(msg.url)}")
         status = response.status_code
         if 200 <= status < 300:
             return _Result(True, status, "")

@@ -362,3 +362,37 @@ def test_a_connection_verified_for_one_name_is_not_reused_for_another_at_the_sam
     assert states == {"first": "sent", "second": "dead"}  # no certificate names other.rebind.test
     assert all(other.encode() not in h for h in heads), heads
     assert len(heads) == 1, heads
+
+
+def test_a_receiver_with_an_unreachable_first_address_is_reached_at_its_next(engine: Engine) -> None:
+    """A dual-stack name on a server without IPv6: the client tried each address before the pinning, and the
+    pinned request must too, or such a receiver never gets a message."""
+    v6 = "2606:4700:4700::1111"
+
+    class DualStack(RebindingLoop):
+        async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if _name(host) == HOST:
+                return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (v6, int(port), 0, 0)),
+                        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", int(port)))]  # fmt: skip
+            return await super().getaddrinfo(host, port, *args, **kwargs)
+
+        async def create_connection(self, protocol_factory: Callable[[], Any], host: Any = None, port: Any = None,
+                                    *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # fmt: skip
+            if host == v6:
+                self.connected.append(str(host))
+                raise OSError(101, "Network is unreachable")
+            return await super().create_connection(protocol_factory, host, port, *args, **kwargs)
+
+    receiver = Receiver(failures=0)
+    with ServerThread(receiver.app) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        with engine.begin() as conn:
+            notify.enqueue(conn, key="dual", channel="webhook", url=f"http://{HOST}:{port}/hook",
+                           body={"event": "approved"})  # fmt: skip
+        RebindingLoop.answers, RebindingLoop.lookups, RebindingLoop.connected = ["127.0.0.1"], [], []
+        dispatcher = notify.OutboxDispatcher(engine, environ={notify.NETWORKS_VARIABLE: "127.0.0.0/8"}, timeout=2.0,
+                                             lease_seconds=30.0)  # fmt: skip
+        with asyncio.Runner(loop_factory=DualStack) as runner:
+            runner.run(dispatcher.step())
+    assert RebindingLoop.connected == [v6, "127.0.0.1"]
+    assert sum(receiver.attempts.values()) == 1 and _row(engine).state == "sent"
