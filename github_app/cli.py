@@ -110,7 +110,8 @@ def cli(log_level: str, log_format: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", type=int, default=None, help="In-process workers (default: GONOGO_WORKERS or 2).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="In-process workers; 0: webhook intake only (default: GONOGO_WORKERS or 2).")
 def serve(host: str, port: int, workers: int | None) -> None:
     """Run the web app (webhook intake) with in-process workers."""
     import uvicorn
@@ -148,7 +149,7 @@ def _reach_database(url: str) -> None:
 
 
 @cli.command()
-@click.option("--workers", type=int, default=None, help="Concurrent workers (default: GONOGO_WORKERS or 2).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Concurrent workers (default: GONOGO_WORKERS or 2).")
 @click.option(
     "--until-idle", is_flag=True,
     help="Batch mode: process every due delivery, send due notifications, then exit.",
@@ -163,7 +164,10 @@ def worker(workers: int | None, until_idle: bool) -> None:
     import asyncio  # here, not at the top: `gonogo --help` and light commands need no event loop
 
     settings = load_settings()
-    asyncio.run(_run_workers(settings, workers or settings.workers, until_idle))
+    count = workers or settings.workers
+    if count < 1:  # a worker process without workers would start, and never process a delivery
+        raise click.UsageError("GONOGO_WORKERS is 0: a worker process needs at least one; set it or pass --workers N.")
+    asyncio.run(_run_workers(settings, count, until_idle))
 
 
 async def _run_workers(settings: Settings, count: int, until_idle: bool) -> None:

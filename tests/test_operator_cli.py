@@ -47,3 +47,18 @@ def test_creating_the_schema_prints_no_migration_chatter(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     assert "is at revision" in run.stdout
     assert "setup plugin" not in run.stderr  # alembic's plugin registry, at info level
+
+
+@pytest.mark.parametrize("command", [["serve", "--workers", "-1"], ["worker", "--workers", "-2"], ["worker", "--workers", "0"]])
+def test_a_worker_count_that_runs_nothing_is_refused(tmp_path: Path, command: list[str]) -> None:
+    # serve --workers -1 started "workers=-1": the sweeper ran, no delivery was ever processed
+    run = _gonogo(tmp_path, {"GONOGO_DATABASE_URL": f"sqlite:///{tmp_path / 'gonogo.db'}"}, *command)
+    assert run.returncode == 2 and "--workers" in run.stderr, run.stderr
+
+
+def test_a_worker_process_with_gonogo_workers_0_is_refused(tmp_path: Path) -> None:
+    key, _ = generate_key_pair(1024)
+    env = {"GONOGO_DATABASE_URL": f"sqlite:///{tmp_path / 'gonogo.db'}", "GONOGO_WORKERS": "0",
+           "GONOGO_WEBHOOK_SECRET": "a-webhook-secret", "GONOGO_APP_ID": "1", "GONOGO_PRIVATE_KEY": key}  # fmt: skip
+    run = _gonogo(tmp_path, env, "worker", "--until-idle")
+    assert run.returncode == 2 and "GONOGO_WORKERS is 0" in run.stderr, run.stderr
