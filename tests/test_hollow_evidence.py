@@ -217,3 +217,35 @@ def test_a_run_that_failed_outside_its_tests_is_a_failure(report: str) -> None:
     part = parse_test_report(io.BytesIO(report.encode()), "report.xml").to_part([])
     assert part.failed + part.errored == 1, part
     assert "Failed" in part.failures[0].name
+
+
+# --- a load test that does not report the figure a rule judges ------------------------------------------
+
+
+def _k6_without(*dropped: str) -> str:
+    duration = {"avg": 120.0, "min": 40.0, "med": 100.0, "max": 900.0, "p(90)": 250.0, "p(95)": 300.0}
+    metrics = {"http_req_duration": {k: v for k, v in duration.items() if k not in dropped},
+               "http_reqs": {"count": 4000, "rate": 60.0}}
+    if "http_req_failed" not in dropped:
+        metrics["http_req_failed"] = {"passes": 0, "fails": 4000, "value": 0.0}
+    return json.dumps({"root_group": {"name": "", "groups": [], "checks": []}, "metrics": metrics})
+
+
+@pytest.mark.parametrize(("dropped", "rule"), [(("p(95)",), "GNG-PERF-001"), (("http_req_failed",), "GNG-PERF-003")])
+def test_a_load_test_that_leaves_out_the_judged_figure_never_approves_past_a_blocker(
+        database_url: str, dropped: tuple[str, ...], rule: str) -> None:
+    """The k6 summary was configured without p(95) (summaryTrendStats), or without the failed-requests metric.
+
+    Before the fix the rule read the missing figure as "not applicable" (skipped): with the policy making it a
+    blocker, a load test that never said how slow or how failing the release was let it through.
+    """
+    policy = f"environments:\n  production:\n    rules: {{{rule}: {{severity: blocker}}}}\n"
+    state = release_state(policy=policy)
+    state.add_artifact(REPO, _ci_run_id(state), "perf", zipped({"k6-summary-export.json": _k6_without(*dropped)}))
+    with running_world(database_url, state) as world:
+        gate = decide(world, LABEL)
+        ev, decision, _ = stored(world, LABEL)
+    assert ev.performance.ok
+    assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
+    finding = {f["rule_id"]: f for f in decision["findings"]}[rule]
+    assert finding["status"] == "unknown" and "do not report" in finding["message"]

@@ -13,10 +13,18 @@ def _overall(a: Assessment) -> Transaction | None:
     return a.evidence.performance.overall
 
 
+def _not_reported(figure: str, limit: float | None) -> RuleResult:
+    # the load test ran and its report leaves the figure out (k6's summaryTrendStats, no failed-requests metric):
+    # the rule applies and its evidence is missing, so it is unknown, never skipped as if it did not apply
+    return unknown(f"the load-test results do not report {figure}", limit)
+
+
 def _p95(a: Assessment, limit: float | None) -> RuleResult:
     o = _overall(a)
     if o is None:
         return unknown("performance results have no overall figures", limit)
+    if o.p95_ms is None:
+        return _not_reported("the p95 latency", limit)
     return at_most(o.p95_ms, limit, "p95 latency", "ms")
 
 
@@ -24,6 +32,8 @@ def _p95_regression(a: Assessment, limit: float | None) -> RuleResult:
     o = _overall(a)
     if o is None:
         return unknown("performance results have no overall figures", limit)
+    if o.regression_pct is None and o.p95_ms is None:
+        return _not_reported("the p95 latency", limit)
     if o.regression_pct is None:
         return skipped("no performance baseline to compare with", limit)
     if o.significant is False and limit is not None and o.regression_pct > limit:
@@ -37,8 +47,9 @@ def _error_rate(a: Assessment, limit: float | None) -> RuleResult:
     o = _overall(a)
     if o is None:
         return unknown("performance results have no overall figures", limit)
-    rate = None if o.error_rate is None else round(o.error_rate * 100, 3)
-    return at_most(rate, limit, "error rate under load", "%")
+    if o.error_rate is None:
+        return _not_reported("the error rate", limit)
+    return at_most(round(o.error_rate * 100, 3), limit, "error rate under load", "%")
 
 
 def _worst_transaction(a: Assessment, limit: float | None) -> RuleResult:
