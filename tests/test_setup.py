@@ -234,3 +234,12 @@ def test_setup_refuses_a_folder_that_does_not_exist_before_github_creates_anythi
                           "--env-file", "nowhere/gonogo.env", "--no-open", "--timeout", "5"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert run.returncode != 0 and "nowhere" in run.stderr and "Open " not in run.stdout
+
+
+def test_a_webhook_url_without_gonogos_path_gets_a_note(tmp_path: Path) -> None:
+    # a tunnel's bare address (https://x.trycloudflare.com) makes GitHub POST to "/", where gonogo answers 404
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-m", "github_app", "setup", "--webhook-url", "https://x.example.com",
+                          "--no-open", "--timeout", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert "https://x.example.com/webhooks/github" in run.stderr and "/webhooks/github" in run.stderr

@@ -28,6 +28,7 @@ import click
 MANIFEST = Path(__file__).resolve().parents[1] / "app.yml"
 DEFAULT_WEB_URL = "https://github.com"
 LOOPBACK = "127.0.0.1"
+WEBHOOK_PATH = "/webhooks/github"  # github_app.app.WEBHOOK_PATH, without importing the web app
 
 
 def api_url_for(web_url: str) -> str:
@@ -209,6 +210,10 @@ def setup(webhook_url: str | None, org: str | None, github_url: str, api_url: st
         webhook_url = str(click.prompt("Webhook URL (https://HOST/webhooks/github)"))
     if urlsplit(webhook_url).scheme not in ("http", "https") or not urlsplit(webhook_url).hostname:
         raise click.BadParameter(f"{webhook_url!r} is not an http(s) URL", param_hint="--webhook-url")
+    if not urlsplit(webhook_url).path.rstrip("/").endswith(WEBHOOK_PATH):
+        click.secho(f"Note: gonogo takes webhooks at {WEBHOOK_PATH}, and GitHub will POST to {webhook_url}; unless a proxy "
+                    f"forwards that to gonogo's {WEBHOOK_PATH}, use {webhook_url.rstrip('/')}{WEBHOOK_PATH}.",
+                    fg="yellow", err=True)  # fmt: skip
     if urlsplit(webhook_url).hostname in ("localhost", "127.0.0.1", "::1"):
         click.secho(f"Note: {webhook_url} is on this machine; github.com cannot deliver to it. Use a tunnel's "
                     "address, or change the webhook URL in the app's settings later.", fg="yellow", err=True)  # fmt: skip
