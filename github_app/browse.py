@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, false, func, or_, select
 
 from github_app import views
 from github_app.db import read_only
@@ -69,12 +69,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise CursorError("cursor is not valid: pass the next_cursor of the previous page unchanged") from exc
 
 
-def _row(r: Any) -> dict[str, Any]:
+def _row(r: Any, dead: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     reviewers = r.reviewers if isinstance(r.reviewers, dict) else {}
     strategy = r.strategy if isinstance(r.strategy, str) else None
+    failed = r.state == "evaluating" and r.verdict is None and (r.callback_url, r.environment) in dead
     return {
         "id": r.id, "key": r.key, "repository": r.repository, "environment": r.environment, "run_id": r.run_id,
-        "sha": r.sha, "ref": r.ref, "creator": r.creator, "state": r.state, "answer": r.answer,
+        "sha": r.sha, "ref": r.ref, "creator": r.creator, "state": "failed" if failed else r.state, "answer": r.answer,
         "created_at": r.created_at.astimezone(UTC), "answered_at": r.answered_at.astimezone(UTC) if r.answered_at else None,
         "verdict": r.verdict, "action": r.action, "readiness_score": r.readiness_score, "risk": r.risk,
         "confidence": r.confidence, "strategy": strategy,
@@ -89,7 +90,8 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
         select(
             Deployment.id, Deployment.key, Deployment.repository, Deployment.environment, Deployment.run_id,
             Deployment.sha, Deployment.ref, Deployment.creator, Deployment.state, Deployment.answer,
-            Deployment.created_at, Deployment.answered_at, DecisionRecord.verdict, DecisionRecord.action,
+            Deployment.created_at, Deployment.answered_at, Deployment.callback_url, DecisionRecord.verdict,
+            DecisionRecord.action,
             DecisionRecord.readiness_score, DecisionRecord.risk, DecisionRecord.confidence,
             DecisionRecord.data["reviewers"].label("reviewers"),
             DecisionRecord.data[("strategy", "name")].label("strategy"),
@@ -106,7 +108,15 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
         stmt = stmt.where(Deployment.created_at >= filters.since)
     if filters.until:
         stmt = stmt.where(Deployment.created_at < filters.until)
-    if filters.state:
+    # "failed" is no stored state: an evaluating deployment with no decision whose delivery went dead (views.STATES);
+    # the dead deliveries are read only when a filter or a row needs them
+    dead: dict[tuple[str, str], dict[str, Any]] | None = None
+    if filters.state in ("failed", "evaluating"):
+        dead = views.dead_gate_deliveries(engine)
+        failed = and_(Deployment.state == "evaluating", Deployment.decision_id.is_(None), or_(false(), *(
+            and_(Deployment.callback_url == url, Deployment.environment == env) for url, env in dead)))  # fmt: skip
+        stmt = stmt.where(failed if filters.state == "failed" else and_(Deployment.state == "evaluating", ~failed))
+    elif filters.state:
         stmt = stmt.where(Deployment.state == filters.state)
     if filters.waiting:
         # an abandoned escalation (its run ended, or a re-run took its place) waits for nobody
@@ -116,7 +126,10 @@ def page(engine: Engine, filters: Filters, *, limit: int = 50, cursor: str | Non
         at, row_id = decode_cursor(cursor)
         stmt = stmt.where(or_(Deployment.created_at < at, and_(Deployment.created_at == at, Deployment.id < row_id)))
     with read_only(engine) as conn:
-        rows = [_row(r) for r in conn.execute(stmt).all()]
+        found = conn.execute(stmt).all()
+    if dead is None and any(r.state == "evaluating" and r.verdict is None for r in found):
+        dead = views.dead_gate_deliveries(engine)
+    rows = [_row(r, dead or {}) for r in found]
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
