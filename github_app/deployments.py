@@ -427,6 +427,30 @@ def abandon_unanswerable(engine: Engine, key: str, now: datetime) -> bool:
                    audited) is not None  # fmt: skip
 
 
+def abandon_uninstalled(engine: Engine, installation_id: int) -> list[str]:
+    """Every unfinished deployment of an installation -> abandoned: the app was uninstalled from the account.
+
+    No token can act for the installation any more (a reinstall is a new installation), so nothing can
+    answer these deployments; left waiting, each would cost a refused token request every sweep until
+    GitHub's 30 days ran out. Returns the keys abandoned; each is audited.
+    """
+    why = f"the app was uninstalled (installation {installation_id}): nothing can answer for it any more"
+    done: list[str] = []
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        rows = session.execute(select(Deployment.key, Deployment.repository).where(
+            Deployment.installation_id == installation_id, Deployment.state.not_in(sorted(FINAL)))).all()  # fmt: skip
+        for key, repository in rows:
+            moved = session.connection().execute(
+                update(Deployment).where(Deployment.key == key, Deployment.state.not_in(sorted(FINAL)))
+                .values(state=ABANDONED, lease_owner=None, lease_until=None)
+            ).rowcount  # fmt: skip
+            if moved == 1:
+                audit.append(session, "lifecycle", repository=repository, deployment_key=key, actor="gonogo",
+                             data={"state": ABANDONED, "why": why})  # fmt: skip
+                done.append(key)
+    return done
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 

@@ -16,9 +16,10 @@ from sqlalchemy import text, update
 
 from github_app.app import create_app
 from github_app.db.models import Deployment
+from github_app.features.escalation import sweep
 from github_app.features.gate import recover_stuck
 from github_app.sandbox.app_hooks import configure_hook, deliver
-from github_app.sandbox.webhooks import deployment_protection_rule_payload
+from github_app.sandbox.webhooks import deployment_protection_rule_payload, installation_payload
 from github_app.serving import ServerThread
 from tests.helpers import (
     SECRET,
@@ -167,6 +168,23 @@ def _recover(world: World) -> int:
         ctx.engine.dispose()
 
 
+def _sweep(world: World) -> None:
+    """One round of the sweeper (escalations, then deployments nobody drives), as a worker process runs it."""
+    ctx = world.app_context()
+
+    async def run() -> None:
+        try:
+            await sweep(ctx)
+            await recover_stuck(ctx)
+        finally:
+            await ctx.services["github"].aclose()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        ctx.engine.dispose()
+
+
 def test_a_deployment_left_unanswered_past_githubs_30_days_is_abandoned_not_evaluated_again(database_url):
     # what a worker that died mid-evaluation 31 days ago leaves when every later drive failed too (a poison
     # deployment): GitHub failed its run after 30 days, so a fresh evaluation and answer now reach nothing, and
@@ -234,3 +252,24 @@ def test_a_check_run_github_would_not_complete_after_the_answer_is_completed_onc
     assert world.gate(LABEL).answer == "rejected" and run.conclusion == "failure"
     assert "test" in run.output.get("summary", "").lower()  # the report, not a placeholder
     assert [a.state for a in answers] == ["rejected"]  # answered once
+
+
+def test_an_uninstalled_apps_waiting_escalation_is_abandoned_not_polled_for_30_days(database_url):
+    # once the app is uninstalled no token can answer for the installation: a waiting escalation (or a stuck
+    # deployment) would cost a refused token request every sweep, for each one, until GitHub's 30 days ran out
+    with running_world(database_url, release_state(checks_running=True)) as world:
+        world.escalate(LABEL)
+        uninstalled = installation_payload(world.state, INSTALLATION, "deleted")
+        with world.state.lock:  # GitHub forgets the installation and revokes its tokens
+            del world.state.installations[INSTALLATION]
+            world.state.tokens.clear()
+        assert world.send("installation", uninstalled).status_code == 202
+        world.settle()
+        world.state.clear_calls()
+        _sweep(world)
+        calls = [(c.method, c.path, c.status) for c in world.state.calls()]
+        row = deployment_row(database_url)
+    assert calls == [], f"GitHub was asked {len(calls)} times for an installation that is gone"
+    assert row.state == "abandoned"
+    [entry] = [e for e in audit_entries(database_url, "lifecycle") if e.data.get("state") == "abandoned"]
+    assert "uninstalled" in entry.data["why"]

@@ -1,14 +1,22 @@
-"""Keep a record of where the app is installed (installation and installation_repositories events)."""
+"""Keep a record of where the app is installed (installation and installation_repositories events).
+
+An uninstalled app can no longer answer for the installation: its unfinished deployments are abandoned.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from github_app import deployments
 from github_app.db.models import Installation
 from github_app.routing import Context, Event, Router
+
+log = logging.getLogger(__name__)
 
 router = Router()
 
@@ -31,6 +39,11 @@ async def record_installation(ctx: Context, ev: Event) -> None:
         row.suspended = ev.action == "suspend" or (ev.action != "unsuspend" and bool(inst.get("suspended_at")))
         row.removed = ev.name == "installation" and ev.action == "deleted"
         row.updated_at = datetime.now(UTC)
+    if ev.name == "installation" and ev.action == "deleted":
+        abandoned = await asyncio.to_thread(deployments.abandon_uninstalled, ctx.engine, inst["id"])
+        if abandoned:
+            log.info("installation.deployments_abandoned", extra={"installation_id": inst["id"],
+                                                                  "deployments": len(abandoned)})  # fmt: skip
 
 
 @router.on("ping")

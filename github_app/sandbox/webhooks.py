@@ -229,6 +229,16 @@ def workflow_run_payload(state: SandboxState, full_name: str, run_id: int, actio
     return body
 
 
+def installation_payload(state: SandboxState, installation_id: int, action: str = "deleted", *,
+                         sender: str | None = None, api_url: str | None = None) -> Json:
+    """Build an installation payload (created, deleted, suspend, unsuspend) for one of the app's installations."""
+    b = _Builder(state, api_url)
+    inst = state.installations[installation_id]
+    assert state.app is not None, "the sandbox has no app"
+    return {"action": action, "installation": b.render.installation(inst, state.app),
+            "sender": b.render.user(sender or inst.account)}
+
+
 def issue_comment_payload(state: SandboxState, full_name: str, issue_number: int, comment_body: str, user: str, *,
                           action: str = "created", api_url: str | None = None,
                           installation_id: int | None = None) -> Json:
