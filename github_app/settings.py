@@ -246,8 +246,6 @@ class Settings:
             log.warning("settings.unknown_variable", extra={"variable": name, "did_you_mean": meant})
         demo = _bool(env, "GONOGO_DEMO")
         secret = env.get("GONOGO_WEBHOOK_SECRET", "")
-        if not secret and not demo and require_github:
-            raise _missing("GONOGO_WEBHOOK_SECRET")
         app_id = env.get("GONOGO_APP_ID", "").strip() or None
         key_text = env.get("GONOGO_PRIVATE_KEY", "")
         key_path = env.get("GONOGO_PRIVATE_KEY_PATH", "").strip()
@@ -267,11 +265,12 @@ class Settings:
                     "point it at the .pem file downloaded from the GitHub App settings."
                 ) from None
         private_key = _private_key(key_text, key_variable) if key_text else None
-        if require_github:
-            if not app_id:
-                raise _missing("GONOGO_APP_ID")
-            if not key_text:
-                raise _missing("GONOGO_PRIVATE_KEY")
+        if require_github:  # every missing one at once: a first start should not take three tries
+            missing = [name for name, absent in (("GONOGO_WEBHOOK_SECRET", not secret and not demo),
+                                                 ("GONOGO_APP_ID", not app_id), ("GONOGO_PRIVATE_KEY", not key_text))
+                       if absent]  # fmt: skip
+            if missing:
+                raise SettingsError("\n".join(str(_missing(name)) for name in missing))
         api_url = env.get("GONOGO_GITHUB_API_URL", "").strip().rstrip("/") or DEFAULT_API_URL
         if not api_url.startswith(("http://", "https://")):
             raise SettingsError(f"GONOGO_GITHUB_API_URL must be an http(s) URL, got {api_url!r}.")

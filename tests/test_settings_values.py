@@ -116,3 +116,11 @@ def test_a_duration_that_is_not_a_finite_number_is_refused(name: str, value: str
 def test_an_interval_that_must_pass_time_is_refused_at_zero(name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE, name: "0"})
+
+
+def test_every_missing_setting_is_named_at_once(tmp_path: Path) -> None:
+    run = _gonogo(tmp_path, {}, "serve", "--port", "0")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    for name in ("GONOGO_WEBHOOK_SECRET", "GONOGO_APP_ID", "GONOGO_PRIVATE_KEY"):
+        assert f"{name} is not set" in run.stderr, run.stderr
+    assert not (tmp_path / "gonogo.db").exists()
