@@ -15,5 +15,7 @@ USER gonogo
 WORKDIR /home/gonogo
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8000
+# the web process's liveness; `gonogo worker` serves no HTTP, so run a worker container with --no-healthcheck
+# (fly.io ignores this line and uses fly.toml's checks)
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
 CMD ["gonogo", "--log-format", "json", "serve", "--host", "0.0.0.0", "--port", "8000"]
