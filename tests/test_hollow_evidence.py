@@ -249,3 +249,22 @@ def test_a_load_test_that_leaves_out_the_judged_figure_never_approves_past_a_blo
     assert gate.answer != "approved" and decision["verdict"] != "go", decision["reasons"]
     finding = {f["rule_id"]: f for f in decision["findings"]}[rule]
     assert finding["status"] == "unknown" and "do not report" in finding["message"]
+
+
+def test_a_jest_test_file_that_failed_after_its_tests_passed_is_a_failure() -> None:
+    """An afterAll hook threw: Jest marks the file failed, every assertion in it passed.
+
+    Before the fix only a failed file without any assertion result counted: this one read as all passed.
+    """
+    from scorer.parsers.limits import ArtifactLimits, Deadline
+    from scorer.parsers.testformats import parse_jest
+
+    doc = {"numTotalTests": 2, "numFailedTests": 0, "numFailedTestSuites": 1, "success": False, "testResults": [{
+        "name": "/src/orders.test.js", "status": "failed",
+        "message": "afterAll hook failed: connection pool still open",
+        "assertionResults": [{"title": t, "status": "passed", "ancestorTitles": ["orders"], "failureMessages": []}
+                             for t in ("lists", "pages")]}]}  # fmt: skip
+    lim = ArtifactLimits()
+    part = parse_jest(io.BytesIO(json.dumps(doc).encode()), "jest.json", lim, Deadline(5, "jest.json")).to_part([])
+    assert part.errored == 1 and part.passed == 2, part
+    assert "afterAll" in part.failures[0].message

@@ -199,8 +199,11 @@ def parse_jest(stream: Stream, what: str, limits: ArtifactLimits, deadline: Dead
         results = item.get("assertionResults") or []
         if not isinstance(results, list):
             raise ArtifactRejected(f"{what}: 'assertionResults' of {file} is not a list; not Jest JSON")
-        if not results and item.get("status") == "failed":
-            # the file failed before any test ran (syntax error, failing import): one error for the file
+        if item.get("status") == "failed" and not any(
+                isinstance(case, dict) and _JEST_OUTCOME.get(str(case.get("status")), ERRORED) in (FAILED, ERRORED)
+                for case in results):
+            # the file failed outside its tests: before any ran (syntax error, failing import) or around them (a
+            # beforeAll or afterAll hook that threw): one error for the file
             tally.add("", file or "test file", ERRORED, file, None, _text(item.get("message")))
         for case in results:
             if not isinstance(case, dict):
