@@ -108,14 +108,13 @@ async def check_destination(url: str, allowed: Sequence[IPNetwork], *, via_proxy
     have no DNS for the outside at all): a name that does not resolve here is left to the proxy, and one
     that does is still refused when it leads inside. The proxy is then what keeps the inside out.
     """
-    parts = urlsplit(url)
-    host = parts.hostname
+    try:
+        named = httpx.URL(url)  # the host as the client would look it up (IDNA), and the port
+        host, port = named.host, named.port or (443 if named.scheme == "https" else 80)
+    except (httpx.InvalidURL, ValueError):
+        return Destination(problem=f"{redact_url(url)} is not a valid URL", permanent=True)
     if not host:
         return Destination(problem=f"{redact_url(url)} names no host", permanent=True)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return Destination(problem=f"{redact_url(url)} names no valid port", permanent=True)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
@@ -151,11 +150,12 @@ def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[st
     certificate was checked for this name only.
     """
     parts = urlsplit(url)
-    userinfo, _, hostport = parts.netloc.rpartition("@")
+    named = httpx.URL(url)  # the host as the client sends it: IDNA-encoded, default port left out
+    userinfo = parts.netloc.rpartition("@")[0]
     literal = f"[{address.replace('%', '%25')}]" if ":" in address else address
     netloc = (f"{userinfo}@" if userinfo else "") + literal + (f":{parts.port}" if parts.port else "")
-    extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-    return parts._replace(netloc=netloc).geturl(), {"Host": hostport, "Connection": "close"}, extensions
+    extensions: dict[str, Any] = {"sni_hostname": named.host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": named.netloc.decode("ascii"), "Connection": "close"}, extensions
 
 
 class ChannelSpec(Protocol):

@@ -396,3 +396,13 @@ def test_a_receiver_with_an_unreachable_first_address_is_reached_at_its_next(eng
             runner.run(dispatcher.step())
     assert RebindingLoop.connected == [v6, "127.0.0.1"]
     assert sum(receiver.attempts.values()) == 1 and _row(engine).state == "sent"
+
+
+def test_a_pinned_request_names_its_host_as_the_client_would() -> None:
+    """An internationalised name goes out IDNA-encoded in the Host header and as the TLS server name."""
+    target, headers, extensions = notify.pinned_request("https://u:p@hooks.bücher.example:8443/s/T?x=1", "2001:db8::5")
+    assert target == "https://u:p@[2001:db8::5]:8443/s/T?x=1"
+    assert headers == {"Host": "hooks.xn--bcher-kva.example:8443", "Connection": "close"}
+    assert extensions == {"sni_hostname": "hooks.xn--bcher-kva.example"}
+    assert notify.pinned_request("http://hooks.example/x", "203.0.113.9") == (
+        "http://203.0.113.9/x", {"Host": "hooks.example", "Connection": "close"}, {})  # fmt: skip
