@@ -13,7 +13,11 @@ from typing import Any
 from sqlalchemy import select
 
 from github_app.db.models import DecisionRecord, Deployment, Review, Waiver
-from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
+from github_app.sandbox.webhooks import (
+    check_run_payload,
+    deployment_protection_rule_payload,
+    issue_comment_payload,
+)
 from tests.scenarios import LABEL, REPO, release_state
 from tests.world import World, running_world
 
@@ -213,3 +217,23 @@ def test_a_click_on_the_report_gonogo_replaced_does_not_answer_the_new_one(datab
         world.click(LABEL, "rita")  # on the report shown now
         world.settle()
         assert [r.state for r in world.accepted_answers(REPO)] == ["approved"]
+
+
+def test_a_deployment_of_the_pull_requests_test_merge_takes_commands_without_naming_it(database_url):
+    """A pull_request run deploys GitHub's test merge (refs/pull/N/merge), never the head itself: that is the
+    commit the page shows, and a command answers it as written."""
+    state = release_state(checks_running=True, policy=TEAM, team_members=("rita",), pull_request=None)
+    _repo, dep = state.deployment(LABEL)
+    head = state.add_commit(REPO, message="Paginate, take two", author="bob", branch="orders", parents=[dep.sha])
+    merge = state.add_commit(REPO, message="Merge head into main", author="bob", parents=[dep.sha, head.sha])
+    state.add_pull_request(REPO, 7, head_sha=head.sha, head_ref="orders", title="Paginate", user="bob")
+    state.add_check_run(REPO, merge.sha, "e2e", status="in_progress", conclusion=None)
+    tested = state.add_deployment(REPO, merge.sha, "production", creator="dora", ref="refs/pull/7/merge")
+    state.named_deployments["merge"] = (REPO, tested.id)
+    with running_world(database_url, state) as world:
+        payload = deployment_protection_rule_payload(world.state, "merge", event="pull_request")
+        payload["pull_requests"] = [{"number": 7, "head": {"sha": head.sha}}]  # the run's pull request
+        assert world.send("deployment_protection_rule", payload).status_code == 202
+        world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the escalation")
+        comment(world, "rita", "/gonogo approve tested merge looks fine")
+        world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")

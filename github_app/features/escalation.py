@@ -507,7 +507,7 @@ async def _head_moved(gh: GitHub[Any], repository: str, number: int, row: Deploy
     """Why a command must name the commit it answers: the pull request no longer shows the one deployed.
 
     A push (or a force-push) to the pull request after the escalation leaves the page showing a commit other
-    than the one waiting: an approval written there is bound to the waiting commit only when it names it
+    than the one waiting (its head, or for a pull_request run a test merge of its head): an approval written there is bound to the waiting commit only when it names it
     (``production@1a2b3c4``), or, for a waiver, when its scope is explicit (``for <sha>``, ``--env-wide``).
     """
     named = (command.environment or "").partition("@")[2].lower()
@@ -520,6 +520,15 @@ async def _head_moved(gh: GitHub[Any], repository: str, number: int, row: Deploy
         head = None
     if head == row.sha:
         return None
+    if head is not None:
+        # a pull_request run deploys GitHub's test merge of the head into the base (refs/pull/N/merge): a merge
+        # commit with the head the page shows as a parent
+        try:
+            merged = (await call(gh.rest.repos.async_get_commit(owner, name, row.sha))).parsed_data
+        except NotFound:
+            merged = None
+        if merged is not None and head in {p.sha for p in merged.parents}:
+            return None
     now = f"`{head[:7]}`" if head else "another commit"
     return (f"the deployment to **{row.environment}** waiting for a decision is of `{row.sha[:7]}`, but this pull "
             f"request's head is now {now}. To answer for `{row.sha[:7]}`, name it: "
