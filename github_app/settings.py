@@ -175,6 +175,8 @@ def check_database_url(url: str, source: str = "GONOGO_DATABASE_URL") -> str:
 def _private_key(text: str, variable: str) -> Secret:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    if "\n" not in text.strip() and "\\n" in text:  # one line, as docker's --env-file and many secret stores hold it
+        text = text.strip().replace("\\n", "\n") + "\n"
     if "PRIVATE KEY" not in text:
         raise SettingsError(
             f"{variable} does not look like a PEM private key (no 'PRIVATE KEY' header); "

@@ -124,3 +124,10 @@ def test_every_missing_setting_is_named_at_once(tmp_path: Path) -> None:
     for name in ("GONOGO_WEBHOOK_SECRET", "GONOGO_APP_ID", "GONOGO_PRIVATE_KEY"):
         assert f"{name} is not set" in run.stderr, run.stderr
     assert not (tmp_path / "gonogo.db").exists()
+
+
+def test_a_key_on_one_line_with_escaped_newlines_is_read() -> None:
+    # docker's --env-file and many secret stores hold one line: the PEM arrives with literal \n (as probot accepts)
+    one_line = KEY.strip().replace("\n", "\\n")
+    settings = Settings.from_env({**BASE, "GONOGO_PRIVATE_KEY": one_line})
+    assert settings.private_key is not None and settings.private_key.reveal() == KEY.strip() + "\n"
