@@ -237,3 +237,18 @@ def test_a_deployment_of_the_pull_requests_test_merge_takes_commands_without_nam
         world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the escalation")
         comment(world, "rita", "/gonogo approve tested merge looks fine")
         world.wait(lambda: world.accepted_answers(REPO), what="rita's approval")
+
+
+def test_an_edited_comment_or_a_bots_comment_answers_nothing(database_url):
+    """Only a comment as first written by a person acts: editing one into a command (a later edit cannot be
+    bound to when it was written) or a bot's command (its app is no reviewer) decides nothing."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        edited = issue_comment_payload(world.state, REPO, 7, "/gonogo approve fine", "rita", action="edited")
+        assert world.send("issue_comment", edited).status_code == 202
+        bot = issue_comment_payload(world.state, REPO, 7, "/gonogo approve fine", "deploy-helper[bot]")
+        bot["sender"]["type"] = bot["comment"]["user"]["type"] = "Bot"
+        assert world.send("issue_comment", bot).status_code == 202
+        world.settle()
+        assert world.accepted_answers(REPO) == []
+        assert reviews(world) == [] and [r.state for r in rows(world)] == ["escalated"]
