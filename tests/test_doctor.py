@@ -186,3 +186,14 @@ def test_a_github_call_that_fails_is_a_cross_and_the_other_checks_still_run(
     [cross] = _crosses(result.output)
     assert needle in cross and str(status) in cross
     assert still_checked in result.output
+
+
+def test_an_api_url_that_is_not_githubs_api_is_named_as_the_suspect(doctor: Any, free_tcp_port: int) -> None:
+    # a host that does not answer, or GitHub Enterprise Server without /api/v3: the key is not the (only) suspect
+    unreachable = doctor(GONOGO_GITHUB_API_URL=f"http://127.0.0.1:{free_tcp_port}", GONOGO_GITHUB_RETRIES="0")
+    [cross] = _crosses(unreachable.output)
+    assert f"could not reach GitHub at http://127.0.0.1:{free_tcp_port}" in cross
+    assert "GONOGO_GITHUB_API_URL" in unreachable.output and "Private keys" not in unreachable.output
+    wrong_path = doctor(GONOGO_GITHUB_API_URL=doctor.state.api_url + "/nope", GONOGO_GITHUB_RETRIES="0")
+    [cross] = _crosses(wrong_path.output)
+    assert "404" in cross and "https://HOST/api/v3" in wrong_path.output

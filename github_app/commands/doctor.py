@@ -83,9 +83,15 @@ async def _check_github(report: Report, settings: Any, repo: str | None) -> None
         try:
             app: Any = (await call(app_gh.rest.apps.async_get_authenticated())).parsed_data
         except GitHubError as exc:
-            report.add(False, f"the private key does not open GitHub App {settings.app_id} ({exc})",
-                       "GONOGO_APP_ID must be the App ID of the app's settings page and GONOGO_PRIVATE_KEY a key "
-                       "generated there (Private keys > Generate)")  # fmt: skip
+            api = ("GONOGO_GITHUB_API_URL must be GitHub's REST API: https://api.github.com, or https://HOST/api/v3 "
+                   "on GitHub Enterprise Server")  # fmt: skip
+            if exc.status is None:  # no answer: the URL or the network, not the key
+                report.add(False, f"could not reach GitHub at {settings.github_api_url} ({exc})",
+                           f"{api}, and this host must be able to connect to it")  # fmt: skip
+            else:
+                report.add(False, f"the private key does not open GitHub App {settings.app_id} ({exc})",
+                           "GONOGO_APP_ID must be the App ID of the app's settings page and GONOGO_PRIVATE_KEY a key "
+                           "generated there (Private keys > Generate)" + ("" if exc.status == 401 else f"; {api}"))  # fmt: skip
             return
         report.add(True, f"the private key matches GitHub App {app.slug} (id {app.id})")
 
