@@ -203,6 +203,11 @@ def _clip(text: str, limit: int) -> str:
 def _headline(event: str, s: Mapping[str, Any]) -> str:
     actor = s.get("actor")
     by = f" by @{actor}" if actor and event in ("approved", "rejected", "overridden") else ""
+    verdict = str(s.get("verdict") or "")
+    if event == "approved" and not actor and s.get("mode") == "dry-run" and verdict != "go":
+        # a dry run approves whatever it found: the channel must not read this as the release judged fit
+        return (f"Dry run: approved although the verdict is {verdict.upper() or 'unknown'}: "
+                f"{s.get('repository', '?')} to {s.get('environment', '?')}")  # fmt: skip
     return _HEADLINES[event].format(
         by=by, repository=s.get("repository", "?"), environment=s.get("environment", "?")
     )
