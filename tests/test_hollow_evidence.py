@@ -268,3 +268,23 @@ def test_a_jest_test_file_that_failed_after_its_tests_passed_is_a_failure() -> N
     part = parse_jest(io.BytesIO(json.dumps(doc).encode()), "jest.json", lim, Deadline(5, "jest.json")).to_part([])
     assert part.errored == 1 and part.passed == 2, part
     assert "afterAll" in part.failures[0].message
+
+
+@pytest.mark.parametrize("exitcode", [2, 3])
+def test_a_pytest_run_that_was_interrupted_or_crashed_is_a_failure(exitcode: int) -> None:
+    """pytest stopped (interrupted, 2) or crashed (internal error, 3) after the tests it listed had passed.
+
+    Before the fix the report's exit code was not read: the tests that happened to run read as the whole suite.
+    """
+    from scorer.parsers.limits import ArtifactLimits, Deadline
+    from scorer.parsers.testformats import parse_pytest_json
+
+    doc = {"created": 1.0, "duration": 3.0, "exitcode": exitcode, "root": "/src",
+           "summary": {"passed": 2, "total": 2, "collected": 40},
+           "tests": [{"nodeid": f"tests/test_orders.py::test_{t}", "lineno": 3, "outcome": "passed"}
+                     for t in ("lists", "pages")]}  # fmt: skip
+    lim = ArtifactLimits()
+    part = parse_pytest_json(io.BytesIO(json.dumps(doc).encode()), ".report.json", lim,
+                             Deadline(5, ".report.json")).to_part([])
+    assert part.errored == 1 and part.passed == 2, part
+    assert f"exit code {exitcode}" in part.failures[0].message

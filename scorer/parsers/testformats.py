@@ -489,6 +489,8 @@ def parse_tap(stream: Stream, what: str, limits: ArtifactLimits, deadline: Deadl
 
 _PYTEST_OUTCOME = {"passed": PASSED, "failed": FAILED, "error": ERRORED, "skipped": SKIPPED, "xfailed": SKIPPED,
                    "xpassed": PASSED, "rerun": None}  # fmt: skip
+# what pytest's exit code says when it is not 0 (passed) or 5 (no tests collected)
+_PYTEST_EXIT = {1: "tests failed", 2: "the run was interrupted", 3: "an internal error", 4: "a usage error"}
 
 
 def _pytest_message(test: dict[str, Any]) -> tuple[str, int | None]:
@@ -504,11 +506,15 @@ def parse_pytest_json(stream: Stream, what: str, limits: ArtifactLimits, deadlin
     """Read a pytest-json-report file (``pytest --json-report``): tests and failed collectors."""
     tally = _tally(limits, "pytest-json")
     summary: dict[str, Any] | None = None
-    wanted = frozenset({"summary", "tests.item", "collectors.item", "duration"})
+    wanted = frozenset({"summary", "tests.item", "collectors.item", "duration", "exitcode"})
     seen_tests = False
+    exitcode: int | None = None
     for prefix, item in _json_items(stream, what, "pytest-json-report", wanted, limits, deadline):
         if prefix == "duration":
             tally.duration_s = _seconds(item)
+            continue
+        if prefix == "exitcode":
+            exitcode = _int(item)
             continue
         if not isinstance(item, dict):
             raise ArtifactRejected(f"{what}: '{prefix.split('.')[0]}' holds a value that is not an object; "
@@ -540,7 +546,14 @@ def parse_pytest_json(stream: Stream, what: str, limits: ArtifactLimits, deadlin
         tally.errored = _int(summary.get("error")) or 0
         tally.skipped = (_int(summary.get("skipped")) or 0) + (_int(summary.get("xfailed")) or 0)
         tally.cases = tally.passed + tally.failed + tally.errored + tally.skipped
+    said = _PYTEST_EXIT.get(exitcode) if exitcode is not None else None
+    if said is not None and not tally.failed and not tally.errored:
+        # pytest says the run failed though no listed test did: it stopped or crashed, and what it lists is not
+        # the whole suite (5, no tests collected, is an empty report, judged as one)
+        tally.add("", f"(pytest: {said})", ERRORED, None, None, f"{what}: pytest ended with exit code {exitcode} "
+                  f"({said}) and no listed test failed")
     return tally
+
 
 
 TEST_PARSERS: dict[str, TestParser] = {
