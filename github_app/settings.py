@@ -217,7 +217,7 @@ class Settings:
     body_timeout_seconds: float = 10.0  # a request body must arrive whole within this (GitHub itself waits 10 s)
     # bytes of request bodies the intake holds at once (being read, or waiting to be stored); 0: four bodies' worth
     intake_buffer_bytes: int = 0
-    dry_run: bool = False  # decide and report, but never approve or reject
+    dry_run: bool = False  # decide and report, but never reject: approve, recording the verdict it would have given
     sweep_seconds: float = 60.0  # how often escalations are checked for reminders and expiry
     inbox_retention_days: int = 30  # finished deliveries older than this are pruned; 0 keeps them all
     alertmanager_token: Secret | None = None  # bearer token Alertmanager sends; None: the alert intake is off
