@@ -191,6 +191,8 @@ class FreezeWindow(_Strict):
 
 
 NOTIFY_SECRET_PREFIX = "GONOGO_NOTIFY_"
+# GitHub's contents API sends a file inline only up to 1 MB (read strictly): a larger policy never reaches gonogo
+MAX_POLICY_BYTES = 1_000_000
 _NOTIFY_SECRET_NAME = re.compile(rf"^{NOTIFY_SECRET_PREFIX}[A-Z0-9_]+$")
 
 

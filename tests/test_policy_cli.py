@@ -72,3 +72,20 @@ def test_a_yes_or_true_where_a_number_belongs_is_an_error_not_1(tmp_path: Path) 
                   "6:33: environments.production.rules.GNG-TEST-005.threshold",
                   "7:33: environments.production.learning.min_deployments"):  # fmt: skip
         assert any(f"{f}:{where}: a number is needed, not a yes/no" in line for line in result.output.splitlines()), where
+
+
+def test_a_policy_github_would_not_send_is_invalid_here_too(tmp_path: Path) -> None:
+    # the app reads the policy through GitHub's contents API, which sends files up to 1 MB; a larger one makes
+    # gonogo escalate every deployment, so validating it must not say "valid" (after minutes of parsing)
+    f = tmp_path / "gonogo.yml"
+    f.write_text("extends: default\n" + "# padding\n" * 100_001)
+    result = CliRunner().invoke(policy, ["validate", str(f)])
+    assert result.exit_code == 1 and "valid\n" not in result.stdout
+    assert "over 1 MB" in result.output and "keep the policy under 1 MB" in result.output
+    explained = CliRunner().invoke(policy, ["explain", "-e", "production", str(f)])
+    assert explained.exit_code == 1 and "over 1 MB" in explained.output
+    from github_app.commands.assess import assess
+
+    (tmp_path / "reports").mkdir()
+    assessed = CliRunner().invoke(assess, ["--artifacts", str(tmp_path / "reports"), "--policy", str(f)])
+    assert assessed.exit_code == 2 and "over 1 MB" in assessed.output

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from github_app.commands.policy import read_policy
 from rules.pipeline import OFFLINE_SCOPE, evaluate, evidence_from_artifacts
 from rules.policy import PolicyError, default_policy, load_policy_text
 from rules.report import check_run_markdown, render_text
@@ -50,7 +51,7 @@ def assess(artifacts_dir: Path, policy_file: Path | None, environment: str, fmt:
     if policy_file is None and DEFAULT_POLICY.is_file():
         policy_file = DEFAULT_POLICY
     try:
-        policy = load_policy_text(policy_file.read_text(encoding="utf-8"), source=str(policy_file)) if policy_file else default_policy()
+        policy = load_policy_text(read_policy(policy_file), source=str(policy_file)) if policy_file else default_policy()
     except PolicyError as exc:
         for issue in exc.errors:
             click.echo(str(issue), err=True)

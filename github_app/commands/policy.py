@@ -9,14 +9,32 @@ from pathlib import Path
 import click
 import yaml
 
-from rules.policy import PolicyError, default_policy, effective, json_schema, load_policy_text
+from rules.policy import (
+    MAX_POLICY_BYTES,
+    PolicyError,
+    PolicyIssue,
+    default_policy,
+    effective,
+    json_schema,
+    load_policy_text,
+)
 
 DEFAULT_FILE = Path(".github/gonogo.yml")
 
 
+def read_policy(path: Path) -> str:
+    """The text of a policy file; PolicyError when GitHub would not send it to gonogo (over 1 MB)."""
+    size = path.stat().st_size
+    if size > MAX_POLICY_BYTES:  # the app would escalate every deployment; parsing it would also take minutes
+        raise PolicyError([PolicyIssue(str(path), None, None, "", (
+            f"the file is over 1 MB ({size:,} bytes), which GitHub's contents API does not send, so gonogo would "
+            "escalate every deployment; keep the policy under 1 MB"))])  # fmt: skip
+    return path.read_text(encoding="utf-8")
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_policy(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"cannot read {path}: {exc}") from None
 
