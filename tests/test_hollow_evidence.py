@@ -288,3 +288,23 @@ def test_a_pytest_run_that_was_interrupted_or_crashed_is_a_failure(exitcode: int
                              Deadline(5, ".report.json")).to_part([])
     assert part.errored == 1 and part.passed == 2, part
     assert f"exit code {exitcode}" in part.failures[0].message
+
+
+@pytest.mark.parametrize("success", [False, None])
+def test_a_dart_run_that_did_not_succeed_or_was_closed_early_is_a_failure(success: bool | None) -> None:
+    """dart test's done event says the run failed, or (success null) that the runner closed before all tests ran.
+
+    Before the fix only the presence of the done event was checked: the tests listed, all passed, read as the suite.
+    """
+    from scorer.parsers.limits import ArtifactLimits, Deadline
+    from scorer.parsers.testformats import parse_dart
+
+    events = [{"type": "start", "protocolVersion": "0.1.1", "runnerVersion": "1.24.0", "time": 0},
+              {"type": "suite", "suite": {"id": 0, "platform": "vm", "path": "test/orders_test.dart"}, "time": 1},
+              {"type": "testStart", "test": {"id": 1, "name": "orders lists", "suiteID": 0, "groupIDs": [],
+                                             "line": 5, "url": "file:///test/orders_test.dart"}, "time": 2},
+              {"type": "testDone", "testID": 1, "result": "success", "hidden": False, "skipped": False, "time": 3},
+              {"type": "done", "success": success, "time": 4}]
+    data = "\n".join(json.dumps(e) for e in events).encode()
+    part = parse_dart(io.BytesIO(data), "dart-test.json", ArtifactLimits(), Deadline(5, "dart-test.json")).to_part([])
+    assert part.errored == 1 and part.passed == 1, part

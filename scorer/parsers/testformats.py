@@ -365,7 +365,8 @@ def parse_dart(stream: Stream, what: str, limits: ArtifactLimits, deadline: Dead
                 entry[4] = bool(event.get("hidden")) and result == "success"
                 entry[5] = bool(event.get("skipped"))
         elif kind == "done":
-            done = bool(event.get("success"))
+            # false: a test failed; null: the runner closed before every test had run
+            done = event.get("success") is True
     if not started:
         raise ArtifactRejected(f"{what} has no start event; not the output of dart test --reporter json")
     if done is None:
@@ -377,6 +378,10 @@ def parse_dart(stream: Stream, what: str, limits: ArtifactLimits, deadline: Dead
             raise ArtifactRejected(f"{what}: test {name!r} never finished although the run did; the report is inconsistent")
         outcome = SKIPPED if skipped and result == "success" else {"success": PASSED, "failure": FAILED}.get(result, ERRORED)
         tally.add(path, name, outcome, path or None, line, message)
+    if not done and not tally.failed and not tally.errored:
+        tally.add("", "(dart test: the run did not succeed)", ERRORED, None, None,
+                  f"{what}: the done event says the run did not succeed, or that the runner closed before every "
+                  "test had run, and no listed test failed")
     return tally
 
 
