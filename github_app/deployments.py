@@ -102,6 +102,7 @@ class Begun:
 
     row: Deployment
     next: Next
+    resumed: bool = False  # an evaluation an earlier attempt began (it may have created the check run, unrecorded)
 
 
 def begin(
@@ -146,7 +147,7 @@ def begin(
                     {"lease_owner": owner, "lease_until": until})  # fmt: skip
     if taken is not None:
         if taken.state == EVALUATING:
-            return Begun(taken, "evaluate")
+            return Begun(taken, "evaluate", resumed=True)
         if taken.answer is not None:
             return Begun(taken, "send_answer")
         return Begun(taken, "publish_decision")

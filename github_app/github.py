@@ -155,6 +155,8 @@ class RetryPolicy:
         if limited is not None:
             wait = limited
             setattr(exc, RATE_LIMIT_WAIT, wait)  # what map_error reports as the time to park the delivery
+        elif _maybe_carried_out(exc):
+            wait = None  # the delivery is tried again instead, and its state says what is left to do
         elif _server_error(exc) or _network_error(exc):
             wait = self.base_seconds * (2**retry_count)
         if retry_count >= self.max_retries or wait is None or wait > self.budget_seconds:
@@ -218,6 +220,23 @@ def rate_limit_wait(exc: BaseException, backoff: SecondaryBackoff | None = None)
         # every second until the clocks agree is what GitHub warns may get the app banned; wait as for a
         # limit that names no time instead
     return backoff.next_wait() if backoff is not None else SECONDARY_MINIMUM_SECONDS
+
+
+def _maybe_carried_out(exc: GitHubException) -> bool:
+    """A POST that GitHub may have carried out though it failed: a 504 (its edge gave up on a slow backend) or a
+    connection lost after the request went. Sending it again could create a second check run or comment."""
+    if isinstance(exc, RequestFailed):
+        request, late = exc.request, exc.response.status_code == 504
+    elif isinstance(exc, RequestError) and isinstance(exc.exc, httpx.TransportError):
+        if isinstance(exc.exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            return False  # never sent
+        try:
+            request, late = exc.exc.request, True
+        except RuntimeError:  # an error raised before a request was built
+            return False
+    else:
+        return False
+    return late and request.method == "POST" and not request.url.path.endswith("/access_tokens")
 
 
 def _server_error(exc: GitHubException) -> bool:

@@ -75,6 +75,21 @@ async def create_check_run(gh: GitHub[Any], t: Target, external_id: str) -> tupl
     return run.id, run.html_url or ""
 
 
+async def find_check_run(gh: GitHub[Any], t: Target, external_id: str) -> tuple[int, str] | None:
+    """The gonogo check run created for ``external_id`` on the deployment's commit, if there is one.
+
+    An attempt that created it may not have learned its id: GitHub carried the request out but answered 504,
+    or the worker died before recording it. Creating another would leave that one "in progress" for ever.
+    """
+    resp = await call(gh.rest.checks.async_list_for_ref(t.owner, t.name, t.sha, check_name=CHECK_RUN_NAME,
+                                                         filter_="all", per_page=100))  # fmt: skip
+    found = [run for run in parsed(resp).check_runs if run.external_id == external_id]
+    if not found:
+        return None
+    run = min(found, key=lambda r: r.id)  # the first one made; it is the one a retry completes
+    return run.id, run.html_url or ""
+
+
 def conclusion_for(decision: Decision) -> str:
     if decision.action == "approve":
         return "success"

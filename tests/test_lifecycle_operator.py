@@ -273,3 +273,18 @@ def test_an_uninstalled_apps_waiting_escalation_is_abandoned_not_polled_for_30_d
     assert row.state == "abandoned"
     [entry] = [e for e in audit_entries(database_url, "lifecycle") if e.data.get("state") == "abandoned"]
     assert "uninstalled" in entry.data["why"]
+
+
+def test_a_check_run_github_created_but_answered_504_for_is_not_created_twice(database_url):
+    # GitHub's edge may give up on a slow request that its backend still carries out: creating the check run again
+    # left the first one "in progress" beside the one gonogo completed
+    with running_world(database_url, release_state()) as world:
+        world.state.inject("POST", "/repos/acme/api/check-runs", "late_504", times=1)
+        world.request_gate(LABEL)
+        assert world.wait_decided(LABEL).answer == "approved"
+        world.settle()
+        _, dep = world.state.deployment(LABEL)
+        runs = [(r.id, r.status) for r in world.state.check_runs(REPO, name="gonogo", head_sha=dep.sha)]
+        answers = world.accepted_answers(REPO)
+    assert [status for _, status in runs] == ["completed"], runs
+    assert [a.state for a in answers] == ["approved"]

@@ -41,6 +41,7 @@ from github_app.publish import (
     answer,
     complete_check_run,
     create_check_run,
+    find_check_run,
     status_report,
     update_check_run_text,
 )
@@ -274,7 +275,7 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
             decision = await asyncio.to_thread(stored_decision, engine, row)
             await publish_escalation(ctx, gh, t, row, decision, owner)
         else:
-            await _gate(ctx, gh, req, row, owner)
+            await _gate(ctx, gh, req, row, owner, resumed=begun.resumed)
     except (GitHubAuthError, InstallationNotFound) as exc:
         raise PermanentError(str(exc)) from exc
     except LeaseLost as lost:
@@ -409,7 +410,8 @@ def _waivers_that_count(
     return [w for w in found if w not in refused], refused
 
 
-async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, owner: str) -> None:
+async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment, owner: str, *,
+                resumed: bool = False) -> None:
     t = req.target
     engine = ctx.engine
 
@@ -425,7 +427,9 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     async def ensure_check_run() -> tuple[int, str]:
         if row.check_run_id is not None:
             return row.check_run_id, f"{t.repository} check run {row.check_run_id}"
-        created = await create_check_run(gh, t, external_id=t.deployment_key)
+        # an earlier attempt may have created it without learning its id (a 504 GitHub answered late, a crash)
+        created = (await find_check_run(gh, t, t.deployment_key) if resumed else None) or \
+            await create_check_run(gh, t, external_id=t.deployment_key)  # fmt: skip
         await asyncio.to_thread(deployments.note_check_run, engine, t.deployment_key, owner, created[0])
         row.check_run_id = created[0]
         return created

@@ -127,6 +127,19 @@ class FaultAndLogLayer:
             log(0)
             # uvicorn closes the connection without a response when the app returns a value.
             return DROP_SENTINEL
+        if terminal is not None and terminal.kind == "late_504":
+            async def discard(message: Message) -> None:
+                pass
+
+            await self.inner(scope, _replay(body, receive), discard)  # the request is carried out...
+            payload = _error_body(504, "We couldn't respond to your request in time. Sorry about that. Please try "
+                                       "resubmitting your request and contact us if the problem persists.")
+            await send({"type": "http.response.start", "status": 504,  # ...but the answer never comes back
+                        "headers": [(b"content-type", b"application/json; charset=utf-8"),
+                                    (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            log(504)
+            return None
         if terminal is not None and terminal.kind != "truncate":
             status, headers, payload = _fault_response(terminal, state.now())
             headers.append((b"content-length", str(len(payload)).encode()))

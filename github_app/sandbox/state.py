@@ -21,10 +21,10 @@ from github_app.sandbox.hook_log import HookLog
 
 FaultKind = Literal["status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
                     "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
-                    "latency", "truncate", "drop", "corrupt"]
+                    "latency", "truncate", "drop", "corrupt", "late_504"]
 FAULT_KINDS: tuple[str, ...] = ("status", "secondary_rate_limit", "rate_limit_429", "primary_rate_limit",
                                 "secondary_rate_limit_no_retry_after", "rate_limit_429_no_retry_after",
-                                "latency", "truncate", "drop", "corrupt")
+                                "latency", "truncate", "drop", "corrupt", "late_504")
 
 
 @functools.lru_cache(maxsize=65536)  # the same few times are rendered over and over
@@ -484,7 +484,8 @@ class SandboxState:
         rate_limit_429 (429 + retry-after), primary_rate_limit (403, x-ratelimit-remaining 0),
         secondary_rate_limit_no_retry_after / rate_limit_429_no_retry_after (403 / 429 naming no time to wait),
         latency (sleep `seconds`, then answer normally), truncate (answer with the body cut in half),
-        drop (close the connection without any response), corrupt (200 with JSON of the wrong shape).
+        drop (close the connection without any response), corrupt (200 with JSON of the wrong shape),
+        late_504 (carry the request out, then answer 504 as GitHub's edge does when the backend was slow).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
