@@ -521,6 +521,16 @@ async def _permission(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
     assert data.permission == "write" and data.role_name == "maintain"
 
 
+@case("GET", R + "/collaborators/{username}")
+async def _collaborator(w: World, gh: GitHub[Any], app: GitHub[Any]) -> None:
+    w.state.repo("acme/shop").private = False  # anyone may read a public repository; only some were given access
+    w.state.user("stranger")
+    assert (await gh.rest.repos.async_check_collaborator("acme", "shop", "omar")).status_code == 204
+    await expect_error(gh.rest.repos.async_check_collaborator("acme", "shop", "stranger"), 404)
+    read = parsed(await gh.rest.repos.async_get_collaborator_permission_level("acme", "shop", "stranger"))
+    assert (read.permission, read.role_name) == ("read", "read")
+
+
 # --------------------------------------------------------------------------- pull request files, releases
 
 

@@ -1172,13 +1172,26 @@ def team_membership(ctx: Ctx) -> Response:
                "role": member["role"], "state": member["state"]})
 
 
+def check_collaborator(ctx: Ctx) -> Response:
+    """GET /repos/{owner}/{repo}/collaborators/{username}: 204 for someone given access, else 404 (public or not)."""
+    repo, login = ctx.need_repo(), ctx.params["username"]
+    if repo.collaborators.get(login.lower(), "none") == "none":
+        raise ApiError(404, NOT_FOUND)
+    return Response(status_code=204)
+
+
 def collaborator_permission(ctx: Ctx) -> Response:
-    """GET /repos/{owner}/{repo}/collaborators/{username}/permission."""
+    """GET /repos/{owner}/{repo}/collaborators/{username}/permission.
+
+    On a public repository GitHub answers read for any account, given access or not: anyone may read it.
+    """
     repo, login = ctx.need_repo(), ctx.params["username"]
     known = {u.lower(): u for u in ctx.state.users}
     if login.lower() not in known:
         raise ApiError(404, NOT_FOUND)
     permission = repo.collaborators.get(login.lower(), "none")
+    if permission == "none" and not repo.private:
+        permission = "read"
     legacy = {"maintain": "write", "triage": "read"}.get(permission, permission)
     user = ctx.render.user(known[login.lower()]) or {}
     user = dict(user, role_name=permission,
@@ -1271,6 +1284,7 @@ ROUTES: list[tuple[str, str, Handler, str, bool]] = [
     ("PATCH", R + "/issues/comments/{comment_id}", update_comment, "installation", True),
     ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}", team_membership, "installation", False),
     ("GET", R + "/collaborators/{username}/permission", collaborator_permission, "installation", True),
+    ("GET", R + "/collaborators/{username}", check_collaborator, "installation", True),
     # pull request files and releases (the change of a big or first deployment)
     ("GET", R + "/pulls/{pull_number}/files", list_pull_files, "installation", True),
     ("GET", R + "/releases", list_releases, "installation", True),
