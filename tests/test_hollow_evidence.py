@@ -308,3 +308,20 @@ def test_a_dart_run_that_did_not_succeed_or_was_closed_early_is_a_failure(succes
     data = "\n".join(json.dumps(e) for e in events).encode()
     part = parse_dart(io.BytesIO(data), "dart-test.json", ArtifactLimits(), Deadline(5, "dart-test.json")).to_part([])
     assert part.errored == 1 and part.passed == 1, part
+
+
+@pytest.mark.parametrize("summary", [{"success": False, "wasInterrupted": True}, {"success": False}])
+def test_a_jest_run_that_did_not_succeed_is_a_failure(summary: dict[str, bool]) -> None:
+    """Jest says the run failed (interrupted, an obsolete snapshot under --ci) though every listed test passed.
+
+    Before the fix only the test files were read: a run Jest itself called failed read as all passed.
+    """
+    from scorer.parsers.limits import ArtifactLimits, Deadline
+    from scorer.parsers.testformats import parse_jest
+
+    doc = {"numTotalTests": 1, "numFailedTests": 0, **summary, "testResults": [{
+        "name": "/src/orders.test.js", "status": "passed",
+        "assertionResults": [{"title": "lists", "status": "passed", "ancestorTitles": [], "failureMessages": []}]}]}
+    part = parse_jest(io.BytesIO(json.dumps(doc).encode()), "jest.json", ArtifactLimits(),
+                      Deadline(5, "jest.json")).to_part([])
+    assert part.errored == 1 and part.passed == 1, part

@@ -188,10 +188,14 @@ def parse_jest(stream: Stream, what: str, limits: ArtifactLimits, deadline: Dead
     """Read Jest's ``--json`` results: one entry per test file, each with its assertion results."""
     tally = _tally(limits, "jest")
     declared: int | None = None
-    wanted = frozenset({"numTotalTests", "testResults.item"})
+    verdict: dict[str, Any] = {}  # what Jest says of the run as a whole: success, wasInterrupted
+    wanted = frozenset({"numTotalTests", "testResults.item", "success", "wasInterrupted"})
     for prefix, item in _json_items(stream, what, "Jest", wanted, limits, deadline):
         if prefix == "numTotalTests":
             declared = _int(item)
+            continue
+        if prefix in ("success", "wasInterrupted"):
+            verdict[prefix] = item
             continue
         if not isinstance(item, dict):
             raise ArtifactRejected(f"{what}: an entry of 'testResults' is not an object; not Jest JSON")
@@ -217,6 +221,12 @@ def parse_jest(stream: Stream, what: str, limits: ArtifactLimits, deadline: Dead
             tally.duration_s += _seconds(case.get("duration"), 0.001)
     if declared is None:
         raise ArtifactRejected(f"{what} has no 'numTotalTests'; not the output of jest --json")
+    failed_run = verdict.get("success") is False or verdict.get("wasInterrupted") is True
+    if failed_run and not tally.failed and not tally.errored:
+        said = "was interrupted" if verdict.get("wasInterrupted") is True else "did not succeed"
+        tally.add("", f"(jest: the run {said})", ERRORED, None, None,
+                  f"{what}: Jest says the run {said} (interrupted, a snapshot or threshold failure) and no listed "
+                  "test failed")
     return tally
 
 
