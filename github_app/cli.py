@@ -309,7 +309,7 @@ def deliveries_prune(older_than: str | None, states: tuple[str, ...]) -> None:
     Pending and processing deliveries are never pruned. A running `gonogo serve` (with workers) or
     `gonogo worker` prunes done and ignored deliveries by itself once an hour.
     """
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from tqdm import tqdm
 
@@ -324,8 +324,11 @@ def deliveries_prune(older_than: str | None, states: tuple[str, ...]) -> None:
     else:
         try:
             age = parse_duration(older_than)
+            datetime.now(UTC) - age  # an age reaching back before year 1 raises here, not in the pruning
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--older-than") from None
+        except OverflowError:
+            raise click.BadParameter(f"{older_than} reaches back before the calendar begins", param_hint="--older-than") from None
     chosen = states or ("done", "ignored")
     with tqdm(desc="pruning deliveries", unit=" rows", disable=None, leave=False, file=sys.stderr) as bar:
         pruned = _with_database(

@@ -99,7 +99,7 @@ def _networks(env: Mapping[str, str]) -> str:
     return env.get(NETWORKS_VARIABLE, "").strip()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -109,10 +109,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name} must be a whole number, got {raw!r}.") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}.")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, *, positive: bool = False, maximum: float | None = None
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -124,6 +128,8 @@ def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool 
         raise SettingsError(f"{name} must be a finite number, got {raw!r}.")
     if value < 0 or (positive and value == 0):
         raise SettingsError(f"{name} must be {'above zero' if positive else 'at least 0'}, got {raw!r}.")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, got {raw!r}.")
     return value
 
 
@@ -296,9 +302,10 @@ class Settings:
             intake_buffer_bytes=_int(env, "GONOGO_INTAKE_BUFFER_BYTES", 0, minimum=0),
             dry_run=_bool(env, "GONOGO_DRY_RUN"),
             sweep_seconds=_float(env, "GONOGO_SWEEP_SECONDS", 60.0, positive=True),
-            inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30),
+            # a century at most: now minus the window must stay on the calendar
+            inbox_retention_days=_int(env, "GONOGO_INBOX_RETENTION_DAYS", 30, maximum=36_500),
             alertmanager_token=_token(env, "GONOGO_ALERTMANAGER_TOKEN"),
-            alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0),
+            alert_window_hours=_float(env, "GONOGO_ALERT_WINDOW_HOURS", 24.0, maximum=24 * 36_500),
             notification_networks=_networks(env),
             dashboard_token=_token(env, "GONOGO_DASHBOARD_TOKEN"),
             shutdown_grace_seconds=_float(env, "GONOGO_SHUTDOWN_GRACE_SECONDS", 10.0),

@@ -62,3 +62,11 @@ def test_a_worker_process_with_gonogo_workers_0_is_refused(tmp_path: Path) -> No
            "GONOGO_WEBHOOK_SECRET": "a-webhook-secret", "GONOGO_APP_ID": "1", "GONOGO_PRIVATE_KEY": key}  # fmt: skip
     run = _gonogo(tmp_path, env, "worker", "--until-idle")
     assert run.returncode == 2 and "GONOGO_WORKERS is 0" in run.stderr, run.stderr
+
+
+def test_an_age_beyond_the_calendar_is_a_usage_error(tmp_path: Path) -> None:
+    env = {"GONOGO_DATABASE_URL": f"sqlite:///{tmp_path / 'gonogo.db'}"}
+    run = _gonogo(tmp_path, env, "deliveries", "prune", "--older-than", "99999999w")
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "--older-than" in run.stderr, run.stderr
+    run = _gonogo(tmp_path, {**env, "GONOGO_INBOX_RETENTION_DAYS": "1000000"}, "deliveries", "prune")
+    assert run.returncode == 1 and "GONOGO_INBOX_RETENTION_DAYS" in run.stderr, run.stderr

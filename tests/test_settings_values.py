@@ -131,3 +131,11 @@ def test_a_key_on_one_line_with_escaped_newlines_is_read() -> None:
     one_line = KEY.strip().replace("\n", "\\n")
     settings = Settings.from_env({**BASE, "GONOGO_PRIVATE_KEY": one_line})
     assert settings.private_key is not None and settings.private_key.reveal() == KEY.strip() + "\n"
+
+
+@pytest.mark.parametrize(("name", "value"), [("GONOGO_INBOX_RETENTION_DAYS", "1000000"),
+                                             ("GONOGO_ALERT_WINDOW_HOURS", "1e12")])  # fmt: skip
+def test_a_window_beyond_the_calendar_is_refused(name: str, value: str) -> None:
+    # now minus it is before year 1: pruning and alert matching would fail on every run
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**BASE, name: value})
