@@ -222,6 +222,16 @@ def rate_limit_wait(exc: BaseException, backoff: SecondaryBackoff | None = None)
     return backoff.next_wait() if backoff is not None else SECONDARY_MINIMUM_SECONDS
 
 
+_CLOCK_ADVICE = ("GitHub refused the app's token for its times ({message}): this machine's clock differs from "
+                 "GitHub's by more than a minute. Synchronise it (NTP); the app id and private key are not at fault.")
+
+
+def _clock_refused(message: str) -> bool:
+    """Whether GitHub refused an app JWT for its issue or expiry time (a clock out of step), not its signature."""
+    text = message.lower()
+    return "'issued at' claim" in text or "'expiration time' claim" in text
+
+
 def _maybe_carried_out(exc: GitHubException) -> bool:
     """A POST that GitHub may have carried out though it failed: a 504 (its edge gave up on a slow backend) or a
     connection lost after the request went. Sending it again could create a second check run or comment."""
@@ -273,12 +283,16 @@ def _from_response(exc: RequestFailed) -> GitHubError:
                 "its settings (Settings > GitHub Apps > Configure > Unsuspend); the deployments it left waiting are "
                 "picked up again by the sweeper once it is.", status, url,
             )  # fmt: skip
+        if status == 401 and _clock_refused(message):
+            return GitHubAuthError(_CLOCK_ADVICE.format(message=message), status, url)
         if status in (401, 403):
             return GitHubAuthError(
                 f"GitHub refused the app's credentials ({status}: {message or 'no message'}): check that "
                 "GONOGO_APP_ID is the App ID and GONOGO_PRIVATE_KEY is a current private key of that app.",
                 status, url,
             )  # fmt: skip
+    if status == 401 and _clock_refused(message):
+        return GitHubAuthError(_CLOCK_ADVICE.format(message=message), status, url, message)
     if status == 401:
         return GitHubAuthError(f"GitHub said 401 Unauthorized for {url}: {message}", status, url, message)
     if status in (403, 404) and feature_disabled_message(message):

@@ -288,3 +288,14 @@ def test_a_check_run_github_created_but_answered_504_for_is_not_created_twice(da
         answers = world.accepted_answers(REPO)
     assert [status for _, status in runs] == ["completed"], runs
     assert [a.state for a in answers] == ["approved"]
+
+
+def test_an_app_jwt_refused_for_a_skewed_clock_says_to_fix_the_clock_not_the_key(database_url):
+    # GitHub refuses an app JWT issued in its future (or expired on its clock): the key is fine, the clock is not
+    state = release_state()
+    state.advance(-300)  # this machine's clock runs five minutes ahead of GitHub's
+    with running_world(database_url, state) as world:
+        world.request_gate(LABEL)
+        world.wait(lambda: [d for d in world.deliveries() if d.state == "dead"], what="a dead delivery")
+        [dead] = world.deliveries()
+    assert "clock" in dead.last_error and "GONOGO_PRIVATE_KEY" not in dead.last_error
