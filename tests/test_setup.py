@@ -243,3 +243,12 @@ def test_a_webhook_url_without_gonogos_path_gets_a_note(tmp_path: Path) -> None:
                           "--no-open", "--timeout", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120, check=False)  # fmt: skip
     assert "https://x.example.com/webhooks/github" in run.stderr and "/webhooks/github" in run.stderr
+
+
+def test_a_github_url_without_its_scheme_is_refused(tmp_path: Path) -> None:
+    # "github.com" would make the page post the manifest to a relative "github.com/settings/apps/new"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONOGO_")}
+    run = subprocess.run([sys.executable, "-m", "github_app", "setup", "--webhook-url", "https://h.example/webhooks/github",
+                          "--github-url", "github.com", "--no-open", "--timeout", "1"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 2 and "--github-url" in run.stderr and "Open " not in run.stdout, run.stderr

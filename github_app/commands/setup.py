@@ -199,6 +199,9 @@ def setup(webhook_url: str | None, org: str | None, github_url: str, api_url: st
 
     for logger in ("uvicorn", "uvicorn.error"):  # the local page's server logs would bury the instructions
         logging.getLogger(logger).setLevel(logging.WARNING)
+    for given, option in ((github_url, "--github-url"), (api_url, "--api-url")):
+        if given is not None and (urlsplit(given).scheme not in ("http", "https") or not urlsplit(given).hostname):
+            raise click.BadParameter(f"{given!r} is not an http(s) URL, e.g. https://github.com", param_hint=option)
     if not env_file.parent.is_dir():  # found out only after GitHub created the app, its one-time key would be lost
         raise click.ClickException(f"{env_file.parent} is not a folder: create it or choose another --env-file.")
     if env_file.exists() or env_file.with_suffix(".pem").exists():
