@@ -252,3 +252,30 @@ def test_an_edited_comment_or_a_bots_comment_answers_nothing(database_url):
         world.settle()
         assert world.accepted_answers(REPO) == []
         assert reviews(world) == [] and [r.state for r in rows(world)] == ["escalated"]
+
+
+PUBLIC_READ = """
+environments:
+  production:
+    reviewers:
+      users: [rita, lena]
+      four_eyes: true
+      min_permission: read
+"""
+
+
+def test_read_access_to_a_public_repository_is_no_access_of_ones_own(database_url):
+    """GitHub says read for any account on a public repository: a listed login (which a renamed account frees for
+    anyone to take) must have been given access, even when the policy asks only for read."""
+    state = release_state(checks_running=True, policy=PUBLIC_READ, reviewers_team="")
+    state.repo(REPO).private = False
+    state.user("lena")  # listed, but never given access: anyone who registered the freed login
+    with running_world(database_url, state) as world:
+        world.escalate(LABEL)
+        comment(world, "lena", "/gonogo approve looks fine")
+        assert world.accepted_answers(REPO) == []
+        [refused] = reviews(world)
+        assert refused.allowed is False and "read access" in (refused.refusal or "")
+        world.state.set_collaborator(REPO, "lena", "read")  # given read access: the policy's level
+        comment(world, "lena", "/gonogo approve looks fine now")
+        world.wait(lambda: world.accepted_answers(REPO), what="lena's approval")

@@ -131,6 +131,12 @@ async def _short_of(gh: GitHub[Any], owner: str, name: str, actor: str, needed: 
     except NotFound:
         held, role = "none", "none"
     rank = max(PERMISSION_ORDER.index(p) if p in PERMISSION_ORDER else -1 for p in (held, role))
+    if rank >= PERMISSION_ORDER.index(needed) and held == "read":
+        # GitHub says read for any account on a public repository: only access given to them counts
+        try:
+            await call(gh.rest.repos.async_check_collaborator(owner, name, actor))
+        except NotFound:
+            rank, role = -1, "none of its own: anyone may read a public repository"
     if rank < PERMISSION_ORDER.index(needed):
         return f"needs at least {needed} access to the repository (has {role})"
     return None
