@@ -325,3 +325,17 @@ def test_a_jest_run_that_did_not_succeed_is_a_failure(summary: dict[str, bool]) 
     part = parse_jest(io.BytesIO(json.dumps(doc).encode()), "jest.json", ArtifactLimits(),
                       Deadline(5, "jest.json")).to_part([])
     assert part.errored == 1 and part.passed == 1, part
+
+
+def test_a_jmeter_result_file_without_its_success_column_does_not_claim_zero_errors() -> None:
+    """A JTL saved without the ``success`` field says nothing of failed samples.
+
+    Before the fix it read as an error rate of 0 %, so GNG-PERF-003 passed on a load test that never said.
+    """
+    from scorer.parsers.performance import parse_jtl
+
+    lines = ["timeStamp,elapsed,label,responseCode"] + [f"{1_700_000_000_000 + i * 50},{100 + i % 7},GET /orders,500"
+                                                        for i in range(200)]
+    run = parse_jtl(io.BytesIO(("\n".join(lines) + "\n").encode()), "results.jtl")
+    assert run.overall is not None and run.overall.samples == 200
+    assert run.overall.error_rate is None and all(t.error_rate is None for t in run.transactions)

@@ -98,7 +98,7 @@ def _sketch(values: np.ndarray, points: int) -> list[float]:
     return [round(float(v), 3) for v in ordered[index]]
 
 
-def _from_samples(name: str, elapsed: np.ndarray, errors: int, first_ms: float, last_ms: float,
+def _from_samples(name: str, elapsed: np.ndarray, errors: int | None, first_ms: float, last_ms: float,
                   points: int) -> TransactionBaseline:
     import numpy as np
 
@@ -108,7 +108,7 @@ def _from_samples(name: str, elapsed: np.ndarray, errors: int, first_ms: float, 
     return TransactionBaseline(
         name=name, samples=n, p50_ms=p50, p95_ms=p95, p99_ms=p99,
         mean_ms=float(elapsed.mean()) if n else None,
-        error_rate=errors / n if n else None,
+        error_rate=errors / n if n and errors is not None else None,
         throughput_rps=n / span_s if span_s > 0 else None,
         points_ms=_sketch(elapsed, points),
     )
@@ -168,9 +168,10 @@ def parse_jtl(stream: Stream, what: str, limits: ArtifactLimits | None = None,
     transactions = []
     for label, (values, errors, first, last) in per.items():
         transactions.append(_from_samples(label, np.frombuffer(values, dtype=np.float32).astype(np.float64),
-                                          errors, first, last, lim.baseline_points))
+                                          errors if i_ok is not None else None, first, last, lim.baseline_points))
     everything = np.concatenate([np.frombuffer(v[0], dtype=np.float32) for v in per.values()]).astype(np.float64)
-    overall = _from_samples("Total", everything, sum(v[1] for v in per.values()),
+    # without the success column the file says nothing of failed samples: the error rate is unknown, not 0
+    overall = _from_samples("Total", everything, sum(v[1] for v in per.values()) if i_ok is not None else None,
                             min(v[2] for v in per.values()), max(v[3] for v in per.values()), lim.baseline_points)
     return PerfBaseline(tool="jmeter", overall=overall, transactions=transactions)
 
