@@ -269,3 +269,20 @@ def test_a_decision_entry_explains_the_decision_exactly_as_made(engine: Engine) 
     replayed = Decision.model_validate(entry.data["decision"])
     assert replayed == decision  # evidence, findings and scores come back unchanged
     assert audit.verify(engine).ok
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"garbage\n", "neither JSON lines nor the CSV"),
+    (b"seq,when\n1,2026-01-01\n", "neither JSON lines nor the CSV"),
+    (b'{"seq": 1, "kind": "waiver"}\n', "lacks created_at"),
+    ("\xff\xfeseq".encode("latin-1"), "not UTF-8"),
+    ((b"seq,created_at,kind,repository,deployment_key,actor,data,prev_hash,hash\n"
+      b"one,2026-01-01T00:00:00+00:00,waiver,,,,{},,x\n"), "malformed"),
+])  # fmt: skip
+def test_a_file_that_is_not_an_export_never_verifies_as_intact(tmp_path: Path, content: bytes, needle: str) -> None:
+    # an auditor handed a corrupted or foreign file must not read "Audit log intact"
+    f = tmp_path / "audit.export"
+    f.write_bytes(content)
+    result = CliRunner().invoke(cli, ["audit", "verify", "--file", str(f)], catch_exceptions=False)
+    assert result.exit_code == 1 and "Audit log intact" not in result.output
+    assert needle in result.output

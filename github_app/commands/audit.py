@@ -62,19 +62,38 @@ def _anchor(value: str | None) -> tuple[int, str] | None:
 
 
 def _read_export(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        if first.startswith("{"):
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        raise click.ClickException(f"{path}:{number} is not a JSON line: {exc}") from None
-            return
-        for rec in csv.DictReader(fh):
-            yield {**rec, "data": json.loads(rec["data"]), **{k: rec[k] or None for k in ("repository", "deployment_key", "actor")}}
+    """The entries of a file `gonogo audit export` wrote; ClickException for anything else, which is never intact."""
+    from github_app.audit import EXPORT_FIELDS
+
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            first = fh.readline()
+            fh.seek(0)
+            if first.startswith("{"):
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rec = json.loads(line)
+                        except ValueError as exc:
+                            raise click.ClickException(f"{path}:{number} is not a JSON line: {exc}") from None
+                        missing = [f for f in EXPORT_FIELDS if f not in rec] if isinstance(rec, dict) else EXPORT_FIELDS
+                        if missing:
+                            raise click.ClickException(f"{path}:{number} lacks {', '.join(missing)}: it is not an "
+                                                       "entry `gonogo audit export` writes")  # fmt: skip
+                        yield rec
+                return
+            reader = csv.DictReader(fh)
+            if first.strip() and tuple(reader.fieldnames or ()) != EXPORT_FIELDS:  # a CSV export starts with them
+                raise click.ClickException(f"{path} is neither JSON lines nor the CSV `gonogo audit export` writes "
+                                           f"(whose header is {','.join(EXPORT_FIELDS)})")  # fmt: skip
+            for number, rec in enumerate(reader, 2):
+                try:
+                    data = json.loads(rec["data"])
+                except (TypeError, ValueError):
+                    raise click.ClickException(f"{path}:{number}: the data column is not JSON") from None
+                yield {**rec, "data": data, **{k: rec[k] or None for k in ("repository", "deployment_key", "actor")}}
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path} is not UTF-8 text, so not a file `gonogo audit export` writes") from None
 
 
 @click.group()
@@ -94,7 +113,10 @@ def verify(database_url: str | None, expect_head: str | None, file: Path | None)
 
     anchor = _anchor(expect_head)
     if file is not None:
-        report = audit_log.verify_records(_read_export(file))
+        try:
+            report = audit_log.verify_records(_read_export(file))
+        except (TypeError, ValueError) as exc:  # a seq or time that does not parse: not what export wrote
+            raise click.ClickException(f"{file}: an entry is malformed ({exc}), so the export is not intact") from None
     else:
         engine = open_engine(database_url)
         try:
