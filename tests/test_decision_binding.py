@@ -6,6 +6,7 @@ Through the real app and the sandbox over HTTP, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -279,3 +280,24 @@ def test_read_access_to_a_public_repository_is_no_access_of_ones_own(database_ur
         world.state.set_collaborator(REPO, "lena", "read")  # given read access: the policy's level
         comment(world, "lena", "/gonogo approve looks fine now")
         world.wait(lambda: world.accepted_answers(REPO), what="lena's approval")
+
+
+def test_an_expiry_does_not_reject_a_rerun_gonogo_has_not_heard_of(database_url):
+    """The policy's expiry of the first attempt must not land its rejection on the re-run that waits now."""
+    from github_app.features.escalation import sweep
+
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        rerun_unheard(world)
+        app_ctx = world.app_context()
+
+        async def expire() -> dict[str, int]:
+            try:
+                return await sweep(app_ctx, now=datetime.now(UTC) + timedelta(days=4))  # the default pack: 3 days
+            finally:
+                await app_ctx.services["github"].aclose()
+
+        assert asyncio.run(expire()) == {"reminded": 0, "expired": 0}
+        app_ctx.engine.dispose()
+        assert world.accepted_answers(REPO) == []
+        assert [(r.state, r.answer) for r in rows(world)] == [("abandoned", None)]

@@ -711,7 +711,11 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
         age = now - row.created_at
         channels = list(env_policy.notifications)
         if r.expire_after is not None and age >= r.expire_after:
-            if await _expire(ctx, gh, row, r.expire_after, channels):
+            gone = await _attempt_gone(gh, row)
+            if gone is not None:  # the rejection would land on a re-run gonogo has not evaluated, or on nothing
+                if await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, gone):
+                    await _close_abandoned_check_run(gh, row)
+            elif await _expire(ctx, gh, row, r.expire_after, channels):
                 done["expired"] += 1
             continue
         if r.remind_after is not None and age >= r.remind_after and row.reminded_at is None:
