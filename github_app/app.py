@@ -84,7 +84,9 @@ def create_app(
                 log.warning("db.not_current", extra={"hint": "run `gonogo db upgrade`"})
             writer = InboxWriter(eng)
             writer.start()
-            budget = BodyBudget(settings.intake_buffer_bytes or 4 * settings.max_body_bytes)  # shared: one process
+            # shared by both intakes; never less than one whole body, which would refuse every large delivery
+            held = settings.intake_buffer_bytes
+            budget = BodyBudget(max(held, settings.max_body_bytes) if held else 4 * settings.max_body_bytes)
             endpoint = WebhookEndpoint(settings.webhook_secret, writer, allowed, settings.max_body_bytes,
                                        previous_secret=settings.webhook_secret_previous,
                                        body_timeout=settings.body_timeout_seconds, budget=budget)  # fmt: skip
