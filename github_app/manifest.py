@@ -31,6 +31,8 @@ def compare(want: dict[str, str], events: set[str], have: dict[str, str], have_e
         held = have.get(name)
         if held is None or LEVELS.get(held, 0) < LEVELS.get(level, 0):
             problems.append(f"permission {name}: app.yml needs {level}, the app has {held or 'none'}")
+        elif LEVELS.get(held, 0) > LEVELS.get(level, 0):
+            problems.append(f"permission {name}: the app holds {held}, app.yml asks only {level} (least privilege)")
     for name, level in sorted(have.items()):
         if name not in want:
             problems.append(f"permission {name}: the app holds {level}, which app.yml does not ask for (least privilege)")

@@ -53,3 +53,10 @@ def test_app_yml_asks_to_write_only_what_gonogo_writes():
     writes = {name for name, level in perms.items() if level == "write"}
     assert writes == {"checks", "deployments", "issues"}
     assert perms["pull_requests"] == "read"
+
+
+def test_compare_names_a_permission_held_above_what_app_yml_asks():
+    # an app created before app.yml lowered pull_requests to read still holds write: least privilege drifted
+    problems = compare({"pull_requests": "read", "checks": "write"}, set(), {"pull_requests": "write", "checks": "write"},
+                       set())  # fmt: skip
+    assert problems == ["permission pull_requests: the app holds write, app.yml asks only read (least privilege)"]
