@@ -258,6 +258,9 @@ class Settings:
         key_text = env.get("GONOGO_PRIVATE_KEY", "")
         key_path = env.get("GONOGO_PRIVATE_KEY_PATH", "").strip()
         key_variable = "GONOGO_PRIVATE_KEY"
+        if key_text.strip() and key_path:  # one would be ignored: after a rotation, maybe the new key
+            raise SettingsError("GONOGO_PRIVATE_KEY and GONOGO_PRIVATE_KEY_PATH are both set: keep one (the key's text, "
+                                "or the path of its .pem file) and unset the other.")  # fmt: skip
         if not key_text and key_path:
             key_variable = "GONOGO_PRIVATE_KEY_PATH"
             try:

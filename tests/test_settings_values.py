@@ -139,3 +139,12 @@ def test_a_window_beyond_the_calendar_is_refused(name: str, value: str) -> None:
     # now minus it is before year 1: pruning and alert matching would fail on every run
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE, name: value})
+
+
+def test_a_key_set_twice_is_refused_rather_than_one_silently_ignored(tmp_path: Path) -> None:
+    # the text won before: a key rotated by pointing GONOGO_PRIVATE_KEY_PATH at the new file was never used
+    new_key, _ = generate_key_pair(1024)
+    key_file = tmp_path / "new.pem"
+    key_file.write_text(new_key)
+    with pytest.raises(SettingsError, match="GONOGO_PRIVATE_KEY and GONOGO_PRIVATE_KEY_PATH are both set"):
+        Settings.from_env({**BASE, "GONOGO_PRIVATE_KEY_PATH": str(key_file)})
