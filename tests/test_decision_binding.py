@@ -301,3 +301,22 @@ def test_an_expiry_does_not_reject_a_rerun_gonogo_has_not_heard_of(database_url)
         app_ctx.engine.dispose()
         assert world.accepted_answers(REPO) == []
         assert [(r.state, r.answer) for r in rows(world)] == [("abandoned", None)]
+
+
+def test_a_re_evaluation_of_the_first_attempt_does_not_answer_a_rerun_gonogo_has_not_heard_of(database_url):
+    """A re-run of the first attempt's gonogo check run (or a waiver given on it) decides again: that answer
+    must not land on the re-run that waits now."""
+    with team_world(database_url) as world:
+        world.escalate(LABEL)
+        first_check_run = world.check_run(LABEL).id
+        rerun_unheard(world)
+        _repo, dep = world.state.deployment(LABEL)
+        for run in world.state.check_runs(REPO, name="e2e", head_sha=dep.sha):  # finished meanwhile: now a go
+            run.status, run.conclusion = "completed", "success"
+        again = check_run_payload(world.state, REPO, first_check_run, "rerequested")
+        assert world.send("check_run", again).status_code == 202
+        world.settle()
+        assert world.accepted_answers(REPO) == []
+        assert [(r.state, r.answer) for r in rows(world)] == [("abandoned", None)]
+        stale = next(r for r in world.state.repo(REPO).check_runs if r.id == first_check_run)
+        assert (stale.conclusion, stale.actions) == ("neutral", [])

@@ -21,6 +21,8 @@ from github_app.deployments import DeploymentBusy
 from github_app.features.announcements import notify_state_change, reply
 from github_app.features.gate import (
     account_id,
+    attempt_gone,
+    close_abandoned_check_run,
     deployment_for_check_run,
     load_policy,
     new_owner,
@@ -238,7 +240,7 @@ async def decide_by_human(
         recorded(True, None)(session)
         notify_state_change(session, stored, event, channels, actor=actor, comment=comment)
 
-    gone = await _attempt_gone(gh, row) if row.state == deployments.ESCALATED else None
+    gone = await attempt_gone(gh, row) if row.state == deployments.ESCALATED else None
     if gone is not None:
         # GitHub applies an answer to the attempt of the run that waits now, whichever gonogo meant it for: an
         # answer to an attempt that ended would land on a re-run gonogo has not evaluated, or on nothing at all
@@ -272,7 +274,7 @@ async def decide_by_human(
             await reply(gh, row, f"@{actor} the deployment to **{row.environment}** no longer waits for a decision "
                                   "(its workflow run ended, or a re-run took its place), so nothing was decided. "
                                   "If a re-run waits, answer on its own check run.")  # fmt: skip
-            await _close_abandoned_check_run(gh, current)
+            await close_abandoned_check_run(gh, current)
             return "refused: no longer waiting"
         return f"already {current.answer or current.state}"
     if ctx.outbox is not None and channels:
@@ -323,25 +325,6 @@ async def _finish_stored(ctx: Context, gh: GitHub[Any], row: Deployment, actor: 
     return f"{LABELS[action]} (finished on a retry)"
 
 
-async def _attempt_gone(gh: GitHub[Any], row: Deployment) -> str | None:
-    """Why the run attempt ``row`` belongs to no longer waits for an answer, asked of GitHub; None while it may.
-
-    A re-run starts a new attempt of the same run (``run_started_at`` resets) with a deployment of its own;
-    gonogo may not have heard of it, nor of the end of the attempt before it, when a reviewer acts.
-    """
-    owner, name = row.repository.split("/", 1)
-    try:
-        run = (await call(gh.rest.actions.async_get_workflow_run(owner, name, row.run_id))).parsed_data
-    except NotFound:
-        return f"workflow run {row.run_id} no longer exists"
-    started = run.run_started_at if isinstance(run.run_started_at, datetime) else None
-    if started is not None and started.replace(microsecond=0) > _aware(row.created_at).replace(microsecond=0):
-        return f"superseded by a later attempt of workflow run {row.run_id} (attempt {run.run_attempt})"
-    if str(run.status) == "completed":
-        return f"workflow run {row.run_id} completed ({run.conclusion or 'no conclusion'})"
-    return None
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -372,21 +355,6 @@ def _not_applied(current: Deployment) -> str:
     if current.state in (deployments.EVALUATING, deployments.DECIDED):
         return "not applied: gonogo is still evaluating the deployment"
     return f"not applied: the deployment is {current.state}"
-
-
-async def _close_abandoned_check_run(gh: GitHub[Any], row: Deployment) -> None:
-    """Take the buttons off an abandoned deployment's check run and say why it no longer waits (best effort)."""
-    if not row.check_run_id:
-        return
-    try:
-        await update_check_run_text(
-            gh, request_from_row(row).target, row.check_run_id, "No longer waiting for a decision",
-            f"The deployment to **{row.environment}** no longer waits: its workflow run ended, or a re-run took "
-            "its place. Nothing was decided here; a re-run has a check run of its own.",
-            conclusion="neutral", clear_actions=True,
-        )  # fmt: skip
-    except GitHubError as exc:
-        log.warning("escalation.close_check_run_failed", extra={"deployment": row.key, "error": str(exc)})
 
 
 async def _drive(ctx: Context, row: Deployment) -> None:
@@ -679,7 +647,7 @@ async def on_run_completed(ctx: Context, ev: Event) -> None:
         ):
             log.info("escalation.abandoned", extra={"deployment": row.key, "why": why})
             if ev.installation_id is not None:
-                await _close_abandoned_check_run(ctx.github_clients().installation(ev.installation_id), row)
+                await close_abandoned_check_run(ctx.github_clients().installation(ev.installation_id), row)
 
 
 async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
@@ -700,7 +668,7 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
         gh = clients.installation(row.installation_id)
         if now - row.created_at >= deployments.GITHUB_WAIT_LIMIT:
             if await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, "GitHub's 30-day limit passed"):
-                await _close_abandoned_check_run(gh, row)
+                await close_abandoned_check_run(gh, row)
             continue
         try:
             env_policy, _ = await _environment_policy(gh, row, {})
@@ -711,10 +679,10 @@ async def sweep(ctx: Context, now: datetime | None = None) -> dict[str, int]:
         age = now - row.created_at
         channels = list(env_policy.notifications)
         if r.expire_after is not None and age >= r.expire_after:
-            gone = await _attempt_gone(gh, row)
+            gone = await attempt_gone(gh, row)
             if gone is not None:  # the rejection would land on a re-run gonogo has not evaluated, or on nothing
                 if await asyncio.to_thread(deployments.abandon, ctx.engine, row.key, gone):
-                    await _close_abandoned_check_run(gh, row)
+                    await close_abandoned_check_run(gh, row)
             elif await _expire(ctx, gh, row, r.expire_after, channels):
                 done["expired"] += 1
             continue

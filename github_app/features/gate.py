@@ -29,6 +29,7 @@ from github_app.features.announcements import announce_escalation, notify_state_
 from github_app.github import (
     Forbidden,
     GitHubAuthError,
+    GitHubError,
     InstallationNotFound,
     NotFound,
     TooLarge,
@@ -243,6 +244,17 @@ async def run_gate(ctx: Context, req: GateRequest, delivery_id: str, *, reevalua
     engine = ctx.engine
     owner = new_owner()
     lease = ctx.settings.lease_seconds
+    if reevaluate:
+        # GitHub applies an answer to the attempt of the run that waits now: deciding again for an attempt that
+        # ended would answer a re-run gonogo has not evaluated (or nothing)
+        found = await asyncio.to_thread(deployments.load, engine, t.deployment_key)
+        if found is not None and found.state == deployments.ESCALATED:
+            gh = ctx.github_clients().installation(t.installation_id)
+            gone = await attempt_gone(gh, found)
+            if gone is not None:
+                if await asyncio.to_thread(deployments.abandon, engine, t.deployment_key, gone):
+                    await close_abandoned_check_run(gh, found)
+                return
     try:
         begun = await asyncio.to_thread(
             deployments.begin, engine, t, github_deployment_id=req.github_deployment_id,
@@ -444,7 +456,8 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     waivers_read = asyncio.ensure_future(waivers_for(engine, t))
     side_tasks = (report_sent, check_run, policy_read, waivers_read)
     try:
-        collected = await collect(gh, engine, t, policy=policy_in_force())
+        own_app_id = await ctx.github_clients().own_app_id()  # its own reports are no evidence
+        collected = await collect(gh, engine, t, policy=policy_in_force(), own_app_id=own_app_id)
         policy, policy_sha = await policy_read
         await report_sent
         check_run_id, check_url = await check_run
@@ -559,6 +572,41 @@ def _record_history(
     channels = list(env_policy.notifications)
     notify_state_change(session, row, event, channels, decision=decision)
     return bool(channels)
+
+
+async def attempt_gone(gh: GitHub[Any], row: Deployment) -> str | None:
+    """Why the run attempt ``row`` belongs to no longer waits for an answer, asked of GitHub; None while it may.
+
+    A re-run starts a new attempt of the same run (``run_started_at`` resets) with a deployment of its own;
+    gonogo may not have heard of it, nor of the end of the attempt before it, when a reviewer acts.
+    """
+    owner, name = row.repository.split("/", 1)
+    try:
+        run = (await call(gh.rest.actions.async_get_workflow_run(owner, name, row.run_id))).parsed_data
+    except NotFound:
+        return f"workflow run {row.run_id} no longer exists"
+    started = run.run_started_at if isinstance(run.run_started_at, datetime) else None
+    requested = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    if started is not None and started.replace(microsecond=0) > requested.replace(microsecond=0):
+        return f"superseded by a later attempt of workflow run {row.run_id} (attempt {run.run_attempt})"
+    if str(run.status) == "completed":
+        return f"workflow run {row.run_id} completed ({run.conclusion or 'no conclusion'})"
+    return None
+
+
+async def close_abandoned_check_run(gh: GitHub[Any], row: Deployment) -> None:
+    """Take the buttons off an abandoned deployment's check run and say why it no longer waits (best effort)."""
+    if not row.check_run_id:
+        return
+    try:
+        await update_check_run_text(
+            gh, request_from_row(row).target, row.check_run_id, "No longer waiting for a decision",
+            f"The deployment to **{row.environment}** no longer waits: its workflow run ended, or a re-run took "
+            "its place. Nothing was decided here; a re-run has a check run of its own.",
+            conclusion="neutral", clear_actions=True,
+        )  # fmt: skip
+    except GitHubError as exc:
+        log.warning("escalation.close_check_run_failed", extra={"deployment": row.key, "error": str(exc)})
 
 
 @router.on("check_run", "rerequested")
