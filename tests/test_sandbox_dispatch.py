@@ -164,7 +164,8 @@ def test_app_routes_and_artifact_download_match_the_reference() -> None:
     redirect = ask(ours, "GET", f"{R}/actions/artifacts/{art.id}/zip", AUTH, None)
     same_answer(state, redirect, ask(reference, "GET", f"{R}/actions/artifacts/{art.id}/zip", AUTH, None))
     assert redirect.status_code == 302
-    blob = httpx.URL(redirect.headers["location"]).path
+    blob = httpx.URL(redirect.headers["location"]).raw_path.decode()  # with its query: the URL is signed
+    assert "sig=" in blob
     download = ask(ours, "GET", blob, {}, None)
     same_answer(state, download, ask(reference, "GET", blob, {}, None))
     assert download.content == art.data
