@@ -120,6 +120,10 @@ def serve(host: str, port: int, workers: int | None) -> None:
     from github_app.settings import SettingsError
 
     settings = load_settings()
+    if settings.webhook_secret is None and host not in ("127.0.0.1", "localhost", "::1"):
+        # GONOGO_DEMO checks no signature: anyone reaching the port could post deliveries, clicks and commands
+        raise click.ClickException(f"GONOGO_DEMO=1 without GONOGO_WEBHOOK_SECRET checks no signatures: serve it on "
+                                   f"127.0.0.1 only (not --host {host}), or set the webhook secret.")  # fmt: skip
     try:
         app = create_app(settings, workers=workers)
     except SettingsError as exc:

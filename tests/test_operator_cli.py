@@ -70,3 +70,13 @@ def test_an_age_beyond_the_calendar_is_a_usage_error(tmp_path: Path) -> None:
     assert run.returncode == 2 and "Traceback" not in run.stderr and "--older-than" in run.stderr, run.stderr
     run = _gonogo(tmp_path, {**env, "GONOGO_INBOX_RETENTION_DAYS": "1000000"}, "deliveries", "prune")
     assert run.returncode == 1 and "GONOGO_INBOX_RETENTION_DAYS" in run.stderr, run.stderr
+
+
+def test_demo_mode_without_a_secret_serves_only_on_loopback(tmp_path: Path) -> None:
+    # it checks no signature: on a reachable address anyone could post deliveries, clicks and commands included
+    key, _ = generate_key_pair(1024)
+    env = {"GONOGO_DATABASE_URL": f"sqlite:///{tmp_path / 'gonogo.db'}", "GONOGO_DEMO": "1", "GONOGO_APP_ID": "1",
+           "GONOGO_PRIVATE_KEY": key}  # fmt: skip
+    run = _gonogo(tmp_path, env, "serve", "--host", "0.0.0.0", "--port", "0")
+    assert run.returncode == 1 and "GONOGO_DEMO" in run.stderr and "127.0.0.1" in run.stderr, run.stderr
+    assert not (tmp_path / "gonogo.db").exists()
