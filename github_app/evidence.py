@@ -154,8 +154,18 @@ def _not_configured(part: type[Part], reason: str, source: str) -> Any:
 CHECKS_READ = 10_000  # check runs, and commit statuses, read per sha
 
 
-async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
+def _own_check_run(run: Any, own_app_id: int | None) -> bool:
+    if own_app_id is not None:
+        return run.app is not None and run.app.id == own_app_id
+    return run.name == CHECK_RUN_NAME and (run.app.slug if run.app else None) in (None, "gonogo")
+
+
+async def collect_checks(gh: GitHub[Any], t: Target, own_app_id: int | None = None) -> ChecksPart:
     """Check runs (latest per name and app, gonogo's own excluded) and commit statuses (latest per context).
+
+    gonogo's own check runs (its reports on this commit, for this or another environment) are those its app
+    posted, ``own_app_id``: a CI job called ``gonogo`` is a check like any other. Without the id (a caller
+    outside the app), a run named ``gonogo`` from an app of that slug is taken for gonogo's own.
 
     A check run is known by its name and the app that reports it, as GitHub's own "latest" is: two apps may
     report checks of the same name, and a later success of one must not hide a failure of the other.
@@ -178,8 +188,7 @@ async def collect_checks(gh: GitHub[Any], t: Target) -> ChecksPart:
         return part
     by_name: dict[tuple[str, int | None], list[Any]] = {}
     for run in runs:
-        app_slug = run.app.slug if run.app else None
-        if run.name == CHECK_RUN_NAME and app_slug in (None, "gonogo"):
+        if _own_check_run(run, own_app_id):
             continue
         by_name.setdefault((run.name, run.app.id if run.app else None), []).append(run)
     checks: list[CheckResult] = []
@@ -1218,12 +1227,13 @@ async def _ready(opts: CollectOptions | asyncio.Future[CollectOptions]) -> Colle
 
 async def collect(
     gh: GitHub[Any], engine: Engine, t: Target, opts: CollectOptions | None = None,
-    policy: Awaitable[Any] | None = None,
+    policy: Awaitable[Any] | None = None, own_app_id: int | None = None,
 ) -> Collected:
     """Gather every evidence source for ``t`` concurrently; a failing source only marks its own part.
 
     ``policy``, when given, is the policy still being read: the sources start at once and wait for it
     only where it matters (which artifacts to read, what counts as a migration, the load-test threshold).
+    ``own_app_id``: gonogo's app, whose check runs are its own reports and no evidence.
     If reading it fails, the sources that needed it are unavailable and the caller sees the error where
     it awaits the policy itself.
     """
@@ -1239,7 +1249,7 @@ async def collect(
     to = base_opts.timeout_seconds
     try:
         checks_r, artifacts_r, code_r, dep_r, secret_r, change_r = await asyncio.gather(
-            _timed("checks", collect_checks(gh, t), to, timings),
+            _timed("checks", collect_checks(gh, t, own_app_id), to, timings),
             _timed("artifacts", collect_artifacts(gh, t, ready), to, timings),
             _timed("code_scanning", _alert_source("code_scanning", _code_scanning(gh, t)), to, timings),
             _timed("dependabot", _alert_source("dependabot", _dependabot(gh, t)), to, timings),

@@ -635,6 +635,7 @@ class GitHubClients:
         self._installations: dict[int, GitHub[AppInstallationAuthStrategy]] = {}
         self._app: GitHub[AppAuthStrategy] | None = None
         self._token_flights = _TokenFlights()
+        self._own_app_id: int | None = None
         self.calls = 0
 
     def _options(self) -> dict[str, Any]:
@@ -656,6 +657,18 @@ class GitHubClients:
                 AppAuthStrategy(self.settings.app_id, self.settings.private_key.reveal()), **self._options()
             )
         return self._app
+
+    async def own_app_id(self) -> int:
+        """The app's numeric id, by which its own check runs are told from a CI job of the same name.
+
+        GONOGO_APP_ID is that id, or the app's client ID (GitHub takes either as a JWT's issuer); for a client
+        ID GitHub is asked once (``GET /app``) and the answer kept for the life of the process.
+        """
+        if self._own_app_id is None:
+            given = (self.settings.app_id or "").strip()
+            self._own_app_id = int(given) if given.isdigit() else parsed(await call(
+                self.app().rest.apps.async_get_authenticated())).id  # fmt: skip
+        return self._own_app_id
 
     def installation(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
         """A client acting as ``installation_id``; its token is fetched lazily and cached."""

@@ -16,7 +16,6 @@ from scorer.evidence import Availability, CheckResult, Evidence
 TEST_CHECKS_SHARE = 0.5
 # Share of a source credited when some of its files were refused and it does not count the rest.
 INCOMPLETE_SHARE = 0.5
-_OWN_CHECK = "gonogo"
 # Words that name a test run in check names; matched as whole words, case-insensitively.
 _TEST_WORDS = re.compile(
     r"(?<![a-z0-9])(tests?|testing|unit|unittests?|integration|e2e|end-to-end|acceptance|smoke|pytest|jest|mocha|"
@@ -62,7 +61,7 @@ def stand_in_test_checks(evidence: Evidence) -> TestChecks | None:
     required = set(evidence.checks.required)
     chosen = [
         c for c in evidence.checks.checks
-        if c.name != _OWN_CHECK and (c.name in required or is_test_check_name(c.name))
+        if c.name in required or is_test_check_name(c.name)
     ]  # fmt: skip
     if not chosen:
         return None

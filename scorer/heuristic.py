@@ -13,7 +13,6 @@ from scorer.assessment import Driver, RiskEstimate
 from scorer.evidence import Evidence
 
 BASE_RATE = 0.08  # share of failed deployments commonly reported for teams without a gate
-_OWN_CHECK = "gonogo"
 
 
 def _logit(p: float) -> float:
@@ -45,10 +44,10 @@ def _checks(ev: Evidence) -> list[Driver]:
     if not c.ok:
         return []
     out = []
-    failed = [x for x in c.failed if x.name != _OWN_CHECK]
+    failed = list(c.failed)
     if failed:
         out.append(_driver("checks_failed", len(failed), 1.0, f"{len(failed)} failed checks"))
-    pending = [x for x in c.pending if x.name != _OWN_CHECK]
+    pending = list(c.pending)
     if pending:
         out.append(_driver("checks_pending", len(pending), 0.3, f"{len(pending)} checks still running"))
     return out

@@ -60,8 +60,7 @@ class World:
 
         def done() -> Any:
             gate = self.gate(label)
-            runs = [r for r in self.state.check_runs(repo.full_name, name="gonogo", head_sha=dep.sha)
-                    if r.status == "completed"]  # fmt: skip
+            runs = [r for r in self.own_check_runs(repo.full_name, dep.sha) if r.status == "completed"]
             return gate if runs else None  # the check run is completed last
 
         return self.wait(done, timeout, f"a decision on {label}")
@@ -75,9 +74,15 @@ class World:
 
     def check_run(self, label: str) -> Any:
         repo, dep = self.state.deployment(label)
-        runs = self.state.check_runs(repo.full_name, name="gonogo", head_sha=dep.sha)
+        runs = self.own_check_runs(repo.full_name, dep.sha)
         assert runs, f"no gonogo check run on {label}"
         return runs[-1]
+
+    def own_check_runs(self, full_name: str, sha: str) -> list[Any]:
+        """The check runs gonogo's app posted on ``sha`` (a CI job may be called gonogo too)."""
+        assert self.state.app is not None
+        return [r for r in self.state.check_runs(full_name, name="gonogo", head_sha=sha)
+                if r.app_id == self.state.app.id]  # fmt: skip
 
     def app_context(self) -> Any:
         """A handler context like the app's own, for driving periodic work (the sweeper) from a test."""

@@ -456,7 +456,8 @@ async def _gate(ctx: Context, gh: GitHub[Any], req: GateRequest, row: Deployment
     waivers_read = asyncio.ensure_future(waivers_for(engine, t))
     side_tasks = (report_sent, check_run, policy_read, waivers_read)
     try:
-        collected = await collect(gh, engine, t, policy=policy_in_force())
+        own_app_id = await ctx.github_clients().own_app_id()  # its own reports are no evidence
+        collected = await collect(gh, engine, t, policy=policy_in_force(), own_app_id=own_app_id)
         policy, policy_sha = await policy_read
         await report_sent
         check_run_id, check_url = await check_run

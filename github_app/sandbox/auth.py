@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from github_app.sandbox.state import IssuedToken, SandboxState
+from github_app.sandbox.state import IssuedToken, SandboxState, client_id_of
 
 # GitHub rejects app JWTs valid for more than ten minutes; allow its documented clock-drift margin.
 MAX_JWT_LIFETIME = 600
@@ -76,7 +76,7 @@ def verify_app_jwt(state: SandboxState, authorization: str | None) -> int:
                         "time at which the assertion expires.")
     if exp - iat > MAX_JWT_LIFETIME:
         raise AuthError("'Expiration time' claim ('exp') is too far in the future.")
-    if str(claims.get("iss")) != str(state.app.id):
+    if str(claims.get("iss")) not in (str(state.app.id), client_id_of(state.app.id)):  # GitHub takes either
         raise AuthError("Integration not found")
     return state.app.id
 

@@ -20,6 +20,7 @@ from github_app.sandbox.state import (
     Repo,
     SandboxState,
     WorkflowRun,
+    client_id_of,
     fake_sha,
     iso,
     stable_id,
@@ -102,7 +103,7 @@ class Renderer:
             slug, name, owner = f"app-{app_id}", f"App {app_id}", "github"
         created = iso(self.state.now() - 800 * 86400)
         return {
-            "id": app_id, "slug": slug, "node_id": node_id("A", app_id), "client_id": f"Iv1.{app_id:016x}",
+            "id": app_id, "slug": slug, "node_id": node_id("A", app_id), "client_id": client_id_of(app_id),
             "owner": self.user(owner), "name": name, "description": f"{name} (sandbox)",
             "external_url": f"{self.html}/apps/{slug}", "html_url": f"{self.html}/apps/{slug}",
             "created_at": created, "updated_at": created,

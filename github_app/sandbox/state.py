@@ -69,6 +69,11 @@ def matches(pattern: str | None, path: str) -> bool:
 
 # --------------------------------------------------------------------------- domain objects
 
+def client_id_of(app_id: int) -> str:
+    """The client ID the sandbox gives an app (GitHub takes it, like the numeric id, as a JWT's issuer)."""
+    return f"Iv1.{app_id:016x}"
+
+
 @dataclass
 class AppRecord:
     id: int

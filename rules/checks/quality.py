@@ -8,8 +8,6 @@ from scorer.assessment import Assessment
 from scorer.completeness import stand_in_test_checks
 from scorer.evidence import Availability, CheckResult
 
-# Our own check run must not judge itself.
-_OWN_CHECK = "gonogo"
 _MAX_DETAILS = 10
 
 
@@ -106,7 +104,7 @@ def _branch_coverage(a: Assessment, limit: float | None) -> RuleResult:
 
 
 def _checks_succeed(a: Assessment, limit: float | None) -> RuleResult:
-    bad = [c for c in a.evidence.checks.failed if c.name != _OWN_CHECK]
+    bad = list(a.evidence.checks.failed)
     return at_most(len(bad), limit, "failed checks", details=[f"{c.name}: {c.conclusion}" for c in bad[:_MAX_DETAILS]])
 
 
@@ -141,7 +139,7 @@ _AWAITING_US = {"waiting", "requested"}
 
 
 def _none_pending(a: Assessment, limit: float | None) -> RuleResult:
-    pending = [c for c in a.evidence.checks.pending if c.name != _OWN_CHECK and c.status not in _AWAITING_US]
+    pending = [c for c in a.evidence.checks.pending if c.status not in _AWAITING_US]
     return at_most(len(pending), limit, "checks still running", details=[c.name for c in pending[:_MAX_DETAILS]])
 
 
