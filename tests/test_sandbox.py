@@ -476,3 +476,24 @@ def test_gonogo_sandbox_command_serves_and_summarises(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=20)
     assert "1 calls served" in output and "GET /repos/acme/shop" in output
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+@pytest.mark.parametrize(("permissions", "status"), [
+    ({"issues": "write", "pull_requests": "read"}, 201),
+    ({"issues": "read", "pull_requests": "write"}, 201),
+    ({"issues": "read", "pull_requests": "read"}, 403),
+    ({}, 403),
+])
+def test_a_comment_needs_issues_or_pull_requests_write(permissions: dict[str, str], status: int) -> None:
+    state = small_state()
+    state.installations[42].permissions = {"metadata": "read", **permissions}
+    state.add_pull_request("acme/shop", 7, head_sha="b" * 40)
+    with running_sandbox(state) as running:
+        token = token_for(running.url, state)
+        response = httpx.post(running.url + "/repos/acme/shop/issues/7/comments", json={"body": "hello"},
+                              headers={"Authorization": f"token {token}"})
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["message"] == "Resource not accessible by integration"
+    else:
+        assert [c.body for c in state.repo("acme/shop").comments.values()] == ["hello"]

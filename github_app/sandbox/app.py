@@ -178,18 +178,25 @@ ROUTE_PERMISSIONS: dict[str, tuple[str, str]] = {
     "list_pull_files": ("pull_requests", "read"),
     "list_releases": ("contents", "read"),
 }
+# Routes GitHub opens to any one of several permissions: a comment on an issue or pull request needs issues or
+# pull requests write (GitHub's list of the permissions each endpoint takes names either).
+ROUTE_ANY_PERMISSION: dict[str, tuple[tuple[str, str], ...]] = {
+    "create_comment": (("issues", "write"), ("pull_requests", "write")),
+}
 NOT_ACCESSIBLE = "Resource not accessible by integration"
 
 
 def need_permission(caller: Caller, handler: Handler) -> None:
     """Refuse a call whose installation token lacks the permission its route needs, as GitHub does."""
-    needed = ROUTE_PERMISSIONS.get(handler.__name__)
-    if needed is None:
+    single = ROUTE_PERMISSIONS.get(handler.__name__)
+    options = (single,) if single is not None else ROUTE_ANY_PERMISSION.get(handler.__name__)
+    if options is None:
         return
-    name, level = needed
-    granted = caller.token.permissions.get(name)
-    if granted != "write" and granted != level:
-        raise ApiError(403, NOT_ACCESSIBLE)
+    for name, level in options:
+        granted = caller.token.permissions.get(name)
+        if granted == "write" or granted == level:
+            return
+    raise ApiError(403, NOT_ACCESSIBLE)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -94,7 +94,7 @@ class Installation:
     repositories: list[str] | None = None  # None = all repositories of the account
     permissions: dict[str, str] = field(default_factory=lambda: {
         "checks": "write", "statuses": "read", "contents": "read", "actions": "read",
-        "deployments": "write", "pull_requests": "write", "issues": "write", "metadata": "read",
+        "deployments": "write", "pull_requests": "read", "issues": "write", "metadata": "read",
         "security_events": "read", "vulnerability_alerts": "read", "secret_scanning_alerts": "read",
         "members": "read"})
     suspended: bool = False
