@@ -47,6 +47,8 @@ from github_app.serving import free_port
 
 REPO = "acme/shop"
 SECRET = "bench-secret"
+# artifact downloads go to the storage host (pre-signed URLs) or, without one, to the sandbox's own blob route
+BLOB_PATHS = ("/_storage/", "/_sandbox/blobs/")
 
 
 def junit(total: int) -> str:
@@ -102,8 +104,8 @@ def build_state(n: int) -> tuple[SandboxState, str, list[str], int]:
 def route_of(path: str) -> str:
     """A call's path with ids and shas generalised, so calls group by route."""
     path = re.sub(r"\b[0-9a-f]{40}\b", "{sha}", path.split("?")[0])
-    if path.startswith("/_sandbox/blobs/"):
-        return "/_sandbox/blobs/{blob}"
+    if path.startswith(BLOB_PATHS):
+        return "artifact blob download (storage host)"
     return re.sub(r"/\d+(?=/|$)", "/{id}", path)
 
 
@@ -259,7 +261,7 @@ def run(args: argparse.Namespace, state: SandboxState, private_pem: str, labels:
                 first_call[run_id] = min(first_call.get(run_id, c.at), c.at)
         until_first = sorted(first_call[r] - sent[r] for r in first_call)
         token_calls = sum(1 for c in calls if c.path.endswith("/access_tokens"))
-        blob_calls = sum(1 for c in calls if c.path.startswith("/_sandbox/"))
+        blob_calls = sum(1 for c in calls if c.path.startswith(BLOB_PATHS))
 
     n = len(latencies)
     print(f"\n{args.deployments} deployments, {args.concurrency} in flight, sandbox latency "
