@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from github_app import db
-from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, Outcome
+from github_app.db.models import DecisionRecord, Deployment, EvidenceRecord, Outcome, Review
 from github_app.sandbox import SandboxState, generate_key_pair
+from github_app.sandbox.webhooks import issue_comment_payload
 from scorer.evidence import Evidence
 
 if TYPE_CHECKING:
@@ -443,3 +444,31 @@ def decide(world: World, label: str) -> Any:
     """Fire the protection-rule webhook for ``label`` and wait for gonogo's published decision."""
     world.request_gate(label)
     return world.wait_decided(label, timeout=60)
+
+
+# --- reviewers answering on the release's pull request (#7) ------------------------------------------
+
+TEAM = """
+environments:
+  production:
+    reviewers:
+      teams: [acme/sre]
+      four_eyes: true
+"""
+
+
+def comment(world: World, login: str, body: str) -> None:
+    """``login`` writes ``body`` on the release's pull request; wait until gonogo has handled it."""
+    payload = issue_comment_payload(world.state, REPO, 7, body, login)
+    assert world.send("issue_comment", payload).status_code == 202
+    world.settle()
+
+
+def replies(world: World) -> list[str]:
+    """The comments on the release's pull request, oldest first."""
+    return [c.body for c in world.state.comments(REPO, 7)]
+
+
+def reviews(world: World) -> list[Any]:
+    """Every attempt a human made to decide, in order."""
+    return world.query(select(Review).order_by(Review.id))

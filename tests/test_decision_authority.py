@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from github_app.db.models import Deployment, Review
-from github_app.sandbox.webhooks import check_run_payload, issue_comment_payload
+from github_app.db.models import Deployment
+from github_app.sandbox.webhooks import check_run_payload
 from tests.helpers import audit_entries, execute
-from tests.scenarios import LABEL, REPO, release_state
+from tests.scenarios import LABEL, REPO, TEAM, comment, release_state, replies, reviews
 from tests.world import World, running_world
 
 # the relaxed pack sets no reviewers.min_permission
@@ -27,27 +27,6 @@ environments:
       users: [rita, lena]
       four_eyes: true
 """
-TEAM = """
-environments:
-  production:
-    reviewers:
-      teams: [acme/sre]
-      four_eyes: true
-"""
-
-
-def comment(world: World, login: str, body: str) -> None:
-    payload = issue_comment_payload(world.state, REPO, 7, body, login)
-    assert world.send("issue_comment", payload).status_code == 202
-    world.settle()
-
-
-def replies(world: World) -> list[str]:
-    return [c.body for c in world.state.comments(REPO, 7)]
-
-
-def reviews(world: World) -> list[Any]:
-    return world.query(select(Review).order_by(Review.id))
 
 
 def test_a_listed_reviewer_without_repository_access_does_not_decide(database_url):

@@ -19,34 +19,20 @@ from github_app.sandbox.webhooks import (
     deployment_protection_rule_payload,
     issue_comment_payload,
 )
-from tests.scenarios import LABEL, REPO, release_state
+from tests.scenarios import LABEL, REPO, TEAM, comment, release_state, replies, reviews
 from tests.world import World, running_world
-
-TEAM = """
-environments:
-  production:
-    reviewers:
-      teams: [acme/sre]
-      four_eyes: true
-"""
-
-
-def comment(world: World, login: str, body: str) -> None:
-    payload = issue_comment_payload(world.state, REPO, 7, body, login)
-    assert world.send("issue_comment", payload).status_code == 202
-    world.settle()
-
-
-def replies(world: World) -> list[str]:
-    return [c.body for c in world.state.comments(REPO, 7)]
-
-
-def reviews(world: World) -> list[Any]:
-    return world.query(select(Review).order_by(Review.id))
 
 
 def rows(world: World) -> list[Any]:
     return world.query(select(Deployment).order_by(Deployment.id))
+
+
+def escalate_again(world: World) -> None:
+    """Re-run the gonogo check run of the escalation, and wait until gonogo has decided and escalated again."""
+    rerun = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "rerequested")
+    assert world.send("check_run", rerun).status_code == 202
+    world.wait(lambda: len(world.query(select(DecisionRecord))) == 2, what="the second decision")
+    world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the second escalation")
 
 
 def test_a_policy_broken_after_the_escalation_does_not_make_every_writer_a_reviewer(database_url):
@@ -152,10 +138,7 @@ def test_a_comment_written_before_gonogo_decided_again_does_not_answer_the_new_e
         world.escalate(LABEL)
         written = issue_comment_payload(world.state, REPO, 7, "/gonogo approve saw the e2e run", "rita")
         time.sleep(1.1)  # GitHub's times have whole seconds: the new decision comes a second later at least
-        rerun = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "rerequested")
-        assert world.send("check_run", rerun).status_code == 202
-        world.wait(lambda: len(world.query(select(DecisionRecord))) == 2, what="the second decision")
-        world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the second escalation")
+        escalate_again(world)
         assert world.send("issue_comment", written).status_code == 202  # delivered late
         world.settle()
         assert world.accepted_answers(REPO) == []
@@ -205,10 +188,7 @@ def test_a_click_on_the_report_gonogo_replaced_does_not_answer_the_new_one(datab
         clicked = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "requested_action",
                                     identifier="approve", sender="rita")  # fmt: skip
         time.sleep(1.1)  # GitHub's times have whole seconds: the new decision comes a second later at least
-        rerun = check_run_payload(world.state, REPO, world.check_run(LABEL).id, "rerequested")
-        assert world.send("check_run", rerun).status_code == 202
-        world.wait(lambda: len(world.query(select(DecisionRecord))) == 2, what="the second decision")
-        world.wait(lambda: [r.state for r in rows(world)] == ["escalated"], what="the second escalation")
+        escalate_again(world)
         assert world.send("check_run", clicked).status_code == 202  # delivered late
         world.settle()
         assert world.accepted_answers(REPO) == []
