@@ -9,7 +9,9 @@ import asyncio
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import httpx
 from sqlalchemy import text, update
@@ -18,6 +20,7 @@ from github_app.app import create_app
 from github_app.db.models import Deployment
 from github_app.features.escalation import sweep
 from github_app.features.gate import recover_stuck
+from github_app.routing import Context
 from github_app.sandbox.app_hooks import configure_hook, deliver
 from github_app.sandbox.webhooks import deployment_protection_rule_payload, installation_payload
 from github_app.serving import ServerThread
@@ -152,13 +155,16 @@ def test_a_form_body_without_its_payload_field_is_refused_with_what_to_do_and_js
     assert taken.status_code == 202 and stored == [mislabelled.decode()]
 
 
-def _recover(world: World) -> int:
-    """One pass of the sweeper's recovery of deployments nobody drives, as a worker process runs it."""
+T = TypeVar("T")
+
+
+def _as_worker(world: World, work: Callable[[Context], Awaitable[T]]) -> T:
+    """Run ``work`` with a handler context of its own, as a worker process does, and close it after."""
     ctx = world.app_context()
 
-    async def run() -> int:
+    async def run() -> T:
         try:
-            return await recover_stuck(ctx)
+            return await work(ctx)
         finally:
             await ctx.services["github"].aclose()
 
@@ -166,23 +172,21 @@ def _recover(world: World) -> int:
         return asyncio.run(run())
     finally:
         ctx.engine.dispose()
+
+
+def _recover(world: World) -> int:
+    """One pass of the sweeper's recovery of deployments nobody drives."""
+    return _as_worker(world, recover_stuck)
 
 
 def _sweep(world: World) -> None:
-    """One round of the sweeper (escalations, then deployments nobody drives), as a worker process runs it."""
-    ctx = world.app_context()
+    """One round of the sweeper: escalations, then deployments nobody drives."""
 
-    async def run() -> None:
-        try:
-            await sweep(ctx)
-            await recover_stuck(ctx)
-        finally:
-            await ctx.services["github"].aclose()
+    async def both(ctx: Context) -> None:
+        await sweep(ctx)
+        await recover_stuck(ctx)
 
-    try:
-        return asyncio.run(run())
-    finally:
-        ctx.engine.dispose()
+    _as_worker(world, both)
 
 
 def test_a_deployment_left_unanswered_past_githubs_30_days_is_abandoned_not_evaluated_again(database_url):
